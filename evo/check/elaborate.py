@@ -1,0 +1,723 @@
+"""Compile-time evaluation, block instantiation, seq expansion and shape inference.
+
+Instantiating a network with its scalar arguments evaluates every compile-time
+expression and `if`, expands seqs (`repeat`, `for`) under a hard size limit,
+instantiates blocks, infers every tensor's shape with the op's rule from
+:mod:`evo.ops`, and assigns module paths by the spec's naming rules.  The result
+is the network's IR graph (lowering is this evaluation); errors are collected
+with the span of the offending argument.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from evo import ops
+from evo.check.program import Program
+from evo.diagnostics import Abort, Collector, Note, Span, did_you_mean
+from evo.frontend import ast as A
+from evo.ir.node import Graph, Node, Op, Scope
+from evo.units import COUNT, Quantity, parse_unit
+
+MAX_EXPANDED = 100_000   # nodes + expanded seq stages per network
+MAX_DEPTH = 200          # nested block instances
+
+
+@dataclass(frozen=True)
+class TensorV:
+    nid: int
+    shape: tuple
+
+
+@dataclass(frozen=True)
+class TupleV:
+    items: tuple
+
+
+class _Poison:
+    """The value of a name whose definition had an error (suppresses follow-on errors)."""
+
+
+POISON = _Poison()
+
+
+def type_name(v: Any) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int"
+    if isinstance(v, float):
+        return "float"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, TensorV):
+        return f"tensor {ops.fmt_shape(v.shape)}"
+    if isinstance(v, TupleV):
+        return f"{len(v.items)} values"
+    if isinstance(v, Quantity):
+        return f"quantity ({v.dim})"
+    if isinstance(v, tuple):
+        return "list"
+    return type(v).__name__
+
+
+def join(scope: str, name: str) -> str:
+    return f"{scope}.{name}" if scope else name
+
+
+@dataclass
+class _Ctx:
+    scope: str
+    env: dict[str, Any]
+    depth: int = 0
+    what: str = ""
+
+
+@dataclass
+class _Builder:
+    nodes: list[Node] = field(default_factory=list)
+    scopes: list[Scope] = field(default_factory=list)
+    values: dict[str, int] = field(default_factory=dict)
+    counters: dict[tuple[str, str], int] = field(default_factory=dict)
+    used_paths: set[str] = field(default_factory=set)
+    expanded: int = 0
+
+    def gen_path(self, scope: str, base: str) -> str:
+        while True:
+            k = self.counters.get((scope, base), 0)
+            self.counters[(scope, base)] = k + 1
+            p = join(scope, f"{base}_{k}")
+            if p not in self.used_paths:
+                return p
+
+
+class Elaborator:
+    def __init__(self, prog: Program, col: Collector):
+        self.prog = prog
+        self.col = col
+        self.b = _Builder()
+
+    def constant(self, e) -> Any:
+        """Evaluate a constant expression (no names in scope)."""
+        return self.eval(e, _Ctx("", {}))
+
+    # ------------------------------------------------------------------ errors
+    def fail(self, code: str, msg: str, span: Span, hint: str | None = None, notes=()) -> Abort:
+        self.col.error(code, msg, span, hint, notes)
+        return Abort()
+
+    # ------------------------------------------------------------------ entry
+    def network(self, net: A.Network, args: dict[str, Any] | None = None,
+                args_span: Span | None = None) -> Graph | None:
+        args = dict(args or {})
+        self.b = _Builder()
+        n_before = len(self.col.diagnostics)
+        try:
+            inp = net.params[0]
+            shape = self.input_shape(net, inp)
+            node = self.add(Op.INPUT, (), {}, shape, inp.span, "", None, inp.name)
+            env: dict[str, Any] = {inp.name: node}
+            self.b.values[inp.name] = node.nid
+            for p in net.params[1:]:
+                if p.name in args:
+                    v = args.pop(p.name)
+                    env[p.name] = self.check_param_type(p, v, args_span or p.span, f"network '{net.name}'")
+                elif p.default is not None:
+                    v = self.eval(p.default, _Ctx("", env))
+                    env[p.name] = self.check_param_type(p, v, p.default.span, f"network '{net.name}'")
+                else:
+                    raise self.fail("E0107", f"network '{net.name}' needs a value for parameter '{p.name}'",
+                                    p.span, f"give it a default, e.g. {p.name}: int = 10")
+            for extra in args:
+                raise self.fail("E0105", f"network '{net.name}' has no parameter '{extra}'",
+                                args_span or net.name_span,
+                                did_you_mean(extra, [p.name for p in net.params[1:]]))
+            ctx = _Ctx("", env, 0, f"network '{net.name}'")
+            outs = self.exec_body(net.body, ctx)
+            if outs is None:
+                raise self.fail("E0111", f"network '{net.name}' does not return a value", net.name_span)
+        except Abort:
+            return None
+        if len(self.col.diagnostics) > n_before:
+            return None
+        out_ids = []
+        for v, e in outs:
+            if not isinstance(v, TensorV):
+                self.col.error("E0205", f"a network returns tensors, not {type_name(v)}", e.span)
+                return None
+            out_ids.append(v.nid)
+        self.b.scopes.insert(0, Scope("", "network", net.name, None, node.nid, tuple(out_ids), net.span))
+        pargs = tuple((p.name, env[p.name]) for p in net.params[1:])
+        return Graph(net.name, tuple(self.b.nodes), (node.nid,), tuple(out_ids), tuple(self.b.scopes),
+                     tuple(sorted(self.b.values.items())), pargs, net.span)
+
+    def input_shape(self, net: A.Network, p: A.Param) -> tuple:
+        t = p.type
+        if t is None or t.name != "Tensor" or t.dims is None:
+            raise self.fail("E0304", f"the first parameter of network '{net.name}' must be its input tensor "
+                            "with a declared shape", p.span,
+                            f"write e.g. {p.name}: Tensor[N, 3, 224, 224]")
+        for i, d in enumerate(t.dims):
+            if isinstance(d, str) and i > 0:
+                raise self.fail("E0304", f"dimension {i} of the input is the symbol '{d}'; only the first "
+                                "(batch) dimension may be symbolic", t.span,
+                                "give channels and spatial sizes as integers")
+            if isinstance(d, int) and d <= 0:
+                raise self.fail("E0304", f"dimension {i} of the input must be positive, got {d}", t.span)
+        return tuple(t.dims)
+
+    # ------------------------------------------------------------------ nodes
+    def add(self, op: Op, inputs: tuple, attrs: dict, shape: tuple, span: Span, scope: str,
+            path: str | None, name: str) -> TensorV:
+        self.tick(span)
+        nid = len(self.b.nodes)
+        if path is not None:
+            self.b.used_paths.add(path)
+        self.b.nodes.append(Node(nid, op, tuple(inputs), tuple(sorted(attrs.items())), tuple(shape), span,
+                                 scope, path, name))
+        return TensorV(nid, tuple(shape))
+
+    def tick(self, span: Span, n: int = 1) -> None:
+        self.b.expanded += n
+        if self.b.expanded > MAX_EXPANDED:
+            raise self.fail("E0202", f"the network expands to more than {MAX_EXPANDED:,} layers", span,
+                            "reduce the repeat/for counts")
+
+    # ------------------------------------------------------------------ statements
+    def exec_body(self, stmts, ctx: _Ctx):
+        for s in stmts:
+            if isinstance(s, A.Assign):
+                try:
+                    v = self.eval(s.value, ctx, bind=s.name)
+                except Abort:
+                    v = POISON
+                ctx.env[s.name] = v
+                if isinstance(v, TensorV):
+                    self.b.values.setdefault(join(ctx.scope, s.name), v.nid)
+            elif isinstance(s, A.Return):
+                vals = []
+                for e in s.values:
+                    v = self.eval(e, ctx)
+                    if v is POISON:
+                        raise Abort()
+                    vals.append((v, e))
+                return vals
+            elif isinstance(s, A.If):
+                c = self.eval_bool(s.cond, ctx)
+                branch = s.then if c else s.orelse
+                if branch is not None:
+                    r = self.exec_body(branch, ctx)
+                    if r is not None:
+                        return r
+        return None
+
+    # ------------------------------------------------------------------ expressions
+    def eval_bool(self, e, ctx: _Ctx) -> bool:
+        v = self.eval(e, ctx)
+        if v is POISON:
+            raise Abort()
+        if not isinstance(v, bool):
+            raise self.fail("E0204" if isinstance(v, TensorV) else "E0200",
+                            f"a condition must be a compile-time bool, not {type_name(v)}", e.span,
+                            "compare values, e.g. stride != 1")
+        return v
+
+    def eval_int(self, e, ctx: _Ctx, what: str) -> int:
+        v = self.eval(e, ctx)
+        if v is POISON:
+            raise Abort()
+        if isinstance(v, bool) or not isinstance(v, int):
+            if isinstance(v, float) and v.is_integer():
+                return int(v)
+            raise self.fail("E0200", f"{what} must be an int, not {type_name(v)}", e.span)
+        return v
+
+    def eval(self, e, ctx: _Ctx, bind: str | None = None) -> Any:
+        m = getattr(self, "e_" + type(e).__name__)
+        return m(e, ctx, bind)
+
+    def e_Num(self, e: A.Num, ctx, bind):
+        if e.unit is None:
+            return e.value
+        parsed = parse_unit(e.unit)
+        if parsed is None:
+            raise self.fail("E0411", f"unknown unit '{e.unit}'", e.span)
+        scale, dim = parsed
+        if dim == COUNT:
+            v = e.value * scale
+            return int(v) if float(v).is_integer() else v
+        return Quantity(e.value * scale, dim, e.text)
+
+    def e_Str(self, e, ctx, bind):
+        return e.value
+
+    def e_Bool(self, e, ctx, bind):
+        return e.value
+
+    def e_Name(self, e: A.Name, ctx, bind):
+        if e.id in ctx.env:
+            return ctx.env[e.id]
+        raise self.fail("E0100", f"'{e.id}' is not bound on this path", e.span,
+                        "it is bound only in one branch of an 'if'; bind it in both")
+
+    def e_ListExpr(self, e: A.ListExpr, ctx, bind):
+        return tuple(self.eval(x, ctx) for x in e.items)
+
+    def e_CondExpr(self, e: A.CondExpr, ctx, bind):
+        return self.eval(e.body if self.eval_bool(e.cond, ctx) else e.orelse, ctx, bind)
+
+    def e_UnaryOp(self, e: A.UnaryOp, ctx, bind):
+        v = self.eval(e.operand, ctx)
+        if v is POISON:
+            return POISON
+        if e.op == "not":
+            if not isinstance(v, bool):
+                raise self.fail("E0200", f"'not' needs a bool, not {type_name(v)}", e.operand.span)
+            return not v
+        if isinstance(v, bool) or not isinstance(v, (int, float, Quantity)):
+            raise self.fail("E0200", f"unary '{e.op}' needs a number, not {type_name(v)}", e.operand.span)
+        if isinstance(v, Quantity):
+            return Quantity(-v.value if e.op == "-" else v.value, v.dim)
+        return -v if e.op == "-" else v
+
+    def e_BinOp(self, e: A.BinOp, ctx, bind):
+        op = e.op
+        if op in ("and", "or"):
+            a = self.eval(e.left, ctx)
+            if a is POISON:
+                return POISON
+            if not isinstance(a, bool):
+                raise self.fail("E0200", f"'{op}' needs bools, not {type_name(a)}", e.left.span)
+            if (op == "and" and not a) or (op == "or" and a):
+                return a
+            b = self.eval(e.right, ctx)
+            if b is POISON:
+                return POISON
+            if not isinstance(b, bool):
+                raise self.fail("E0200", f"'{op}' needs bools, not {type_name(b)}", e.right.span)
+            return b
+        a = self.eval(e.left, ctx)
+        b = self.eval(e.right, ctx)
+        if a is POISON or b is POISON:
+            return POISON
+        if isinstance(a, TensorV) or isinstance(b, TensorV):
+            if op not in ("+", "*"):
+                raise self.fail("E0200", f"'{op}' is not defined on tensors", e.span,
+                                "tensors support + and * (elementwise)")
+            for v, sub in ((a, e.left), (b, e.right)):
+                if not isinstance(v, TensorV):
+                    raise self.fail("E0200", f"cannot {'add' if op == '+' else 'multiply'} a tensor and "
+                                    f"{type_name(v)}", sub.span, "both operands must be tensors")
+            d = ops.lookup("add" if op == "+" else "mul")
+            try:
+                shape = d.shape([a.shape, b.shape], {})
+            except ops.OpError as err:
+                raise self.fail(err.code, err.message, e.span, err.hint) from None
+            return self.add(d.op, (a.nid, b.nid), {}, shape, e.span, ctx.scope, None, bind or "")
+        return self.scalar_binop(op, a, b, e)
+
+    def scalar_binop(self, op: str, a, b, e: A.BinOp):
+        if isinstance(a, Quantity) or isinstance(b, Quantity):
+            return self.quantity_binop(op, a, b, e)
+        if op in ("==", "!="):
+            if type_name(a) != type_name(b) and not (_isnum(a) and _isnum(b)):
+                raise self.fail("E0200", f"cannot compare {type_name(a)} with {type_name(b)}", e.span)
+            return (a == b) if op == "==" else (a != b)
+        for v, sub in ((a, e.left), (b, e.right)):
+            if not _isnum(v):
+                raise self.fail("E0200", f"'{op}' needs numbers, not {type_name(v)}", sub.span)
+        if op in ("<", "<=", ">", ">="):
+            return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+        if op in ("/", "//", "%") and b == 0:
+            raise self.fail("E0201", "division by zero", e.right.span)
+        r = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b,
+             "//": lambda: a // b, "%": lambda: a % b}[op]()
+        if isinstance(r, float) and not math.isfinite(r):
+            raise self.fail("E0203", "the result is not a finite number", e.span)
+        if isinstance(r, int) and abs(r) > 10 ** 18:
+            raise self.fail("E0203", "the result is too large", e.span)
+        return r
+
+    def quantity_binop(self, op: str, a, b, e):
+        qa, qb = isinstance(a, Quantity), isinstance(b, Quantity)
+        if op in ("+", "-", "<", "<=", ">", ">=", "==", "!="):
+            if not (qa and qb) or a.dim != b.dim:
+                raise self.fail("E0400", f"'{op}' needs quantities of one dimension, got {type_name(a)} and "
+                                f"{type_name(b)}", e.span)
+            x, y = a.value, b.value
+            return {"+": lambda: Quantity(x + y, a.dim), "-": lambda: Quantity(x - y, a.dim),
+                    "<": lambda: x < y, "<=": lambda: x <= y, ">": lambda: x > y, ">=": lambda: x >= y,
+                    "==": lambda: x == y, "!=": lambda: x != y}[op]()
+        if op == "*" and qa != qb:
+            q, s = (a, b) if qa else (b, a)
+            if _isnum(s):
+                return Quantity(q.value * s, q.dim)
+        if op == "/" and qa and not qb and _isnum(b):
+            if b == 0:
+                raise self.fail("E0201", "division by zero", e.right.span)
+            return Quantity(a.value / b, a.dim)
+        raise self.fail("E0400", f"'{op}' is not defined for {type_name(a)} and {type_name(b)}", e.span)
+
+    def e_Attr(self, e: A.Attr, ctx, bind):
+        v = self.eval(e.obj, ctx)
+        if v is POISON:
+            return POISON
+        if isinstance(v, TensorV):
+            idx = {"channels": 1, "height": 2, "width": 3}
+            if e.attr in idx:
+                i = idx[e.attr]
+                if len(v.shape) <= i:
+                    raise self.fail("E0300", f"'.{e.attr}' needs a 4-D tensor, this one is "
+                                    f"{ops.fmt_shape(v.shape)}", e.span)
+                return self.dim(v.shape[i], e)
+            if e.attr == "shape":
+                return tuple(v.shape)
+            if e.attr == "rank":
+                return len(v.shape)
+            raise self.fail("E0113", f"tensors have no attribute '{e.attr}'", e.span,
+                            did_you_mean(e.attr, ["channels", "height", "width", "shape", "rank"])
+                            or "use .channels, .height, .width, .shape[i] or .rank")
+        raise self.fail("E0113", f"{type_name(v)} has no attribute '{e.attr}'", e.span)
+
+    def dim(self, d, e):
+        if not isinstance(d, int):
+            raise self.fail("E0204", f"this dimension is the symbol '{d}', not known at compile time", e.span)
+        return d
+
+    def e_Index(self, e: A.Index, ctx, bind):
+        v = self.eval(e.obj, ctx)
+        i = self.eval(e.index, ctx)
+        if v is POISON or i is POISON:
+            return POISON
+        if not isinstance(v, tuple):
+            raise self.fail("E0200", f"cannot index {type_name(v)}", e.obj.span,
+                            "index a tensor's shape: x.shape[i]")
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise self.fail("E0200", f"an index must be an int, not {type_name(i)}", e.index.span)
+        if not -len(v) <= i < len(v):
+            raise self.fail("E0206", f"index {i} is out of range for {len(v)} items", e.index.span)
+        r = v[i]
+        if isinstance(r, str) and isinstance(e.obj, A.Attr) and e.obj.attr == "shape":
+            return self.dim(r, e)
+        return r
+
+    # ------------------------------------------------------------------ calls
+    def e_Call(self, e: A.Call, ctx: _Ctx, bind):
+        if e.func in ("min", "max"):
+            vals = [self.eval(a, ctx) for a in e.args]
+            if any(v is POISON for v in vals):
+                return POISON
+            if len(vals) < 2 or e.kwargs:
+                raise self.fail("E0104", f"{e.func}() takes two or more numbers", e.span)
+            for v, a in zip(vals, e.args):
+                if not _isnum(v):
+                    raise self.fail("E0200", f"{e.func}() needs numbers, not {type_name(v)}", a.span)
+            return min(vals) if e.func == "min" else max(vals)
+        pos = [(self.eval(a, ctx), a.span) for a in e.args]
+        kw = {}
+        for k in e.kwargs:
+            if k.name in kw:
+                raise self.fail("E0106", f"argument '{k.name}' is given twice", k.name_span)
+            kw[k.name] = (self.eval(k.value, ctx), k.value.span, k.name_span)
+        if any(v is POISON for v, _ in pos) or any(v[0] is POISON for v in kw.values()):
+            return POISON
+        block = self.prog.blocks.get(e.func)
+        if block is not None:
+            if not pos:
+                raise self.fail("E0107", f"block '{e.func}' needs its input tensor as first argument", e.span)
+            x, xspan = pos[0]
+            return self.call_block(block, x, xspan, pos[1:], kw, ctx, bind, e.span, None)
+        d = ops.lookup(e.func)
+        if d is None:  # reported by the names check
+            raise Abort()
+        if d.n_inputs is None:
+            k = 0
+            while k < len(pos) and isinstance(pos[k][0], TensorV):
+                k += 1
+            inputs, rest = pos[:k], pos[k:]
+            if not inputs:
+                raise self.fail("E0205", f"{d.name} needs tensors as its first arguments", e.span)
+        else:
+            if not pos:
+                raise self.fail("E0107", f"{d.name} needs its input tensor as first argument", e.span,
+                                f"write {d.name}(x, ...)")
+            inputs, rest = pos[:1], pos[1:]
+        for v, sp in inputs:
+            if not isinstance(v, TensorV):
+                raise self.fail("E0205", f"the first argument of {d.name} must be a tensor, not {type_name(v)}",
+                                sp)
+        return self.apply_op(d, inputs, rest, kw, ctx, bind, e.span, e.func_span, None)
+
+    def apply_op(self, d: ops.OpDef, inputs, pos, kw, ctx: _Ctx, bind, span: Span, fspan: Span,
+                 stage_path: str | None):
+        given: dict[str, Any] = {}
+        spans: dict[str, Span] = {}
+        params = list(d.params)
+        if len(pos) > len(params):
+            extra = pos[len(params)][1]
+            if not params:
+                raise self.fail("E0104", f"{d.name} takes no arguments besides its input", extra)
+            raise self.fail("E0104", f"{d.name} takes at most {len(params)} argument"
+                            f"{'s' if len(params) != 1 else ''} after its input "
+                            f"({', '.join(p.name for p in params)}), got {len(pos)}", extra)
+        for p, (v, sp) in zip(params, pos):
+            given[p.name], spans[p.name] = v, sp
+        names = [p.name for p in params]
+        for k, (v, sp, nsp) in kw.items():
+            if k not in names:
+                raise self.fail("E0105", f"{d.name} has no argument '{k}'", nsp,
+                                did_you_mean(k, names) or (f"its arguments are {', '.join(names)}" if names
+                                                           else f"{d.name} takes no arguments"))
+            if k in given:
+                raise self.fail("E0106", f"argument '{k}' of {d.name} is given twice", nsp)
+            given[k], spans[k] = v, sp
+        for p in params:
+            if p.name not in given:
+                if p.default is ops.REQUIRED:
+                    raise self.fail("E0107", f"{d.name} needs argument '{p.name}'" +
+                                    (f" ({p.doc})" if p.doc else ""), span,
+                                    f"e.g. {d.name}({'x, ' if d.n_inputs == 1 else ''}{p.name}=...)")
+                continue
+            given[p.name] = self.check_arg(d, p, given[p.name], spans[p.name])
+        attrs = ops.normalize_args(d, given)
+        shapes = [v.shape for v, _ in inputs]
+        try:
+            shape = d.shape(shapes, attrs)
+        except ops.OpError as err:
+            if err.arg is None:
+                sp = inputs[0][1] if inputs else span
+            elif err.arg.startswith("#"):
+                sp = inputs[int(err.arg[1:])][1]
+            else:
+                sp = spans.get(err.arg, span)
+            raise self.fail(err.code, err.message, sp, err.hint) from None
+        if stage_path is not None:
+            path = stage_path
+        elif d.parametric:
+            path = join(ctx.scope, bind) if bind else self.b.gen_path(ctx.scope, d.name)
+        else:
+            path = None
+        return self.add(d.op, tuple(v.nid for v, _ in inputs), attrs, shape, span, ctx.scope, path, bind or "")
+
+    def check_arg(self, d: ops.OpDef, p: ops.ParamSpec, v: Any, span: Span) -> Any:
+        def bad(what):
+            return self.fail("E0200", f"argument '{p.name}' of {d.name} must be {what}, not {type_name(v)}", span)
+
+        def rng(x):
+            if p.min is not None and x < p.min:
+                raise self.fail("E0203", f"argument '{p.name}' of {d.name} must be at least "
+                                f"{_fmt(p.min)}, got {_fmt(x)}", span)
+            if p.max is not None and x > p.max:
+                raise self.fail("E0203", f"argument '{p.name}' of {d.name} must be at most "
+                                f"{_fmt(p.max)}, got {_fmt(x)}", span)
+            return x
+
+        if p.kind == "int":
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise bad("an int")
+            return rng(v)
+        if p.kind == "float":
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise bad("a number")
+            return rng(float(v))
+        if p.kind == "bool":
+            if not isinstance(v, bool):
+                raise bad("true or false")
+            return v
+        if p.kind == "int2":
+            if isinstance(v, tuple):
+                if len(v) != 2 or any(isinstance(x, bool) or not isinstance(x, int) for x in v):
+                    raise bad("an int or a list of two ints")
+                return (rng(v[0]), rng(v[1]))
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise bad("an int or a list of two ints")
+            return rng(v)
+        raise AssertionError(p.kind)
+
+    def check_param_type(self, p: A.Param, v: Any, span: Span, owner: str) -> Any:
+        if v is POISON or p.type is None:
+            return v
+        t = p.type.name
+        ok = {"int": lambda: isinstance(v, int) and not isinstance(v, bool),
+              "float": lambda: _isnum(v),
+              "bool": lambda: isinstance(v, bool),
+              "Tensor": lambda: isinstance(v, TensorV)}.get(t)
+        if ok is None:
+            raise self.fail("E0200", f"unknown type '{t}' for parameter '{p.name}'", p.type.span,
+                            did_you_mean(t, ["int", "float", "bool", "Tensor"]))
+        if not ok():
+            raise self.fail("E0200", f"parameter '{p.name}' of {owner} is {t}, got {type_name(v)}", span)
+        if t == "float":
+            return float(v)
+        return v
+
+    # ------------------------------------------------------------------ blocks
+    def call_block(self, b: A.Block, x, xspan: Span, pos, kw, ctx: _Ctx, bind, span: Span,
+                   stage_path: str | None):
+        if not isinstance(x, TensorV):
+            raise self.fail("E0205", f"the first argument of block '{b.name}' must be a tensor, not "
+                            f"{type_name(x)}", xspan)
+        if ctx.depth >= MAX_DEPTH:
+            raise self.fail("E0202", f"blocks are nested more than {MAX_DEPTH} deep", span)
+        params = b.params
+        if len(pos) > len(params) - 1:
+            raise self.fail("E0104", f"block '{b.name}' takes {len(params) - 1} argument"
+                            f"{'s' if len(params) != 2 else ''} after its input, got {len(pos)}", span)
+        env: dict[str, Any] = {params[0].name: x}
+        if params[0].type is not None and params[0].type.name != "Tensor":
+            raise self.fail("E0200", f"the first parameter of block '{b.name}' is its input tensor",
+                            params[0].span)
+        given = {p.name: (v, sp) for p, (v, sp) in zip(params[1:], pos)}
+        for k, (v, sp, nsp) in kw.items():
+            if k not in [p.name for p in params[1:]]:
+                raise self.fail("E0105", f"block '{b.name}' has no parameter '{k}'", nsp,
+                                did_you_mean(k, [p.name for p in params[1:]]))
+            if k in given:
+                raise self.fail("E0106", f"argument '{k}' is given twice", nsp)
+            given[k] = (v, sp)
+        for p in params[1:]:
+            if p.name in given:
+                v, sp = given[p.name]
+            elif p.default is not None:
+                v, sp = self.eval(p.default, _Ctx(ctx.scope, dict(env), ctx.depth)), p.default.span
+            else:
+                raise self.fail("E0107", f"block '{b.name}' needs argument '{p.name}'", span)
+            if isinstance(v, TensorV):
+                raise self.fail("E0205", f"only the first argument of block '{b.name}' may be a tensor", sp,
+                                "pass further tensors by combining them before the call")
+            env[p.name] = self.check_param_type(p, v, sp, f"block '{b.name}'")
+        if stage_path is not None:
+            path = stage_path
+        elif bind:
+            path = join(ctx.scope, bind)
+        else:
+            path = self.b.gen_path(ctx.scope, b.name)
+        self.b.used_paths.add(path)
+        inner = _Ctx(path, env, ctx.depth + 1, f"block '{b.name}'")
+        note = [Note(f"in block '{b.name}' instantiated here", span)]
+        n0 = len(self.col.diagnostics)
+        try:
+            if b.expr is not None:
+                if isinstance(b.expr, A.Seq):
+                    out = self.e_Seq(b.expr, inner, None, own_path=path, label=b.name, parent=ctx.scope)
+                    self.b.values[path] = out.nid
+                    return out
+                v = self.eval(b.expr, inner)
+                outs = [(v, b.expr)]
+            else:
+                outs = self.exec_body(b.body, inner)
+                if outs is None:
+                    raise self.fail("E0111", f"block '{b.name}' does not return a value on this path", span)
+        except Abort:
+            self._add_note(n0, note)
+            raise
+        for v, e in outs:
+            if v is POISON:
+                raise Abort()
+            if not isinstance(v, TensorV):
+                raise self.fail("E0205", f"block '{b.name}' must return tensors, not {type_name(v)}", e.span)
+        self.b.scopes.append(Scope(path, "block", b.name, ctx.scope, x.nid, tuple(v.nid for v, _ in outs), span))
+        if len(outs) == 1:
+            self.b.values[path] = outs[0][0].nid
+            return outs[0][0]
+        return TupleV(tuple(v for v, _ in outs))
+
+    def _add_note(self, n0: int, notes) -> None:
+        # Errors inside a block instance say which instance (the call site).
+        from dataclasses import replace
+        for i in range(n0, len(self.col.diagnostics)):
+            d = self.col.diagnostics[i]
+            if len(d.notes) < 3:
+                self.col.diagnostics[i] = replace(d, notes=d.notes + tuple(notes))
+
+    # ------------------------------------------------------------------ seqs
+    def e_Seq(self, e: A.Seq, ctx: _Ctx, bind, own_path: str | None = None, label: str = "seq",
+              parent: str | None = None):
+        x = self.eval(e.input, ctx)
+        if x is POISON:
+            return POISON
+        if not isinstance(x, TensorV):
+            raise self.fail("E0205", f"seq needs a tensor input, not {type_name(x)}", e.input.span)
+        if own_path is not None:
+            path = own_path
+        elif bind:
+            path = join(ctx.scope, bind)
+        else:
+            path = self.b.gen_path(ctx.scope, "seq")
+        self.b.used_paths.add(path)
+        expanded: list[tuple[A.StageCall, dict]] = []
+        self.expand(e.stages, dict(ctx.env), ctx, expanded)
+        cur = x
+        sctx = _Ctx(path, ctx.env, ctx.depth + 1, ctx.what)
+        for i, (st, env) in enumerate(expanded):
+            stage_path = join(path, str(i))
+            ectx = _Ctx(ctx.scope, env, ctx.depth)
+            pos = [(self.eval(a, ectx), a.span) for a in st.args]
+            kw = {}
+            for k in st.kwargs:
+                if k.name in kw:
+                    raise self.fail("E0106", f"argument '{k.name}' is given twice", k.name_span)
+                kw[k.name] = (self.eval(k.value, ectx), k.value.span, k.name_span)
+            for v, sp in pos + [(v[0], v[1]) for v in kw.values()]:
+                if isinstance(v, TensorV):
+                    raise self.fail("E0205", "a seq stage takes no tensor arguments: the previous stage's output "
+                                    "is its input", sp, "use a block, or compute this outside the seq")
+                if v is POISON:
+                    raise Abort()
+            block = self.prog.blocks.get(st.func)
+            if block is not None:
+                cur = self.call_block(block, cur, st.span, pos, kw, sctx, None, st.span, stage_path)
+                if isinstance(cur, TupleV):
+                    raise self.fail("E0205", f"block '{st.func}' returns several values; a seq stage must "
+                                    "return one tensor", st.span)
+            else:
+                d = ops.lookup(st.func)
+                if d is None:
+                    raise Abort()
+                if d.module is None or d.n_inputs != 1:
+                    raise self.fail("E0205", f"{d.name} cannot be a seq stage (it takes several tensors)",
+                                    st.span, "apply it outside the seq")
+                cur = self.apply_op(d, [(cur, st.span)], pos, kw, sctx, None, st.span, st.span, stage_path)
+            self.b.values[stage_path] = cur.nid
+        self.b.scopes.append(Scope(path, "seq", label, parent if parent is not None else ctx.scope,
+                                   x.nid, (cur.nid,), e.span))
+        self.b.values[path] = cur.nid
+        return cur
+
+    def expand(self, stages, env: dict, ctx: _Ctx, out: list) -> None:
+        for st in stages:
+            ectx = _Ctx(ctx.scope, env, ctx.depth)
+            if isinstance(st, A.StageCall):
+                self.tick(st.span)
+                out.append((st, env))
+            elif isinstance(st, A.StageIf):
+                branch = st.then if self.eval_bool(st.cond, ectx) else st.orelse
+                if branch:
+                    self.expand(branch, env, ctx, out)
+            elif isinstance(st, A.StageRepeat):
+                n = self.eval_int(st.count, ectx, "a repeat count")
+                if n < 0:
+                    raise self.fail("E0203", f"a repeat count must not be negative, got {n}", st.count.span)
+                if n > MAX_EXPANDED:
+                    raise self.fail("E0202", f"repeat {n:,} expands past the limit of {MAX_EXPANDED:,} layers",
+                                    st.count.span, "reduce the count")
+                for _ in range(n):
+                    self.expand(st.stages, env, ctx, out)
+            elif isinstance(st, A.StageFor):
+                a = self.eval_int(st.start, ectx, "a range start")
+                b = self.eval_int(st.stop, ectx, "a range end")
+                if b - a > MAX_EXPANDED:
+                    raise self.fail("E0202", f"for {st.var} in {a}..{b} expands past the limit of "
+                                    f"{MAX_EXPANDED:,} layers", st.span, "reduce the range")
+                for i in range(a, b):
+                    self.expand(st.stages, {**env, st.var: i}, ctx, out)
+
+
+def _isnum(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _fmt(x) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)

@@ -1,0 +1,205 @@
+"""Names and scopes: undefined names, names bound twice, unknown layers and blocks,
+block arity and keywords, returns, and recursion between blocks.
+
+Static: runs on the syntax tree of every block and network, used or not.
+"""
+
+from __future__ import annotations
+
+from evo import ops
+from evo.check.program import Program
+from evo.diagnostics import Collector, Note, did_you_mean
+from evo.frontend import ast as A
+
+BUILTIN_FUNCS = {"min", "max"}
+
+
+def check_names(prog: Program, col: Collector) -> None:
+    callables = set(ops.REGISTRY) - ops.OPERATOR_ONLY | set(prog.blocks) | BUILTIN_FUNCS
+    calls: dict[str, list[A.Call | A.StageCall]] = {}
+    for name, d in prog.defs.items():
+        if isinstance(d, (A.Block, A.Network)):
+            c = _BodyChecker(prog, col, callables)
+            c.check_def(d)
+            calls[name] = c.block_calls
+    _check_recursion(prog, calls, col)
+
+
+class _BodyChecker:
+    def __init__(self, prog: Program, col: Collector, callables: set[str]):
+        self.prog = prog
+        self.col = col
+        self.callables = callables
+        self.block_calls: list = []
+
+    def check_def(self, d: A.Block | A.Network) -> None:
+        seen: set[str] = set()
+        defined: set[str] = set()
+        for p in d.params:
+            if p.name in seen:
+                self.col.error("E0102", f"parameter '{p.name}' is declared twice", p.span)
+            seen.add(p.name)
+            if p.default is not None:
+                self.expr(p.default, defined)
+            defined.add(p.name)
+        if isinstance(d, A.Network):
+            if not d.params:
+                self.col.error("E0304", f"network '{d.name}' has no input tensor", d.name_span,
+                               "declare it first, e.g. network Net(x: Tensor[N, 3, 224, 224])")
+        if d.body is not None:
+            returns = self.stmts(d.body, defined)
+            if not returns:
+                self.col.error("E0111", f"{'network' if isinstance(d, A.Network) else 'block'} '{d.name}' "
+                               "does not return a value on every path", d.name_span,
+                               "end the body with 'return <tensor>'")
+        else:
+            self.expr(d.expr, defined)
+
+    def stmts(self, stmts, defined: set[str]) -> bool:
+        """Checks statements; returns whether every path returns."""
+        returned = False
+        for s in stmts:
+            if returned:
+                self.col.error("E0112", "statement after 'return' is never reached", s.span,
+                               "remove it or move the return to the end")
+                break
+            if isinstance(s, A.Assign):
+                self.expr(s.value, defined)
+                if s.name in defined:
+                    self.col.error("E0102", f"'{s.name}' is already bound; each name is bound once per path",
+                                   s.name_span, f"use a new name, e.g. '{s.name}2'")
+                defined.add(s.name)
+            elif isinstance(s, A.Return):
+                for v in s.values:
+                    self.expr(v, defined)
+                returned = True
+            elif isinstance(s, A.If):
+                self.expr(s.cond, defined)
+                d1 = set(defined)
+                r1 = self.stmts(s.then, d1)
+                d2 = set(defined)
+                r2 = self.stmts(s.orelse, d2) if s.orelse is not None else False
+                # Names bound on some path are visible afterwards; whether they are
+                # bound on the path taken is checked when the network is instantiated.
+                defined |= (d1 if not r1 else set()) | (d2 if not r2 else set())
+                returned = r1 and r2
+        return returned
+
+    def expr(self, e, defined: set[str]) -> None:
+        if e is None:
+            return
+        if isinstance(e, A.Name):
+            if e.id not in defined:
+                hint = did_you_mean(e.id, defined)
+                if e.id in self.prog.defs:
+                    hint = f"'{e.id}' is a {type(self.prog.defs[e.id]).__name__.lower()}; call it with ( )"
+                self.col.error("E0100", f"'{e.id}' is not defined", e.span, hint)
+        elif isinstance(e, A.Call):
+            self.callee(e.func, e.func_span, e)
+            for a in e.args:
+                self.expr(a, defined)
+            for k in e.kwargs:
+                self.expr(k.value, defined)
+        elif isinstance(e, A.Seq):
+            self.expr(e.input, defined)
+            self.stages(e.stages, set(defined))
+        elif isinstance(e, A.Attr):
+            self.expr(e.obj, defined)
+        else:
+            for c in e.children():
+                self.expr(c, defined)
+
+    def stages(self, stages, defined: set[str]) -> None:
+        for st in stages:
+            if isinstance(st, A.StageCall):
+                self.callee(st.func, st.span, st, stage=True)
+                for a in st.args:
+                    self.expr(a, defined)
+                for k in st.kwargs:
+                    self.expr(k.value, defined)
+            elif isinstance(st, A.StageIf):
+                self.expr(st.cond, defined)
+                self.stages(st.then, set(defined))
+                if st.orelse is not None:
+                    self.stages(st.orelse, set(defined))
+            elif isinstance(st, A.StageRepeat):
+                self.expr(st.count, defined)
+                self.stages(st.stages, set(defined))
+            elif isinstance(st, A.StageFor):
+                self.expr(st.start, defined)
+                self.expr(st.stop, defined)
+                self.stages(st.stages, set(defined) | {st.var})
+
+    def callee(self, func: str, span, call, stage: bool = False) -> None:
+        if func in self.callables and not (stage and func in BUILTIN_FUNCS):
+            if func in self.prog.blocks:
+                self.block_calls.append(call)
+                self.block_arity(self.prog.blocks[func], call, stage)
+            return
+        what = "layer or block"
+        if func in self.prog.defs:
+            kind = type(self.prog.defs[func]).__name__.lower()
+            self.col.error("E0103", f"'{func}' is a {kind}, not a layer or block", span,
+                           "networks cannot be called; turn the shared part into a block" if kind == "network"
+                           else None)
+            return
+        if func in ops.OPERATOR_ONLY:
+            self.col.error("E0103", f"'{func}' is written as an operator", span,
+                           f"write a {'+' if func == 'add' else '*'} b")
+            return
+        self.col.error("E0103", f"unknown {what} '{func}'", span,
+                       did_you_mean(func, self.callables) or "see docs/language.md for the built-in layers")
+
+    def block_arity(self, b: A.Block, call, stage: bool) -> None:
+        params = b.params
+        npos = len(call.args) + (0 if stage else 0)
+        # In a call the first parameter (the input tensor) is the first positional
+        # argument; in a seq stage it is implicit.
+        avail = params[1:] if stage else params
+        if npos > len(avail):
+            self.col.error("E0104", f"block '{b.name}' takes {len(avail)} positional argument"
+                           f"{'s' if len(avail) != 1 else ''}{' in a seq stage' if stage else ''}, "
+                           f"got {npos}", call.span,
+                           "in a seq the input tensor is passed implicitly" if stage else None)
+            return
+        names = [p.name for p in avail]
+        given = set(names[:npos])
+        for k in call.kwargs:
+            if k.name not in names:
+                self.col.error("E0105", f"block '{b.name}' has no parameter '{k.name}'", k.name_span,
+                               did_you_mean(k.name, names))
+            elif k.name in given:
+                self.col.error("E0106", f"argument '{k.name}' is given twice", k.name_span)
+            given.add(k.name)
+        for p in avail:
+            if p.name not in given and p.default is None:
+                self.col.error("E0107", f"block '{b.name}' needs argument '{p.name}'", call.span,
+                               f"pass it, e.g. {b.name}(..., {p.name}=...)",
+                               [Note(f"'{b.name}' is defined here", b.name_span)])
+
+
+def _check_recursion(prog: Program, calls: dict, col: Collector) -> None:
+    graph = {b: [c.func for c in calls.get(b, []) if c.func in prog.blocks] for b in prog.blocks}
+    state: dict[str, int] = {}
+    reported: set[frozenset] = set()
+
+    def dfs(b: str, stack: list[str]) -> None:
+        state[b] = 1
+        for call in calls.get(b, []):
+            callee = call.func
+            if callee not in prog.blocks:
+                continue
+            if state.get(callee) == 1:
+                cycle = stack[stack.index(callee):] + [callee]
+                key = frozenset(cycle)
+                if key not in reported:
+                    reported.add(key)
+                    col.error("E0108", "recursive block: " + " -> ".join(cycle), call.span,
+                              "blocks are expanded at compile time; use repeat or for in a seq")
+            elif state.get(callee) is None:
+                dfs(callee, stack + [callee])
+        state[b] = 2
+
+    for b in sorted(graph):
+        if b not in state:
+            dfs(b, [b])

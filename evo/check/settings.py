@@ -1,0 +1,493 @@
+"""cam, target and evolve blocks: references, settings and genes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from evo import units as U
+from evo.check.hardware import LEVEL_ATTRS, LEVEL_KINDS, TOP_ATTRS, HardwareSpec
+from evo.check.program import Program
+from evo.diagnostics import Abort, Collector, Span, did_you_mean
+from evo.frontend import ast as A
+from evo.ir.node import Graph
+
+METHODS = ("gradcam", "gradcampp", "xgradcam", "layercam", "hirescam", "eigencam", "scorecam")
+GRADIENT_FREE = ("eigencam", "scorecam")
+STRATEGIES = ("auto", "autograd", "forward", "compiled")
+UPSAMPLE = ("bilinear", "nearest", "none")
+NORMALIZE = ("minmax", "none")
+OBJECTIVES = ("latency", "energy", "edp")
+
+# metric -> (dimension of a bound, description)
+METRICS: dict[str, tuple[str | None, str]] = {
+    "latency": (U.TIME, "inference latency per batch"),
+    "energy": (U.ENERGY, "energy per batch"),
+    "edp": (None, "energy-delay product (J*s)"),
+    "offchip_bytes": (U.SIZE, "bytes moved to and from off-chip memory"),
+    "params": (U.COUNT, "parameter count"),
+    "macs": (U.COUNT, "multiply-accumulates"),
+    "fps": (None, "frames per second"),
+    "utilization": (None, "PE-array utilisation (0..1)"),
+    "cam_latency": (U.TIME, "explainer latency per batch (network + CAM)"),
+    "cam_energy": (U.ENERGY, "explainer energy per batch"),
+}
+
+
+@dataclass(frozen=True)
+class CamSpec:
+    name: str
+    network: str
+    layers: tuple[str, ...]
+    method: str = "gradcam"
+    classes: tuple = ("top1",)
+    strategy: str = "auto"
+    upsample: str = "bilinear"
+    normalize: str = "minmax"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    labels: tuple[str, ...] | None = None
+    span: Span | None = None
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    name: str
+    network: str
+    hardware: str
+    cam: str | None = None
+    batch: int = 1
+    fps: float | None = None
+    objective: str = "latency"
+    span: Span | None = None
+
+
+@dataclass(frozen=True)
+class GeneSpec:
+    path: tuple[str, ...]        # ("classes",) or ("Eyeriss", "global", "size")
+    kind: str                    # "network" | "hardware"
+    values: tuple[Any, ...]      # the domain, enumerated (base units for quantities)
+    dim: str | None              # quantity dimension of hardware genes
+    span: Span
+
+    @property
+    def name(self) -> str:
+        return ".".join(self.path)
+
+
+@dataclass(frozen=True)
+class EvolveSpec:
+    name: str
+    target: str
+    genes: tuple[GeneSpec, ...]
+    objectives: tuple[tuple[str, str], ...]     # (metric, "min"|"max")
+    constraints: tuple[tuple[str, str, float], ...]
+    population: int = 32
+    generations: int = 20
+    seed: int = 0
+    span: Span | None = None
+
+
+def path_of(e) -> str | None:
+    """`layer4.1.conv2` written as an expression -> the string, or None."""
+    if isinstance(e, A.Name):
+        return e.id
+    if isinstance(e, A.Attr):
+        base = path_of(e.obj)
+        return f"{base}.{e.attr}" if base is not None else None
+    return None
+
+
+MAX_GENE_VALUES = 1_000_000
+
+
+class SettingsChecker:
+    def __init__(self, prog: Program, col: Collector, graphs: dict[str, Graph | None],
+                 hardware: dict[str, HardwareSpec], evaluate):
+        self.prog, self.col, self.graphs, self.hardware = prog, col, graphs, hardware
+        self.evaluate = evaluate
+
+    def word(self, s: A.Setting, choices: tuple[str, ...]) -> str | None:
+        if isinstance(s.value, A.Name) and s.value.id in choices:
+            return s.value.id
+        got = s.value.id if isinstance(s.value, A.Name) else None
+        self.col.error("E0504", f"'{s.name}' must be one of {', '.join(choices)}" +
+                       (f", not '{got}'" if got else ""), s.value.span,
+                       did_you_mean(got, choices) if got else None)
+        return None
+
+    def ref(self, s: A.Setting, kind: type, what: str, code: str) -> str | None:
+        if not isinstance(s.value, A.Name):
+            self.col.error(code, f"'{s.name}' must name a {what}", s.value.span)
+            return None
+        name = s.value.id
+        d = self.prog.defs.get(name)
+        if not isinstance(d, kind):
+            pool = self.prog.of(kind)
+            msg = f"unknown {what} '{name}'" if d is None else f"'{name}' is a {type(d).__name__.lower()}, not a {what}"
+            self.col.error(code, msg, s.value.span, did_you_mean(name, pool) if pool else f"define a {what} first")
+            return None
+        return name
+
+    def settings(self, node, allowed: tuple[str, ...]) -> dict[str, A.Setting]:
+        out: dict[str, A.Setting] = {}
+        for s in node.settings if hasattr(node, "settings") else [i for i in node.items if isinstance(i, A.Setting)]:
+            if s.name not in allowed:
+                self.col.error("E0510", f"unknown setting '{s.name}'", s.name_span,
+                               did_you_mean(s.name, allowed) or f"settings are {', '.join(allowed)}")
+                continue
+            if s.name in out:
+                self.col.error("E0102", f"'{s.name}' is set twice", s.name_span)
+                continue
+            out[s.name] = s
+        return out
+
+    # ------------------------------------------------------------------ cam
+    def cam(self, c: A.Cam) -> CamSpec | None:
+        n0 = len(self.col.diagnostics)
+        st = self.settings(c, ("network", "layer", "method", "class", "strategy", "upsample", "normalize",
+                               "mean", "std", "labels"))
+        for req in ("network", "layer"):
+            if req not in st:
+                self.col.error("E0509", f"cam '{c.name}' needs '{req}'", c.name_span,
+                               f"add: {req} = ...")
+        net = self.ref(st["network"], A.Network, "network", "E0500") if "network" in st else None
+        graph = self.graphs.get(net) if net else None
+        layers: tuple[str, ...] = ()
+        if "layer" in st:
+            v = st["layer"].value
+            items = v.items if isinstance(v, A.ListExpr) else (v,)
+            if not items:
+                self.col.error("E0504", "'layer' needs at least one layer", v.span)
+            paths = []
+            for it in items:
+                p = path_of(it)
+                if p is None:
+                    self.col.error("E0501", "'layer' must be a name path such as layer4 or layer4.1.conv2",
+                                   it.span)
+                    continue
+                paths.append(p)
+                if graph is not None:
+                    node = graph.value(p)
+                    if node is None:
+                        self.col.error("E0501", f"network '{net}' has no layer '{p}'", it.span,
+                                       did_you_mean(p, [k for k, _ in graph.values]))
+                    elif len(node.shape) != 4:
+                        self.col.error("E0502", f"the CAM layer '{p}' has shape {_fmt_shape(node.shape)}; "
+                                       "a CAM needs a spatial feature map [N, C, H, W]", it.span,
+                                       "pick a convolutional layer before global pooling")
+            layers = tuple(paths)
+        method = self.word(st["method"], METHODS) if "method" in st else "gradcam"
+        strategy = self.word(st["strategy"], STRATEGIES) if "strategy" in st else "auto"
+        upsample = self.word(st["upsample"], UPSAMPLE) if "upsample" in st else "bilinear"
+        normalize = self.word(st["normalize"], NORMALIZE) if "normalize" in st else "minmax"
+        classes = self.classes(st["class"], graph) if "class" in st else ("top1",)
+        mean = self.floats(st["mean"], 3) if "mean" in st else None
+        std = self.floats(st["std"], 3) if "std" in st else None
+        if std is not None and any(x <= 0 for x in std):
+            self.col.error("E0203", "'std' values must be positive", st["std"].value.span)
+        labels = self.strings(st["labels"]) if "labels" in st else None
+        if len(self.col.diagnostics) > n0:
+            return None
+        return CamSpec(c.name, net, layers, method, classes, strategy, upsample, normalize, mean, std, labels,
+                       c.span)
+
+    def classes(self, s: A.Setting, graph: Graph | None):
+        v = s.value
+        n_classes = None
+        if graph is not None and graph.outputs:
+            shp = graph.node(graph.outputs[0]).shape
+            if len(shp) == 2 and isinstance(shp[1], int):
+                n_classes = shp[1]
+
+        def idx(e) -> int | None:
+            x = self.value(e)
+            if isinstance(x, bool) or not isinstance(x, int):
+                self.col.error("E0504", "a class index must be an int", e.span)
+                return None
+            if x < 0 or (n_classes is not None and x >= n_classes):
+                self.col.error("E0203", f"class {x} is out of range" +
+                               (f": the network has {n_classes} classes (0..{n_classes - 1})" if n_classes else ""),
+                               e.span)
+                return None
+            return x
+
+        if isinstance(v, A.Name) and v.id in ("top1", "all"):
+            return (v.id,)
+        if isinstance(v, A.Call) and v.func == "topk":
+            if len(v.args) != 1 or v.kwargs:
+                self.col.error("E0504", "topk takes one count, e.g. topk(3)", v.span)
+                return None
+            k = self.value(v.args[0])
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                self.col.error("E0504", "topk needs a positive int", v.args[0].span)
+                return None
+            if n_classes is not None and k > n_classes:
+                self.col.error("E0203", f"topk({k}) asks for more classes than the network's {n_classes}",
+                               v.args[0].span)
+                return None
+            return ("topk", k)
+        if isinstance(v, A.ListExpr):
+            out = [idx(e) for e in v.items]
+            if not out:
+                self.col.error("E0504", "the class list is empty", v.span)
+                return None
+            return None if None in out else ("list", tuple(out))
+        if isinstance(v, (A.Num, A.UnaryOp)):
+            i = idx(v)
+            return None if i is None else ("index", i)
+        self.col.error("E0504", "'class' must be top1, topk(k), an index, a list of indices or all", v.span,
+                       did_you_mean(v.id, ["top1", "all", "topk"]) if isinstance(v, A.Name) else None)
+        return None
+
+    def value(self, e):
+        try:
+            return self.evaluate(e)
+        except Abort:
+            return None
+
+    def floats(self, s: A.Setting, n: int):
+        v = self.value(s.value)
+        if not (isinstance(v, tuple) and len(v) == n and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                             for x in v)):
+            self.col.error("E0504", f"'{s.name}' must be a list of {n} numbers", s.value.span)
+            return None
+        return tuple(float(x) for x in v)
+
+    def strings(self, s: A.Setting):
+        v = self.value(s.value)
+        if not (isinstance(v, tuple) and all(isinstance(x, str) for x in v)):
+            self.col.error("E0504", f"'{s.name}' must be a list of strings", s.value.span)
+            return None
+        return v
+
+    # ------------------------------------------------------------------ target
+    def target(self, t: A.Target, cams: dict[str, CamSpec]) -> TargetSpec | None:
+        n0 = len(self.col.diagnostics)
+        st = self.settings(t, ("network", "hardware", "cam", "batch", "fps", "objective"))
+        for req in ("network", "hardware"):
+            if req not in st:
+                self.col.error("E0509", f"target '{t.name}' needs '{req}'", t.name_span, f"add: {req} = ...")
+        net = self.ref(st["network"], A.Network, "network", "E0500") if "network" in st else None
+        hw = self.ref(st["hardware"], A.Hardware, "hardware tier", "E0503") if "hardware" in st else None
+        cam = self.ref(st["cam"], A.Cam, "cam", "E0505") if "cam" in st else None
+        if cam and net and cam in cams and cams[cam].network != net:
+            self.col.error("E0504", f"cam '{cam}' explains network '{cams[cam].network}', but this target runs "
+                           f"'{net}'", st["cam"].value.span)
+        batch = 1
+        if "batch" in st:
+            b = self.value(st["batch"].value)
+            if isinstance(b, bool) or not isinstance(b, int) or b < 1:
+                self.col.error("E0203", "'batch' must be a positive int", st["batch"].value.span)
+            else:
+                batch = b
+        fps = None
+        if "fps" in st:
+            f = self.value(st["fps"].value)
+            if isinstance(f, bool) or not isinstance(f, (int, float)) or f <= 0:
+                self.col.error("E0203", "'fps' must be a positive number", st["fps"].value.span)
+            else:
+                fps = float(f)
+        objective = self.word(st["objective"], OBJECTIVES) if "objective" in st else "latency"
+        if len(self.col.diagnostics) > n0:
+            return None
+        return TargetSpec(t.name, net, hw, cam, batch, fps, objective, t.span)
+
+    # ------------------------------------------------------------------ evolve
+    def evolve(self, ev: A.Evolve, targets: dict[str, TargetSpec]) -> EvolveSpec | None:
+        n0 = len(self.col.diagnostics)
+        st = self.settings(ev, ("target", "population", "generations", "seed"))
+        if "target" not in st:
+            self.col.error("E0509", f"evolve '{ev.name}' needs 'target'", ev.name_span, "add: target = ...")
+            return None
+        tname = self.ref(st["target"], A.Target, "target", "E0506")
+        tgt = targets.get(tname) if tname else None
+        nums = {"population": 32, "generations": 20, "seed": 0}
+        for key, lo in (("population", 2), ("generations", 1), ("seed", 0)):
+            if key in st:
+                v = self.value(st[key].value)
+                if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                    self.col.error("E0203", f"'{key}' must be an int >= {lo}", st[key].value.span)
+                else:
+                    nums[key] = v
+        genes: list[GeneSpec] = []
+        seen: set = set()
+        objectives: list[tuple[str, str]] = []
+        constraints: list[tuple[str, str, float]] = []
+        for item in ev.items:
+            if isinstance(item, A.Gene):
+                g = self.gene(item, tgt)
+                if g is not None:
+                    if g.path in seen:
+                        self.col.error("E0102", f"gene '{g.name}' is declared twice", item.path_span)
+                    seen.add(g.path)
+                    genes.append(g)
+            elif isinstance(item, A.Objective):
+                for m, sp in zip(item.metrics, item.metric_spans):
+                    if m not in METRICS:
+                        self.col.error("E0508", f"unknown metric '{m}'", sp,
+                                       did_you_mean(m, METRICS) or f"metrics are {', '.join(METRICS)}")
+                    elif any(m == o for o, _ in objectives):
+                        self.col.error("E0102", f"metric '{m}' is an objective twice", sp)
+                    else:
+                        objectives.append((m, "min" if item.sense == "minimize" else "max"))
+            elif isinstance(item, A.Require):
+                for c in item.constraints:
+                    r = self.constraint(c)
+                    if r is not None:
+                        constraints.append(r)
+        if not any(isinstance(i, A.Objective) for i in ev.items):
+            self.col.error("E0509", f"evolve '{ev.name}' needs an objective", ev.name_span,
+                           "add e.g.: minimize latency, energy")
+        if not genes and len(self.col.diagnostics) == n0:
+            self.col.error("E0509", f"evolve '{ev.name}' declares no genes", ev.name_span,
+                           "add e.g.: gene classes in [10, 100]")
+        if len(self.col.diagnostics) > n0:
+            return None
+        return EvolveSpec(ev.name, tname, tuple(genes), tuple(objectives), tuple(constraints),
+                          nums["population"], nums["generations"], nums["seed"], ev.span)
+
+    def constraint(self, c) -> tuple[str, str, float] | None:
+        if not (isinstance(c, A.BinOp) and c.op in ("<=", "<", ">=", ">", "==") and isinstance(c.left, A.Name)):
+            self.col.error("E0512", "a constraint is 'metric <= value' (or <, >=, >, ==)", c.span,
+                           "e.g. require params <= 12M")
+            return None
+        m = c.left.id
+        if m not in METRICS:
+            self.col.error("E0508", f"unknown metric '{m}'", c.left.span, did_you_mean(m, METRICS))
+            return None
+        v = self.value(c.right)
+        dim = METRICS[m][0]
+        if isinstance(v, U.Quantity):
+            if v.dim != dim:
+                self.col.error("E0400", f"'{m}' is a {dim or 'plain number'}, but {v} is {U.NOUN.get(v.dim, v.dim)}", c.right.span)
+                return None
+            v = v.value
+        elif isinstance(v, bool) or not isinstance(v, (int, float)):
+            self.col.error("E0512", f"the bound of '{m}' must be a number", c.right.span)
+            return None
+        elif dim not in (None, U.COUNT):
+            self.col.error("E0401", f"the bound of '{m}' needs a unit, e.g. {U.EXAMPLE[dim]}", c.right.span)
+            return None
+        return (m, c.op, float(v))
+
+    def gene(self, g: A.Gene, tgt: TargetSpec | None) -> GeneSpec | None:
+        if tgt is None:
+            return None
+        path = g.path
+        if len(path) == 1:
+            net = self.prog.networks.get(tgt.network)
+            params = [p for p in net.params[1:]] if net else []
+            pnames = [p.name for p in params]
+            if path[0] not in pnames:
+                self.col.error("E0507", f"network '{tgt.network}' has no parameter '{path[0]}'", g.path_span,
+                               did_you_mean(path[0], pnames) or
+                               "a gene names a network parameter or a hardware attribute (Tier.attr)")
+                return None
+            p = params[pnames.index(path[0])]
+            values = self.domain(g, None)
+            if values is None:
+                return None
+            t = p.type.name if p.type else None
+            for v in values:
+                ok = {"int": isinstance(v, int) and not isinstance(v, bool), "bool": isinstance(v, bool),
+                      "float": isinstance(v, (int, float)) and not isinstance(v, bool)}.get(t, True)
+                if not ok or isinstance(v, U.Quantity):
+                    self.col.error("E0511", f"gene '{path[0]}' takes {t} values, got {v!r}", g.span)
+                    return None
+            return GeneSpec(path, "network", values, None, g.path_span)
+        hw_name = path[0]
+        if hw_name not in self.prog.hardware:
+            self.col.error("E0507", f"unknown gene '{'.'.join(path)}': '{hw_name}' is not a hardware tier",
+                           g.path_span, did_you_mean(hw_name, self.prog.hardware))
+            return None
+        if hw_name != tgt.hardware:
+            self.col.error("E0507", f"gene '{'.'.join(path)}' changes hardware '{hw_name}', but target "
+                           f"'{tgt.name}' runs on '{tgt.hardware}'", g.path_span)
+            return None
+        rest = path[1:]
+        if len(rest) == 1 and rest[0] in TOP_ATTRS:
+            dims = TOP_ATTRS[rest[0]][0]
+        elif len(rest) == 2 and rest[0] in LEVEL_KINDS and rest[1] in LEVEL_ATTRS:
+            dims = LEVEL_ATTRS[rest[1]][0]
+        else:
+            key = ".".join(rest)
+            self.col.error("E0507", f"hardware has no attribute '{key}'", g.path_span,
+                           did_you_mean(key, list(TOP_ATTRS) + [f"{k}.{a}" for k in LEVEL_KINDS for a in LEVEL_ATTRS]))
+            return None
+        values = self.domain(g, dims)
+        if values is None:
+            return None
+        base: list[float] = []
+        hw = self.hardware.get(hw_name)
+        for v in values:
+            if isinstance(v, U.Quantity):
+                if v.dim not in dims:
+                    self.col.error("E0400", f"gene '{'.'.join(path)}' needs a {dims[0]}, but {v} is {U.NOUN.get(v.dim, v.dim)}",
+                                   g.span)
+                    return None
+                x = v.value * (hw.frequency if v.dim == U.BANDWIDTH_CYCLE and hw else 1.0)
+            elif isinstance(v, (int, float)) and not isinstance(v, bool) and dims == (U.COUNT,):
+                x = v
+            else:
+                self.col.error("E0401", f"gene '{'.'.join(path)}' needs values with units, e.g. "
+                               f"{U.EXAMPLE[dims[0]]}", g.span)
+                return None
+            if x <= 0:
+                self.col.error("E0404", f"gene '{'.'.join(path)}' values must be positive", g.span)
+                return None
+            base.append(x)
+        return GeneSpec(path, "hardware", tuple(base), dims[0], g.path_span)
+
+    def domain(self, g: A.Gene, dims) -> tuple | None:
+        d = g.domain
+        if isinstance(d, A.Range):
+            a, b = self.value(d.start), self.value(d.stop)
+            s = self.value(d.step) if d.step is not None else 1
+            if any(x is None for x in (a, b, s)):
+                return None
+            qa = isinstance(a, U.Quantity)
+            if qa or isinstance(b, U.Quantity) or isinstance(s, U.Quantity):
+                if not (qa and isinstance(b, U.Quantity) and a.dim == b.dim and
+                        (isinstance(s, U.Quantity) and s.dim == a.dim)):
+                    self.col.error("E0511", "a range of quantities needs the same unit on start, end and step",
+                                   d.span, "e.g. 64 KiB..512 KiB step 64 KiB")
+                    return None
+                a0, b0, s0, dim = a.value, b.value, s.value, a.dim
+            else:
+                if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b, s)):
+                    self.col.error("E0511", "a range needs numbers", d.span)
+                    return None
+                a0, b0, s0, dim = a, b, s, None
+            if s0 <= 0:
+                self.col.error("E0511", "a range step must be positive", d.span)
+                return None
+            n = int((b0 - a0) // s0) if b0 > a0 else 0
+            if n * s0 + a0 < b0 - 1e-12 * max(1, abs(b0)):
+                n += 1
+            if n <= 0:
+                self.col.error("E0511", f"the range is empty (ranges are half-open: {a0}..{b0} excludes {b0})",
+                               d.span)
+                return None
+            if n > MAX_GENE_VALUES:
+                self.col.error("E0511", f"the range has {n:,} values, more than {MAX_GENE_VALUES:,}", d.span)
+                return None
+            ints = all(isinstance(x, int) for x in (a0, s0)) and dim is None
+            vals = [a0 + i * s0 for i in range(n)]
+            if dim is not None:
+                return tuple(U.Quantity(v, dim) for v in vals)
+            return tuple(int(v) if ints else float(v) for v in vals)
+        v = self.value(d)
+        if v is None:
+            return None
+        if not isinstance(v, tuple) or not v:
+            self.col.error("E0511", "a gene domain is a list [a, b, ...] or a range a..b step s", d.span)
+            return None
+        if len(set(map(repr, v))) != len(v):
+            self.col.error("E0511", "the gene's values repeat", d.span)
+            return None
+        return v
+
+
+def _fmt_shape(s) -> str:
+    return "[" + ", ".join(str(x) for x in s) + "]"

@@ -1,0 +1,229 @@
+"""IR -> standalone PyTorch source, through a plain context dict and Jinja2.
+
+Each scope of a graph (the network, every block instance, every seq) becomes
+a module: seqs are `nn.Sequential`, blocks are classes whose `forward` follows
+the IR.  Identical instances share one class.  Submodules are registered under
+exactly the program's names, so `state_dict()` keys are the module paths.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+
+import jinja2
+
+from evo import __version__, ops
+from evo.codegen.names import Namer, module_ref, safe_attr
+from evo.ir.node import Graph, Node, Op, Scope
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("evo.codegen", "templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["pyrepr"] = repr
+    return env
+
+
+def cam_runtime_source() -> str:
+    return resources.files("evo.codegen").joinpath("cam_runtime.py").read_text(encoding="utf-8")
+
+
+def _rel(scope: str, path: str) -> str:
+    return path[len(scope) + 1:] if scope else path
+
+
+@dataclass
+class _ClassDef:
+    name: str
+    base: str
+    doc: str
+    init: list[str]
+    forward: list[str]
+    arg: str
+    super_lines: list[str] = field(default_factory=list)
+
+    def key(self) -> tuple:
+        return (self.base, tuple(self.init), tuple(self.forward), self.arg, tuple(self.super_lines))
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "base": self.base, "doc": self.doc, "init": self.init,
+                "forward": self.forward, "arg": self.arg, "super_lines": self.super_lines}
+
+
+class ModuleGen:
+    """Generates the classes of one or more graphs into one namespace."""
+
+    def __init__(self) -> None:
+        self.class_names = Namer()
+        self.classes: list[_ClassDef] = []
+        self.by_key: dict[tuple, str] = {}
+
+    def add_class(self, c: _ClassDef, label: str) -> str:
+        k = c.key()
+        if k in self.by_key:
+            return self.by_key[k]
+        c.name = self.class_names.fresh(label)
+        self.by_key[k] = c.name
+        self.classes.append(c)
+        return c.name
+
+    # ------------------------------------------------------------------ graphs
+    def graph(self, g: Graph) -> str:
+        self.g = g
+        self.scopes = {s.path: s for s in g.scopes}
+        self.children: dict[str, list[Scope]] = {}
+        for s in g.scopes:
+            if s.parent is not None:
+                self.children.setdefault(s.parent, []).append(s)
+        self.in_scope: dict[str, list[Node]] = {}
+        for n in g.nodes:
+            self.in_scope.setdefault(n.scope, []).append(n)
+        self.first_node: dict[str, int] = {}
+        for n in g.nodes:
+            p = n.scope
+            while p:
+                self.first_node.setdefault(p, n.id)
+                p = self.scopes[p].parent or ""
+        root = self.scopes[""]
+        return self.block_class(root, network=True)
+
+    def direct_child(self, scope: str, node_scope: str) -> str:
+        p = node_scope
+        while self.scopes[p].parent != scope:
+            p = self.scopes[p].parent
+        return p
+
+    def module_expr(self, s: Scope) -> str:
+        """Constructor expression for a child scope."""
+        if s.kind == "seq" and s.label == "seq":
+            stages = self.seq_stages(s)
+            if not stages:
+                return "nn.Sequential()"
+            return "nn.Sequential(" + ", ".join(stages) + ")"
+        if s.kind == "seq":
+            stages = self.seq_stages(s)
+            cls = _ClassDef("", "nn.Sequential", f"block {s.label} (a seq)", [], [], "x", stages)
+            return self.add_class(cls, s.label) + "()"
+        return self.block_class(s) + "()"
+
+    def seq_stages(self, s: Scope) -> list[str]:
+        items: list[tuple[int, str]] = []
+        for n in self.in_scope.get(s.path, []):
+            d = ops.by_op(n.op)
+            items.append((int(_rel(s.path, n.path)), d.module(n.attr_dict, [self.g.node(i).shape for i in n.inputs])))
+        for c in self.children.get(s.path, []):
+            items.append((int(_rel(s.path, c.path)), self.module_expr(c)))
+        items.sort()
+        return [e for _, e in items]
+
+    def block_class(self, s: Scope, network: bool = False) -> str:
+        namer = Namer()
+        var: dict[int, str] = {}
+        inp = self.g.node(s.input)
+        if network:
+            arg = namer.fresh(inp.name or "x")
+        else:
+            arg = namer.fresh("x")
+        var[s.input] = arg
+        init: list[str] = []
+        fwd: list[str] = []
+        registered: set[str] = set()
+        done_children: set[str] = set()
+        # empty child scopes (no nodes): register them so the module tree matches
+        for n in self.g.nodes if network else self._scope_nodes(s):
+            if n.op == Op.INPUT:
+                continue
+            if n.scope == s.path:
+                self.emit_node(n, s, var, namer, init, fwd, registered)
+            else:
+                child = self.direct_child(s.path, n.scope)
+                if child in done_children:
+                    continue
+                done_children.add(child)
+                cs = self.scopes[child]
+                name = _rel(s.path, child)
+                init.append(self.register(name, self.module_expr(cs)))
+                registered.add(name)
+                outs = [namer.fresh(self._out_name(cs, name)) for _ in cs.outputs]
+                call = f"{module_ref('self', name)}({var[cs.input]})"
+                fwd.append(f"{', '.join(outs)} = {call}")
+                for o, v in zip(cs.outputs, outs):
+                    var[o] = v
+        for cs in self.children.get(s.path, []):
+            name = _rel(s.path, cs.path)
+            if cs.path not in done_children and name not in registered:
+                init.append(self.register(name, self.module_expr(cs)))
+                for o in cs.outputs:
+                    var.setdefault(o, var.get(cs.input, arg))
+        rets = [var[o] for o in s.outputs]
+        fwd.append("return " + ", ".join(rets))
+        doc = f"network {s.label}" if network else f"block {s.label}"
+        cls = _ClassDef("", "nn.Module", doc, init, fwd, arg)
+        return self.add_class(cls, s.label)
+
+    def _scope_nodes(self, s: Scope):
+        # the nodes of scope s and its descendants, in order
+        prefix = s.path + "."
+        return [n for n in self.g.nodes if n.scope == s.path or n.scope.startswith(prefix)]
+
+    def _out_name(self, cs: Scope, name: str) -> str:
+        return name if re.match(r"^[A-Za-z_]", name) else f"{cs.label}_{name}"
+
+    def register(self, name: str, ctor: str) -> str:
+        if safe_attr(name):
+            return f"self.{name} = {ctor}"
+        return f"self.add_module({name!r}, {ctor})"
+
+    def emit_node(self, n: Node, s: Scope, var: dict, namer: Namer, init: list, fwd: list, registered: set) -> None:
+        d = ops.by_op(n.op)
+        ins = [var[i] for i in n.inputs]
+        shapes = [self.g.node(i).shape for i in n.inputs]
+        out = namer.fresh(n.name or d.name)
+        if n.path is not None:
+            name = _rel(s.path, n.path)
+            init.append(self.register(name, d.module(n.attr_dict, shapes)))
+            registered.add(name)
+            fwd.append(f"{out} = {module_ref('self', name)}({', '.join(ins)})")
+        else:
+            expr = d.functional(n.attr_dict, ins)
+            if expr == ins[0] and not n.name:
+                var[n.id] = ins[0]  # identity / dropout in eval
+                namer.used.discard(out)
+                return
+            fwd.append(f"{out} = {expr}")
+        var[n.id] = out
+
+
+def generate(graphs: list[Graph], source: str = "<string>", explainers: list[str] | None = None,
+             explainer_index: list[tuple[str, str]] | None = None) -> str:
+    """Standalone PyTorch source for `graphs` (plus explainer classes, if given)."""
+    gen = ModuleGen()
+    nets = []
+    for g in graphs:
+        cls = gen.graph(g)
+        nets.append({"key": repr(g.name), "cls": cls})
+    ctx = {
+        "version": __version__,
+        "source": _safe_comment(source),
+        "classes": [c.as_dict() for c in gen.classes],
+        "networks": nets,
+        "explainers": explainers or [],
+        "explainer_index": explainer_index or [],
+        "cam_runtime": cam_runtime_source().strip() if explainers else "",
+    }
+    return environment().get_template("module.py.j2").render(**ctx)
+
+
+def _safe_comment(s: str) -> str:
+    s = s.replace("\\", "/").rsplit("/", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", s) or "_"

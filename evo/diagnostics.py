@@ -1,0 +1,244 @@
+"""Diagnostics as data, rendered in one place.
+
+Every error the compiler reports for a program is a :class:`Diagnostic` with a
+code, a message, a primary :class:`Span`, an optional hint and notes.  Checks
+collect them; :class:`EvoError` carries them to the user; :func:`render` turns
+them into ``file:line:col: error[CODE]: message`` + source line + caret + hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+
+@dataclass(frozen=True)
+class Span:
+    """A half-open region of a source file (1-based lines and columns)."""
+
+    filename: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    start: int = 0  # character offsets
+    end: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.filename}:{self.line}:{self.column}"
+
+    @staticmethod
+    def unknown(filename: str = "<unknown>") -> "Span":
+        return Span(filename, 1, 1, 1, 1, 0, 0)
+
+    def merge(self, other: "Span") -> "Span":
+        if other.filename != self.filename:
+            return self
+        a, b = (self, other) if self.start <= other.start else (other, self)
+        end = self if self.end >= other.end else other
+        return Span(self.filename, a.line, a.column, end.end_line, end.end_column, a.start, end.end)
+
+
+@dataclass(frozen=True)
+class Note:
+    message: str
+    span: Span | None = None
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    code: str
+    message: str
+    span: Span
+    hint: str | None = None
+    notes: tuple[Note, ...] = ()
+    severity: str = "error"
+
+    @property
+    def location(self) -> str:
+        return str(self.span)
+
+
+# Every diagnostic code the compiler can emit, with a one-line description.  The
+# golden tests check that each code is produced by at least one bad program.
+CODES: dict[str, str] = {
+    # syntax / lexical
+    "E0001": "unexpected character",
+    "E0002": "unexpected token",
+    "E0003": "unexpected end of file",
+    "E0004": "unknown language version",
+    "E0005": "reserved keyword used as a name",
+    "E0006": "invalid number literal",
+    # names and scopes
+    "E0100": "undefined name",
+    "E0101": "duplicate definition",
+    "E0102": "name bound twice",
+    "E0103": "unknown layer or block",
+    "E0104": "wrong number of arguments",
+    "E0105": "unknown keyword argument",
+    "E0106": "argument given twice",
+    "E0107": "missing argument",
+    "E0108": "recursive block",
+    "E0109": "import not found",
+    "E0110": "import cycle",
+    "E0111": "missing return",
+    "E0112": "statement after return",
+    "E0113": "unknown attribute of a tensor",
+    # evaluation
+    "E0200": "type mismatch",
+    "E0201": "division by zero",
+    "E0202": "expansion too large",
+    "E0203": "value out of range",
+    "E0204": "condition is not compile-time",
+    "E0205": "not a tensor",
+    "E0206": "index out of range",
+    # shapes
+    "E0300": "wrong tensor rank",
+    "E0301": "shape mismatch",
+    "E0302": "channels not divisible by groups",
+    "E0303": "output size is not positive",
+    "E0304": "invalid input declaration",
+    # units and hardware
+    "E0400": "wrong unit",
+    "E0401": "missing unit",
+    "E0402": "missing hardware attribute",
+    "E0403": "unknown hardware attribute",
+    "E0404": "value must be positive",
+    "E0405": "memory levels out of order",
+    "E0406": "PE memory larger than global memory",
+    "E0407": "unknown memory level kind",
+    "E0408": "duplicate memory level",
+    "E0409": "unknown base hardware",
+    "E0410": "missing memory level",
+    "E0411": "unknown unit",
+    # cam / target / evolve
+    "E0500": "unknown network",
+    "E0501": "unknown layer path",
+    "E0502": "CAM layer is not a spatial map",
+    "E0503": "unknown hardware",
+    "E0504": "invalid CAM setting",
+    "E0505": "unknown cam",
+    "E0506": "unknown target",
+    "E0507": "unknown gene",
+    "E0508": "unknown metric",
+    "E0509": "missing setting",
+    "E0510": "unknown setting",
+    "E0511": "invalid gene domain",
+    "E0512": "invalid constraint",
+}
+
+
+class EvoError(Exception):
+    """A program error: one or more diagnostics.
+
+    ``filename``, ``line`` and ``column`` locate the first diagnostic; ``str()``
+    is the rendered message (with source line and caret when the source is known).
+    """
+
+    def __init__(self, diagnostics: Sequence[Diagnostic] | Diagnostic, sources: "SourceMap | None" = None):
+        if isinstance(diagnostics, Diagnostic):
+            diagnostics = [diagnostics]
+        self.diagnostics: tuple[Diagnostic, ...] = tuple(diagnostics)
+        self.sources = sources or SourceMap()
+        first = self.diagnostics[0]
+        self.filename = first.span.filename
+        self.line = first.span.line
+        self.column = first.span.column
+        self.code = first.code
+        super().__init__(render_all(self.diagnostics, self.sources))
+
+    def __str__(self) -> str:
+        return render_all(self.diagnostics, self.sources)
+
+
+class SourceMap:
+    """filename -> source text, to render the offending line."""
+
+    def __init__(self, texts: dict[str, str] | None = None):
+        self.texts: dict[str, str] = dict(texts or {})
+
+    def add(self, filename: str, text: str) -> None:
+        self.texts[filename] = text
+
+    def line(self, filename: str, line: int) -> str | None:
+        text = self.texts.get(filename)
+        if text is None:
+            return None
+        lines = text.splitlines()
+        if 1 <= line <= len(lines):
+            return lines[line - 1]
+        if line == len(lines) + 1:
+            return ""
+        return None
+
+
+def _sanitize(s: str) -> str:
+    # Never print control characters from a program back to a terminal.
+    return "".join(ch if (ch == "\t" or ch.isprintable()) else "\ufffd" for ch in s)
+
+
+def render(d: Diagnostic, sources: SourceMap | None = None) -> str:
+    sources = sources or SourceMap()
+    out = [f"{d.span}: {d.severity}[{d.code}]: {_sanitize(d.message)}"]
+    text = sources.line(d.span.filename, d.span.line)
+    if text is not None:
+        text = _sanitize(text.expandtabs(1))
+        gutter = f"{d.span.line:>4} | "
+        out.append(gutter + text)
+        start = max(d.span.column - 1, 0)
+        if d.span.end_line == d.span.line and d.span.end_column > d.span.column:
+            width = d.span.end_column - d.span.column
+        else:
+            width = max(len(text) - start, 1) if d.span.end_line != d.span.line else 1
+        width = max(1, min(width, max(len(text) - start, 1)))
+        out.append(" " * (len(gutter) - 2) + "| " + " " * start + "^" + "~" * (width - 1))
+    for note in d.notes:
+        where = f"{note.span}: " if note.span else ""
+        out.append(f"  note: {where}{_sanitize(note.message)}")
+    if d.hint:
+        out.append(f"  hint: {_sanitize(d.hint)}")
+    return "\n".join(out)
+
+
+def render_all(diags: Iterable[Diagnostic], sources: SourceMap | None = None) -> str:
+    diags = list(diags)
+    body = "\n".join(render(d, sources) for d in diags)
+    if len(diags) > 1:
+        body += f"\n{len(diags)} errors"
+    return body
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    cands = sorted(set(candidates))
+    close = difflib.get_close_matches(name, cands, n=1, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in cands}
+        if name.lower() in lowered:
+            close = [lowered[name.lower()]]
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+@dataclass
+class Collector:
+    """Collects diagnostics of one phase; `raise_if_any` stops after the phase."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    sources: SourceMap = field(default_factory=SourceMap)
+
+    def error(self, code: str, message: str, span: Span, hint: str | None = None,
+              notes: Sequence[Note] = ()) -> None:
+        assert code in CODES, code
+        d = Diagnostic(code, message, span, hint, tuple(notes))
+        if d not in self.diagnostics:
+            self.diagnostics.append(d)
+
+    def raise_if_any(self) -> None:
+        if self.diagnostics:
+            ds = sorted(self.diagnostics, key=lambda d: (d.span.filename, d.span.start, d.code))
+            raise EvoError(ds, self.sources)
+
+
+class Abort(Exception):
+    """Raised inside a check to stop evaluating one construct after an error was
+    recorded; caught by the check's driver, which carries on with the next one."""

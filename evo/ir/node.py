@@ -1,0 +1,148 @@
+"""The IR: one frozen node type with an op enum, shapes, spans and module paths.
+
+A :class:`Graph` is one instantiated network: a topologically ordered tuple of
+nodes (a node's inputs always come earlier), the scopes that mirror the
+program's nesting (block instances and seqs, which become nested modules in the
+generated code), and the value paths (`layer4`, `layer4.1.conv2`) a CAM can name.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from evo.diagnostics import Span
+
+
+class Op(enum.Enum):
+    INPUT = "input"
+    CONV2D = "conv2d"
+    LINEAR = "linear"
+    BATCHNORM2D = "batchnorm2d"
+    BATCHNORM1D = "batchnorm1d"
+    RELU = "relu"
+    RELU6 = "relu6"
+    LEAKY_RELU = "leaky_relu"
+    GELU = "gelu"
+    SILU = "silu"
+    SIGMOID = "sigmoid"
+    TANH = "tanh"
+    HARDSWISH = "hardswish"
+    HARDSIGMOID = "hardsigmoid"
+    MAXPOOL2D = "maxpool2d"
+    AVGPOOL2D = "avgpool2d"
+    ADAPTIVE_AVGPOOL2D = "adaptive_avgpool2d"
+    FLATTEN = "flatten"
+    DROPOUT = "dropout"
+    IDENTITY = "identity"
+    CONCAT = "concat"
+    SOFTMAX = "softmax"
+    ADD = "add"
+    MUL = "mul"
+    CUSTOM = "custom"  # a user-defined op registered from Python; attrs["op"] names it
+    # gradient ops emitted by the compiled-CAM pass (see evo/passes/gradient.py)
+    CONV2D_T = "conv2d_grad_input"
+    LINEAR_T = "linear_grad_input"
+    MASK = "mask"              # grad * (x > 0) etc.
+    SCALE = "scale"            # grad * per-channel constant
+    UNPOOL_MAX = "maxpool2d_grad"
+    UNPOOL_AVG = "avgpool2d_grad"
+    EXPAND = "adaptive_avgpool2d_grad"
+    RESHAPE = "reshape"
+    SLICE = "slice"
+    ACT_GRAD = "activation_grad"
+    CONST = "const"            # a compile-time folded tensor
+    WEIGHTED_SUM = "weighted_sum"
+
+
+Shape = tuple  # of int | str (a free symbol such as "N")
+
+
+@dataclass(frozen=True)
+class Node:
+    id: int
+    op: Op
+    inputs: tuple[int, ...]
+    attrs: tuple[tuple[str, Any], ...]
+    shape: Shape
+    span: Span
+    scope: str = ""           # path of the enclosing block instance / seq ("" = network)
+    path: str | None = None   # module path for layers that are modules (`layer1.0.conv1`)
+    name: str = ""            # the program's name for the value, if any
+    dtype: str = "float32"
+
+    def attr(self, key: str, default: Any = None) -> Any:
+        for k, v in self.attrs:
+            if k == key:
+                return v
+        return default
+
+    @property
+    def attr_dict(self) -> dict[str, Any]:
+        return dict(self.attrs)
+
+    def with_(self, **kw) -> "Node":
+        return replace(self, **kw)
+
+
+@dataclass(frozen=True)
+class Scope:
+    path: str
+    kind: str              # "network" | "block" | "seq"
+    label: str             # block or network name; "seq" for seqs
+    parent: str | None
+    input: int             # node id of the value that enters the scope
+    outputs: tuple[int, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Graph:
+    name: str
+    nodes: tuple[Node, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    scopes: tuple[Scope, ...] = ()
+    values: tuple[tuple[str, int], ...] = ()    # value path -> node id
+    args: tuple[tuple[str, Any], ...] = ()       # the network's scalar arguments
+    span: Span = field(default_factory=Span.unknown)
+
+    def node(self, nid: int) -> Node:
+        n = self._index().get(nid)
+        if n is None:
+            raise KeyError(nid)
+        return n
+
+    def _index(self) -> dict[int, Node]:
+        idx = self.__dict__.get("_idx")
+        if idx is None:
+            idx = {n.id: n for n in self.nodes}
+            object.__setattr__(self, "_idx", idx)
+        return idx
+
+    def value(self, path: str) -> Node | None:
+        for p, nid in self.values:
+            if p == path:
+                return self.node(nid)
+        return None
+
+    @property
+    def value_paths(self) -> dict[str, int]:
+        return dict(self.values)
+
+    def users(self) -> dict[int, list[int]]:
+        out: dict[int, list[int]] = {n.id: [] for n in self.nodes}
+        for n in self.nodes:
+            for i in n.inputs:
+                out[i].append(n.id)
+        return out
+
+    def scope(self, path: str) -> Scope | None:
+        for s in self.scopes:
+            if s.path == path:
+                return s
+        return None
+
+    def with_(self, **kw) -> "Graph":
+        return replace(self, **kw)

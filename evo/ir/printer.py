@@ -1,0 +1,55 @@
+"""A deterministic text form of the IR (`evoc compile --emit ir`)."""
+
+from __future__ import annotations
+
+from evo.ir.node import Graph, Node
+
+
+def _val(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v)
+    if isinstance(v, tuple):
+        return "(" + ", ".join(_val(x) for x in v) + ")"
+    if hasattr(v, "shape") and hasattr(v, "dtype"):  # a folded constant tensor
+        return f"<const {list(v.shape)}>"
+    return str(v)
+
+
+def shape_str(shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def node_line(n: Node) -> str:
+    ins = ", ".join(f"%{i}" for i in n.inputs)
+    attrs = ", ".join(f"{k}={_val(v)}" for k, v in n.attrs)
+    s = f"%{n.id} = {n.op.value}({ins}{', ' if ins and attrs else ''}{attrs}) : {shape_str(n.shape)}"
+    extra = []
+    if n.path is not None:
+        extra.append(f"module={n.path}")
+    if n.name:
+        extra.append(f"name={n.name}")
+    if n.scope:
+        extra.append(f"scope={n.scope}")
+    if extra:
+        s += "  ; " + " ".join(extra)
+    return s
+
+
+def print_graph(g: Graph) -> str:
+    args = ", ".join(f"{k}={_val(v)}" for k, v in g.args)
+    lines = [f"graph {g.name}({args}) {{"]
+    for n in g.nodes:
+        lines.append("  " + node_line(n))
+    lines.append("  return " + ", ".join(f"%{o}" for o in g.outputs))
+    for s in g.scopes:
+        if s.path:
+            lines.append(f"  scope {s.path}: {s.kind} {s.label} in=%{s.input} out="
+                         + ",".join(f"%{o}" for o in s.outputs))
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def print_graphs(graphs) -> str:
+    return "\n".join(print_graph(g) for g in graphs)
