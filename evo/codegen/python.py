@@ -16,7 +16,7 @@ from importlib import resources
 import jinja2
 
 from evo import __version__, ops
-from evo.codegen.names import Namer, module_ref, safe_attr
+from evo.codegen.names import RESERVED, Namer, module_ref, safe_attr
 from evo.ir.node import Graph, Node, Op, Scope
 
 
@@ -35,7 +35,33 @@ def environment() -> jinja2.Environment:
 
 
 def cam_runtime_source() -> str:
-    return resources.files("evo.codegen").joinpath("cam_runtime.py").read_text(encoding="utf-8")
+    """The CAM and gradient runtimes pasted into generated files (their own
+    import lines dropped: the generated file imports torch, F and nn once)."""
+    parts = []
+    for name in ("cam_runtime.py", "grad_runtime.py"):
+        text = resources.files("evo.codegen").joinpath(name).read_text(encoding="utf-8")
+        parts.append("\n".join(line for line in text.splitlines()
+                               if not line.startswith(("import ", "from "))).strip())
+    return "\n\n\n".join(parts)
+
+
+@functools.lru_cache(maxsize=1)
+def _runtime_names() -> frozenset[str]:
+    """Module-level names the CAM runtime defines in generated files (class names avoid them)."""
+    import ast
+
+    try:
+        tree = ast.parse(cam_runtime_source())
+    except SyntaxError:  # pragma: no cover - a runtime being edited
+        return frozenset()
+    names = set()
+    for st in tree.body:
+        if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(st.name)
+        elif isinstance(st, (ast.Assign, ast.AnnAssign)):
+            for t in (st.targets if isinstance(st, ast.Assign) else [st.target]):
+                names.update(n.id for n in ast.walk(t) if isinstance(n, ast.Name))
+    return frozenset(names)
 
 
 def _rel(scope: str, path: str) -> str:
@@ -56,15 +82,80 @@ class _ClassDef:
         return (self.base, tuple(self.init), tuple(self.forward), self.arg, tuple(self.super_lines))
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "base": self.base, "doc": self.doc, "init": self.init,
-                "forward": self.forward, "arg": self.arg, "super_lines": self.super_lines}
+        return {"name": self.name, "base": self.base, "doc": self.doc, "init": _wrap_all(self.init, 8),
+                "forward": _wrap_all(self.forward, 8), "arg": self.arg,
+                "super_lines": _wrap_all([line + "," for line in self.super_lines], 12)}
+
+
+# Generated lines are wrapped to this width (ruff's default), one argument per line.
+LINE_WIDTH = 88
+
+
+def _split_args(inner: str) -> list[str]:
+    """Top-level comma-separated parts of an argument list."""
+    parts, depth, start, quote = [], 0, 0, ""
+    for i, ch in enumerate(inner):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(inner[start:i].strip())
+            start = i + 1
+    last = inner[start:].strip()
+    if last:
+        parts.append(last)
+    return parts
+
+
+def _wrap(line: str, indent: int) -> list[str]:
+    """`line` (to be written at `indent`) as lines of at most LINE_WIDTH where its
+    first call or tuple can be split, one argument per line; indentation relative."""
+    if indent + len(line) <= LINE_WIDTH:
+        return [line]
+    depth, quote, open_at = 0, "", -1
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "(":
+            if depth == 0 and open_at < 0:
+                open_at = i
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0 and open_at >= 0:
+                head, inner, tail = line[:open_at + 1], line[open_at + 1:i], line[i + 1:]
+                if any(c in tail for c in "()[]'\"") or not inner.strip():
+                    return [line]
+                out = [head]
+                for arg in _split_args(inner):
+                    out.extend("    " + x for x in _wrap(arg + ",", indent + 4))
+                out.append(")" + tail)
+                return out
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+    return [line]
+
+
+def _wrap_all(lines: list[str], indent: int) -> list[str]:
+    return [w for line in lines for w in _wrap(line, indent)]
 
 
 class ModuleGen:
     """Generates the classes of one or more graphs into one namespace."""
 
     def __init__(self) -> None:
-        self.class_names = Namer()
+        self.class_names = Namer(RESERVED | {"NETWORKS", "EXPLAINERS"} | _runtime_names())
         self.classes: list[_ClassDef] = []
         self.by_key: dict[tuple, str] = {}
 
@@ -136,7 +227,7 @@ class ModuleGen:
             arg = namer.fresh("x")
         var[s.input] = arg
         init: list[str] = []
-        fwd: list[str] = []
+        fwd: list[tuple[str, list[str], list[str]]] = []  # (line, variables set, variables read)
         registered: set[str] = set()
         done_children: set[str] = set()
         # empty child scopes (no nodes): register them so the module tree matches
@@ -156,7 +247,7 @@ class ModuleGen:
                 registered.add(name)
                 outs = [namer.fresh(self._out_name(cs, name)) for _ in cs.outputs]
                 call = f"{module_ref('self', name)}({var[cs.input]})"
-                fwd.append(f"{', '.join(outs)} = {call}")
+                fwd.append((f"{', '.join(outs)} = {call}", outs, [var[cs.input]]))
                 for o, v in zip(cs.outputs, outs):
                     var[o] = v
         for cs in self.children.get(s.path, []):
@@ -166,9 +257,17 @@ class ModuleGen:
                 for o in cs.outputs:
                     var.setdefault(o, var.get(cs.input, arg))
         rets = [var[o] for o in s.outputs]
-        fwd.append("return " + ", ".join(rets))
+        # Statements nothing returned depends on (a dead layer kept for its
+        # parameters) are not computed; their modules stay registered.
+        needed = set(rets)
+        lines = ["return " + ", ".join(rets)]
+        for line, outs, ins in reversed(fwd):
+            if needed.intersection(outs):
+                needed.update(ins)
+                lines.append(line)
+        lines.reverse()
         doc = f"network {s.label}" if network else f"block {s.label}"
-        cls = _ClassDef("", "nn.Module", doc, init, fwd, arg)
+        cls = _ClassDef("", "nn.Module", doc, init, lines, arg)
         return self.add_class(cls, s.label)
 
     def _scope_nodes(self, s: Scope):
@@ -182,9 +281,12 @@ class ModuleGen:
     def register(self, name: str, ctor: str) -> str:
         if safe_attr(name):
             return f"self.{name} = {ctor}"
-        return f"self.add_module({name!r}, {ctor})"
+        # `add_module` refuses names that are attributes of nn.Module (`train`,
+        # `forward`, `_modules`); the registry itself takes any name.
+        return f"self._modules[{name!r}] = {ctor}"
 
-    def emit_node(self, n: Node, s: Scope, var: dict, namer: Namer, init: list, fwd: list, registered: set) -> None:
+    def emit_node(self, n: Node, s: Scope, var: dict, namer: Namer, init: list, fwd: list,
+                  registered: set) -> None:
         d = ops.by_op(n.op)
         ins = [var[i] for i in n.inputs]
         shapes = [self.g.node(i).shape for i in n.inputs]
@@ -193,14 +295,14 @@ class ModuleGen:
             name = _rel(s.path, n.path)
             init.append(self.register(name, d.module(n.attr_dict, shapes)))
             registered.add(name)
-            fwd.append(f"{out} = {module_ref('self', name)}({', '.join(ins)})")
+            fwd.append((f"{out} = {module_ref('self', name)}({', '.join(ins)})", [out], ins))
         else:
             expr = d.functional(n.attr_dict, ins)
             if expr == ins[0] and not n.name:
                 var[n.id] = ins[0]  # identity / dropout in eval
                 namer.used.discard(out)
                 return
-            fwd.append(f"{out} = {expr}")
+            fwd.append((f"{out} = {expr}", [out], ins))
         var[n.id] = out
 
 
@@ -221,6 +323,12 @@ def generate(graphs: list[Graph], source: str = "<string>", explainers: list[str
         "explainer_index": explainer_index or [],
         "cam_runtime": cam_runtime_source().strip() if explainers else "",
     }
+    # import only what the file uses (an unused import is a lint error)
+    body = "\n".join([ctx["cam_runtime"], *ctx["explainers"]]
+                     + [line for c in ctx["classes"] for key in ("init", "forward", "super_lines")
+                        for line in c[key]])
+    ctx["uses_torch"] = bool(re.search(r"(?<![\w.])torch\.", body))
+    ctx["uses_F"] = bool(re.search(r"(?<![\w.])F\.", body))
     return environment().get_template("module.py.j2").render(**ctx)
 
 

@@ -1,0 +1,326 @@
+"""CAM explainers -> standalone PyTorch classes (one per cam configuration).
+
+An explainer is an `nn.Module` wrapping the network module.  It evaluates the
+network *flat*: `trunk` computes only what the CAM layers and their heads need
+(never the head itself), each `head_i` computes the logits from layer i's
+activation and the side values (e.g. a residual skip) it reads, and per
+strategy the gradient of the selected scores w.r.t. layer i comes from:
+
+- autograd: `torch.autograd.grad` of the head only, w.r.t. the layer only;
+- forward: JVPs of the head (one per channel for gradcam, per element otherwise);
+- compiled: `compiled_i`, the head's gradient emitted as ordinary ops by
+  `evo/passes/gradient.py` (folded to channel weights for an affine head).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib import resources
+
+from evo import ops
+from evo.check.settings import GRADIENT_FREE, CamSpec
+from evo.codegen.names import Namer
+from evo.codegen.python import environment
+from evo.ir.node import Graph, Node, Op
+from evo.passes.gradient import GRADIENT_OPS, NotDifferentiable, compiled_explain_graph, head_nodes
+
+
+@functools.lru_cache(maxsize=1)
+def grad_runtime_source() -> str:
+    return resources.files("evo.codegen").joinpath("grad_runtime.py").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    cam: str
+    network: str
+    layers: tuple[str, ...]
+    method: str
+    classes: tuple
+    strategy: str            # resolved: autograd | forward | compiled | none
+    upsample: str
+    normalize: str
+    labels: tuple[str, ...] | None
+    strategy_note: str = ""
+
+    @staticmethod
+    def from_spec(spec: CamSpec, strategy: str, note: str = "") -> "ExplainConfig":
+        return ExplainConfig(spec.name, spec.network, spec.layers, spec.method, spec.classes, strategy,
+                             spec.upsample, spec.normalize, spec.labels, note)
+
+
+def _lit(v) -> str:
+    return repr(v)
+
+
+class _Flat:
+    """Emits flat code for a set of nodes of one graph; module handles are
+    `h[i]` entries resolved once from the wrapped model by path."""
+
+    def __init__(self, g: Graph, handles: dict[str, int], namer: Namer, consts: list):
+        self.g = g
+        self.handles = handles
+        self.namer = namer
+        self.consts = consts   # (name, init expression) pairs for buffers
+        self.var: dict[int, str] = {}
+        self.lines: list[str] = []
+        self.indices: dict[int, str] = {}  # maxpool node -> its indices variable
+
+    def handle(self, path: str) -> str:
+        if path not in self.handles:
+            self.handles[path] = len(self.handles)
+        return f"h[{self.handles[path]}]"
+
+    def name_for(self, n: Node, base: str | None = None) -> str:
+        v = self.namer.fresh(base or n.name or n.op.value)
+        self.var[n.id] = v
+        return v
+
+    def forward_node(self, n: Node, want_indices: bool = False) -> None:
+        d = ops.by_op(n.op)
+        ins = [self.var[i] for i in n.inputs]
+        if want_indices and n.op == Op.MAXPOOL2D:
+            a = n.attr_dict
+            out = self.name_for(n)
+            idx = self.namer.fresh(f"{out}_idx")
+            self.indices[n.id] = idx
+            self.lines.append(f"{out}, {idx} = F.max_pool2d({ins[0]}, {_lit(a['kernel'])}, {_lit(a['stride'])}, "
+                              f"{_lit(a['padding'])}, {_lit(a['dilation'])}, {_lit(a['ceil'])}, True)")
+            return
+        if n.path is not None:
+            out = self.name_for(n)
+            self.lines.append(f"{out} = {self.handle(n.path)}({', '.join(ins)})")
+            return
+        expr = d.functional(n.attr_dict, ins)
+        if expr == ins[0]:
+            self.var[n.id] = ins[0]
+            return
+        out = self.name_for(n)
+        self.lines.append(f"{out} = {expr}")
+
+    def const(self, base: str, init: str) -> str:
+        name = self.namer.fresh(f"_{base}")
+        self.consts.append((name, init))
+        return f"self.{name}"
+
+    def grad_node(self, n: Node, k: str) -> None:
+        g = self.g
+        ins = [self.var[i] for i in n.inputs]
+        a = n.attr_dict
+        out = self.name_for(n)
+        if n.op == Op.CONV2D_T:
+            w = self.const("w", f"m({n.path!r}).weight.detach()")
+            self.lines.append(f"{out} = F.conv_transpose2d({ins[0]}, {w}, None, {_lit(a['stride'])}, "
+                              f"{_lit(a['padding'])}, {_lit(a['output_padding'])}, {a['groups']}, "
+                              f"{_lit(a['dilation'])})")
+        elif n.op == Op.LINEAR_T:
+            w = self.const("w", f"m({n.path!r}).weight.detach()")
+            self.lines.append(f"{out} = {ins[0]}.matmul({w})")
+        elif n.op == Op.SCALE:
+            rank = len(n.shape)
+            view = "(1, -1)" if rank == 2 else "(1, -1" + ", 1" * (rank - 2) + ")"
+            s = self.const("s", f"_evo_bn_scale(m({n.path!r})).reshape{view}")
+            self.lines.append(f"{out} = {ins[0]} * {s}")
+        elif n.op == Op.ACT_GRAD:
+            param = a.get("slope", a.get("dim", 0.0))
+            self.lines.append(f"{out} = _evo_act_grad({a['act']!r}, {ins[0]}, {ins[1]}, {ins[2]}, {k}, "
+                              f"{_lit(param)})")
+        elif n.op == Op.UNPOOL_MAX:
+            src = g.node(n.inputs[1])
+            idx = self.indices[src.id]
+            hw = g.node(src.inputs[0]).shape[2:]
+            self.lines.append(f"{out} = _evo_unpool_max({ins[0]}, {idx}, {k}, {_lit(tuple(hw))})")
+        elif n.op == Op.UNPOOL_AVG:
+            h, w = n.shape[2], n.shape[3]
+            div = self.const("div", f"_evo_avg_divisor({h}, {w}, {_lit(a['kernel'])}, {_lit(a['stride'])}, "
+                                    f"{_lit(a['padding'])}, {_lit(a['ceil'])}, {_lit(a['count_include_pad'])})")
+            self.lines.append(f"{out} = _evo_unpool_avg({ins[0]}, {div}, {_lit(a['kernel'])}, {_lit(a['stride'])}, "
+                              f"{_lit(a['padding'])}, ({h}, {w}))")
+        elif n.op == Op.EXPAND:
+            h, w = n.shape[2], n.shape[3]
+            if tuple(a["size"]) == (1, 1):
+                self.lines.append(f"{out} = {ins[0]}.expand(-1, -1, {h}, {w}) / {h * w}")
+            else:
+                mh = self.const("mh", f"_evo_adaptive_matrix({h}, {a['size'][0]})")
+                mw = self.const("mw", f"_evo_adaptive_matrix({w}, {a['size'][1]})")
+                self.lines.append(f"{out} = _evo_adaptive_grad({ins[0]}, {mh}, {mw})")
+        elif n.op == Op.RESHAPE:
+            if a.get("sum_to"):
+                self.lines.append(f"{out} = _evo_sum_to({ins[0]}, {_lit(tuple(n.shape[1:]))})")
+            else:
+                self.lines.append(f"{out} = {ins[0]}.reshape(-1, {', '.join(str(d) for d in n.shape[1:])})")
+        elif n.op == Op.SLICE:
+            self.lines.append(f"{out} = {ins[0]}.narrow({a['dim']}, {a['start']}, {a['stop'] - a['start']})")
+        elif n.op == Op.ADD:
+            self.lines.append(f"{out} = {ins[0]} + {ins[1]}")
+        elif n.op == Op.MUL:
+            self.lines.append(f"{out} = _evo_kmul({ins[0]}, {ins[1]}, {k})")
+        else:
+            raise NotImplementedError(n.op)
+
+
+def _needed(g: Graph, targets: set[int]) -> set[int]:
+    need = set(targets)
+    for n in reversed(g.nodes):
+        if n.id in need:
+            need.update(n.inputs)
+    return need
+
+
+def _grad_dependent(eg: Graph) -> set[int]:
+    seed = {n.id for n in eg.nodes if n.op == Op.INPUT and n.attr("role") == "gseed"}
+    dep = set(seed)
+    for n in eg.nodes:
+        if any(i in dep for i in n.inputs) or n.op in GRADIENT_OPS or n.op in (Op.CONST, Op.WEIGHTED_SUM):
+            dep.add(n.id)
+    return dep
+
+
+def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer) -> tuple[str, str]:
+    """(class name, source) of the explainer for `cfg` on graph `g`."""
+    cls_name = class_names.fresh(f"Explain{cfg.cam}")
+    handles: dict[str, int] = {}
+    consts: list[tuple[str, str]] = []
+    layer_nodes = [g.value(p) for p in cfg.layers]
+    heads = [head_nodes(g, ln.id) for ln in layer_nodes]
+
+    # trunk: everything the layers and the heads' side values need, nothing of the heads
+    targets = {ln.id for ln in layer_nodes}
+    for _, side in heads:
+        targets.update(side)
+    need = _needed(g, targets)
+    tn = Namer()
+    t = _Flat(g, handles, tn, consts)
+    inp = g.node(g.inputs[0])
+    t.var[inp.id] = tn.fresh("x")
+    for n in g.nodes:
+        if n.id in need and n.op != Op.INPUT:
+            t.forward_node(n)
+    acts_vars = [t.var[ln.id] for ln in layer_nodes]
+    side_vars = [[t.var[s] for s in side] for _, side in heads]
+    trunk = {"lines": t.lines,
+             "ret": f"({', '.join(acts_vars)},), ({', '.join('(' + ''.join(v + ', ' for v in sv) + ')' for sv in side_vars)},)"}
+
+    # heads (forward) and compiled gradients
+    head_defs = []
+    compiled_defs = []
+    for i, (ln, (hn, side)) in enumerate(zip(layer_nodes, heads)):
+        hn_namer = Namer()
+        hf = _Flat(g, handles, hn_namer, consts)
+        hf.var[ln.id] = hn_namer.fresh("acts")
+        sargs = [hn_namer.fresh(f"side{j}") for j in range(len(side))]
+        for s, v in zip(side, sargs):
+            hf.var[s] = v
+        for n in hn:
+            hf.forward_node(n)
+        head_defs.append({"name": f"head{i}", "args": ", ".join(["acts"] + sargs), "lines": hf.lines,
+                          "ret": hf.var[g.outputs[0]]})
+        if cfg.strategy == "compiled":
+            compiled_defs.append(_compiled_def(g, cfg.layers[i], i, handles, consts))
+
+    ctx = {
+        "name": cls_name,
+        "doc": f"cam {cfg.cam}: {cfg.method} on network {cfg.network} at {', '.join(cfg.layers)} "
+               f"(strategy {cfg.strategy}{'; ' + cfg.strategy_note if cfg.strategy_note else ''}).",
+        "network": repr(cfg.network), "method": repr(cfg.method), "layers": repr(tuple(cfg.layers)),
+        "strategy": repr(cfg.strategy), "classes": repr(tuple(cfg.classes)), "upsample": repr(cfg.upsample),
+        "normalize": repr(cfg.normalize), "labels": repr(tuple(cfg.labels) if cfg.labels else None),
+        "paths": [repr(p) for p, _ in sorted(handles.items(), key=lambda kv: kv[1])],
+        "consts": consts,
+        "trunk": trunk, "heads": head_defs, "compiled": compiled_defs,
+        "n_layers": len(cfg.layers),
+    }
+    return cls_name, environment().get_template("explainer.py.j2").render(**ctx)
+
+
+def _compiled_def(g: Graph, layer: str, i: int, handles, consts) -> dict:
+    eg = compiled_explain_graph(g, layer)
+    namer = Namer()
+    f = _Flat(eg, handles, namer, consts)
+    dep = _grad_dependent(eg)
+    args = ["acts"]
+    for n in eg.nodes:
+        if n.op == Op.INPUT and n.attr("role") == "acts":
+            f.var[n.id] = namer.fresh("acts")
+        elif n.op == Op.INPUT and n.attr("role") == "side":
+            v = namer.fresh(n.name)
+            f.var[n.id] = v
+            args.append(v)
+    # which maxpools need their indices
+    want_idx = {n.inputs[1] for n in eg.nodes if n.op == Op.UNPOOL_MAX}
+    for n in eg.nodes:
+        if n.op == Op.INPUT or n.id in dep:
+            continue
+        f.forward_node(n, want_indices=n.id in want_idx)
+    logits = f.var[eg.outputs[0]]
+    pre = list(f.lines)
+    f.lines = []
+    folded = any(n.op == Op.CONST for n in eg.nodes)
+    if folded:
+        const = next(n for n in eg.nodes if n.op == Op.CONST)
+        chain = [eg.node(c) for c in const.attr("chain")]
+        cf = _Flat(eg, handles, Namer(), consts)
+        cf.var[eg.value("acts").id] = "basis"
+        for n in chain:
+            cf.forward_node(n)
+        return {"index": i, "args": ", ".join(args), "pre": pre, "logits": logits, "folded": True,
+                "chain_lines": cf.lines, "chain_ret": cf.var[chain[-1].id],
+                "channels": eg.value("acts").shape[1], "scale": repr(const.attr("scale"))}
+    seed = next(n for n in eg.nodes if n.op == Op.INPUT and n.attr("role") == "gseed")
+    f.var[seed.id] = "gseed"
+    for n in eg.nodes:
+        if n.id in dep and n.op != Op.INPUT:
+            f.grad_node(n, "k")
+    return {"index": i, "args": ", ".join(args), "pre": pre, "logits": logits, "folded": False,
+            "grad_lines": f.lines, "grad": f.var[eg.outputs[1]], "shape": tuple(eg.value("acts").shape[1:])}
+
+
+def resolve_strategy(g: Graph, spec: CamSpec, requested: str | None = None, hardware=None) -> tuple[str, str]:
+    """(strategy, why) for a cam: `auto` picks the cheapest exact strategy."""
+    s = requested or spec.strategy
+    if spec.method in GRADIENT_FREE:
+        return "none", f"{spec.method} needs no gradient"
+    if s == "compiled":
+        for layer in spec.layers:
+            compiled_explain_graph(g, layer)  # raises NotDifferentiable
+        return "compiled", ""
+    if s != "auto":
+        return s, ""
+    try:
+        folded = []
+        for layer in spec.layers:
+            eg = compiled_explain_graph(g, layer)
+            folded.append(any(n.op == Op.CONST for n in eg.nodes))
+    except NotDifferentiable as e:
+        return "autograd", f"auto: compiled is not possible ({e})"
+    if hardware is not None:
+        try:
+            from evo.cost.cam import cheapest_strategy
+
+            best, why = cheapest_strategy(g, spec, hardware)
+            return best, f"auto: {why}"
+        except ImportError:
+            pass
+    why = "auto: compiled (affine head folds to channel weights)" if all(folded) else \
+        "auto: compiled (no autograd at run time; gradient emitted as ops)"
+    return "compiled", why
+
+
+def explainer_sources(comp) -> tuple[list[str], list[tuple[str, str]]]:
+    """Explainer classes for every cam of a compilation (declared settings)."""
+    from evo.codegen.names import Namer as _N
+
+    checked = comp.checked
+    names = _N()
+    sources, index = [], []
+    for name, spec in checked.cams.items():
+        g = comp.ir.get(spec.network)
+        if g is None:
+            continue
+        strategy, note = resolve_strategy(g, spec)
+        cfg = ExplainConfig.from_spec(spec, strategy, note)
+        cls, src = explainer_class(g, cfg, names)
+        sources.append(src)
+        index.append((repr(name), cls))
+    return sources, index

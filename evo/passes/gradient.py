@@ -1,0 +1,314 @@
+"""The compiled-CAM pass: differentiate the part of a network after a CAM layer.
+
+`explain_graph(g, layer)` builds the *explain graph* of a network for one CAM
+layer: an IR graph whose inputs are the layer's activation `acts`, the values
+the head needs from before the layer (`side` inputs, e.g. a residual skip), and
+the gradient seed `gseed` ([K*B, classes]: one one-hot row per explained class
+and image, class-major); it recomputes the head (the nodes on paths from the
+layer to the logits) and then runs the head's reverse-mode gradient as ordinary
+IR ops (conv -> transposed conv with the same weight, relu -> mask, max-pool ->
+scatter by indices, ...), so the explainer needs no autograd.  Outputs:
+(logits, d score / d acts).
+
+`fold_affine` then replaces the gradient of an affine head (global pooling,
+flatten, linear, ... ) by a constant per-channel weight matrix that the explainer
+computes once from the model's parameters: the CAM is one weighted sum, for any
+number of classes, and the folded graph contains no gradient op.
+
+Gradient rules live in GRAD_RULES, one function per op.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from evo.diagnostics import Span
+from evo.ir.node import Graph, Node, Op
+
+
+class NotDifferentiable(Exception):
+    pass
+
+
+KB = "KB"  # symbolic first dimension of gradient tensors: K classes x B images
+
+
+@dataclass
+class _Builder:
+    nodes: list[Node] = field(default_factory=list)
+
+    def add(self, op: Op, inputs, attrs: dict, shape, span: Span, path=None, name="") -> int:
+        nid = len(self.nodes)
+        self.nodes.append(Node(nid, op, tuple(inputs), tuple(sorted(attrs.items())), tuple(shape), span,
+                               "", path, name))
+        return nid
+
+
+def head_nodes(g: Graph, layer_id: int) -> tuple[list[Node], list[int]]:
+    """Nodes on a path from `layer_id` to an output (in order) and the side values
+    they read that come from outside that set."""
+    users = g.users()
+    desc: set[int] = {layer_id}
+    for n in g.nodes:
+        if any(i in desc for i in n.inputs):
+            desc.add(n.id)
+    to_out: set[int] = set(g.outputs)
+    for n in reversed(g.nodes):
+        if n.id in to_out:
+            to_out.update(n.inputs)
+    head = [n for n in g.nodes if n.id in desc and n.id in to_out and n.id != layer_id]
+    hs = {n.id for n in head} | {layer_id}
+    side: list[int] = []
+    for n in head:
+        for i in n.inputs:
+            if i not in hs and i not in side:
+                side.append(i)
+    del users
+    return head, side
+
+
+def explain_graph(g: Graph, layer_path: str) -> Graph:
+    layer = g.value(layer_path)
+    if layer is None:
+        raise KeyError(layer_path)
+    if g.outputs[0] == layer.id:
+        raise NotDifferentiable("the CAM layer is the network's output")
+    head, side = head_nodes(g, layer.id)
+    out_id = g.outputs[0]
+    if out_id not in {n.id for n in head}:
+        raise NotDifferentiable(f"the output does not depend on layer '{layer_path}'")
+    b = _Builder()
+    remap: dict[int, int] = {}
+    remap[layer.id] = b.add(Op.INPUT, (), {"role": "acts"}, layer.shape, layer.span, name="acts")
+    for k, sid in enumerate(side):
+        sn = g.node(sid)
+        remap[sid] = b.add(Op.INPUT, (), {"role": "side", "source": sn.name or f"%{sid}"}, sn.shape, sn.span,
+                           name=f"side{k}")
+    for n in head:
+        remap[n.id] = b.add(n.op, [remap[i] for i in n.inputs], {k: v for k, v in n.attrs if k != "fuse"},
+                            n.shape, n.span, n.path, n.name)
+    logits = b.nodes[remap[out_id]]
+    if len(logits.shape) != 2:
+        raise NotDifferentiable(f"the network's output is {list(logits.shape)}, not [N, classes]")
+    seed = b.add(Op.INPUT, (), {"role": "gseed"}, (KB, logits.shape[1]), logits.span, name="gseed")
+    # reverse sweep: grads[node] = list of gradient node ids to be summed
+    grads: dict[int, list[int]] = {remap[out_id]: [seed]}
+    head_ids = {remap[n.id] for n in head} | {remap[layer.id]}
+    for n in reversed(head):
+        nid = remap[n.id]
+        gl = grads.get(nid)
+        if not gl:
+            continue
+        gsum = _sum(b, gl, b.nodes[nid])
+        node = b.nodes[nid]
+        rule = GRAD_RULES.get(node.op)
+        if rule is None:
+            raise NotDifferentiable(f"no gradient rule for {node.op.value}")
+        for inp_idx, gin in rule(b, node, gsum):
+            src = node.inputs[inp_idx]
+            if src in head_ids:
+                grads.setdefault(src, []).append(gin)
+    a_id = remap[layer.id]
+    if not grads.get(a_id):
+        raise NotDifferentiable("the output does not depend on the CAM layer")
+    ga = _sum(b, grads[a_id], b.nodes[a_id])
+    return Graph(f"{g.name}@{layer_path}", tuple(b.nodes), tuple(x for x in range(len(b.nodes))
+                                                                  if b.nodes[x].op == Op.INPUT),
+                 (remap[out_id], ga), (), (("acts", a_id),), (("layer", layer_path),), g.span)
+
+
+def _gshape(node: Node) -> tuple:
+    return (KB,) + tuple(node.shape[1:])
+
+
+def _sum(b: _Builder, gl: list[int], like: Node) -> int:
+    acc = gl[0]
+    for other in gl[1:]:
+        acc = b.add(Op.ADD, (acc, other), {}, _gshape(like), like.span)
+    return acc
+
+
+# ---------------------------------------------------------------------------- rules
+# Each rule gets the builder, the forward node and the id of the gradient of its
+# output; it returns [(input index, gradient node id)].
+
+def _conv(b, n, g):
+    x = b.nodes[n.inputs[0]]
+    a = n.attr_dict
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = a["kernel"], a["stride"], a["padding"], a["dilation"]
+    oh, ow = n.shape[2], n.shape[3]
+    h, w = x.shape[2], x.shape[3]
+    op_h = h - ((oh - 1) * sh - 2 * ph + dh * (kh - 1) + 1)
+    op_w = w - ((ow - 1) * sw - 2 * pw + dw * (kw - 1) + 1)
+    attrs = {"stride": (sh, sw), "padding": (ph, pw), "dilation": (dh, dw), "groups": a["groups"],
+             "output_padding": (op_h, op_w), "kernel": (kh, kw)}
+    return [(0, b.add(Op.CONV2D_T, (g,), attrs, _gshape(x), n.span, n.path, f"d_{n.name or 'conv'}"))]
+
+
+def _linear(b, n, g):
+    x = b.nodes[n.inputs[0]]
+    return [(0, b.add(Op.LINEAR_T, (g,), {}, _gshape(x), n.span, n.path, f"d_{n.name or 'linear'}"))]
+
+
+def _bn(b, n, g):
+    x = b.nodes[n.inputs[0]]
+    return [(0, b.add(Op.SCALE, (g,), {"eps": n.attr("eps")}, _gshape(x), n.span, n.path,
+                      f"d_{n.name or 'bn'}"))]
+
+
+def _act(b, n, g):
+    x = b.nodes[n.inputs[0]]
+    attrs = {"act": n.op.value}
+    if n.op == Op.LEAKY_RELU:
+        attrs["slope"] = n.attr("slope")
+    if n.op == Op.SOFTMAX:
+        attrs["dim"] = n.attr("dim")
+    return [(0, b.add(Op.ACT_GRAD, (g, x.id, n.id), attrs, _gshape(x), n.span, None, f"d_{n.name or n.op.value}"))]
+
+
+def _maxpool(b, n, g):
+    x = b.nodes[n.inputs[0]]
+    return [(0, b.add(Op.UNPOOL_MAX, (g, n.id), {}, _gshape(x), n.span, None, f"d_{n.name or 'maxpool'}"))]
+
+
+def _avgpool(b, n, g):
+    x = b.nodes[n.inputs[0]]
+    attrs = {k: v for k, v in n.attrs if k in ("kernel", "stride", "padding", "ceil", "count_include_pad")}
+    return [(0, b.add(Op.UNPOOL_AVG, (g,), attrs, _gshape(x), n.span, None, f"d_{n.name or 'avgpool'}"))]
+
+
+def _adaptive(b, n, g):
+    x = b.nodes[n.inputs[0]]
+    return [(0, b.add(Op.EXPAND, (g,), {"size": n.attr("size")}, _gshape(x), n.span, None,
+                      f"d_{n.name or 'pool'}"))]
+
+
+def _reshape(b, n, g):
+    x = b.nodes[n.inputs[0]]
+    return [(0, b.add(Op.RESHAPE, (g,), {}, _gshape(x), n.span, None, f"d_{n.name or 'flatten'}"))]
+
+
+def _passthrough(b, n, g):
+    return [(0, g)]
+
+
+def _add(b, n, g):
+    out = []
+    for i, src in enumerate(n.inputs):
+        x = b.nodes[src]
+        if tuple(x.shape[1:]) == tuple(n.shape[1:]):
+            out.append((i, g))
+        else:
+            out.append((i, b.add(Op.RESHAPE, (g,), {"sum_to": True}, _gshape(x), n.span, None, "d_add")))
+    return out
+
+
+def _mul(b, n, g):
+    out = []
+    for i, src in enumerate(n.inputs):
+        other = n.inputs[1 - i]
+        x = b.nodes[src]
+        prod = b.add(Op.MUL, (g, other), {"k_batched": 0}, _gshape(n), n.span, None, "d_mul")
+        if tuple(x.shape[1:]) != tuple(n.shape[1:]):
+            prod = b.add(Op.RESHAPE, (prod,), {"sum_to": True}, _gshape(x), n.span, None, "d_mul")
+        out.append((i, prod))
+    return out
+
+
+def _concat(b, n, g):
+    d = n.attr("dim") % len(n.shape)
+    out, start = [], 0
+    for i, src in enumerate(n.inputs):
+        x = b.nodes[src]
+        stop = start + x.shape[d]
+        out.append((i, b.add(Op.SLICE, (g,), {"dim": d, "start": start, "stop": stop}, _gshape(x), n.span,
+                             None, "d_concat")))
+        start = stop
+    return out
+
+
+GRAD_RULES: dict[Op, Callable] = {
+    Op.CONV2D: _conv, Op.LINEAR: _linear, Op.BATCHNORM2D: _bn, Op.BATCHNORM1D: _bn,
+    Op.RELU: _act, Op.RELU6: _act, Op.LEAKY_RELU: _act, Op.GELU: _act, Op.SILU: _act, Op.SIGMOID: _act,
+    Op.TANH: _act, Op.HARDSWISH: _act, Op.HARDSIGMOID: _act, Op.SOFTMAX: _act,
+    Op.MAXPOOL2D: _maxpool, Op.AVGPOOL2D: _avgpool, Op.ADAPTIVE_AVGPOOL2D: _adaptive,
+    Op.FLATTEN: _reshape, Op.DROPOUT: _passthrough, Op.IDENTITY: _passthrough,
+    Op.ADD: _add, Op.MUL: _mul, Op.CONCAT: _concat,
+}
+
+GRADIENT_OPS = {Op.CONV2D_T, Op.LINEAR_T, Op.SCALE, Op.ACT_GRAD, Op.UNPOOL_MAX, Op.UNPOOL_AVG, Op.EXPAND,
+                Op.RESHAPE, Op.SLICE}
+
+# ops whose output is affine in their (head) input
+AFFINE = {Op.ADAPTIVE_AVGPOOL2D, Op.FLATTEN, Op.DROPOUT, Op.IDENTITY, Op.LINEAR, Op.BATCHNORM1D,
+          Op.AVGPOOL2D}
+
+
+def is_affine_head(eg: Graph) -> bool:
+    """Is the forward head an affine chain that starts with a global pooling?
+    Then d logits / d acts is constant over space and folds to channel weights."""
+    fwd = [n for n in eg.nodes if n.op not in GRADIENT_OPS and n.op != Op.INPUT
+           and not _depends_on_seed(eg, n)]
+    if not fwd or any(n.op not in AFFINE for n in fwd):
+        return False
+    if any(n.attr("role") == "side" for n in eg.nodes if n.op == Op.INPUT):
+        return False
+    first = fwd[0]
+    if first.op != Op.ADAPTIVE_AVGPOOL2D or tuple(first.attr("size")) != (1, 1):
+        return False
+    # a chain: each forward node reads the previous one only
+    prev = eg.value("acts").id if eg.value("acts") else 0
+    for n in fwd:
+        if n.inputs != (prev,):
+            return False
+        prev = n.id
+    return True
+
+
+def _depends_on_seed(eg: Graph, n: Node) -> bool:
+    seen = {x.id for x in eg.nodes if x.op == Op.INPUT and x.attr("role") == "gseed"}
+    for m in eg.nodes:
+        if any(i in seen for i in m.inputs):
+            seen.add(m.id)
+    return n.id in seen
+
+
+def fold_affine(eg: Graph) -> Graph:
+    """Affine head -> a CONST channel-weight matrix [classes, C] (computed once from
+    the model's parameters by pushing the channel basis through the head) and a
+    WEIGHTED_SUM node: the gradient ops disappear."""
+    if not is_affine_head(eg):
+        return eg
+    acts = eg.value("acts")
+    fwd = [n for n in eg.nodes if n.op not in GRADIENT_OPS and n.op != Op.INPUT and not _depends_on_seed(eg, n)]
+    logits_id = eg.outputs[0]
+    keep = [n for n in eg.nodes if n.op == Op.INPUT and n.attr("role") != "gseed"] + fwd
+    ids = {n.id for n in keep}
+    nodes = [n for n in eg.nodes if n.id in ids]
+    nid = max(ids) + 1
+    ncls = eg.node(logits_id).shape[1]
+    c = acts.shape[1]
+    hw = acts.shape[2] * acts.shape[3]
+    chain = tuple(n.id for n in fwd)
+    const = Node(nid, Op.CONST, (), (("chain", chain), ("scale", 1.0 / hw)), (ncls, c), acts.span, "", None,
+                 "channel_weights")
+    # the CAM: sum_c J[class, c] * acts[c] -- one weighted sum per explained class
+    ws = Node(nid + 1, Op.WEIGHTED_SUM, (acts.id, const.id), (), (KB,) + tuple(acts.shape[2:]), acts.span, "",
+              None, "cam")
+    nodes += [const, ws]
+    return eg.with_(nodes=tuple(nodes), inputs=tuple(n.id for n in nodes if n.op == Op.INPUT),
+                    outputs=(logits_id, ws.id))
+
+
+def compiled_explain_graph(g: Graph, layer_path: str, fold: bool = True) -> Graph:
+    eg = explain_graph(g, layer_path)
+    return fold_affine(eg) if fold else eg
+
+
+def describe(eg: Graph) -> dict[str, Any]:
+    ops: dict[str, int] = {}
+    for n in eg.nodes:
+        ops[n.op.value] = ops.get(n.op.value, 0) + 1
+    return {"ops": ops, "folded": any(n.op == Op.CONST for n in eg.nodes),
+            "gradient_ops": sum(1 for n in eg.nodes if n.op in GRADIENT_OPS)}

@@ -1,0 +1,106 @@
+"""`Program.explainer(name, model, **overrides)`: build an explainer object."""
+
+from __future__ import annotations
+
+import types
+from dataclasses import replace
+
+from evo.check.settings import METHODS, NORMALIZE, STRATEGIES, UPSAMPLE, CamSpec
+from evo.diagnostics import Diagnostic, EvoError, Span, did_you_mean
+
+OVERRIDABLE = ("layer", "method", "class_", "classes", "strategy", "upsample", "normalize", "labels", "network")
+
+
+def _bad(msg: str, hint: str | None = None) -> EvoError:
+    return EvoError(Diagnostic("E0504", msg, Span.unknown("<explainer>"), hint))
+
+
+def _class_spec(v):
+    if isinstance(v, str):
+        if v in ("top1", "all"):
+            return (v,)
+        if v.startswith("topk(") and v.endswith(")"):
+            return ("topk", int(v[5:-1]))
+        raise _bad(f"class {v!r} is not top1, all, topk(k), an index or a list")
+    if isinstance(v, bool):
+        raise _bad("class must be an index, not a bool")
+    if isinstance(v, int):
+        return ("index", v)
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, int) and not isinstance(x, bool) for x in v):
+        if v[0] in ("topk",):
+            return tuple(v)
+        return ("list", tuple(v))
+    if isinstance(v, tuple) and v and v[0] in ("top1", "all", "topk", "index", "list"):
+        return v
+    raise _bad(f"class {v!r} is not top1, all, topk(k), an index or a list")
+
+
+def apply_overrides(spec: CamSpec, graph, overrides: dict) -> CamSpec:
+    kw = {}
+    for k, v in overrides.items():
+        if k == "layer":
+            layers = (v,) if isinstance(v, str) else tuple(v)
+            for p in layers:
+                node = graph.value(p)
+                if node is None:
+                    raise _bad(f"network '{spec.network}' has no layer '{p}'",
+                               did_you_mean(p, [x for x, _ in graph.values]))
+                if len(node.shape) != 4:
+                    raise _bad(f"the CAM layer '{p}' has shape {list(node.shape)}; a CAM needs [N, C, H, W]")
+            kw["layers"] = layers
+        elif k == "method":
+            if v not in METHODS:
+                raise _bad(f"unknown method {v!r}", did_you_mean(str(v), METHODS))
+            kw["method"] = v
+        elif k in ("class_", "classes", "cls"):
+            kw["classes"] = _class_spec(v)
+        elif k == "strategy":
+            if v not in STRATEGIES:
+                raise _bad(f"unknown strategy {v!r}", did_you_mean(str(v), STRATEGIES))
+            kw["strategy"] = v
+        elif k == "upsample":
+            if v not in UPSAMPLE:
+                raise _bad(f"upsample must be one of {', '.join(UPSAMPLE)}")
+            kw["upsample"] = v
+        elif k == "normalize":
+            if v not in NORMALIZE:
+                raise _bad(f"normalize must be one of {', '.join(NORMALIZE)}")
+            kw["normalize"] = v
+        elif k == "labels":
+            kw["labels"] = tuple(v)
+        else:
+            raise _bad(f"unknown cam setting {k!r}", did_you_mean(k, OVERRIDABLE))
+    return replace(spec, **kw)
+
+
+def explainer_source(graph, spec: CamSpec, hardware=None) -> tuple[str, str, str]:
+    """(source, class name, strategy note) of a standalone explainer module."""
+    from evo.codegen.explain import ExplainConfig, explainer_class, resolve_strategy
+    from evo.codegen.names import Namer
+    from evo.codegen.python import cam_runtime_source
+    from evo.passes.gradient import NotDifferentiable
+
+    try:
+        strategy, note = resolve_strategy(graph, spec, hardware=hardware)
+    except NotDifferentiable as e:
+        raise _bad(f"the compiled strategy is not possible for cam '{spec.name}': {e}",
+                   "use strategy autograd or forward") from None
+    cfg = ExplainConfig.from_spec(spec, strategy, note)
+    cls, src = explainer_class(graph, cfg, Namer())
+    prelude = "import torch\nimport torch.nn.functional as F\nfrom torch import nn\n\n\n"
+    return prelude + cam_runtime_source() + "\n\n\n" + src, cls, note
+
+
+def make_explainer(prog, cam: str, model=None, overrides: dict | None = None):
+    spec = prog.cams[cam]
+    graph = prog.graph(spec.network)
+    spec = apply_overrides(spec, graph, dict(overrides or {}))
+    src, cls, note = explainer_source(graph, spec)
+    mod = types.ModuleType(f"evo_explainer_{cam}")
+    exec(compile(src, f"<evo-explainer:{cam}>", "exec"), mod.__dict__)
+    if model is None:
+        model = prog.build(spec.network)
+    exp = getattr(mod, cls)(model)
+    exp.strategy_note = note
+    exp.source = src
+    return exp
