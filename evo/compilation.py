@@ -54,8 +54,29 @@ class Compilation:
         return run_pipeline(self.checked.instantiate(network, args))
 
     @cached_property
+    def explain_graphs(self) -> dict[str, Graph]:
+        """For every cam layer: the compiled-CAM explain graph (after folding)."""
+        from evo.passes.gradient import NotDifferentiable, compiled_explain_graph
+
+        out: dict[str, Graph] = {}
+        for name, spec in self.checked.cams.items():
+            g = self.ir.get(spec.network)
+            if g is None or spec.method in ("eigencam", "scorecam"):
+                continue
+            for layer in spec.layers:
+                try:
+                    out[f"{name}:{layer}"] = compiled_explain_graph(g, layer)
+                except NotDifferentiable:
+                    continue
+        return out
+
+    @cached_property
     def ir_text(self) -> str:
-        return "\n".join(print_graph(g) for g in self.ir.values())
+        parts = [print_graph(g) for g in self.ir.values()]
+        for key, eg in self.explain_graphs.items():
+            parts.append(f"# cam {key.split(':')[0]}: the compiled gradient at {key.split(':', 1)[1]}\n"
+                         + print_graph(eg))
+        return "\n".join(parts)
 
     @cached_property
     def python(self) -> str:
