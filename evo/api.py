@@ -97,6 +97,8 @@ class Program:
 
         self._require(network, self.networks, "network")
         self._require(hardware, self.hardware, "hardware")
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
         return cost_graph(self.graph(network, **args), self.hardware[hardware], batch=batch, objective=objective)
 
     # ------------------------------------------------------------------ cam

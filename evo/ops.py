@@ -56,6 +56,11 @@ class OpDef:
     torch: str = ""  # the PyTorch equivalent, for the docs
     elementwise: bool = False  # shape-preserving, one output element per input element
     parametric: bool = False   # has parameter tensors (becomes a named submodule)
+    # user-defined ops (Op.CUSTOM) only: the cost rule (attrs, in_shapes, out_shape) -> evo.cost
+    # workload, and the gradient rule (attrs, g, x, y) -> source of d input (see evo/extend.py).
+    # Built-in ops keep these in evo/cost/rules.py and evo/passes/gradient.py (GRAD_RULES).
+    cost: Callable | None = None
+    grad: Callable | None = None
 
 
 REGISTRY: dict[str, OpDef] = {}
@@ -460,6 +465,13 @@ def param_count(d: OpDef, attrs: dict, in_shapes: list[tuple]) -> int:
             n *= x
         total += n
     return total
+
+
+def of_node(n) -> OpDef:
+    """The OpDef of an IR node (user-defined ops are found by name)."""
+    if n.op == Op.CUSTOM:
+        return REGISTRY[n.attr("op")]
+    return by_op(n.op)
 
 
 def by_op(op: Op) -> OpDef:

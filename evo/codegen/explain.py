@@ -307,6 +307,14 @@ def resolve_strategy(g: Graph, spec: CamSpec, requested: str | None = None, hard
     return "compiled", why
 
 
+def target_hardware(checked, cam: str):
+    """The hardware of the first target that runs this cam (for `auto`), if any."""
+    for t in checked.targets.values():
+        if t.cam == cam:
+            return checked.hardware.get(t.hardware)
+    return None
+
+
 def explainer_sources(comp) -> tuple[list[str], list[tuple[str, str]]]:
     """Explainer classes for every cam of a compilation (declared settings)."""
     from evo.codegen.names import Namer as _N
@@ -318,7 +326,7 @@ def explainer_sources(comp) -> tuple[list[str], list[tuple[str, str]]]:
         g = comp.ir.get(spec.network)
         if g is None:
             continue
-        strategy, note = resolve_strategy(g, spec)
+        strategy, note = resolve_strategy(g, spec, hardware=target_hardware(checked, name))
         cfg = ExplainConfig.from_spec(spec, strategy, note)
         cls, src = explainer_class(g, cfg, names)
         sources.append(src)

@@ -95,7 +95,9 @@ def make_explainer(prog, cam: str, model=None, overrides: dict | None = None):
     spec = prog.cams[cam]
     graph = prog.graph(spec.network)
     spec = apply_overrides(spec, graph, dict(overrides or {}))
-    src, cls, note = explainer_source(graph, spec)
+    from evo.codegen.explain import target_hardware
+
+    src, cls, note = explainer_source(graph, spec, hardware=target_hardware(prog.compilation.checked, cam))
     mod = types.ModuleType(f"evo_explainer_{cam}")
     exec(compile(src, f"<evo-explainer:{cam}>", "exec"), mod.__dict__)
     if model is None:

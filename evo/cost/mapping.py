@@ -1,0 +1,773 @@
+"""Mapping search: tile sizes, loop orders and the spatial unrolling of one op.
+
+Every workload is first turned into a :class:`Nest`: named loop dimensions, and
+for each tensor the dimensions it depends on (``rel``), with sliding windows
+(output rows x filter rows -> input rows) counted exactly.  A mapping then has two
+independent halves, searched jointly for the stated objective:
+
+* the **GLB side**: a tile size per dimension held in the global buffer and the
+  order of the loops over those tiles.  It decides the off-chip traffic.
+* the **PE side**: a spatial unrolling over the PE array (at most two dims, a 2-D
+  array), a tile per PE held in its scratchpad, and the order of the loops over
+  array tiles.  It decides the compute cycles and the global <-> PE traffic.
+
+Traffic across a boundary follows the standard analytic reuse rule: with tiles
+``t`` and trip counts ``T = ceil(D / t)``, a tensor is re-fetched once per
+iteration of every loop it does not depend on that sits *outside* the innermost
+loop it does depend on (and has more than one iteration); a tensor whose tile
+covers all its dims is fetched exactly once.  Per tensor::
+
+    traffic(X) = sum over tiles of the tile footprint of X      (= |X| touched, + halos)
+                 * prod_{d not in rel(X), d outside X's innermost relevant loop} T_d
+
+Outputs re-visited ``V`` times are written ``V`` times and read back ``V - 1``
+times as partial sums.
+
+The candidate set is pruned but *monotone*: candidate tiles, unrollings and loop
+orders are generated from the workload alone and only then filtered by the
+capacities and the PE count, so a larger buffer / more PEs can only add
+candidates; traffic never grows with a tile, so only maximal feasible tiles are
+kept (an exact pruning).  Both halves are evaluated vectorised with numpy, and
+the joint minimum is exact: latency is the max, and energy the sum, of the two
+halves (EDP: exact over the product of the two Pareto fronts).
+
+If not even the smallest tile fits a level, that level *streams*: every operand
+is fetched for every use (no reuse) and the mapping says so.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+
+import numpy as np
+
+from evo.cost.hardware import Hardware
+from evo.cost.workload import (
+    ConvWorkload,
+    EltwiseWorkload,
+    MatmulWorkload,
+    PoolWorkload,
+    ReduceWorkload,
+    Workload,
+)
+
+__all__ = [
+    "OBJECTIVES",
+    "LevelMapping",
+    "Mapping",
+    "Nest",
+    "SearchResult",
+    "TensorSpec",
+    "Window",
+    "axis_rows",
+    "clear_search_cache",
+    "compulsory_elements",
+    "nest_for",
+    "search",
+    "window_cap",
+]
+
+OBJECTIVES = ("latency", "energy", "edp")
+ROLES = ("input", "weight", "output")
+
+
+# ---------------------------------------------------------------------------
+# loop nests
+@dataclass(frozen=True)
+class Window:
+    """Input rows touched by output dim `out` through filter dim `k` (rows = out*stride + k*dil - pad)."""
+
+    out: str
+    k: str
+    stride: int
+    dil: int
+    pad: int
+    in_len: int
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    role: str                      # input | weight | output
+    plain: tuple[str, ...]         # dims the tensor is indexed by directly
+    windows: tuple[Window, ...] = ()
+    count: int = 1                 # identical copies (n inputs of an elementwise op)
+    const: int = 0                 # >0: a fixed-size tensor (batchnorm params), fetched once
+
+    @cached_property
+    def rel(self) -> frozenset[str]:
+        return frozenset(self.plain) | frozenset(x for w in self.windows for x in (w.out, w.k))
+
+
+@dataclass(frozen=True)
+class Nest:
+    kind: str
+    dims: tuple[tuple[str, int], ...]
+    tensors: tuple[TensorSpec, ...]
+    ops_per_point: int = 1          # MAC-equivalent operations per iteration point
+    spad_words_per_point: int = 4   # scratchpad accesses per point (Eyeriss: 3 reads + 1 write per MAC)
+    glb_dims: tuple[str, ...] = ()  # tiled at the GLB (others: whole)
+    pe_dims: tuple[str, ...] = ()   # tiled in the PE (others: 1)
+    k_dims: tuple[str, ...] = ()    # filter dims: PE tile is 1 or the whole dim
+    spatial_dims: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(n for n, _ in self.dims)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(s for _, s in self.dims)
+
+    @property
+    def points(self) -> int:
+        return math.prod(self.sizes)
+
+
+def nest_for(w: Workload) -> Nest:
+    if isinstance(w, MatmulWorkload):
+        w = ConvWorkload(w.M, w.N * w.batch, w.K * w.batch, 1, 1, groups=w.batch, word_bits=w.word_bits)
+    if isinstance(w, ConvWorkload):
+        g = w.groups
+        dims = (("N", w.N), ("G", g), ("K", w.K // g), ("C", w.C // g), ("P", w.P), ("Q", w.Q), ("R", w.R),
+                ("S", w.S))
+        wins = (Window("P", "R", w.stride_h, w.dil_h, w.pad_h, w.H_in),
+                Window("Q", "S", w.stride_w, w.dil_w, w.pad_w, w.W_in))
+        tensors = [TensorSpec("input", "input", ("N", "G", "C"), wins),
+                   TensorSpec("weight", "weight", ("G", "K", "C", "R", "S"))]
+        if w.bias:
+            tensors.append(TensorSpec("bias", "weight", ("G", "K")))
+        tensors.append(TensorSpec("output", "output", ("N", "G", "K", "P", "Q")))
+        return Nest("conv", dims, tuple(tensors), 1, 4,
+                    glb_dims=("N", "G", "K", "C", "P", "Q"), pe_dims=("N", "G", "K", "C", "Q", "R", "S"),
+                    k_dims=("R", "S"), spatial_dims=("N", "G", "K", "C", "P", "Q", "R"))
+    if isinstance(w, EltwiseWorkload):
+        tensors = [TensorSpec("input", "input", ("E",), count=w.n_inputs)]
+        if w.params:
+            tensors.append(TensorSpec("params", "weight", (), const=w.params))
+        tensors.append(TensorSpec("output", "output", ("E",)))
+        return Nest("eltwise", (("E", w.elements),), tuple(tensors), w.ops_per_element, w.n_inputs + 1,
+                    glb_dims=("E",), pe_dims=("E",), spatial_dims=("E",))
+    if isinstance(w, PoolWorkload):
+        dims = (("N", w.N), ("C", w.C), ("P", w.P), ("Q", w.Q), ("R", w.R), ("S", w.S))
+        wins = (Window("P", "R", w.stride_h, 1, w.pad_h, w.H_in), Window("Q", "S", w.stride_w, 1, w.pad_w, w.W_in))
+        tensors = (TensorSpec("input", "input", ("N", "C"), wins), TensorSpec("output", "output", ("N", "C", "P", "Q")))
+        return Nest("pool", dims, tensors, 1, 2, glb_dims=("N", "C", "P", "Q"), pe_dims=("N", "C", "Q", "R", "S"),
+                    k_dims=("R", "S"), spatial_dims=("N", "C", "P", "Q"))
+    if isinstance(w, ReduceWorkload):
+        out = ("ROW", "L") if w.out_per_row == w.length and w.length > 1 else ("ROW",)
+        tensors = (TensorSpec("input", "input", ("ROW", "L")), TensorSpec("output", "output", out))
+        return Nest("reduce", (("ROW", w.rows), ("L", w.length)), tensors, w.ops_per_element, 2,
+                    glb_dims=("ROW", "L"), pe_dims=("ROW", "L"), spatial_dims=("ROW", "L"))
+    raise TypeError(f"no loop nest for {type(w).__name__}")
+
+
+# ---------------------------------------------------------------------------
+# exact sliding-window row counts
+@lru_cache(maxsize=1 << 16)
+def axis_rows(out_len: int, t_out: int, k_len: int, t_k: int, stride: int, dil: int, pad: int,
+              in_len: int) -> tuple[int, int]:
+    """Input rows fetched along one spatial axis when `out_len` outputs are tiled by `t_out` and
+    the `k_len` filter taps by `t_k`: (sum over all (output tile, tap tile) pairs of the distinct
+    in-range rows each touches, the largest such count).  Padding rows are never fetched."""
+    t_out, t_k = min(t_out, out_len), min(t_k, k_len)
+    starts = np.arange(0, out_len, t_out)
+    ends = np.minimum(starts + t_out, out_len) - 1
+    total, biggest = 0, 0
+    for j0 in range(0, k_len, t_k):
+        j1 = min(k_len, j0 + t_k) - 1
+        w = j1 - j0 + 1
+        if dil == 1 and (stride <= w or t_out == 1):
+            lo = starts * stride + j0 - pad
+            hi = ends * stride + j1 - pad
+            cnt = np.maximum(0, np.minimum(hi, in_len - 1) - np.maximum(lo, 0) + 1)
+        elif dil == 1 or w == 1:
+            # windows of consecutive outputs are disjoint: count each output's in-range taps
+            p = np.arange(out_len)
+            lo = p * stride + j0 * dil - pad
+            if w == 1:
+                per_p = ((lo >= 0) & (lo < in_len)).astype(np.int64)
+            else:
+                hi = p * stride + j1 - pad
+                per_p = np.maximum(0, np.minimum(hi, in_len - 1) - np.maximum(lo, 0) + 1)
+            cnt = np.add.reduceat(per_p, starts)
+        else:
+            taps = np.arange(j0, j1 + 1) * dil
+            cnt = np.empty(len(starts), dtype=np.int64)
+            for i, (a, b) in enumerate(zip(starts, ends)):
+                rows = (np.arange(a, b + 1)[:, None] * stride + taps[None, :] - pad).ravel()
+                rows = rows[(rows >= 0) & (rows < in_len)]
+                cnt[i] = len(np.unique(rows))
+        total += int(cnt.sum())
+        biggest = max(biggest, int(cnt.max()))
+    return total, biggest
+
+
+# ---------------------------------------------------------------------------
+# results
+@dataclass(frozen=True)
+class LevelMapping:
+    level: str                              # "global" | "pe"
+    tiles: tuple[tuple[str, int], ...]      # per dim (per PE for "pe")
+    loop_order: tuple[str, ...]             # outer -> inner, dims with more than one iteration
+    stationary: str                         # the tensor fetched once at this level: input|weight|output|none
+    streaming: bool = False                 # no tile fits: every operand fetched per use
+
+    def describe(self) -> str:
+        if self.streaming:
+            return f"{self.level}: streaming (no tile fits)"
+        t = " ".join(f"{d}{v}" for d, v in self.tiles if v > 1) or "1"
+        order = ">".join(self.loop_order) or "-"
+        return f"{self.level}: tile {t}; loops {order} ({self.stationary}-stationary)"
+
+
+@dataclass(frozen=True)
+class Mapping:
+    glb: LevelMapping
+    pe: LevelMapping
+    spatial: tuple[tuple[str, int], ...]    # unrolled dims over the PE array
+    candidates: int                         # mappings evaluated
+
+    @property
+    def streaming(self) -> bool:
+        return self.glb.streaming or self.pe.streaming
+
+    def describe(self) -> str:
+        sp = " x ".join(f"{d}{v}" for d, v in self.spatial) or "none"
+        return f"spatial {sp}; {self.glb.describe()}; {self.pe.describe()}"
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    mapping: Mapping
+    offchip: dict        # role -> bytes across offchip<->global: input, weight, output, psum_read, psum_write
+    onchip: dict         # same, across global<->pe, counted at the GLB (multicast counted once)
+    pe_fill_bytes: float  # bytes into / out of PE scratchpads (every multicast copy counted)
+    compute_cycles: int
+    active_pes: int
+    t_compute: float
+    t_offchip: float
+    t_global: float
+    t_pe: float
+    e_offchip: float
+    e_global: float
+    e_pe: float
+
+
+# ---------------------------------------------------------------------------
+# candidate values
+@lru_cache(maxsize=4096)
+def _halvings(D: int) -> tuple[int, ...]:
+    vals, v = set(), D
+    i = 0
+    while True:
+        v = -(-D // (1 << i))
+        vals.add(v)
+        if v == 1:
+            break
+        i += 1
+    return tuple(sorted(vals))
+
+
+@lru_cache(maxsize=4096)
+def _spatial_values(D: int) -> tuple[int, ...]:
+    vals = set(_halvings(D))
+    r = 1
+    while r * r <= D and r <= 4096:
+        if D % r == 0:
+            vals.add(r)
+            if D // r <= 4096:
+                vals.add(D // r)
+        r += 1
+    vals.discard(1)
+    return tuple(sorted(vals))
+
+
+def _priority(dim: str, tensors) -> tuple[int, ...]:
+    """Sort key putting the dims of the first tensor outermost, then those of the second..."""
+    return tuple(-(dim in t.rel) for t in tensors)
+
+
+@lru_cache(maxsize=1024)
+def _orders(nest: Nest, pe: bool = False) -> list[tuple[tuple[int, ...], str]]:
+    """Loop orders (outer -> inner, as dim indices) from tensor stationarity priorities:
+    the dims of the first tensor outermost (it is fetched once), then those of the
+    second...  All permutations at the GLB; at the PE, one order per stationary tensor
+    (with the output, else the input, second: psums accumulate in place)."""
+    names = nest.names
+    main = []
+    for role in ROLES:
+        for t in nest.tensors:
+            if t.role == role and not t.const:
+                main.append(t)
+                break
+    out, seen = [], set()
+    for perm in itertools.permutations(main):
+        if pe and len(perm) > 2 and perm[1].role != ("input" if perm[0].role == "output" else "output"):
+            continue
+        order = tuple(sorted(range(len(names)), key=lambda i, perm=perm: _priority(names[i], perm) + (i,)))
+        if order not in seen:
+            seen.add(order)
+            out.append((order, perm[0].role))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# vectorised pieces
+class _Ctx:
+    """Per-(nest, word) precomputation shared by both sides."""
+
+    def __init__(self, nest: Nest, word: float):
+        self.nest = nest
+        self.word = word
+        self.names = nest.names
+        self.idx = {n: i for i, n in enumerate(self.names)}
+        self.D = np.array(nest.sizes, dtype=np.int64)
+        self.rel_mask = {t.name: np.array([n in t.rel for n in self.names]) for t in nest.tensors}
+
+
+def _window_lookup(win: Window, t_out: np.ndarray, t_k: np.ndarray, D_out: int, D_k: int, which: int) -> np.ndarray:
+    """axis_rows(...)[which] for arrays of tile sizes (few distinct values: cached)."""
+    key = t_out.astype(np.int64) * (D_k + 1) + t_k.astype(np.int64)
+    uniq, inv = np.unique(key, return_inverse=True)
+    vals = np.array([axis_rows(D_out, int(u // (D_k + 1)), D_k, int(u % (D_k + 1)), win.stride, win.dil, win.pad,
+                               win.in_len)[which] for u in uniq], dtype=np.float64)
+    return vals[inv.reshape(-1)]
+
+
+def _footprint(ctx: _Ctx, t: TensorSpec, tiles: np.ndarray, which: int) -> np.ndarray:
+    """which=1: elements of the largest tile of t; which=0: sum of tile footprints over all tiles."""
+    M = tiles.shape[0]
+    if t.const:
+        return np.full(M, float(t.const))
+    f = np.full(M, float(t.count))
+    for d in t.plain:
+        i = ctx.idx[d]
+        f = f * (np.minimum(tiles[:, i], ctx.D[i]) if which == 1 else float(ctx.D[i]))
+    for win in t.windows:
+        io, ik = ctx.idx[win.out], ctx.idx[win.k]
+        if which == 1:
+            f = f * window_cap(win, np.minimum(tiles[:, io], ctx.D[io]), np.minimum(tiles[:, ik], ctx.D[ik]))
+        else:
+            f = f * _window_lookup(win, tiles[:, io], tiles[:, ik], int(ctx.D[io]), int(ctx.D[ik]), which)
+    return f
+
+
+def window_cap(win: Window, t_out, t_k):
+    """Input rows a buffer must hold for a (t_out outputs x t_k taps) tile: an upper bound of
+    the distinct rows any such tile touches, monotone in both tile sizes (capacity checks)."""
+    span = (t_out - 1) * win.stride + (t_k - 1) * win.dil + 1
+    return np.minimum(np.minimum(t_out * t_k, span), win.in_len).astype(np.float64)
+
+
+def _maximal_grid(values: list[np.ndarray], feasible_fn) -> np.ndarray:
+    """All maximal feasible points of the lattice values[0] x values[1] x ... (rows of tile values)."""
+    shape = tuple(len(v) for v in values)
+    grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    tiles = np.stack([values[k][g.ravel()] for k, g in enumerate(grids)], axis=1)
+    feas = feasible_fn(tiles).reshape(shape)
+    maximal = feas.copy()
+    for ax in range(len(shape)):
+        if shape[ax] == 1:
+            continue
+        nxt = np.zeros_like(feas)
+        sl_dst = [slice(None)] * len(shape)
+        sl_src = [slice(None)] * len(shape)
+        sl_dst[ax] = slice(0, shape[ax] - 1)
+        sl_src[ax] = slice(1, shape[ax])
+        nxt[tuple(sl_dst)] = feas[tuple(sl_src)]
+        maximal &= ~nxt
+    return tiles[maximal.ravel()]
+
+
+def _refetch(Tcols: list[np.ndarray], order: tuple[int, ...], rel: np.ndarray, M: int,
+             alt: list[np.ndarray] | None = None, inside: list[np.ndarray] | None = None):
+    """Loops `order` (outer -> inner, dim indices) with trip-count columns Tcols[d].
+
+    Returns the product over the dims the tensor does not depend on that sit outside its
+    innermost relevant loop with more than one iteration (the re-fetch multiplier), and,
+    when `alt`/`inside` are given, also prod over irrelevant dims of (alt[d] if outside else
+    inside[d]) (the multicast-copy count of the PE side)."""
+    flag = np.zeros(M, dtype=bool)
+    mult = np.ones(M)
+    copies = np.ones(M) if alt is not None else None
+    for d in reversed(order):
+        Td = Tcols[d]
+        if rel[d]:
+            flag |= Td > 1
+        else:
+            mult *= np.where(flag, Td, 1)
+            if copies is not None:
+                copies *= np.where(flag, alt[d], inside[d])
+    return mult, copies
+
+
+# ---------------------------------------------------------------------------
+# GLB side: off-chip traffic
+@lru_cache(maxsize=128)
+def _glb_side_cached(nest: Nest, hw: Hardware, word: float, resident_items: tuple):
+    return _glb_side(_Ctx(nest, word), hw, dict(resident_items))
+
+
+def _glb_side(ctx: _Ctx, hw: Hardware, resident: dict[str, float]):
+    """All GLB-half candidates: (latency, energy, detail(i), streaming, None).  Only the two
+    per-candidate arrays are kept; detail(i) re-evaluates candidate i alone."""
+    nest, names, D = ctx.nest, ctx.names, ctx.D
+    word = ctx.word
+    cap = hw.glb.size_bytes
+    res_bytes = sum(resident.get(t.name, 0.0) * _total_elems(ctx, t) for t in nest.tensors) * word
+    tile_vals = [np.array(_halvings(int(D[i])) if n in nest.glb_dims else (int(D[i]),), dtype=np.int64)
+                 for i, n in enumerate(names)]
+
+    def feasible(tiles):
+        need = np.full(tiles.shape[0], res_bytes)
+        for t in nest.tensors:
+            if resident.get(t.name, 0.0) >= 1.0:
+                continue
+            need = need + _footprint(ctx, t, tiles, 1) * word
+        return need <= cap
+
+    tiles = _maximal_grid(tile_vals, feasible)
+    streaming = tiles.shape[0] == 0
+    orders = _orders(nest)
+    if streaming:
+        tiles = np.ones((1, len(names)), dtype=np.int64)
+        orders = [(tuple(range(len(names))), "none")]
+    # Off-chip bytes beyond the compulsory ones are GLB tiles fetched again: each is streamed
+    # to the PEs again on top of the PE-level schedule (so GLB->PE traffic always covers the
+    # off-chip traffic), through the GLB's fill port.
+    comp = {r: v * word for r, v in compulsory_elements(nest, resident).items()}
+    comp_total = sum(comp.values())
+    M = tiles.shape[0]
+    lat_l, en_l = [], []
+    prep = _glb_prep(ctx, tiles, streaming)
+    for order in orders:
+        traffic = _glb_eval(ctx, prep, order[0], resident, streaming)
+        total = sum(traffic.values())
+        restream = np.maximum(0.0, total - comp_total)
+        lat_l.append(np.maximum(total / hw.offchip.bandwidth_bps, (total + restream) / hw.glb.bandwidth_bps))
+        en_l.append(total * (hw.offchip.energy_per_byte_j + hw.glb.energy_per_byte_j)
+                    + restream * (hw.glb.energy_per_byte_j + hw.pe.energy_per_byte_j))
+
+    def detail(i: int):
+        oi, ti = divmod(i, M)
+        order, st = orders[oi]
+        tl = tiles[ti:ti + 1]
+        off = {r: float(v[0]) for r, v in _glb_eval(ctx, _glb_prep(ctx, tl, streaming), order, resident,
+                                                    streaming).items()}
+        extra = {r: max(0.0, off[r] - comp.get(r, 0.0)) for r in off}
+        loop = tuple(names[j] for j in order if -(-D[j] // min(tl[0, j], D[j])) > 1)
+        lm = LevelMapping("global", tuple((n, int(min(tl[0, k], D[k]))) for k, n in enumerate(names)), loop,
+                          st if not streaming else "none", streaming)
+        return lm, off, extra
+
+    return np.concatenate(lat_l), np.concatenate(en_l), detail, streaming, None
+
+
+_ROLES5 = ("input", "weight", "output", "psum_read", "psum_write")
+
+
+def _glb_prep(ctx: _Ctx, tiles: np.ndarray, streaming: bool) -> dict:
+    """Order-independent arrays for GLB tiles: trip counts and per-tensor tile footprint sums."""
+    D = ctx.D
+    T = -(-D[None, :] // np.minimum(tiles, D[None, :]))
+    dsum = {}
+    for t in ctx.nest.tensors:
+        if streaming:
+            dsum[t.name] = _footprint(ctx, t, tiles, 0)  # all tiles 1: filter taps one by one
+        else:
+            full_k = tiles.copy()
+            for win in t.windows:
+                full_k[:, ctx.idx[win.k]] = D[ctx.idx[win.k]]
+            dsum[t.name] = _footprint(ctx, t, full_k, 0)
+    return {"M": tiles.shape[0], "T": T, "Tcols": [T[:, i].astype(np.float64) for i in range(len(D))],
+            "dsum": dsum}
+
+
+def _glb_eval(ctx: _Ctx, prep: dict, order: tuple[int, ...], resident: dict[str, float],
+              streaming: bool) -> dict[str, np.ndarray]:
+    """Off-chip bytes per role for the prepared GLB tiles under one loop order."""
+    D = ctx.D
+    M, T, Tcols = prep["M"], prep["T"], prep["Tcols"]
+    live = tuple(d for d in order if (T[:, d] > 1).any())
+    acc = {r: np.zeros(M) for r in _ROLES5}
+    for t in ctx.nest.tensors:
+        keep = 1.0 - min(1.0, resident.get(t.name, 0.0))
+        if keep <= 0.0:
+            continue
+        rel = ctx.rel_mask[t.name]
+        if streaming:
+            mult = np.full(M, float(np.prod(np.where(rel, 1, D))))
+        else:
+            mult = np.ones(M) if t.const else _refetch(Tcols, live, rel, M)[0]
+        base = prep["dsum"][t.name] * keep
+        if t.role == "output":
+            acc["output"] += base
+            acc["psum_write"] += base * (mult - 1)
+            acc["psum_read"] += base * (mult - 1)
+        else:
+            acc[t.role] += base * mult
+    return {r: v * ctx.word for r, v in acc.items()}
+
+
+def compulsory_elements(nest: Nest, resident: dict[str, float] | None = None) -> dict[str, float]:
+    """Per role, the elements that must cross off-chip once: every element the op touches
+    (padding and rows a strided window skips excluded), resident (fused) parts excepted."""
+    resident = resident or {}
+    names = nest.names
+    out = {"input": 0.0, "weight": 0.0, "output": 0.0}
+    for t in nest.tensors:
+        keep = 1.0 - min(1.0, resident.get(t.name, 0.0))
+        if t.const:
+            out[t.role] += keep * t.const
+            continue
+        n = float(t.count)
+        for d in t.plain:
+            n *= nest.sizes[names.index(d)]
+        for win in t.windows:
+            O = nest.sizes[names.index(win.out)]
+            K = nest.sizes[names.index(win.k)]
+            n *= axis_rows(O, O, K, K, win.stride, win.dil, win.pad, win.in_len)[0]
+        out[t.role] += keep * n
+    return out
+
+
+def _total_elems(ctx: _Ctx, t: TensorSpec) -> float:
+    """Elements of the whole tensor (windows: the whole input, padding excluded)."""
+    if t.const:
+        return float(t.const)
+    n = float(t.count)
+    for d in t.plain:
+        n *= float(ctx.D[ctx.idx[d]])
+    for win in t.windows:
+        n *= float(win.in_len)
+    return n
+
+
+# ---------------------------------------------------------------------------
+# PE side: spatial unrolling, per-PE tiles, compute and global<->pe traffic
+def _spatial_candidates(ctx: _Ctx, pes: int) -> np.ndarray:
+    nest, D = ctx.nest, ctx.D
+    dims = [ctx.idx[d] for d in nest.spatial_dims if D[ctx.idx[d]] > 1]
+    rows = [np.ones(len(D), dtype=np.int64)]
+    for i in dims:
+        for v in _spatial_values(int(D[i])):
+            if v <= pes:
+                r = np.ones(len(D), dtype=np.int64)
+                r[i] = v
+                rows.append(r)
+    for a, b in itertools.combinations(dims, 2):
+        va = np.array(_spatial_values(int(D[a])), dtype=np.int64)
+        vb = np.array(_spatial_values(int(D[b])), dtype=np.int64)
+        A, B = np.meshgrid(va, vb, indexing="ij")
+        ok = (A * B) <= pes
+        if not ok.any():
+            continue
+        blk = np.ones((int(ok.sum()), len(D)), dtype=np.int64)
+        blk[:, a] = A[ok]
+        blk[:, b] = B[ok]
+        rows.append(blk)
+    return np.vstack(rows)
+
+
+@lru_cache(maxsize=48)
+def _pe_side_cached(nest: Nest, hw: Hardware, word: float):
+    return _pe_side(_Ctx(nest, word), hw)
+
+
+def _pe_side(ctx: _Ctx, hw: Hardware):
+    """All PE-half candidates: (latency, energy, detail(i), streaming, compute time)."""
+    nest, names, D = ctx.nest, ctx.names, ctx.D
+    word = ctx.word
+    nd = len(names)
+    tile_vals = []
+    for i, n in enumerate(names):
+        if n in nest.k_dims:
+            v = (1, int(D[i])) if D[i] > 1 else (1,)
+        elif n in nest.pe_dims:
+            v = _halvings(int(D[i]))
+        else:
+            v = (1,)
+        tile_vals.append(np.array(v, dtype=np.int64))
+
+    def feasible(tiles):
+        need = np.zeros(tiles.shape[0])
+        for t in nest.tensors:
+            need = need + _footprint(ctx, t, tiles, 1) * word
+        return need <= hw.pe.size_bytes
+
+    ptiles = _maximal_grid(tile_vals, feasible)
+    streaming = ptiles.shape[0] == 0
+    orders = _orders(nest, pe=True)
+    if streaming:
+        ptiles = np.ones((1, nd), dtype=np.int64)
+        orders = [(tuple(range(nd)), "none")]
+    sp = _spatial_candidates(ctx, hw.pes)
+    S, Pn = sp.shape[0], ptiles.shape[0]
+    s = np.repeat(sp, Pn, axis=0)
+    p = np.tile(ptiles, (S, 1))
+    M = S * Pn
+    lat_l, en_l, tc_l = [], [], []
+    prep = _pe_prep(ctx, hw, s, p)
+    for order in orders:
+        r = _pe_eval(ctx, hw, prep, order[0], streaming)
+        lat_l.append(r["lat"])
+        en_l.append(r["en"])
+        tc_l.append(r["tc"])
+
+    def detail(i: int):
+        oi, mi = divmod(i, M)
+        order, st = orders[oi]
+        si, pi = divmod(mi, Pn)
+        r = _pe_eval(ctx, hw, _pe_prep(ctx, hw, sp[si:si + 1], ptiles[pi:pi + 1]), order, streaming)
+        lm = LevelMapping("pe", tuple((n, int(r["p"][0, k])) for k, n in enumerate(names)),
+                          tuple(names[j] for j in order if r["T"][0, j] > 1), st if not streaming else "none",
+                          streaming)
+        spatial = tuple((n, int(sp[si, k])) for k, n in enumerate(names) if sp[si, k] > 1)
+        roles = {k: float(v[0]) for k, v in r["roles"].items()}
+        return (lm, spatial, roles, float(r["recv"][0]), int(r["cycles"][0]), int(r["active"][0]),
+                float(r["tc"][0]), float(r["t_glb"][0]), float(r["t_pe"][0]))
+
+    return np.concatenate(lat_l), np.concatenate(en_l), detail, streaming, np.concatenate(tc_l)
+
+
+def _pe_prep(ctx: _Ctx, hw: Hardware, s: np.ndarray, p_raw: np.ndarray) -> dict:
+    """Order-independent arrays for PE-half candidates (rows of spatial factors `s` and per-PE
+    tiles `p_raw`): effective tiles, trip counts, compute, per-tensor footprint sums."""
+    nest, D = ctx.nest, ctx.D
+    nd = len(D)
+    p = np.minimum(p_raw, -(-D[None, :] // s))  # a PE holds at most its share of a dim
+    a = np.minimum(D[None, :], s * p)
+    T = -(-D[None, :] // a)
+    Tp = -(-D[None, :] // p)
+    s_eff = np.minimum(s, Tp)
+    work = np.prod(-(-D[None, :] // s), axis=1).astype(np.float64)
+    cycles = np.ceil(work * nest.ops_per_point / hw.macs_per_pe)
+    return {"M": s.shape[0], "p": p, "T": T, "active": np.prod(s_eff, axis=1).astype(np.float64),
+            "cycles": cycles, "tc": cycles / hw.frequency_hz,
+            "Tcols": [T[:, i].astype(np.float64) for i in range(nd)],
+            "Tpcols": [Tp[:, i].astype(np.float64) for i in range(nd)],
+            "scols": [s_eff[:, i].astype(np.float64) for i in range(nd)],
+            "dsum_a": {t.name: _footprint(ctx, t, a, 0) for t in nest.tensors},
+            "dsum_p": {t.name: _footprint(ctx, t, p, 0) for t in nest.tensors},
+            "Tfull": T, "D": D}
+
+
+def _pe_eval(ctx: _Ctx, hw: Hardware, prep: dict, order: tuple[int, ...], streaming: bool) -> dict:
+    """Cost of the prepared PE-half candidates under one loop order over array tiles."""
+    nest, D, word = ctx.nest, ctx.D, ctx.word
+    M, T, active = prep["M"], prep["T"], prep["active"]
+    live = tuple(d for d in order if D[d] > 1)
+    uniq = np.zeros(M)
+    recv = np.zeros(M)
+    acc = {r: np.zeros(M) for r in _ROLES5}
+    for t in nest.tensors:
+        rel = ctx.rel_mask[t.name]
+        dsum_a, dsum_p = prep["dsum_a"][t.name], prep["dsum_p"][t.name]
+        if streaming:
+            mult = np.prod(np.where(rel[None, :], 1, T), axis=1).astype(np.float64)
+            copies = np.prod(np.where(rel[None, :], 1, D[None, :]), axis=1).astype(np.float64)
+        elif t.const:
+            mult, copies = np.ones(M), active
+        else:
+            mult, copies = _refetch(prep["Tcols"], live, rel, M, prep["Tpcols"], prep["scols"])
+        u = dsum_a * mult
+        if t.role == "output":
+            spill = dsum_a * (mult - 1)
+            acc["output"] += dsum_a
+            acc["psum_write"] += spill
+            acc["psum_read"] += spill
+            uniq += u + spill
+            recv += dsum_p * copies + spill
+        else:
+            acc[t.role] += u
+            uniq += u
+            recv += dsum_p * copies
+    uniq_b, recv_b = uniq * word, recv * word
+    t_glb = uniq_b / hw.glb.bandwidth_bps
+    t_pe = recv_b / (active * hw.pe.bandwidth_bps)
+    tc = prep["tc"]
+    return {"lat": np.maximum(np.maximum(tc, t_glb), t_pe),
+            "en": uniq_b * hw.glb.energy_per_byte_j + recv_b * hw.pe.energy_per_byte_j,
+            "tc": tc, "t_glb": t_glb, "t_pe": t_pe, "recv": recv_b, "cycles": prep["cycles"], "active": active,
+            "roles": {r: v * word for r, v in acc.items()}, "p": prep["p"], "T": T}
+
+
+def clear_search_cache() -> None:
+    _pe_side_cached.cache_clear()
+    _glb_side_cached.cache_clear()
+
+
+# ---------------------------------------------------------------------------
+# joint selection
+def _pick(lat: np.ndarray, en: np.ndarray, primary: str, bound: float | None = None,
+          tert: np.ndarray | None = None) -> int:
+    """Index minimising (primary, secondary, tert, index); with `bound`, among lat <= bound
+    minimise (energy, latency, tert, index).  `tert` (compute time) breaks ties toward
+    the better-utilised array."""
+    idx = np.arange(len(lat))
+    tert = np.zeros(len(lat)) if tert is None else tert
+    if primary == "latency" and bound is not None:
+        ok = np.flatnonzero(lat <= bound * (1 + 1e-12))
+        order = np.lexsort((ok, tert[ok], lat[ok], en[ok]))
+        return int(ok[order[0]])
+    if primary == "latency":
+        return int(np.lexsort((idx, tert, en, lat))[0])
+    return int(np.lexsort((idx, tert, lat, en))[0])
+
+
+def _pareto(lat: np.ndarray, en: np.ndarray, tert: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the (latency, energy) Pareto front; among exact ties the smallest `tert`."""
+    tert = np.zeros(len(lat)) if tert is None else tert
+    order = np.lexsort((np.arange(len(lat)), tert, en, lat))
+    e_sorted = en[order]
+    best = np.minimum.accumulate(e_sorted)
+    keep = np.ones(len(order), dtype=bool)
+    keep[1:] = e_sorted[1:] < best[:-1]
+    return order[keep]
+
+
+def search(nest: Nest, hw: Hardware, word_bytes: float, objective: str = "latency",
+           resident: dict[str, float] | None = None, e_const: float = 0.0) -> SearchResult:
+    """The best mapping of `nest` on `hw` for `objective` (``latency`` | ``energy`` | ``edp``).
+
+    `resident` maps tensor names to the fraction of that tensor already held in the
+    GLB (fusion): its off-chip traffic is dropped and the resident part occupies GLB
+    capacity.  `e_const` is the mapping-independent energy (MACs, operand accesses),
+    used only for EDP."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
+    resident = resident or {}
+    la, ea, da, _, ta = _pe_side_cached(nest, hw, float(word_bytes))
+    lb, eb, db, _, _ = _glb_side_cached(nest, hw, float(word_bytes), tuple(sorted(resident.items())))
+    if objective == "latency":
+        target = max(float(la.min()), float(lb.min()))
+        ia, ib = _pick(la, ea, "latency", target, ta), _pick(lb, eb, "latency", target)
+    elif objective == "energy":
+        ia, ib = _pick(la, ea, "energy", tert=ta), _pick(lb, eb, "energy")
+    else:
+        fa, fb = _pareto(la, ea, ta), _pareto(lb, eb)
+        L = np.maximum(la[fa][:, None], lb[fb][None, :])
+        E = ea[fa][:, None] + eb[fb][None, :] + e_const
+        edp = (E * L).ravel()
+        T = np.broadcast_to(ta[fa][:, None], L.shape)
+        k = np.lexsort((np.arange(edp.size), T.ravel(), E.ravel(), L.ravel(), edp))[0]
+        ia, ib = int(fa[k // len(fb)]), int(fb[k % len(fb)])
+    pe_map, spatial, onchip, fill, cycles, active, tc, tg, tp = da(ia)
+    glb_map, offchip, extra = db(ib)
+    off_total = sum(offchip.values())
+    restream = sum(extra.values())
+    onchip = {r: onchip[r] + extra.get(r, 0.0) for r in onchip}
+    fill += restream
+    tg = max(tg, (off_total + restream) / hw.glb.bandwidth_bps)
+    mapping = Mapping(glb_map, pe_map, spatial, int(la.size + lb.size))
+    return SearchResult(
+        mapping=mapping, offchip=offchip, onchip=onchip, pe_fill_bytes=fill, compute_cycles=cycles,
+        active_pes=active, t_compute=tc, t_offchip=off_total / hw.offchip.bandwidth_bps, t_global=tg, t_pe=tp,
+        e_offchip=off_total * hw.offchip.energy_per_byte_j,
+        e_global=(off_total + sum(onchip.values())) * hw.glb.energy_per_byte_j,
+        e_pe=fill * hw.pe.energy_per_byte_j,
+    )

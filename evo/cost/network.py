@@ -1,0 +1,301 @@
+"""Costing IR graphs on a checked hardware tier: networks, explainers, targets.
+
+`cost_graph(graph, hw, batch)` turns every node into a workload (evo/cost/rules.py)
+and runs the whole-network model with fusion (evo/cost/model.py).  `cam_costs`
+costs each CAM strategy's extra work on the same tier, so `strategy = auto` can
+choose by cost and a target's fps budget can be checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from evo import ops
+from evo.cost.hardware import Hardware, as_hardware
+from evo.cost.model import NetworkCost, cost_network
+from evo.cost.rules import dims, workload
+from evo.ir.node import Graph, Op
+
+
+def param_count(g: Graph) -> int:
+    total = 0
+    for n in g.nodes:
+        if n.path is None or n.op in (Op.INPUT,):
+            continue
+        d = ops.of_node(n)
+        if d.parametric:
+            total += ops.param_count(d, n.attr_dict, [g.node(i).shape for i in n.inputs])
+    return total
+
+
+def graph_ops(g: Graph, batch: int, kb: int | None = None, prefix: str = "") -> list[tuple[str, Any, tuple]]:
+    """(name, workload, producers) in execution order; fused members are merged into
+    their producer, views keep their producer's name for fusion."""
+    items = []
+    alias: dict[int, str] = {}
+    names: dict[int, str] = {}
+    used: set[str] = set()
+    for n in g.nodes:
+        w = workload(n, [g.node(i).shape for i in n.inputs], batch, kb)
+        if w is None:
+            if n.op != Op.INPUT and n.inputs:
+                alias[n.id] = alias.get(n.inputs[0], names.get(n.inputs[0], ""))
+            continue
+        base = prefix + (n.path or (f"{n.scope}.{n.name}" if n.scope and n.name else n.name) or
+                         f"{n.op.value}%{n.id}")
+        name = base
+        k = 2
+        while name in used:
+            name = f"{base}#{k}"
+            k += 1
+        used.add(name)
+        names[n.id] = name
+        prods = tuple(p for p in (names.get(i) or alias.get(i) for i in n.inputs) if p)
+        items.append((name, w, prods))
+    return items
+
+
+@dataclass
+class CostReport:
+    """A network (or explainer) costed on one tier."""
+
+    network: str
+    hardware: str
+    batch: int
+    objective: str
+    cost: NetworkCost
+    params: int
+    fps_budget: float | None = None
+    cam: dict[str, Any] = field(default_factory=dict)
+
+    # the headline numbers
+    @property
+    def latency_s(self) -> float:
+        return self.cost.latency_s
+
+    @property
+    def energy_j(self) -> float:
+        return self.cost.energy_j
+
+    @property
+    def macs(self) -> int:
+        return self.cost.macs
+
+    @property
+    def offchip_bytes(self) -> float:
+        return self.cost.offchip_bytes
+
+    @property
+    def fps(self) -> float:
+        return self.batch / self.latency_s if self.latency_s > 0 else float("inf")
+
+    @property
+    def meets_budget(self) -> bool | None:
+        if self.fps_budget is None:
+            return None
+        lat = self.cam.get("latency_s", self.latency_s) if self.cam else self.latency_s
+        return self.batch / lat >= self.fps_budget if lat > 0 else True
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        m = dict(self.cost.metrics)
+        m["params"] = self.params
+        m["fps"] = self.fps
+        if self.cam:
+            m["cam_latency"] = self.cam["latency_s"]
+            m["cam_energy"] = self.cam["energy_j"]
+        else:
+            m["cam_latency"] = m["latency"]
+            m["cam_energy"] = m["energy"]
+        return m
+
+    @property
+    def rows(self) -> list[dict]:
+        from evo.cost.report import op_to_dict
+
+        out = []
+        for o in self.cost.ops:
+            d = op_to_dict(o.cost)
+            d["name"] = o.name
+            d["saved_offchip_bytes"] = o.saved_offchip_bytes
+            out.append(d)
+        return out
+
+    def table(self) -> str:
+        from evo.cost.report import format_table
+
+        title = (f"{self.network} on {self.hardware}, batch {self.batch}, objective {self.objective}; "
+                 f"{self.params:,} parameters")
+        text = format_table(self.cost, fps=self.fps_budget, title=title)
+        if self.cam:
+            text += "\n" + format_cam(self.cam, self.batch, self.fps_budget)
+        return text
+
+    def to_dict(self) -> dict:
+        from evo.cost.report import to_dict
+
+        d = {"network": self.network, "hardware": self.hardware, "batch": self.batch,
+             "objective": self.objective, "params": self.params, "fps": self.fps,
+             "fps_budget": self.fps_budget, "meets_budget": self.meets_budget, "cost": to_dict(self.cost)}
+        if self.cam:
+            d["cam"] = self.cam
+        return d
+
+    def to_json(self) -> str:
+        import json
+
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False, default=float) + "\n"
+
+    def to_csv(self) -> str:
+        from evo.cost.report import to_csv
+
+        return to_csv(self.cost)
+
+    def plot(self, path: str) -> str:
+        from evo.cost.plot import plot_network
+
+        return plot_network(self.cost, path)
+
+
+def cost_graph(g: Graph, hw, batch: int = 1, objective: str = "latency", fps: float | None = None,
+               fuse: bool = True) -> CostReport:
+    hwc = as_hardware(hw)
+    net = cost_network(graph_ops(g, batch), hwc, objective, fuse=fuse)
+    return CostReport(g.name, hwc.name, batch, objective, net, param_count(g), fps)
+
+
+# ---------------------------------------------------------------------------- CAM
+
+def _classes_k(spec_classes: tuple, n_classes: int) -> int:
+    kind = spec_classes[0]
+    if kind in ("top1", "index"):
+        return 1
+    if kind == "topk":
+        return int(spec_classes[1])
+    if kind == "list":
+        return len(spec_classes[1])
+    return n_classes
+
+
+def cam_costs(g: Graph, spec, hw, batch: int = 1, objective: str = "latency") -> dict[str, dict]:
+    """The extra cost (over plain inference) of each strategy's gradient work, per
+    CAM layer, on tier `hw`: compiled = the emitted gradient ops (folded where
+    affine); autograd = the head's backward once per explained class column;
+    forward = one head JVP per channel (gradcam) or per element (other methods)."""
+    from evo.passes.gradient import GRADIENT_OPS, NotDifferentiable, compiled_explain_graph, head_nodes
+
+    hwc = as_hardware(hw)
+    n_classes = dims(g.node(g.outputs[0]).shape, batch, batch)[-1]
+    k = _classes_k(spec.classes, n_classes)
+    out: dict[str, dict] = {}
+    totals = {"compiled": [0.0, 0.0, True], "autograd": [0.0, 0.0, True], "forward": [0.0, 0.0, True]}
+    for layer in spec.layers:
+        lnode = g.value(layer)
+        c, h, w = lnode.shape[1], lnode.shape[2], lnode.shape[3]
+        head, _ = head_nodes(g, lnode.id)
+        head_graph = _closed(g, g.with_(nodes=tuple(head)))
+        head_items = graph_ops(head_graph, batch)
+        # compiled
+        try:
+            eg = compiled_explain_graph(g, layer)
+            grad_part = eg.with_(nodes=tuple(n for n in eg.nodes if n.op in GRADIENT_OPS or n.op == Op.WEIGHTED_SUM
+                                             or (n.op == Op.ADD and _after_seed(eg, n))))
+            comp = cost_network(graph_ops(_closed(eg, grad_part), batch, k * batch, "grad:"), hwc, objective)
+            totals["compiled"][0] += comp.latency_s
+            totals["compiled"][1] += comp.energy_j
+        except NotDifferentiable:
+            totals["compiled"][2] = False
+        # autograd: the unfolded gradient program, once per class column (batch B each)
+        try:
+            from evo.passes.gradient import explain_graph
+
+            eg_u = explain_graph(g, layer)
+            grad_u = eg_u.with_(nodes=tuple(n for n in eg_u.nodes if n.op in GRADIENT_OPS or
+                                            (n.op == Op.ADD and _after_seed(eg_u, n))))
+            back = cost_network(graph_ops(_closed(eg_u, grad_u), batch, batch, "bwd:"), hwc, objective)
+            totals["autograd"][0] += back.latency_s * k
+            totals["autograd"][1] += back.energy_j * k
+        except NotDifferentiable:
+            totals["autograd"][2] = False
+        # forward mode: tangents through the head
+        n_tangents = c if spec.method == "gradcam" else c * h * w
+        if head_items:
+            fwd = cost_network(graph_ops(head_graph, batch * n_tangents), hwc, objective)
+            totals["forward"][0] += fwd.latency_s
+            totals["forward"][1] += fwd.energy_j
+    for s, (lat, en, ok) in totals.items():
+        if ok:
+            out[s] = {"extra_latency_s": lat, "extra_energy_j": en}
+    return out
+
+
+def _after_seed(eg: Graph, n) -> bool:
+    seed = {x.id for x in eg.nodes if x.op == Op.INPUT and x.attr("role") == "gseed"}
+    dep = set(seed)
+    for m in eg.nodes:
+        if any(i in dep for i in m.inputs):
+            dep.add(m.id)
+    return n.id in dep
+
+
+def _closed(full: Graph, part: Graph) -> Graph:
+    """`part`'s nodes, with every input they read from outside turned into an INPUT-like
+    no-cost reference (graph_ops only looks up shapes of inputs)."""
+    keep = {n.id for n in part.nodes}
+    extra = {i for n in part.nodes for i in n.inputs if i not in keep}
+    nodes = tuple(n if n.id in keep else n.with_(op=Op.INPUT, inputs=(), attrs=())
+                  for n in full.nodes if n.id in keep or n.id in extra)
+    return full.with_(nodes=nodes)
+
+
+def explainer_cost(g: Graph, spec, hw, batch: int = 1, objective: str = "latency",
+                   strategy: str | None = None) -> dict[str, Any]:
+    """Network inference plus the chosen strategy's gradient work."""
+    base = cost_graph(g, hw, batch, objective)
+    extras = cam_costs(g, spec, hw, batch, objective)
+    s = strategy or spec.strategy
+    if spec.method in ("eigencam", "scorecam"):
+        s = "none"
+        extra = {"extra_latency_s": 0.0, "extra_energy_j": 0.0}
+        if spec.method == "scorecam":
+            c = sum(g.value(layer).shape[1] for layer in spec.layers)
+            extra = {"extra_latency_s": base.latency_s * c, "extra_energy_j": base.energy_j * c}
+    else:
+        if s == "auto":
+            s = min(extras, key=lambda k: (extras[k]["extra_latency_s"] if objective == "latency"
+                                           else extras[k]["extra_energy_j"]))
+        extra = extras.get(s, {"extra_latency_s": float("nan"), "extra_energy_j": float("nan")})
+    return {"cam": spec.name, "strategy": s, "strategies": extras,
+            "latency_s": base.latency_s + extra["extra_latency_s"],
+            "energy_j": base.energy_j + extra["extra_energy_j"],
+            "inference_latency_s": base.latency_s, "inference_energy_j": base.energy_j}
+
+
+def format_cam(cam: dict, batch: int, fps_budget: float | None) -> str:
+    from evo.cost.report import fmt_energy, fmt_time
+
+    lines = [f"cam {cam['cam']}: strategy {cam['strategy']}; explained inference "
+             f"{fmt_time(cam['latency_s'])}, {fmt_energy(cam['energy_j'])} "
+             f"({cam['latency_s'] / cam['inference_latency_s']:.3f}x inference latency)"]
+    for s, v in sorted(cam["strategies"].items()):
+        lines.append(f"  {s:9s} +{fmt_time(v['extra_latency_s'])}  +{fmt_energy(v['extra_energy_j'])}")
+    if fps_budget:
+        fps = batch / cam["latency_s"] if cam["latency_s"] else float("inf")
+        verdict = "meets" if fps >= fps_budget else "MISSES"
+        lines.append(f"  explained fps {fps:.1f} {verdict} the budget of {fps_budget:g} fps")
+    return "\n".join(lines)
+
+
+def cheapest_strategy(g: Graph, spec, hw, batch: int = 1, objective: str = "latency") -> tuple[str, str]:
+    extras = cam_costs(g, spec, hw, batch, objective)
+    key = "extra_latency_s" if objective == "latency" else "extra_energy_j"
+    best = min(sorted(extras), key=lambda k: extras[k][key])
+    from evo.cost.report import fmt_time
+
+    why = ", ".join(f"{s} +{fmt_time(extras[s]['extra_latency_s'])}" for s in sorted(extras))
+    return best, f"{best} is cheapest on {as_hardware(hw).name} ({why})"
+
+
+def as_cost_hardware(spec) -> Hardware:
+    return as_hardware(spec)

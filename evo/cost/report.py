@@ -1,0 +1,275 @@
+"""Formatting of costs: a fixed-width text table, plain dicts / JSON, CSV.
+
+All three are deterministic (fixed key and column order, no timestamps).  Sizes use
+powers of 1000 (KB, MB), as in the language's unit table.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+from evo.cost.mapping import LevelMapping, Mapping
+from evo.cost.model import NetworkCost, NetworkOp, OpCost
+
+__all__ = [
+    "CSV_COLUMNS",
+    "fmt_bytes",
+    "fmt_count",
+    "fmt_cycles",
+    "fmt_energy",
+    "fmt_time",
+    "format_op",
+    "format_table",
+    "op_to_dict",
+    "to_csv",
+    "to_dict",
+    "to_json",
+]
+
+
+def _si(x: float, units: list[tuple[float, str]], digits: int = 3) -> str:
+    if x == 0 or not math.isfinite(x):
+        return f"0 {units[0][1]}".rstrip() if x == 0 else str(x)
+    ax = abs(x)
+    scale, unit = units[0]
+    for s, u in units:
+        if ax >= s * 0.9995:
+            scale, unit = s, u
+    v = x / scale
+    if abs(v) >= 100:
+        txt = f"{v:.0f}"
+    elif abs(v) >= 10:
+        txt = f"{v:.1f}"
+    else:
+        txt = f"{v:.{digits - 1}f}"
+    return f"{txt} {unit}".rstrip()
+
+
+def fmt_count(n: float, unit: str = "MAC") -> str:
+    """1.23 GMAC, 118 MMAC, 512 MAC."""
+    return _si(n, [(1, unit), (1e3, "K" + unit), (1e6, "M" + unit), (1e9, "G" + unit), (1e12, "T" + unit)])
+
+
+def fmt_bytes(b: float) -> str:
+    return _si(b, [(1, "B"), (1e3, "KB"), (1e6, "MB"), (1e9, "GB"), (1e12, "TB")])
+
+
+def fmt_time(s: float) -> str:
+    return _si(s, [(1e-12, "ps"), (1e-9, "ns"), (1e-6, "µs"), (1e-3, "ms"), (1, "s")])
+
+
+def fmt_energy(j: float) -> str:
+    return _si(j, [(1e-15, "fJ"), (1e-12, "pJ"), (1e-9, "nJ"), (1e-6, "µJ"), (1e-3, "mJ"), (1, "J")])
+
+
+def fmt_cycles(c: float) -> str:
+    return _si(c, [(1, ""), (1e3, "K"), (1e6, "M"), (1e9, "G")])
+
+
+# ---------------------------------------------------------------------------
+_COLS = [("op", "<"), ("kind", "<"), ("MACs", ">"), ("off-chip", ">"), ("global", ">"), ("PE", ">"),
+         ("cycles", ">"), ("latency", ">"), ("energy", ">"), ("util", ">"), ("bound", "<"), ("fused", "<"),
+         ("saved off-chip", ">")]
+
+
+def _row(name: str, c: OpCost, saved: float) -> list[str]:
+    fused = ("in" if c.fused_input_on_chip else "") + ("+" if c.fused_input_on_chip and c.fused_output_on_chip
+                                                       else "") + ("out" if c.fused_output_on_chip else "")
+    lb = c.level_bytes
+    return [name, c.kind, fmt_count(c.macs), fmt_bytes(lb["offchip"]), fmt_bytes(lb["global"]),
+            fmt_bytes(lb["pe"]), fmt_cycles(c.cycles), fmt_time(c.latency_s), fmt_energy(c.energy_j),
+            f"{c.utilization * 100:.0f}%" if c.macs else "-", c.bound + ("*" if c.mapping and c.mapping.streaming
+                                                                       else ""),
+            fused or "-", fmt_bytes(saved) if saved else "-"]
+
+
+def _render(rows: list[list[str]], total: list[str] | None) -> list[str]:
+    allrows = [[h for h, _ in _COLS]] + rows + ([total] if total else [])
+    widths = [max(len(r[i]) for r in allrows) for i in range(len(_COLS))]
+
+    def line(r):
+        return "  ".join(f"{v:{a}{w}}" for v, (_, a), w in zip(r, _COLS, widths)).rstrip()
+
+    sep = "  ".join("-" * w for w in widths)
+    out = [line(allrows[0]), sep] + [line(r) for r in rows]
+    if total:
+        out += [sep, line(total)]
+    return out
+
+
+def format_op(c: OpCost, name: str = "op") -> str:
+    """One op as a small table plus its mapping and bounds."""
+    lines = _render([_row(name, c, 0.0)], None)
+    lines.append(f"mapping: {c.mapping.describe() if c.mapping else 'data movement only'}")
+    lines.append(f"bounds: compulsory off-chip {fmt_bytes(c.compulsory_offchip_bytes)}, roofline "
+                 f"{fmt_time(c.roofline_latency_s)}")
+    lines += [f"note: {n}" for n in c.notes]
+    return "\n".join(lines)
+
+
+def format_table(net: NetworkCost, fps: float | None = None, title: str | None = None) -> str:
+    """The network as a fixed-width table: one row per op, then totals, bounds and fusion savings.
+
+    Level columns: bytes moved at that level (off-chip: DRAM reads + writes; global:
+    GLB fills/drains + PE-side reads/writes; PE: scratchpad fills and drains, each
+    multicast copy counted; MAC operand accesses are not data movement and only show in
+    the energy).  A ``*`` after the bound marks a streaming (no tile fits) mapping."""
+    hw = net.hardware
+    rows = [_row(o.name, o.cost, o.saved_offchip_bytes) for o in net.ops]
+    lb = net.level_bytes
+    util = net.macs / (net.latency_s * hw.peak_macs_per_s) if net.latency_s else 0.0
+    total = ["total", "", fmt_count(net.macs), fmt_bytes(lb["offchip"]), fmt_bytes(lb["global"]),
+             fmt_bytes(lb["pe"]), fmt_cycles(net.cycles), fmt_time(net.latency_s), fmt_energy(net.energy_j),
+             f"{util * 100:.0f}%", _dominant(net), f"{len(net.fused_edges)} edges",
+             fmt_bytes(net.saved_offchip_bytes) if net.saved_offchip_bytes else "-"]
+    head = title or f"cost of {len(net.ops)} ops on {hw.name} (objective: {net.objective})"
+    e = net.energy
+    ratio = net.latency_s / net.roofline_latency_s if net.roofline_latency_s else float("nan")
+    lines = [head, "", *_render(rows, total), "",
+             (f"hardware: {hw.name}: {hw.pes} PEs x {hw.macs_per_pe} MAC at {hw.frequency_hz / 1e6:g} MHz "
+              f"({fmt_count(hw.peak_macs_per_s)}/s peak), {hw.word_bits:g}-bit words; "
+              f"{hw.offchip.name} {fmt_bytes(hw.offchip.bandwidth_bps)}/s, "
+              f"{hw.glb.name} {fmt_bytes(hw.glb.size_bytes)}, {hw.pe.name} {fmt_bytes(hw.pe.size_bytes)}/PE"),
+             (f"energy: off-chip {fmt_energy(e.offchip)}, global {fmt_energy(e.glb)}, PE {fmt_energy(e.pe)}, "
+              f"MAC {fmt_energy(e.mac)}"),
+             (f"bounds: compulsory off-chip {fmt_bytes(net.compulsory_offchip_bytes)}, roofline "
+              f"{fmt_time(net.roofline_latency_s)} (estimate / roofline = {ratio:.2f})"),
+             (f"fusion: {len(net.fused_edges)} intermediate tensors kept on chip, saving "
+              f"{fmt_bytes(net.saved_offchip_bytes)} off-chip, {fmt_energy(net.saved_energy_j)}, "
+              f"{fmt_time(net.saved_latency_s)}")]
+    if fps:
+        budget = 1.0 / fps
+        verdict = "meets" if net.latency_s <= budget else "MISSES"
+        lines.append(f"budget: {fps:g} fps = {fmt_time(budget)} per frame; estimate {fmt_time(net.latency_s)} "
+                     f"({1 / net.latency_s if net.latency_s else float('inf'):.1f} fps): {verdict} the budget")
+    notes = [(o.name, n) for o in net.ops for n in o.cost.notes if not n.startswith("view")]
+    lines += [f"note: {name}: {n}" for name, n in notes]
+    return "\n".join(lines)
+
+
+def _dominant(net: NetworkCost) -> str:
+    acc: dict[str, float] = {}
+    for o in net.ops:
+        acc[o.cost.bound] = acc.get(o.cost.bound, 0.0) + o.cost.latency_s
+    return max(sorted(acc), key=lambda k: acc[k]) if acc else "-"
+
+
+# ---------------------------------------------------------------------------
+def _level_mapping(m: LevelMapping) -> dict:
+    return {"tiles": {d: v for d, v in m.tiles}, "loop_order": list(m.loop_order), "stationary": m.stationary,
+            "streaming": m.streaming}
+
+
+def _mapping(m: Mapping | None) -> dict | None:
+    if m is None:
+        return None
+    return {"spatial": {d: v for d, v in m.spatial}, "global": _level_mapping(m.glb), "pe": _level_mapping(m.pe),
+            "candidates": m.candidates, "description": m.describe()}
+
+
+def op_to_dict(c: OpCost) -> dict:
+    return {
+        "kind": c.kind,
+        "macs": c.macs,
+        "latency_s": c.latency_s,
+        "cycles": c.cycles,
+        "bound": c.bound,
+        "energy_j": c.energy.as_dict(),
+        "offchip_bytes": c.offchip.as_dict(),
+        "onchip_bytes": c.onchip.as_dict(),
+        "pe_fill_bytes": c.pe_fill_bytes,
+        "mac_operand_bytes": c.mac_operand_bytes,
+        "level_bytes": c.level_bytes,
+        "compute_cycles": c.compute_cycles,
+        "offchip_cycles": c.offchip_cycles,
+        "global_cycles": c.global_cycles,
+        "pe_cycles": c.pe_cycles,
+        "utilization": c.utilization,
+        "active_pes": c.active_pes,
+        "compulsory_offchip_bytes": c.compulsory_offchip_bytes,
+        "roofline_latency_s": c.roofline_latency_s,
+        "fused_input_on_chip": c.fused_input_on_chip,
+        "fused_output_on_chip": c.fused_output_on_chip,
+        "mapping": _mapping(c.mapping),
+        "notes": list(c.notes),
+    }
+
+
+def _net_op(o: NetworkOp) -> dict:
+    d = {"name": o.name, "producers": list(o.producers)}
+    d.update(op_to_dict(o.cost))
+    d["saved"] = {"offchip_bytes": o.saved_offchip_bytes, "energy_j": o.saved_energy_j,
+                  "latency_s": o.saved_latency_s}
+    return d
+
+
+def to_dict(net: NetworkCost) -> dict:
+    """Plain dicts and lists only (JSON-ready), keys in a fixed order."""
+    return {
+        "hardware": net.hardware.as_dict(),
+        "objective": net.objective,
+        "totals": {
+            "macs": net.macs,
+            "latency_s": net.latency_s,
+            "cycles": net.cycles,
+            "energy_j": net.energy.as_dict(),
+            "offchip_bytes": net.offchip.as_dict(),
+            "onchip_bytes": net.onchip.as_dict(),
+            "level_bytes": net.level_bytes,
+            "compulsory_offchip_bytes": net.compulsory_offchip_bytes,
+            "roofline_latency_s": net.roofline_latency_s,
+            "unfused": {"latency_s": net.unfused_latency_s, "energy_j": net.unfused_energy_j,
+                        "offchip_bytes": net.unfused_offchip_bytes},
+            "saved": {"offchip_bytes": net.saved_offchip_bytes, "energy_j": net.saved_energy_j,
+                      "latency_s": net.saved_latency_s},
+            "fused_edges": [list(e) for e in net.fused_edges],
+        },
+        "ops": [_net_op(o) for o in net.ops],
+    }
+
+
+def to_json(net: NetworkCost, indent: int | None = 2) -> str:
+    return json.dumps(to_dict(net), indent=indent, ensure_ascii=False)
+
+
+CSV_COLUMNS = ("name", "kind", "macs", "latency_s", "cycles", "bound", "energy_j", "energy_offchip_j",
+               "energy_global_j", "energy_pe_j", "energy_mac_j", "offchip_bytes", "offchip_input_bytes",
+               "offchip_weight_bytes", "offchip_output_bytes", "offchip_psum_bytes", "onchip_bytes", "pe_bytes",
+               "compute_cycles", "offchip_cycles", "global_cycles", "pe_cycles", "utilization",
+               "compulsory_offchip_bytes", "roofline_latency_s", "fused_input", "fused_output",
+               "saved_offchip_bytes", "saved_energy_j", "mapping")
+
+
+def _csv_row(name: str, c: OpCost, saved_b: float, saved_e: float) -> list:
+    e = c.energy
+    return [name, c.kind, c.macs, repr(c.latency_s), repr(c.cycles), c.bound, repr(c.energy_j), repr(e.offchip),
+            repr(e.glb), repr(e.pe), repr(e.mac), repr(c.offchip.total), repr(c.offchip.input),
+            repr(c.offchip.weight), repr(c.offchip.output), repr(c.offchip.psum), repr(c.onchip.total),
+            repr(c.level_bytes["pe"]), c.compute_cycles, repr(c.offchip_cycles), repr(c.global_cycles),
+            repr(c.pe_cycles), repr(c.utilization), repr(c.compulsory_offchip_bytes), repr(c.roofline_latency_s),
+            int(c.fused_input_on_chip), int(c.fused_output_on_chip), repr(saved_b), repr(saved_e),
+            c.mapping.describe() if c.mapping else ""]
+
+
+def to_csv(net: NetworkCost) -> str:
+    """One row per op and a final ``total`` row; floats written exactly (repr)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for o in net.ops:
+        w.writerow(_csv_row(o.name, o.cost, o.saved_offchip_bytes, o.saved_energy_j))
+    e = net.energy
+    off = net.offchip
+    lb = net.level_bytes
+    w.writerow(["total", "", net.macs, repr(net.latency_s), repr(net.cycles), _dominant(net), repr(net.energy_j),
+                repr(e.offchip), repr(e.glb), repr(e.pe), repr(e.mac), repr(off.total), repr(off.input),
+                repr(off.weight), repr(off.output), repr(off.psum), repr(net.onchip.total), repr(lb["pe"]),
+                sum(o.cost.compute_cycles for o in net.ops),
+                repr(math.fsum(o.cost.offchip_cycles for o in net.ops)),
+                repr(math.fsum(o.cost.global_cycles for o in net.ops)),
+                repr(math.fsum(o.cost.pe_cycles for o in net.ops)), "", repr(net.compulsory_offchip_bytes),
+                repr(net.roofline_latency_s), "", "", repr(net.saved_offchip_bytes), repr(net.saved_energy_j), ""])
+    return buf.getvalue()
