@@ -78,7 +78,7 @@ class _Flat:
         return v
 
     def forward_node(self, n: Node, want_indices: bool = False) -> None:
-        d = ops.by_op(n.op)
+        d = ops.of_node(n)
         ins = [self.var[i] for i in n.inputs]
         if want_indices and n.op == Op.MAXPOOL2D:
             a = n.attr_dict
@@ -122,6 +122,11 @@ class _Flat:
             view = "(1, -1)" if rank == 2 else "(1, -1" + ", 1" * (rank - 2) + ")"
             s = self.const("s", f"_evo_bn_scale(m({n.path!r})).reshape{view}")
             self.lines.append(f"{out} = {ins[0]} * {s}")
+        elif n.op == Op.ACT_GRAD and a["act"] == "custom":
+            d = ops.REGISTRY[a["op"]]
+            fattrs = {key: v for key, v in a.items() if key not in ("act", "op")}
+            expr = d.grad(fattrs, ins[1], ins[2])
+            self.lines.append(f"{out} = (_evo_k({ins[0]}, {k}) * ({expr})).reshape({ins[0]}.shape)")
         elif n.op == Op.ACT_GRAD:
             param = a.get("slope", a.get("dim", 0.0))
             self.lines.append(f"{out} = _evo_act_grad({a['act']!r}, {ins[0]}, {ins[1]}, {ins[2]}, {k}, "

@@ -228,7 +228,19 @@ def _concat(b, n, g):
     return out
 
 
+def _custom(b, n, g):
+    from evo import ops
+
+    d = ops.of_node(n)
+    if d.grad is None:
+        raise NotDifferentiable(f"the user-defined op '{d.name}' has no derivative")
+    x = b.nodes[n.inputs[0]]
+    attrs = {"act": "custom", **{k: v for k, v in n.attrs}}
+    return [(0, b.add(Op.ACT_GRAD, (g, x.id, n.id), attrs, _gshape(x), n.span, None, f"d_{n.name or d.name}"))]
+
+
 GRAD_RULES: dict[Op, Callable] = {
+    Op.CUSTOM: _custom,
     Op.CONV2D: _conv, Op.LINEAR: _linear, Op.BATCHNORM2D: _bn, Op.BATCHNORM1D: _bn,
     Op.RELU: _act, Op.RELU6: _act, Op.LEAKY_RELU: _act, Op.GELU: _act, Op.SILU: _act, Op.SIGMOID: _act,
     Op.TANH: _act, Op.HARDSWISH: _act, Op.HARDSIGMOID: _act, Op.SOFTMAX: _act,
