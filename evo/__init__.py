@@ -12,4 +12,12 @@ __version__ = "0.1.0"
 from evo.api import Program, compile, compile_file  # noqa: E402,A004
 from evo.diagnostics import Diagnostic, EvoError  # noqa: E402
 
-__all__ = ["compile", "compile_file", "Program", "EvoError", "Diagnostic", "__version__"]
+__all__ = ["compile", "compile_file", "Program", "EvoError", "Diagnostic", "from_torch", "__version__"]
+
+
+def __getattr__(name):  # lazy: importing the importer pulls in torch.fx
+    if name == "from_torch":
+        from evo import importer
+
+        return importer.from_torch
+    raise AttributeError(f"module 'evo' has no attribute {name!r}")

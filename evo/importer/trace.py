@@ -1,0 +1,715 @@
+"""Tracing a PyTorch model into the importer's IR: a tree of module calls.
+
+Two front-ends produce the same IR: `torch.fx` symbolic tracing (preferred:
+it sees module calls and Python-level functions) and, where that fails (for
+example on control flow that depends on shapes), `torch.export`, whose ATen
+graph carries each node's module stack.
+
+IR: a :class:`Call` is one invocation of a non-leaf module (the root model, a
+user block, an ``nn.Sequential``); its ``items`` are :class:`Step` s (one evo
+op each, from a leaf module such as ``nn.Conv2d`` or from a function such as
+``torch.cat``) and child :class:`Call` s, in execution order.  Values are
+:class:`Val` objects with the concrete shape seen on the example input.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from evo.importer import mapping as M
+from evo.importer.mapping import NotConvertible
+
+
+@dataclass(eq=False)
+class Val:
+    shape: tuple | None  # None: not a tensor (or unknown)
+
+    def __repr__(self) -> str:
+        return f"Val{list(self.shape) if self.shape is not None else '?'}"
+
+
+@dataclass(eq=False)
+class Step:
+    op: str
+    args: dict
+    inputs: list[Val]
+    out: Val
+    path: str | None = None          # leaf module path, or None for a function
+    module: nn.Module | None = None
+    origin: str = ""                 # what it came from, for messages
+
+
+@dataclass(eq=False)
+class Call:
+    path: str
+    module: nn.Module
+    inputs: list[Val] = field(default_factory=list)
+    outputs: list[Val] = field(default_factory=list)
+    items: list = field(default_factory=list)  # Step | Call
+    parent: Call | None = None
+    n_tensor_args: int = 1
+    synthetic: bool = False  # a ModuleList/ModuleDict grouped into a seq by the emitter
+
+
+class Problems:
+    """Collects problems (deduplicated, in order)."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, msg: str) -> None:
+        if msg not in self.items:
+            self.items.append(msg)
+
+    def not_convertible(self, where: str, what: str, why: str) -> None:
+        self.add(f"not convertible: {where or '<model>'} ({what}): {why}")
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+def type_label(m: nn.Module) -> str:
+    return M.torch_name(m)
+
+
+def is_leaf(m: nn.Module) -> bool:
+    if M.supported_leaf(m) is not None:
+        return True
+    if isinstance(m, nn.Sequential):
+        return False
+    mod = type(m).__module__
+    return mod.startswith(("torch.nn", "torch.ao.nn"))
+
+
+class TraceFailed(Exception):
+    pass
+
+
+# =============================================================================== fx
+
+
+class _Rec:
+    def __init__(self, path: str, module: nn.Module, args, kwargs, parent: _Rec | None):
+        self.path = path
+        self.module = module
+        self.args = args
+        self.kwargs = kwargs
+        self.parent = parent
+        self.items: list[tuple[str, Any]] = []
+        self.out = None
+
+
+class _Tracer(torch.fx.Tracer):
+    def __init__(self, root: _Rec):
+        super().__init__()
+        self.cur = root
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return is_leaf(m)
+
+    def call_module(self, m, forward, args, kwargs):
+        path = self.path_of_module(m)
+        if is_leaf(m):
+            return super().call_module(m, forward, args, kwargs)
+        rec = _Rec(path, m, args, kwargs, self.cur)
+        self.cur.items.append(("call", rec))
+        self.cur = rec
+        try:
+            out = super().call_module(m, forward, args, kwargs)
+        finally:
+            self.cur = rec.parent
+        rec.out = out
+        return out
+
+    def create_node(self, kind, target, args, kwargs, name=None, type_expr=None):
+        n = super().create_node(kind, target, args, kwargs, name, type_expr)
+        self.cur.items.append(("node", n))
+        return n
+
+
+def _proxies(obj) -> list:
+    out = []
+    if isinstance(obj, torch.fx.Proxy):
+        out.append(obj.node)
+    elif isinstance(obj, torch.fx.Node):
+        out.append(obj)
+    elif isinstance(obj, (tuple, list)):
+        for x in obj:
+            out.extend(_proxies(x))
+    elif isinstance(obj, dict):
+        for x in obj.values():
+            out.extend(_proxies(x))
+    return out
+
+
+def _concrete_args(model: nn.Module) -> dict:
+    import inspect
+
+    try:
+        sig = inspect.signature(model.forward)
+    except (TypeError, ValueError):
+        return {}
+    out = {}
+    for i, p in enumerate(sig.parameters.values()):
+        if i > 0 and p.default is not inspect.Parameter.empty:
+            out[p.name] = p.default
+    return out
+
+
+def trace_fx(model: nn.Module, example: torch.Tensor, problems: Problems) -> Call:
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    root = _Rec("", model, (), {}, None)
+    tracer = _Tracer(root)
+    try:
+        graph = tracer.trace(model, concrete_args=_concrete_args(model) or None)
+        gm = torch.fx.GraphModule(tracer.root, graph)
+        with torch.no_grad():
+            ShapeProp(gm).propagate(example)
+    except Exception as e:  # any tracing failure: the caller falls back to torch.export
+        raise TraceFailed(f"{type(e).__name__}: {_first_line(e)}") from e
+    try:
+        return _FxConverter(model, problems).convert(root, graph)
+    except Exception as e:
+        raise TraceFailed(f"{type(e).__name__}: {_first_line(e)}") from e
+
+
+def _first_line(e: BaseException) -> str:
+    s = str(e).strip().splitlines()
+    return s[0] if s else ""
+
+
+class _FxConverter:
+    def __init__(self, model: nn.Module, problems: Problems):
+        self.model = model
+        self.p = problems
+        self.vals: dict[torch.fx.Node, Val] = {}
+        self.meta: set[torch.fx.Node] = set()  # non-tensor values (sizes)
+        self.leaf_calls: dict[str, int] = {}
+        self.used_attrs: set[str] = set()
+
+    def convert(self, root: _Rec, graph: torch.fx.Graph) -> Call:
+        call = Call("", self.model)
+        self.fill(call, root)
+        call.n_tensor_args = len(call.inputs)
+        check_unused(self.model, self.leaf_calls, self.used_attrs, self.p)
+        return call
+
+    def val(self, n: torch.fx.Node) -> Val:
+        v = self.vals.get(n)
+        if v is None:
+            v = self.vals[n] = Val(_shape_of(n))
+        return v
+
+    def fill(self, call: Call, rec: _Rec) -> None:
+        if rec.parent is not None:
+            nodes = _proxies(rec.args) + _proxies(rec.kwargs)
+            call.inputs = [self.val(n) for n in nodes if n not in self.meta]
+            call.n_tensor_args = len(call.inputs)
+            outs = _proxies(rec.out)
+            call.outputs = [self.val(n) for n in outs]
+            if rec.out is None or not outs:
+                self.p.not_convertible(rec.path, type_label(rec.module), "returns no tensor")
+            elif not isinstance(rec.out, torch.fx.Proxy):
+                self.p.not_convertible(rec.path, type_label(rec.module),
+                                       f"returns {len(outs)} tensors; an evo block returns one")
+        where = rec.path
+        for kind, x in rec.items:
+            if kind == "call":
+                child = Call(x.path, x.module, parent=call)
+                self.fill(child, x)
+                call.items.append(child)
+                continue
+            n: torch.fx.Node = x
+            if n.op == "placeholder":
+                if _shape_of(n) is not None:
+                    call.inputs.append(self.val(n))
+                continue
+            if n.op == "output":
+                outs = _proxies(n.args[0])
+                call.outputs = [self.val(o) for o in outs]
+                if not isinstance(n.args[0], (torch.fx.Node, tuple, list)) or not outs:
+                    self.p.not_convertible("", type_label(self.model), "its output is not a tensor or a "
+                                           "tuple of tensors")
+                continue
+            if n.op == "get_attr":
+                self.used_attrs.add(str(n.target))
+                self.p.not_convertible(where, type_label(rec.module), f"uses the parameter or buffer "
+                                       f"'{n.target}' directly; evo parameters live in layers only")
+                self.val(n)
+                continue
+            if not n.users and n.op != "call_module":
+                continue  # dead code
+            if _shape_of(n) is None:
+                self.meta.add(n)
+                continue
+            call.items.extend(self.node_steps(n, call, rec))
+
+    def node_steps(self, n: torch.fx.Node, call: Call, rec: _Rec) -> list[Step]:
+        out = self.val(n)
+        if n.op == "call_module":
+            path = str(n.target)
+            m = self.model.get_submodule(path)
+            self.leaf_calls[path] = self.leaf_calls.get(path, 0) + 1
+            ins = [a for a in _proxies(n.args) + _proxies(n.kwargs)]
+            try:
+                self.check_meta(ins)
+                op, args = M.module_op(m, [self.val(a).shape for a in ins])
+            except NotConvertible as e:
+                self.p.not_convertible(path, type_label(m), e.reason)
+                return []
+            return [Step(op, args, [self.val(a) for a in ins], out, path, m, type_label(m))]
+        where, what = rec.path, type_label(rec.module)
+        try:
+            if n.op == "call_function":
+                return self.function(n, out)
+            if n.op == "call_method":
+                return self.method(n, out)
+        except NotConvertible as e:
+            self.p.not_convertible(where, f"{what}: {self.display(n)}", e.reason)
+            return []
+        self.p.not_convertible(where, what, f"unsupported graph node {n.op} {n.target}")
+        return []
+
+    def display(self, n: torch.fx.Node) -> str:
+        if n.op == "call_method":
+            return f"Tensor.{n.target}"
+        t = n.target
+        if t in M.FUNCTIONS:
+            return M.FUNCTIONS[t][1]
+        mod = getattr(t, "__module__", None) or ""
+        name = getattr(t, "__name__", str(t))
+        if mod in ("_operator", "operator"):
+            return f"operator.{name}"
+        if mod.startswith("torch.nn.functional"):
+            return f"F.{name}"
+        if mod.startswith("torch") or mod == "":
+            return f"torch.{name}"
+        return f"{mod}.{name}"
+
+    def check_meta(self, nodes) -> None:
+        for a in nodes:
+            if a in self.meta:
+                raise NotConvertible("computes with tensor sizes (x.size(), x.shape); evo shapes are static")
+            if a not in self.vals and _shape_of(a) is None:
+                raise NotConvertible("takes a non-tensor value computed in the graph")
+
+    def function(self, n: torch.fx.Node, out: Val) -> list[Step]:
+        t = n.target
+        if t in (torch.reshape,):
+            return self.view(n, out)
+        if t is operator.getitem:
+            raise NotConvertible("no evo op for indexing or slicing tensors")
+        if t not in M.FUNCTIONS:
+            raise NotConvertible(M.no_fn_reason(self.display(n)))
+        kind, _ = M.FUNCTIONS[t]
+        return self.apply(kind, n.args, n.kwargs, out, self.display(n))
+
+    def method(self, n: torch.fx.Node, out: Val) -> list[Step]:
+        name = str(n.target)
+        if name in ("view", "reshape"):
+            return self.view(n, out)
+        if name not in M.METHODS:
+            raise NotConvertible(M.no_fn_reason(name))
+        return self.apply(M.METHODS[name], n.args, n.kwargs, out, f"Tensor.{name}")
+
+    def view(self, n: torch.fx.Node, out: Val) -> list[Step]:
+        x = n.args[0]
+        if not isinstance(x, torch.fx.Node) or x in self.meta:
+            raise NotConvertible("reshapes a non-tensor")
+        return flatten_steps(self.val(x), out)
+
+    def apply(self, kind: str, args, kwargs, out: Val, what: str) -> list[Step]:
+        b = M.bind(kind, tuple(args), dict(kwargs))
+        if kind in ("add", "mul"):
+            a, o = b["input"], b["other"]
+            if not isinstance(a, torch.fx.Node) or not isinstance(o, torch.fx.Node):
+                raise NotConvertible(f"{'adds' if kind == 'add' else 'multiplies by'} a constant; evo's "
+                                     f"{'+' if kind == 'add' else '*'} combines two tensors")
+            if kind == "add" and b["alpha"] != 1:
+                raise NotConvertible("alpha != 1")
+            self.check_meta([a, o])
+            return [Step(kind, {}, [self.val(a), self.val(o)], out, origin=what)]
+        if kind == "cat":
+            ts = b["tensors"]
+            if not isinstance(ts, (list, tuple)) or not all(isinstance(t, torch.fx.Node) for t in ts):
+                raise NotConvertible("concatenates something other than a list of tensors")
+            self.check_meta(ts)
+            return [Step("concat", {"dim": int(b["dim"])}, [self.val(t) for t in ts], out, origin=what)]
+        x = b["input"]
+        if not isinstance(x, torch.fx.Node):
+            raise NotConvertible("applied to a non-tensor")
+        self.check_meta([x])
+        for k, v in b.items():
+            if k != "input" and _proxies(v):
+                raise NotConvertible(f"argument '{k}' is computed in the graph; evo needs a constant")
+        steps = M.function_steps(kind, b, self.val(x).shape)
+        return chain_steps(steps, self.val(x), out, what)
+
+
+def chain_steps(steps: list[tuple[str, dict]], x: Val, out: Val, what: str) -> list[Step]:
+    """Steps applied one after another from x; the last produces `out`."""
+    if not steps:
+        return [Step("@alias", {}, [x], out, origin=what)]
+    res = []
+    cur = x
+    for i, (op, args) in enumerate(steps):
+        nxt = out if i == len(steps) - 1 else Val(_flat_shape(cur.shape, op, args))
+        res.append(Step(op, args, [cur], nxt, origin=what))
+        cur = nxt
+    return res
+
+
+def _flat_shape(shape, op, args):
+    if op == "adaptive_avgpool2d":
+        return tuple(shape[:-2]) + tuple(args["size"])
+    return shape
+
+
+def flatten_steps(x: Val, out: Val) -> list[Step]:
+    """x.view(...)/reshape(...) as a flatten, when the result is one."""
+    a, b = x.shape, out.shape
+    if a is None or b is None:
+        raise NotConvertible("reshapes a non-tensor")
+    if len(a) >= 1 and len(b) >= 1 and b[0] == a[0]:
+        for s in range(1, len(a)):
+            for e in range(s, len(a)):
+                prod = 1
+                for d in a[s:e + 1]:
+                    prod *= d
+                if tuple(a[:s]) + (prod,) + tuple(a[e + 1:]) == tuple(b):
+                    end = e - len(a) if e == len(a) - 1 else e
+                    if s == e and len(a) == len(b):
+                        return [Step("@alias", {}, [x], out, origin="view")]
+                    return [Step("flatten", {"start": s, "end": end}, [x], out, origin="view")]
+    raise NotConvertible(f"reshapes {list(a)} to {list(b)}; evo can only flatten (keeping the batch "
+                         "dimension)")
+
+
+def _shape_of(n: torch.fx.Node):
+    tm = n.meta.get("tensor_meta")
+    if tm is not None and hasattr(tm, "shape"):
+        return tuple(int(d) for d in tm.shape)
+    v = n.meta.get("val")
+    if isinstance(v, torch.Tensor):
+        return tuple(int(d) for d in v.shape)
+    return None
+
+
+def check_unused(model: nn.Module, leaf_calls: dict[str, int], used_attrs: set[str], p: Problems) -> None:
+    """Parameters that no converted layer owns would be missing from the program's state_dict."""
+    for path, k in leaf_calls.items():
+        m = model.get_submodule(path)
+        if k > 1 and any(True for _ in m.parameters()):
+            p.not_convertible(path, type_label(m), f"called {k} times (shared weights); every evo layer is "
+                              "its own module")
+    seen: set[str] = set()
+    for name in model.state_dict():
+        owner = name.rsplit(".", 1)[0] if "." in name else ""
+        if name in used_attrs or owner in seen:
+            continue
+        if owner in leaf_calls:
+            continue
+        seen.add(owner)
+        m = model.get_submodule(owner)
+        p.not_convertible(owner, type_label(m), "its parameters are never used by forward() (evo's "
+                          "state_dict would not have them)")
+
+
+# =============================================================================== torch.export
+
+
+_ATEN_UNARY = {"relu": "relu", "relu_": "relu", "relu6": "relu6", "relu6_": "relu6", "sigmoid": "sigmoid", "sigmoid_": "sigmoid", "tanh": "tanh",
+               "tanh_": "tanh", "silu": "silu", "silu_": "silu", "hardswish": "hardswish",
+               "hardswish_": "hardswish", "hardsigmoid": "hardsigmoid", "hardsigmoid_": "hardsigmoid"}
+
+
+def trace_export(model: nn.Module, example: torch.Tensor, problems: Problems) -> Call:
+    import logging
+    import warnings
+
+    old = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)  # torch.export logs failures with tracebacks; we report them ourselves
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ep = torch.export.export(model, (example,))
+    except Exception as e:
+        raise TraceFailed(f"{type(e).__name__}: {_first_line(e)}") from e
+    finally:
+        logging.disable(old)
+    try:
+        return _ExportConverter(model, ep, problems).convert()
+    except Exception as e:
+        raise TraceFailed(f"internal error converting the exported graph: {type(e).__name__}: "
+                          f"{_first_line(e)}") from e
+
+
+class _ExportConverter:
+    def __init__(self, model: nn.Module, ep, problems: Problems):
+        self.model = model
+        self.ep = ep
+        self.p = problems
+        self.vals: dict[torch.fx.Node, Val] = {}
+        sig = ep.graph_signature
+        self.params: dict[str, str] = {}  # placeholder name -> state_dict name
+        self.user_inputs: list[str] = []
+        for spec in sig.input_specs:
+            kind = spec.kind.name
+            if kind == "USER_INPUT":
+                self.user_inputs.append(spec.arg.name)
+            elif hasattr(spec.arg, "name"):
+                self.params[spec.arg.name] = spec.target or ""
+        self.leaf_calls: dict[str, int] = {}
+
+    def val(self, n: torch.fx.Node) -> Val:
+        v = self.vals.get(n)
+        if v is None:
+            v = self.vals[n] = Val(_shape_of(n))
+        return v
+
+    def convert(self) -> Call:
+        g = self.ep.graph_module.graph
+        root = Call("", self.model)
+        calls: dict[str, Call] = {"": root}
+        leaf_groups: dict[str, list[torch.fx.Node]] = {}
+        leaf_info: dict[str, tuple[str, nn.Module, Call]] = {}
+        order: list[tuple[Call, Any]] = []  # (scope, item)
+        node_scope: dict[torch.fx.Node, Call] = {}
+        outputs: list[torch.fx.Node] = []
+        for n in g.nodes:
+            if n.op == "placeholder":
+                if n.name in self.user_inputs:
+                    root.inputs.append(self.val(n))
+                continue
+            if n.op == "output":
+                outputs = _proxies(n.args[0])
+                continue
+            if n.op == "get_attr":
+                continue
+            stack = list((n.meta.get("nn_module_stack") or {}).items())
+            scope = root
+            leaf_key = None
+            for key, (path, _t) in stack:
+                if path == "":
+                    continue
+                try:
+                    m = self.model.get_submodule(path)
+                except AttributeError:
+                    break
+                if is_leaf(m):
+                    leaf_key = key
+                    if key not in leaf_info:
+                        leaf_info[key] = (path, m, scope)
+                        self.leaf_calls[path] = self.leaf_calls.get(path, 0) + 1
+                        order.append((scope, ("leaf", key)))
+                    break
+                c = calls.get(key)
+                if c is None:
+                    c = calls[key] = Call(path, m, parent=scope)
+                    order.append((scope, c))
+                scope = c
+            node_scope[n] = scope
+            if leaf_key is not None:
+                leaf_groups.setdefault(leaf_key, []).append(n)
+            else:
+                order.append((scope, ("node", n)))
+        in_group = {n: k for k, ns in leaf_groups.items() for n in ns}
+        # scope membership of every node, for the inputs/outputs of each call
+        members: dict[Call, set] = {c: set() for c in calls.values()}
+        for n, sc in node_scope.items():
+            c = sc
+            while c is not None:
+                members[c].add(n)
+                c = c.parent
+        for sc, item in order:
+            if isinstance(item, Call):
+                sc.items.append(item)
+                continue
+            kind, x = item
+            if kind == "leaf":
+                path, m, _ = leaf_info[x]
+                sc.items.extend(self.leaf_steps(x, path, m, leaf_groups[x], in_group))
+            else:
+                if not x.users:
+                    continue
+                sc.items.extend(self.node_steps(x, sc))
+        for c in calls.values():
+            if c is root:
+                continue
+            mem = members[c]
+            ins, outs = [], []
+            for n in g.nodes:
+                if n not in mem:
+                    continue
+                for a in _proxies(n.args) + _proxies(n.kwargs):
+                    if a not in mem and a.name not in self.params and a not in ins and _shape_of(a) is not None:
+                        ins.append(a)
+                if any(u not in mem for u in n.users) and _shape_of(n) is not None:
+                    outs.append(n)
+            c.inputs = [self.val(a) for a in ins]
+            c.n_tensor_args = len(ins)
+            c.outputs = [self.val(o) for o in outs]
+            if len(outs) != 1:
+                self.p.not_convertible(c.path, type_label(c.module),
+                                       f"returns {len(outs)} tensors; an evo block returns one")
+        root.outputs = [self.val(o) for o in outputs]
+        root.n_tensor_args = len(root.inputs)
+        for c in calls.values():
+            self.restore_passthrough(c)
+        used = {self.params[n.name] for n in g.nodes if n.op == "placeholder" and n.name in self.params
+                and any(u not in in_group for u in n.users)}
+        for name in sorted(used):
+            owner = name.rsplit(".", 1)[0] if "." in name else ""
+            self.p.not_convertible(owner, type_label(self.model.get_submodule(owner)),
+                                   f"uses the parameter or buffer '{name}' directly; evo parameters live in "
+                                   "layers only")
+        check_unused(self.model, self.leaf_calls, used, self.p)
+        return root
+
+    def restore_passthrough(self, c: Call) -> None:
+        """nn.Identity / nn.Dropout leave no node in an exported (eval-mode) graph; put them back into
+        nn.Sequential containers so that the stage indices stay those of the model."""
+        m = c.module
+        if not isinstance(m, nn.Sequential) or type(m).forward is not nn.Sequential.forward:
+            return
+        names = list(m._modules)
+        if names != [str(i) for i in range(len(names))]:
+            return
+        by_rel: dict[str, Any] = {}
+        for it in c.items:
+            by_rel[it.path[len(c.path) + 1:] if c.path else it.path] = it
+        items: list = []
+        cur = c.inputs[0] if c.inputs else None
+        for nm in names:
+            it = by_rel.get(nm)
+            if it is None:
+                sub = m._modules[nm]
+                if isinstance(sub, (nn.Identity, nn.Dropout)) and cur is not None:
+                    op, args = M.module_op(sub, [cur.shape])
+                    path = f"{c.path}.{nm}" if c.path else nm
+                    it = Step(op, args, [cur], cur, path, sub, type_label(sub))
+                else:
+                    return
+            items.append(it)
+            cur = it.out if isinstance(it, Step) else (it.outputs[0] if it.outputs else None)
+        c.items = items
+
+    def leaf_steps(self, key, path, m, nodes, in_group) -> list[Step]:
+        group = set(nodes)
+        ins, outs = [], []
+        for n in nodes:
+            for a in _proxies(n.args) + _proxies(n.kwargs):
+                if a not in group and a.name not in self.params and a not in ins and _shape_of(a) is not None:
+                    ins.append(a)
+            if any(u not in group for u in n.users) and _shape_of(n) is not None:
+                outs.append(n)
+        if len(outs) != 1:
+            self.p.not_convertible(path, type_label(m), f"produces {len(outs)} tensors")
+            return []
+        try:
+            op, args = M.module_op(m, [self.val(a).shape for a in ins])
+        except NotConvertible as e:
+            self.p.not_convertible(path, type_label(m), e.reason)
+            return []
+        return [Step(op, args, [self.val(a) for a in ins], self.val(outs[0]), path, m, type_label(m))]
+
+    def node_steps(self, n: torch.fx.Node, sc: Call) -> list[Step]:
+        out = self.val(n)
+        name = getattr(n.target, "__name__", str(n.target))  # e.g. 'relu_.default'
+        base = name.split(".")[0]
+        what = f"aten.{name}"
+        try:
+            if any(a.name in self.params for a in _proxies(n.args) + _proxies(n.kwargs)):
+                return []  # reported once per parameter by convert()
+            return self.aten(base, n, out, what)
+        except NotConvertible as e:
+            self.p.not_convertible(sc.path, f"{type_label(sc.module)}: {what}", e.reason)
+            return []
+
+    def aten(self, base: str, n, out: Val, what: str) -> list[Step]:
+        args, kw = list(n.args), dict(n.kwargs)
+
+        def x0() -> Val:
+            if not isinstance(args[0], torch.fx.Node):
+                raise NotConvertible("applied to a non-tensor")
+            return self.val(args[0])
+
+        def arg(i, name, default):
+            if i < len(args):
+                return args[i]
+            return kw.get(name, default)
+
+        if base in _ATEN_UNARY:
+            return chain_steps([(_ATEN_UNARY[base], {})], x0(), out, what)
+        if base in ("gelu", "gelu_"):
+            if kw.get("approximate", "none") != "none":
+                raise NotConvertible("approximate gelu (evo's gelu is the exact one)")
+            return chain_steps([("gelu", {})], x0(), out, what)
+        if base in ("leaky_relu", "leaky_relu_"):
+            return chain_steps([("leaky_relu", {"slope": float(arg(1, "negative_slope", 0.01))})], x0(), out, what)
+        if base in ("hardtanh", "hardtanh_"):
+            if float(arg(1, "min_val", -1.0)) == 0.0 and float(arg(2, "max_val", 1.0)) == 6.0:
+                return chain_steps([("relu6", {})], x0(), out, what)
+            raise NotConvertible("no evo op for hardtanh (only relu6 = hardtanh(0, 6))")
+        if base in ("add", "add_", "mul", "mul_"):
+            a, o = args[0], args[1] if len(args) > 1 else kw.get("other")
+            op = base.rstrip("_")
+            if not isinstance(a, torch.fx.Node) or not isinstance(o, torch.fx.Node):
+                raise NotConvertible(f"{'adds' if op == 'add' else 'multiplies by'} a constant; evo's "
+                                     f"{'+' if op == 'add' else '*'} combines two tensors")
+            if kw.get("alpha", 1) != 1:
+                raise NotConvertible("alpha != 1")
+            return [Step(op, {}, [self.val(a), self.val(o)], out, origin=what)]
+        if base in ("cat", "concat"):
+            ts = args[0]
+            if not all(isinstance(t, torch.fx.Node) for t in ts):
+                raise NotConvertible("concatenates something other than tensors")
+            return [Step("concat", {"dim": int(arg(1, "dim", 0))}, [self.val(t) for t in ts], out, origin=what)]
+        if base == "flatten":
+            x = x0()
+            return chain_steps([("flatten", M.flatten_args(int(arg(1, "start_dim", 0)), int(arg(2, "end_dim", -1)),
+                                                            x.shape))], x, out, what)
+        if base in ("view", "reshape", "_unsafe_view"):
+            return flatten_steps(x0(), out)
+        if base in ("clone", "contiguous", "alias", "dropout", "lift_fresh_copy"):
+            if base == "dropout":
+                return chain_steps([("dropout", {"p": float(arg(1, "p", 0.5))})], x0(), out, what)
+            return chain_steps([], x0(), out, what)
+        if base in ("max_pool2d", "max_pool2d_with_indices"):
+            if base == "max_pool2d_with_indices":
+                raise NotConvertible("max pooling with indices")
+            x = x0()
+            M._pool4(x.shape, "max pooling")
+            a = M.max_pool_args(arg(1, "kernel_size", None), arg(2, "stride", None), arg(3, "padding", 0),
+                                arg(4, "dilation", 1), arg(5, "ceil_mode", False))
+            return chain_steps([("maxpool2d", a)], x, out, what)
+        if base == "avg_pool2d":
+            x = x0()
+            M._pool4(x.shape, "average pooling")
+            a = M.avg_pool_args(arg(1, "kernel_size", None), arg(2, "stride", None), arg(3, "padding", 0),
+                                arg(4, "ceil_mode", False), arg(5, "count_include_pad", True),
+                                arg(6, "divisor_override", None))
+            return chain_steps([("avgpool2d", a)], x, out, what)
+        if base in ("adaptive_avg_pool2d", "_adaptive_avg_pool2d"):
+            x = x0()
+            return chain_steps([("adaptive_avgpool2d", {"size": M.adaptive_size(arg(1, "output_size", None),
+                                                                                   x.shape)})], x, out, what)
+        if base == "mean":
+            x = x0()
+            b = {"dim": arg(1, "dim", None), "keepdim": bool(arg(2, "keepdim", False)), "dtype": kw.get("dtype")}
+            return chain_steps(M.function_steps("mean", b, x.shape), x, out, what)
+        if base in ("softmax", "_softmax"):
+            x = x0()
+            d = int(arg(1, "dim", 1))
+            if d % len(x.shape) == 0:
+                raise NotConvertible("softmax over the batch dimension")
+            return chain_steps([("softmax", {"dim": d})], x, out, what)
+        if base == "getitem":
+            raise NotConvertible("no evo op for indexing")
+        raise NotConvertible(M.no_fn_reason(base))
