@@ -76,7 +76,11 @@ def load_weights(model, path: Path) -> None:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise RunError(f"{path} does not hold a state_dict")
-    res = model.load_state_dict(state, strict=False)
+    try:
+        res = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        detail = " ".join(str(e).split())
+        raise RunError(f"{path} does not match the network's module tree: {detail[:300]}") from None
     if res.missing_keys or res.unexpected_keys:
         parts = []
         if res.missing_keys:
