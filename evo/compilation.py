@@ -27,6 +27,9 @@ class Compilation:
 
     @cached_property
     def program(self) -> Program:
+        from evo.extend import load_plugins
+
+        load_plugins()
         return load(self.source, self.filename, self.base_dir)
 
     @cached_property

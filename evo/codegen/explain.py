@@ -15,6 +15,7 @@ strategy the gradient of the selected scores w.r.t. layer i comes from:
 from __future__ import annotations
 
 import functools
+import textwrap
 from dataclasses import dataclass
 from importlib import resources
 
@@ -226,8 +227,9 @@ def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer) -> tuple[s
 
     ctx = {
         "name": cls_name,
-        "doc": f"cam {cfg.cam}: {cfg.method} on network {cfg.network} at {', '.join(cfg.layers)} "
-               f"(strategy {cfg.strategy}{'; ' + cfg.strategy_note if cfg.strategy_note else ''}).",
+        "doc": "\n    ".join(textwrap.wrap(
+            f"cam {cfg.cam}: {cfg.method} on network {cfg.network} at {', '.join(cfg.layers)} "
+            f"(strategy {cfg.strategy}{'; ' + cfg.strategy_note if cfg.strategy_note else ''}).", 96)),
         "network": repr(cfg.network), "method": repr(cfg.method), "layers": repr(tuple(cfg.layers)),
         "strategy": repr(cfg.strategy), "classes": repr(tuple(cfg.classes)), "upsample": repr(cfg.upsample),
         "normalize": repr(cfg.normalize), "labels": repr(tuple(cfg.labels) if cfg.labels else None),

@@ -113,6 +113,14 @@ def _evo_bn_scale(bn):
     return (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
 
 
+def _evo_sub(model, path):
+    # a submodule by its path, through _modules (never an nn.Module attribute of the same name)
+    m = model
+    for part in path.split("."):
+        m = m._modules[part]
+    return m
+
+
 def functools_partial(fn, sides):
     # head(acts) for a head that also reads side values (no functools import: torch only)
     def head(acts):

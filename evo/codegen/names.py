@@ -14,7 +14,8 @@ import re
 import torch.nn as _nn
 
 RESERVED = (set(keyword.kwlist) | set(getattr(keyword, "softkwlist", [])) | set(dir(builtins))
-            | {"torch", "nn", "F", "self", "math", "Tensor", "Optional", "List", "Tuple"})
+            | {"torch", "nn", "F", "self", "math", "Tensor", "Optional", "List", "Tuple"}
+            | {"l", "O", "I"})  # ambiguous names (a lint error as variables or classes)
 MODULE_ATTRS = set(dir(_nn.Module)) | set(dir(_nn.Module())) | set(dir(_nn.Sequential))
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -93,10 +93,14 @@ LINE_WIDTH = 88
 
 def _split_args(inner: str) -> list[str]:
     """Top-level comma-separated parts of an argument list."""
-    parts, depth, start, quote = [], 0, 0, ""
+    parts, depth, start, quote, escaped = [], 0, 0, "", False
     for i, ch in enumerate(inner):
-        if quote:
-            if ch == quote:
+        if escaped:
+            escaped = False
+        elif quote:
+            if ch == "\\":
+                escaped = True
+            elif ch == quote:
                 quote = ""
         elif ch in "'\"":
             quote = ch
@@ -118,10 +122,14 @@ def _wrap(line: str, indent: int) -> list[str]:
     first call or tuple can be split, one argument per line; indentation relative."""
     if indent + len(line) <= LINE_WIDTH:
         return [line]
-    depth, quote, open_at = 0, "", -1
+    depth, quote, open_at, escaped = 0, "", -1, False
     for i, ch in enumerate(line):
-        if quote:
-            if ch == quote:
+        if escaped:
+            escaped = False
+        elif quote:
+            if ch == "\\":
+                escaped = True
+            elif ch == quote:
                 quote = ""
         elif ch in "'\"":
             quote = ch
@@ -148,7 +156,46 @@ def _wrap(line: str, indent: int) -> list[str]:
 
 
 def _wrap_all(lines: list[str], indent: int) -> list[str]:
-    return [w for line in lines for w in _wrap(line, indent)]
+    out = []
+    for line in lines:
+        w = _wrap(line, indent)
+        if len(w) > 1:
+            try:  # a split that is not valid Python (`f(x for x in y,)` from a custom op): keep the line
+                compile("def _f():\n" + "\n".join("    " + x for x in w), "<wrap>", "exec")
+            except SyntaxError:
+                w = [line]
+        out.extend(w)
+    return out
+
+
+def _forward_body(fwd: list[tuple[str, list[str], list[str]]], rets: list[str], arg: str) -> list[str]:
+    """The lines of a forward from its statements (line, variables set, variables read).
+
+    Statements nothing returned depends on (a dead layer kept for its parameters)
+    are not computed; their modules stay registered.  A local is deleted right
+    after its last use when more statements follow, so the allocator reuses its
+    memory as in a hand-written forward that rebinds `x` (keeping every
+    intermediate of ResNet-18 alive until `return` cost ~10%)."""
+    needed = set(rets)
+    kept = []
+    for st in reversed(fwd):
+        if needed.intersection(st[1]):
+            needed.update(st[2])
+            kept.append(st)
+    kept.reverse()
+    last: dict[str, int] = {}
+    for k, (_, outs, ins) in enumerate(kept):
+        for v in (*outs, *ins):
+            last[v] = k
+    lines = []
+    for k, (line, outs, ins) in enumerate(kept):
+        lines.append(line)
+        if k + 1 < len(kept):
+            dead = sorted({v for v in (*outs, *ins) if last[v] == k and v not in rets and v != arg})
+            if dead:
+                lines.append("del " + ", ".join(dead))
+    lines.append("return " + ", ".join(rets))
+    return lines
 
 
 class ModuleGen:
@@ -180,10 +227,12 @@ class ModuleGen:
         for n in g.nodes:
             self.in_scope.setdefault(n.scope, []).append(n)
         self.first_node: dict[str, int] = {}
+        self.sub_nodes: dict[str, list[Node]] = {}  # scope -> its and its descendants' nodes, in order
         for n in g.nodes:
             p = n.scope
             while p:
                 self.first_node.setdefault(p, n.id)
+                self.sub_nodes.setdefault(p, []).append(n)
                 p = self.scopes[p].parent or ""
         root = self.scopes[""]
         return self.block_class(root, network=True)
@@ -210,7 +259,7 @@ class ModuleGen:
     def seq_stages(self, s: Scope) -> list[str]:
         items: list[tuple[int, str]] = []
         for n in self.in_scope.get(s.path, []):
-            d = ops.by_op(n.op)
+            d = ops.of_node(n)
             items.append((int(_rel(s.path, n.path)), d.module(n.attr_dict, [self.g.node(i).shape for i in n.inputs])))
         for c in self.children.get(s.path, []):
             items.append((int(_rel(s.path, c.path)), self.module_expr(c)))
@@ -257,23 +306,13 @@ class ModuleGen:
                 for o in cs.outputs:
                     var.setdefault(o, var.get(cs.input, arg))
         rets = [var[o] for o in s.outputs]
-        # Statements nothing returned depends on (a dead layer kept for its
-        # parameters) are not computed; their modules stay registered.
-        needed = set(rets)
-        lines = ["return " + ", ".join(rets)]
-        for line, outs, ins in reversed(fwd):
-            if needed.intersection(outs):
-                needed.update(ins)
-                lines.append(line)
-        lines.reverse()
         doc = f"network {s.label}" if network else f"block {s.label}"
-        cls = _ClassDef("", "nn.Module", doc, init, lines, arg)
+        cls = _ClassDef("", "nn.Module", doc, init, _forward_body(fwd, rets, arg), arg)
         return self.add_class(cls, s.label)
 
     def _scope_nodes(self, s: Scope):
         # the nodes of scope s and its descendants, in order
-        prefix = s.path + "."
-        return [n for n in self.g.nodes if n.scope == s.path or n.scope.startswith(prefix)]
+        return self.sub_nodes.get(s.path, [])
 
     def _out_name(self, cs: Scope, name: str) -> str:
         return name if re.match(r"^[A-Za-z_]", name) else f"{cs.label}_{name}"
@@ -287,7 +326,7 @@ class ModuleGen:
 
     def emit_node(self, n: Node, s: Scope, var: dict, namer: Namer, init: list, fwd: list,
                   registered: set) -> None:
-        d = ops.by_op(n.op)
+        d = ops.of_node(n)
         ins = [var[i] for i in n.inputs]
         shapes = [self.g.node(i).shape for i in n.inputs]
         out = namer.fresh(n.name or d.name)
@@ -329,6 +368,7 @@ def generate(graphs: list[Graph], source: str = "<string>", explainers: list[str
                         for line in c[key]])
     ctx["uses_torch"] = bool(re.search(r"(?<![\w.])torch\.", body))
     ctx["uses_F"] = bool(re.search(r"(?<![\w.])F\.", body))
+    ctx["uses_nn"] = bool(re.search(r"(?<![\w.])nn\.", body)) or bool(ctx["classes"])
     return environment().get_template("module.py.j2").render(**ctx)
 
 

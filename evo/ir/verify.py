@@ -9,7 +9,43 @@ class IRError(AssertionError):
     pass
 
 
+def _shape_rules() -> dict:
+    from evo import ops  # evo.ops imports the IR
+
+    return {d.op: d for d in ops.REGISTRY.values() if d.op != Op.CUSTOM}
+
+
+def _check_shape(g: Graph, n, rules: dict, shapes: dict) -> None:
+    """A built-in op's shape is what its shape rule gives for its inputs."""
+    from evo.ops import OpError
+
+    if n.op == Op.CUSTOM:  # user-defined ops share one enum value; attr `op` names them
+        from evo.ops import REGISTRY
+
+        d = REGISTRY.get(n.attr("op"))
+    else:
+        d = rules.get(n.op)
+    if d is None or n.op == Op.INPUT:
+        return  # gradient ops and folded constants carry their own shapes
+    if d.n_inputs is not None and len(n.inputs) != d.n_inputs:
+        raise IRError(f"{g.name}: node {n.id} ({n.op.value}) has {len(n.inputs)} inputs, "
+                      f"expected {d.n_inputs}")
+    attrs = n.attr_dict
+    if any(p.name not in attrs for p in d.params):
+        raise IRError(f"{g.name}: node {n.id} ({n.op.value}) lacks attributes "
+                      f"{[p.name for p in d.params if p.name not in attrs]}")
+    try:
+        want = tuple(d.shape([shapes[i] for i in n.inputs], attrs))
+    except OpError as e:
+        raise IRError(f"{g.name}: node {n.id} ({n.op.value}): {e.message}") from None
+    if want != n.shape:
+        raise IRError(f"{g.name}: node {n.id} ({n.op.value}) has shape {list(n.shape)}, but its inputs give "
+                      f"{list(want)}")
+
+
 def verify(g: Graph) -> Graph:
+    rules = _shape_rules()
+    shapes: dict[int, tuple] = {}
     seen: set[int] = set()
     paths: set[str] = set()
     scopes = {s.path for s in g.scopes}
@@ -31,8 +67,11 @@ def verify(g: Graph) -> Graph:
             paths.add(n.path)
         if n.scope and n.scope not in scopes:
             raise IRError(f"{g.name}: node {n.id} is in unknown scope {n.scope!r}")
-        if list(n.attrs) != sorted(n.attrs, key=lambda kv: kv[0]):
-            raise IRError(f"{g.name}: node {n.id} attributes are not sorted")
+        keys = [k for k, _ in n.attrs]
+        if keys != sorted(keys) or len(set(keys)) != len(keys):
+            raise IRError(f"{g.name}: node {n.id} attributes are not sorted and unique")
+        _check_shape(g, n, rules, shapes)
+        shapes[n.id] = n.shape
         seen.add(n.id)
     for o in g.outputs + g.inputs:
         if o not in seen:

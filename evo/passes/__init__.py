@@ -14,19 +14,44 @@ def dead_code_elimination(g: Graph) -> Graph:
     """Remove nodes no output depends on.
 
     Nodes that own parameters (a module path) are kept even when dead, so the
-    module's `state_dict` stays exactly the program's; value paths to removed
-    nodes are dropped."""
-    live: set[int] = set(g.outputs) | set(g.inputs)
-    for n in reversed(g.nodes):
-        if n.id in live or n.path is not None:
-            live.add(n.id)
-            live.update(n.inputs)
-    if len(live) == len(g.nodes):
+    module's `state_dict` stays exactly the program's; so are the outputs of
+    every scope (block instance, seq) that keeps a node, since the scope's
+    module computes them.  Value paths to removed nodes are dropped."""
+    by_id = {n.id: n for n in g.nodes}
+    scopes = {s.path: s for s in g.scopes}
+    live: set[int] = set()
+    kept: set[str] = {""}  # scopes kept, with their outputs live
+    work = list(g.outputs) + list(g.inputs) + [n.id for n in g.nodes if n.path is not None]
+
+    def keep_scope(path: str) -> None:
+        while path not in kept and path in scopes:
+            kept.add(path)
+            s = scopes[path]
+            work.append(s.input)
+            work.extend(s.outputs)
+            path = s.parent or ""
+
+    while True:
+        while work:
+            nid = work.pop()
+            if nid in live:
+                continue
+            live.add(nid)
+            n = by_id[nid]
+            work.extend(n.inputs)
+            keep_scope(n.scope)
+        # a scope without nodes (a block returning its input) whose values are live
+        for s in g.scopes:
+            if s.path not in kept and s.input in live and all(o in live for o in s.outputs):
+                keep_scope(s.path)
+        if not work:
+            break
+    if len(live) == len(g.nodes) and all(p in kept for p in scopes):
         return g
     nodes = tuple(n for n in g.nodes if n.id in live)
     values = tuple((p, i) for p, i in g.values if i in live)
-    scopes = tuple(s for s in g.scopes if s.input in live and all(o in live for o in s.outputs))
-    return g.with_(nodes=nodes, values=values, scopes=scopes)
+    scopes_kept = tuple(s for s in g.scopes if s.path in kept)
+    return g.with_(nodes=nodes, values=values, scopes=scopes_kept)
 
 
 PRODUCERS = {Op.CONV2D, Op.LINEAR}
@@ -62,11 +87,16 @@ def mark_fusion(g: Graph) -> Graph:
                 break
             fuse[nxt.id] = n.id
             cur = nxt
-    if not fuse:
-        return g
-    nodes = tuple(n.with_(attrs=tuple(sorted(n.attrs + (("fuse", fuse[n.id]),))))
-                  if n.id in fuse else n for n in g.nodes)
-    return g.with_(nodes=nodes)
+    changed = False
+    nodes = []
+    for n in g.nodes:  # (re)mark: a graph marked before gets no second `fuse` attribute
+        want = fuse.get(n.id)
+        if n.attr("fuse") != want:
+            attrs = tuple(kv for kv in n.attrs if kv[0] != "fuse")
+            n = n.with_(attrs=attrs if want is None else tuple(sorted(attrs + (("fuse", want),))))
+            changed = True
+        nodes.append(n)
+    return g.with_(nodes=tuple(nodes)) if changed else g
 
 
 PIPELINE: list[tuple[str, Pass]] = [
