@@ -1,0 +1,891 @@
+"""Evolution: `evolve` blocks searched with the cost model as fitness (`evoc evolve`,
+`Program.evolve`).
+
+An evolve block names a target, genes (network parameters and hardware attributes of
+the target's tier), objectives and constraints over the cost metrics.  `run_evolve`
+turns the genes into a search space (`evo.evolve`), evaluates a candidate by
+
+* instantiating the target's network with the network genes (cached by those
+  arguments), checked like the compiler checks it (shapes, parameter types, and
+  every cam of that network against the new graph);
+* building the target's tier with the hardware genes as the compiler would build
+  ``hardware <Tier>_<evolve>_<k> extends <Tier> { <attr> = <value>; ... }``, i.e.
+  with the checker's own rules (units, positive values, PE memory no larger than the
+  global memory, ``B/cycle`` bandwidths at the tier's frequency; cached by the
+  values);
+* costing the graph on that tier at the target's batch and objective
+  (`cost_graph`), plus the target's cam (`explainer_cost`) when a ``cam_*`` metric
+  is an objective or a constraint (cached by graph and tier);
+
+and runs NSGA-II (`evo.evolve.search`).  A candidate that cannot be built is
+infeasible, with the compiler's message as the reason.
+
+Every point of the front can be written back as a plain evo program (see
+`EvolveResult.program`): the original file with the target network's parameter
+defaults set to the gene values, an extending tier that sets the hardware genes
+appended and the target pointed at it, and the evolve blocks of the target
+dropped; the text is then formatted canonically.  `evoc cost --target` on it gives
+exactly the figures the search reported, because the search costed that very tier
+and graph.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import re
+import sys
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evo import units as U
+from evo.diagnostics import Collector, Diagnostic, EvoError, Span
+
+__all__ = ["Evaluator", "EvolveResult", "add_parser", "format_metric", "main", "run_evolve"]
+
+
+# ---------------------------------------------------------------------------- metric spelling
+
+_TIME = (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9), ("ps", 1e-12))
+_ENERGY = (("J", 1.0), ("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12), ("fJ", 1e-15))
+_BYTES = (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3), ("B", 1.0))
+_COUNT = (("G", 1e9), ("M", 1e6), ("K", 1e3), ("", 1.0))
+_METRIC_UNITS = {
+    "latency": (_TIME, " "), "cam_latency": (_TIME, " "), "roofline_latency": (_TIME, " "),
+    "energy": (_ENERGY, " "), "cam_energy": (_ENERGY, " "),
+    "offchip_bytes": (_BYTES, " "), "global_bytes": (_BYTES, " "), "pe_bytes": (_BYTES, " "),
+    "compulsory_offchip_bytes": (_BYTES, " "),
+    "params": (_COUNT, ""), "macs": (_COUNT, ""), "cycles": (_COUNT, ""),
+}
+
+
+def _sig(x: float, digits: int = 4) -> str:
+    s = f"{x:.{digits}g}"
+    if "e" in s:
+        s = f"{x:.{digits - 1}e}"
+    return s
+
+
+def format_metric(name: str, value: Any) -> str:
+    """A metric for people, in evo's unit spellings: ``1.234 ms``, ``8.58 uJ``, ``12.5K``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    v = float(value)
+    if not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if name in _METRIC_UNITS:
+        units, sep = _METRIC_UNITS[name]
+        if v == 0:
+            return f"0{sep}{units[-1][0]}".rstrip()
+        for unit, scale in units:
+            if abs(v) >= scale * 0.99995:
+                break
+        if name in ("params", "macs") and scale == 1.0:
+            return str(round(v))
+        return f"{_sig(v / scale)}{sep}{unit}".rstrip()
+    if name == "edp":
+        return f"{_sig(v)} J*s"
+    if name == "utilization":
+        return f"{v:.3f}"
+    if isinstance(value, int):
+        return str(value)
+    if 1e-3 <= abs(v) < 1e7:  # 4 significant digits, fixed point: 30910, 939.2, 5.5
+        decimals = max(0, 3 - math.floor(math.log10(abs(v))))
+        text = f"{v:.{decimals}f}"
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    return _sig(v)
+
+
+# ---------------------------------------------------------------------------- literals
+
+_LITERAL = re.compile(r"^\s*(\d[\d_]*(?:\.\d[\d_]*)?(?:[eE][+-]?\d+)?)\s*([A-Za-z]+(?:/[A-Za-z]+)?)?\s*$")
+_BASE_UNIT = {U.FREQUENCY: "Hz", U.SIZE: "B", U.BANDWIDTH: "B/s", U.BANDWIDTH_CYCLE: "B/cycle",
+              U.ENERGY: "J", U.ENERGY_PER_SIZE: "J/B", U.TIME: "s"}
+
+
+def _read_number(numtext: str) -> int | float:
+    """The number as the lexer reads it (digits only: int, else float)."""
+    clean = numtext.replace("_", "")
+    return int(clean) if clean.isdigit() else float(clean)
+
+
+def _literal_value(numtext: str, unit: str | None) -> tuple[Any, str | None] | None:
+    """(value, dimension) of ``numtext unit`` exactly as the compiler evaluates it."""
+    v = _read_number(numtext)
+    if unit is None:
+        return v, None
+    parsed = U.parse_unit(unit)
+    if parsed is None:
+        return None
+    scale, dim = parsed
+    x = v * scale
+    if dim == U.COUNT:
+        return (int(x) if float(x).is_integer() else x), None
+    return x, dim
+
+
+def _number_text(v: float) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if float(v).is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    return repr(float(v))
+
+
+def _quantity_literal(q: Any) -> tuple[str, str | None]:
+    """(number text, unit) spelling `q` (a Quantity or a plain number) so that the compiler
+    reads back exactly the same value: the text as written when it does, else the tidiest
+    unit (`evo.units.format_quantity`), else the base unit with a round-trip float."""
+    if not isinstance(q, U.Quantity):
+        if isinstance(q, float) and q.is_integer():
+            return str(int(q)), None
+        return _number_text(q), None
+    tries: list[str] = []
+    if q.text:
+        tries.append(q.text)
+    tries.append(U.format_quantity(q.value, q.dim))
+    for text in tries:
+        m = _LITERAL.match(text)
+        if not m or m.group(2) is None:
+            continue
+        got = _literal_value(m.group(1), m.group(2))
+        if got is not None and got[1] == q.dim and got[0] == q.value:
+            return m.group(1), m.group(2)
+    return repr(float(q.value)), _BASE_UNIT[q.dim]
+
+
+def _value_literal(v: Any) -> str:
+    """A network argument as an evo literal."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        r = repr(v)
+        return r if any(c in r for c in ".e") else r + ".0"
+    raise TypeError(f"cannot write {v!r} as an evo literal")
+
+
+# ---------------------------------------------------------------------------- gene domains
+
+def _vkey(v: Any) -> tuple:
+    if isinstance(v, bool):
+        return ("b", v)
+    if isinstance(v, (int, float)):
+        return ("n", float(v))
+    return ("o", repr(v))
+
+
+class _Values:
+    """A gene domain over the checker's enumerated values (exact; O(1) `index_of`)."""
+
+    def __init__(self, values: tuple):
+        self.values = tuple(values)
+        self.size = len(self.values)
+        self._index: dict[tuple, int] = {}
+        for i, v in enumerate(self.values):
+            self._index.setdefault(_vkey(v), i)
+        nums = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.values)
+        pairs = list(itertools.pairwise(self.values)) if nums else []
+        self.ordered = self.size <= 2 or (nums and (all(a < b for a, b in pairs) or all(a > b for a, b in pairs)))
+
+    def value(self, index: int) -> Any:
+        return self.values[index]
+
+    def index_of(self, value: Any) -> int:
+        i = self._index.get(_vkey(value))
+        if i is None:
+            raise ValueError(f"{value!r} is not one of the gene's values")
+        return i
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        return iter(self.values)
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+def _reason(e: EvoError) -> str:
+    d = e.diagnostics[0]
+    return d.message
+
+
+class Evaluator:
+    """``evaluate(values) -> metrics`` for one evolve block of a program.
+
+    Caches graphs by network arguments, tiers by hardware values and costs by both, so
+    repeated searches on the same program (other seeds, budgets) reuse earlier work.
+    Raises `evo.evolve.Infeasible` for candidates that cannot be built.
+    """
+
+    def __init__(self, prog, name: str):
+        comp = prog.compilation  # (no reference to `prog`: the evaluator cache is keyed weakly by it)
+        self.comp = comp
+        self.checked = comp.checked
+        self.program = comp.program
+        self.spec = self.checked.evolves[name]
+        spec = self.spec
+        self.target = self.checked.targets[spec.target]
+        self.net_genes = [g for g in spec.genes if g.kind == "network"]
+        self.hw_genes = [g for g in spec.genes if g.kind == "hardware"]
+        self.domains = {g.name: _Values(g.values) for g in spec.genes}
+        used = {m for m, _ in spec.objectives} | {c[0] for c in spec.constraints}
+        self.cam = self.checked.cams.get(self.target.cam) if self.target.cam else None
+        self.need_cam = self.cam is not None and any(m.startswith("cam_") for m in used)
+        self.tier = self.target.hardware
+        self.literals = {g.name: self._literals(g) for g in self.hw_genes}
+        self.graphs: dict[tuple, Any] = {}
+        self.tiers: dict[tuple, Any] = {}
+        self.costs: dict[tuple, Any] = {}
+        self.calls = 0
+        self.cost_hits = 0
+
+    # -- the genes as written ----------------------------------------------------
+    def _gene_ast(self, path: tuple[str, ...]):
+        from evo.frontend import ast as A
+
+        ev = self.program.evolves[self.spec.name]
+        for item in ev.items:
+            if isinstance(item, A.Gene) and tuple(item.path) == tuple(path):
+                return item
+        raise KeyError(path)
+
+    def _literals(self, g) -> list[tuple[str, str | None]]:
+        """Per value of a hardware gene: (number text, unit) that reads back exactly as
+        written (`2 B/cycle` stays per cycle, so it follows a frequency gene)."""
+        from evo.check.elaborate import Elaborator
+        from evo.check.hardware import LEVEL_ATTRS, TOP_ATTRS
+        from evo.check.settings import SettingsChecker
+
+        rest = g.path[1:]
+        dims = TOP_ATTRS[rest[0]][0] if len(rest) == 1 else LEVEL_ATTRS[rest[1]][0]
+        col = Collector(sources=self.program.sources)
+        sc = SettingsChecker(self.program, col, {}, self.checked.hardware, Elaborator(self.program, col).constant)
+        written = sc.domain(self._gene_ast(g.path), dims)
+        if written is None or len(written) != len(g.values):  # cannot happen for a checked program
+            written = tuple(U.Quantity(v, g.dim) if g.dim != U.COUNT else v for v in g.values)
+        return [_quantity_literal(q) for q in written]
+
+    def spelled(self, name: str, value: Any) -> str:
+        """A gene value as evo text: `256 KiB`, `2 B/cycle`, `64`, `true`."""
+        if name in self.literals:
+            num, unit = self.literals[name][self.domains[name].index_of(value)]
+            return f"{num} {unit}" if unit else num
+        return _value_literal(value)
+
+    def hardware_items(self, values: dict[str, Any]) -> list[tuple[tuple[str, ...], str, str | None]]:
+        """(attribute path, number text, unit) for the hardware genes of a candidate."""
+        out = []
+        for g in self.hw_genes:
+            num, unit = self.literals[g.name][self.domains[g.name].index_of(values[g.name])]
+            out.append((g.path[1:], num, unit))
+        return out
+
+    # -- building a candidate ------------------------------------------------------
+    def graph(self, args: dict[str, Any]):
+        from evo.evolve import Infeasible
+
+        key = tuple((k, type(v).__name__, v) for k, v in args.items())
+        hit = self.graphs.get(key)
+        if hit is None:
+            try:
+                hit = (key, self._build_graph(args))
+            except EvoError as e:
+                hit = (key, Infeasible(_reason(e)))
+            self.graphs[key] = hit
+        if isinstance(hit[1], Infeasible):
+            raise Infeasible(hit[1].reason)  # a fresh exception: a cached one would grow its traceback
+        return hit
+
+    def _build_graph(self, args: dict[str, Any]):
+        from evo.passes import run_pipeline
+
+        net = self.target.network
+        if not args:
+            return self.comp.graph(net)
+        raw = self.checked.instantiate(net, args)
+        self._check_cams(raw)
+        return run_pipeline(raw)
+
+    def _check_cams(self, raw) -> None:
+        """Every cam of the network must still hold on the new graph (its layers exist and
+        are [N, C, H, W], its class indices are in range), as the checker demands of the
+        written-back program."""
+        from evo.check.elaborate import Elaborator
+        from evo.check.settings import SettingsChecker
+
+        net = self.target.network
+        cams = [c for c in self.program.cams.values() if c.name in self.checked.cams and
+                self.checked.cams[c.name].network == net]
+        if not cams:
+            return
+        col = Collector(sources=self.program.sources)
+        sc = SettingsChecker(self.program, col, {net: raw}, self.checked.hardware,
+                             Elaborator(self.program, col).constant)
+        for c in cams:
+            sc.cam(c)
+        if col.diagnostics:
+            raise EvoError(col.diagnostics, self.program.sources)
+
+    def hardware(self, values: dict[str, Any]):
+        """The target's tier with the hardware genes set, built and validated by the checker."""
+        from evo.evolve import Infeasible
+
+        items = self.hardware_items(values)
+        key = tuple((".".join(p), n, u) for p, n, u in items)
+        hit = self.tiers.get(key)
+        if hit is None:
+            hit = (key, self._build_tier(items))
+            self.tiers[key] = hit
+        if isinstance(hit[1], Infeasible):
+            raise Infeasible(hit[1].reason)  # a fresh exception: a cached one would grow its traceback
+        return hit
+
+    def _build_tier(self, items):
+        from evo.check.elaborate import Elaborator
+        from evo.check.hardware import HardwareChecker
+        from evo.check.program import Program as Defs
+        from evo.evolve import Infeasible
+        from evo.frontend import ast as A
+
+        if not items:
+            return self.checked.hardware[self.tier]
+        span = self.spec.span or Span.unknown(self.comp.filename)
+        spans = {g.path[1:]: g.span for g in self.hw_genes}
+        attrs = []
+        for path, num, unit in items:
+            sp = spans.get(tuple(path), span)
+            attrs.append(A.HwAttr(sp, tuple(path),
+                                  A.Num(sp, _read_number(num), unit, f"{num} {unit}" if unit else num)))
+        name = f"{self.tier}~{self.spec.name}"  # not an identifier: never collides with a definition
+        ext = A.Hardware(span, name, self.tier, tuple(attrs), span, span)
+        view = Defs(self.program.modules, self.program.sources, {**self.program.defs, name: ext})
+        col = Collector(sources=self.program.sources)
+        hc = HardwareChecker(view, col, Elaborator(view, col).constant)
+        raw = hc.resolve(name, [])
+        spec = hc.validate(ext, raw) if raw is not None else None
+        if col.diagnostics or spec is None:
+            msg = col.diagnostics[0].message if col.diagnostics else f"hardware '{self.tier}' cannot be built"
+            return Infeasible(msg)
+        return spec
+
+    def cost(self, gkey: tuple, graph, hkey: tuple, hw) -> dict[str, float]:
+        from evo.cost.hardware import HardwareError
+        from evo.cost.network import cost_graph, explainer_cost
+        from evo.evolve import Infeasible
+
+        key = (gkey, hkey)
+        hit = self.costs.get(key)
+        if hit is not None:
+            self.cost_hits += 1
+        else:
+            t = self.target
+            try:
+                rep = cost_graph(graph, hw, batch=t.batch, objective=t.objective)
+                m = dict(rep.metrics)
+                if self.need_cam:
+                    cam = explainer_cost(graph, self.cam, hw, t.batch, t.objective)
+                    m["cam_latency"] = cam["latency_s"]
+                    m["cam_energy"] = cam["energy_j"]
+                elif self.cam is not None:  # not computed: do not report inference figures as the cam's
+                    m.pop("cam_latency", None)
+                    m.pop("cam_energy", None)
+                hit = m
+            except HardwareError as e:
+                hit = Infeasible(str(e))
+            self.costs[key] = hit
+        if isinstance(hit, Infeasible):
+            raise Infeasible(hit.reason)
+        return dict(hit)
+
+    def __call__(self, values: dict[str, Any]) -> dict[str, float]:
+        self.calls += 1
+        args = {g.path[0]: values[g.name] for g in self.net_genes}
+        gkey, graph = self.graph(args)
+        hkey, hw = self.hardware(values)
+        return self.cost(gkey, graph, hkey, hw)
+
+    # -- the program as written ------------------------------------------------------
+    def baseline_values(self) -> dict[str, Any] | None:
+        """The genes' values in the program as written, when each is one of its gene's values."""
+        out: dict[str, Any] = {}
+        g0 = self.checked.graphs.get(self.target.network)
+        args = dict(g0.args) if g0 is not None else {}
+        hw = self.checked.hardware[self.tier]
+        for g in self.spec.genes:
+            v = args.get(g.path[0]) if g.kind == "network" else hw.get(g.path[1:])
+            if v is None:
+                return None
+            try:
+                out[g.name] = self.domains[g.name].value(self.domains[g.name].index_of(v))
+            except ValueError:
+                return None
+        return out
+
+    def baseline(self) -> dict[str, float] | None:
+        """The metrics of the target as written (None if its network needs arguments)."""
+        from evo.evolve import Infeasible
+
+        try:
+            gkey, graph = self.graph({})
+            return self.cost(gkey, graph, ("<as written>",), self.checked.hardware[self.tier])
+        except Infeasible:
+            return None
+
+
+_EVALUATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def evaluator(prog, name: str) -> Evaluator:
+    """The (cached) evaluator of evolve block `name` of `prog`."""
+    per = _EVALUATORS.setdefault(prog, {})
+    ev = per.get(name)
+    if ev is None:
+        ev = per[name] = Evaluator(prog, name)
+    return ev
+
+
+# ---------------------------------------------------------------------------- result
+
+@dataclass
+class EvolveResult:
+    """The outcome of searching one evolve block.
+
+    ``front`` holds `evo.evolve.Point`s (``values``: gene name -> value in base units,
+    ``metrics``: metric -> SI value, ``genome``), sorted by objectives; ``search`` is the
+    engine's `SearchResult` (every evaluated point, counts, wall time).
+    """
+
+    name: str
+    spec: Any
+    target: Any
+    search: Any
+    baseline: dict[str, float] | None
+    evaluator: Evaluator = field(repr=False)
+
+    # -- counts ----------------------------------------------------------------
+    @property
+    def front(self) -> list:
+        return list(self.search.front)
+
+    @property
+    def evaluated(self) -> list:
+        return list(self.search.evaluated)
+
+    @property
+    def evaluations(self) -> int:
+        return self.search.evaluations
+
+    @property
+    def generations(self) -> int:
+        return self.search.generations
+
+    @property
+    def wall_time(self) -> float:
+        return self.search.wall_time
+
+    @property
+    def space_size(self) -> int:
+        return self.search.space.size
+
+    @property
+    def infeasible(self) -> int:
+        """Candidates that could not be built."""
+        return sum(1 for p in self.search.evaluated if math.isinf(p.violation))
+
+    @property
+    def violating(self) -> int:
+        """Candidates built and costed that break a constraint."""
+        return sum(1 for p in self.search.evaluated if 0 < p.violation < math.inf)
+
+    def spelled(self, point) -> dict[str, str]:
+        """A point's gene values as evo text (``{"Chip.global.size": "256 KiB"}``)."""
+        return {k: self.evaluator.spelled(k, v) for k, v in point.values.items()}
+
+    def _index(self, point) -> int:
+        if isinstance(point, int):
+            if not 0 <= point < len(self.search.front):
+                raise IndexError(f"front point {point} out of range (the front has {len(self.search.front)})")
+            return point
+        for i, p in enumerate(self.search.front):
+            if p is point or p.genome == getattr(point, "genome", None):
+                return i
+        raise ValueError("not a point of this front")
+
+    # -- reports -----------------------------------------------------------------
+    def _shown_metrics(self) -> list[str]:
+        out = [m for m, _ in self.spec.objectives]
+        for c in self.spec.constraints:
+            if c[0] not in out:
+                out.append(c[0])
+        return out
+
+    def summary(self) -> str:
+        t = self.target
+        lines = [(f"evolve {self.name}: target {t.name} ({t.network} on {t.hardware}, batch {t.batch}); "
+                  f"{len(self.spec.genes)} genes, {self.space_size:,} points")]
+        what = f"{self.generations} generation{'s' if self.generations != 1 else ''} of {self.search.population}"
+        extra = []
+        if self.infeasible:
+            extra.append(f"{self.infeasible} infeasible")
+        if self.violating:
+            extra.append(f"{self.violating} violate constraints")
+        lines.append(f"{what}: {self.evaluations} evaluations" + (f" ({', '.join(extra)})" if extra else "")
+                     + (", the whole space" if self.search.exhausted else "")
+                     + f"; {len(self.search.front)} on the Pareto front")
+        if self.baseline is not None:
+            shown = self._shown_metrics()
+            lines.append("as written: " + ", ".join(f"{m} {format_metric(m, self.baseline[m])}"
+                                                    for m in shown if m in self.baseline))
+        return "\n".join(lines) + "\n"
+
+    def table(self) -> str:
+        """The front as a fixed-width table (gene values as evo text, metrics with units)."""
+        from types import SimpleNamespace
+
+        from evo.evolve import format_table
+
+        shown = self._shown_metrics()
+        rows = [SimpleNamespace(values=self.spelled(p), metrics={m: format_metric(m, p.metrics[m])
+                                                                for m in shown if m in p.metrics})
+                for p in self.search.front]
+        objs = [m for m, _ in self.spec.objectives]
+        return format_table(rows, self.spec.objectives, genes=[g.name for g in self.spec.genes],
+                            metrics=[m for m in shown if m not in objs])
+
+    def to_dict(self, programs: dict[int, str] | None = None) -> dict[str, Any]:
+        """JSON-ready: the search setup, counts, and per front point its genome, gene values
+        (base units and as evo text), all metrics (SI) and, if written, its program file."""
+        from evo.evolve.front import _jsonable
+
+        t, s = self.target, self.search
+        genes = []
+        for g in self.spec.genes:
+            d = {"name": g.name, "kind": g.kind, "size": len(g.values)}
+            if len(g.values) <= 100:
+                d["values"] = [self.evaluator.spelled(g.name, v) for v in g.values]
+            genes.append(d)
+        front = []
+        for i, p in enumerate(s.front):
+            e = {"genome": [int(x) for x in p.genome], "values": _jsonable(dict(p.values)),
+                 "spelled": self.spelled(p), "metrics": {k: _jsonable(p.metrics[k]) for k in sorted(p.metrics)}}
+            if programs and i in programs:
+                e["program"] = programs[i]
+            front.append(e)
+        return {
+            "evolve": self.name,
+            "target": {"name": t.name, "network": t.network, "hardware": t.hardware, "batch": t.batch,
+                       "cam": t.cam, "objective": t.objective},
+            "objectives": [{"name": n, "sense": se} for n, se in self.spec.objectives],
+            "constraints": [{"metric": m, "op": op, "bound": _jsonable(b)} for m, op, b in self.spec.constraints],
+            "genes": genes,
+            "space_size": self.space_size,
+            "population": s.population,
+            "generations": s.generations,
+            "requested_generations": s.requested_generations,
+            "seed": s.seed,
+            "evaluations": s.evaluations,
+            "infeasible": self.infeasible,
+            "violating": self.violating,
+            "exhausted": bool(s.exhausted),
+            "baseline": None if self.baseline is None else {k: _jsonable(v) for k, v in sorted(self.baseline.items())},
+            "front": front,
+        }
+
+    def to_json(self, programs: dict[int, str] | None = None) -> str:
+        import json
+
+        return json.dumps(self.to_dict(programs), indent=2, allow_nan=False) + "\n"
+
+    def plot(self, path: str | os.PathLike) -> Path:
+        """A PNG of the objectives: the front over every evaluated point."""
+        from evo.evolve import plot_front
+
+        plot_front(self.search.front, self.search.evaluated, self.spec.objectives, str(path),
+                   title=f"evolve {self.name}")
+        return Path(path)
+
+    # -- write-back -----------------------------------------------------------------
+    def tier_name(self, point) -> str:
+        i = self._index(point)
+        defs = self.evaluator.program.defs
+        base = f"{self.target.hardware}_{self.name}_{i + 1}"
+        name, k = base, 2
+        while name in defs:
+            name, k = f"{base}_{k}", k + 1
+        return name
+
+    def program(self, point, directory: str | os.PathLike | None = None) -> str:
+        """Front point `point` (an index into ``front`` or a Point) as a plain evo program.
+
+        The original file, with the target network's parameter defaults set to the
+        network genes' values; when there are hardware genes, a new tier
+        ``<Tier>_<evolve>_<k> extends <Tier>`` setting them (placed after the tier, or
+        before the target when the tier is imported) and the target pointed at it; the
+        evolve blocks of this target dropped (their genes would name the old tier); and
+        a comment saying where it came from.  Formatted canonically.  With `directory`,
+        import paths are rewritten relative to it (where the file will be written).
+        """
+        i = self._index(point)
+        p = self.search.front[i]
+        return _write_back(self, i, p, directory)
+
+    def write_programs(self, directory: str | os.PathLike) -> list[Path]:
+        """Every front point as ``<directory>/<evolve>_<k>.evo`` (k from 1, the table's #)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        out = []
+        for i in range(len(self.search.front)):
+            path = d / f"{self.name}_{i + 1}.evo"
+            _atomic_write(path, self.program(i, d))
+            out.append(path)
+        return out
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8", newline="\n")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- write-back
+
+class WriteBackError(ValueError):
+    """A front point cannot be written back (the definitions to edit are imported)."""
+
+
+def _attached_start(src: str, item, comments) -> int:
+    """Where `item` begins including the own-line comments right above it (no blank line)."""
+    start = item.span.start
+    line = item.span.line
+    for c in sorted(comments, key=lambda c: -c.span.start):
+        if c.span.start >= start:
+            continue
+        line_start = src.rfind("\n", 0, c.span.start) + 1
+        if c.span.line == line - 1 and src[line_start:c.span.start].strip() == "":
+            start, line = line_start, c.span.line
+        elif c.span.line < line - 1:
+            break
+    return min(start, src.rfind("\n", 0, item.span.start) + 1)
+
+
+def _line_end(src: str, pos: int) -> int:
+    j = src.find("\n", pos)
+    return len(src) if j < 0 else j + 1
+
+
+def _comment_lines(parts: list[str], width: int = 100) -> str:
+    """`# a, b, c` comment lines of at most `width` columns, breaking between parts."""
+    lines: list[str] = []
+    cur = ""
+    for k, part in enumerate(parts):
+        piece = part + ("," if k < len(parts) - 1 else "")
+        if cur and len(cur) + 1 + len(piece) > width:
+            lines.append(cur)
+            cur = ""
+        cur = f"{cur} {piece}" if cur else f"# {piece}"
+    if cur:
+        lines.append(cur)
+    return "".join(line + "\n" for line in lines)
+
+
+def _write_back(res: EvolveResult, i: int, p, directory) -> str:
+    from evo.frontend import ast as A
+    from evo.frontend.fmt import format_source, quote
+
+    ev = res.evaluator
+    comp = ev.comp
+    src = comp.source
+    mod = comp.ast
+    items = list(mod.items)
+    mine = {id(x) for x in items}
+    tgt_ast = ev.program.targets[res.target.name]
+    if id(tgt_ast) not in mine:
+        raise WriteBackError(f"target '{res.target.name}' is defined in an imported file; write-back edits "
+                             f"the main file only")
+    edits: list[tuple[int, int, str]] = []
+
+    # network parameter defaults
+    if ev.net_genes:
+        net = ev.program.networks[res.target.network]
+        if id(net) not in mine:
+            raise WriteBackError(f"network '{net.name}' is defined in an imported file; write-back edits the "
+                                 "main file only")
+        for g in ev.net_genes:
+            prm = next(x for x in net.params[1:] if x.name == g.path[0])
+            lit = _value_literal(p.values[g.name])
+            if prm.default is not None:
+                d = prm.default
+                same = (isinstance(d, A.Num) and d.unit is None and type(d.value) is type(p.values[g.name])
+                        and d.value == p.values[g.name]) or \
+                       (isinstance(d, A.Bool) and isinstance(p.values[g.name], bool) and d.value == p.values[g.name])
+                if not same:
+                    edits.append((d.span.start, d.span.end, lit))
+            else:
+                edits.append((prm.span.end, prm.span.end, f" = {lit}"))
+
+    # hardware: an extending tier, and the target pointed at it
+    if ev.hw_genes:
+        new = res.tier_name(i)
+        body = "\n".join(f"    {'.'.join(path)} = {num}{(' ' + unit) if unit else ''}"
+                         for path, num, unit in ev.hardware_items(p.values))
+        tier_text = f"hardware {new} extends {res.target.hardware} {{\n{body}\n}}\n"
+        tier_ast = ev.program.hardware[res.target.hardware]
+        if id(tier_ast) in mine:
+            pos = _line_end(src, tier_ast.span.end)
+            edits.append((pos, pos, "\n" + tier_text))
+        else:
+            pos = _attached_start(src, tgt_ast, mod.comments)
+            edits.append((pos, pos, tier_text + "\n"))
+        hw_setting = next(s for s in tgt_ast.settings if s.name == "hardware")
+        edits.append((hw_setting.value.span.start, hw_setting.value.span.end, new))
+
+    # the evolve blocks of this target go (their hardware genes would name the old tier)
+    for it in items:
+        if isinstance(it, A.Evolve):
+            tset = next((s for s in it.items if isinstance(s, A.Setting) and s.name == "target"), None)
+            if tset is not None and isinstance(tset.value, A.Name) and tset.value.id == res.target.name:
+                edits.append((_attached_start(src, it, mod.comments), _line_end(src, it.span.end), ""))
+
+    # imports, relative to where the program will live
+    if directory is not None and comp.base_dir is not None:
+        dest = Path(directory).resolve()
+        for it in items:
+            if isinstance(it, A.Import):
+                target = (Path(comp.base_dir) / it.path).resolve()
+                rel = os.path.relpath(target, dest).replace(os.sep, "/")
+                edits.append((it.span.start, it.span.end, f"import {quote(rel)}"))
+
+    # where it came from
+    vals = [f"{k} = {v}" for k, v in res.spelled(p).items()]
+    mets = [f"{m} {format_metric(m, p.metrics[m])}" for m in res._shown_metrics() if m in p.metrics]
+    note = (f"# Written by evoc evolve: evolve {res.name}, Pareto front point {i + 1} of "
+            f"{len(res.search.front)}.\n" + _comment_lines(vals) + _comment_lines(mets) + "\n")
+    if mod.header is not None:
+        pos = _line_end(src, mod.header.span.end)
+        edits.append((pos, pos, "\n" + note))
+    else:
+        edits.append((0, 0, note))
+
+    text = src
+    last = len(src) + 1
+    for start, end, rep in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
+        if end > last:
+            raise RuntimeError("write-back: overlapping edits")  # a bug, not a user error
+        text = text[:start] + rep + text[end:]
+        last = start
+    return format_source(text, comp.filename)
+
+
+# ---------------------------------------------------------------------------- the search
+
+def run_evolve(prog, name: str, generations: int | None = None, population: int | None = None,
+               seed: int | None = None, progress=None) -> EvolveResult:
+    """Search evolve block `name` of `prog` (an `evo.Program`); the block's population,
+    generations and seed unless given.  `progress(generation, generations, evaluations,
+    front_size)` is called after each generation (e.g. `evo.evolve.ProgressBar()`)."""
+    from evo.evolve import Gene, Space, search
+
+    evolves = prog.compilation.checked.evolves
+    if name not in evolves:
+        from evo.diagnostics import did_you_mean
+
+        hint = did_you_mean(name, evolves) or (f"defined: {', '.join(sorted(evolves))}" if evolves else None)
+        raise EvoError(Diagnostic("E0506", f"no evolve block named '{name}'",
+                                  Span.unknown(prog.compilation.filename), hint))
+    spec = evolves[name]
+    gens = spec.generations if generations is None else generations
+    pop = spec.population if population is None else population
+    sd = spec.seed if seed is None else seed
+    for what, v, lo in (("generations", gens, 1), ("population", pop, 2), ("seed", sd, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{what} must be an int >= {lo}, got {v!r}")
+    ev = evaluator(prog, name)
+    space = Space([Gene(g.name, ev.domains[g.name]) for g in spec.genes])
+    base = ev.baseline_values()
+    result = search(space, ev, spec.objectives, spec.constraints, population=pop, generations=gens, seed=sd,
+                    progress=progress, initial=[base] if base is not None else ())
+    return EvolveResult(name, spec, ev.target, result, ev.baseline(), ev)
+
+
+# ---------------------------------------------------------------------------- CLI
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evolve", help="search an evolve block: Pareto front (table, JSON, PNG) and programs")
+    p.add_argument("file", metavar="FILE", help="evo program")
+    p.add_argument("--search", metavar="NAME", help="the evolve block (default: the program's only one)")
+    p.add_argument("--generations", type=int, metavar="G", help="override the block's generations")
+    p.add_argument("--population", type=int, metavar="P", help="override the block's population")
+    p.add_argument("--seed", type=int, metavar="S", help="override the block's seed")
+    p.add_argument("--out", metavar="DIR", default="evoc-out",
+                   help="where front.json and front.png go (default: evoc-out)")
+    p.add_argument("--emit-best", metavar="DIR", help="write every front point as an evo program into DIR")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="what to print (default: table)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def main(args) -> int:
+    from evo.cli import UsageError, _compile
+    from evo.evolve import ProgressBar
+
+    prog = _compile(args.file)
+    pool = prog.evolves
+    if args.search is not None:
+        if args.search not in pool:
+            from evo.diagnostics import did_you_mean
+
+            hint = did_you_mean(args.search, pool)
+            raise UsageError(f"no evolve block named '{args.search}'" + (f"; {hint}" if hint else "") +
+                             (f" (defined: {', '.join(sorted(pool))})" if pool else ""))
+        name = args.search
+    elif len(pool) == 1:
+        name = next(iter(pool))
+    elif not pool:
+        raise UsageError(f"{args.file} declares no evolve block")
+    else:
+        raise UsageError(f"the program declares several evolve blocks ({', '.join(sorted(pool))}); "
+                         "choose one with --search")
+    for what, v, lo in (("--generations", args.generations, 1), ("--population", args.population, 2),
+                        ("--seed", args.seed, 0)):
+        if v is not None and v < lo:
+            raise UsageError(f"{what} must be at least {lo}")
+    gens = args.generations or pool[name].generations
+    bar = None if args.quiet else ProgressBar(sys.stderr, total=gens, label=f"evolve {name}")
+    try:
+        res = run_evolve(prog, name, generations=args.generations, population=args.population, seed=args.seed,
+                         progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    programs: dict[int, str] = {}
+    written: list[Path] = []
+    if args.emit_best:
+        try:
+            written = res.write_programs(args.emit_best)
+        except WriteBackError as e:
+            sys.stdout.write(res.summary() + "\n" + res.table())
+            print(f"evoc: error: cannot write the front back as programs: {e}", file=sys.stderr)
+            return 1
+        programs = {i: str(pth) for i, pth in enumerate(written)}
+    _atomic_write(out / "front.json", res.to_json(programs))
+    res.plot(out / "front.png")
+    if args.format == "json":
+        sys.stdout.write(res.to_json(programs))
+    else:
+        sys.stdout.write(res.summary() + "\n" + res.table())
+    note = f"wrote {out / 'front.json'} and {out / 'front.png'}"
+    if args.emit_best:
+        note += f"; {len(written)} program{'s' if len(written) != 1 else ''} in {args.emit_best}"
+    print(note, file=sys.stderr)
+    if not res.search.front:
+        print(f"evoc: no candidate of evolve {name} meets its constraints", file=sys.stderr)
+    return 0
