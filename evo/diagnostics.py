@@ -165,7 +165,10 @@ class SourceMap:
         text = self.texts.get(filename)
         if text is None:
             return None
-        lines = text.splitlines()
+        # "\n" only: the lexer counts lines so (str.splitlines also splits at \f, \u2028, ...)
+        lines = [ln.rstrip("\r") for ln in text.split("\n")]
+        if lines and lines[-1] == "":
+            lines.pop()
         if 1 <= line <= len(lines):
             return lines[line - 1]
         if line == len(lines) + 1:

@@ -40,7 +40,13 @@ from torch import nn
 __all__ = ["METHODS", "capture", "reference_cam", "reference_normalize", "reference_upsample"]
 
 METHODS: tuple[str, ...] = (
-    "gradcam", "hirescam", "xgradcam", "gradcampp", "layercam", "eigencam", "scorecam",
+    "gradcam",
+    "hirescam",
+    "xgradcam",
+    "gradcampp",
+    "layercam",
+    "eigencam",
+    "scorecam",
 )
 GRADIENT_FREE: frozenset[str] = frozenset({"eigencam", "scorecam"})
 
@@ -170,8 +176,12 @@ def _eigencam(act: torch.Tensor) -> torch.Tensor:
 
 
 def _scorecam(
-    model: nn.Module, x: torch.Tensor, act: torch.Tensor, class_idx: torch.Tensor,
-    batch_size: int, align_corners: bool,
+    model: nn.Module,
+    x: torch.Tensor,
+    act: torch.Tensor,
+    class_idx: torch.Tensor,
+    batch_size: int,
+    align_corners: bool,
 ) -> torch.Tensor:
     """Score-CAM: ``w = softmax_k(logit_c(x * norm(up(A_k))))``; ``relu(sum_k w_k A_k)``.
 
@@ -185,8 +195,9 @@ def _scorecam(
     lo = up.amin(dim=(2, 3), keepdim=True)
     hi = up.amax(dim=(2, 3), keepdim=True)
     rng = hi - lo
-    masks = torch.where(rng > 0, (up - lo) / torch.where(rng > 0, rng, torch.ones_like(rng)),
-                        torch.zeros_like(up))
+    masks = torch.where(
+        rng > 0, (up - lo) / torch.where(rng > 0, rng, torch.ones_like(rng)), torch.zeros_like(up)
+    )
     scores = torch.empty(b, k, dtype=torch.float64)
     with torch.no_grad():
         for i in range(b):

@@ -26,11 +26,21 @@ import torch
 from torch import nn
 
 __all__ = [
-    "BasicBlock", "Bottleneck", "ResNet", "resnet18", "resnet50",
-    "VGG", "vgg16",
-    "ConvBNReLU6", "InvertedResidual", "MobileNetV2", "mobilenet_v2",
-    "DepthwiseSeparableNet", "Fire", "FireNet",
+    "VGG",
+    "BasicBlock",
+    "Bottleneck",
+    "ConvBNReLU6",
+    "DepthwiseSeparableNet",
+    "Fire",
+    "FireNet",
+    "InvertedResidual",
+    "MobileNetV2",
+    "ResNet",
     "count_macs",
+    "mobilenet_v2",
+    "resnet18",
+    "resnet50",
+    "vgg16",
 ]
 
 
@@ -41,6 +51,7 @@ def _on_meta(module: nn.Module) -> bool:
 
 
 # --------------------------------------------------------------------------- ResNet
+
 
 def _conv3x3(inp: int, out: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(inp, out, 3, stride=stride, padding=1, bias=False)
@@ -55,7 +66,9 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.conv1 = _conv3x3(inplanes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -77,7 +90,9 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
         super().__init__()
         width = planes
         self.conv1 = _conv1x1(inplanes, width)
@@ -101,8 +116,9 @@ class Bottleneck(nn.Module):
 class ResNet(nn.Module):
     """torchvision ``ResNet``: conv1, bn1, relu, maxpool, layer1..layer4, avgpool, fc."""
 
-    def __init__(self, block: type[BasicBlock] | type[Bottleneck], layers: Sequence[int],
-                 num_classes: int = 1000) -> None:
+    def __init__(
+        self, block: type[BasicBlock | Bottleneck], layers: Sequence[int], num_classes: int = 1000
+    ) -> None:
         super().__init__()
         self.inplanes = 64
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
@@ -122,12 +138,15 @@ class ResNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def _make_layer(self, block: type[BasicBlock] | type[Bottleneck], planes: int, blocks: int,
-                    stride: int = 1) -> nn.Sequential:
+    def _make_layer(
+        self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int = 1
+    ) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(_conv1x1(self.inplanes, planes * block.expansion, stride),
-                                       nn.BatchNorm2d(planes * block.expansion))
+            downsample = nn.Sequential(
+                _conv1x1(self.inplanes, planes * block.expansion, stride),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
         layers: list[nn.Module] = [block(self.inplanes, planes, stride, downsample)]
         self.inplanes = planes * block.expansion
         layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
@@ -151,15 +170,34 @@ def resnet50(num_classes: int = 1000) -> ResNet:
 
 # --------------------------------------------------------------------------- VGG
 
-_VGG16_CFG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
-                                     512, 512, 512, "M", 512, 512, 512, "M")
+_VGG16_CFG: tuple[int | str, ...] = (
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+)
 
 
 class VGG(nn.Module):
     """torchvision ``VGG``: features, avgpool (AdaptiveAvgPool2d(7)), classifier.0/.3/.6 linears."""
 
-    def __init__(self, cfg: Sequence[int | str] = _VGG16_CFG, num_classes: int = 1000,
-                 dropout: float = 0.5) -> None:
+    def __init__(
+        self, cfg: Sequence[int | str] = _VGG16_CFG, num_classes: int = 1000, dropout: float = 0.5
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c = 3
@@ -172,8 +210,12 @@ class VGG(nn.Module):
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         self.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(512 * 7 * 7, 4096),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(4096, 4096),
+            nn.ReLU(),
+            nn.Dropout(dropout),
             nn.Linear(4096, num_classes),
         )
         for m in self.modules() if not _on_meta(self) else ():
@@ -195,6 +237,7 @@ def vgg16(num_classes: int = 1000) -> VGG:
 
 # --------------------------------------------------------------------------- MobileNetV2
 
+
 class ConvBNReLU6(nn.Sequential):
     """torchvision ``Conv2dNormActivation`` (old ``ConvBNReLU``): ``0`` conv, ``1`` bn, ``2`` ReLU6."""
 
@@ -211,7 +254,7 @@ class InvertedResidual(nn.Module):
 
     def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int) -> None:
         super().__init__()
-        hidden = int(round(inp * expand_ratio))
+        hidden = round(inp * expand_ratio)
         self.use_res_connect = stride == 1 and inp == oup
         layers: list[nn.Module] = []
         if expand_ratio != 1:
@@ -232,7 +275,13 @@ class MobileNetV2(nn.Module):
     """torchvision ``MobileNetV2`` (width 1.0): features.0..18, classifier = (Dropout(0.2), Linear)."""
 
     SETTING: tuple[tuple[int, int, int, int], ...] = (
-        (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
     )
 
     def __init__(self, num_classes: int = 1000, dropout: float = 0.2) -> None:
@@ -270,11 +319,16 @@ def mobilenet_v2(num_classes: int = 1000) -> MobileNetV2:
 
 # --------------------------------------------------------------------------- small nets
 
+
 def _dw_pw(inp: int, out: int, stride: int) -> nn.Sequential:
     """Depthwise 3x3 (groups=inp) + BN + ReLU, then pointwise 1x1 + BN + ReLU (indices 0..5)."""
     return nn.Sequential(
-        nn.Conv2d(inp, inp, 3, stride=stride, padding=1, groups=inp, bias=False), nn.BatchNorm2d(inp), nn.ReLU(),
-        nn.Conv2d(inp, out, 1, bias=False), nn.BatchNorm2d(out), nn.ReLU(),
+        nn.Conv2d(inp, inp, 3, stride=stride, padding=1, groups=inp, bias=False),
+        nn.BatchNorm2d(inp),
+        nn.ReLU(),
+        nn.Conv2d(inp, out, 1, bias=False),
+        nn.BatchNorm2d(out),
+        nn.ReLU(),
     )
 
 
@@ -291,7 +345,9 @@ class DepthwiseSeparableNet(nn.Module):
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
-        self.blocks = nn.Sequential(_dw_pw(16, 32, 1), _dw_pw(32, 64, 2), _dw_pw(64, 64, 1), _dw_pw(64, 128, 2))
+        self.blocks = nn.Sequential(
+            _dw_pw(16, 32, 1), _dw_pw(32, 64, 2), _dw_pw(64, 64, 1), _dw_pw(64, 128, 2)
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(128, num_classes)
 
@@ -313,8 +369,9 @@ class Fire(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.squeeze_activation(self.squeeze(x))
-        return torch.cat([self.expand1x1_activation(self.expand1x1(s)),
-                          self.expand3x3_activation(self.expand3x3(s))], 1)
+        return torch.cat(
+            [self.expand1x1_activation(self.expand1x1(s)), self.expand3x3_activation(self.expand3x3(s))], 1
+        )
 
 
 class FireNet(nn.Module):
@@ -330,17 +387,24 @@ class FireNet(nn.Module):
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            Fire(32, 8, 16, 16), Fire(32, 8, 16, 16), nn.MaxPool2d(2), Fire(32, 16, 32, 32),
+            nn.Conv2d(3, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            Fire(32, 8, 16, 16),
+            Fire(32, 8, 16, 16),
+            nn.MaxPool2d(2),
+            Fire(32, 16, 32, 32),
         )
-        self.classifier = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(64, num_classes, 1), nn.ReLU(),
-                                        nn.AdaptiveAvgPool2d(1))
+        self.classifier = nn.Sequential(
+            nn.Dropout(0.5), nn.Conv2d(64, num_classes, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.classifier(self.features(x)), 1)
 
 
 # --------------------------------------------------------------------------- MACs
+
 
 def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
     """Multiply-accumulates of all ``nn.Conv2d`` and ``nn.Linear`` calls in one forward pass.

@@ -15,14 +15,16 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import refcam  # noqa: E402
-import refmodels  # noqa: E402
-from evo.runtime import shapes  # noqa: E402
+import refcam
+import refmodels
+
+from evo.runtime import shapes
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 # --------------------------------------------------------------------------- data set
+
 
 def test_dataset_is_deterministic() -> None:
     x1, y1, b1 = shapes.make_dataset(12, seed=7)
@@ -78,6 +80,7 @@ def test_example_images_and_boxes() -> None:
 
 # --------------------------------------------------------------------------- bundled weights
 
+
 @pytest.fixture(scope="module")
 def quicknet() -> shapes.QuickNet:
     return shapes.load_quicknet()
@@ -110,12 +113,28 @@ def test_bundled_weights_gradcam_pointing_game(quicknet: shapes.QuickNet) -> Non
 BIG = {
     # name: (params, MACs at 224x224 batch 1, state_dict keys that must exist); the MAC counts were
     # checked at 224x224 for all four (vgg16 is checked at 112x112 here to keep the test fast)
-    "resnet18": (11_689_512, 1_814_073_344, ["layer2.0.downsample.0.weight", "layer4.1.bn2.running_var", "fc.bias"]),
+    "resnet18": (
+        11_689_512,
+        1_814_073_344,
+        ["layer2.0.downsample.0.weight", "layer4.1.bn2.running_var", "fc.bias"],
+    ),
     "resnet50": (25_557_032, 4_089_184_256, ["layer1.0.downsample.1.running_mean", "layer4.2.conv3.weight"]),
-    "vgg16": (138_357_544, 15_470_264_320, ["features.28.weight", "classifier.3.weight", "classifier.6.bias"]),
-    "mobilenet_v2": (3_504_872, 300_774_272, ["features.0.0.weight", "features.1.conv.1.weight",
-                                              "features.2.conv.0.0.weight", "features.18.1.running_mean",
-                                              "classifier.1.weight"]),
+    "vgg16": (
+        138_357_544,
+        15_470_264_320,
+        ["features.28.weight", "classifier.3.weight", "classifier.6.bias"],
+    ),
+    "mobilenet_v2": (
+        3_504_872,
+        300_774_272,
+        [
+            "features.0.0.weight",
+            "features.1.conv.1.weight",
+            "features.2.conv.0.0.weight",
+            "features.18.1.running_mean",
+            "classifier.1.weight",
+        ],
+    ),
 }
 
 
@@ -170,10 +189,12 @@ def test_small_reference_models(cls: type[nn.Module]) -> None:
     conv64 = refmodels.count_macs(model, (1, 3, 64, 64)) - fc_macs
     assert conv64 == 4 * (refmodels.count_macs(model, (1, 3, 32, 32)) - fc_macs) > 0
     assert any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in model.modules()) == (
-        cls is refmodels.DepthwiseSeparableNet)
+        cls is refmodels.DepthwiseSeparableNet
+    )
 
 
 # --------------------------------------------------------------------------- reference CAMs
+
 
 class GapLinear(nn.Module):
     """conv -> ReLU (the CAM layer ``body``) -> global average pool -> linear."""
@@ -206,17 +227,22 @@ def test_gradcam_linear_head_closed_form() -> None:
         got = refcam.reference_cam(model, x, model.body, method, cls)
         torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-6)
     got = refcam.reference_cam(model, x, model.body, "layercam", cls)
-    torch.testing.assert_close(got.double(), F.relu((F.relu(w)[:, :, None, None] * act).sum(1)),
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        got.double(), F.relu((F.relu(w)[:, :, None, None] * act).sum(1)), rtol=1e-5, atol=1e-6
+    )
     s = act.sum(dim=(2, 3))
     xw = (w[:, :, None, None] * act).sum(dim=(2, 3)) / (s + 1e-7)
     got = refcam.reference_cam(model, x, model.body, "xgradcam", cls)
-    torch.testing.assert_close(got.double(), F.relu((xw[:, :, None, None] * act).sum(1)), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        got.double(), F.relu((xw[:, :, None, None] * act).sum(1)), rtol=1e-5, atol=1e-6
+    )
     # Grad-CAM++ with a constant g: alpha = 1 / (2 + S g), weight = hw * relu(g) * alpha
     alpha = torch.where(w != 0, 1.0 / (2.0 + s * w), torch.zeros_like(w))
     pw = hw * F.relu(w) * alpha
     got = refcam.reference_cam(model, x, model.body, "gradcampp", cls)
-    torch.testing.assert_close(got.double(), F.relu((pw[:, :, None, None] * act).sum(1)), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        got.double(), F.relu((pw[:, :, None, None] * act).sum(1)), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_reference_cam_leaves_model_untouched() -> None:
@@ -262,19 +288,26 @@ def test_scorecam_brute_force() -> None:
     with torch.no_grad():
         for b in range(3):
             for k in range(6):
-                m = F.interpolate(act[b:b + 1, k:k + 1].float(), size=(8, 8), mode="bilinear", align_corners=False)
+                m = F.interpolate(
+                    act[b : b + 1, k : k + 1].float(), size=(8, 8), mode="bilinear", align_corners=False
+                )
                 m = (m - m.min()) / (m.max() - m.min()) if m.max() > m.min() else torch.zeros_like(m)
-                weights[b, k] = model(x[b:b + 1] * m)[0, cls[b]].double()
+                weights[b, k] = model(x[b : b + 1] * m)[0, cls[b]].double()
     weights = torch.softmax(weights, dim=1)
-    torch.testing.assert_close(got.double(), F.relu((weights[:, :, None, None] * act).sum(1)),
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        got.double(), F.relu((weights[:, :, None, None] * act).sum(1)), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_capture_rejects_a_module_called_twice() -> None:
     model = refmodels.resnet18(num_classes=3).eval()
     with pytest.raises(ValueError, match="called 2 times"):
-        refcam.reference_cam(model, torch.randn(1, 3, 32, 32), model.layer1[0].relu, "gradcam", torch.tensor([0]))
-    cam = refcam.reference_cam(model, torch.randn(2, 3, 64, 64), model.layer4, "gradcampp", torch.tensor([0, 2]))
+        refcam.reference_cam(
+            model, torch.randn(1, 3, 32, 32), model.layer1[0].relu, "gradcam", torch.tensor([0])
+        )
+    cam = refcam.reference_cam(
+        model, torch.randn(2, 3, 64, 64), model.layer4, "gradcampp", torch.tensor([0, 2])
+    )
     assert cam.shape == (2, 2, 2)
 
 

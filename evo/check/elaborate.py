@@ -11,6 +11,9 @@ with the span of the offending argument.
 from __future__ import annotations
 
 import math
+import sys
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +24,45 @@ from evo.frontend import ast as A
 from evo.ir.node import Graph, Node, Op, Scope
 from evo.units import COUNT, Quantity, parse_unit
 
-MAX_EXPANDED = 100_000   # nodes + expanded seq stages per network
+# Names a layer (a submodule) cannot have in PyTorch.
+RESERVED_MODULE_NAMES = frozenset({"training"})
+
+MAX_EXPANDED = 100_000   # layers (IR nodes) per network
 MAX_DEPTH = 200          # nested block instances
+
+# Instantiating MAX_DEPTH nested blocks, each evaluating an expression nested as
+# deep as the parser allows, takes more Python frames than the default limit of
+# 1000 leaves once a caller's own frames are counted: elaboration runs with this
+# much headroom above the caller's depth.
+RECURSION_HEADROOM = 4000
+_headroom_lock = threading.Lock()
+_headroom_users = 0
+_headroom_saved = 0
+
+
+@contextmanager
+def recursion_headroom(frames: int = RECURSION_HEADROOM):
+    """Raise the recursion limit to at least the current depth + `frames` (restored after;
+    nested and concurrent uses share one raise)."""
+    global _headroom_users, _headroom_saved
+    depth = 0
+    f = sys._getframe()
+    while f is not None:
+        depth += 1
+        f = f.f_back
+    with _headroom_lock:
+        if _headroom_users == 0:
+            _headroom_saved = sys.getrecursionlimit()
+        _headroom_users += 1
+        if sys.getrecursionlimit() < depth + frames:
+            sys.setrecursionlimit(depth + frames)
+    try:
+        yield
+    finally:
+        with _headroom_lock:
+            _headroom_users -= 1
+            if _headroom_users == 0:
+                sys.setrecursionlimit(_headroom_saved)
 
 
 @dataclass(frozen=True)
@@ -82,15 +122,29 @@ class _Builder:
     values: dict[str, int] = field(default_factory=dict)
     counters: dict[tuple[str, str], int] = field(default_factory=dict)
     used_paths: set[str] = field(default_factory=set)
-    expanded: int = 0
+    reserved: set[str] = field(default_factory=set)  # paths of every name a body binds
+    expanded: int = 0   # nodes made so far (the layer limit)
+    idle: int = 0       # if/repeat/for expansions that yielded no stage
 
     def gen_path(self, scope: str, base: str) -> str:
         while True:
             k = self.counters.get((scope, base), 0)
             self.counters[(scope, base)] = k + 1
             p = join(scope, f"{base}_{k}")
-            if p not in self.used_paths:
+            if p not in self.used_paths and p not in self.reserved:
                 return p
+
+    def reserve(self, scope: str, stmts) -> None:
+        """Generated names skip the names the body binds, also those bound further down
+        (`y = relu(conv2d(x, ...))` then `conv2d_0 = ...`: the nested conv is conv2d_1)."""
+        todo = list(stmts)
+        while todo:
+            s = todo.pop()
+            if isinstance(s, A.Assign):
+                self.reserved.add(join(scope, s.name))
+            elif isinstance(s, A.If):
+                todo.extend(s.then)
+                todo.extend(s.orelse or ())
 
 
 class Elaborator:
@@ -111,6 +165,16 @@ class Elaborator:
     # ------------------------------------------------------------------ entry
     def network(self, net: A.Network, args: dict[str, Any] | None = None,
                 args_span: Span | None = None) -> Graph | None:
+        with recursion_headroom():
+            try:
+                return self._network(net, args, args_span)
+            except RecursionError:  # a safety net: the limits below should make this unreachable
+                self.col.error("E0202", f"network '{net.name}' nests too deeply to be instantiated",
+                               net.name_span, "flatten nested blocks or expressions")
+                return None
+
+    def _network(self, net: A.Network, args: dict[str, Any] | None,
+                 args_span: Span | None) -> Graph | None:
         args = dict(args or {})
         self.b = _Builder()
         n_before = len(self.col.diagnostics)
@@ -135,6 +199,7 @@ class Elaborator:
                                 args_span or net.name_span,
                                 did_you_mean(extra, [p.name for p in net.params[1:]]))
             ctx = _Ctx("", env, 0, f"network '{net.name}'")
+            self.b.reserve("", net.body)
             outs = self.exec_body(net.body, ctx)
             if outs is None:
                 raise self.fail("E0111", f"network '{net.name}' does not return a value", net.name_span)
@@ -143,7 +208,7 @@ class Elaborator:
         if len(self.col.diagnostics) > n_before:
             return None
         out_ids = []
-        for v, e in outs:
+        for v, e in _flatten_outputs(outs):
             if not isinstance(v, TensorV):
                 self.col.error("E0205", f"a network returns tensors, not {type_name(v)}", e.span)
                 return None
@@ -391,6 +456,12 @@ class Elaborator:
         i = self.eval(e.index, ctx)
         if v is POISON or i is POISON:
             return POISON
+        if isinstance(v, TupleV):  # one output of a block that returns several
+            if isinstance(i, bool) or not isinstance(i, int):
+                raise self.fail("E0200", f"an index must be an int, not {type_name(i)}", e.index.span)
+            if not -len(v.items) <= i < len(v.items):
+                raise self.fail("E0206", f"index {i} is out of range for {len(v.items)} values", e.index.span)
+            return v.items[i]
         if not isinstance(v, tuple):
             raise self.fail("E0200", f"cannot index {type_name(v)}", e.obj.span,
                             "index a tensor's shape: x.shape[i]")
@@ -496,10 +567,20 @@ class Elaborator:
         if stage_path is not None:
             path = stage_path
         elif d.parametric:
-            path = join(ctx.scope, bind) if bind else self.b.gen_path(ctx.scope, d.name)
+            path = self.module_path(ctx.scope, bind, span) if bind else self.b.gen_path(ctx.scope, d.name)
         else:
             path = None
+        if d.op == Op.CUSTOM:
+            attrs = {**attrs, "op": d.name}  # user-defined ops are found by name (evo/extend.py)
         return self.add(d.op, tuple(v.nid for v, _ in inputs), attrs, shape, span, ctx.scope, path, bind or "")
+
+    def module_path(self, scope: str, name: str, span: Span) -> str:
+        """The path of a module bound to `name`.  PyTorch modules set `self.training`, so
+        no submodule can be called that."""
+        if name in RESERVED_MODULE_NAMES:
+            raise self.fail("E0005", f"'{name}' cannot name a layer: PyTorch modules reserve it", span,
+                            f"choose another name, e.g. '{name}_'")
+        return join(scope, name)
 
     def check_arg(self, d: ops.OpDef, p: ops.ParamSpec, v: Any, span: Span) -> Any:
         def bad(what):
@@ -569,6 +650,7 @@ class Elaborator:
         if params[0].type is not None and params[0].type.name != "Tensor":
             raise self.fail("E0200", f"the first parameter of block '{b.name}' is its input tensor",
                             params[0].span)
+        self.check_declared_input(b, x, xspan)
         given = {p.name: (v, sp) for p, (v, sp) in zip(params[1:], pos)}
         for k, (v, sp, nsp) in kw.items():
             if k not in [p.name for p in params[1:]]:
@@ -591,7 +673,7 @@ class Elaborator:
         if stage_path is not None:
             path = stage_path
         elif bind:
-            path = join(ctx.scope, bind)
+            path = self.module_path(ctx.scope, bind, span)
         else:
             path = self.b.gen_path(ctx.scope, b.name)
         self.b.used_paths.add(path)
@@ -607,12 +689,14 @@ class Elaborator:
                 v = self.eval(b.expr, inner)
                 outs = [(v, b.expr)]
             else:
+                self.b.reserve(path, b.body)
                 outs = self.exec_body(b.body, inner)
                 if outs is None:
                     raise self.fail("E0111", f"block '{b.name}' does not return a value on this path", span)
         except Abort:
             self._add_note(n0, note)
             raise
+        outs = _flatten_outputs(outs)
         for v, e in outs:
             if v is POISON:
                 raise Abort()
@@ -623,6 +707,22 @@ class Elaborator:
             self.b.values[path] = outs[0][0].nid
             return outs[0][0]
         return TupleV(tuple(v for v, _ in outs))
+
+    def check_declared_input(self, b: A.Block, x: TensorV, xspan: Span) -> None:
+        """`block B(x: Tensor[N, 64, H, W])`: the rank and the integer dimensions are checked
+        at each use (a symbol matches any size)."""
+        t = b.params[0].type
+        if t is None or t.dims is None:
+            return
+        want = ops.fmt_shape(t.dims)
+        note = [Note(f"'{b.name}' declares its input as Tensor{want}", t.span)]
+        if len(t.dims) != len(x.shape):
+            raise self.fail("E0300", f"block '{b.name}' takes a {len(t.dims)}-D input, got a {len(x.shape)}-D "
+                            f"tensor of shape {ops.fmt_shape(x.shape)}", xspan, notes=note)
+        for i, (w, d) in enumerate(zip(t.dims, x.shape)):
+            if isinstance(w, int) and w != d:
+                raise self.fail("E0301", f"dimension {i} of the input of block '{b.name}' must be {w}, got {d} "
+                                f"(shape {ops.fmt_shape(x.shape)})", xspan, notes=note)
 
     def _add_note(self, n0: int, notes) -> None:
         # Errors inside a block instance say which instance (the call site).
@@ -643,14 +743,15 @@ class Elaborator:
         if own_path is not None:
             path = own_path
         elif bind:
-            path = join(ctx.scope, bind)
+            path = self.module_path(ctx.scope, bind, e.span)
         else:
             path = self.b.gen_path(ctx.scope, "seq")
         self.b.used_paths.add(path)
         expanded: list[tuple[A.StageCall, dict]] = []
         self.expand(e.stages, dict(ctx.env), ctx, expanded)
         cur = x
-        sctx = _Ctx(path, ctx.env, ctx.depth + 1, ctx.what)
+        # Stages are at the same block depth as the seq (a block instance counts one level).
+        sctx = _Ctx(path, ctx.env, ctx.depth, ctx.what)
         for i, (st, env) in enumerate(expanded):
             stage_path = join(path, str(i))
             ectx = _Ctx(ctx.scope, env, ctx.depth)
@@ -690,12 +791,19 @@ class Elaborator:
         for st in stages:
             ectx = _Ctx(ctx.scope, env, ctx.depth)
             if isinstance(st, A.StageCall):
-                self.tick(st.span)
+                # Every stage makes at least one layer (unless it is a block that returns
+                # its input unchanged): stop before a huge list of stages is built.
+                if self.b.expanded + len(out) + 1 > MAX_EXPANDED:
+                    raise self.fail("E0202", f"the network expands to more than {MAX_EXPANDED:,} layers",
+                                    st.span, "reduce the repeat/for counts")
                 out.append((st, env))
             elif isinstance(st, A.StageIf):
                 branch = st.then if self.eval_bool(st.cond, ectx) else st.orelse
+                n0 = len(out)
                 if branch:
                     self.expand(branch, env, ctx, out)
+                if len(out) == n0:
+                    self.idle(st, 1)
             elif isinstance(st, A.StageRepeat):
                 n = self.eval_int(st.count, ectx, "a repeat count")
                 if n < 0:
@@ -703,16 +811,43 @@ class Elaborator:
                 if n > MAX_EXPANDED:
                     raise self.fail("E0202", f"repeat {n:,} expands past the limit of {MAX_EXPANDED:,} layers",
                                     st.count.span, "reduce the count")
-                for _ in range(n):
-                    self.expand(st.stages, env, ctx, out)
+                self.loop(st, range(n), None, env, ctx, out)
             elif isinstance(st, A.StageFor):
                 a = self.eval_int(st.start, ectx, "a range start")
                 b = self.eval_int(st.stop, ectx, "a range end")
                 if b - a > MAX_EXPANDED:
                     raise self.fail("E0202", f"for {st.var} in {a}..{b} expands past the limit of "
                                     f"{MAX_EXPANDED:,} layers", st.span, "reduce the range")
-                for i in range(a, b):
-                    self.expand(st.stages, {**env, st.var: i}, ctx, out)
+                self.loop(st, range(a, b), st.var, env, ctx, out)
+
+    def loop(self, st, it: range, var: str | None, env: dict, ctx: _Ctx, out: list) -> None:
+        if not st.stages:
+            self.idle(st, len(it))
+            return
+        for i in it:
+            n0 = len(out)
+            self.expand(st.stages, env if var is None else {**env, var: i}, ctx, out)
+            if len(out) == n0:
+                self.idle(st, 1)
+
+    def idle(self, st, n: int) -> None:
+        """Count if/repeat/for expansions that yield no stage (`repeat n { if false {...} }`):
+        they make no layers, so the layer limit does not bound them, but they take time."""
+        self.b.idle += n
+        if self.b.idle > MAX_EXPANDED:
+            raise self.fail("E0202", f"the seq's if/repeat/for stages run more than {MAX_EXPANDED:,} times "
+                            "without adding a stage", st.span, "remove loops that expand to no stage")
+
+
+def _flatten_outputs(outs):
+    """`return B(x)` where B returns several tensors returns all of them."""
+    flat = []
+    for v, e in outs:
+        if isinstance(v, TupleV):
+            flat.extend((x, e) for x in v.items)
+        else:
+            flat.append((v, e))
+    return flat
 
 
 def _isnum(v) -> bool:

@@ -179,13 +179,23 @@ class _BodyChecker:
 
 
 def _check_recursion(prog: Program, calls: dict, col: Collector) -> None:
-    graph = {b: [c.func for c in calls.get(b, []) if c.func in prog.blocks] for b in prog.blocks}
-    state: dict[str, int] = {}
+    """Report each cycle of block calls once.  Iterative (a chain of thousands of
+    blocks must not exhaust Python's stack)."""
+    state: dict[str, int] = {}  # 1: on the stack, 2: done
     reported: set[frozenset] = set()
 
-    def dfs(b: str, stack: list[str]) -> None:
-        state[b] = 1
-        for call in calls.get(b, []):
+    for root in sorted(prog.blocks):
+        if root in state:
+            continue
+        state[root] = 1
+        stack = [root]
+        iters = [iter(calls.get(root, []))]
+        while iters:
+            call = next(iters[-1], None)
+            if call is None:
+                state[stack.pop()] = 2
+                iters.pop()
+                continue
             callee = call.func
             if callee not in prog.blocks:
                 continue
@@ -197,9 +207,6 @@ def _check_recursion(prog: Program, calls: dict, col: Collector) -> None:
                     col.error("E0108", "recursive block: " + " -> ".join(cycle), call.span,
                               "blocks are expanded at compile time; use repeat or for in a seq")
             elif state.get(callee) is None:
-                dfs(callee, stack + [callee])
-        state[b] = 2
-
-    for b in sorted(graph):
-        if b not in state:
-            dfs(b, [b])
+                state[callee] = 1
+                stack.append(callee)
+                iters.append(iter(calls.get(callee, [])))

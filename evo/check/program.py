@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from evo.diagnostics import Collector, Diagnostic, EvoError, Note, SourceMap, Span
 from evo.frontend import ast as A
@@ -22,31 +24,39 @@ class Program:
     sources: SourceMap = field(default_factory=SourceMap)
     defs: dict[str, A.Node] = field(default_factory=dict)
 
-    def of(self, kind: type) -> dict[str, A.Node]:
-        return {k: v for k, v in self.defs.items() if isinstance(v, kind)}
+    def of(self, kind: type) -> Mapping[str, A.Node]:
+        """The definitions of one kind (read-only; cached: the checks look blocks up at
+        every call, so rebuilding this per lookup made checking quadratic)."""
+        cache = self.__dict__.setdefault("_of_cache", {})
+        key = (kind, id(self.defs), len(self.defs))
+        hit = cache.get(kind)
+        if hit is None or hit[0] != key:
+            hit = (key, MappingProxyType({k: v for k, v in self.defs.items() if isinstance(v, kind)}))
+            cache[kind] = hit
+        return hit[1]
 
     @property
-    def blocks(self) -> dict[str, A.Block]:
+    def blocks(self) -> Mapping[str, A.Block]:
         return self.of(A.Block)
 
     @property
-    def networks(self) -> dict[str, A.Network]:
+    def networks(self) -> Mapping[str, A.Network]:
         return self.of(A.Network)
 
     @property
-    def hardware(self) -> dict[str, A.Hardware]:
+    def hardware(self) -> Mapping[str, A.Hardware]:
         return self.of(A.Hardware)
 
     @property
-    def cams(self) -> dict[str, A.Cam]:
+    def cams(self) -> Mapping[str, A.Cam]:
         return self.of(A.Cam)
 
     @property
-    def targets(self) -> dict[str, A.Target]:
+    def targets(self) -> Mapping[str, A.Target]:
         return self.of(A.Target)
 
     @property
-    def evolves(self) -> dict[str, A.Evolve]:
+    def evolves(self) -> Mapping[str, A.Evolve]:
         return self.of(A.Evolve)
 
 

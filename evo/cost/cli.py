@@ -41,6 +41,8 @@ def main(args) -> int:
     from evo.cli import UsageError, _compile, _write
     from evo.cost.network import explainer_cost
 
+    if args.batch is not None and args.batch < 1:
+        raise UsageError("--batch must be at least 1")
     prog = _compile(args.file)
     cam = None
     fps = None
@@ -48,7 +50,8 @@ def main(args) -> int:
     objective = args.objective
     if args.target is not None or (args.network is None and args.hardware is None and len(prog.targets) == 1):
         t = prog.targets[_pick("target", args.target, prog.targets)]
-        network, hardware = args.network or t.network, args.hardware or t.hardware
+        network = _pick("network", args.network, prog.networks) if args.network else t.network
+        hardware = _pick("hardware", args.hardware, prog.hardware) if args.hardware else t.hardware
         cam = prog.cams.get(t.cam) if t.cam else None
         fps = t.fps
         batch = batch or t.batch
@@ -56,8 +59,6 @@ def main(args) -> int:
     else:
         network = _pick("network", args.network, prog.networks)
         hardware = _pick("hardware", args.hardware, prog.hardware)
-    if batch is not None and batch < 1:
-        raise UsageError("--batch must be at least 1")
     batch = batch or 1
     objective = objective or "latency"
     rep = prog.cost(network, hardware=hardware, batch=batch, objective=objective)

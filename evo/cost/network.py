@@ -15,6 +15,7 @@ from evo import ops
 from evo.cost.hardware import Hardware, as_hardware
 from evo.cost.model import NetworkCost, cost_network
 from evo.cost.rules import dims, workload
+from evo.cost.workload import MatmulWorkload, ReduceWorkload
 from evo.ir.node import Graph, Op
 
 
@@ -27,6 +28,15 @@ def param_count(g: Graph) -> int:
         if d.parametric:
             total += ops.param_count(d, n.attr_dict, [g.node(i).shape for i in n.inputs])
     return total
+
+
+def conv_linear_macs(cost) -> int:
+    """Multiply-accumulates of the convolutions and linear layers (ops of kind
+    ``conv``) of a `CostReport` or `NetworkCost`: the usual "MACs" of a network,
+    without the MAC-equivalents the model charges for pooling, elementwise ops,
+    reductions and gradient matmuls."""
+    net = cost.cost if isinstance(cost, CostReport) else cost
+    return sum(o.cost.macs for o in net.ops if o.cost.kind == "conv")
 
 
 def graph_ops(g: Graph, batch: int, kb: int | None = None, prefix: str = "") -> list[tuple[str, Any, tuple]]:
@@ -127,10 +137,26 @@ class CostReport:
 
         title = (f"{self.network} on {self.hardware}, batch {self.batch}, objective {self.objective}; "
                  f"{self.params:,} parameters")
-        text = format_table(self.cost, fps=self.fps_budget, title=title)
+        text = format_table(self.cost, title=title)
         if self.cam:
-            text += "\n" + format_cam(self.cam, self.batch, self.fps_budget)
+            text += "\n" + format_cam(self.cam, self.batch, None)
+        if self.fps_budget:
+            text += "\n" + self.budget_line()
         return text
+
+    def budget_line(self) -> str:
+        """The fps budget check: the batch's latency (with the explainer's extra work
+        when a cam is attached) against `batch / fps`."""
+        from evo.cost.report import fmt_time
+
+        explained = bool(self.cam)
+        lat = self.cam["latency_s"] if explained else self.latency_s
+        fps = self.batch / lat if lat > 0 else float("inf")
+        what = "explained inference" if explained else "inference"
+        per = f" per batch of {self.batch}" if self.batch != 1 else ""
+        verdict = "meets" if self.meets_budget else "MISSES"
+        return (f"budget: {self.fps_budget:g} fps = {fmt_time(1.0 / self.fps_budget)} per frame; {what} "
+                f"{fmt_time(lat)}{per} ({fps:.1f} fps): {verdict} the budget")
 
     def to_dict(self) -> dict:
         from evo.cost.report import to_dict
@@ -178,65 +204,98 @@ def _classes_k(spec_classes: tuple, n_classes: int) -> int:
     return n_classes
 
 
+# ALU operations per gradient element to turn gradients into channel weights
+# (mean for gradcam; sums of products or powers for the others)
+_WEIGHT_OPS = {"gradcam": 1, "hirescam": 1, "layercam": 1, "xgradcam": 2, "gradcampp": 3}
+STRATEGY_ORDER = ("compiled", "autograd", "forward")  # preference among equally cheap strategies
+
+
+def _combine(method: str, c: int, h: int, w: int, batch: int, k: int, hwc: Hardware, objective: str,
+             weights: bool) -> NetworkCost:
+    """Turning the gradient into maps: (with `weights`) one reduction of the gradient
+    to channel weights per explained class, then the weighted sum over channels."""
+    ops: list[tuple] = []
+    if weights:
+        ops.append(("cam:weights", ReduceWorkload(k * batch * c, h * w, _WEIGHT_OPS.get(method, 1)), ()))
+    ops.append(("cam:sum", MatmulWorkload(k, h * w, c, batch=batch), ("cam:weights",) if weights else ()))
+    return cost_network(ops, hwc, objective)
+
+
+def _gradient_part(eg: Graph) -> Graph:
+    """The nodes of an explain graph that compute the gradient: everything that
+    depends on the seed (gradient ops, their sums and products), and the folded
+    CAM's weighted sum; the recomputed head is inference work."""
+    dep = {x.id for x in eg.nodes if x.op == Op.INPUT and x.attr("role") == "gseed"}
+    for m in eg.nodes:
+        if any(i in dep for i in m.inputs):
+            dep.add(m.id)
+    return eg.with_(nodes=tuple(n for n in eg.nodes if n.op != Op.INPUT and (n.id in dep or n.op == Op.WEIGHTED_SUM)))
+
+
 def cam_costs(g: Graph, spec, hw, batch: int = 1, objective: str = "latency") -> dict[str, dict]:
     """The extra cost (over plain inference) of each strategy's gradient work, per
     CAM layer, on tier `hw`: compiled = the emitted gradient ops (folded where
-    affine); autograd = the head's backward once per explained class column;
-    forward = one head JVP per channel (gradcam) or per element (other methods)."""
-    from evo.passes.gradient import GRADIENT_OPS, NotDifferentiable, compiled_explain_graph, head_nodes
+    affine: one weighted sum); autograd = the head's backward once per explained
+    class column; forward = one head JVP per channel (gradcam) or per element
+    (other methods).  Every strategy but the folded one also pays for turning the
+    gradient into maps (`_combine`).  Strategies that are not possible for a layer
+    (not differentiable) are left out."""
+    from evo.passes.gradient import NotDifferentiable, compiled_explain_graph, explain_graph, head_nodes
 
     hwc = as_hardware(hw)
     n_classes = dims(g.node(g.outputs[0]).shape, batch, batch)[-1]
     k = _classes_k(spec.classes, n_classes)
-    out: dict[str, dict] = {}
-    totals = {"compiled": [0.0, 0.0, True], "autograd": [0.0, 0.0, True], "forward": [0.0, 0.0, True]}
+    totals = {s: [0.0, 0.0, True] for s in STRATEGY_ORDER}
+
+    def add(s: str, *nets: NetworkCost, times: int = 1) -> None:
+        totals[s][0] += times * sum(n.latency_s for n in nets)
+        totals[s][1] += times * sum(n.energy_j for n in nets)
+
     for layer in spec.layers:
         lnode = g.value(layer)
         c, h, w = lnode.shape[1], lnode.shape[2], lnode.shape[3]
         head, _ = head_nodes(g, lnode.id)
         head_graph = _closed(g, g.with_(nodes=tuple(head)))
         head_items = graph_ops(head_graph, batch)
-        # compiled
+        # compiled: the emitted gradient ops, all explained classes at once (batch k*B)
         try:
             eg = compiled_explain_graph(g, layer)
-            grad_part = eg.with_(nodes=tuple(n for n in eg.nodes if n.op in GRADIENT_OPS or n.op == Op.WEIGHTED_SUM
-                                             or (n.op == Op.ADD and _after_seed(eg, n))))
-            comp = cost_network(graph_ops(_closed(eg, grad_part), batch, k * batch, "grad:"), hwc, objective)
-            totals["compiled"][0] += comp.latency_s
-            totals["compiled"][1] += comp.energy_j
+            folded = any(n.op == Op.WEIGHTED_SUM for n in eg.nodes)
+            comp = cost_network(graph_ops(_closed(eg, _gradient_part(eg)), batch, k * batch, "grad:"), hwc, objective)
+            add("compiled", comp)
+            if not folded:
+                add("compiled", _combine(spec.method, c, h, w, batch, k, hwc, objective, True))
         except NotDifferentiable:
             totals["compiled"][2] = False
         # autograd: the unfolded gradient program, once per class column (batch B each)
         try:
-            from evo.passes.gradient import explain_graph
-
             eg_u = explain_graph(g, layer)
-            grad_u = eg_u.with_(nodes=tuple(n for n in eg_u.nodes if n.op in GRADIENT_OPS or
-                                            (n.op == Op.ADD and _after_seed(eg_u, n))))
-            back = cost_network(graph_ops(_closed(eg_u, grad_u), batch, batch, "bwd:"), hwc, objective)
-            totals["autograd"][0] += back.latency_s * k
-            totals["autograd"][1] += back.energy_j * k
+            back = cost_network(graph_ops(_closed(eg_u, _gradient_part(eg_u)), batch, batch, "bwd:"), hwc, objective)
+            add("autograd", back, times=k)
+            add("autograd", _combine(spec.method, c, h, w, batch, k, hwc, objective, True))
         except NotDifferentiable:
             totals["autograd"][2] = False
-        # forward mode: tangents through the head
+        # forward mode: tangents through the head (one per channel gives the channel
+        # weights of every class directly; one per element gives the full gradient)
         n_tangents = c if spec.method == "gradcam" else c * h * w
         if head_items:
-            fwd = cost_network(graph_ops(head_graph, batch * n_tangents), hwc, objective)
-            totals["forward"][0] += fwd.latency_s
-            totals["forward"][1] += fwd.energy_j
-    for s, (lat, en, ok) in totals.items():
-        if ok:
-            out[s] = {"extra_latency_s": lat, "extra_energy_j": en}
-    return out
+            add("forward", cost_network(graph_ops(head_graph, batch * n_tangents), hwc, objective))
+        add("forward", _combine(spec.method, c, h, w, batch, k, hwc, objective, spec.method != "gradcam"))
+    return {s: {"extra_latency_s": lat, "extra_energy_j": en} for s, (lat, en, ok) in totals.items() if ok}
 
 
-def _after_seed(eg: Graph, n) -> bool:
-    seed = {x.id for x in eg.nodes if x.op == Op.INPUT and x.attr("role") == "gseed"}
-    dep = set(seed)
-    for m in eg.nodes:
-        if any(i in dep for i in m.inputs):
-            dep.add(m.id)
-    return n.id in dep
+def _strategy_key(extras: dict, objective: str):
+    def key(s: str):
+        v = extras[s]
+        m = {"latency": v["extra_latency_s"], "energy": v["extra_energy_j"],
+             "edp": v["extra_latency_s"] * v["extra_energy_j"]}[objective]
+        return (m, STRATEGY_ORDER.index(s) if s in STRATEGY_ORDER else len(STRATEGY_ORDER), s)
+    return key
+
+
+def pick_strategy(extras: dict, objective: str = "latency") -> str:
+    """The cheapest strategy for `objective` (ties: compiled, then autograd, then forward)."""
+    return min(extras, key=_strategy_key(extras, objective))
 
 
 def _closed(full: Graph, part: Graph) -> Graph:
@@ -253,18 +312,18 @@ def explainer_cost(g: Graph, spec, hw, batch: int = 1, objective: str = "latency
                    strategy: str | None = None) -> dict[str, Any]:
     """Network inference plus the chosen strategy's gradient work."""
     base = cost_graph(g, hw, batch, objective)
-    extras = cam_costs(g, spec, hw, batch, objective)
     s = strategy or spec.strategy
-    if spec.method in ("eigencam", "scorecam"):
+    extras: dict[str, dict] = {}
+    if spec.method in ("eigencam", "scorecam"):  # no gradient
         s = "none"
         extra = {"extra_latency_s": 0.0, "extra_energy_j": 0.0}
         if spec.method == "scorecam":
             c = sum(g.value(layer).shape[1] for layer in spec.layers)
             extra = {"extra_latency_s": base.latency_s * c, "extra_energy_j": base.energy_j * c}
     else:
+        extras = cam_costs(g, spec, hw, batch, objective)
         if s == "auto":
-            s = min(extras, key=lambda k: (extras[k]["extra_latency_s"] if objective == "latency"
-                                           else extras[k]["extra_energy_j"]))
+            s = pick_strategy(extras, objective)
         extra = extras.get(s, {"extra_latency_s": float("nan"), "extra_energy_j": float("nan")})
     return {"cam": spec.name, "strategy": s, "strategies": extras,
             "latency_s": base.latency_s + extra["extra_latency_s"],
@@ -275,9 +334,9 @@ def explainer_cost(g: Graph, spec, hw, batch: int = 1, objective: str = "latency
 def format_cam(cam: dict, batch: int, fps_budget: float | None) -> str:
     from evo.cost.report import fmt_energy, fmt_time
 
-    lines = [f"cam {cam['cam']}: strategy {cam['strategy']}; explained inference "
-             f"{fmt_time(cam['latency_s'])}, {fmt_energy(cam['energy_j'])} "
-             f"({cam['latency_s'] / cam['inference_latency_s']:.3f}x inference latency)"]
+    lines = [(f"cam {cam['cam']}: strategy {cam['strategy']}; explained inference "
+              f"{fmt_time(cam['latency_s'])}, {fmt_energy(cam['energy_j'])} "
+              f"({cam['latency_s'] / cam['inference_latency_s']:.3f}x inference latency)")]
     for s, v in sorted(cam["strategies"].items()):
         lines.append(f"  {s:9s} +{fmt_time(v['extra_latency_s'])}  +{fmt_energy(v['extra_energy_j'])}")
     if fps_budget:
@@ -289,8 +348,7 @@ def format_cam(cam: dict, batch: int, fps_budget: float | None) -> str:
 
 def cheapest_strategy(g: Graph, spec, hw, batch: int = 1, objective: str = "latency") -> tuple[str, str]:
     extras = cam_costs(g, spec, hw, batch, objective)
-    key = "extra_latency_s" if objective == "latency" else "extra_energy_j"
-    best = min(sorted(extras), key=lambda k: extras[k][key])
+    best = pick_strategy(extras, objective)
     from evo.cost.report import fmt_time
 
     why = ", ".join(f"{s} +{fmt_time(extras[s]['extra_latency_s'])}" for s in sorted(extras))

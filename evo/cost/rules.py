@@ -12,15 +12,25 @@ from __future__ import annotations
 
 import math
 
-from evo.cost.workload import (ConvWorkload, CopyWorkload, EltwiseWorkload, MatmulWorkload, PoolWorkload,
-                               ReduceWorkload, Workload, adaptive_pool, conv2d, linear)
+from evo.cost.workload import (
+    ConvWorkload,
+    CopyWorkload,
+    EltwiseWorkload,
+    MatmulWorkload,
+    PoolWorkload,
+    ReduceWorkload,
+    Workload,
+    adaptive_pool,
+    conv2d,
+    linear,
+)
 from evo.ir.node import Node, Op
 
 # ALU operations per element for the elementwise ops (MAC-equivalents)
 ELTWISE_OPS = {
     Op.RELU: 1, Op.RELU6: 1, Op.LEAKY_RELU: 1, Op.HARDSIGMOID: 2, Op.HARDSWISH: 3, Op.SIGMOID: 4,
     Op.TANH: 4, Op.SILU: 5, Op.GELU: 8, Op.BATCHNORM2D: 2, Op.BATCHNORM1D: 2, Op.ADD: 1, Op.MUL: 1,
-    Op.SCALE: 1, Op.ACT_GRAD: 2, Op.EXPAND: 1,
+    Op.SCALE: 1, Op.ACT_GRAD: 2, Op.EXPAND: 1, Op.MASK: 1,
 }
 
 
@@ -72,8 +82,8 @@ def workload(n: Node, in_shapes: list[tuple], batch: int, kb: int | None = None)
         return CopyWorkload(_numel(ins[0]), _numel(out), view=True)
     if op == Op.CONCAT:
         return CopyWorkload(sum(_numel(s) for s in ins), _numel(out))
-    if op == Op.SLICE:
-        return CopyWorkload(_numel(ins[0]), _numel(out))
+    if op == Op.SLICE:  # reads only the slice it keeps
+        return CopyWorkload(_numel(out), _numel(out))
     if op == Op.SOFTMAX:
         d = a["dim"] % len(out)
         return ReduceWorkload(_numel(out) // out[d], out[d], 4, out[d])
@@ -88,14 +98,15 @@ def workload(n: Node, in_shapes: list[tuple], batch: int, kb: int | None = None)
         g = ins[0]
         return linear(_numel(g[:-1]), g[-1], out[-1], False)
     if op in (Op.UNPOOL_MAX, Op.UNPOOL_AVG):
-        return EltwiseWorkload(_numel(out), 2, 1)
+        # scatter of the output gradient (max: routed by the forward's argmax, a second input)
+        return EltwiseWorkload(_numel(out), 2 if op == Op.UNPOOL_MAX else 1, 1)
     if op == Op.WEIGHTED_SUM:
         acts = ins[0]
         k = max(1, kb // max(1, acts[0]))
         return MatmulWorkload(k, acts[2] * acts[3], acts[1], batch=acts[0])
     if op in ELTWISE_OPS:
         params = 2 * out[1] if op in (Op.BATCHNORM2D, Op.BATCHNORM1D, Op.SCALE) else 0
-        n_in = 2 if op in (Op.ADD, Op.MUL, Op.ACT_GRAD) else 1
+        n_in = 2 if op in (Op.ADD, Op.MUL, Op.ACT_GRAD, Op.MASK) else 1
         return EltwiseWorkload(_numel(out), n_in, ELTWISE_OPS[op], params)
     if op == Op.CUSTOM:
         from evo import ops as _ops

@@ -10,8 +10,6 @@ after their statement.  `format_source(format_source(p)) == format_source(p)`.
 
 from __future__ import annotations
 
-import json
-
 from evo.frontend import ast as A
 from evo.frontend import parse
 
@@ -35,6 +33,13 @@ def prec(e) -> int:
     return 10
 
 
+def quote(s: str) -> str:
+    """A string literal that reads back as `s`: evo knows the escapes \\n, \\t, \\" and \\\\
+    (any other character, control characters included, stands for itself)."""
+    out = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+    return f'"{out}"'
+
+
 def number(e: A.Num) -> str:
     text = e.text
     if e.unit is None:
@@ -47,12 +52,14 @@ def expr(e, ind: str = "") -> str:
     if isinstance(e, A.Num):
         return number(e)
     if isinstance(e, A.Str):
-        return json.dumps(e.value, ensure_ascii=False)
+        return quote(e.value)
     if isinstance(e, A.Bool):
         return "true" if e.value else "false"
     if isinstance(e, A.Name):
         return e.id
     if isinstance(e, A.Attr):
+        if isinstance(e.obj, A.Num):  # `(3).5` must not read back as the number 3.5
+            return f"({expr(e.obj, ind)}).{e.attr}"
         return f"{_wrap(e.obj, 9, ind)}.{e.attr}"
     if isinstance(e, A.Index):
         return f"{_wrap(e.obj, 9, ind)}[{expr(e.index, ind)}]"
@@ -286,7 +293,7 @@ class _Printer:
 
     def _item(self, it) -> None:
         if isinstance(it, A.Import):
-            self.line(it, "", f"import {json.dumps(it.path, ensure_ascii=False)}")
+            self.line(it, "", f"import {quote(it.path)}")
         elif isinstance(it, (A.Block, A.Network)):
             kw = "block" if isinstance(it, A.Block) else "network"
             head = f"{kw} {it.name}({self.params(it.params)})"

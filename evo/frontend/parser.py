@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
+import sys
 import threading
 from importlib import resources
 from pathlib import Path
 
-from lark import Lark, Token
+import lark
+from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from evo.diagnostics import Diagnostic, EvoError, SourceMap, Span
@@ -47,12 +50,19 @@ class _PostLex:
     It never holds a token back (the contextual lexer lexes each token in the
     parser state left by the previous one), so it peeks at the source text to
     see whether an `else` follows a newline.
+
+    It also makes keywords context-free: the contextual lexer reads a reserved
+    word as a NAME wherever the keyword itself cannot follow (`seq = relu(x)`
+    at the start of a statement), so such a NAME is turned back into its keyword
+    and the parser reports the misuse where it happens.  Conversely `evo` is a
+    keyword only in the header on the first line; anywhere else it is a name.
     """
 
     always_accept = ("_NL",)
 
     def __init__(self) -> None:
         self.text = ""
+        self.keyword_types: dict[str, str] = {}
 
     def _else_follows(self, pos: int) -> bool:
         m = _NEXT_WORD.match(self.text, pos)
@@ -72,6 +82,14 @@ class _PostLex:
                 depth.append({"LPAR": "(", "LSQB": "[", "LBRACE": "{"}[t])
             elif t in ("RPAR", "RSQB", "RBRACE") and depth:
                 depth.pop()
+            elif t == "NAME":
+                kw = self.keyword_types.get(tok.value)
+                if kw is not None:
+                    tok = Token.new_borrow_pos(kw, tok.value, tok)
+                    t = kw
+            elif t == "EVO" and last is not None:
+                tok = Token.new_borrow_pos("NAME", tok.value, tok)
+                t = "NAME"
             last = t
             yield tok
 
@@ -79,24 +97,55 @@ class _PostLex:
 _NEXT_WORD = re.compile(r"(?:\s|#[^\n]*)*([A-Za-z_]\w*)")
 
 
+def _cache_file() -> str | bool:
+    """Where Lark keeps the analysed grammar between runs (building it takes about a
+    second; loading it, milliseconds).  A private per-user directory, not the shared
+    temporary one: the cache is a pickle.  Lark checks the grammar's hash in the file
+    and rebuilds (and rewrites) a stale or unreadable cache.  False: no cache."""
+    if os.environ.get("EVO_NO_GRAMMAR_CACHE"):
+        return False
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "evo")
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+    except OSError:
+        return False
+    if not os.access(folder, os.W_OK):
+        return False
+    return os.path.join(folder, f"grammar-lark{lark.__version__}-py{sys.version_info[0]}{sys.version_info[1]}.cache")
+
+
+# Comments are ignored by the grammar; the lexer hands them here (for the formatter).
+_COMMENTS: list[Token] = []
+
+
 @functools.lru_cache(maxsize=1)
 def get_parser() -> Lark:
-    return Lark(
+    postlex = _PostLex()
+    parser = Lark(
         _grammar_text(),
         parser="lalr",
         lexer="contextual",
         propagate_positions=True,
-        postlex=_PostLex(),
+        postlex=postlex,
         maybe_placeholders=True,
         strict=True,
         start="start",
-        cache=False,
+        cache=_cache_file(),
+        lexer_callbacks={"COMMENT": _COMMENTS.append},
     )
+    postlex.keyword_types = {t.pattern.value: t.name for t in parser.terminals
+                             if t.pattern.type == "str" and t.pattern.value in KEYWORDS}
+    return parser
 
 
 def _span_of_token(filename: str, tok: Token | None, text: str) -> Span:
     if tok is None or getattr(tok, "line", None) is None:
-        lines = text.splitlines() or [""]
+        # The end of the last line (the text always ends with a newline here).
+        # Lines are split at "\n" only, as the lexer counts them.
+        lines = text.split("\n")
+        if len(lines) > 1 and lines[-1] == "":
+            lines.pop()
         return Span(filename, len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2,
                     len(text), len(text))
     end_line = tok.end_line or tok.line
@@ -138,13 +187,21 @@ def _expected_words(expected) -> str:
     return ", ".join(words)
 
 
-_NAME_LIKE_KEYWORDS = KEYWORDS - {"true", "false", "not", "and", "or", "else", "in", "return"}
+_NAME_LIKE_KEYWORDS = KEYWORDS - {"true", "false", "not", "and", "or", "else", "in"}
 
 
-def _keyword_before(text: str, pos: int):
-    """The keyword right before `pos`, if one is there (used where a name was meant)."""
+def _keyword_before(text: str, pos: int, tok_type: str):
+    """The keyword right before `pos`, if one is there (used where a name was meant).
+
+    A keyword that starts a statement and is followed by the end of the line
+    (`minimize` with no metric) is an unfinished statement, not a misused name."""
     m = re.search(r"([A-Za-z_]\w*)[ \t]*$", text[:pos])
     if m and m.group(1) in _NAME_LIKE_KEYWORDS:
+        if tok_type in ("_NL", "SEMICOLON"):
+            line_start = text.rfind("\n", 0, m.start(1)) + 1
+            before = text[line_start:m.start(1)].rstrip(" \t")
+            if before == "" or before.endswith((";", "{")):
+                return None
         return m.group(1), m.start(1)
     return None
 
@@ -161,7 +218,7 @@ def translate_error(e: UnexpectedInput, filename: str, text: str) -> Diagnostic:
             hint = "evo has no such operator; see docs/language.md for the expression syntax"
         if ch == "'":
             hint = "strings use double quotes"
-        shown = repr(ch)[1:-1] if ch.isprintable() else f"\\x{ord(ch):02x}" if len(ch) == 1 else ch
+        shown = ch if ch.isprintable() else f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
         return Diagnostic("E0001", f"unexpected character '{shown}'", span, hint)
     if isinstance(e, UnexpectedEOF):
         span = _span_of_token(filename, None, text)
@@ -176,7 +233,7 @@ def translate_error(e: UnexpectedInput, filename: str, text: str) -> Diagnostic:
         return Diagnostic("E0003", "unexpected end of file" + (f"; expected {exp}" if exp else ""), span,
                           "a '{' or '(' may be missing its closing partner")
     span = _span_of_token(filename, tok, text)
-    kw = _keyword_before(text, tok.start_pos or 0)
+    kw = _keyword_before(text, tok.start_pos or 0, tok.type)
     if kw is not None and tok.type in ("_NL", "EQUAL", "RPAR", "COMMA", "RSQB", "SEMICOLON", "DOT", "PLUS",
                                        "MINUS", "MULOP", "COMPOP"):
         word, pos = kw
@@ -209,32 +266,55 @@ def parse_tree(text: str, filename: str):
     parser = get_parser()
     if not text.endswith("\n"):
         text = text + "\n"
+    if text.startswith("\ufeff"):  # a UTF-8 byte-order mark: whitespace (positions unchanged)
+        text = " " + text[1:]
     try:
         with _LOCK:
             parser.options.postlex.text = text
             tree = _parse_collecting(parser, text, comments)
     except UnexpectedInput as e:
         raise EvoError(translate_error(e, filename, text), SourceMap({filename: text})) from None
-    except RecursionError:
-        span = Span(filename, 1, 1, 1, 2, 0, 1)
-        raise EvoError(Diagnostic("E0002", "program is nested too deeply", span,
-                                  "split deeply nested expressions into named steps"),
-                       SourceMap({filename: text})) from None
+    deep = _too_deep(tree)
+    if deep is not None:
+        meta = deep.meta
+        line, col = getattr(meta, "line", 1), getattr(meta, "column", 1)
+        start = getattr(meta, "start_pos", 0)
+        span = Span(filename, line, col, line, col + 1, start, start + 1)
+        raise EvoError(Diagnostic("E0002", f"the program is nested too deeply (more than {MAX_NESTING} levels)",
+                                  span, "split deeply nested expressions into named steps"),
+                       SourceMap({filename: text}))
     return tree, comments
+
+
+# The syntax tree may be this deep: a chain `a + b + ...` takes one level per
+# operator, a nested call or `if` two.  Real programs use about 12; the limit
+# keeps every recursive pass (transformer, checks, formatter) far from Python's
+# recursion limit.
+MAX_NESTING = 200
+
+
+def _too_deep(tree):
+    """The first subtree below MAX_NESTING levels, or None (iterative: no recursion)."""
+    stack = [(tree, 1)]
+    while stack:
+        node, d = stack.pop()
+        if d > MAX_NESTING:
+            return node
+        for c in node.children:
+            if isinstance(c, Tree):
+                stack.append((c, d + 1))
+    return None
 
 
 _LOCK = threading.Lock()
 
 
 def _parse_collecting(parser: Lark, text: str, comments: list) -> object:
-    # Comments are ignored by the grammar; collect them for the formatter.
-    for m in re.finditer(r"#[^\n]*", text):
-        # Only real comments: skip '#' inside strings.
-        line_start = text.rfind("\n", 0, m.start()) + 1
-        before = text[line_start:m.start()]
-        if before.count('"') % 2 == 1:
-            continue
-        line = text.count("\n", 0, m.start()) + 1
-        col = m.start() - line_start + 1
-        comments.append((line, col, m.start(), m.group(0).rstrip()))
-    return parser.parse(text)
+    # The lexer reports each comment token (never a '#' inside a string).
+    _COMMENTS.clear()
+    try:
+        return parser.parse(text)
+    finally:
+        for tok in _COMMENTS:
+            comments.append((tok.line, tok.column, tok.start_pos, str(tok).rstrip()))
+        _COMMENTS.clear()

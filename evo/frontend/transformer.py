@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from lark import Token, Transformer, v_args
@@ -140,6 +141,9 @@ class ToAst(Transformer):
                 value = float(clean)
         except ValueError:
             raise _Fail(Diagnostic("E0006", f"invalid number '{numtext}'", span)) from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _Fail(Diagnostic("E0006", f"the number '{numtext}' is too large", span,
+                                   "numbers must be finite (at most about 1.8e308)"))
         return A.Num(span, value, unit, text)
 
     @v_args(meta=True)

@@ -39,15 +39,15 @@ __all__ = [
     "CLASSES",
     "MEAN",
     "STD",
-    "Sample",
-    "render_sample",
-    "make_sample",
-    "make_dataset",
-    "to_tensor",
-    "save_png",
     "QuickNet",
+    "Sample",
     "default_weights_path",
     "load_quicknet",
+    "make_dataset",
+    "make_sample",
+    "render_sample",
+    "save_png",
+    "to_tensor",
 ]
 
 CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "cross")
@@ -127,8 +127,20 @@ def _unit_polygon(label: int, rng: np.random.Generator) -> list[tuple[float, flo
         angle = rng.uniform(0.0, 2.0 * math.pi)
     elif label == 3:
         h = rng.uniform(0.28, 0.4)  # arm half-thickness relative to arm half-length 1
-        pts = [(-h, -1), (h, -1), (h, -h), (1, -h), (1, h), (h, h), (h, 1), (-h, 1), (-h, h), (-1, h),
-               (-1, -h), (-h, -h)]
+        pts = [
+            (-h, -1),
+            (h, -1),
+            (h, -h),
+            (1, -h),
+            (1, h),
+            (h, h),
+            (h, 1),
+            (-h, 1),
+            (-h, h),
+            (-1, h),
+            (-1, -h),
+            (-h, -h),
+        ]
         pts = [(float(x), float(y)) for x, y in pts]
         angle = math.radians(rng.uniform(-20.0, 20.0))
     else:
