@@ -207,4 +207,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the imported module's main, so that `python -m evo.cli` and the subcommand
+    # modules share one set of classes (UsageError) with `evo.cli`
+    from evo.cli import main as _main
+
+    sys.exit(_main())

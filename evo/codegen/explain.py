@@ -302,13 +302,10 @@ def resolve_strategy(g: Graph, spec: CamSpec, requested: str | None = None, hard
     except NotDifferentiable as e:
         return "autograd", f"auto: compiled is not possible ({e})"
     if hardware is not None:
-        try:
-            from evo.cost.cam import cheapest_strategy
+        from evo.cost.network import cheapest_strategy
 
-            best, why = cheapest_strategy(g, spec, hardware)
-            return best, f"auto: {why}"
-        except ImportError:
-            pass
+        best, why = cheapest_strategy(g, spec, hardware)
+        return best, f"auto: {why}"
     why = "auto: compiled (affine head folds to channel weights)" if all(folded) else \
         "auto: compiled (no autograd at run time; gradient emitted as ops)"
     return "compiled", why

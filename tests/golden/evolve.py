@@ -765,8 +765,8 @@ class _EvoExportWrapper(nn.Module):
 
 
 class ExplainExplain(nn.Module):
-    """cam Explain: gradcam on network EdgeNet at stage2 (strategy compiled; auto: compiled (affine
-    head folds to channel weights)).
+    """cam Explain: gradcam on network EdgeNet at stage2 (strategy compiled; auto: compiled is cheapest
+    on EdgeChip (autograd +10.4 µs, compiled +2.61 µs, forward +167 µs)).
 
     exp(x) -> CamResult with .maps, .classes, .scores; exp(x, classes=...) explains
     other classes (a select_classes spec or a LongTensor).  exp.export_module()

@@ -739,8 +739,8 @@ class _EvoExportWrapper(nn.Module):
 
 
 class ExplainShapes(nn.Module):
-    """cam Shapes: gradcam on network QuickNet at features (strategy compiled; auto: compiled (affine
-    head folds to channel weights)).
+    """cam Shapes: gradcam on network QuickNet at features (strategy compiled; auto: compiled is
+    cheapest on EdgeNPU (autograd +5.16 µs, compiled +1.31 µs, forward +83.4 µs)).
 
     exp(x) -> CamResult with .maps, .classes, .scores; exp(x, classes=...) explains
     other classes (a select_classes spec or a LongTensor).  exp.export_module()
