@@ -148,7 +148,7 @@ def render_levels(net: NetworkCost, metric: str = "energy", size: tuple[int, int
         else:
             vals.append((o.name, dict(c.level_bytes)))
     top = max([sum(v.values()) for _, v in vals] + [0.0])
-    unit, scale = ("µJ", 1e-6) if metric == "energy" else ("MB", 1e6)
+    unit, scale = ("uJ", 1e-6) if metric == "energy" else ("MB", 1e6)
     if metric == "energy" and top >= 1e-3:
         unit, scale = "mJ", 1e-3
     if metric == "energy" and top < 1e-6:

@@ -137,7 +137,7 @@ def format_table(net: NetworkCost, fps: float | None = None, title: str | None =
               f"MAC {fmt_energy(e.mac)}"),
              (f"bounds: compulsory off-chip {fmt_bytes(net.compulsory_offchip_bytes)}, roofline "
               f"{fmt_time(net.roofline_latency_s)} (estimate / roofline = {ratio:.2f})"),
-             (f"fusion: {len(net.fused_edges)} intermediate tensors kept on chip, saving "
+             (f"fusion: {len(net.fused_edges)} intermediate tensor{'s' if len(net.fused_edges) != 1 else ''} kept on chip, saving "
               f"{fmt_bytes(net.saved_offchip_bytes)} off-chip, {fmt_energy(net.saved_energy_j)}, "
               f"{fmt_time(net.saved_latency_s)}")]
     if fps:
