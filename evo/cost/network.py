@@ -52,8 +52,8 @@ def graph_ops(g: Graph, batch: int, kb: int | None = None, prefix: str = "") -> 
             if n.op != Op.INPUT and n.inputs:
                 alias[n.id] = alias.get(n.inputs[0], names.get(n.inputs[0], ""))
             continue
-        base = prefix + (n.path or (f"{n.scope}.{n.name}" if n.scope and n.name else n.name) or
-                         f"{n.op.value}%{n.id}")
+        local = n.name or n.op.value  # unnamed ops: their op in their scope (`layer1.0.add`)
+        base = prefix + (n.path or (f"{n.scope}.{local}" if n.scope else local))
         name = base
         k = 2
         while name in used:
