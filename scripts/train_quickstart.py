@@ -37,7 +37,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from evo.runtime.shapes import CLASSES, QuickNet, make_dataset, render_sample, save_png  # noqa: E402
+from evo.runtime.shapes import CLASSES, QuickNet, make_dataset, render_sample, save_png
 
 TRAIN_SEED, EVAL_SEED, EXAMPLE_SEED, POINTING_SEED = 1, 2, 3, 4
 
@@ -82,8 +82,9 @@ def gradcam_features(model: QuickNet, x: torch.Tensor, cls: torch.Tensor) -> tor
     return F.relu((weights * act).sum(1))
 
 
-def pointing_game(model: QuickNet, x: torch.Tensor, y: torch.Tensor, boxes: torch.Tensor,
-                  tolerance: int) -> float:
+def pointing_game(
+    model: QuickNet, x: torch.Tensor, y: torch.Tensor, boxes: torch.Tensor, tolerance: int
+) -> float:
     """Fraction of images whose upsampled Grad-CAM argmax lies in the (grown) box of class ``y``."""
     model.eval()
     hits = 0
@@ -92,8 +93,12 @@ def pointing_game(model: QuickNet, x: torch.Tensor, y: torch.Tensor, boxes: torc
         up = F.interpolate(cam[:, None], size=xb.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
         idx = up.flatten(1).argmax(1)
         py, px = idx // up.shape[-1], idx % up.shape[-1]
-        inside = ((px >= bb[:, 0] - tolerance) & (px < bb[:, 2] + tolerance)
-                  & (py >= bb[:, 1] - tolerance) & (py < bb[:, 3] + tolerance))
+        inside = (
+            (px >= bb[:, 0] - tolerance)
+            & (px < bb[:, 2] + tolerance)
+            & (py >= bb[:, 1] - tolerance)
+            & (py < bb[:, 3] + tolerance)
+        )
         hits += int(inside.sum())
     return hits / x.shape[0]
 
@@ -122,7 +127,7 @@ def write_examples(out_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", type=int, default=8000, help="training images")
-    ap.add_argument("--epochs", type=int, default=7)
+    ap.add_argument("--epochs", type=int, default=9)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=4e-3)
     ap.add_argument("--tolerance", type=int, default=1, help="pointing-game box tolerance in pixels")
@@ -142,16 +147,21 @@ def main(argv: list[str] | None = None) -> int:
     model = QuickNet()
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = (args.train + args.batch - 1) // args.batch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, epochs=args.epochs,
-                                                steps_per_epoch=steps_per_epoch, pct_start=0.25,
-                                                div_factor=25.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt,
+        max_lr=args.lr,
+        epochs=args.epochs,
+        steps_per_epoch=steps_per_epoch,
+        pct_start=0.25,
+        div_factor=25.0,
+    )
     gen = torch.Generator().manual_seed(0)
     for epoch in range(args.epochs):
         model.train()
         perm = torch.randperm(args.train, generator=gen)
         total = 0.0
         for i in range(0, args.train, args.batch):
-            idx = perm[i:i + args.batch]
+            idx = perm[i : i + args.batch]
             xb = augment(x_train[idx], gen)
             loss = F.cross_entropy(model(xb), y_train[idx])
             opt.zero_grad(set_to_none=True)
@@ -160,25 +170,32 @@ def main(argv: list[str] | None = None) -> int:
             sched.step()
             total += float(loss.detach()) * idx.numel()
         acc = accuracy(model, x_val, y_val)
-        print(f"epoch {epoch + 1}/{args.epochs}: loss {total / args.train:.4f} "
-              f"held-out acc {acc:.4f} ({time.time() - t0:.0f}s)", flush=True)
+        print(
+            f"epoch {epoch + 1}/{args.epochs}: loss {total / args.train:.4f} "
+            f"held-out acc {acc:.4f} ({time.time() - t0:.0f}s)",
+            flush=True,
+        )
 
     model.eval()
     acc = accuracy(model, x_val, y_val)
     pg = {tol: pointing_game(model, x_pg, y_pg, b_pg, tol) for tol in (0, 1, 2)}
     print(f"held-out accuracy (1000 images, seed {EVAL_SEED}): {acc:.4f}")
     for tol, v in pg.items():
-        print(f"Grad-CAM pointing game at features (500 images, seed {POINTING_SEED}, "
-              f"tolerance {tol}px): {v:.4f}")
+        print(
+            f"Grad-CAM pointing game at features (500 images, seed {POINTING_SEED}, "
+            f"tolerance {tol}px): {v:.4f}"
+        )
     print(f"total time {time.time() - t0:.0f}s")
 
     if not args.no_save:
-        state = {k: v.detach().to(torch.float32).clone() if v.is_floating_point() else v.detach().clone()
-                 for k, v in model.state_dict().items()}
+        state = {
+            k: v.detach().to(torch.float32).clone() if v.is_floating_point() else v.detach().clone()
+            for k, v in model.state_dict().items()
+        }
         args.out.parent.mkdir(parents=True, exist_ok=True)
         torch.save(state, args.out)
         write_examples(args.images)
-        print(f"wrote {args.out.relative_to(ROOT)} and {args.images.relative_to(ROOT)}/")
+        print(f"wrote {args.out} and {args.images}/")
     ok = acc >= 0.97 and pg[args.tolerance] >= 0.95
     if not ok:
         print("FAILED: need accuracy >= 0.97 and pointing game >= 0.95", file=sys.stderr)
