@@ -91,10 +91,10 @@ class _ClassDef:
 LINE_WIDTH = 88
 
 
-def _split_args(inner: str) -> list[str]:
-    """Top-level comma-separated parts of an argument list."""
-    parts, depth, start, quote, escaped = [], 0, 0, "", False
-    for i, ch in enumerate(inner):
+def _scan(text: str):
+    """(index, char, bracket depth before it) for every character outside string literals."""
+    depth, quote, escaped = 0, "", False
+    for i, ch in enumerate(text):
         if escaped:
             escaped = False
         elif quote:
@@ -104,11 +104,19 @@ def _split_args(inner: str) -> list[str]:
                 quote = ""
         elif ch in "'\"":
             quote = ch
-        elif ch in "([{":
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif ch == "," and depth == 0:
+        else:
+            yield i, ch, depth
+            if ch in "([{":
+                depth += 1
+            elif ch in ")]}":
+                depth -= 1
+
+
+def _split_args(inner: str) -> list[str]:
+    """Top-level comma-separated parts of an argument list."""
+    parts, start = [], 0
+    for i, ch, depth in _scan(inner):
+        if ch == "," and depth == 0:
             parts.append(inner[start:i].strip())
             start = i + 1
     last = inner[start:].strip()
@@ -122,36 +130,19 @@ def _wrap(line: str, indent: int) -> list[str]:
     first call or tuple can be split, one argument per line; indentation relative."""
     if indent + len(line) <= LINE_WIDTH:
         return [line]
-    depth, quote, open_at, escaped = 0, "", -1, False
-    for i, ch in enumerate(line):
-        if escaped:
-            escaped = False
-        elif quote:
-            if ch == "\\":
-                escaped = True
-            elif ch == quote:
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "(":
-            if depth == 0 and open_at < 0:
-                open_at = i
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0 and open_at >= 0:
-                head, inner, tail = line[:open_at + 1], line[open_at + 1:i], line[i + 1:]
-                if any(c in tail for c in "()[]'\"") or not inner.strip():
-                    return [line]
-                out = [head]
-                for arg in _split_args(inner):
-                    out.extend("    " + x for x in _wrap(arg + ",", indent + 4))
-                out.append(")" + tail)
-                return out
-        elif ch in "[{":
-            depth += 1
-        elif ch in "]}":
-            depth -= 1
+    open_at = -1
+    for i, ch, depth in _scan(line):
+        if ch == "(" and depth == 0 and open_at < 0:
+            open_at = i
+        elif ch == ")" and depth == 1 and open_at >= 0:
+            head, inner, tail = line[:open_at + 1], line[open_at + 1:i], line[i + 1:]
+            if any(c in tail for c in "()[]'\"") or not inner.strip():
+                return [line]
+            out = [head]
+            for arg in _split_args(inner):
+                out.extend("    " + x for x in _wrap(arg + ",", indent + 4))
+            out.append(")" + tail)
+            return out
     return [line]
 
 
