@@ -32,7 +32,9 @@ def _pick(what: str, given: str | None, pool: dict) -> str:
     if len(pool) == 1:
         return next(iter(pool))
     if not pool:
-        raise UsageError(f"the program declares no {what}")
+        hint = (" (define a tier, or import some: import \"hardware.evo\" from examples/)"
+                if what == "hardware" else "")
+        raise UsageError(f"the program declares no {what}{hint}")
     raise UsageError(f"the program declares several {what}s ({', '.join(sorted(pool))}); choose one with "
                      f"--{what} or --target")
 
