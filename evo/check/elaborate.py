@@ -199,8 +199,15 @@ class Elaborator:
                                 args_span or net.name_span,
                                 did_you_mean(extra, [p.name for p in net.params[1:]]))
             ctx = _Ctx("", env, 0, f"network '{net.name}'")
-            self.b.reserve("", net.body)
-            outs = self.exec_body(net.body, ctx)
+            root_seq = isinstance(net.expr, A.Seq)
+            if net.expr is None:
+                self.b.reserve("", net.body)
+                outs = self.exec_body(net.body, ctx)
+            elif root_seq:  # `network N(x) = seq(x) {...}`: the seq's stages are the network's children
+                v = self.e_Seq(net.expr, ctx, None, own_path="", label=net.name)
+                outs = [(v, net.expr)]
+            else:
+                outs = [(self.eval(net.expr, ctx), net.expr)]
             if outs is None:
                 raise self.fail("E0111", f"network '{net.name}' does not return a value", net.name_span)
         except Abort:
@@ -213,7 +220,13 @@ class Elaborator:
                 self.col.error("E0205", f"a network returns tensors, not {type_name(v)}", e.span)
                 return None
             out_ids.append(v.nid)
-        self.b.scopes.insert(0, Scope("", "network", net.name, None, node.nid, tuple(out_ids), net.span))
+        if net.expr is not None and isinstance(net.expr, A.Seq):
+            # the root is the seq itself (an nn.Sequential network)
+            self.b.scopes = [Scope("", "seq", net.name, None, node.nid, tuple(out_ids), net.span) if sc.path == ""
+                             else sc for sc in self.b.scopes]
+            self.b.scopes.sort(key=lambda sc: sc.path != "")
+        else:
+            self.b.scopes.insert(0, Scope("", "network", net.name, None, node.nid, tuple(out_ids), net.span))
         pargs = tuple((p.name, env[p.name]) for p in net.params[1:])
         return Graph(net.name, tuple(self.b.nodes), (node.nid,), tuple(out_ids), tuple(self.b.scopes),
                      tuple(sorted(self.b.values.items())), pargs, net.span)

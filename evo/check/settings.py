@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +93,8 @@ def path_of(e) -> str | None:
     """`layer4.1.conv2` written as an expression -> the string, or None."""
     if isinstance(e, A.Name):
         return e.id
+    if isinstance(e, A.Str):  # "3.conv1": paths that start with a seq index (a network defined as a seq)
+        return e.value if re.fullmatch(r"\w+(\.\w+)*", e.value) else None
     if isinstance(e, A.Attr):
         base = path_of(e.obj)
         return f"{base}.{e.attr}" if base is not None else None

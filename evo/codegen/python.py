@@ -226,6 +226,9 @@ class ModuleGen:
                 self.sub_nodes.setdefault(p, []).append(n)
                 p = self.scopes[p].parent or ""
         root = self.scopes[""]
+        if root.kind == "seq":  # `network N(x) = seq(x) {...}`: an nn.Sequential network
+            cls = _ClassDef("", "nn.Sequential", f"network {root.label}", [], [], "x", self.seq_stages(root))
+            return self.add_class(cls, root.label)
         return self.block_class(root, network=True)
 
     def direct_child(self, scope: str, node_scope: str) -> str:
@@ -250,6 +253,8 @@ class ModuleGen:
     def seq_stages(self, s: Scope) -> list[str]:
         items: list[tuple[int, str]] = []
         for n in self.in_scope.get(s.path, []):
+            if n.op == Op.INPUT:  # the input of a network defined as a seq
+                continue
             d = ops.of_node(n)
             items.append((int(_rel(s.path, n.path)), d.module(n.attr_dict, [self.g.node(i).shape for i in n.inputs])))
         for c in self.children.get(s.path, []):

@@ -202,8 +202,9 @@ class Block(Node):
 class Network(Node):
     name: str
     params: tuple[Param, ...]
-    body: tuple[Stmt, ...]
+    body: tuple[Stmt, ...] | None
     name_span: Span
+    expr: Expr | None = None  # `network N(x: ...) = seq(x) {...}`
 
 
 @dataclass(frozen=True)

@@ -297,7 +297,7 @@ class _Printer:
         elif isinstance(it, (A.Block, A.Network)):
             kw = "block" if isinstance(it, A.Block) else "network"
             head = f"{kw} {it.name}({self.params(it.params)})"
-            if isinstance(it, A.Block) and it.expr is not None:
+            if it.expr is not None:
                 if isinstance(it.expr, A.Seq):
                     self.out.append(f"{head} = {seq_text(it.expr, '', self, len(head) + 3)}{self.trailing(it)}\n")
                 else:

@@ -79,6 +79,11 @@ class ToAst(Transformer):
         name, params, body = c
         return A.Network(self._span(meta), self._name(name), params, body, self._tspan(name))
 
+    @v_args(meta=True)
+    def network_expr(self, meta, c):
+        name, params, expr = c
+        return A.Network(self._span(meta), self._name(name), params, None, self._tspan(name), expr)
+
     def params(self, c):
         return tuple(p for p in c if p is not None)
 
