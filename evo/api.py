@@ -5,7 +5,6 @@ from __future__ import annotations
 import builtins
 import types
 from pathlib import Path
-from typing import Any
 
 from evo.compilation import Compilation
 from evo.diagnostics import Diagnostic, EvoError, Span

@@ -5,6 +5,9 @@
 # Gradient tensors are K-batched: [K*B, ...], class-major (row k*B + b is class
 # column k of image b); forward tensors saved from the head are [B, ...].
 # ---------------------------------------------------------------------------
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 
 def _evo_seed(cls, n, dtype):

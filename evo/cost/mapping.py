@@ -528,9 +528,9 @@ def compulsory_elements(nest: Nest, resident: dict[str, float] | None = None) ->
         for d in t.plain:
             n *= nest.sizes[names.index(d)]
         for win in t.windows:
-            O = nest.sizes[names.index(win.out)]
+            out_len = nest.sizes[names.index(win.out)]
             K = nest.sizes[names.index(win.k)]
-            n *= axis_rows(O, O, K, K, win.stride, win.dil, win.pad, win.in_len)[0]
+            n *= axis_rows(out_len, out_len, K, K, win.stride, win.dil, win.pad, win.in_len)[0]
         out[t.role] += keep * n
     return out
 

@@ -276,9 +276,9 @@ def _fits(nest, hw: Hardware, word: float, resident: dict[str, float]) -> bool:
         for d in t.plain:
             n *= 1 if d in nest.glb_dims else nest.sizes[names.index(d)]
         for win in t.windows:
-            O = nest.sizes[names.index(win.out)]
+            out_len = nest.sizes[names.index(win.out)]
             K = nest.sizes[names.index(win.k)]
-            n *= float(window_cap(win, 1 if win.out in nest.glb_dims else O, K))
+            n *= float(window_cap(win, 1 if win.out in nest.glb_dims else out_len, K))
         need += n
     return need * word <= hw.glb.size_bytes
 
