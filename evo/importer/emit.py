@@ -713,7 +713,8 @@ class Emitter:
         if self.kind[r] == "seq":
             self.p.add(f"not expressible: the model itself is an {type_label(r.module)}: its layers would be named "
                        "0, 1, ... at the top level, which an evo network cannot bind; wrap it in a module "
-                       "(e.g. self.layers = nn.Sequential(...)) and import that")
+                       "(e.g. self.layers = nn.Sequential(...)) and import that, or write it as "
+                       "`network N(x: Tensor[...]) = seq(x) {...}`, whose stages are 0, 1, ...")
         if r.n_tensor_args != 1:
             self.p.add(f"not convertible: <model> ({type_label(r.module)}): takes {r.n_tensor_args} tensor inputs; "
                        "an evo network takes one")
