@@ -315,3 +315,20 @@ def test_printer_format(good):
     assert any(line.startswith("  %") and "add(" in line and "scope=b" in line for line in lines)
     assert "  scope stem: seq seq in=%0 out=%2" in lines
     assert lines[-1] == "}"
+
+
+def test_mark_fusion_residual_add_then_activation():
+    f = _fusion("""network T(x: Tensor[N, 3, 8, 8]) {
+    c = conv2d(x, 3, 1)
+    s = c + x
+    r = relu(s)
+    t = s * r
+    u = tanh(t)
+    return u, relu(c + x) + x
+}""")
+    # s has two users (r and t): nothing fuses into it; t -> u fuses
+    assert f["r"] is None and f["u"] == "t"
+    g = mark_fusion(evo.compile((ROOT / "examples" / "resnet18.evo").read_text()).compilation.checked.graphs["ResNet18"])
+    adds = {n.id for n in g.nodes if n.op == Op.ADD}
+    relus_after_add = [n for n in g.nodes if n.op == Op.RELU and n.inputs[0] in adds]
+    assert relus_after_add and all(n.attr("fuse") == n.inputs[0] for n in relus_after_add)

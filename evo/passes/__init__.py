@@ -55,6 +55,7 @@ def dead_code_elimination(g: Graph) -> Graph:
 
 
 PRODUCERS = {Op.CONV2D, Op.LINEAR}
+ELEMENTWISE_PRODUCERS = {Op.ADD, Op.MUL}
 NORMS = {Op.BATCHNORM2D, Op.BATCHNORM1D}
 ACTIVATIONS = {Op.RELU, Op.RELU6, Op.LEAKY_RELU, Op.GELU, Op.SILU, Op.SIGMOID, Op.TANH, Op.HARDSWISH,
                Op.HARDSIGMOID}
@@ -62,13 +63,21 @@ ACTIVATIONS = {Op.RELU, Op.RELU6, Op.LEAKY_RELU, Op.GELU, Op.SILU, Op.SIGMOID, O
 
 def mark_fusion(g: Graph) -> Graph:
     """Mark conv/linear -> batchnorm? -> activation? chains whose intermediates have
-    one user: attr `fuse` = id of the chain's producer on every member after it.
+    one user, and add/mul -> activation pairs: attr `fuse` = id of the chain's
+    producer on every member after it.
     The cost model computes such members in the producer's output path (no
     traffic of their own)."""
     users = g.users()
     by_id = {n.id: n for n in g.nodes}
     fuse: dict[int, int] = {}
     for n in g.nodes:
+        if n.op in ELEMENTWISE_PRODUCERS:  # a residual add (or mul) -> activation: `relu(bn2 + x)`
+            us = users[n.id]
+            if len(us) == 1 and n.id not in g.outputs:
+                nxt = by_id[us[0]]
+                if nxt.op in ACTIVATIONS and len(nxt.inputs) == 1:
+                    fuse[nxt.id] = n.id
+            continue
         if n.op not in PRODUCERS:
             continue
         cur, stage = n, 0  # 0: a norm or an activation may follow; 1: an activation; 2: done
