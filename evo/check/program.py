@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from evo.diagnostics import Collector, Diagnostic, EvoError, Note, SourceMap, Span
+from evo.diagnostics import Collector, EvoError, Note, SourceMap
 from evo.frontend import ast as A
 from evo.frontend import parse
 from evo.frontend.parser import LANGUAGE_VERSIONS
@@ -129,10 +129,3 @@ def load(text: str, filename: str = "<string>", base_dir: str | Path | None = No
     col.raise_if_any()
     return prog
 
-
-def span_of(node: A.Node) -> Span:
-    return node.span
-
-
-def diag(code: str, message: str, span: Span, hint: str | None = None) -> Diagnostic:
-    return Diagnostic(code, message, span, hint)

@@ -354,6 +354,3 @@ def cheapest_strategy(g: Graph, spec, hw, batch: int = 1, objective: str = "late
     why = ", ".join(f"{s} +{fmt_time(extras[s]['extra_latency_s'])}" for s in sorted(extras))
     return best, f"{best} is cheapest on {as_hardware(hw).name} ({why})"
 
-
-def as_cost_hardware(spec) -> Hardware:
-    return as_hardware(spec)

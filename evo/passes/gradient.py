@@ -48,7 +48,6 @@ class _Builder:
 def head_nodes(g: Graph, layer_id: int) -> tuple[list[Node], list[int]]:
     """Nodes on a path from `layer_id` to an output (in order) and the side values
     they read that come from outside that set."""
-    users = g.users()
     desc: set[int] = {layer_id}
     for n in g.nodes:
         if any(i in desc for i in n.inputs):
@@ -64,7 +63,6 @@ def head_nodes(g: Graph, layer_id: int) -> tuple[list[Node], list[int]]:
         for i in n.inputs:
             if i not in hs and i not in side:
                 side.append(i)
-    del users
     return head, side
 
 
