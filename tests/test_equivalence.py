@@ -32,16 +32,6 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine OpenMP's spinning threads make a
-    forward pass up to 100x slower under load."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _source(name: str, size: int | None = None) -> str:
     src = (EXAMPLES / f"{name}.evo").read_text(encoding="utf-8")
     if size is not None:

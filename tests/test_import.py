@@ -23,15 +23,6 @@ from evo.frontend.fmt import format_source
 from evo.importer import ConversionError, from_torch
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # These models are tiny; several threads only add contention on a busy 2-core machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # =========================================================================== models (plain torch.nn)
 
 
