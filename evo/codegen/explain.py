@@ -24,7 +24,8 @@ from evo.check.settings import GRADIENT_FREE, CamSpec
 from evo.codegen.names import Namer
 from evo.codegen.python import environment
 from evo.ir.node import Graph, Node, Op
-from evo.passes.gradient import GRADIENT_OPS, NotDifferentiable, compiled_explain_graph, head_nodes
+from evo.passes.gradient import (GRADIENT_OPS, NotDifferentiable, compiled_explain_graph, head_nodes,
+                                 seed_dependent)
 
 
 @functools.lru_cache(maxsize=1)
@@ -175,10 +176,11 @@ def _needed(g: Graph, targets: set[int]) -> set[int]:
 
 
 def _grad_dependent(eg: Graph) -> set[int]:
-    seed = {n.id for n in eg.nodes if n.op == Op.INPUT and n.attr("role") == "gseed"}
-    dep = set(seed)
+    # the seed-dependent nodes plus gradient ops, the folded CAM's constant and weighted
+    # sum, and whatever reads them
+    dep = seed_dependent(eg)
     for n in eg.nodes:
-        if any(i in dep for i in n.inputs) or n.op in GRADIENT_OPS or n.op in (Op.CONST, Op.WEIGHTED_SUM):
+        if n.op in GRADIENT_OPS or n.op in (Op.CONST, Op.WEIGHTED_SUM) or any(i in dep for i in n.inputs):
             dep.add(n.id)
     return dep
 

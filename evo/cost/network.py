@@ -225,10 +225,9 @@ def _gradient_part(eg: Graph) -> Graph:
     """The nodes of an explain graph that compute the gradient: everything that
     depends on the seed (gradient ops, their sums and products), and the folded
     CAM's weighted sum; the recomputed head is inference work."""
-    dep = {x.id for x in eg.nodes if x.op == Op.INPUT and x.attr("role") == "gseed"}
-    for m in eg.nodes:
-        if any(i in dep for i in m.inputs):
-            dep.add(m.id)
+    from evo.passes.gradient import seed_dependent
+
+    dep = seed_dependent(eg)
     return eg.with_(nodes=tuple(n for n in eg.nodes if n.op != Op.INPUT and (n.id in dep or n.op == Op.WEIGHTED_SUM)))
 
 

@@ -258,8 +258,7 @@ AFFINE = {Op.ADAPTIVE_AVGPOOL2D, Op.FLATTEN, Op.DROPOUT, Op.IDENTITY, Op.LINEAR,
 def is_affine_head(eg: Graph) -> bool:
     """Is the forward head an affine chain that starts with a global pooling?
     Then d logits / d acts is constant over space and folds to channel weights."""
-    fwd = [n for n in eg.nodes if n.op not in GRADIENT_OPS and n.op != Op.INPUT
-           and not _depends_on_seed(eg, n)]
+    fwd = forward_part(eg)
     if not fwd or any(n.op not in AFFINE for n in fwd):
         return False
     if any(n.attr("role") == "side" for n in eg.nodes if n.op == Op.INPUT):
@@ -276,12 +275,19 @@ def is_affine_head(eg: Graph) -> bool:
     return True
 
 
-def _depends_on_seed(eg: Graph, n: Node) -> bool:
-    seen = {x.id for x in eg.nodes if x.op == Op.INPUT and x.attr("role") == "gseed"}
+def seed_dependent(eg: Graph) -> set[int]:
+    """Ids of the gradient seed and of every node of an explain graph that depends on it."""
+    dep = {x.id for x in eg.nodes if x.op == Op.INPUT and x.attr("role") == "gseed"}
     for m in eg.nodes:
-        if any(i in seen for i in m.inputs):
-            seen.add(m.id)
-    return n.id in seen
+        if any(i in dep for i in m.inputs):
+            dep.add(m.id)
+    return dep
+
+
+def forward_part(eg: Graph) -> list[Node]:
+    """The recomputed head of an explain graph: its ops that do not depend on the seed."""
+    dep = seed_dependent(eg)
+    return [n for n in eg.nodes if n.op not in GRADIENT_OPS and n.op != Op.INPUT and n.id not in dep]
 
 
 def fold_affine(eg: Graph) -> Graph:
@@ -291,7 +297,7 @@ def fold_affine(eg: Graph) -> Graph:
     if not is_affine_head(eg):
         return eg
     acts = eg.value("acts")
-    fwd = [n for n in eg.nodes if n.op not in GRADIENT_OPS and n.op != Op.INPUT and not _depends_on_seed(eg, n)]
+    fwd = forward_part(eg)
     logits_id = eg.outputs[0]
     keep = [n for n in eg.nodes if n.op == Op.INPUT and n.attr("role") != "gseed"] + fwd
     ids = {n.id for n in keep}
