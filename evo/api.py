@@ -53,7 +53,8 @@ class Program:
             from evo.diagnostics import did_you_mean
 
             hint = did_you_mean(name, pool) or (f"defined: {', '.join(sorted(pool))}" if pool else None)
-            raise EvoError(Diagnostic("E0500" if what == "network" else "E0505",
+            code = {"network": "E0500", "hardware": "E0503", "cam": "E0505"}.get(what, "E0506")
+            raise EvoError(Diagnostic(code,
                                       f"no {what} named '{name}'", Span.unknown(self._comp.filename), hint))
 
     # ------------------------------------------------------------------ code

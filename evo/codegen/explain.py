@@ -323,10 +323,8 @@ def target_hardware(checked, cam: str):
 
 def explainer_sources(comp) -> tuple[list[str], list[tuple[str, str]]]:
     """Explainer classes for every cam of a compilation (declared settings)."""
-    from evo.codegen.names import Namer as _N
-
     checked = comp.checked
-    names = _N()
+    names = Namer()
     sources, index = [], []
     for name, spec in checked.cams.items():
         g = comp.ir.get(spec.network)

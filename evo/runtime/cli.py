@@ -116,8 +116,6 @@ class _Progress:
 
 
 def main(args) -> int:
-    import torch
-
     from evo.api import compile_file
     from evo.runtime.images import load_images, overlay, save_png, summary, write_json
 
@@ -209,5 +207,4 @@ def main(args) -> int:
               f"({e['peak']['x']:.0f}, {e['peak']['y']:.0f})")
     if len(entries) > 10:
         print(f"  ... {len(entries) - 10} more in {out}/summary.json")
-    del torch
     return 0
