@@ -21,7 +21,7 @@ Gradient rules live in GRAD_RULES, one function per op.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 from evo.diagnostics import Span
 from evo.ir.node import Graph, Node, Op
@@ -321,10 +321,3 @@ def compiled_explain_graph(g: Graph, layer_path: str, fold: bool = True) -> Grap
     eg = explain_graph(g, layer_path)
     return fold_affine(eg) if fold else eg
 
-
-def describe(eg: Graph) -> dict[str, Any]:
-    ops: dict[str, int] = {}
-    for n in eg.nodes:
-        ops[n.op.value] = ops.get(n.op.value, 0) + 1
-    return {"ops": ops, "folded": any(n.op == Op.CONST for n in eg.nodes),
-            "gradient_ops": sum(1 for n in eg.nodes if n.op in GRADIENT_OPS)}
