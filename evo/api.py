@@ -109,6 +109,19 @@ class Program:
         self._require(cam, self.cams, "cam")
         return make_explainer(self, cam, model, overrides)
 
+    def export(self, cam: str, path=None, *, model=None, format: str = "onnx", **kw):  # noqa: A002
+        """The network with the cam's compiled explainer (no autograd) as one ONNX model
+        (`format="onnx"`, written to `path`, default `<cam>.onnx`; returns the path) or a
+        `torch.export` program (`format="torch-export"`; returned, and saved when `path`
+        is given).  Inputs `x` [B, 3, H, W] with a dynamic batch; outputs logits,
+        classes, scores, maps.  `model`: the network with its weights (default: built
+        from seed 0); `opset` (default 18) and cam overrides (layer, method, class_...)
+        as keywords.  See docs/deployment.md."""
+        from evo.runtime.export import export
+
+        self._require(cam, self.cams, "cam")
+        return export(self, cam, path, model=model, format=format, **kw)
+
     # ------------------------------------------------------------------ evolve
     def evolve(self, name: str, **kw):
         from evo.evolution import run_evolve
