@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import builtins
+import os
 import types
 from pathlib import Path
 
+from evo import codes as C
+from evo.check.settings import OBJECTIVES
 from evo.compilation import Compilation
 from evo.diagnostics import Diagnostic, EvoError, Span
+from evo.frontend.source import Source, UnreadableSource, from_string, read_path
+
+
+def _name(value, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    return value
+
+
+def _check_args(args: dict) -> None:
+    """Network arguments are compile-time scalars (int, float, bool)."""
+    for k, v in args.items():
+        if not isinstance(v, (int, float, bool)):
+            raise TypeError(f"network argument '{k}' must be an int, float or bool, not {type(v).__name__}")
 
 
 class Program:
@@ -46,14 +63,17 @@ class Program:
 
     def graph(self, network: str, **args):
         self._require(network, self.networks, "network")
+        _check_args(args)
         return self._comp.graph(network, args)
 
     def _require(self, name: str, pool: dict, what: str) -> None:
+        _name(name, f"the {what} name")
         if name not in pool:
             from evo.diagnostics import did_you_mean
 
             hint = did_you_mean(name, pool) or (f"defined: {', '.join(sorted(pool))}" if pool else None)
-            code = {"network": "E0500", "hardware": "E0503", "cam": "E0505"}.get(what, "E0506")
+            code = {"network": C.UNKNOWN_NETWORK, "hardware": C.UNKNOWN_HARDWARE,
+                    "cam": C.UNKNOWN_CAM}.get(what, C.UNKNOWN_TARGET)
             raise EvoError(Diagnostic(code,
                                       f"no {what} named '{name}'", Span.unknown(self._comp.filename), hint))
 
@@ -82,6 +102,8 @@ class Program:
         import torch
 
         self._require(name, self.networks, "network")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, not {type(seed).__name__}")
         g = self.graph(name, **args)
         mod = self._namespace(name, args)
         cls = mod.NETWORKS[g.name]
@@ -97,8 +119,13 @@ class Program:
 
         self._require(network, self.networks, "network")
         self._require(hardware, self.hardware, "hardware")
+        if isinstance(batch, bool) or not isinstance(batch, int):
+            raise TypeError(f"batch must be an int, not {type(batch).__name__}")
         if batch < 1:
             raise ValueError("batch must be at least 1")
+        _name(objective, "objective")
+        if objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
         return cost_graph(self.graph(network, **args), self.hardware[hardware], batch=batch, objective=objective)
 
     # ------------------------------------------------------------------ cam
@@ -107,6 +134,11 @@ class Program:
         from evo.runtime.explain import make_explainer
 
         self._require(cam, self.cams, "cam")
+        if model is not None:
+            import torch
+
+            if not isinstance(model, torch.nn.Module):
+                raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
         return make_explainer(self, cam, model, overrides)
 
     def export(self, cam: str, path=None, *, model=None, format: str = "onnx", **kw):  # noqa: A002
@@ -127,15 +159,51 @@ class Program:
         from evo.evolution import run_evolve
 
         self._require(name, self.evolves, "evolve")
+        unknown = sorted(set(kw) - {"generations", "population", "seed", "progress"})
+        if unknown:
+            raise TypeError(f"evolve() got unexpected keyword arguments: {', '.join(unknown)}")
+        for what in ("generations", "population", "seed"):
+            v = kw.get(what)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                raise TypeError(f"{what} must be an int, not {type(v).__name__}")
+        if kw.get("progress") is not None and not callable(kw["progress"]):
+            raise TypeError("progress must be callable")
         return run_evolve(self, name, **kw)
 
 
+def load_plugins() -> None:
+    """Load the op plugins (`evo.ops` entry points, EVO_PLUGINS) once: the entry points
+    (`compile`, `compile_file`, `evoc`) call this before compiling."""
+    from evo.extend import load_plugins as _load
+
+    _load()
+
+
+def compile_source(src: Source) -> Program:
+    """Compile what the source reader read (the command line's entry point)."""
+    load_plugins()
+    return Program(Compilation(src.text, src.name, src.base_dir))
+
+
 def compile(source: str, filename: str = "<string>", base_dir: str | Path | None = None) -> Program:  # noqa: A001
-    """Compile evo source text.  Raises `evo.EvoError` for a bad program."""
-    return Program(Compilation(source, filename, base_dir))
+    """Compile evo source text.  Its imports are relative to `base_dir` (default: the
+    current directory); absolute import paths are taken as they are.  Raises
+    `evo.EvoError` for a bad program."""
+    src = from_string(source, filename, base_dir)
+    return compile_source(Source(src.text, src.name, Path(base_dir) if base_dir is not None else None))
 
 
 def compile_file(path: str | Path) -> Program:
-    p = Path(path)
-    text = p.read_text(encoding="utf-8")
-    return Program(Compilation(text, str(path), p.parent))
+    """Compile a program file.  Raises `evo.EvoError` for a bad program, and for a path
+    that is not a readable regular file (E0109) or text that is not UTF-8 (E0001)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or a pathlib.Path, not {type(path).__name__}")
+    shown = os.fspath(path)
+    if not isinstance(shown, str):
+        raise TypeError("path must be a str or a pathlib.Path, not bytes")
+    try:
+        src = read_path(path, shown)
+    except UnreadableSource as e:
+        raise EvoError(Diagnostic(C.UNREADABLE_FILE, str(e), Span.unknown(shown if "\0" not in shown else "<path>"),
+                                  "give the path of an evo program (a regular file)")) from None
+    return compile_source(src)

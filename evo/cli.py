@@ -18,41 +18,23 @@ class UsageError(Exception):
 
 
 def _read(path: str) -> tuple[str, str, Path | None]:
-    """(text, display name, base dir) for a FILE argument; `-` reads stdin."""
-    if path == "-":
-        return sys.stdin.read(), "<stdin>", Path.cwd()
-    p = Path(path)
-    if not p.exists():
-        raise UsageError(f"cannot read {path}: no such file")
-    if p.is_dir():
-        raise UsageError(f"cannot read {path}: it is a directory")
+    """(text, display name, base dir) for a FILE argument; `-` reads stdin.  Through the
+    one source reader: not a readable regular file is a usage error, not UTF-8 a
+    program error (E0001)."""
+    from evo.frontend.source import UnreadableSource, read_argument
+
     try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror}") from None
-    try:
-        return data.decode("utf-8"), path, p.parent
-    except UnicodeDecodeError as e:
-        raise EvoError(_decode_diag(path, data, e)) from None
-
-
-def _decode_diag(path: str, data: bytes, e: UnicodeDecodeError):
-    from evo.diagnostics import Diagnostic, Span
-
-    before = data[: e.start]
-    line = before.count(b"\n") + 1
-    col = e.start - (before.rfind(b"\n") + 1) + 1
-    return Diagnostic("E0001", f"the file is not valid UTF-8 (byte 0x{data[e.start]:02x})",
-                      Span(path, line, col, line, col + 1, e.start, e.start + 1),
-                      "save the file as UTF-8")
+        src = read_argument(path)
+    except UnreadableSource as e:
+        raise UsageError(str(e)) from None
+    return src.text, src.name, src.base_dir
 
 
 def _compile(path: str):
-    from evo.api import Program
-    from evo.compilation import Compilation
+    from evo.api import compile_source
+    from evo.frontend.source import Source
 
-    text, name, base = _read(path)
-    return Program(Compilation(text, name, base))
+    return compile_source(Source(*_read(path)))
 
 
 def _write(out: str | None, text: str) -> None:

@@ -12,6 +12,12 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from evo import codes
+from evo.codes import CODES
+
+__all__ = ["CODES", "codes", "Span", "Note", "Diagnostic", "EvoError", "SourceMap", "Collector",
+           "render", "render_all", "did_you_mean"]
+
 
 @dataclass(frozen=True)
 class Span:
@@ -60,73 +66,7 @@ class Diagnostic:
         return str(self.span)
 
 
-# Every diagnostic code the compiler can emit, with a one-line description.  The
-# golden tests check that each code is produced by at least one bad program.
-CODES: dict[str, str] = {
-    # syntax / lexical
-    "E0001": "unexpected character",
-    "E0002": "unexpected token",
-    "E0003": "unexpected end of file",
-    "E0004": "unknown language version",
-    "E0005": "reserved keyword used as a name",
-    "E0006": "invalid number literal",
-    # names and scopes
-    "E0100": "undefined name",
-    "E0101": "duplicate definition",
-    "E0102": "name bound twice",
-    "E0103": "unknown layer or block",
-    "E0104": "wrong number of arguments",
-    "E0105": "unknown keyword argument",
-    "E0106": "argument given twice",
-    "E0107": "missing argument",
-    "E0108": "recursive block",
-    "E0109": "import not found",
-    "E0110": "import cycle",
-    "E0111": "missing return",
-    "E0112": "statement after return",
-    "E0113": "unknown attribute of a tensor",
-    # evaluation
-    "E0200": "type mismatch",
-    "E0201": "division by zero",
-    "E0202": "expansion too large",
-    "E0203": "value out of range",
-    "E0204": "condition is not compile-time",
-    "E0205": "not a tensor",
-    "E0206": "index out of range",
-    # shapes
-    "E0300": "wrong tensor rank",
-    "E0301": "shape mismatch",
-    "E0302": "channels not divisible by groups",
-    "E0303": "output size is not positive",
-    "E0304": "invalid input declaration",
-    # units and hardware
-    "E0400": "wrong unit",
-    "E0401": "missing unit",
-    "E0402": "missing hardware attribute",
-    "E0403": "unknown hardware attribute",
-    "E0404": "value must be positive",
-    "E0405": "memory levels out of order",
-    "E0406": "PE memory larger than global memory",
-    "E0407": "unknown memory level kind",
-    "E0408": "duplicate memory level",
-    "E0409": "unknown base hardware",
-    "E0410": "missing memory level",
-    "E0411": "unknown unit",
-    # cam / target / evolve
-    "E0500": "unknown network",
-    "E0501": "unknown layer path",
-    "E0502": "CAM layer is not a spatial map",
-    "E0503": "unknown hardware",
-    "E0504": "invalid CAM setting",
-    "E0505": "unknown cam",
-    "E0506": "unknown target",
-    "E0507": "unknown gene",
-    "E0508": "unknown metric",
-    "E0509": "missing setting",
-    "E0510": "unknown setting",
-    "E0511": "invalid gene domain",
-    "E0512": "invalid constraint",
-}
+# Every diagnostic code the compiler can emit: evo/codes.py (named constants and descriptions).
 
 
 class EvoError(Exception):

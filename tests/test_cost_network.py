@@ -377,10 +377,10 @@ def test_pick_strategy_by_objective_and_ties():
 
 
 def test_codegen_auto_consults_the_cost_model(cams):
-    from evo.codegen.explain import resolve_strategy
+    from evo.compilation import choose_strategy
 
     g, spec, hw = cams.graph("ResNet18"), cams.cams["L3"], cams.hardware["Eyeriss"]
-    strategy, why = resolve_strategy(g, spec, hardware=hw)
+    strategy, why = choose_strategy(g, spec, hardware=hw)
     assert strategy == cheapest_strategy(g, spec, hw)[0]
     assert "Eyeriss" in why
 

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from evo import codes as C
 from evo.diagnostics import Collector, EvoError, Note, SourceMap
 from evo.frontend import ast as A
 from evo.frontend import parse
+from evo.frontend.source import UnreadableSource, read_path
 from evo.frontend.parser import LANGUAGE_VERSIONS
 
 KINDS = {A.Block: "block", A.Network: "network", A.Hardware: "hardware", A.Cam: "cam",
@@ -61,54 +63,96 @@ class Program:
 
 
 def load(text: str, filename: str = "<string>", base_dir: str | Path | None = None) -> Program:
-    """Parse a program and everything it imports; build the definition table."""
+    """Parse a program and everything it imports; build the definition table.
+
+    Imports are relative to the importing file; the main program's are relative to
+    `base_dir` (default: the current directory); absolute paths are taken as they are.
+    Every imported file is read by the one source reader (regular files of a bounded
+    size only).  A file outside the program's tree (the main program's directory) that
+    does not parse as an evo program is reported at the `import`, without echoing its
+    text: it may be any file of the machine."""
     prog = Program()
     prog.sources.add(filename, text)
     col = Collector(sources=prog.sources)
     seen: dict[str, A.Module] = {}
+    root = Path(base_dir) if base_dir is not None else Path.cwd()
+    try:
+        root = root.resolve()
+    except (OSError, RuntimeError, ValueError):
+        pass
 
-    def visit(text: str, filename: str, base: Path | None, stack: list[str]) -> None:
+    def parse_module(text: str, filename: str) -> A.Module | None:
         try:
-            module = parse(text, filename)
+            return parse(text, filename)
         except EvoError as e:
             for d in e.diagnostics:
                 col.diagnostics.append(d)
-            return
+            return None
+
+    def visit(module: A.Module, filename: str, base: Path, stack: list[str]) -> None:
         seen[filename] = module
         if module.header is not None and module.header.version not in LANGUAGE_VERSIONS:
-            col.error("E0004", f"this file is written for evo {module.header.version}, but this compiler knows "
-                      f"{', '.join(LANGUAGE_VERSIONS)}", module.header.span,
+            col.error(C.UNKNOWN_LANGUAGE_VERSION, f"this file is written for evo {module.header.version}, "
+                      f"but this compiler knows {', '.join(LANGUAGE_VERSIONS)}", module.header.span,
                       "upgrade evo, or change the header to 'evo 0.1'")
         for item in module.items:
-            if not isinstance(item, A.Import):
-                continue
-            if base is None:
-                col.error("E0109", f"cannot import \"{item.path}\" from a program that has no file",
-                          item.span, "compile the program from a file, or inline the imported definitions")
-                continue
-            target = (base / item.path).resolve()
-            key = str(target)
-            if key in stack:
-                chain = " -> ".join(Path(s).name for s in stack[stack.index(key):] + [key])
-                col.error("E0110", f"import cycle: {chain}", item.span, "move shared definitions into a third file")
-                continue
-            if key in seen:
-                continue
-            try:
-                sub = target.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as ex:
-                why = "not found" if isinstance(ex, FileNotFoundError) else "cannot be read"
-                col.error("E0109", f"imported file \"{item.path}\" {why}", item.span,
-                          f"paths are relative to the importing file ({base})")
-                continue
-            prog.sources.add(key, sub)
-            visit(sub, key, target.parent, stack + [key])
+            if isinstance(item, A.Import):
+                load_import(item, base, stack)
         prog.modules.append(module)
+
+    def load_import(item: A.Import, base: Path, stack: list[str]) -> None:
+        hint = f"paths are relative to the importing file ({base})"
+        try:
+            target = (base / item.path).resolve()
+        except (OSError, RuntimeError, ValueError) as ex:
+            why = "contains a NUL byte" if "\0" in item.path else \
+                "cannot be read (too many levels of symbolic links)" if isinstance(ex, RuntimeError) else "cannot be read"
+            col.error(C.UNREADABLE_FILE, f"imported file \"{_shown(item.path)}\" {why}", item.span, hint)
+            return
+        key = str(target)
+        if key in stack:
+            chain = " -> ".join(Path(s).name for s in stack[stack.index(key):] + [key])
+            col.error(C.IMPORT_CYCLE, f"import cycle: {chain}", item.span, "move shared definitions into a third file")
+            return
+        if key in seen:
+            return
+        inside = target.is_relative_to(root)
+        try:
+            src = read_path(target, key)
+        except UnreadableSource as ex:
+            why = "not found" if ex.why == "no such file" else f"cannot be read ({ex.why})"
+            col.error(C.UNREADABLE_FILE, f"imported file \"{_shown(item.path)}\" {why}", item.span, hint)
+            return
+        except EvoError as ex:  # not UTF-8
+            if inside:
+                col.diagnostics.extend(ex.diagnostics)
+                prog.sources.texts.update(ex.sources.texts)
+            else:
+                col.error(C.UNREADABLE_FILE, f"imported file \"{_shown(item.path)}\" is not an evo program "
+                          "(not UTF-8 text)", item.span, hint)
+            return
+        if inside:
+            prog.sources.add(key, src.text)
+            module = parse_module(src.text, key)
+        else:
+            try:
+                module = parse(src.text, key)
+            except EvoError as ex:
+                d = ex.diagnostics[0]
+                col.error(C.UNREADABLE_FILE, f"imported file \"{_shown(item.path)}\" is outside the program's "
+                          f"directory and is not an evo program (line {d.span.line}, column {d.span.column}: "
+                          f"{d.code})", item.span, "import only evo programs")
+                return
+            prog.sources.add(key, src.text)
+        if module is not None:
+            visit(module, key, target.parent, stack + [key])
 
     start_key = filename
     if base_dir is not None:
         start_key = str((Path(base_dir) / Path(filename).name).resolve()) if filename != "<string>" else filename
-    visit(text, filename, Path(base_dir) if base_dir is not None else None, [start_key])
+    module = parse_module(text, filename)
+    if module is not None:
+        visit(module, filename, Path(base_dir) if base_dir is not None else Path.cwd(), [start_key])
     col.raise_if_any()
 
     first: dict[str, A.Node] = {}
@@ -119,7 +163,7 @@ def load(text: str, filename: str = "<string>", base_dir: str | Path | None = No
                 continue
             prev = first.get(item.name)
             if prev is not None:
-                col.error("E0101", f"'{item.name}' is defined twice (as a {KINDS[type(prev)]} and as a {kind})"
+                col.error(C.DUPLICATE_DEFINITION, f"'{item.name}' is defined twice (as a {KINDS[type(prev)]} and as a {kind})"
                           if KINDS[type(prev)] != kind else f"{kind} '{item.name}' is defined twice",
                           item.name_span, "rename one of them",
                           [Note("first defined here", prev.name_span)])
@@ -129,3 +173,8 @@ def load(text: str, filename: str = "<string>", base_dir: str | Path | None = No
     col.raise_if_any()
     return prog
 
+
+
+def _shown(path: str) -> str:
+    """An import path as diagnostics show it (control characters escaped)."""
+    return path.encode("unicode_escape").decode("ascii") if not path.isprintable() else path

@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from importlib import resources
 
 from evo import ops
-from evo.check.settings import GRADIENT_FREE, CamSpec
+from evo.check.settings import CamSpec
 from evo.codegen.names import Namer
 from evo.codegen.python import environment
 from evo.ir.node import Graph, Node, Op
-from evo.passes.gradient import (GRADIENT_OPS, NotDifferentiable, compiled_explain_graph, head_nodes,
-                                 seed_dependent)
+from evo.passes.gradient import GRADIENT_OPS, compiled_explain_graph, head_nodes, seed_dependent
 
 
 @functools.lru_cache(maxsize=1)
@@ -185,8 +184,12 @@ def _grad_dependent(eg: Graph) -> set[int]:
     return dep
 
 
-def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer) -> tuple[str, str]:
-    """(class name, source) of the explainer for `cfg` on graph `g`."""
+def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer, explain=None) -> tuple[str, str]:
+    """(class name, source) of the explainer for `cfg` on graph `g`; `explain(layer, fold)`
+    gives the compiled explain graphs (default: built here)."""
+    if explain is None:
+        def explain(layer: str, fold: bool = True) -> Graph:
+            return compiled_explain_graph(g, layer, fold)
     cls_name = class_names.fresh(f"Explain{cfg.cam}")
     handles: dict[str, int] = {}
     consts: list[tuple[str, str]] = []
@@ -225,7 +228,7 @@ def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer) -> tuple[s
         head_defs.append({"name": f"head{i}", "args": ", ".join(["acts"] + sargs), "lines": hf.lines,
                           "ret": hf.var[g.outputs[0]]})
         if cfg.strategy == "compiled":
-            compiled_defs.append(_compiled_def(g, cfg.layers[i], i, handles, consts))
+            compiled_defs.append(_compiled_def(explain(cfg.layers[i], True), i, handles, consts))
 
     ctx = {
         "name": cls_name,
@@ -243,8 +246,7 @@ def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer) -> tuple[s
     return cls_name, environment().get_template("explainer.py.j2").render(**ctx)
 
 
-def _compiled_def(g: Graph, layer: str, i: int, handles, consts) -> dict:
-    eg = compiled_explain_graph(g, layer)
+def _compiled_def(eg: Graph, i: int, handles, consts) -> dict:
     namer = Namer()
     f = _Flat(eg, handles, namer, consts)
     dep = _grad_dependent(eg)
@@ -285,54 +287,15 @@ def _compiled_def(g: Graph, layer: str, i: int, handles, consts) -> dict:
             "grad_lines": f.lines, "grad": f.var[eg.outputs[1]], "shape": tuple(eg.value("acts").shape[1:])}
 
 
-def resolve_strategy(g: Graph, spec: CamSpec, requested: str | None = None, hardware=None) -> tuple[str, str]:
-    """(strategy, why) for a cam: `auto` picks the cheapest exact strategy."""
-    s = requested or spec.strategy
-    if spec.method in GRADIENT_FREE:
-        return "none", f"{spec.method} needs no gradient"
-    if s == "compiled":
-        for layer in spec.layers:
-            compiled_explain_graph(g, layer)  # raises NotDifferentiable
-        return "compiled", ""
-    if s != "auto":
-        return s, ""
-    try:
-        folded = []
-        for layer in spec.layers:
-            eg = compiled_explain_graph(g, layer)
-            folded.append(any(n.op == Op.CONST for n in eg.nodes))
-    except NotDifferentiable as e:
-        return "autograd", f"auto: compiled is not possible ({e})"
-    if hardware is not None:
-        from evo.cost.network import cheapest_strategy
-
-        best, why = cheapest_strategy(g, spec, hardware)
-        return best, f"auto: {why}"
-    why = "auto: compiled (affine head folds to channel weights)" if all(folded) else \
-        "auto: compiled (no autograd at run time; gradient emitted as ops)"
-    return "compiled", why
-
-
-def target_hardware(checked, cam: str):
-    """The hardware of the first target that runs this cam (for `auto`), if any."""
-    for t in checked.targets.values():
-        if t.cam == cam:
-            return checked.hardware.get(t.hardware)
-    return None
-
-
-def explainer_sources(comp) -> tuple[list[str], list[tuple[str, str]]]:
-    """Explainer classes for every cam of a compilation (declared settings)."""
-    checked = comp.checked
+def explainer_sources(plans) -> tuple[list[str], list[tuple[str, str]]]:
+    """Explainer classes for the cams of a program.  `plans` holds, per cam, (graph, spec,
+    strategy, note, explain): the strategy already chosen by the compilation and
+    `explain(layer, fold)`, the compilation's cached explain graphs."""
     names = Namer()
     sources, index = [], []
-    for name, spec in checked.cams.items():
-        g = comp.ir.get(spec.network)
-        if g is None:
-            continue
-        strategy, note = resolve_strategy(g, spec, hardware=target_hardware(checked, name))
+    for g, spec, strategy, note, explain in plans:
         cfg = ExplainConfig.from_spec(spec, strategy, note)
-        cls, src = explainer_class(g, cfg, names)
+        cls, src = explainer_class(g, cfg, names, explain)
         sources.append(src)
-        index.append((repr(name), cls))
+        index.append((repr(spec.name), cls))
     return sources, index

@@ -66,7 +66,9 @@ def main(args) -> int:
     rep = prog.cost(network, hardware=hardware, batch=batch, objective=objective)
     rep.fps_budget = fps
     if cam is not None and cam.network == network:
-        rep.cam = explainer_cost(prog.graph(network), cam, prog.hardware[hardware], batch, objective)
+        g = prog.graph(network)
+        rep.cam = explainer_cost(g, cam, prog.hardware[hardware], batch, objective,
+                                 explain=prog.compilation.explainer(g))
     text = {"table": rep.table, "json": rep.to_json, "csv": rep.to_csv}[args.format]()
     if not text.endswith("\n"):
         text += "\n"

@@ -9,7 +9,7 @@ choose by cost and a target's fps budget can be checked.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from evo import ops
 from evo.cost.hardware import Hardware, as_hardware
@@ -231,15 +231,21 @@ def _gradient_part(eg: Graph) -> Graph:
     return eg.with_(nodes=tuple(n for n in eg.nodes if n.op != Op.INPUT and (n.id in dep or n.op == Op.WEIGHTED_SUM)))
 
 
-def cam_costs(g: Graph, spec, hw, batch: int = 1, objective: str = "latency") -> dict[str, dict]:
+def cam_costs(g: Graph, spec, hw, batch: int = 1, objective: str = "latency",
+              explain: Callable[[str, bool], Graph] | None = None) -> dict[str, dict]:
     """The extra cost (over plain inference) of each strategy's gradient work, per
     CAM layer, on tier `hw`: compiled = the emitted gradient ops (folded where
     affine: one weighted sum); autograd = the head's backward once per explained
     class column; forward = one head JVP per channel (gradcam) or per element
     (other methods).  Every strategy but the folded one also pays for turning the
     gradient into maps (`_combine`).  Strategies that are not possible for a layer
-    (not differentiable) are left out."""
-    from evo.passes.gradient import NotDifferentiable, compiled_explain_graph, explain_graph, head_nodes
+    (not differentiable) are left out.  `explain(layer, fold)` gives the explain graphs
+    (a compilation hands in its cached ones; default: built here)."""
+    from evo.passes.gradient import NotDifferentiable, compiled_explain_graph, head_nodes
+
+    if explain is None:
+        def explain(layer: str, fold: bool = True) -> Graph:
+            return compiled_explain_graph(g, layer, fold)
 
     hwc = as_hardware(hw)
     n_classes = dims(g.node(g.outputs[0]).shape, batch, batch)[-1]
@@ -258,7 +264,7 @@ def cam_costs(g: Graph, spec, hw, batch: int = 1, objective: str = "latency") ->
         head_items = graph_ops(head_graph, batch)
         # compiled: the emitted gradient ops, all explained classes at once (batch k*B)
         try:
-            eg = compiled_explain_graph(g, layer)
+            eg = explain(layer, True)
             folded = any(n.op == Op.WEIGHTED_SUM for n in eg.nodes)
             comp = cost_network(graph_ops(_closed(eg, _gradient_part(eg)), batch, k * batch, "grad:"), hwc, objective)
             add("compiled", comp)
@@ -268,7 +274,7 @@ def cam_costs(g: Graph, spec, hw, batch: int = 1, objective: str = "latency") ->
             totals["compiled"][2] = False
         # autograd: the unfolded gradient program, once per class column (batch B each)
         try:
-            eg_u = explain_graph(g, layer)
+            eg_u = explain(layer, False)
             back = cost_network(graph_ops(_closed(eg_u, _gradient_part(eg_u)), batch, batch, "bwd:"), hwc, objective)
             add("autograd", back, times=k)
             add("autograd", _combine(spec.method, c, h, w, batch, k, hwc, objective, True))
@@ -308,7 +314,8 @@ def _closed(full: Graph, part: Graph) -> Graph:
 
 
 def explainer_cost(g: Graph, spec, hw, batch: int = 1, objective: str = "latency",
-                   strategy: str | None = None) -> dict[str, Any]:
+                   strategy: str | None = None,
+                   explain: Callable[[str, bool], Graph] | None = None) -> dict[str, Any]:
     """Network inference plus the chosen strategy's gradient work."""
     base = cost_graph(g, hw, batch, objective)
     s = strategy or spec.strategy
@@ -320,7 +327,7 @@ def explainer_cost(g: Graph, spec, hw, batch: int = 1, objective: str = "latency
             c = sum(g.value(layer).shape[1] for layer in spec.layers)
             extra = {"extra_latency_s": base.latency_s * c, "extra_energy_j": base.energy_j * c}
     else:
-        extras = cam_costs(g, spec, hw, batch, objective)
+        extras = cam_costs(g, spec, hw, batch, objective, explain)
         if s == "auto":
             s = pick_strategy(extras, objective)
         extra = extras.get(s, {"extra_latency_s": float("nan"), "extra_energy_j": float("nan")})
@@ -345,8 +352,9 @@ def format_cam(cam: dict, batch: int, fps_budget: float | None) -> str:
     return "\n".join(lines)
 
 
-def cheapest_strategy(g: Graph, spec, hw, batch: int = 1, objective: str = "latency") -> tuple[str, str]:
-    extras = cam_costs(g, spec, hw, batch, objective)
+def cheapest_strategy(g: Graph, spec, hw, batch: int = 1, objective: str = "latency",
+                      explain: Callable[[str, bool], Graph] | None = None) -> tuple[str, str]:
+    extras = cam_costs(g, spec, hw, batch, objective, explain)
     best = pick_strategy(extras, objective)
     from evo.cost.report import fmt_time
 

@@ -35,6 +35,8 @@ def from_torch(module: nn.Module, example_input: torch.Tensor, name: str | None 
         raise TypeError(f"from_torch expects an nn.Module, got {type(module).__name__}")
     if not isinstance(example_input, torch.Tensor):
         raise TypeError(f"example_input must be a tensor, got {type(example_input).__name__}")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a str, not {type(name).__name__}")
     label = type(module).__name__
     net_name = name or _net_name(label)
     from evo.importer.emit import RESERVED

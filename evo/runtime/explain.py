@@ -73,31 +73,32 @@ def apply_overrides(spec: CamSpec, graph, overrides: dict) -> CamSpec:
     return replace(spec, **kw)
 
 
-def explainer_source(graph, spec: CamSpec, hardware=None) -> tuple[str, str, str]:
-    """(source, class name, strategy note) of a standalone explainer module."""
-    from evo.codegen.explain import ExplainConfig, explainer_class, resolve_strategy
+def explainer_source(graph, spec: CamSpec, strategy: str, note: str = "", explain=None) -> tuple[str, str]:
+    """(source, class name) of a standalone explainer module for `spec` with the strategy
+    the compilation chose; `explain(layer, fold)` gives the compiled explain graphs."""
+    from evo.codegen.explain import ExplainConfig, explainer_class
     from evo.codegen.names import Namer
     from evo.codegen.python import cam_runtime_source
-    from evo.passes.gradient import NotDifferentiable
 
-    try:
-        strategy, note = resolve_strategy(graph, spec, hardware=hardware)
-    except NotDifferentiable as e:
-        raise _bad(f"the compiled strategy is not possible for cam '{spec.name}': {e}",
-                   "use strategy autograd or forward") from None
     cfg = ExplainConfig.from_spec(spec, strategy, note)
-    cls, src = explainer_class(graph, cfg, Namer())
+    cls, src = explainer_class(graph, cfg, Namer(), explain)
     prelude = "import torch\nimport torch.nn.functional as F\nfrom torch import nn\n\n\n"
-    return prelude + cam_runtime_source() + "\n\n\n" + src, cls, note
+    return prelude + cam_runtime_source() + "\n\n\n" + src, cls
 
 
 def make_explainer(prog, cam: str, model=None, overrides: dict | None = None):
+    from evo.passes.gradient import NotDifferentiable
+
+    comp = prog.compilation
     spec = prog.cams[cam]
     graph = prog.graph(spec.network)
     spec = apply_overrides(spec, graph, dict(overrides or {}))
-    from evo.codegen.explain import target_hardware
-
-    src, cls, note = explainer_source(graph, spec, hardware=target_hardware(prog.compilation.checked, cam))
+    try:
+        strategy, note = comp.strategy(spec, graph)
+    except NotDifferentiable as e:
+        raise _bad(f"the compiled strategy is not possible for cam '{spec.name}': {e}",
+                   "use strategy autograd or forward") from None
+    src, cls = explainer_source(graph, spec, strategy, note, comp.explainer(graph))
     mod = types.ModuleType(f"evo_explainer_{cam}")
     exec(compile(src, f"<evo-explainer:{cam}>", "exec"), mod.__dict__)
     if model is None:
