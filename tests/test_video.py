@@ -1,0 +1,111 @@
+"""Explained video: a small synthetic video made with PyAV; every frame's map must equal
+the map of the same decoded picture explained as an image file (PNG, the image path)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import evo
+from evo.runtime import video
+from evo.runtime.images import load_images, save_png, summary
+from evo.runtime.shapes import make_sample
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "examples" / "quickstart.evo"
+WEIGHTS = ROOT / "evo" / "data" / "quickstart.pt"
+N_FRAMES, W, H, RATE, BATCH = 10, 96, 80, 10, 4
+
+
+def _make_video(path: Path) -> None:
+    rng = np.random.default_rng(3)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=RATE)
+        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
+        for i in range(N_FRAMES):
+            img = Image.fromarray(make_sample(rng, 64, i % 4)[0]).resize((W, H), Image.Resampling.BILINEAR)
+            for p in s.encode(av.VideoFrame.from_ndarray(np.array(img), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+
+
+def _decode(path: Path) -> list[np.ndarray]:
+    # independent of evo.runtime.video: PyAV straight
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("video")
+    _make_video(d / "in.mp4")
+    prog = evo.compile_file(QUICKSTART)
+    model = prog.build("QuickNet")
+    model.load_state_dict(torch.load(WEIGHTS, map_location="cpu", weights_only=True), strict=True)
+    return d, prog, model
+
+
+def test_every_frame_map_equals_explaining_the_frame_as_an_image(setup):
+    d, prog, model = setup
+    spec = prog.cams["Shapes"]
+    exp = prog.explainer("Shapes", model)
+    got = {}
+    rep = video.explain_video(exp, d / "in.mp4", size=(64, 64), mean=spec.mean, std=spec.std, labels=spec.labels,
+                              batch=BATCH, out_video=d / "out.mp4", out_jsonl=d / "frames.jsonl",
+                              on_frame=lambda i, frame, m, info: got.__setitem__(i, (frame, m.clone(), info)))
+    frames = _decode(d / "in.mp4")
+    assert len(frames) == N_FRAMES and rep.frames == N_FRAMES and sorted(got) == list(range(N_FRAMES))
+    assert (rep.width, rep.height, rep.video_fps) == (W, H, RATE)
+    # the frames as PNG files, explained through the image path, in the same batches
+    pngs = [save_png(f, d / "frames" / f"{i:03d}.png") for i, f in enumerate(frames)]
+    lines = [json.loads(s) for s in (d / "frames.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [e["frame"] for e in lines] == list(range(N_FRAMES))
+    assert [e["time"] for e in lines] == pytest.approx([i / RATE for i in range(N_FRAMES)])
+    for start in range(0, N_FRAMES, BATCH):
+        x, originals = load_images(pngs[start:start + BATCH], (64, 64), spec.mean, spec.std)
+        ref = exp(x)
+        for j, orig in enumerate(originals):
+            i = start + j
+            frame, m, info = got[i]
+            assert np.array_equal(frame, orig)
+            torch.testing.assert_close(m, ref.maps[j], atol=1e-6, rtol=0)
+            want = summary(ref.maps[j], int(ref.classes[j]), spec.labels[int(ref.classes[j])],
+                           float(ref.scores[j]), original_size=orig.shape[:2])
+            line = lines[i]
+            assert line["class"] == want["class"] and line["class_name"] == want["class_name"]
+            assert line["score"] == pytest.approx(want["score"], abs=1e-5)
+            assert line["peak"] == want["peak"]
+    # the overlay video: one frame per input frame, at the input's size
+    out = _decode(d / "out.mp4")
+    assert len(out) == N_FRAMES and out[0].shape == (H, W, 3)
+    # an overlay differs from its frame (the heat map is visible) but keeps the picture
+    assert np.abs(out[0].astype(int) - frames[0].astype(int)).mean() > 5
+
+
+def test_fps_report_names_the_budget_and_the_cost_prediction(setup):
+    d, prog, model = setup
+    pred = video.cost_prediction(prog, "Shapes", "compiled")
+    assert pred["target"] == "Edge" and pred["fps_budget"] == 30 and pred["hardware"] == "EdgeNPU"
+    from evo.cost.network import explainer_cost
+
+    c = explainer_cost(prog.graph("QuickNet"), prog.cams["Shapes"], prog.hardware["EdgeNPU"], 1, "latency",
+                       strategy="compiled")
+    assert pred["predicted_fps"] == pytest.approx(1 / c["latency_s"])
+    rep = video.VideoReport(10, W, H, RATE, explain_s=0.5, total_s=1.0, batch=4, out_video=None, out_jsonl="x")
+    lines = video.fps_lines(rep, pred)
+    assert "10.0 fps end to end" in lines[0] and "20.0 fps in the explainer" in lines[0]
+    assert "budget 30 fps: this run MISSES it" in lines[1] and "EdgeNPU" in lines[1]
+
+
+def test_a_file_that_is_not_a_video_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    with pytest.raises(video.VideoError, match="cannot open video"):
+        list(video.read_frames(bad))
