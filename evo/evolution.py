@@ -787,10 +787,13 @@ def _write_back(res: EvolveResult, i: int, p, directory) -> str:
 # ---------------------------------------------------------------------------- the search
 
 def run_evolve(prog, name: str, generations: int | None = None, population: int | None = None,
-               seed: int | None = None, progress=None) -> EvolveResult:
+               seed: int | None = None, progress=None, workers: int = 1, cluster=None) -> EvolveResult:
     """Search evolve block `name` of `prog` (an `evo.Program`); the block's population,
     generations and seed unless given.  `progress(generation, generations, evaluations,
-    front_size)` is called after each generation (e.g. `evo.evolve.ProgressBar()`)."""
+    front_size)` is called after each generation (e.g. `evo.evolve.ProgressBar()`).
+    `workers` > 1 evaluates each generation's candidates in that many processes;
+    `cluster` (a dask.distributed scheduler address, Cluster or Client) on a dask
+    cluster.  Either gives the same points and front as a serial run."""
     from evo.evolve import Gene, Space, search
 
     evolves = prog.compilation.checked.evolves
@@ -810,8 +813,17 @@ def run_evolve(prog, name: str, generations: int | None = None, population: int 
     ev = evaluator(prog, name)
     space = Space([Gene(g.name, ev.domains[g.name]) for g in spec.genes])
     base = ev.baseline_values()
-    result = search(space, ev, spec.objectives, spec.constraints, population=pop, generations=gens, seed=sd,
-                    progress=progress, initial=[base] if base is not None else ())
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    from evo.evolve.parallel import evaluate_many_for
+
+    many = evaluate_many_for(prog, name, workers, cluster)
+    try:
+        result = search(space, ev, spec.objectives, spec.constraints, population=pop, generations=gens, seed=sd,
+                        progress=progress, initial=[base] if base is not None else (), evaluate_many=many)
+    finally:
+        if many is not None:
+            many.close()
     return EvolveResult(name, spec, ev.target, result, ev.baseline(), ev)
 
 
@@ -828,6 +840,10 @@ def add_parser(sub) -> None:
                    help="where front.json and front.png go (default: evoc-out)")
     p.add_argument("--emit-best", metavar="DIR", help="write every front point as an evo program into DIR")
     p.add_argument("--format", choices=("table", "json"), default="table", help="what to print (default: table)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="evaluate candidates in N processes (default 1: in this one)")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="evaluate candidates on a dask.distributed cluster (scheduler address, e.g. tcp://host:8786)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -856,11 +872,17 @@ def main(args) -> int:
                         ("--seed", args.seed, 0)):
         if v is not None and v < lo:
             raise UsageError(f"{what} must be at least {lo}")
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    if args.cluster is not None and args.workers != 1:
+        raise UsageError("give --workers or --cluster, not both")
     gens = args.generations or pool[name].generations
     bar = None if args.quiet else ProgressBar(sys.stderr, total=gens, label=f"evolve {name}")
     try:
         res = run_evolve(prog, name, generations=args.generations, population=args.population, seed=args.seed,
-                         progress=bar)
+                         progress=bar, workers=args.workers, cluster=args.cluster)
+    except OSError as e:  # an unreachable --cluster address
+        raise UsageError(f"cannot reach the cluster {args.cluster}: {e}") from None
     finally:
         if bar is not None:
             bar.close()

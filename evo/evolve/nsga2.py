@@ -484,9 +484,12 @@ class ProgressBar:
 
 
 class _Engine:
-    def __init__(self, space: Space, evaluate: Callable, objectives, constraints, seed: int):
+    def __init__(self, space: Space, evaluate: Callable, objectives, constraints, seed: int,
+                 evaluate_many: Callable | None = None):
         self.space = space
         self.evaluate = evaluate
+        self.evaluate_many = evaluate_many
+        self.prefetched: dict[tuple, Any] = {}  # genome -> metrics dict or Infeasible (from evaluate_many)
         self.objectives = objectives
         self.constraints = constraints
         self.rng = random.Random(seed)
@@ -507,7 +510,12 @@ class _Engine:
             return p
         values = self.space.values(genome)
         try:
-            metrics = self.evaluate(dict(values))
+            if genome in self.prefetched:
+                metrics = self.prefetched.pop(genome)
+                if isinstance(metrics, Infeasible):
+                    raise Infeasible(metrics.reason)
+            else:
+                metrics = self.evaluate(dict(values))
         except Infeasible as e:
             p = Point(values, {}, genome, math.inf, e.reason)
             vec = tuple(math.nan for _ in self.objectives)
@@ -539,6 +547,19 @@ class _Engine:
         if p.feasible:
             self._archive_add(np.asarray(vec, dtype=float))
         return p
+
+    def prefetch(self, genomes: list[tuple]) -> None:
+        """Evaluate the unseen genomes of one generation at once with ``evaluate_many``
+        (in parallel); ``point`` then takes their results in the usual order."""
+        if self.evaluate_many is None:
+            return
+        todo = [g for g in dict.fromkeys(genomes) if g not in self.cache and g not in self.prefetched]
+        if not todo:
+            return
+        outcomes = list(self.evaluate_many([dict(self.space.values(g)) for g in todo]))
+        if len(outcomes) != len(todo):
+            raise RuntimeError(f"evaluate_many returned {len(outcomes)} results for {len(todo)} candidates")
+        self.prefetched.update(zip(todo, outcomes))
 
     def _archive_add(self, v: np.ndarray) -> None:
         A = self._arch
@@ -615,6 +636,7 @@ def search(
     initial: Iterable[Any] = (),
     crossover_rate: float = 0.9,
     max_retries: int = 32,
+    evaluate_many: Callable[[list[dict[str, Any]]], Sequence[Any]] | None = None,
 ) -> SearchResult:
     """Search ``space`` with NSGA-II; see the module docstring for the algorithm.
 
@@ -628,6 +650,10 @@ def search(
     there are more than ``population`` of them, all are evaluated and the best
     ``population`` survive). ``progress(generation,
     generations, evaluations, front_size)`` is called after each generation.
+    ``evaluate_many(list of values) -> list`` (optional) evaluates a whole generation
+    at once, e.g. in parallel processes: each result is the metrics dict or an
+    :class:`Infeasible` instance, in order. The search is the same as with
+    ``evaluate`` alone (same points, same order, same front).
     """
     t0 = time.perf_counter()
     if not isinstance(space, Space):
@@ -640,7 +666,7 @@ def search(
         raise ValueError(f"generations must be a positive integer, got {generations!r}")
     if not 0.0 <= crossover_rate <= 1.0:
         raise ValueError("crossover_rate must be in [0, 1]")
-    eng = _Engine(space, evaluate, objs, cons, seed)
+    eng = _Engine(space, evaluate, objs, cons, seed, evaluate_many)
     rng = eng.rng
 
     # generation 1: initial genomes, then distinct random ones
@@ -663,6 +689,7 @@ def search(
         eng.claim(g)
         pop.append(g)
     # claims are provisional: evaluate in order (point() re-adds to visited)
+    eng.prefetch(pop)
     for g in pop:
         eng.point(g)
     gen = 1
@@ -697,6 +724,7 @@ def search(
         if not children:  # nothing new can be proposed: stop without counting this generation
             gen -= 1
             break
+        eng.prefetch(children)
         for c in children:
             eng.point(c)
         # elitist replacement over parents + offspring

@@ -1,0 +1,153 @@
+"""Explaining an image list past one process: shards, torchrun, resume.
+
+The image list is cut into the batches a single-process run would use (`batch`
+images each, in order); under `torchrun` every rank takes a contiguous block of
+those batches, so each image is explained in exactly the batch, and therefore
+with exactly the arithmetic, of a single-process run: its overlay and JSON are
+byte-identical.  Every rank writes the outputs of its own images; rank 0 gathers
+the per-image entries (gloo, CPU) and writes the merged summary.
+
+Resume: a batch whose images all have their outputs (PNG and JSON) is skipped and
+their entries are read back from the JSON files; a batch with a missing output is
+explained again (the whole batch, to keep the arithmetic) and only the missing
+files are written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evo.runtime.images import dumps_json, load_images, overlay, save_png, summary
+
+
+class ShardError(Exception):
+    """A problem that stops the run (an unreadable image...): reported as a usage error."""
+
+
+@dataclass
+class Dist:
+    """This process's place in a torchrun job (rank 0 of 1 outside torchrun)."""
+
+    rank: int = 0
+    world: int = 1
+    initialised: bool = False
+
+    @property
+    def leader(self) -> bool:
+        return self.rank == 0
+
+
+def init_from_env() -> Dist:
+    """Join the torchrun job described by RANK / WORLD_SIZE / MASTER_ADDR / MASTER_PORT
+    (the gloo backend, CPU); a plain process (no WORLD_SIZE, or 1) is rank 0 of 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world <= 1:
+        return Dist(0, 1, False)
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), True)
+
+
+def finish(d: Dist) -> None:
+    if d.initialised:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def batches(n: int, batch: int) -> list[tuple[int, int]]:
+    """The [start, stop) ranges of a single-process run's batches."""
+    return [(s, min(n, s + batch)) for s in range(0, n, batch)]
+
+
+def shard(n: int, batch: int, rank: int, world: int) -> list[tuple[int, int]]:
+    """Rank `rank`'s batches: a contiguous block, sizes differing by at most one batch."""
+    b = batches(n, batch)
+    lo, hi = rank * len(b) // world, (rank + 1) * len(b) // world
+    return b[lo:hi]
+
+
+def output_paths(out: Path, image: str, cam: str) -> tuple[Path, Path]:
+    stem = Path(image).stem
+    return out / f"{stem}_{cam}.png", out / f"{stem}_{cam}.json"
+
+
+@dataclass
+class ShardResult:
+    entries: list[dict]                   # this rank's images, in order
+    explained: int = 0                    # images whose outputs were written now
+    reused: int = 0                       # images whose outputs existed (resume)
+    errors: list[str] = field(default_factory=list)
+
+
+def explain_shard(exp, paths: Sequence[str], out: Path, cam: str, method: str, *, size, mean, std, labels,
+                  batch: int, alpha: float, rank: int = 0, world: int = 1, resume: bool = False,
+                  progress: Callable[[int], None] | None = None) -> ShardResult:
+    """Explain this rank's shard of `paths`; write `<stem>_<cam>.png` / `.json` per image."""
+    res = ShardResult([])
+    done = 0
+    for start, stop in shard(len(paths), batch, rank, world):
+        chunk = list(paths[start:stop])
+        outs = [output_paths(out, p, cam) for p in chunk]
+        if resume and all(png.is_file() and js.is_file() for png, js in outs):
+            for (_, js) in outs:
+                try:
+                    res.entries.append(json.loads(js.read_text(encoding="utf-8")))
+                except (OSError, ValueError) as e:
+                    raise ShardError(f"cannot read {js} to resume: {e}") from None
+            res.reused += len(chunk)
+        else:
+            try:
+                x, originals = load_images(chunk, size, mean, std)
+            except Exception as e:  # noqa: BLE001 - an unreadable image
+                raise ShardError(f"cannot read an image in {', '.join(chunk)}: {e}") from None
+            r = exp(x)
+            maps = r.maps
+            for i, path in enumerate(chunk):
+                png, js = outs[i]
+                m = maps[i] if maps.dim() == 3 else maps[i, 0]
+                cls = int(r.classes[i] if r.classes.dim() == 1 else r.classes[i, 0])
+                score = float(r.scores[i] if r.scores.dim() == 1 else r.scores[i, 0])
+                cname = labels[cls] if labels and cls < len(labels) else None
+                info = summary(m, cls, cname, score, original_size=originals[i].shape[:2])
+                info.update({"image": str(path), "overlay": str(png), "cam": cam, "method": method,
+                             "strategy": r.strategy})
+                # round-trip through JSON: a resumed entry (read back) is then the same object
+                info = json.loads(dumps_json(info))
+                if resume and png.is_file() and js.is_file():
+                    res.reused += 1
+                else:
+                    save_png(overlay(originals[i], m, alpha), png)
+                    _write_text(js, dumps_json(info))
+                    res.explained += 1
+                res.entries.append(info)
+        done += stop - start
+        if progress is not None:
+            progress(done)
+    return res
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def gather(d: Dist, part: dict) -> list[dict] | None:
+    """Every rank's `part`, in rank order, on every rank (None outside torchrun: [part])."""
+    if not d.initialised:
+        return [part]
+    import torch.distributed as dist
+
+    parts: list = [None] * d.world
+    dist.all_gather_object(parts, part)
+    return parts
