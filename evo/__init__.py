@@ -7,10 +7,9 @@
     exp   = prog.explainer("Explain", model)
 """
 
-__version__ = "0.1.0"
-
-from evo.api import Program, compile, compile_file  # noqa: E402,A004
-from evo.diagnostics import Diagnostic, EvoError  # noqa: E402
+from evo.api import Program, compile, compile_file  # noqa: A004
+from evo.diagnostics import Diagnostic, EvoError
+from evo.version import __version__
 
 __all__ = ["compile", "compile_file", "Program", "EvoError", "Diagnostic", "from_torch", "__version__"]
 

@@ -7,8 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from evo import __version__
 from evo.diagnostics import EvoError
+from evo.version import __version__
 
 EXIT_OK, EXIT_PROGRAM, EXIT_USAGE = 0, 1, 2
 

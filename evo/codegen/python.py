@@ -15,9 +15,10 @@ from importlib import resources
 
 import jinja2
 
-from evo import __version__, ops
+from evo import ops
 from evo.codegen.names import RESERVED, Namer, module_ref, safe_attr
 from evo.ir.node import Graph, Node, Op, Scope
+from evo.version import __version__
 
 
 @functools.lru_cache(maxsize=1)

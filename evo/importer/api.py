@@ -107,12 +107,13 @@ def _convert(module: nn.Module, x: torch.Tensor, net_name: str, label: str, veri
 
 
 def _verify(module: nn.Module, x: torch.Tensor, text: str, net_name: str, label: str) -> None:
-    import evo
+    from evo.api import compile as compile_program
+    from evo.diagnostics import EvoError
 
     try:
-        prog = evo.compile(text, filename="<import>")
+        prog = compile_program(text, filename="<import>")
         net = prog.build(net_name)
-    except evo.EvoError as e:
+    except EvoError as e:
         raise ConversionError(label, [f"internal error: the generated program does not compile:\n{e}"]) from None
     want = module.state_dict()
     have = net.state_dict()

@@ -116,19 +116,15 @@ class _Progress:
 
 
 def main(args) -> int:
-    from evo.api import compile_file
+    from evo.cli import _compile
     from evo.runtime.images import load_images, overlay, save_png, summary, write_json
 
     prog_path = Path(args.file)
-    if not prog_path.is_file():
-        from evo.cli import UsageError
-
-        raise UsageError(f"cannot read {args.file}: no such file")
     if args.batch < 1:
         print("evoc: error: --batch must be at least 1", file=sys.stderr)
         return 2
     try:
-        prog = compile_file(prog_path)
+        prog = _compile(args.file)  # the one source reader: unreadable is a usage error
         cams = prog.cams
         if not cams:
             print(f"evoc: error: {args.file} declares no cam", file=sys.stderr)
