@@ -11,10 +11,11 @@
         cost=lambda attrs, in_shapes, out_shape: EltwiseWorkload(prod(out_shape), 1, 6),
     )
 
-After this, `mish(x)` (and `mish()` as a seq stage) is a built-in op of the
-language: checked (arguments, shape rule), lowered to the IR (op `custom`),
-generated as PyTorch, costed on hardware tiers, and differentiated by the
-compiled CAM strategy.  The grammar is not touched.
+After this, `mish(x)` (and `mish()` as a seq stage) is an op of the language
+like the built-in ones: one entry in the same op table (evo/ops), checked
+(arguments, shape rule), lowered to the IR (op `mish`), generated as PyTorch,
+costed on hardware tiers, differentiated by the compiled CAM strategy and, with
+`imports`, recognised by `evoc import`.  The grammar is not touched.
 
 Discovery: packages declare an entry point in the group ``evo.ops`` whose
 object is a zero-argument function that calls `register_op` (or a module that
@@ -30,12 +31,12 @@ import re
 from typing import Any, Callable
 
 from evo import ops
-from evo.ir.node import Op
 
-__all__ = ["register_op", "load_plugins", "unregister_op", "ParamSpec", "OpError"]
+__all__ = ["register_op", "load_plugins", "unregister_op", "ParamSpec", "OpError", "Imports"]
 
 ParamSpec = ops.ParamSpec
 OpError = ops.OpError
+Imports = ops.Imports
 
 _KINDS = ("int", "int2", "float", "bool")
 _loaded = False
@@ -57,7 +58,8 @@ def _param(p) -> ops.ParamSpec:
 
 def register_op(name: str, *, shape: Callable, code: Callable, params=(), module: Callable | None = None,
                 cost: Callable | None = None, derivative: Callable | None = None, n_inputs: int = 1,
-                doc: str = "", replace: bool = False) -> ops.OpDef:
+                doc: str = "", replace: bool = False, imports: ops.Imports | None = None,
+                from_module: Callable | None = None, activation: bool = False) -> ops.OpDef:
     """Register a parameter-free layer op.
 
     name        the op's name in programs (an identifier, not a keyword or a built-in op)
@@ -72,6 +74,10 @@ def register_op(name: str, *, shape: Callable, code: Callable, params=(), module
     derivative  (attrs, x, y) -> torch-only expression of d y / d x elementwise, from the input
                 expression x and the output expression y (elementwise single-input ops only); with
                 it the compiled CAM strategy differentiates through the op
+    imports     evo.extend.Imports(modules=("nn.Softplus",), functions=("F.softplus",), methods=(...),
+                aten=("softplus",)): torch names `evoc import` converts to this op
+    from_module (module, input shape) -> the op's arguments, for an imported nn module (default: none)
+    activation  a pointwise nonlinearity: fuses into its producer's output path in the cost model
     """
     from evo.frontend.parser import KEYWORDS
 
@@ -80,20 +86,26 @@ def register_op(name: str, *, shape: Callable, code: Callable, params=(), module
     if name in KEYWORDS:
         raise ValueError(f"op name {name!r} is a keyword")
     existing = ops.REGISTRY.get(name)
-    if existing is not None and not (replace and existing.op == Op.CUSTOM):
+    if existing is not None and not (replace and not existing.builtin):
         raise ValueError(f"op {name!r} is already defined")
     if derivative is not None and n_inputs != 1:
         raise ValueError("a derivative can be given for single-input ops only")
     specs = tuple(_param(p) for p in params)
-    d = ops.OpDef(name, Op.CUSTOM, specs, shape, n_inputs=n_inputs, module=module, functional=code,
-                  doc=doc or "user-defined op", torch="(user-defined)", cost=cost, grad=derivative)
+    user_cost = None
+    if cost is not None:
+        def user_cost(W, attrs, ins, out):  # the op table passes the workload module first
+            return cost(attrs, ins, out)
+    d = ops.OpDef(name, specs, shape, n_inputs=n_inputs, module=module, functional=code,
+                  doc=doc or "user-defined op", torch="(user-defined)", cost=user_cost, derivative=derivative,
+                  activation=activation, builtin=False,
+                  imports=imports or ops.Imports(), from_module=from_module)
     ops.register(d)
     return d
 
 
 def unregister_op(name: str) -> None:
     d = ops.REGISTRY.get(name)
-    if d is not None and d.op == Op.CUSTOM:
+    if d is not None and not d.builtin:
         del ops.REGISTRY[name]
 
 

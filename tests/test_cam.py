@@ -280,7 +280,7 @@ def test_affine_head_folds_to_channel_weights():
     assert any(n.op in GRADIENT_OPS for n in unfolded.nodes)
     # a non-affine head keeps its gradient ops
     eg1 = compiled_explain_graph(g, "layer1")
-    assert any(n.op == Op.CONV2D_T for n in eg1.nodes)
+    assert any(n.op == Op.CONV2D_GRAD_INPUT for n in eg1.nodes)
     # the folded weights are the linear layer's weight / (h*w)
     exp = prog.explainer("C", model, strategy="compiled")
     fc = model.get_submodule("fc")

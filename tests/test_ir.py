@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 import evo
-from evo.ir import Graph, IRError, Op, print_graph, verify
+from evo.ir import Graph, Op, print_graph
 from evo.passes import PIPELINE, dead_code_elimination, mark_fusion, run_pipeline
+from evo.passes.verify import IRError, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.evo"))

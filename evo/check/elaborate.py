@@ -513,7 +513,7 @@ class Elaborator:
                 raise self.fail("E0107", f"block '{e.func}' needs its input tensor as first argument", e.span)
             x, xspan = pos[0]
             return self.call_block(block, x, xspan, pos[1:], kw, ctx, bind, e.span, None)
-        d = ops.lookup(e.func)
+        d = ops.language_op(e.func)
         if d is None:  # reported by the names check
             raise Abort()
         if d.n_inputs is None:
@@ -583,8 +583,6 @@ class Elaborator:
             path = self.module_path(ctx.scope, bind, span) if bind else self.b.gen_path(ctx.scope, d.name)
         else:
             path = None
-        if d.op == Op.CUSTOM:
-            attrs = {**attrs, "op": d.name}  # user-defined ops are found by name (evo/extend.py)
         return self.add(d.op, tuple(v.nid for v, _ in inputs), attrs, shape, span, ctx.scope, path, bind or "")
 
     def module_path(self, scope: str, name: str, span: Span) -> str:
@@ -787,7 +785,7 @@ class Elaborator:
                     raise self.fail("E0205", f"block '{st.func}' returns several values; a seq stage must "
                                     "return one tensor", st.span)
             else:
-                d = ops.lookup(st.func)
+                d = ops.language_op(st.func)
                 if d is None:
                     raise Abort()
                 if d.module is None or d.n_inputs != 1:

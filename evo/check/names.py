@@ -15,7 +15,7 @@ BUILTIN_FUNCS = {"min", "max"}
 
 
 def check_names(prog: Program, col: Collector) -> None:
-    callables = set(ops.REGISTRY) - ops.OPERATOR_ONLY | set(prog.blocks) | BUILTIN_FUNCS
+    callables = ops.callable_ops() | set(prog.blocks) | BUILTIN_FUNCS
     calls: dict[str, list[A.Call | A.StageCall]] = {}
     for name, d in prog.defs.items():
         if isinstance(d, (A.Block, A.Network)):

@@ -24,6 +24,7 @@ from evo.check.settings import CamSpec
 from evo.codegen.names import Namer
 from evo.codegen.python import environment
 from evo.ir.node import Graph, Node, Op
+from evo.ops import gradient as G
 from evo.passes.gradient import GRADIENT_OPS, compiled_explain_graph, head_nodes, seed_dependent
 
 
@@ -110,40 +111,40 @@ class _Flat:
         ins = [self.var[i] for i in n.inputs]
         a = n.attr_dict
         out = self.name_for(n)
-        if n.op == Op.CONV2D_T:
+        if n.op == G.CONV2D_T:
             w = self.const("w", f"m({n.path!r}).weight.detach()")
             self.lines.append(f"{out} = F.conv_transpose2d({ins[0]}, {w}, None, {_lit(a['stride'])}, "
                               f"{_lit(a['padding'])}, {_lit(a['output_padding'])}, {a['groups']}, "
                               f"{_lit(a['dilation'])})")
-        elif n.op == Op.LINEAR_T:
+        elif n.op == G.LINEAR_T:
             w = self.const("w", f"m({n.path!r}).weight.detach()")
             self.lines.append(f"{out} = {ins[0]}.matmul({w})")
-        elif n.op == Op.SCALE:
+        elif n.op == G.SCALE:
             rank = len(n.shape)
             view = "(1, -1)" if rank == 2 else "(1, -1" + ", 1" * (rank - 2) + ")"
             s = self.const("s", f"_evo_bn_scale(m({n.path!r})).reshape{view}")
             self.lines.append(f"{out} = {ins[0]} * {s}")
-        elif n.op == Op.ACT_GRAD and a["act"] == "custom":
-            d = ops.REGISTRY[a["op"]]
-            fattrs = {key: v for key, v in a.items() if key not in ("act", "op")}
-            expr = d.grad(fattrs, ins[1], ins[2])
+        elif n.op == G.ACT_GRAD and ops.REGISTRY[a["act"]].derivative is not None:
+            d = ops.REGISTRY[a["act"]]  # a user-defined op's derivative, written inline
+            fattrs = {key: v for key, v in a.items() if key != "act"}
+            expr = d.derivative(fattrs, ins[1], ins[2])
             self.lines.append(f"{out} = (_evo_k({ins[0]}, {k}) * ({expr})).reshape({ins[0]}.shape)")
-        elif n.op == Op.ACT_GRAD:
+        elif n.op == G.ACT_GRAD:
             param = a.get("slope", a.get("dim", 0.0))
             self.lines.append(f"{out} = _evo_act_grad({a['act']!r}, {ins[0]}, {ins[1]}, {ins[2]}, {k}, "
                               f"{_lit(param)})")
-        elif n.op == Op.UNPOOL_MAX:
+        elif n.op == G.UNPOOL_MAX:
             src = g.node(n.inputs[1])
             idx = self.indices[src.id]
             hw = g.node(src.inputs[0]).shape[2:]
             self.lines.append(f"{out} = _evo_unpool_max({ins[0]}, {idx}, {k}, {_lit(tuple(hw))})")
-        elif n.op == Op.UNPOOL_AVG:
+        elif n.op == G.UNPOOL_AVG:
             h, w = n.shape[2], n.shape[3]
             div = self.const("div", f"_evo_avg_divisor({h}, {w}, {_lit(a['kernel'])}, {_lit(a['stride'])}, "
                                     f"{_lit(a['padding'])}, {_lit(a['ceil'])}, {_lit(a['count_include_pad'])})")
             self.lines.append(f"{out} = _evo_unpool_avg({ins[0]}, {div}, {_lit(a['kernel'])}, {_lit(a['stride'])}, "
                               f"{_lit(a['padding'])}, ({h}, {w}))")
-        elif n.op == Op.EXPAND:
+        elif n.op == G.EXPAND:
             h, w = n.shape[2], n.shape[3]
             if tuple(a["size"]) == (1, 1):
                 self.lines.append(f"{out} = {ins[0]}.expand(-1, -1, {h}, {w}) / {h * w}")
@@ -151,12 +152,12 @@ class _Flat:
                 mh = self.const("mh", f"_evo_adaptive_matrix({h}, {a['size'][0]})")
                 mw = self.const("mw", f"_evo_adaptive_matrix({w}, {a['size'][1]})")
                 self.lines.append(f"{out} = _evo_adaptive_grad({ins[0]}, {mh}, {mw})")
-        elif n.op == Op.RESHAPE:
+        elif n.op == G.RESHAPE:
             if a.get("sum_to"):
                 self.lines.append(f"{out} = _evo_sum_to({ins[0]}, {_lit(tuple(n.shape[1:]))})")
             else:
                 self.lines.append(f"{out} = {ins[0]}.reshape(-1, {', '.join(str(d) for d in n.shape[1:])})")
-        elif n.op == Op.SLICE:
+        elif n.op == G.SLICE:
             self.lines.append(f"{out} = {ins[0]}.narrow({a['dim']}, {a['start']}, {a['stop'] - a['start']})")
         elif n.op == Op.ADD:
             self.lines.append(f"{out} = {ins[0]} + {ins[1]}")
@@ -179,7 +180,7 @@ def _grad_dependent(eg: Graph) -> set[int]:
     # sum, and whatever reads them
     dep = seed_dependent(eg)
     for n in eg.nodes:
-        if n.op in GRADIENT_OPS or n.op in (Op.CONST, Op.WEIGHTED_SUM) or any(i in dep for i in n.inputs):
+        if n.op in GRADIENT_OPS or n.op in (G.CONST, G.WEIGHTED_SUM) or any(i in dep for i in n.inputs):
             dep.add(n.id)
     return dep
 
@@ -259,7 +260,7 @@ def _compiled_def(eg: Graph, i: int, handles, consts) -> dict:
             f.var[n.id] = v
             args.append(v)
     # which maxpools need their indices
-    want_idx = {n.inputs[1] for n in eg.nodes if n.op == Op.UNPOOL_MAX}
+    want_idx = {n.inputs[1] for n in eg.nodes if n.op == G.UNPOOL_MAX}
     for n in eg.nodes:
         if n.op == Op.INPUT or n.id in dep:
             continue
@@ -267,9 +268,9 @@ def _compiled_def(eg: Graph, i: int, handles, consts) -> dict:
     logits = f.var[eg.outputs[0]]
     pre = list(f.lines)
     f.lines = []
-    folded = any(n.op == Op.CONST for n in eg.nodes)
+    folded = any(n.op == G.CONST for n in eg.nodes)
     if folded:
-        const = next(n for n in eg.nodes if n.op == Op.CONST)
+        const = next(n for n in eg.nodes if n.op == G.CONST)
         chain = [eg.node(c) for c in const.attr("chain")]
         cf = _Flat(eg, handles, Namer(), consts)
         cf.var[eg.value("acts").id] = "basis"

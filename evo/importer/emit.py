@@ -921,7 +921,7 @@ class Emitter:
         b = re.sub(r"[^A-Za-z0-9_]", "_", base) or "Block"
         if b[0].isdigit():
             b = "B" + b
-        if b in RESERVED or b in ops.REGISTRY:
+        if b in RESERVED or b in ops.language_ops():
             b = b + "Block"
         nm = b if k == 0 else f"{b}{k + 1}"
         n = k + 2

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from evo import ops
+
 
 class NotConvertible(Exception):
     """`reason` says why (one line, no path: the caller adds where and what)."""
@@ -35,12 +37,69 @@ def pair(v: Any) -> tuple[int, int]:
     return (int(v), int(v))
 
 
-# ----------------------------------------------------------------------- modules
+# ----------------------------------------------------------------------- the op table's aliases
+#
+# Ops name the torch modules, functions, Tensor methods and ATen ops they import
+# from (`OpDef.imports`, evo/ops); the tables below add the ones that need more than
+# a name (argument conversion, checks).  Plugins register later than this module
+# is imported: the aliases are read from the op table on use.
 
-_ACTIVATIONS = {
-    nn.ReLU: "relu", nn.ReLU6: "relu6", nn.SiLU: "silu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh",
-    nn.Hardswish: "hardswish", nn.Hardsigmoid: "hardsigmoid",
-}
+
+def _resolve(name: str):
+    """A torch object for an alias ("nn.ReLU", "F.relu", "torch.relu"), or None."""
+    head, _, attr = name.partition(".")
+    root = {"nn": nn, "F": F, "torch": torch}.get(head)
+    return getattr(root, attr, None) if root is not None and attr else None
+
+
+_alias_cache: dict = {}
+
+
+def registry_aliases() -> dict:
+    """{"modules": {class: op}, "functions": {fn: (kind, display)}, "methods": {name: kind},
+    "aten": {name: op}} from the op table (cached until the table changes)."""
+    key = tuple((k, id(d)) for k, d in ops.REGISTRY.items())
+    if _alias_cache.get("key") != key:
+        mods: dict = {}
+        fns: dict = {}
+        meths: dict = {}
+        aten: dict = {}
+        for name, d in ops.REGISTRY.items():
+            for m in d.imports.modules:
+                cls = _resolve(m)
+                if cls is not None:
+                    mods[cls] = name
+            for f in d.imports.functions:
+                fn = _resolve(f)
+                if fn is not None:
+                    fns[fn] = ("op:" + name, f)
+            for m in d.imports.methods:
+                meths[m] = "op:" + name
+            for a in d.imports.aten:
+                aten[a] = name
+        _alias_cache.clear()
+        _alias_cache.update(key=key, modules=mods, functions=fns, methods=meths, aten=aten)
+    return _alias_cache
+
+
+def registry_args(op: str, given: dict | None = None) -> dict:
+    """The full arguments of an op the op table imports by name: `given` plus the defaults."""
+    d = ops.REGISTRY[op]
+    args = ops.normalize_args(d, given or {})
+    missing = [k for k, v in args.items() if v is ops.REQUIRED]
+    if missing:
+        raise NotConvertible(f"evo's {op} needs {', '.join(missing)}, which the call does not give")
+    return args
+
+
+def _registry_module(op: str):
+    def f(m, shape) -> tuple[str, dict]:
+        d = ops.REGISTRY[op]
+        return op, registry_args(op, d.from_module(m, shape) if d.from_module is not None else {})
+    return f
+
+
+# ----------------------------------------------------------------------- modules
 
 # torch.nn modules without an evo op: the reason shown to the user.
 _NO_OP = {
@@ -84,10 +143,16 @@ _NO_OP = {
 }
 
 
+def leaf_types() -> dict:
+    """torch.nn class -> converter (module, input shape) -> (evo op, args)."""
+    return {**{cls: _registry_module(op) for cls, op in registry_aliases()["modules"].items()}, **LEAF_TYPES}
+
+
 def supported_leaf(m: nn.Module) -> type | None:
     """The torch.nn class `m` converts as (itself, or a base whose forward it does not override)."""
+    leaves = leaf_types()
     for base in type(m).__mro__:
-        if base in LEAF_TYPES:
+        if base in leaves:
             if type(m).forward is base.forward:
                 return base
             return None
@@ -105,7 +170,7 @@ def module_op(m: nn.Module, in_shapes: list[tuple]) -> tuple[str, dict]:
     if len(in_shapes) != 1:
         raise NotConvertible(f"called with {len(in_shapes)} tensors; evo layers take one input")
     shape = in_shapes[0]
-    return LEAF_TYPES[base](m, shape)
+    return leaf_types()[base](m, shape)
 
 
 def torch_name(m: nn.Module) -> str:
@@ -149,10 +214,6 @@ def _bn(rank_ok: tuple[int, ...], op: str):
             raise NotConvertible(f"applied to a {len(shape)}-D tensor")
         return op, {"eps": float(m.eps)}
     return f
-
-
-def _act(op: str):
-    return lambda m, shape: (op, {})
 
 
 def _leaky(m: nn.LeakyReLU, shape):
@@ -245,7 +306,6 @@ def _softmax(m: nn.Softmax, shape):
 LEAF_TYPES = {
     nn.Conv2d: _conv, nn.Linear: _linear,
     nn.BatchNorm2d: _bn((4,), "batchnorm2d"), nn.BatchNorm1d: _bn((2, 3), "batchnorm1d"),
-    **{t: _act(op) for t, op in _ACTIVATIONS.items()},
     nn.LeakyReLU: _leaky, nn.GELU: _gelu,
     nn.MaxPool2d: _maxpool, nn.AvgPool2d: _avgpool, nn.AdaptiveAvgPool2d: _adaptive,
     nn.Flatten: _flatten, nn.Dropout: _dropout, nn.Identity: lambda m, s: ("identity", {}),
@@ -259,9 +319,7 @@ LEAF_TYPES = {
 # the converter binds the traced call's args/kwargs to them and hands the
 # bound dict to a small function returning one or more evo steps.
 
-_UNARY = {"relu": "relu", "relu_": "relu", "relu6": "relu6", "sigmoid": "sigmoid", "sigmoid_": "sigmoid",
-          "tanh": "tanh", "tanh_": "tanh", "silu": "silu", "hardswish": "hardswish",
-          "hardsigmoid": "hardsigmoid", "gelu": "gelu"}
+# ops the op table imports by name take (input, inplace); their kind is "op:<name>"
 
 # name -> (parameter names, defaults)
 _SIGS: dict[str, tuple[list[str], dict]] = {
@@ -289,11 +347,7 @@ _SIGS: dict[str, tuple[list[str], dict]] = {
 
 def _fn_table() -> dict:
     t: dict[Any, tuple[str, str]] = {}  # target -> (kind, display name)
-    for name in ("relu", "relu_", "sigmoid", "tanh"):
-        if hasattr(torch, name):
-            t[getattr(torch, name)] = (name, f"torch.{name}")
-    for name in ("relu", "relu_", "relu6", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid", "gelu",
-                 "leaky_relu", "hardtanh", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "dropout",
+    for name in ("gelu", "leaky_relu", "hardtanh", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "dropout",
                  "softmax"):
         if hasattr(F, name):
             t[getattr(F, name)] = (name, f"F.{name}")
@@ -318,13 +372,27 @@ def _fn_table() -> dict:
     return t
 
 
-FUNCTIONS = _fn_table()
+_FUNCTIONS = _fn_table()
 
-METHODS = {
-    "relu": "relu", "relu_": "relu_", "sigmoid": "sigmoid", "sigmoid_": "sigmoid_", "tanh": "tanh",
-    "tanh_": "tanh_", "flatten": "flatten", "softmax": "softmax", "add": "add", "add_": "add", "mul": "mul",
+_METHODS = {
+    "flatten": "flatten", "softmax": "softmax", "add": "add", "add_": "add", "mul": "mul",
     "mul_": "mul", "mean": "mean", "contiguous": "alias", "clone": "alias",
 }
+
+
+def functions() -> dict:
+    """Traced function target -> (kind, display name): the op table's aliases and the table above."""
+    return {**registry_aliases()["functions"], **_FUNCTIONS}
+
+
+def methods() -> dict:
+    """Tensor method name -> kind."""
+    return {**registry_aliases()["methods"], **_METHODS}
+
+
+def aten_op(base: str) -> str | None:
+    """The evo op an ATen op converts to by name alone (no arguments), or None."""
+    return registry_aliases()["aten"].get(base)
 
 _NO_FN = {
     "interpolate": "no evo op for interpolation/upsampling", "upsample": "no evo op for upsampling",
@@ -368,10 +436,12 @@ def function_steps(kind: str, b: dict, shape) -> list[tuple[str, dict]]:
 
     Ops taking several tensors (add, mul, cat) return a single step; the caller
     supplies the tensor inputs."""
-    if kind in _UNARY:
-        if kind == "gelu" and b.get("approximate", "none") != "none":
+    if kind.startswith("op:"):
+        return [(kind[3:], registry_args(kind[3:]))]
+    if kind == "gelu":
+        if b.get("approximate", "none") != "none":
             raise NotConvertible(f"approximate='{b['approximate']}' (evo's gelu is the exact one)")
-        return [(_UNARY[kind], {})]
+        return [("gelu", {})]
     if kind == "leaky_relu":
         return [("leaky_relu", {"slope": float(b["negative_slope"])})]
     if kind == "hardtanh":

@@ -280,8 +280,9 @@ class _FxConverter:
         if n.op == "call_method":
             return f"Tensor.{n.target}"
         t = n.target
-        if t in M.FUNCTIONS:
-            return M.FUNCTIONS[t][1]
+        fns = M.functions()
+        if t in fns:
+            return fns[t][1]
         mod = getattr(t, "__module__", None) or ""
         name = getattr(t, "__name__", str(t))
         if mod in ("_operator", "operator"):
@@ -305,18 +306,20 @@ class _FxConverter:
             return self.view(n, out)
         if t is operator.getitem:
             raise NotConvertible("no evo op for indexing or slicing tensors")
-        if t not in M.FUNCTIONS:
+        fns = M.functions()
+        if t not in fns:
             raise NotConvertible(M.no_fn_reason(self.display(n)))
-        kind, _ = M.FUNCTIONS[t]
+        kind, _ = fns[t]
         return self.apply(kind, n.args, n.kwargs, out, self.display(n))
 
     def method(self, n: torch.fx.Node, out: Val) -> list[Step]:
         name = str(n.target)
         if name in ("view", "reshape"):
             return self.view(n, out)
-        if name not in M.METHODS:
+        meths = M.methods()
+        if name not in meths:
             raise NotConvertible(M.no_fn_reason(name))
-        return self.apply(M.METHODS[name], n.args, n.kwargs, out, f"Tensor.{name}")
+        return self.apply(meths[name], n.args, n.kwargs, out, f"Tensor.{name}")
 
     def view(self, n: torch.fx.Node, out: Val) -> list[Step]:
         x = n.args[0]
@@ -422,11 +425,6 @@ def check_unused(model: nn.Module, leaf_calls: dict[str, int], used_attrs: set[s
 
 
 # =============================================================================== torch.export
-
-
-_ATEN_UNARY = {"relu": "relu", "relu_": "relu", "relu6": "relu6", "relu6_": "relu6", "sigmoid": "sigmoid", "sigmoid_": "sigmoid", "tanh": "tanh",
-               "tanh_": "tanh", "silu": "silu", "silu_": "silu", "hardswish": "hardswish",
-               "hardswish_": "hardswish", "hardsigmoid": "hardsigmoid", "hardsigmoid_": "hardsigmoid"}
 
 
 def trace_export(model: nn.Module, example: torch.Tensor, problems: Problems) -> Call:
@@ -645,8 +643,9 @@ class _ExportConverter:
                 return args[i]
             return kw.get(name, default)
 
-        if base in _ATEN_UNARY:
-            return chain_steps([(_ATEN_UNARY[base], {})], x0(), out, what)
+        op = M.aten_op(base)
+        if op is not None:
+            return chain_steps([(op, M.registry_args(op))], x0(), out, what)
         if base in ("gelu", "gelu_"):
             if kw.get("approximate", "none") != "none":
                 raise NotConvertible("approximate gelu (evo's gelu is the exact one)")

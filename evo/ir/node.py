@@ -1,4 +1,4 @@
-"""The IR: one frozen node type with an op enum, shapes, spans and module paths.
+"""The IR: one frozen node type named by its op, shapes, spans and module paths.
 
 A :class:`Graph` is one instantiated network: a topologically ordered tuple of
 nodes (a node's inputs always come earlier), the scopes that mirror the
@@ -8,52 +8,32 @@ generated code), and the value paths (`layer4`, `layer4.1.conv2`) a CAM can name
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from evo.diagnostics import Span
 
 
-class Op(enum.Enum):
-    INPUT = "input"
-    CONV2D = "conv2d"
-    LINEAR = "linear"
-    BATCHNORM2D = "batchnorm2d"
-    BATCHNORM1D = "batchnorm1d"
-    RELU = "relu"
-    RELU6 = "relu6"
-    LEAKY_RELU = "leaky_relu"
-    GELU = "gelu"
-    SILU = "silu"
-    SIGMOID = "sigmoid"
-    TANH = "tanh"
-    HARDSWISH = "hardswish"
-    HARDSIGMOID = "hardsigmoid"
-    MAXPOOL2D = "maxpool2d"
-    AVGPOOL2D = "avgpool2d"
-    ADAPTIVE_AVGPOOL2D = "adaptive_avgpool2d"
-    FLATTEN = "flatten"
-    DROPOUT = "dropout"
-    IDENTITY = "identity"
-    CONCAT = "concat"
-    SOFTMAX = "softmax"
-    ADD = "add"
-    MUL = "mul"
-    CUSTOM = "custom"  # a user-defined op registered from Python; attrs["op"] names it
-    # gradient ops emitted by the compiled-CAM pass (see evo/passes/gradient.py)
-    CONV2D_T = "conv2d_grad_input"
-    LINEAR_T = "linear_grad_input"
-    MASK = "mask"              # grad * (x > 0) etc.
-    SCALE = "scale"            # grad * per-channel constant
-    UNPOOL_MAX = "maxpool2d_grad"
-    UNPOOL_AVG = "avgpool2d_grad"
-    EXPAND = "adaptive_avgpool2d_grad"
-    RESHAPE = "reshape"
-    SLICE = "slice"
-    ACT_GRAD = "activation_grad"
-    CONST = "const"            # a compile-time folded tensor
-    WEIGHTED_SUM = "weighted_sum"
+class _OpNames(type):
+    def __getattr__(cls, attr: str) -> "Op":
+        # `Op.CONV2D` is shorthand for Op("conv2d"): the IR keeps no list of ops
+        if attr.isupper() and not attr.startswith("_"):
+            return cls(attr.lower())
+        raise AttributeError(attr)
+
+
+class Op(str, metaclass=_OpNames):
+    """An op's name: the key of its entry in the op table (`evo.ops`).
+
+    The IR knows no list of ops; every op, built-in, gradient-only or
+    user-defined, is named by its registry entry.  `Op.CONV2D` spells
+    `Op("conv2d")`; `value` is the name (as an enum's would be)."""
+
+    __slots__ = ()
+
+    @property
+    def value(self) -> str:
+        return str(self)
 
 
 Shape = tuple  # of int | str (a free symbol such as "N")

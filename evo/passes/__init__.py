@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from evo.ir.node import Graph, Op
+from evo import ops
+from evo.ir.node import Graph
 
 Pass = Callable[[Graph], Graph]
 
@@ -54,11 +55,13 @@ def dead_code_elimination(g: Graph) -> Graph:
     return g.with_(nodes=nodes, values=values, scopes=scopes_kept)
 
 
-PRODUCERS = {Op.CONV2D, Op.LINEAR}
-ELEMENTWISE_PRODUCERS = {Op.ADD, Op.MUL}
-NORMS = {Op.BATCHNORM2D, Op.BATCHNORM1D}
-ACTIVATIONS = {Op.RELU, Op.RELU6, Op.LEAKY_RELU, Op.GELU, Op.SILU, Op.SIGMOID, Op.TANH, Op.HARDSWISH,
-               Op.HARDSIGMOID}
+def _fusion(n) -> str:
+    """A node's part in a fusion chain, from its op's flags: "producer" (conv, linear), "join"
+    (add, mul), "norm" (batch norms), "activation", or ""."""
+    d = ops.lookup(n.op)
+    if d is None:
+        return ""
+    return d.fusion or ("activation" if d.activation else "")
 
 
 def mark_fusion(g: Graph) -> Graph:
@@ -71,14 +74,14 @@ def mark_fusion(g: Graph) -> Graph:
     by_id = {n.id: n for n in g.nodes}
     fuse: dict[int, int] = {}
     for n in g.nodes:
-        if n.op in ELEMENTWISE_PRODUCERS:  # a residual add (or mul) -> activation: `relu(bn2 + x)`
+        if _fusion(n) == "join":  # a residual add (or mul) -> activation: `relu(bn2 + x)`
             us = users[n.id]
             if len(us) == 1 and n.id not in g.outputs:
                 nxt = by_id[us[0]]
-                if nxt.op in ACTIVATIONS and len(nxt.inputs) == 1:
+                if _fusion(nxt) == "activation" and len(nxt.inputs) == 1:
                     fuse[nxt.id] = n.id
             continue
-        if n.op not in PRODUCERS:
+        if _fusion(n) != "producer":
             continue
         cur, stage = n, 0  # 0: a norm or an activation may follow; 1: an activation; 2: done
         while stage < 2:
@@ -88,9 +91,9 @@ def mark_fusion(g: Graph) -> Graph:
             nxt = by_id[us[0]]
             if len(nxt.inputs) != 1:
                 break
-            if stage == 0 and nxt.op in NORMS:
+            if stage == 0 and _fusion(nxt) == "norm":
                 stage = 1
-            elif nxt.op in ACTIVATIONS:
+            elif _fusion(nxt) == "activation":
                 stage = 2
             else:
                 break
@@ -115,7 +118,7 @@ PIPELINE: list[tuple[str, Pass]] = [
 
 
 def run_pipeline(g: Graph, verify_each: bool = False) -> Graph:
-    from evo.ir.verify import verify
+    from evo.passes.verify import verify
 
     for _, p in PIPELINE:
         g = p(g)

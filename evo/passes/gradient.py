@@ -15,7 +15,9 @@ flatten, linear, ... ) by a constant per-channel weight matrix that the explaine
 computes once from the model's parameters: the CAM is one weighted sum, for any
 number of classes, and the folded graph contains no gradient op.
 
-Gradient rules live in GRAD_RULES, one function per op.
+The gradient rule of an op is its op-table entry's `grad` (evo/ops); it gets
+the builder below, the forward node and the id of the gradient of its output
+and returns [(input index, gradient node id)].
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from evo import ops
 from evo.diagnostics import Span
 from evo.ir.node import Graph, Node, Op
+from evo.ops.gradient import ACT_GRAD, CONST, WEIGHTED_SUM
 
 
 class NotDifferentiable(Exception):
@@ -38,11 +42,16 @@ KB = "KB"  # symbolic first dimension of gradient tensors: K classes x B images
 class _Builder:
     nodes: list[Node] = field(default_factory=list)
 
-    def add(self, op: Op, inputs, attrs: dict, shape, span: Span, path=None, name="") -> int:
+    def add(self, op: str, inputs, attrs: dict, shape, span: Span, path=None, name="") -> int:
         nid = len(self.nodes)
-        self.nodes.append(Node(nid, op, tuple(inputs), tuple(sorted(attrs.items())), tuple(shape), span,
+        self.nodes.append(Node(nid, Op(op), tuple(inputs), tuple(sorted(attrs.items())), tuple(shape), span,
                                "", path, name))
         return nid
+
+    @staticmethod
+    def gshape(node: Node) -> tuple:
+        """The shape of the gradient of a node's output: K*B rows."""
+        return _gshape(node)
 
 
 def head_nodes(g: Graph, layer_id: int) -> tuple[list[Node], list[int]]:
@@ -100,7 +109,7 @@ def explain_graph(g: Graph, layer_path: str) -> Graph:
             continue
         gsum = _sum(b, gl, b.nodes[nid])
         node = b.nodes[nid]
-        rule = GRAD_RULES.get(node.op)
+        rule = rule_of(node.op)
         if rule is None:
             raise NotDifferentiable(f"no gradient rule for {node.op.value}")
         for inp_idx, gin in rule(b, node, gsum):
@@ -127,139 +136,45 @@ def _sum(b: _Builder, gl: list[int], like: Node) -> int:
     return acc
 
 
-# ---------------------------------------------------------------------------- rules
-# Each rule gets the builder, the forward node and the id of the gradient of its
-# output; it returns [(input index, gradient node id)].
-
-def _conv(b, n, g):
-    x = b.nodes[n.inputs[0]]
-    a = n.attr_dict
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = a["kernel"], a["stride"], a["padding"], a["dilation"]
-    oh, ow = n.shape[2], n.shape[3]
-    h, w = x.shape[2], x.shape[3]
-    op_h = h - ((oh - 1) * sh - 2 * ph + dh * (kh - 1) + 1)
-    op_w = w - ((ow - 1) * sw - 2 * pw + dw * (kw - 1) + 1)
-    attrs = {"stride": (sh, sw), "padding": (ph, pw), "dilation": (dh, dw), "groups": a["groups"],
-             "output_padding": (op_h, op_w), "kernel": (kh, kw)}
-    return [(0, b.add(Op.CONV2D_T, (g,), attrs, _gshape(x), n.span, n.path, f"d_{n.name or 'conv'}"))]
-
-
-def _linear(b, n, g):
-    x = b.nodes[n.inputs[0]]
-    return [(0, b.add(Op.LINEAR_T, (g,), {}, _gshape(x), n.span, n.path, f"d_{n.name or 'linear'}"))]
-
-
-def _bn(b, n, g):
-    x = b.nodes[n.inputs[0]]
-    return [(0, b.add(Op.SCALE, (g,), {"eps": n.attr("eps")}, _gshape(x), n.span, n.path,
-                      f"d_{n.name or 'bn'}"))]
-
-
-def _act(b, n, g):
-    x = b.nodes[n.inputs[0]]
-    attrs = {"act": n.op.value}
-    if n.op == Op.LEAKY_RELU:
-        attrs["slope"] = n.attr("slope")
-    if n.op == Op.SOFTMAX:
-        attrs["dim"] = n.attr("dim")
-    return [(0, b.add(Op.ACT_GRAD, (g, x.id, n.id), attrs, _gshape(x), n.span, None, f"d_{n.name or n.op.value}"))]
-
-
-def _maxpool(b, n, g):
-    x = b.nodes[n.inputs[0]]
-    return [(0, b.add(Op.UNPOOL_MAX, (g, n.id), {}, _gshape(x), n.span, None, f"d_{n.name or 'maxpool'}"))]
-
-
-def _avgpool(b, n, g):
-    x = b.nodes[n.inputs[0]]
-    attrs = {k: v for k, v in n.attrs if k in ("kernel", "stride", "padding", "ceil", "count_include_pad")}
-    return [(0, b.add(Op.UNPOOL_AVG, (g,), attrs, _gshape(x), n.span, None, f"d_{n.name or 'avgpool'}"))]
-
-
-def _adaptive(b, n, g):
-    x = b.nodes[n.inputs[0]]
-    return [(0, b.add(Op.EXPAND, (g,), {"size": n.attr("size")}, _gshape(x), n.span, None,
-                      f"d_{n.name or 'pool'}"))]
-
-
-def _reshape(b, n, g):
-    x = b.nodes[n.inputs[0]]
-    return [(0, b.add(Op.RESHAPE, (g,), {}, _gshape(x), n.span, None, f"d_{n.name or 'flatten'}"))]
-
-
-def _passthrough(b, n, g):
-    return [(0, g)]
-
-
-def _add(b, n, g):
-    out = []
-    for i, src in enumerate(n.inputs):
-        x = b.nodes[src]
-        if tuple(x.shape[1:]) == tuple(n.shape[1:]):
-            out.append((i, g))
-        else:
-            out.append((i, b.add(Op.RESHAPE, (g,), {"sum_to": True}, _gshape(x), n.span, None, "d_add")))
-    return out
-
-
-def _mul(b, n, g):
-    out = []
-    for i, src in enumerate(n.inputs):
-        other = n.inputs[1 - i]
-        x = b.nodes[src]
-        prod = b.add(Op.MUL, (g, other), {"k_batched": 0}, _gshape(n), n.span, None, "d_mul")
-        if tuple(x.shape[1:]) != tuple(n.shape[1:]):
-            prod = b.add(Op.RESHAPE, (prod,), {"sum_to": True}, _gshape(x), n.span, None, "d_mul")
-        out.append((i, prod))
-    return out
-
-
-def _concat(b, n, g):
-    d = n.attr("dim") % len(n.shape)
-    out, start = [], 0
-    for i, src in enumerate(n.inputs):
-        x = b.nodes[src]
-        stop = start + x.shape[d]
-        out.append((i, b.add(Op.SLICE, (g,), {"dim": d, "start": start, "stop": stop}, _gshape(x), n.span,
-                             None, "d_concat")))
-        start = stop
-    return out
-
-
-def _custom(b, n, g):
-    from evo import ops
-
+def elementwise_grad(b, n, g):
+    """The rule of a user-defined elementwise op with a `derivative` (evo/extend.py): the
+    explainer writes g * derivative(x, y) inline."""
     d = ops.of_node(n)
-    if d.grad is None:
+    if d.derivative is None:
         raise NotDifferentiable(f"the user-defined op '{d.name}' has no derivative")
     x = b.nodes[n.inputs[0]]
-    attrs = {"act": "custom", **{k: v for k, v in n.attrs}}
-    return [(0, b.add(Op.ACT_GRAD, (g, x.id, n.id), attrs, _gshape(x), n.span, None, f"d_{n.name or d.name}"))]
+    attrs = {"act": n.op.value, **{k: v for k, v in n.attrs}}
+    return [(0, b.add(ACT_GRAD, (g, x.id, n.id), attrs, b.gshape(x), n.span, None, f"d_{n.name or d.name}"))]
 
 
-GRAD_RULES: dict[Op, Callable] = {
-    Op.CUSTOM: _custom,
-    Op.CONV2D: _conv, Op.LINEAR: _linear, Op.BATCHNORM2D: _bn, Op.BATCHNORM1D: _bn,
-    Op.RELU: _act, Op.RELU6: _act, Op.LEAKY_RELU: _act, Op.GELU: _act, Op.SILU: _act, Op.SIGMOID: _act,
-    Op.TANH: _act, Op.HARDSWISH: _act, Op.HARDSIGMOID: _act, Op.SOFTMAX: _act,
-    Op.MAXPOOL2D: _maxpool, Op.AVGPOOL2D: _avgpool, Op.ADAPTIVE_AVGPOOL2D: _adaptive,
-    Op.FLATTEN: _reshape, Op.DROPOUT: _passthrough, Op.IDENTITY: _passthrough,
-    Op.ADD: _add, Op.MUL: _mul, Op.CONCAT: _concat,
-}
+def rule_of(op) -> Callable | None:
+    """The gradient rule of an op (its registry entry's `grad`; None: not differentiable)."""
+    d = ops.lookup(op)
+    if d is None:
+        return None
+    if d.grad is None and not d.builtin:
+        return elementwise_grad
+    return d.grad
 
-GRADIENT_OPS = {Op.CONV2D_T, Op.LINEAR_T, Op.SCALE, Op.ACT_GRAD, Op.UNPOOL_MAX, Op.UNPOOL_AVG, Op.EXPAND,
-                Op.RESHAPE, Op.SLICE}
 
-# ops whose output is affine in their (head) input
-AFFINE = {Op.ADAPTIVE_AVGPOOL2D, Op.FLATTEN, Op.DROPOUT, Op.IDENTITY, Op.LINEAR, Op.BATCHNORM1D,
-          Op.AVGPOOL2D}
+GRADIENT_OPS = frozenset(Op(k) for k, d in ops.REGISTRY.items() if d.gradient_only)
+
+
+def is_gradient_op(n: Node) -> bool:
+    d = ops.lookup(n.op)
+    return d is not None and d.gradient_only
+
+
+def _affine(n: Node) -> bool:
+    d = ops.lookup(n.op)
+    return d is not None and d.affine
 
 
 def is_affine_head(eg: Graph) -> bool:
     """Is the forward head an affine chain that starts with a global pooling?
     Then d logits / d acts is constant over space and folds to channel weights."""
     fwd = forward_part(eg)
-    if not fwd or any(n.op not in AFFINE for n in fwd):
+    if not fwd or any(not _affine(n) for n in fwd):
         return False
     if any(n.attr("role") == "side" for n in eg.nodes if n.op == Op.INPUT):
         return False
@@ -287,7 +202,7 @@ def seed_dependent(eg: Graph) -> set[int]:
 def forward_part(eg: Graph) -> list[Node]:
     """The recomputed head of an explain graph: its ops that do not depend on the seed."""
     dep = seed_dependent(eg)
-    return [n for n in eg.nodes if n.op not in GRADIENT_OPS and n.op != Op.INPUT and n.id not in dep]
+    return [n for n in eg.nodes if n.op != Op.INPUT and not is_gradient_op(n) and n.id not in dep]
 
 
 def fold_affine(eg: Graph) -> Graph:
@@ -307,10 +222,10 @@ def fold_affine(eg: Graph) -> Graph:
     c = acts.shape[1]
     hw = acts.shape[2] * acts.shape[3]
     chain = tuple(n.id for n in fwd)
-    const = Node(nid, Op.CONST, (), (("chain", chain), ("scale", 1.0 / hw)), (ncls, c), acts.span, "", None,
+    const = Node(nid, CONST, (), (("chain", chain), ("scale", 1.0 / hw)), (ncls, c), acts.span, "", None,
                  "channel_weights")
     # the CAM: sum_c J[class, c] * acts[c] -- one weighted sum per explained class
-    ws = Node(nid + 1, Op.WEIGHTED_SUM, (acts.id, const.id), (), (KB,) + tuple(acts.shape[2:]), acts.span, "",
+    ws = Node(nid + 1, WEIGHTED_SUM, (acts.id, const.id), (), (KB,) + tuple(acts.shape[2:]), acts.span, "",
               None, "cam")
     nodes += [const, ws]
     return eg.with_(nodes=tuple(nodes), inputs=tuple(n.id for n in nodes if n.op == Op.INPUT),

@@ -1,0 +1,31 @@
+"""The op table: every op, built-in, gradient-only or user-defined, is one entry.
+
+One :class:`OpDef` per op carries its signature, shape rule, PyTorch code,
+derivative and cost rules, flags, importer aliases and doc line (see
+`evo/ops/base.py`).  The built-in ops are registered by family:
+
+* `conv.py`        conv2d, linear (layers with weights)
+* `norm.py`        batchnorm2d, batchnorm1d
+* `activation.py`  relu, relu6, gelu, silu, sigmoid, tanh, ..., leaky_relu
+* `pool.py`        maxpool2d, avgpool2d, adaptive_avgpool2d
+* `shape.py`       flatten, dropout, identity, softmax, concat
+* `arith.py`       add, mul (the `+` and `*` operators)
+* `gradient.py`    the gradient-only ops of the compiled CAM strategy
+
+Adding a built-in op is one visit: one `register(OpDef(...))` in its family.
+User-defined ops take the same road (`evo.extend.register_op`).
+"""
+
+from evo.ir.node import Op
+from evo.ops import activation, arith, conv, gradient, norm, pool, shape  # noqa: F401  (registers the ops)
+from evo.ops.arith import broadcast
+from evo.ops.base import (REGISTRY, REQUIRED, Imports, OpDef, OpError, ParamSpec, by_op, callable_ops, fmt_shape,
+                          language_op, language_ops, lit, lookup, normalize_args, of_node, param_count, register)
+
+# Ops written with operators, not callable by name.
+OPERATOR_ONLY = {k for k, d in REGISTRY.items() if d.operator_only}
+
+
+__all__ = ["Op", "REGISTRY", "REQUIRED", "Imports", "OpDef", "OpError", "ParamSpec", "broadcast", "by_op",
+           "callable_ops", "fmt_shape", "language_op", "language_ops", "lit", "lookup", "normalize_args", "of_node",
+           "param_count", "register", "OPERATOR_ONLY"]

@@ -1,0 +1,254 @@
+"""The op table's core: one :class:`OpDef` per op, and the registry.
+
+An :class:`OpDef` holds everything about one op, built-in or user-defined
+alike: its arguments (types, defaults, ranges), the shape rule (exact PyTorch
+output-size formulas), its parameter tensors, the `nn.Module` constructor and
+the functional form the code generator writes, the derivative rule the
+compiled CAM strategy uses, the cost workload rule, the flags the passes read
+(elementwise, activation, affine, fusion role, gradient-only), the importer's
+aliases (nn modules, functional, Tensor-method and ATen names) and its doc
+line.  The families (`conv.py`, `norm.py`, `activation.py`, ...) register the
+built-in ones; `evo.extend.register_op` registers user-defined ones into the
+same table.
+
+Nothing here imports the rest of evo beyond the IR's op-name type: the cost
+rule receives the workload module (`evo.cost.workload`) and the gradient rule
+the graph builder as arguments.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from evo.ir.node import Op
+
+
+class OpError(Exception):
+    """A shape or argument error; `arg` names the offending argument (or None for the input)."""
+
+    def __init__(self, message: str, arg: str | None = None, code: str = "E0301", hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.arg = arg
+        self.code = code
+        self.hint = hint
+
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    kind: str  # int | int2 | float | bool
+    default: Any = REQUIRED
+    min: float | None = None
+    max: float | None = None
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Imports:
+    """Names the importer maps to this op with no arguments (or with `from_module`/`from_call`).
+
+    modules    torch.nn classes, as written in code: "nn.ReLU"
+    functions  "F.relu", "torch.relu" (called with the input tensor, and maybe `inplace`)
+    methods    Tensor methods: "relu", "relu_"
+    aten       ATen op names in an exported graph: "relu", "relu_"
+    """
+    modules: tuple[str, ...] = ()
+    functions: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+    aten: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class OpDef:
+    name: str
+    params: tuple[ParamSpec, ...]
+    shape: Callable[[list[tuple], dict], tuple] | None  # None: gradient-only ops carry their shapes
+    n_inputs: int | None = 1  # None: variadic (concat)
+    module: Callable[[dict, list[tuple]], str] | None = None  # nn.Module constructor source
+    functional: Callable[[dict, list[str]], str] | None = None  # expression over input names
+    weights: Callable[[dict, list[tuple]], dict[str, tuple]] = field(default=lambda a, s: {})
+    doc: str = ""
+    torch: str = ""  # the PyTorch equivalent, for the docs
+    # --- flags (read by the passes)
+    elementwise: bool = False  # shape-preserving, one output element per input element
+    parametric: bool = False   # has parameter tensors (becomes a named submodule)
+    activation: bool = False   # a pointwise nonlinearity: fuses into its producer's output path
+    affine: bool = False       # output affine in the input: an affine head folds to channel weights
+    fusion: str = ""           # "producer" (conv, linear), "join" (add, mul), "norm" (batch norms)
+    gradient_only: bool = False  # emitted by the compiled-CAM pass only, not callable from programs
+    operator_only: bool = False  # written with an operator (`+`), not callable by name
+    builtin: bool = True       # False for ops registered through evo.extend
+    # --- rules
+    # grad(builder, node, gradient id) -> [(input index, gradient node id)]: the reverse-mode rule of
+    # the compiled CAM strategy (see evo/passes/gradient.py for the builder)
+    grad: Callable | None = None
+    # derivative(attrs, x, y) -> torch expression of d y / d x (elementwise ops whose gradient code
+    # is written inline; built-in activations use the runtime's `_evo_act_grad` instead)
+    derivative: Callable | None = None
+    # cost(W, attrs, input dims, output dims) -> workload, W being evo.cost.workload (None: costs nothing)
+    cost: Callable | None = None
+    # --- importer
+    imports: Imports = Imports()
+    from_module: Callable | None = None  # (module, input shape) -> args, for ops with arguments
+    # --- docs (the op table in docs/language.md is generated from these)
+    doc_call: str = ""   # how it is written (default `name(x)`)
+    doc_args: str = ""   # the arguments after the input (defaults)
+    doc_shape: str = ""  # output shape and checks
+
+    @property
+    def op(self) -> Op:
+        """The IR op of this entry (its name)."""
+        return Op(self.name)
+
+
+REGISTRY: dict[str, OpDef] = {}
+
+
+def register(d: OpDef) -> OpDef:
+    REGISTRY[d.name] = d
+    return d
+
+
+def lookup(name: str) -> OpDef | None:
+    return REGISTRY.get(name)
+
+
+def of_node(n) -> OpDef:
+    """The OpDef of an IR node (KeyError for an input node or an unknown op)."""
+    return REGISTRY[n.op]
+
+
+def by_op(op) -> OpDef:
+    return REGISTRY[op]
+
+
+def language_ops() -> dict[str, OpDef]:
+    """The ops a program can use (by name or by operator): not the gradient-only or folded ones
+    (those have no shape rule)."""
+    return {k: d for k, d in REGISTRY.items() if d.shape is not None}
+
+
+def language_op(name: str) -> OpDef | None:
+    """The op a program names `name` (None for unknown, gradient-only and folded ops)."""
+    d = REGISTRY.get(name)
+    return d if d is not None and d.shape is not None else None
+
+
+def callable_ops() -> set[str]:
+    """Op names a program can call."""
+    return {k for k, d in language_ops().items() if not d.operator_only}
+
+
+# ----------------------------------------------------------------- helpers for the families
+
+def lit(v: Any) -> str:
+    """A Python literal for a compile-time value (numbers, bools, tuples only)."""
+    if isinstance(v, bool):
+        return "True" if v else "False"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isinf(v) or math.isnan(v):
+            raise ValueError("non-finite literal")
+        return repr(v)
+    if isinstance(v, tuple):
+        if len(v) == 2 and v[0] == v[1]:
+            return lit(v[0])
+        return "(" + ", ".join(lit(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+    raise TypeError(f"no literal for {type(v).__name__}")
+
+
+def fmt_shape(shape: tuple) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def rank(shape: tuple, want: int | tuple[int, ...], what: str) -> None:
+    wants = (want,) if isinstance(want, int) else want
+    if len(shape) not in wants:
+        exp = " or ".join(f"{w}-D" for w in wants)
+        raise OpError(f"{what} expects a {exp} input, got a {len(shape)}-D tensor of shape {fmt_shape(shape)}",
+                      None, "E0300")
+
+
+def concrete(d, what: str) -> int:
+    if not isinstance(d, int):
+        raise OpError(f"{what} must be a known integer, not the symbol '{d}'", None, "E0304")
+    return d
+
+
+def kwargs_src(a: dict, names_defaults: list[tuple[str, Any, str]]) -> list[str]:
+    """Keyword arguments for a constructor, omitting those equal to PyTorch's default."""
+    out = []
+    for key, torch_default, torch_name in names_defaults:
+        v = a[key]
+        if v != torch_default:
+            out.append(f"{torch_name}={lit(v)}")
+    return out
+
+
+def join(*parts) -> str:
+    flat = []
+    for p in parts:
+        if isinstance(p, list):
+            flat.extend(p)
+        else:
+            flat.append(p)
+    return ", ".join(flat)
+
+
+def same_shape(shapes, a):
+    return shapes[0]
+
+
+def norm_dim(d: int, rank_: int, arg: str) -> int:
+    if not -rank_ <= d < rank_:
+        raise OpError(f"dimension {d} is out of range for a {rank_}-D tensor", arg, "E0206")
+    return d % rank_
+
+
+def numel(shape) -> int:
+    return int(math.prod(shape)) if shape else 1
+
+
+def eltwise_cost(ops_per_element: int, n_in: int = 1, params: bool = False) -> Callable:
+    """A cost rule: `ops_per_element` ALU operations per output element, `n_in` inputs read,
+    and (with `params`) two per-channel parameter vectors."""
+    def cost(W, a, ins, out):
+        return W.EltwiseWorkload(numel(out), n_in, ops_per_element, 2 * out[1] if params else 0)
+    return cost
+
+
+def view_cost(W, a, ins, out):
+    """Moves nothing: a view of its input."""
+    return W.CopyWorkload(numel(ins[0]), numel(out), view=True)
+
+
+def normalize_args(d: OpDef, given: dict[str, Any]) -> dict[str, Any]:
+    """Fill defaults and expand int2 pairs; `given` values are already type-checked."""
+    a: dict[str, Any] = {}
+    for p in d.params:
+        v = given.get(p.name, p.default)
+        if p.kind == "int2" and v is not None and not isinstance(v, tuple):
+            v = (v, v)
+        a[p.name] = v
+    if "stride" in a and a["stride"] is None:  # pools: stride defaults to the kernel
+        a["stride"] = a["kernel"]
+    return a
+
+
+def param_count(d: OpDef, attrs: dict, in_shapes: list[tuple]) -> int:
+    total = 0
+    for name, shp in d.weights(attrs, in_shapes).items():
+        if name in ("running_mean", "running_var", "num_batches_tracked"):
+            continue
+        n = 1
+        for x in shp:
+            n *= x
+        total += n
+    return total

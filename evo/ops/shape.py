@@ -1,0 +1,112 @@
+"""Shape ops: flatten, dropout and identity (views at inference), softmax, concat."""
+
+from __future__ import annotations
+
+from evo.ops.base import (OpDef, OpError, ParamSpec, concrete, fmt_shape, join, kwargs_src, lit, norm_dim, numel,
+                          register, same_shape, view_cost)
+from evo.ops.activation import act_grad  # the runtime's `_evo_act_grad` knows softmax too
+from evo.ops.gradient import RESHAPE, SLICE
+
+
+def _flatten_shape(shapes, a):
+    (x,) = shapes
+    s = norm_dim(a["start"], len(x), "start")
+    e = norm_dim(a["end"], len(x), "end")
+    if e < s:
+        raise OpError(f"end dimension {a['end']} comes before start dimension {a['start']}", "end", "E0203")
+    prod = 1
+    for d in x[s:e + 1]:
+        prod *= concrete(d, "a flattened dimension")
+    return tuple(x[:s]) + (prod,) + tuple(x[e + 1:])
+
+
+def _reshape_grad(b, n, g):
+    x = b.nodes[n.inputs[0]]
+    return [(0, b.add(RESHAPE, (g,), {}, b.gshape(x), n.span, None, f"d_{n.name or 'flatten'}"))]
+
+
+def passthrough_grad(b, n, g):
+    return [(0, g)]
+
+
+register(OpDef(
+    "flatten", (ParamSpec("start", "int", 1), ParamSpec("end", "int", -1)), _flatten_shape,
+    module=lambda a, s: f"nn.Flatten({join(kwargs_src(a, [('start', 1, 'start_dim'), ('end', -1, 'end_dim')]))})",
+    functional=lambda a, xs: f"torch.flatten({join(xs[0], [lit(a['start'])] if a['end'] == -1 else [lit(a['start']), lit(a['end'])])})",
+    torch="torch.flatten", doc="flatten dimensions start..end into one", affine=True, grad=_reshape_grad,
+    cost=view_cost, doc_call="flatten(x, start=1, end=-1)",
+    doc_args="`start` int (1); `end` int (−1); negative counts from the end",
+    doc_shape="dimensions `start..end` (inclusive) multiplied into one; both in range (E0206), `end` not before "
+              "`start` (E0203), the flattened dimensions known integers"))
+
+register(OpDef(
+    "dropout", (ParamSpec("p", "float", 0.5, min=0.0, max=1.0),), same_shape,
+    module=lambda a, s: f"nn.Dropout({lit(a['p'])})",
+    functional=lambda a, xs: xs[0],  # eval mode: identity
+    torch="nn.Dropout", elementwise=True, affine=True, doc="dropout (identity in eval mode)",
+    grad=passthrough_grad, cost=view_cost, doc_call="dropout(x, p=0.5)", doc_args="`p` number in [0, 1] (0.5)",
+    doc_shape="same shape; the identity at inference"))
+
+register(OpDef(
+    "identity", (), same_shape, module=lambda a, s: "nn.Identity()",
+    functional=lambda a, xs: xs[0], torch="nn.Identity", elementwise=True, affine=True, doc="identity",
+    grad=passthrough_grad, cost=view_cost, doc_args="—", doc_shape="same shape"))
+
+
+def _softmax_shape(shapes, a):
+    (x,) = shapes
+    norm_dim(a["dim"], len(x), "dim")
+    return x
+
+
+def _softmax_cost(W, a, ins, out):
+    d = a["dim"] % len(out)
+    return W.ReduceWorkload(numel(out) // out[d], out[d], 4, out[d])
+
+
+register(OpDef(
+    "softmax", (ParamSpec("dim", "int", 1),), _softmax_shape,
+    module=lambda a, s: f"nn.Softmax({lit(a['dim'])})",
+    functional=lambda a, xs: f"torch.softmax({xs[0]}, {lit(a['dim'])})",
+    torch="torch.softmax", doc="softmax along a dimension", grad=act_grad, cost=_softmax_cost,
+    doc_call="softmax(x, dim=1)", doc_args="`dim` int (1), in range", doc_shape="same shape"))
+
+
+def _concat_shape(shapes, a):
+    if len(shapes) < 1:
+        raise OpError("concat needs at least one tensor", None, "E0107")
+    r = len(shapes[0])
+    d = norm_dim(a["dim"], r, "dim")
+    total = 0
+    for i, s in enumerate(shapes):
+        if len(s) != r:
+            raise OpError(f"concat input {i + 1} is {len(s)}-D but input 1 is {r}-D", f"#{i}", "E0300")
+        for j in range(r):
+            if j != d and s[j] != shapes[0][j]:
+                raise OpError(f"concat input {i + 1} has shape {fmt_shape(s)}, which differs from "
+                              f"{fmt_shape(shapes[0])} outside dimension {a['dim']}", f"#{i}", "E0301")
+        total += concrete(s[d], "the concatenated dimension")
+    out = list(shapes[0])
+    out[d] = total
+    return tuple(out)
+
+
+def _concat_grad(b, n, g):
+    d = n.attr("dim") % len(n.shape)
+    out, start = [], 0
+    for i, src in enumerate(n.inputs):
+        x = b.nodes[src]
+        stop = start + x.shape[d]
+        out.append((i, b.add(SLICE, (g,), {"dim": d, "start": start, "stop": stop}, b.gshape(x), n.span,
+                             None, "d_concat")))
+        start = stop
+    return out
+
+
+register(OpDef(
+    "concat", (ParamSpec("dim", "int", 1),), _concat_shape, n_inputs=None,
+    functional=lambda a, xs: f"torch.cat(({', '.join(xs)},), {lit(a['dim'])})",
+    torch="torch.cat", doc="concatenate tensors along a dimension", grad=_concat_grad,
+    cost=lambda W, a, ins, out: W.CopyWorkload(sum(numel(s) for s in ins), numel(out)),
+    doc_call="concat(a, b, ..., dim=1)", doc_args="tensors first, then `dim` int (1), in range",
+    doc_shape="one or more tensors of one rank (E0300), equal outside `dim` (E0301); the sizes along `dim` add up"))
