@@ -159,13 +159,16 @@ class Program:
         from evo.evolution import run_evolve
 
         self._require(name, self.evolves, "evolve")
-        unknown = sorted(set(kw) - {"generations", "population", "seed", "progress"})
+        unknown = sorted(set(kw) - {"generations", "population", "seed", "progress", "workers", "cluster"})
         if unknown:
             raise TypeError(f"evolve() got unexpected keyword arguments: {', '.join(unknown)}")
         for what in ("generations", "population", "seed"):
             v = kw.get(what)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
                 raise TypeError(f"{what} must be an int, not {type(v).__name__}")
+        w = kw.get("workers")
+        if w is not None and (isinstance(w, bool) or not isinstance(w, int)):
+            raise TypeError(f"workers must be an int, not {type(w).__name__}")
         if kw.get("progress") is not None and not callable(kw["progress"]):
             raise TypeError("progress must be callable")
         return run_evolve(self, name, **kw)

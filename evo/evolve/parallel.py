@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .nsga2 import Infeasible
@@ -42,11 +43,12 @@ _EVALUATORS: dict[ProgramRef, Any] = {}
 def _evaluator(ref: ProgramRef):
     ev = _EVALUATORS.get(ref)
     if ev is None:
-        from evo.api import Program
-        from evo.compilation import Compilation
+        from evo.api import compile_source
         from evo.evolution import evaluator
+        from evo.frontend.source import Source
 
-        ev = _EVALUATORS[ref] = evaluator(Program(Compilation(ref.source, ref.filename, ref.base_dir)), ref.name)
+        prog = compile_source(Source(ref.source, ref.filename, None if ref.base_dir is None else Path(ref.base_dir)))
+        ev = _EVALUATORS[ref] = evaluator(prog, ref.name)
     return ev
 
 
