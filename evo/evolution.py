@@ -815,9 +815,9 @@ def run_evolve(prog, name: str, generations: int | None = None, population: int 
     base = ev.baseline_values()
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
-    from evo.evolve.parallel import evaluate_many_for
+    from evo.evolve.parallel import ProgramRef, evaluate_many_for
 
-    many = evaluate_many_for(prog, name, workers, cluster)
+    many = evaluate_many_for(worker_evaluator, ProgramRef.of(prog, name), workers, cluster)
     try:
         result = search(space, ev, spec.objectives, spec.constraints, population=pop, generations=gens, seed=sd,
                         progress=progress, initial=[base] if base is not None else (), evaluate_many=many)
@@ -825,6 +825,26 @@ def run_evolve(prog, name: str, generations: int | None = None, population: int 
         if many is not None:
             many.close()
     return EvolveResult(name, spec, ev.target, result, ev.baseline(), ev)
+
+
+class _WorkerProgram:
+    """What an evaluator needs of a program: its compilation (no evo.api in a worker)."""
+
+    def __init__(self, comp):
+        self.compilation = comp
+
+
+def worker_evaluator(ref):
+    """The evaluator of `ref` (an `evo.evolve.parallel.ProgramRef`), compiled in a worker
+    process (plugins loaded as `evo.compile` loads them)."""
+    from evo.compilation import Compilation
+    from evo.extend import load_plugins
+
+    load_plugins()
+    prog = _WorkerProgram(Compilation(ref.source, ref.filename, None if ref.base_dir is None else Path(ref.base_dir)))
+    prog.compilation.checked  # a bad program fails here, as in the parent
+    ev = Evaluator(prog, ref.name)
+    return ev
 
 
 # ---------------------------------------------------------------------------- CLI

@@ -7,16 +7,15 @@ the same points, in the same order, and the same front as a serial one.
 
 A worker needs the program, not the parent's objects: it receives a
 :class:`ProgramRef` (source text, file name, base directory for imports, evolve
-block), compiles it once and keeps the evaluator (with its graph / tier / cost
+block) and the driver's factory, compiles it once and keeps the evaluator (with its graph / tier / cost
 caches) for later batches.  On a remote dask cluster the workers must have evo
 installed, and any file the program imports must exist at the same path there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .nsga2 import Infeasible
@@ -40,21 +39,14 @@ class ProgramRef:
 _EVALUATORS: dict[ProgramRef, Any] = {}
 
 
-def _evaluator(ref: ProgramRef):
+def evaluate_batch(factory: Callable[[ProgramRef], Callable], ref: ProgramRef,
+                   values: Sequence[dict]) -> list[tuple[str, Any]]:
+    """Evaluate candidates in this process: ("ok", metrics) or ("infeasible", reason) each.
+    `factory(ref)` builds the evaluator once per process (a module-level function, so
+    that it pickles by name: the compiler's lives in its evolve driver)."""
     ev = _EVALUATORS.get(ref)
     if ev is None:
-        from evo.api import compile_source
-        from evo.evolution import evaluator
-        from evo.frontend.source import Source
-
-        prog = compile_source(Source(ref.source, ref.filename, None if ref.base_dir is None else Path(ref.base_dir)))
-        ev = _EVALUATORS[ref] = evaluator(prog, ref.name)
-    return ev
-
-
-def evaluate_batch(ref: ProgramRef, values: Sequence[dict]) -> list[tuple[str, Any]]:
-    """Evaluate candidates in this process: ("ok", metrics) or ("infeasible", reason) each."""
-    ev = _evaluator(ref)
+        ev = _EVALUATORS[ref] = factory(ref)
     out: list[tuple[str, Any]] = []
     for v in values:
         try:
@@ -77,19 +69,19 @@ def _chunks(values: Sequence, parts: int) -> list[list]:
 class ProcessEvaluator:
     """``evaluate_many`` on `workers` local processes (spawned: safe with torch's threads)."""
 
-    def __init__(self, ref: ProgramRef, workers: int):
+    def __init__(self, factory: Callable, ref: ProgramRef, workers: int):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         if workers < 1:
             raise ValueError("workers must be at least 1")
-        self.ref = ref
+        self.factory, self.ref = factory, ref
         self.workers = workers
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
     def __call__(self, values: Sequence[dict]) -> list:
         # a few chunks per worker: little pickling per candidate, and some load balance
-        futures = [self.pool.submit(evaluate_batch, self.ref, c) for c in _chunks(values, 4 * self.workers)]
+        futures = [self.pool.submit(evaluate_batch, self.factory, self.ref, c) for c in _chunks(values, 4 * self.workers)]
         out: list = []
         for f in futures:
             out.extend(_decode(f.result()))
@@ -103,19 +95,19 @@ class DaskEvaluator:
     """``evaluate_many`` on a dask.distributed cluster (a scheduler address, a Cluster
     object such as ``LocalCluster``, or an existing ``Client``)."""
 
-    def __init__(self, ref: ProgramRef, cluster):
+    def __init__(self, factory: Callable, ref: ProgramRef, cluster):
         try:
             from distributed import Client
         except ImportError:  # pragma: no cover - the [distributed] extra is part of [test]
             raise RuntimeError("--cluster needs dask.distributed: pip install 'evo-lang[distributed]'") from None
-        self.ref = ref
+        self.factory, self.ref = factory, ref
         self.own = not isinstance(cluster, Client)
         self.client = Client(cluster, set_as_default=False) if self.own else cluster
         self.workers = max(1, len(self.client.scheduler_info().get("workers", {})))
 
     def __call__(self, values: Sequence[dict]) -> list:
         chunks = _chunks(values, 4 * self.workers)
-        futures = [self.client.submit(evaluate_batch, self.ref, c, pure=False) for c in chunks]
+        futures = [self.client.submit(evaluate_batch, self.factory, self.ref, c, pure=False) for c in chunks]
         out: list = []
         for res in self.client.gather(futures):
             out.extend(_decode(res))
@@ -126,11 +118,10 @@ class DaskEvaluator:
             self.client.close()
 
 
-def evaluate_many_for(prog, name: str, workers: int = 1, cluster=None):
+def evaluate_many_for(factory: Callable, ref: ProgramRef, workers: int = 1, cluster=None):
     """The ``evaluate_many`` for a run (None: serial, in this process)."""
-    ref = ProgramRef.of(prog, name)
     if cluster is not None:
-        return DaskEvaluator(ref, cluster)
+        return DaskEvaluator(factory, ref, cluster)
     if workers > 1:
-        return ProcessEvaluator(ref, workers)
+        return ProcessEvaluator(factory, ref, workers)
     return None
