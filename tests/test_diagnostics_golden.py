@@ -1,11 +1,10 @@
 """Golden diagnostics: every file in tests/bad/ is a bad program whose first line
 is `# expect: LINE:COL: error[CODE]: message` — the first diagnostic the compiler
 must report.  Regenerate with `EVO_UPDATE_GOLDENS=1 python -m pytest tests/test_diagnostics_golden.py`
-(then review the diff)."""
+(then review the diff): the `golden` fixture of tests/conftest.py, shared with every golden test."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -18,7 +17,6 @@ from evo.diagnostics import CODES
 
 BAD = Path(__file__).parent / "bad"
 CASES = sorted(p for p in BAD.glob("*.evo") if not p.name.startswith("_"))
-UPDATE = os.environ.get("EVO_UPDATE_GOLDENS") == "1"
 
 
 def first_diagnostic(path: Path) -> tuple[str, evo.EvoError]:
@@ -31,12 +29,11 @@ def first_diagnostic(path: Path) -> tuple[str, evo.EvoError]:
 
 
 @pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
-def test_bad_program(path: Path):
+def test_bad_program(path: Path, golden):
     text = path.read_text()
     head, rest = text.split("\n", 1)
     got, err = first_diagnostic(path)
-    if UPDATE:
-        path.write_text(f"# expect: {got}\n{rest}")
+    if not golden.check(path, f"# expect: {got}\n{rest}", f"the first diagnostic of {path.name}"):
         return
     m = re.match(r"# expect: (.*)$", head)
     assert m, f"{path.name} has no '# expect:' line"

@@ -5,8 +5,13 @@ change to the output, regenerate them and review the diff:
 
     EVO_UPDATE_GOLDENS=1 python -m pytest tests/test_golden_emit.py
 
-(the comparison tests then rewrite the files and pass; a golden without an
-example, or an example without goldens, fails until regenerated.)
+(the `golden` fixture of tests/conftest.py, one switch for every golden test; the
+comparison tests then rewrite the files and pass; a golden without an example, or
+an example without goldens, fails until regenerated).  The CAM runtime that every
+generated file with explainers pastes verbatim is not repeated in the .py goldens:
+it must appear exactly once, byte for byte as `cam_runtime_source()`, and is
+replaced by one marker line (the runtime itself is tested once, in
+tests/test_cam_runtime.py).
 
 The outputs are produced by `evoc compile` (evo.cli.main) in two fresh
 interpreters with different PYTHONHASHSEED values, and must be byte-for-byte
@@ -36,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden"
 EXAMPLES = sorted((ROOT / "examples").glob("*.evo"))
 EMITS = ("ast", "ir", "py")
-UPDATE = os.environ.get("EVO_UPDATE_GOLDENS") == "1"
+RUNTIME_MARKER = "# [the CAM runtime (evo/codegen/cam_runtime.py, grad_runtime.py), pasted verbatim]"
 SEEDS = ("0", "4242")
 
 _CHILD = textwrap.dedent("""
@@ -79,30 +84,31 @@ def test_examples_present():
     assert {p.stem for p in EXAMPLES} >= {"resnet18", "resnet50", "vgg16", "mobilenet", "quickstart"}
 
 
+def without_runtime(text: str) -> str:
+    """The generated file with its pasted CAM runtime replaced by RUNTIME_MARKER.  A file
+    with explainers must hold the runtime exactly once, byte for byte."""
+    from evo.codegen.python import cam_runtime_source
+
+    runtime = cam_runtime_source().strip()
+    if "\nEXPLAINERS = {" not in text:
+        assert runtime not in text
+        return text
+    assert text.count(runtime) == 1, "the CAM runtime is not pasted verbatim, once"
+    return text.replace(runtime, RUNTIME_MARKER)
+
+
 @pytest.mark.parametrize("emit", EMITS)
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
-def test_golden(emitted, example, emit):
+def test_golden(emitted, example, emit, golden):
     key = _key(example, emit)
     text = emitted[SEEDS[0]][key]
-    golden = GOLDEN / key
-    if UPDATE:
-        GOLDEN.mkdir(exist_ok=True)
-        if not golden.exists() or golden.read_text(encoding="utf-8") != text:
-            golden.write_text(text, encoding="utf-8", newline="\n")
-        return
-    assert golden.exists(), f"no golden {golden}; run EVO_UPDATE_GOLDENS=1 python -m pytest {__file__}"
-    want = golden.read_text(encoding="utf-8")
-    if text != want:
-        import difflib
-
-        diff = "".join(difflib.unified_diff(want.splitlines(True), text.splitlines(True), f"golden/{key}",
-                                            "emitted", n=2))
-        pytest.fail(f"`evoc compile {example.name} --emit {emit}` differs from its golden "
-                    f"(EVO_UPDATE_GOLDENS=1 to accept):\n{diff[:6000]}")
+    if emit == "py":
+        text = without_runtime(text)
+    golden.check(GOLDEN / key, text, f"`evoc compile {example.name} --emit {emit}`")
 
 
-def test_no_stale_goldens():
-    if UPDATE:
+def test_no_stale_goldens(golden):
+    if golden.update:
         return
     expected = {_key(p, e) for p in EXAMPLES for e in EMITS}
     present = {f.name for f in GOLDEN.iterdir()} if GOLDEN.exists() else set()
