@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from evo.frontend import ast as A
 from evo.frontend import parse
+from evo.frontend.literals import quote
 
 WIDTH = 100
 IND = "    "
@@ -31,13 +32,6 @@ def prec(e) -> int:
     if isinstance(e, (A.Attr, A.Index)):
         return 9
     return 10
-
-
-def quote(s: str) -> str:
-    """A string literal that reads back as `s`: evo knows the escapes \\n, \\t, \\" and \\\\
-    (any other character, control characters included, stands for itself)."""
-    out = s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
-    return f'"{out}"'
 
 
 def number(e: A.Num) -> str:

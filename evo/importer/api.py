@@ -39,7 +39,7 @@ def from_torch(module: nn.Module, example_input: torch.Tensor, name: str | None 
         raise TypeError(f"name must be a str, not {type(name).__name__}")
     label = type(module).__name__
     net_name = name or _net_name(label)
-    from evo.importer.emit import RESERVED
+    from evo.importer.tree import RESERVED
 
     if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", net_name):
         raise ConversionError(label, [f"the network name '{net_name}' is not an evo identifier"])
@@ -56,7 +56,7 @@ def from_torch(module: nn.Module, example_input: torch.Tensor, name: str | None 
 
 
 def _net_name(label: str) -> str:
-    from evo.importer.emit import RESERVED
+    from evo.importer.tree import RESERVED
 
     s = re.sub(r"[^A-Za-z0-9_]", "_", label) or "Net"
     if s[0].isdigit():
