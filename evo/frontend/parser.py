@@ -14,6 +14,7 @@ import lark
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from evo import codes as C
 from evo.diagnostics import Diagnostic, EvoError, SourceMap, Span
 
 LANGUAGE_VERSIONS = ("0.1",)
@@ -211,7 +212,7 @@ def translate_error(e: UnexpectedInput, filename: str, text: str) -> Diagnostic:
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
         span = Span(filename, e.line, e.column, e.line, e.column + 1, e.pos_in_stream, e.pos_in_stream + 1)
         if ch == '"':
-            return Diagnostic("E0001", "unterminated string", span,
+            return Diagnostic(C.UNEXPECTED_CHARACTER, "unterminated string", span,
                               "strings are written \"...\" on one line")
         hint = None
         if ch in "@$`?!&|^~'":
@@ -219,18 +220,18 @@ def translate_error(e: UnexpectedInput, filename: str, text: str) -> Diagnostic:
         if ch == "'":
             hint = "strings use double quotes"
         shown = ch if ch.isprintable() else f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
-        return Diagnostic("E0001", f"unexpected character '{shown}'", span, hint)
+        return Diagnostic(C.UNEXPECTED_CHARACTER, f"unexpected character '{shown}'", span, hint)
     if isinstance(e, UnexpectedEOF):
         span = _span_of_token(filename, None, text)
         exp = _expected_words(e.expected)
-        return Diagnostic("E0003", "unexpected end of file" + (f"; expected {exp}" if exp else ""), span,
+        return Diagnostic(C.UNEXPECTED_END_OF_FILE, "unexpected end of file" + (f"; expected {exp}" if exp else ""), span,
                           "a '{' or '(' may be missing its closing partner")
     assert isinstance(e, UnexpectedToken)
     tok = e.token
     if tok.type == "$END":
         span = _span_of_token(filename, None, text)
         exp = _expected_words(e.expected)
-        return Diagnostic("E0003", "unexpected end of file" + (f"; expected {exp}" if exp else ""), span,
+        return Diagnostic(C.UNEXPECTED_END_OF_FILE, "unexpected end of file" + (f"; expected {exp}" if exp else ""), span,
                           "a '{' or '(' may be missing its closing partner")
     span = _span_of_token(filename, tok, text)
     kw = _keyword_before(text, tok.start_pos or 0, tok.type)
@@ -239,7 +240,7 @@ def translate_error(e: UnexpectedInput, filename: str, text: str) -> Diagnostic:
         word, pos = kw
         line = text.count("\n", 0, pos) + 1
         col = pos - (text.rfind("\n", 0, pos) + 1) + 1
-        return Diagnostic("E0005", f"'{word}' is a reserved keyword and cannot be used as a name",
+        return Diagnostic(C.KEYWORD_AS_NAME, f"'{word}' is a reserved keyword and cannot be used as a name",
                           Span(filename, line, col, line, col + len(word), pos, pos + len(word)),
                           f"choose another name, e.g. '{word}_'")
     exp = _expected_words(e.expected)
@@ -247,7 +248,7 @@ def translate_error(e: UnexpectedInput, filename: str, text: str) -> Diagnostic:
     hint = None
     v = str(tok)
     if v in KEYWORDS and "NAME" in e.expected:
-        return Diagnostic("E0005", f"'{v}' is a reserved keyword and cannot be used as a name", span,
+        return Diagnostic(C.KEYWORD_AS_NAME, f"'{v}' is a reserved keyword and cannot be used as a name", span,
                           f"choose another name, e.g. '{v}_'")
     if tok.type == "_NL" and ("RPAR" in e.expected or "RSQB" in e.expected):
         hint = "a bracket may be missing"
@@ -257,7 +258,7 @@ def translate_error(e: UnexpectedInput, filename: str, text: str) -> Diagnostic:
         hint = "use '==' to compare"
     elif tok.type in ("NAME", "INT", "FLOAT", "NUMBER") and "_NL" in e.expected:
         hint = "separate statements with a newline or ';'"
-    return Diagnostic("E0002", msg, span, hint)
+    return Diagnostic(C.UNEXPECTED_TOKEN, msg, span, hint)
 
 
 def parse_tree(text: str, filename: str):
@@ -280,7 +281,7 @@ def parse_tree(text: str, filename: str):
         line, col = getattr(meta, "line", 1), getattr(meta, "column", 1)
         start = getattr(meta, "start_pos", 0)
         span = Span(filename, line, col, line, col + 1, start, start + 1)
-        raise EvoError(Diagnostic("E0002", f"the program is nested too deeply (more than {MAX_NESTING} levels)",
+        raise EvoError(Diagnostic(C.UNEXPECTED_TOKEN, f"the program is nested too deeply (more than {MAX_NESTING} levels)",
                                   span, "split deeply nested expressions into named steps"),
                        SourceMap({filename: text}))
     return tree, comments

@@ -9,6 +9,7 @@ from lark import Token, Transformer, v_args
 
 from evo.diagnostics import Diagnostic, EvoError, SourceMap, Span
 from evo.frontend import ast as A
+from evo import codes as C
 from evo.frontend.parser import KEYWORDS
 
 _UNIT_RE = re.compile(r"^([\d_.eE+-]+?)[ \t]*([A-Za-z][A-Za-z/]*)$")
@@ -38,7 +39,7 @@ class ToAst(Transformer):
     def _name(self, tok: Token) -> str:
         v = str(tok)
         if v in KEYWORDS:
-            raise _Fail(Diagnostic("E0005", f"'{v}' is a reserved keyword and cannot be used as a name",
+            raise _Fail(Diagnostic(C.KEYWORD_AS_NAME, f"'{v}' is a reserved keyword and cannot be used as a name",
                                    self._tspan(tok), f"choose another name, e.g. '{v}_'"))
         return v
 
@@ -137,7 +138,7 @@ class ToAst(Transformer):
             numtext, unit = m.group(1), m.group(2)
         clean = numtext.replace("_", "")
         if "__" in numtext or numtext.endswith("_") or "_." in numtext or "._" in numtext:
-            raise _Fail(Diagnostic("E0006", f"invalid number '{numtext}'", span,
+            raise _Fail(Diagnostic(C.INVALID_NUMBER_LITERAL, f"invalid number '{numtext}'", span,
                                    "underscores go between digits, e.g. 1_000_000"))
         try:
             if re.fullmatch(r"\d+", clean):
@@ -145,9 +146,9 @@ class ToAst(Transformer):
             else:
                 value = float(clean)
         except ValueError:
-            raise _Fail(Diagnostic("E0006", f"invalid number '{numtext}'", span)) from None
+            raise _Fail(Diagnostic(C.INVALID_NUMBER_LITERAL, f"invalid number '{numtext}'", span)) from None
         if isinstance(value, float) and not math.isfinite(value):
-            raise _Fail(Diagnostic("E0006", f"the number '{numtext}' is too large", span,
+            raise _Fail(Diagnostic(C.INVALID_NUMBER_LITERAL, f"the number '{numtext}' is too large", span,
                                    "numbers must be finite (at most about 1.8e308)"))
         return A.Num(span, value, unit, text)
 
@@ -180,7 +181,7 @@ class ToAst(Transformer):
         # `layer4.1.0` lexes its tail as the float `1.0`: split it back into parts.
         text = str(c[1])
         if not re.fullmatch(r"\d+\.\d+", text):
-            raise _Fail(Diagnostic("E0002", f"unexpected '{text}' after '.'", self._tspan(c[1]),
+            raise _Fail(Diagnostic(C.UNEXPECTED_TOKEN, f"unexpected '{text}' after '.'", self._tspan(c[1]),
                                    "a path component is a name or an integer"))
         a, b = text.split(".")
         span = self._span(meta)
@@ -238,7 +239,7 @@ class ToAst(Transformer):
                 kws.append(a)
             else:
                 if kws:
-                    raise _Fail(Diagnostic("E0002", "positional argument after a keyword argument",
+                    raise _Fail(Diagnostic(C.UNEXPECTED_TOKEN, "positional argument after a keyword argument",
                                            a.span, "put positional arguments first"))
                 pos.append(a)
         return tuple(pos), tuple(kws)

@@ -6,13 +6,14 @@ import types
 from dataclasses import replace
 
 from evo.check.settings import METHODS, NORMALIZE, STRATEGIES, UPSAMPLE, CamSpec
+from evo import codes as C
 from evo.diagnostics import Diagnostic, EvoError, Span, did_you_mean
 
 OVERRIDABLE = ("layer", "method", "class_", "classes", "strategy", "upsample", "normalize", "labels", "network")
 
 
 def _bad(msg: str, hint: str | None = None) -> EvoError:
-    return EvoError(Diagnostic("E0504", msg, Span.unknown("<explainer>"), hint))
+    return EvoError(Diagnostic(C.INVALID_CAM_SETTING, msg, Span.unknown("<explainer>"), hint))
 
 
 def _class_spec(v):

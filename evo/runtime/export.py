@@ -27,6 +27,7 @@ from torch import nn
 
 from evo.check.settings import GRADIENT_FREE
 from evo.codegen.cam_runtime import gather_scores, run_cam
+from evo import codes as C
 from evo.diagnostics import Diagnostic, EvoError, Span
 
 FORMATS = ("onnx", "torch-export")
@@ -40,7 +41,7 @@ GRADIENT_DOMAINS = ("ai.onnx.preview.training",)
 GRADIENT_OP_TYPES = ("Gradient",)
 
 
-def _bad(msg: str, hint: str | None = None, code: str = "E0504") -> EvoError:
+def _bad(msg: str, hint: str | None = None, code: str = C.INVALID_CAM_SETTING) -> EvoError:
     return EvoError(Diagnostic(code, msg, Span.unknown("<export>"), hint))
 
 
