@@ -193,6 +193,10 @@ def test_api_entry_points_refuse_wrong_argument_types(tmp_path):
         prog.evolve("Nope")
     with pytest.raises(evo.EvoError):
         prog.explainer("Shapes", method="nope")
+    with pytest.raises(TypeError, match="layer must be a layer path"):
+        prog.explainer("Shapes", layer=5)
+    with pytest.raises(TypeError, match="labels must be a list of str"):
+        prog.explainer("Shapes", labels="abc")
     with pytest.raises(TypeError, match="nn.Module"):
         evo.from_torch("model", torch.zeros(1, 2))
     with pytest.raises(TypeError, match="name must be a str"):

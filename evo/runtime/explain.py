@@ -40,6 +40,9 @@ def apply_overrides(spec: CamSpec, graph, overrides: dict) -> CamSpec:
     kw = {}
     for k, v in overrides.items():
         if k == "layer":
+            if not (isinstance(v, str) or (isinstance(v, (list, tuple)) and v
+                                           and all(isinstance(x, str) for x in v))):
+                raise TypeError(f"layer must be a layer path (str) or a list of them, not {v!r}")
             layers = (v,) if isinstance(v, str) else tuple(v)
             for p in layers:
                 node = graph.value(p)
@@ -68,6 +71,8 @@ def apply_overrides(spec: CamSpec, graph, overrides: dict) -> CamSpec:
                 raise _bad(f"normalize must be one of {', '.join(NORMALIZE)}")
             kw["normalize"] = v
         elif k == "labels":
+            if isinstance(v, str) or not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
+                raise TypeError(f"labels must be a list of str, not {v!r}")
             kw["labels"] = tuple(v)
         else:
             raise _bad(f"unknown cam setting {k!r}", did_you_mean(k, OVERRIDABLE))
