@@ -16,6 +16,7 @@ points (`evo.compile`, `evo.compile_file`, `evoc`) load them before compiling.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
@@ -31,6 +32,25 @@ from evo.passes.gradient import NotDifferentiable, compiled_explain_graph
 
 # explain(layer, fold) -> the explain graph of `layer` (folded or not); raises NotDifferentiable
 ExplainFn = Callable[[str, bool], Graph]
+
+# How many instantiated graphs (and explain graphs) a compilation keeps: the most
+# recently used; the default-argument graphs (`ir`) are always kept.
+CACHE_ENTRIES = 64
+
+
+class _LRU(OrderedDict):
+    def get(self, key, default=None):
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        return default
+
+    def put(self, key, value):
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > CACHE_ENTRIES:
+            self.popitem(last=False)
+        return value
 
 
 def _freeze(args: dict[str, Any]) -> tuple | None:
@@ -83,8 +103,8 @@ class Compilation:
         self.source = source
         self.filename = filename
         self.base_dir = base_dir
-        self._graphs: dict[tuple, Graph] = {}
-        self._explain: dict[tuple, tuple] = {}
+        self._graphs: _LRU = _LRU()
+        self._explain: _LRU = _LRU()
 
     # ------------------------------------------------------------------ front end
     @cached_property
@@ -111,7 +131,8 @@ class Compilation:
         return {name: run_pipeline(g) for name, g in self.checked.graphs.items() if g is not None}
 
     def graph(self, network: str, args: dict[str, Any] | None = None) -> Graph:
-        """The network's graph after the pass pipeline, for `args` (memoised per argument set)."""
+        """The network's graph after the pass pipeline, for `args` (memoised per argument set;
+        the CACHE_ENTRIES most recently used are kept)."""
         if not args and network in self.ir:
             return self.ir[network]
         key = _freeze(args or {})
@@ -119,7 +140,7 @@ class Compilation:
             return run_pipeline(self.checked.instantiate(network, args))
         g = self._graphs.get((network, key))
         if g is None:
-            g = self._graphs[(network, key)] = run_pipeline(self.checked.instantiate(network, args))
+            g = self._graphs.put((network, key), run_pipeline(self.checked.instantiate(network, args)))
         return g
 
     def explain_graph(self, g: Graph, layer: str, fold: bool = True) -> Graph:
@@ -132,7 +153,7 @@ class Compilation:
                 hit = (g, compiled_explain_graph(g, layer, fold), None)
             except NotDifferentiable as e:
                 hit = (g, None, str(e))
-            self._explain[key] = hit
+            self._explain.put(key, hit)
         if hit[2] is not None:
             raise NotDifferentiable(hit[2])
         return hit[1]

@@ -5,6 +5,8 @@ under evo/ (imports inside functions included):
   evo.compilation, evo.cost, evo.check, evo.frontend, evo.ir, evo.ops, evo.passes,
   evo.runtime, evo.evolve, evo.importer, ... and the package `evo` itself);
 * nothing outside evo/cli imports evo.cli (the command line sits on top).
+
+`importlib.import_module("evo.x")` with a literal name counts as an import.
 """
 
 from __future__ import annotations
@@ -58,6 +60,13 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
             for a in node.names:
                 # `from evo import ops` imports the module evo.ops; `from evo import x` the package
                 out.add(f"{mod}.{a.name}" if f"{mod}.{a.name}" in known else mod)
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
+                and isinstance(node.args[0].value, str):
+            # importlib.import_module("evo.x") and __import__("evo.x") with a literal name
+            f = node.func
+            fname = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+            if fname in ("import_module", "__import__"):
+                out.add(node.args[0].value)
     return {m for m in out if m == "evo" or m.startswith("evo.")}
 
 
@@ -136,10 +145,11 @@ def test_the_scanner_sees_function_local_and_relative_imports(tmp_path):
     # import and a relative import must be found
     known = {"evo.a": tmp_path / "a.py", "evo.b": tmp_path / "b" / "__init__.py", "evo.b.c": tmp_path / "b" / "c.py"}
     known["evo.b"].parent.mkdir()
-    known["evo.a"].write_text("def f():\n    from evo.b import c\n")
+    known["evo.a"].write_text("def f():\n    from evo.b import c\n\n\ndef g():\n"
+                              "    import importlib\n    return importlib.import_module('evo.b')\n")
     known["evo.b"].write_text("")
     known["evo.b.c"].write_text("from .. import a\nfrom . import c\n")
-    assert imports("evo.a", known["evo.a"], known) == {"evo.b.c"}
+    assert imports("evo.a", known["evo.a"], known) == {"evo.b.c", "evo.b"}
     assert imports("evo.b.c", known["evo.b.c"], known) == {"evo.a", "evo.b.c"}
     edges = {"evo.a": {"evo.b"}, "evo.b": {"evo.a"}, "evo.c": {"evo.a"}}
     assert cycles(edges) == [["evo.a", "evo.b"]]

@@ -86,6 +86,18 @@ def test_graph_is_memoised_per_argument_set():
     assert [(n.op, n.shape) for n in fresh.nodes] == [(n.op, n.shape) for n in g6.nodes]
 
 
+def test_graph_cache_is_bounded(monkeypatch):
+    monkeypatch.setattr(compilation, "CACHE_ENTRIES", 2)
+    comp = evo.compile(SMALL).compilation
+    g2, g3 = comp.graph("Net", {"width": 2}), comp.graph("Net", {"width": 3})
+    assert comp.graph("Net", {"width": 2}) is g2          # most recently used: 3, then 2
+    comp.graph("Net", {"width": 5})                        # evicts width 3
+    assert comp.graph("Net", {"width": 2}) is g2
+    g3b = comp.graph("Net", {"width": 3})
+    assert g3b is not g3 and g3b.value("a").shape == g3.value("a").shape == ("N", 3, 8, 8)
+    assert len(comp._graphs) == 2
+
+
 def test_explain_graphs_are_built_once_and_shared(counted):
     prog = evo.compile(SMALL)
     comp = prog.compilation
