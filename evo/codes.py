@@ -14,6 +14,7 @@ UNEXPECTED_END_OF_FILE = "E0003"
 UNKNOWN_LANGUAGE_VERSION = "E0004"
 KEYWORD_AS_NAME = "E0005"
 INVALID_NUMBER_LITERAL = "E0006"
+INVALID_QUOTED_NAME = "E0007"
 
 # names and scopes
 UNDEFINED_NAME = "E0100"
@@ -84,6 +85,7 @@ CODES: dict[str, str] = {
     UNKNOWN_LANGUAGE_VERSION: "unknown language version",
     KEYWORD_AS_NAME: "reserved keyword used as a name",
     INVALID_NUMBER_LITERAL: "invalid number literal",
+    INVALID_QUOTED_NAME: "invalid quoted name",
     UNDEFINED_NAME: "undefined name",
     DUPLICATE_DEFINITION: "duplicate definition",
     NAME_BOUND_TWICE: "name bound twice",

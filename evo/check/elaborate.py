@@ -21,6 +21,7 @@ from evo import ops
 from evo.check.program import Program
 from evo.diagnostics import Abort, Collector, Note, Span, did_you_mean
 from evo.frontend import ast as A
+from evo.frontend.names import q
 from evo.ir.node import Graph, Node, Op, Scope
 from evo.units import COUNT, Quantity, parse_unit
 
@@ -589,8 +590,8 @@ class Elaborator:
         """The path of a module bound to `name`.  PyTorch modules set `self.training`, so
         no submodule can be called that."""
         if name in RESERVED_MODULE_NAMES:
-            raise self.fail("E0005", f"'{name}' cannot name a layer: PyTorch modules reserve it", span,
-                            f"choose another name, e.g. '{name}_'")
+            raise self.fail("E0005", f"{q(name)} cannot name a layer: PyTorch modules reserve it", span,
+                            f"choose another name, e.g. {q(name + '_')}")
         return join(scope, name)
 
     def check_arg(self, d: ops.OpDef, p: ops.ParamSpec, v: Any, span: Span) -> Any:

@@ -10,6 +10,7 @@ from evo import ops
 from evo.check.program import Program
 from evo.diagnostics import Collector, Note, did_you_mean
 from evo.frontend import ast as A
+from evo.frontend.names import is_plain, q
 
 BUILTIN_FUNCS = {"min", "max"}
 
@@ -37,7 +38,7 @@ class _BodyChecker:
         defined: set[str] = set()
         for p in d.params:
             if p.name in seen:
-                self.col.error("E0102", f"parameter '{p.name}' is declared twice", p.span)
+                self.col.error("E0102", f"parameter {q(p.name)} is declared twice", p.span)
             seen.add(p.name)
             if p.default is not None:
                 self.expr(p.default, defined)
@@ -66,8 +67,8 @@ class _BodyChecker:
             if isinstance(s, A.Assign):
                 self.expr(s.value, defined)
                 if s.name in defined:
-                    self.col.error("E0102", f"'{s.name}' is already bound; each name is bound once per path",
-                                   s.name_span, f"use a new name, e.g. '{s.name}2'")
+                    self.col.error("E0102", f"{q(s.name)} is already bound; each name is bound once per path",
+                                   s.name_span, f"use a new name, e.g. {q(s.name + '2')}")
                 defined.add(s.name)
             elif isinstance(s, A.Return):
                 for v in s.values:
@@ -91,9 +92,12 @@ class _BodyChecker:
         if isinstance(e, A.Name):
             if e.id not in defined:
                 hint = did_you_mean(e.id, defined)
+                close = hint[len("did you mean '"):-len("'?")] if hint else None
+                if close is not None and not is_plain(close):
+                    hint = f"did you mean {q(close)}?"
                 if e.id in self.prog.defs:
-                    hint = f"'{e.id}' is a {type(self.prog.defs[e.id]).__name__.lower()}; call it with ( )"
-                self.col.error("E0100", f"'{e.id}' is not defined", e.span, hint)
+                    hint = f"{q(e.id)} is a {type(self.prog.defs[e.id]).__name__.lower()}; call it with ( )"
+                self.col.error("E0100", f"{q(e.id)} is not defined", e.span, hint)
         elif isinstance(e, A.Call):
             self.callee(e.func, e.func_span, e)
             for a in e.args:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +10,7 @@ from evo.check.hardware import LEVEL_ATTRS, LEVEL_KINDS, TOP_ATTRS, HardwareSpec
 from evo.check.program import Program
 from evo.diagnostics import Abort, Collector, Span, did_you_mean
 from evo.frontend import ast as A
+from evo.frontend.names import path_text, show_path
 from evo.ir.node import Graph
 
 METHODS = ("gradcam", "gradcampp", "xgradcam", "layercam", "hirescam", "eigencam", "scorecam")
@@ -93,12 +93,20 @@ def path_of(e) -> str | None:
     """`layer4.1.conv2` written as an expression -> the string, or None."""
     if isinstance(e, A.Name):
         return e.id
-    if isinstance(e, A.Str):  # "3.conv1": paths that start with a seq index (a network defined as a seq)
-        return e.value if re.fullmatch(r"\w+(\.\w+)*", e.value) else None
+    if isinstance(e, A.Str):  # "3.conv1", "trunk_output.block1-0": any module path, components may be quoted
+        return path_text(e.value)
     if isinstance(e, A.Attr):
         base = path_of(e.obj)
         return f"{base}.{e.attr}" if base is not None else None
     return None
+
+
+def _did_you_mean_path(p: str, paths) -> str | None:
+    hint = did_you_mean(p, paths)
+    if hint is None:
+        return None
+    close = hint[len("did you mean '"):-len("'?")]
+    return f"did you mean '{show_path(close)}'?"
 
 
 MAX_GENE_VALUES = 1_000_000
@@ -173,10 +181,10 @@ class SettingsChecker:
                 if graph is not None:
                     node = graph.value(p)
                     if node is None:
-                        self.col.error("E0501", f"network '{net}' has no layer '{p}'", it.span,
-                                       did_you_mean(p, [k for k, _ in graph.values]))
+                        self.col.error("E0501", f"network '{net}' has no layer '{show_path(p)}'", it.span,
+                                       _did_you_mean_path(p, [k for k, _ in graph.values]))
                     elif len(node.shape) != 4:
-                        self.col.error("E0502", f"the CAM layer '{p}' has shape {_fmt_shape(node.shape)}; "
+                        self.col.error("E0502", f"the CAM layer '{show_path(p)}' has shape {_fmt_shape(node.shape)}; "
                                        "a CAM needs a spatial feature map [N, C, H, W]", it.span,
                                        "pick a convolutional layer before global pooling")
             layers = tuple(paths)

@@ -22,7 +22,7 @@ from importlib import resources
 from evo import ops
 from evo.check.settings import CamSpec
 from evo.codegen.names import Namer
-from evo.codegen.python import environment
+from evo.codegen.python import doc_text, environment
 from evo.ir.node import Graph, Node, Op
 from evo.ops import gradient as G
 from evo.passes.gradient import GRADIENT_OPS, compiled_explain_graph, head_nodes, seed_dependent
@@ -233,9 +233,9 @@ def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer, explain=No
 
     ctx = {
         "name": cls_name,
-        "doc": "\n    ".join(textwrap.wrap(
+        "doc": "\n    ".join(textwrap.wrap(doc_text(
             f"cam {cfg.cam}: {cfg.method} on network {cfg.network} at {', '.join(cfg.layers)} "
-            f"(strategy {cfg.strategy}{'; ' + cfg.strategy_note if cfg.strategy_note else ''}).", 96)),
+            f"(strategy {cfg.strategy}{'; ' + cfg.strategy_note if cfg.strategy_note else ''})."), 96)),
         "network": repr(cfg.network), "method": repr(cfg.method), "layers": repr(tuple(cfg.layers)),
         "strategy": repr(cfg.strategy), "classes": repr(tuple(cfg.classes)), "upsample": repr(cfg.upsample),
         "normalize": repr(cfg.normalize), "labels": repr(tuple(cfg.labels) if cfg.labels else None),

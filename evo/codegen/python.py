@@ -83,7 +83,7 @@ class _ClassDef:
         return (self.base, tuple(self.init), tuple(self.forward), self.arg, tuple(self.super_lines))
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "base": self.base, "doc": self.doc, "init": _wrap_all(self.init, 8),
+        return {"name": self.name, "base": self.base, "doc": doc_text(self.doc), "init": _wrap_all(self.init, 8),
                 "forward": _wrap_all(self.forward, 8), "arg": self.arg,
                 "super_lines": _wrap_all([line + "," for line in self.super_lines], 12)}
 
@@ -367,6 +367,13 @@ def generate(graphs: list[Graph], source: str = "<string>", explainers: list[str
     ctx["uses_F"] = bool(re.search(r"(?<![\w.])F\.", body))
     ctx["uses_nn"] = bool(re.search(r"(?<![\w.])nn\.", body)) or bool(ctx["classes"])
     return environment().get_template("module.py.j2").render(**ctx)
+
+
+def doc_text(s: str) -> str:
+    """Text that reads back as itself inside a generated \"\"\"docstring\"\"\": program names
+    (quoted names may hold quotes and backslashes) never end it or form an escape."""
+    s = s.replace("\\", "\\\\").replace('"', '\\"')
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in s)
 
 
 def _safe_comment(s: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from evo.frontend import ast as A
 from evo.frontend import parse
 from evo.frontend.literals import quote
+from evo.frontend.names import show, show_setting
 
 WIDTH = 100
 IND = "    "
@@ -50,15 +51,15 @@ def expr(e, ind: str = "") -> str:
     if isinstance(e, A.Bool):
         return "true" if e.value else "false"
     if isinstance(e, A.Name):
-        return e.id
+        return show(e.id)
     if isinstance(e, A.Attr):
         if isinstance(e.obj, A.Num):  # `(3).5` must not read back as the number 3.5
-            return f"({expr(e.obj, ind)}).{e.attr}"
-        return f"{_wrap(e.obj, 9, ind)}.{e.attr}"
+            return f"({expr(e.obj, ind)}).{_component(e.attr)}"
+        return f"{_wrap(e.obj, 9, ind)}.{_component(e.attr)}"
     if isinstance(e, A.Index):
         return f"{_wrap(e.obj, 9, ind)}[{expr(e.index, ind)}]"
     if isinstance(e, A.Call):
-        return f"{e.func}({args(e.args, e.kwargs, ind)})"
+        return f"{show(e.func)}({args(e.args, e.kwargs, ind)})"
     if isinstance(e, A.BinOp):
         p = _PREC[e.op]
         if p == 5:
@@ -83,13 +84,13 @@ def _wrap(e, need: int, ind: str) -> str:
 
 
 def args(pos, kws, ind: str) -> str:
-    parts = [expr(a, ind) for a in pos] + [f"{k.name}={expr(k.value, ind)}" for k in kws]
+    parts = [expr(a, ind) for a in pos] + [f"{show(k.name)}={expr(k.value, ind)}" for k in kws]
     return ", ".join(parts)
 
 
 def stage_inline(st) -> str | None:
     if isinstance(st, A.StageCall):
-        return f"{st.func}({args(st.args, st.kwargs, '')})"
+        return f"{show(st.func)}({args(st.args, st.kwargs, '')})"
     return None
 
 
@@ -191,10 +192,10 @@ class _Printer:
         if isinstance(s, A.Assign):
             if isinstance(s.value, A.Seq):
                 self.leading(s.span.start, ind, s.span.line)
-                text = seq_text(s.value, ind, self, len(s.name) + 3)
-                self.out.append(f"{ind}{s.name} = {text}{self.trailing(s)}\n")
+                text = seq_text(s.value, ind, self, len(show(s.name)) + 3)
+                self.out.append(f"{ind}{show(s.name)} = {text}{self.trailing(s)}\n")
             else:
-                self.line(s, ind, f"{s.name} = {expr(s.value, ind)}")
+                self.line(s, ind, f"{show(s.name)} = {expr(s.value, ind)}")
         elif isinstance(s, A.Return):
             if len(s.values) == 1 and isinstance(s.values[0], A.Seq):
                 self.leading(s.span.start, ind, s.span.line)
@@ -238,7 +239,7 @@ class _Printer:
                 if isinstance(st, A.StageRepeat):
                     self.out.append(f"{ind}repeat {expr(st.count, ind)} {{\n")
                 else:
-                    self.out.append(f"{ind}for {st.var} in {expr(st.start, ind)}..{expr(st.stop, ind)} {{\n")
+                    self.out.append(f"{ind}for {show(st.var)} in {expr(st.start, ind)}..{expr(st.stop, ind)} {{\n")
                 self.open_block(st.span.line)
                 self.stages(st.stages, ind + IND)
                 self.close(st.span.end, ind + IND)
@@ -270,11 +271,11 @@ class _Printer:
     def params(self, ps) -> str:
         out = []
         for p in ps:
-            s = p.name
+            s = show(p.name)
             if p.type is not None:
-                s += f": {p.type.name}"
+                s += f": {show(p.type.name)}"
                 if p.type.dims is not None:
-                    s += "[" + ", ".join(str(d) for d in p.type.dims) + "]"
+                    s += "[" + ", ".join(show(d) if isinstance(d, str) else str(d) for d in p.type.dims) + "]"
             if p.default is not None:
                 s += f" = {expr(p.default)}"
             out.append(s)
@@ -290,7 +291,7 @@ class _Printer:
             self.line(it, "", f"import {quote(it.path)}")
         elif isinstance(it, (A.Block, A.Network)):
             kw = "block" if isinstance(it, A.Block) else "network"
-            head = f"{kw} {it.name}({self.params(it.params)})"
+            head = f"{kw} {show(it.name)}({self.params(it.params)})"
             if it.expr is not None:
                 if isinstance(it.expr, A.Seq):
                     self.out.append(f"{head} = {seq_text(it.expr, '', self, len(head) + 3)}{self.trailing(it)}\n")
@@ -303,39 +304,39 @@ class _Printer:
             self.out.append("}\n")
             self.mark(it)
         elif isinstance(it, A.Hardware):
-            ext = f" extends {it.extends}" if it.extends else ""
-            self.out.append(f"hardware {it.name}{ext} {{{self.trailing_open(it)}\n")
+            ext = f" extends {show(it.extends)}" if it.extends else ""
+            self.out.append(f"hardware {show(it.name)}{ext} {{{self.trailing_open(it)}\n")
             self.open_block(it.span.line)
             for x in it.items:
                 if isinstance(x, A.HwAttr):
-                    self.line(x, IND, f"{'.'.join(x.path)} = {expr(x.value)}")
+                    self.line(x, IND, f"{_dotted(x.path)} = {expr(x.value)}")
                 else:
                     self.level(x)
             self.close(it.span.end, IND)
             self.out.append("}\n")
         elif isinstance(it, (A.Cam, A.Target)):
             kw = "cam" if isinstance(it, A.Cam) else "target"
-            self.out.append(f"{kw} {it.name} {{{self.trailing_open(it)}\n")
+            self.out.append(f"{kw} {show(it.name)} {{{self.trailing_open(it)}\n")
             self.open_block(it.span.line)
             for s in it.settings:
-                self.line(s, IND, f"{s.name} = {expr(s.value)}")
+                self.line(s, IND, f"{show_setting(s.name)} = {expr(s.value)}")
             self.close(it.span.end, IND)
             self.out.append("}\n")
         elif isinstance(it, A.Evolve):
-            self.out.append(f"evolve {it.name} {{{self.trailing_open(it)}\n")
+            self.out.append(f"evolve {show(it.name)} {{{self.trailing_open(it)}\n")
             self.open_block(it.span.line)
             for x in it.items:
                 if isinstance(x, A.Setting):
-                    self.line(x, IND, f"{x.name} = {expr(x.value)}")
+                    self.line(x, IND, f"{show_setting(x.name)} = {expr(x.value)}")
                 elif isinstance(x, A.Gene):
                     d = x.domain
                     if isinstance(d, A.Range):
                         dom = f"{expr(d.start)}..{expr(d.stop)}" + (f" step {expr(d.step)}" if d.step else "")
                     else:
                         dom = expr(d)
-                    self.line(x, IND, f"gene {'.'.join(x.path)} in {dom}")
+                    self.line(x, IND, f"gene {_dotted(x.path)} in {dom}")
                 elif isinstance(x, A.Objective):
-                    self.line(x, IND, f"{x.sense} {', '.join(x.metrics)}")
+                    self.line(x, IND, f"{x.sense} {', '.join(show(m) for m in x.metrics)}")
                 elif isinstance(x, A.Require):
                     self.line(x, IND, "require " + ", ".join(expr(c) for c in x.constraints))
             self.close(it.span.end, IND)
@@ -352,20 +353,29 @@ class _Printer:
 
     def level(self, lv: A.HwLevel) -> None:
         self.leading(lv.span.start, IND, lv.span.line)
-        attrs = [f"{'.'.join(a.path)} = {expr(a.value)}" for a in lv.attrs]
-        one = f"{IND}{lv.kind} {lv.name} {{ " + "; ".join(attrs) + " }"
+        attrs = [f"{_dotted(a.path)} = {expr(a.value)}" for a in lv.attrs]
+        one = f"{IND}{show(lv.kind)} {show(lv.name)} {{ " + "; ".join(attrs) + " }"
         inner_comments = any(lv.span.start <= c.span.start < lv.span.end and c.span.line != lv.span.end_line
                              for c in self.comments)
         if attrs and len(one) <= WIDTH and not inner_comments:
             self.out.append(one + self.trailing(lv) + "\n")
             return
-        self.out.append(f"{IND}{lv.kind} {lv.name} {{{self.trailing_open(lv)}\n")
+        self.out.append(f"{IND}{show(lv.kind)} {show(lv.name)} {{{self.trailing_open(lv)}\n")
         self.open_block(lv.span.line)
         for a in lv.attrs:
-            self.line(a, IND * 2, f"{'.'.join(a.path)} = {expr(a.value)}")
+            self.line(a, IND * 2, f"{_dotted(a.path)} = {expr(a.value)}")
         self.close(lv.span.end, IND * 2)
         self.out.append(f"{IND}}}\n")
         self.mark(lv)
+
+
+def _component(attr: str) -> str:
+    """A path component after a dot: an index (`layer1.0`) or a name."""
+    return attr if attr.isdigit() and attr.isascii() and str(int(attr)) == attr else show(attr)
+
+
+def _dotted(path) -> str:
+    return ".".join(show(p) for p in path)
 
 
 def _then_end(s) -> int:

@@ -214,8 +214,14 @@ def translate_error(e: UnexpectedInput, filename: str, text: str) -> Diagnostic:
         if ch == '"':
             return Diagnostic(C.UNEXPECTED_CHARACTER, "unterminated string", span,
                               "strings are written \"...\" on one line")
+        if ch == "`":
+            rest = text[e.pos_in_stream + 1:].split("\n", 1)[0]
+            if "`" not in rest:
+                return Diagnostic(C.INVALID_QUOTED_NAME, "unterminated quoted name", span,
+                                  "a quoted name is written `...` on one line and cannot contain a line break")
+            return Diagnostic(C.UNEXPECTED_TOKEN, "unexpected quoted name", span)
         hint = None
-        if ch in "@$`?!&|^~'":
+        if ch in "@$?!&|^~'":
             hint = "evo has no such operator; see docs/language.md for the expression syntax"
         if ch == "'":
             hint = "strings use double quotes"

@@ -10,6 +10,8 @@ from lark import Token, Transformer, v_args
 from evo.diagnostics import Diagnostic, EvoError, SourceMap, Span
 from evo.frontend import ast as A
 from evo import codes as C
+from evo.frontend import names
+from evo.frontend.names import unquote
 from evo.frontend.parser import KEYWORDS
 
 _UNIT_RE = re.compile(r"^([\d_.eE+-]+?)[ \t]*([A-Za-z][A-Za-z/]*)$")
@@ -36,8 +38,21 @@ class ToAst(Transformer):
         return Span(self.filename, tok.line, tok.column, tok.end_line, tok.end_column,
                     tok.start_pos, tok.end_pos)
 
+    def _id(self, tok: Token) -> str:
+        """The text of a name token; a quoted name is checked and unquoted."""
+        v = str(tok)
+        if not v.startswith("`"):
+            return v
+        text = unquote(v)
+        bad = names.problem(text)
+        if bad is not None:
+            raise _Fail(Diagnostic(C.INVALID_QUOTED_NAME, bad[0], self._tspan(tok), bad[1]))
+        return text
+
     def _name(self, tok: Token) -> str:
         v = str(tok)
+        if v.startswith("`"):
+            return self._id(tok)
         if v in KEYWORDS:
             raise _Fail(Diagnostic(C.KEYWORD_AS_NAME, f"'{v}' is a reserved keyword and cannot be used as a name",
                                    self._tspan(tok), f"choose another name, e.g. '{v}_'"))
@@ -95,7 +110,7 @@ class ToAst(Transformer):
 
     @v_args(meta=True)
     def type_(self, meta, c):
-        name = str(c[0])
+        name = self._id(c[0])
         dims = None
         if len(c) > 1 and c[1] is not None:
             dims = tuple(d for d in c[1:] if d is not None)
@@ -103,7 +118,7 @@ class ToAst(Transformer):
 
     def dim(self, c):
         tok = c[0]
-        return int(str(tok).replace("_", "")) if tok.type == "INT" else str(tok)
+        return int(str(tok).replace("_", "")) if tok.type == "INT" else self._id(tok)
 
     def body(self, c):
         return tuple(s for s in c if s is not None)
@@ -170,7 +185,7 @@ class ToAst(Transformer):
 
     @v_args(meta=True)
     def attr(self, meta, c):
-        return A.Attr(self._span(meta), c[0], str(c[1]))
+        return A.Attr(self._span(meta), c[0], self._id(c[1]))
 
     @v_args(meta=True)
     def attr_index(self, meta, c):
@@ -247,12 +262,12 @@ class ToAst(Transformer):
     @v_args(meta=True)
     def kwarg(self, meta, c):
         name, value = c
-        return A.Keyword(self._span(meta), str(name), value, self._tspan(name))
+        return A.Keyword(self._span(meta), self._id(name), value, self._tspan(name))
 
     @v_args(meta=True)
     def call(self, meta, c):
         name, (pos, kws) = c
-        return A.Call(self._span(meta), str(name), pos, kws, self._tspan(name))
+        return A.Call(self._span(meta), self._id(name), pos, kws, self._tspan(name))
 
     @v_args(meta=True)
     def seq(self, meta, c):
@@ -265,11 +280,11 @@ class ToAst(Transformer):
     @v_args(meta=True)
     def stage_call(self, meta, c):
         name, (pos, kws) = c
-        return A.StageCall(self._span(meta), str(name), pos, kws, False)
+        return A.StageCall(self._span(meta), self._id(name), pos, kws, False)
 
     @v_args(meta=True)
     def stage_bare(self, meta, c):
-        return A.StageCall(self._span(meta), str(c[0]), (), (), True)
+        return A.StageCall(self._span(meta), self._id(c[0]), (), (), True)
 
     @v_args(meta=True)
     def stage_if(self, meta, c):
@@ -291,7 +306,7 @@ class ToAst(Transformer):
     @v_args(meta=True)
     def hardware(self, meta, c):
         name, base, items = c
-        return A.Hardware(self._span(meta), self._name(name), str(base) if base is not None else None,
+        return A.Hardware(self._span(meta), self._name(name), self._id(base) if base is not None else None,
                           items, self._tspan(name), self._tspan(base) if base is not None else None)
 
     def hw_body(self, c):
@@ -305,12 +320,12 @@ class ToAst(Transformer):
         return A.HwAttr(self._span(meta), path, value)
 
     def dotted(self, c):
-        return tuple(str(t) for t in c)
+        return tuple(self._id(t) for t in c)
 
     @v_args(meta=True)
     def hw_level(self, meta, c):
         kind, name, attrs = c
-        return A.HwLevel(self._span(meta), str(kind), str(name), attrs, self._tspan(kind))
+        return A.HwLevel(self._span(meta), self._id(kind), self._id(name), attrs, self._tspan(kind))
 
     # ---------------------------------------------------------------- cam, target, evolve
     @v_args(meta=True)
@@ -327,7 +342,7 @@ class ToAst(Transformer):
     @v_args(meta=True)
     def setting(self, meta, c):
         tok, value = c
-        return A.Setting(self._span(meta), str(tok), value, self._tspan(tok))
+        return A.Setting(self._span(meta), self._id(tok), value, self._tspan(tok))
 
     def attr_name(self, c):
         return c[0]
@@ -343,7 +358,7 @@ class ToAst(Transformer):
     def gene(self, meta, c):
         path_toks, domain = c
         span = self._tspan(path_toks[0]).merge(self._tspan(path_toks[-1]))
-        return A.Gene(self._span(meta), tuple(str(t) for t in path_toks), domain, span)
+        return A.Gene(self._span(meta), tuple(self._id(t) for t in path_toks), domain, span)
 
     def gene_path(self, c):
         return list(c)
@@ -359,9 +374,9 @@ class ToAst(Transformer):
     @v_args(meta=True)
     def objective(self, meta, c):
         sense = str(c[0])
-        names = [t for t in c[1:] if isinstance(t, Token) and t.type == "NAME"]
-        return A.Objective(self._span(meta), sense, tuple(str(t) for t in names),
-                           tuple(self._tspan(t) for t in names))
+        toks = [t for t in c[1:] if isinstance(t, Token) and t.type == "NAME"]
+        return A.Objective(self._span(meta), sense, tuple(self._id(t) for t in toks),
+                           tuple(self._tspan(t) for t in toks))
 
     @v_args(meta=True)
     def require(self, meta, c):

@@ -28,12 +28,12 @@ from typing import Any
 from torch import nn
 
 from evo import ops
+from evo.frontend import names as quoting
 from evo.frontend.literals import literal
 from evo.importer.merge import Merger, NoMerge, name_params, resolve
 from evo.importer.render import Renderer
 from evo.importer.trace import Call, Problems, Step, Val, type_label
 from evo.importer.tree import (
-    KEYWORDS,
     RESERVED,
     WILD,
     Assign,
@@ -52,6 +52,7 @@ from evo.importer.tree import (
     _mode,
     _rel,
     full_key,
+    bindable,
     legal_name,
     make_lit,
 )
@@ -170,14 +171,9 @@ class Emitter:
                     continue
                 needs_name = (isinstance(it, Step) and ops.REGISTRY[it.op].parametric) or (
                     isinstance(it, Call) and _has_state(it.module))
-                if needs_name and not legal_name(r):
+                if needs_name and not bindable(r):
                     what = type_label(it.module) if it.module is not None else "module"
-                    if r in KEYWORDS:
-                        why = f"'{r}' is an evo keyword and cannot name a module"
-                    elif r in RESERVED:
-                        why = f"'{r}' is a built-in function name in evo and cannot name a module"
-                    else:
-                        why = f"'{r}' is not an evo identifier and cannot name a module"
+                    why = f"{r!r} cannot name a module in evo: {quoting.problem(r)[0]}"
                     self.p.add(f"not expressible: {it.path} ({what}): {why}")
         for it in c.items:
             if isinstance(it, Call):
@@ -386,7 +382,7 @@ class Emitter:
                             {k: make_lit(v, k, loc) for k, v in it.args.items()})
                 parametric = ops.REGISTRY[it.op].parametric if it.op in ops.REGISTRY else False
                 name = None
-                if rel and legal_name(rel) and rel not in bound:
+                if rel and bindable(rel) and rel not in bound:
                     name = rel
                 elif parametric:
                     raise _Internal(f"cannot name {it.path}")
@@ -400,7 +396,7 @@ class Emitter:
                 else:
                     v = self.variant_of[it]
                     e = BlockE(v, get(it.inputs[0]), self.call_args(v, it, rel if legal_name(rel) else None))
-                if legal_name(rel) and rel not in bound:
+                if bindable(rel) and rel not in bound:
                     name = rel
                 elif _has_state(it.module):
                     raise _Internal(f"cannot name {it.path}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from evo import ops
+from evo.frontend import names as quoting
 from evo.frontend.literals import literal
 from evo.importer.tree import (
     Assign,
@@ -96,7 +97,7 @@ class Renderer:
 
     def expr(self, n, top: bool = False) -> str:
         if isinstance(n, Name):
-            return n.id
+            return quoting.show(n.id)
         if isinstance(n, OpE):
             ins = [self.expr(i, True) for i in n.inputs]
             return f"{n.op}({', '.join(ins + self.op_args(n.op, n.args))})"
@@ -133,7 +134,7 @@ class Renderer:
         out = []
         for s in stmts:
             if isinstance(s, Assign):
-                out.append(f"{ind}{s.name} = {self.expr(s.expr, True)}\n")
+                out.append(f"{ind}{quoting.show(s.name)} = {self.expr(s.expr, True)}\n")
             elif isinstance(s, Ret):
                 out.append(f"{ind}return {', '.join(self.expr(e, True) for e in s.exprs)}\n")
             elif isinstance(s, IfS):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evo.check.names import BUILTIN_FUNCS
+from evo.frontend import names as quoting
 from evo.frontend.parser import KEYWORDS as PARSER_KEYWORDS
 
 # The front end's keywords, and the words that are keywords in one position only
@@ -24,6 +25,12 @@ WILD = object()  # a value that does not matter for this instance
 
 def legal_name(s: str) -> bool:
     return bool(_IDENT.match(s)) and s not in RESERVED
+
+
+def bindable(s: str) -> bool:
+    """Can a module named `s` be bound under its own name?  Any text a quoted name may
+    hold (`block`, `block1-0`); the source writes it quoted where needed."""
+    return quoting.problem(s) is None
 
 
 def _rel(scope: str, path: str) -> str:

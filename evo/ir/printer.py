@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from evo.frontend.names import show_listed, show_module_path
 from evo.ir.node import Graph, Node
 
 
@@ -27,11 +28,11 @@ def node_line(n: Node) -> str:
     s = f"%{n.id} = {n.op.value}({ins}{', ' if ins and attrs else ''}{attrs}) : {shape_str(n.shape)}"
     extra = []
     if n.path is not None:
-        extra.append(f"module={n.path}")
+        extra.append(f"module={show_module_path(n.path)}")
     if n.name:
-        extra.append(f"name={n.name}")
+        extra.append(f"name={show_listed(n.name)}")
     if n.scope:
-        extra.append(f"scope={n.scope}")
+        extra.append(f"scope={show_module_path(n.scope)}")
     if extra:
         s += "  ; " + " ".join(extra)
     return s
@@ -45,7 +46,7 @@ def print_graph(g: Graph) -> str:
     lines.append("  return " + ", ".join(f"%{o}" for o in g.outputs))
     for s in g.scopes:
         if s.path:
-            lines.append(f"  scope {s.path}: {s.kind} {s.label} in=%{s.input} out="
+            lines.append(f"  scope {show_module_path(s.path)}: {s.kind} {show_listed(s.label)} in=%{s.input} out="
                          + ",".join(f"%{o}" for o in s.outputs))
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ from dataclasses import replace
 from evo.check.settings import METHODS, NORMALIZE, STRATEGIES, UPSAMPLE, CamSpec
 from evo import codes as C
 from evo.diagnostics import Diagnostic, EvoError, Span, did_you_mean
+from evo.frontend.names import path_text
 
 OVERRIDABLE = ("layer", "method", "class_", "classes", "strategy", "upsample", "normalize", "labels", "network")
 
@@ -44,7 +45,11 @@ def apply_overrides(spec: CamSpec, graph, overrides: dict) -> CamSpec:
                                            and all(isinstance(x, str) for x in v))):
                 raise TypeError(f"layer must be a layer path (str) or a list of them, not {v!r}")
             layers = (v,) if isinstance(v, str) else tuple(v)
+            # a path may quote its components as in a program: "features.`block1-0`.conv"
+            layers = tuple(path_text(p) or p if isinstance(p, str) and "`" in p else p for p in layers)
             for p in layers:
+                if not isinstance(p, str):
+                    raise _bad(f"a layer is given by its path as a string, not {type(p).__name__}")
                 node = graph.value(p)
                 if node is None:
                     raise _bad(f"network '{spec.network}' has no layer '{p}'",
