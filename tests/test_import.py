@@ -573,12 +573,13 @@ class Unsupported(nn.Module):
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.Upsample(scale_factor=2))
-        self.block = nn.Conv2d(8, 8, 1)
+        # `block` (an evo keyword) is a quoted name now; a backtick is never part of a name
+        self.add_module("block`1", nn.Conv2d(8, 8, 1))
         self.norm = nn.LayerNorm(8)
         self.unused = nn.Linear(3, 3)
 
     def forward(self, x):
-        x = self.block(self.features(x))
+        x = self._modules["block`1"](self.features(x))
         x = x - x.mean()
         return self.norm(x.permute(0, 2, 3, 1))
 
@@ -588,7 +589,8 @@ def test_unsupported_modules_are_all_reported():
         from_torch(Unsupported(), torch.randn(1, 3, 16, 16))
     e = ei.value
     assert "not convertible: features.3 (nn.Upsample): no evo op for upsampling" in e.problems
-    assert "not expressible: block (nn.Conv2d): 'block' is an evo keyword and cannot name a module" in e.problems
+    assert ("not expressible: block`1 (nn.Conv2d): 'block`1' cannot name a module in evo: a quoted name cannot "
+            "contain a backtick") in e.problems
     assert "not convertible: norm (nn.LayerNorm): no evo op for layer normalisation" in e.problems
     assert any(p.startswith("not convertible: unused (nn.Linear)") for p in e.problems)
     assert any("operator.sub" in p and "subtraction" in p for p in e.problems)
