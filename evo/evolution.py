@@ -699,6 +699,7 @@ def _comment_lines(parts: list[str], width: int = 100) -> str:
 def _write_back(res: EvolveResult, i: int, p, directory) -> str:
     from evo.frontend import ast as A
     from evo.frontend.fmt import format_source, quote
+    from evo.frontend.names import show
 
     ev = res.evaluator
     comp = ev.comp
@@ -736,7 +737,7 @@ def _write_back(res: EvolveResult, i: int, p, directory) -> str:
         new = res.tier_name(i)
         body = "\n".join(f"    {'.'.join(path)} = {num}{(' ' + unit) if unit else ''}"
                          for path, num, unit in ev.hardware_items(p.values))
-        tier_text = f"hardware {new} extends {res.target.hardware} {{\n{body}\n}}\n"
+        tier_text = f"hardware {show(new)} extends {show(res.target.hardware)} {{\n{body}\n}}\n"
         tier_ast = ev.program.hardware[res.target.hardware]
         if id(tier_ast) in mine:
             pos = _line_end(src, tier_ast.span.end)
@@ -745,7 +746,7 @@ def _write_back(res: EvolveResult, i: int, p, directory) -> str:
             pos = _attached_start(src, tgt_ast, mod.comments)
             edits.append((pos, pos, tier_text + "\n"))
         hw_setting = next(s for s in tgt_ast.settings if s.name == "hardware")
-        edits.append((hw_setting.value.span.start, hw_setting.value.span.end, new))
+        edits.append((hw_setting.value.span.start, hw_setting.value.span.end, show(new)))
 
     # the evolve blocks of this target go (their hardware genes would name the old tier)
     for it in items:

@@ -306,3 +306,42 @@ def test_importer_quotes_module_names_only_where_needed():
     net.load_state_dict(m.state_dict(), strict=True)
     with torch.no_grad():
         torch.testing.assert_close(net(x), m(x), rtol=1e-5, atol=1e-5)
+
+
+def test_evolve_write_back_quotes_a_quoted_hardware_name():
+    from evo.evolution import run_evolve
+
+    src = """\
+network `Tiny net`(x: Tensor[N, 3, 8, 8], width: int = 4) {
+    `block` = conv2d(x, width, 3, padding=1)
+    return linear(flatten(adaptive_avgpool2d(relu(`block`), 1)), 3)
+}
+
+hardware `Chip-2` {
+    frequency = 200 MHz
+    pes = 64
+    word = 16 bit
+    offchip DRAM { bandwidth = 4 GB/s; energy = 100 pJ/B }
+    global GLB { size = 64 KiB; bandwidth = 16 B/cycle; energy = 3 pJ/B }
+    pe Spad { size = 512 B; bandwidth = 4 B/cycle; energy = 0.5 pJ/B }
+}
+
+target T {
+    network = `Tiny net`
+    hardware = `Chip-2`
+}
+
+evolve S {
+    target = T
+    gene width in [4, 8]
+    gene `Chip-2`.pes in [16, 64]
+    minimize latency, energy
+}
+"""
+    res = run_evolve(evo.compile(src), "S", generations=1, population=2)
+    text = res.program(0)
+    assert "hardware `Chip-2_S_1` extends `Chip-2` {" in text
+    assert "    hardware = `Chip-2_S_1`\n" in text
+    q = evo.compile(text)
+    assert "Chip-2_S_1" in q.hardware
+    assert format_source(text) == text
