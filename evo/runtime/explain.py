@@ -46,10 +46,8 @@ def apply_overrides(spec: CamSpec, graph, overrides: dict) -> CamSpec:
                 raise TypeError(f"layer must be a layer path (str) or a list of them, not {v!r}")
             layers = (v,) if isinstance(v, str) else tuple(v)
             # a path may quote its components as in a program: "features.`block1-0`.conv"
-            layers = tuple(path_text(p) or p if isinstance(p, str) and "`" in p else p for p in layers)
+            layers = tuple(path_text(p) or p if "`" in p else p for p in layers)
             for p in layers:
-                if not isinstance(p, str):
-                    raise _bad(f"a layer is given by its path as a string, not {type(p).__name__}")
                 node = graph.value(p)
                 if node is None:
                     raise _bad(f"network '{spec.network}' has no layer '{p}'",
