@@ -76,6 +76,11 @@ def choose_strategy(g: Graph, spec: CamSpec, explain: ExplainFn | None = None, h
         def explain(layer: str, fold: bool = True) -> Graph:
             return compiled_explain_graph(g, layer, fold)
     s = requested or spec.strategy
+    if spec.method == "cam":  # the original CAM reads the class weights of an affine head
+        for layer in spec.layers:
+            if not any(n.op == Op.CONST for n in explain(layer, True).nodes):  # raises NotDifferentiable
+                raise NotDifferentiable(f"method cam needs global pooling and an affine head after layer '{layer}'")
+        return "none", "cam reads the class weights of the affine head when the explainer is built"
     if spec.method in GRADIENT_FREE:
         return "none", f"{spec.method} needs no gradient"
     if s == "compiled":

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -288,3 +289,291 @@ def reference_upsample(maps: torch.Tensor, size: int | Sequence[int], mode: str 
     else:
         out = F.interpolate(flat, size=hw, mode="nearest")
     return out.reshape(*lead, *hw)
+
+
+# --------------------------------------------------------------------------- the peers' other methods
+#
+# Written from the papers / the peers' documented semantics, independently of
+# evo's runtime: full forward and backward passes through the whole network with
+# hooks, explicit loops over channels / positions / samples, numpy for the kernel
+# PCA.  Maps are [B, h, w] at the layer's resolution, after the final ReLU.
+
+
+def _pca_map(t: torch.Tensor) -> torch.Tensor:
+    """First principal component of ``t [B, C, h, w]`` (no relu), sign as in _eigencam."""
+    b, k, h, w = t.shape
+    out = torch.zeros(b, h, w, dtype=torch.float64)
+    for i in range(b):
+        m = t[i].to(torch.float64).reshape(k, h * w).T
+        m = m - m.mean(dim=0, keepdim=True)
+        if not bool(m.abs().max() > 0):
+            continue
+        _u, _s, vh = torch.linalg.svd(m, full_matrices=False)
+        v = vh[0]
+        total = v.sum()
+        sign = torch.sign(total) if total != 0 else torch.sign(v[v.abs().argmax()])
+        out[i] = (m @ (v * sign)).reshape(h, w)
+    return out
+
+
+def _out_hook(layer_module: nn.Module, fn):
+    """A forward hook replacing the layer's output by ``fn(output)``."""
+    return layer_module.register_forward_hook(lambda _m, _i, out: fn(out))
+
+
+def _scores(model: nn.Module, x: torch.Tensor, cls: int) -> float:
+    with torch.no_grad():
+        return float(model(x)[0, cls])
+
+
+def ref_cam_head(act: torch.Tensor, fc_weight: torch.Tensor, class_idx: torch.Tensor) -> torch.Tensor:
+    """CAM (Zhou et al.): ``relu(sum_k W[c, k] A_k)`` with W the classifier's weight."""
+    w = fc_weight.detach().to(torch.float64)[class_idx]
+    return _weighted(w, act.to(torch.float64))
+
+
+def ref_shapleycam(model, x, layer_module, class_idx) -> torch.Tensor:
+    """ShapleyCAM: ``w_k = mean_ij (G - H A / 2)_k``, H A the Hessian-vector product
+    ``d <G, A> / dA`` by double backward through the whole network."""
+    acts: list[torch.Tensor] = []
+    h = layer_module.register_forward_hook(lambda _m, _i, out: acts.append(out))
+    try:
+        xin = x.detach().clone().requires_grad_(True)
+        logits = model(xin)
+        loss = logits.gather(1, class_idx.view(-1, 1)).sum()
+        (g,) = torch.autograd.grad(loss, acts[0], create_graph=True)
+        (hv,) = torch.autograd.grad(g, acts[0], grad_outputs=acts[0].detach(), allow_unused=True,
+                                    materialize_grads=True)
+    finally:
+        h.remove()
+    a = acts[0].detach().to(torch.float64)
+    w = (g.detach().to(torch.float64) - 0.5 * hv.detach().to(torch.float64)).mean(dim=(2, 3))
+    return _weighted(w, a)
+
+
+def ref_finercam(model, x, layer_module, class_idx, comparisons=(1, 2, 3), alpha=1.0) -> torch.Tensor:
+    """Finer-CAM: Grad-CAM of ``T = sum_j p_j (y_m - alpha y_j) / (sum_j p_j + 1e-9)``,
+    j the classes at positions 1, 2, 3 of the classes sorted by ``|y - y_m|``."""
+    acts: list[torch.Tensor] = []
+    grads: list[torch.Tensor] = []
+
+    def hook(_m, _i, out):
+        acts.append(out.detach())
+        out.register_hook(lambda gr: grads.append(gr.detach()))
+
+    h = layer_module.register_forward_hook(hook)
+    try:
+        xin = x.detach().clone().requires_grad_(True)
+        logits = model(xin)
+        p = torch.softmax(logits, dim=-1)
+        total = 0
+        for b in range(x.shape[0]):
+            y = logits[b].detach().numpy().astype(np.float64)
+            m = int(class_idx[b])
+            d = np.abs(y - y[m])
+            d[m] = -1.0
+            order = np.argsort(d, kind="stable")
+            comp = [int(order[i]) for i in comparisons]
+            num = sum(p[b, j] * (logits[b, m] - alpha * logits[b, j]) for j in comp)
+            den = sum(p[b, j] for j in comp)
+            total = total + num / (den + 1e-9)
+        total.backward()
+    finally:
+        h.remove()
+        for prm in model.parameters():
+            prm.grad = None
+    return _gradcam(acts[0].to(torch.float64), grads[0].to(torch.float64))
+
+
+def ref_ablationcam(model, x, layer_module, class_idx) -> torch.Tensor:
+    """Ablation-CAM: ``w_k = (y - y_k) / y``, y_k the score with channel k of the layer
+    set to 0 (one full forward per image and channel); ``relu(sum_k w_k A_k)``."""
+    act, _, logits = capture(model, x, layer_module, None)
+    b, k = act.shape[:2]
+    w = torch.zeros(b, k, dtype=torch.float64)
+    for i in range(b):
+        c = int(class_idx[i])
+        y = float(logits[i, c])
+        for ch in range(k):
+            def zero(out, ch=ch):
+                out = out.clone()
+                out[:, ch] = 0
+                return out
+            h = _out_hook(layer_module, zero)
+            try:
+                yk = _scores(model, x[i:i + 1], c)
+            finally:
+                h.remove()
+            w[i, ch] = (y - yk) / y if y != 0 else 0.0
+    return _weighted(w, act.to(torch.float64))
+
+
+def ref_reciprocam(model, x, layer_module, class_idx) -> torch.Tensor:
+    """Recipro-CAM: the map at (i, j) is softmax(f(A masked to position (i, j)))_c."""
+    act, _, _ = capture(model, x, layer_module, None)
+    b, _, hh, ww = act.shape
+    out = torch.zeros(b, hh, ww, dtype=torch.float64)
+    for n in range(b):
+        c = int(class_idx[n])
+        for i in range(hh):
+            for j in range(ww):
+                def keep(o, i=i, j=j):
+                    m = torch.zeros_like(o)
+                    m[:, :, i, j] = 1
+                    return o * m
+                h = _out_hook(layer_module, keep)
+                try:
+                    with torch.no_grad():
+                        out[n, i, j] = float(torch.softmax(model(x[n:n + 1]), dim=-1)[0, c])
+                finally:
+                    h.remove()
+    return out
+
+
+def ref_kpcacam(act: torch.Tensor, gamma: float | None = None) -> torch.Tensor:
+    """KPCA-CAM: scikit-learn's KernelPCA(n_components=1, kernel="sigmoid") on the
+    position-centred activations, redone in numpy: K = tanh(gamma X X^T + 1),
+    Kc = H K H with H = I - 1/n, top eigenpair, projection v * sqrt(lambda); sign:
+    positive correlation with the channel mean; relu."""
+    b, k, hh, ww = act.shape
+    out = np.zeros((b, hh * ww))
+    for i in range(b):
+        xm = act[i].detach().numpy().astype(np.float64).reshape(k, -1).T
+        xm = xm - xm.mean(axis=0)
+        g = 1.0 / k if gamma is None else gamma
+        kern = np.tanh(g * xm @ xm.T + 1.0)
+        n = kern.shape[0]
+        hmat = np.eye(n) - np.ones((n, n)) / n
+        vals, vecs = np.linalg.eigh(hmat @ kern @ hmat)
+        p = vecs[:, -1] * np.sqrt(max(vals[-1], 0.0))
+        mean_map = act[i].detach().numpy().astype(np.float64).mean(axis=0).reshape(-1)
+        corr = float(p @ mean_map)
+        if corr < 0 or (corr == 0 and p[np.argmax(np.abs(p))] < 0):
+            p = -p
+        out[i] = np.maximum(p, 0)
+    return torch.from_numpy(out.reshape(b, hh, ww))
+
+
+def ref_fem(act: torch.Tensor, k: float = 2.0) -> torch.Tensor:
+    """FEM: channel weight = share of positions above mean + k * std (population)."""
+    a = act.detach().numpy().astype(np.float64)
+    b, c = a.shape[:2]
+    w = np.zeros((b, c))
+    for i in range(b):
+        for ch in range(c):
+            v = a[i, ch]
+            w[i, ch] = float((v > v.mean() + k * v.std()).mean())
+    return _weighted(torch.from_numpy(w), act.to(torch.float64))
+
+
+def ref_randomcam(act: torch.Tensor, seed: int) -> torch.Tensor:
+    """RandomCAM: weights uniform in [-1, 1) from torch.Generator().manual_seed(seed)."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.rand(act.shape[0], act.shape[1], generator=g, dtype=torch.float64) * 2 - 1
+    return _weighted(w, act.to(torch.float64))
+
+
+def _masks(act: torch.Tensor, size) -> torch.Tensor:
+    return reference_normalize(reference_upsample(act, size, "bilinear"))
+
+
+def ref_iscam(model, x, layer_module, class_idx, samples: int) -> torch.Tensor:
+    """IS-CAM: channel score = mean_{i=1..N} logit(x * (i/N) * mask_k); softmax; weighted sum."""
+    act, _, _ = capture(model, x, layer_module, None)
+    b, k = act.shape[:2]
+    masks = _masks(act, x.shape[-2:])
+    s = torch.zeros(b, k, dtype=torch.float64)
+    for n in range(b):
+        c = int(class_idx[n])
+        for ch in range(k):
+            s[n, ch] = sum(_scores(model, (x[n] * masks[n, ch] * (i / samples))[None], c)
+                           for i in range(1, samples + 1)) / samples
+    return _weighted(torch.softmax(s, dim=1), act.to(torch.float64))
+
+
+def ref_sscam(model, x, layer_module, class_idx, samples: int, seed: int, std: float = 2.0,
+              block: int = 32) -> torch.Tensor:
+    """SS-CAM: channel score = mean over noisy masks (mask_k + N(0, std^2)) of the logit
+    of the masked input; noise drawn from torch.Generator().manual_seed(seed) in the
+    order documented by evo (sample, image, blocks of 32 channels); softmax; weighted sum."""
+    act, _, _ = capture(model, x, layer_module, None)
+    b, k = act.shape[:2]
+    hh, ww = x.shape[-2:]
+    masks = _masks(act, x.shape[-2:])
+    gen = torch.Generator().manual_seed(seed)
+    s = torch.zeros(b, k, dtype=torch.float64)
+    for _ in range(samples):
+        for n in range(b):
+            c = int(class_idx[n])
+            for c0 in range(0, k, block):
+                m = min(k, c0 + block) - c0
+                noise = torch.randn(m, 1, hh, ww, generator=gen) * std
+                for j in range(m):
+                    s[n, c0 + j] += _scores(model, (x[n] * (masks[n, c0 + j] + noise[j, 0]))[None], c)
+    return _weighted(torch.softmax(s / samples, dim=1), act.to(torch.float64))
+
+
+def ref_smoothgradcampp(model, x, layer_module, class_idx, samples: int, seed: int,
+                        std: float = 0.3) -> torch.Tensor:
+    """Smooth Grad-CAM++ (torchcam): gradients at ``x + N(0, std^2)`` (noise from
+    torch.Generator().manual_seed(seed), one randn(x.shape) per sample);
+    alpha = mean(G^2) / (2 mean(G^2) + sum_ij(mean(G^3) * A)) (0 where 0);
+    w_k = sum_ij alpha relu(mean G); ``relu(sum_k w_k A_k)`` with the clean A."""
+    act, _, _ = capture(model, x, layer_module, None)
+    gen = torch.Generator().manual_seed(seed)
+    g1 = g2 = g3 = 0
+    for _ in range(samples):
+        xs = x + torch.randn(x.shape, generator=gen) * std
+        _a, g, _ = capture(model, xs, layer_module, class_idx)
+        g = g.to(torch.float64)
+        g1, g2, g3 = g1 + g, g2 + g * g, g3 + g * g * g
+    g1, g2, g3 = g1 / samples, g2 / samples, g3 / samples
+    a = act.to(torch.float64)
+    den = 2 * g2 + (g3 * a).sum(dim=(2, 3), keepdim=True)
+    alpha = torch.where(den != 0, g2 / torch.where(den != 0, den, torch.ones_like(den)), torch.zeros_like(den))
+    return _weighted((alpha * F.relu(g1)).sum(dim=(2, 3)), a)
+
+
+def reference_method(model, x, layer_module, method: str, class_idx: torch.Tensor, *, seed: int = 0,
+                     samples: int | None = None, fc_weight: torch.Tensor | None = None,
+                     eigen_smooth: bool = False) -> torch.Tensor:
+    """Raw map ``[B, h, w]`` (float64) of any method, old or new."""
+    class_idx = torch.as_tensor(class_idx, dtype=torch.long).view(-1)
+    if eigen_smooth:
+        if method != "gradcam":
+            raise ValueError("the eigen_smooth reference is written for gradcam")
+        act, grad, _ = capture(model, x, layer_module, class_idx)
+        w = grad.to(torch.float64).mean(dim=(2, 3))
+        return F.relu(_pca_map(w[:, :, None, None] * act.to(torch.float64)))
+    if method in METHODS:
+        return reference_cam(model, x, layer_module, method, class_idx).to(torch.float64)
+    if method == "eigengradcam":
+        act, grad, _ = capture(model, x, layer_module, class_idx)
+        return F.relu(_pca_map(grad.to(torch.float64) * act.to(torch.float64)))
+    if method == "gradcam_elementwise":
+        act, grad, _ = capture(model, x, layer_module, class_idx)
+        return F.relu(F.relu(grad.to(torch.float64) * act.to(torch.float64)).sum(dim=1))
+    if method == "cam":
+        act, _, _ = capture(model, x, layer_module, None)
+        return ref_cam_head(act, fc_weight, class_idx)
+    if method == "shapleycam":
+        return ref_shapleycam(model, x, layer_module, class_idx)
+    if method == "finercam":
+        return ref_finercam(model, x, layer_module, class_idx)
+    if method == "ablationcam":
+        return ref_ablationcam(model, x, layer_module, class_idx)
+    if method == "reciprocam":
+        return ref_reciprocam(model, x, layer_module, class_idx)
+    if method == "kpcacam":
+        return ref_kpcacam(capture(model, x, layer_module, None)[0])
+    if method == "fem":
+        return ref_fem(capture(model, x, layer_module, None)[0])
+    if method == "randomcam":
+        return ref_randomcam(capture(model, x, layer_module, None)[0], seed)
+    if method == "iscam":
+        return ref_iscam(model, x, layer_module, class_idx, samples or 10)
+    if method == "sscam":
+        return ref_sscam(model, x, layer_module, class_idx, samples or 35, seed)
+    if method == "smoothgradcampp":
+        return ref_smoothgradcampp(model, x, layer_module, class_idx, samples or 4, seed)
+    raise ValueError(f"no reference for {method!r}")

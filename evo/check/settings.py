@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evo import units as U
+from evo.cam_methods import GRADIENT_FREE, METHODS  # noqa: F401  (the one list of CAM methods)
 from evo.check.hardware import LEVEL_ATTRS, LEVEL_KINDS, TOP_ATTRS, HardwareSpec
 from evo.check.program import Program
 from evo.diagnostics import Abort, Collector, Span, did_you_mean
@@ -13,8 +14,6 @@ from evo.frontend import ast as A
 from evo.frontend.names import path_text, show_path
 from evo.ir.node import Graph
 
-METHODS = ("gradcam", "gradcampp", "xgradcam", "layercam", "hirescam", "eigencam", "scorecam")
-GRADIENT_FREE = ("eigencam", "scorecam")
 STRATEGIES = ("auto", "autograd", "forward", "compiled")
 UPSAMPLE = ("bilinear", "nearest", "none")
 NORMALIZE = ("minmax", "none")
@@ -49,6 +48,10 @@ class CamSpec:
     std: tuple[float, ...] | None = None
     labels: tuple[str, ...] | None = None
     span: Span | None = None
+    seed: int = 0                 # randomised methods (sscam, smoothgradcampp, randomcam)
+    eigen_smooth: bool = False    # the map is the first principal component of the weighted activations
+    aug_smooth: bool = False      # mean over horizontal flip x brightness 0.9 / 1 / 1.1
+    samples: int | None = None    # noisy / integration samples (sscam, iscam, smoothgradcampp); None: the peers'
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,8 @@ class SettingsChecker:
     def cam(self, c: A.Cam) -> CamSpec | None:
         n0 = len(self.col.diagnostics)
         st = self.settings(c, ("network", "layer", "method", "class", "strategy", "upsample", "normalize",
-                               "mean", "std", "labels"))
+                               "mean", "std", "labels", "seed", "eigen_smooth", "aug_smooth",
+                               "samples"))
         for req in ("network", "layer"):
             if req not in st:
                 self.col.error("E0509", f"cam '{c.name}' needs '{req}'", c.name_span,
@@ -188,7 +192,11 @@ class SettingsChecker:
                                        "a CAM needs a spatial feature map [N, C, H, W]", it.span,
                                        "pick a convolutional layer before global pooling")
             layers = tuple(paths)
-        method = self.word(st["method"], METHODS) if "method" in st else "gradcam"
+        method = "gradcam"
+        if "method" in st:
+            v = st["method"].value
+            # `cam` is a keyword of the language: the original CAM is written method = "cam"
+            method = v.value if isinstance(v, A.Str) and v.value in METHODS else self.word(st["method"], METHODS)
         strategy = self.word(st["strategy"], STRATEGIES) if "strategy" in st else "auto"
         upsample = self.word(st["upsample"], UPSAMPLE) if "upsample" in st else "bilinear"
         normalize = self.word(st["normalize"], NORMALIZE) if "normalize" in st else "minmax"
@@ -198,10 +206,53 @@ class SettingsChecker:
         if std is not None and any(x <= 0 for x in std):
             self.col.error("E0203", "'std' values must be positive", st["std"].value.span)
         labels = self.strings(st["labels"]) if "labels" in st else None
+        seed = 0
+        if "seed" in st:
+            v = self.value(st["seed"].value)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0 or v >= 2 ** 63:
+                self.col.error("E0203", "'seed' must be an int >= 0", st["seed"].value.span)
+            else:
+                seed = v
+        samples = None
+        if "samples" in st:
+            v = self.value(st["samples"].value)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1 or v > 10_000:
+                self.col.error("E0203", "'samples' must be an int in 1..10000", st["samples"].value.span)
+            else:
+                samples = v
+        flags = {}
+        for key in ("eigen_smooth", "aug_smooth"):
+            flags[key] = False
+            if key in st:
+                v = self.value(st[key].value)
+                if not isinstance(v, bool):
+                    self.col.error("E0504", f"'{key}' must be true or false", st[key].value.span)
+                else:
+                    flags[key] = v
+        if method == "cam" and graph is not None and layers and len(self.col.diagnostics) == n0:
+            self.cam_head(st["layer"], graph, layers)
         if len(self.col.diagnostics) > n0:
             return None
         return CamSpec(c.name, net, layers, method, classes, strategy, upsample, normalize, mean, std, labels,
-                       c.span)
+                       c.span, seed, flags["eigen_smooth"], flags["aug_smooth"], samples)
+
+    def cam_head(self, s: A.Setting, graph: Graph, layers: tuple[str, ...]) -> None:
+        """`method = cam` reads the class weights of an affine head (global pooling + linear)."""
+        from evo.ir.node import Op
+        from evo.passes import run_pipeline
+        from evo.passes.gradient import NotDifferentiable, compiled_explain_graph
+
+        g = run_pipeline(graph)
+        for p in layers:
+            try:
+                folded = any(n.op == Op.CONST for n in compiled_explain_graph(g, p).nodes)
+            except NotDifferentiable:
+                folded = False
+            if not folded:
+                self.col.error("E0502", f"method cam needs global pooling and an affine head (linear, flatten, "
+                               f"batchnorm1d, dropout) after layer '{p}'", s.value.span,
+                               "pick the last feature map before global pooling, or use gradcam")
+                return
 
     def classes(self, s: A.Setting, graph: Graph | None):
         v = s.value

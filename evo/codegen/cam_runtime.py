@@ -17,8 +17,8 @@
 import torch
 import torch.nn.functional as F
 
-GRADIENT_METHODS = ("gradcam", "hirescam", "xgradcam", "gradcampp", "layercam")
-CAM_METHODS = GRADIENT_METHODS + ("eigencam", "scorecam")
+# The list of methods lives in evo/cam_methods.py (the compiler's one list); this
+# file only implements them, keyed by the same names.
 
 
 class CamResult:
@@ -119,18 +119,25 @@ def _cam_classes_2d(logits, classes):
 # --------------------------------------------------------------------------- CAM math
 
 
-def cam_from_grads(method, acts, grads):
+def cam_from_grads(method, acts, grads, smooth=False):
     """Raw CAM maps [B, K, h, w] (relu applied, not normalised) from the layer
     activations acts [B, C, h, w] and the gradients grads [B, K, C, h, w] of the K
-    selected class scores with respect to acts (A = acts, G = grads):
+    selected class scores (or Finer-CAM targets) with respect to acts (A = acts,
+    G = grads):
 
-    gradcam   : w_c = mean_ij G_cij;                         relu(sum_c w_c A_c)
+    gradcam / finercam : w_c = mean_ij G_cij;                 relu(sum_c w_c A_c)
     hirescam  :                                              relu(sum_c G_c * A_c)
     xgradcam  : w_c = sum_ij(G_cij A_cij) / (sum_ij A_cij + 1e-7); relu(sum_c w_c A_c)
     gradcampp : alpha = G^2 / (2 G^2 + sum_ij(A_c) G^3), 0 where that denominator is 0
                 (pytorch-grad-cam adds eps=1e-6 instead);
                 w_c = sum_ij alpha_cij relu(G_cij);          relu(sum_c w_c A_c)
     layercam  :                                              relu(sum_c relu(G_c) * A_c)
+    gradcam_elementwise :                                    relu(sum_c relu(G_c * A_c))
+    eigengradcam : relu(first principal component of G * A) (see project_2d)
+
+    smooth=True (eigen_smooth): the sum over channels of the weighted activations
+    (w_c A_c, G*A, relu(G)*A, relu(G*A)) is replaced by their first principal
+    component (project_2d), then relu.
     """
     if acts.dim() != 4 or grads.dim() != 5:
         raise ValueError(
@@ -139,37 +146,57 @@ def cam_from_grads(method, acts, grads):
         )
     a = acts.unsqueeze(1)  # [B, 1, C, h, w]
     g = grads
-    if method == "gradcam":
-        return cam_from_channel_weights(acts, g.mean(dim=(-2, -1)))
+    if method in ("gradcam", "finercam"):
+        return cam_from_channel_weights(acts, g.mean(dim=(-2, -1)), smooth)
     if method == "hirescam":
-        return torch.relu((g * a).sum(dim=2))
+        return _cam_reduce(g * a, smooth)
     if method == "xgradcam":
         w = (g * a).sum(dim=(-2, -1)) / (a.sum(dim=(-2, -1)) + 1e-7)
-        return cam_from_channel_weights(acts, w)
+        return cam_from_channel_weights(acts, w, smooth)
     if method == "gradcampp":
         g2 = g * g
         g3 = g2 * g
         denom = 2.0 * g2 + a.sum(dim=(-2, -1), keepdim=True) * g3
-        nz = denom != 0
-        alpha = torch.where(nz, g2 / torch.where(nz, denom, torch.ones_like(denom)), torch.zeros_like(denom))
-        w = (alpha * torch.relu(g)).sum(dim=(-2, -1))
-        return cam_from_channel_weights(acts, w)
+        w = (_cam_div0(g2, denom) * torch.relu(g)).sum(dim=(-2, -1))
+        return cam_from_channel_weights(acts, w, smooth)
     if method == "layercam":
-        return torch.relu((torch.relu(g) * a).sum(dim=2))
-    raise ValueError(
-        f"cam_from_grads: unknown gradient method {method!r} (expected one of {', '.join(GRADIENT_METHODS)})"
-    )
+        return _cam_reduce(torch.relu(g) * a, smooth)
+    if method == "gradcam_elementwise":
+        return _cam_reduce(torch.relu(g * a), smooth)
+    if method == "eigengradcam":
+        return _cam_reduce(g * a, True)
+    raise ValueError(f"cam_from_grads: {method!r} is not a method computed from gradients alone")
 
 
-def cam_from_channel_weights(acts, weights):
+def _cam_div0(num, den):
+    # num / den, 0 where den == 0
+    nz = den != 0
+    return torch.where(nz, num / torch.where(nz, den, torch.ones_like(den)), torch.zeros_like(num))
+
+
+def _cam_reduce(t, smooth):
+    # weighted activations t [B, K, C, h, w] -> relu(sum over channels) or, with smooth,
+    # relu(first principal component) [B, K, h, w]
+    if not smooth:
+        return torch.relu(t.sum(dim=2))
+    b, k, c, h, w = t.shape
+    return torch.relu(project_2d(t.reshape(b * k, c, h, w))).reshape(b, k, h, w)
+
+
+def cam_from_channel_weights(acts, weights, smooth=False):
     """relu(sum_c weights[b, k, c] * acts[b, c]) -> [B, K, h, w].
 
     acts [B, C, h, w], weights [B, K, C] (e.g. Grad-CAM weights from the forward
-    strategy, or the folded constant weights of an affine head).
+    strategy, or the folded constant weights of an affine head). smooth=True
+    (eigen_smooth): relu of the first principal component of weights * acts instead
+    of the sum over channels.
     """
     if weights.dim() != 3:
         raise ValueError(f"cam_from_channel_weights: weights must be [B, K, C], got {tuple(weights.shape)}")
-    return torch.relu(torch.einsum("bkc,bchw->bkhw", weights.to(acts.dtype), acts))
+    weights = weights.to(acts.dtype)
+    if smooth:
+        return _cam_reduce(weights[..., None, None] * acts.unsqueeze(1), True)
+    return torch.relu(torch.einsum("bkc,bchw->bkhw", weights, acts))
 
 
 def expand_channel_weights(weights, size):
@@ -183,32 +210,85 @@ def expand_channel_weights(weights, size):
     return weights[..., None, None].expand(*weights.shape, h, w)
 
 
-def eigencam(acts):
-    """Eigen-CAM [B, 1, h, w]: the projection of the activations on their first
-    principal component, as in pytorch-grad-cam's get_2d_projection: per image,
-    reshape A to X [h*w, C], subtract the mean over positions, SVD, project X onto
-    the first right-singular vector, reshape to [h, w]; NaNs count as 0.
-    The SVD's sign is arbitrary, so it is fixed: the projection p is flipped when
-    sum_ij p_ij * m_ij < 0, where m = mean over channels of A (i.e. p correlates
-    positively with the mean activation; p has zero mean, so this is the sign of
-    their covariance); when that sum is exactly 0, the entry of largest |p| (first
-    one on ties) is made positive. Then relu.
+def project_2d(t):
+    """The projection of t [N, C, h, w] on its first principal component [N, h, w]
+    (pytorch-grad-cam's get_2d_projection, no relu): per item reshape to X [h*w, C],
+    subtract the mean over positions, SVD (in float64), project X onto the first
+    right-singular vector; NaNs count as 0. The SVD's sign is arbitrary, so it is
+    fixed: p is flipped when sum_ij p_ij * m_ij < 0, where m = mean over channels of
+    t (p correlates positively with the mean; p has zero mean, so this is the sign
+    of their covariance); when that sum is exactly 0, the entry of largest |p|
+    (first one on ties) is made positive.
     """
-    b, c, h, w = acts.shape
-    a = torch.nan_to_num(acts, nan=0.0)
-    x = a.reshape(b, c, h * w).transpose(1, 2)  # [B, hw, C]
+    n, c, h, w = t.shape
+    a = torch.nan_to_num(t, nan=0.0).to(torch.float64)
+    x = a.reshape(n, c, h * w).transpose(1, 2)  # [N, hw, C]
     xc = x - x.mean(dim=1, keepdim=True)
-    vh = torch.linalg.svd(xc, full_matrices=False).Vh  # [B, min(hw, C), C]
-    p = torch.bmm(xc, vh[:, 0, :].unsqueeze(2)).squeeze(2)  # [B, hw]
-    corr = (p * a.mean(dim=1).reshape(b, h * w)).sum(dim=1)  # [B]
+    vh = torch.linalg.svd(xc, full_matrices=False).Vh  # [N, min(hw, C), C]
+    p = torch.bmm(xc, vh[:, 0, :].unsqueeze(2)).squeeze(2)  # [N, hw]
+    return _cam_fix_sign(p, a.mean(dim=1).reshape(n, h * w)).reshape(n, h, w).to(t.dtype)
+
+
+def _cam_fix_sign(p, m):
+    # flip each row of p [N, P] to correlate positively with m [N, P] (ties: largest |p| > 0)
+    corr = (p * m).sum(dim=1)
     peak = p.gather(1, p.abs().argmax(dim=1, keepdim=True)).squeeze(1)
     sign = torch.where(corr != 0, torch.sign(corr), torch.sign(peak))
     sign = torch.where(sign == 0, torch.ones_like(sign), sign)
-    p = p * sign.unsqueeze(1)
-    return torch.relu(p).reshape(b, 1, h, w)
+    return p * sign.unsqueeze(1)
 
 
-def scorecam(model_fn, x, acts, classes, batch_size=32):
+def eigencam(acts):
+    """Eigen-CAM [B, 1, h, w]: relu(project_2d(acts)), the projection of the
+    activations on their first principal component (sign fixed to correlate
+    positively with the mean activation, see project_2d)."""
+    return torch.relu(project_2d(acts)).unsqueeze(1)
+
+
+def kpcacam(acts, gamma=None):
+    """KPCA-CAM [B, 1, h, w]: the first kernel principal component of the activations
+    (pytorch-grad-cam's default: scikit-learn KernelPCA(n_components=1,
+    kernel="sigmoid", gamma=None)). Per image X [h*w, C] is centred over positions;
+    K = tanh(gamma X X^T + 1) with gamma = 1 / C by default; K is double-centred
+    (Kc = K - 1K - K1 + 1K1 with 1 = ones / (h*w)); the map is v * sqrt(lambda) for
+    the largest eigenpair (lambda, v) of Kc (0 when lambda <= 0), in float64, its sign
+    fixed as in project_2d; then relu.
+    """
+    b, c, h, w = acts.shape
+    a = torch.nan_to_num(acts, nan=0.0).to(torch.float64)
+    x = a.reshape(b, c, h * w).transpose(1, 2)
+    x = x - x.mean(dim=1, keepdim=True)
+    g = 1.0 / c if gamma is None else float(gamma)
+    k = torch.tanh(g * torch.bmm(x, x.transpose(1, 2)) + 1.0)
+    kc = k - k.mean(dim=1, keepdim=True) - k.mean(dim=2, keepdim=True) + k.mean(dim=(1, 2), keepdim=True)
+    vals, vecs = torch.linalg.eigh(kc)
+    lam = vals[:, -1].clamp(min=0)
+    p = vecs[:, :, -1] * lam.sqrt().unsqueeze(1)
+    p = _cam_fix_sign(p, a.mean(dim=1).reshape(b, h * w))
+    return torch.relu(p).reshape(b, 1, h, w).to(acts.dtype)
+
+
+def fem(acts, k=2.0):
+    """FEM [B, 1, h, w] (Feature Explanation Method, gradient-free, class-agnostic):
+    per channel the share of positions where A_c > mean_ij(A_c) + k * std_ij(A_c)
+    (population std) is the channel's weight; relu(sum_c w_c A_c)."""
+    mean = acts.mean(dim=(2, 3), keepdim=True)
+    std = acts.std(dim=(2, 3), unbiased=False, keepdim=True)
+    w = (acts > mean + k * std).to(acts.dtype).mean(dim=(2, 3))
+    return cam_from_channel_weights(acts, w.unsqueeze(1))
+
+
+def randomcam(acts, seed=0, smooth=False):
+    """RandomCAM [B, 1, h, w] (a baseline for the metrics): channel weights uniform
+    in [-1, 1) drawn from torch.Generator().manual_seed(seed) ([B, C], float64, on
+    the CPU); relu(sum_c w_c A_c). Deterministic for a seed."""
+    b, c = acts.shape[:2]
+    gen = torch.Generator().manual_seed(int(seed))
+    w = torch.rand(b, c, generator=gen, dtype=torch.float64) * 2.0 - 1.0
+    return cam_from_channel_weights(acts, w.to(device=acts.device, dtype=acts.dtype).unsqueeze(1), smooth)
+
+
+def scorecam(model_fn, x, acts, classes, batch_size=32, smooth=False):
     """Score-CAM [B, K, h, w].
 
     For every channel c of image b: upsample acts[b, c] to the input size (bilinear,
@@ -242,7 +322,133 @@ def scorecam(model_fn, x, acts, classes, batch_size=32):
             chunks.append(out.gather(1, cls[bi]))  # [m, K]
         scores = torch.cat(chunks, dim=0).reshape(b, c, k)
         weights = torch.softmax(scores.transpose(1, 2), dim=-1)  # [B, K, C]
-        return cam_from_channel_weights(acts, weights)
+        return cam_from_channel_weights(acts, weights, smooth)
+
+
+def _cam_masks(x, acts_rows):
+    # acts rows [m, 1, h, w] -> min-max normalised masks at the input size [m, 1, H, W]
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    return normalize(upsample(acts_rows, size, "bilinear"), "minmax").to(x.dtype)
+
+
+def iscam(model_fn, x, acts, classes, batch_size=32, samples=10, smooth=False):
+    """IS-CAM [B, K, h, w] (Integrated Score-CAM): like scorecam, but the score of
+    channel c is the mean over i = 1..samples of the logit of x * (i / samples) *
+    mask_c (the masked input scaled along the path from 0 to x); weights =
+    softmax over channels; relu(sum_c w_c A_c). (torchcam also subtracts the clean
+    score, a constant per class that the softmax ignores.) Chunks of `batch_size`
+    masked inputs, under torch.no_grad()."""
+    b, c, h, w = acts.shape
+    cls = _cam_classes_2d(model_fn(x), classes) if not isinstance(classes, torch.Tensor) else classes
+    cls = cls.to(device=acts.device, dtype=torch.long)
+    cls = cls if cls.dim() == 2 else cls.unsqueeze(1)
+    k = cls.shape[1]
+    n = b * c
+    flat = acts.reshape(n, 1, h, w)
+    batch_size = max(1, int(batch_size))
+    total = torch.zeros(n, k, dtype=torch.float64, device=acts.device)
+    with torch.no_grad():
+        for start in range(0, n, batch_size):
+            idx = torch.arange(start, min(n, start + batch_size), device=acts.device)
+            bi = torch.div(idx, c, rounding_mode="floor")
+            masked = x[bi] * _cam_masks(x, flat[idx])
+            for i in range(1, int(samples) + 1):
+                total[idx] += model_fn(masked * (i / samples)).gather(1, cls[bi]).to(torch.float64)
+    weights = torch.softmax((total / samples).reshape(b, c, k).transpose(1, 2), dim=-1)
+    return cam_from_channel_weights(acts, weights.to(acts.dtype), smooth)
+
+
+_CAM_NOISE_BLOCK = 32  # channels per noise draw in sscam: the random stream does not depend on batch_size
+
+
+def sscam(model_fn, x, acts, classes, samples=35, std=2.0, seed=0, smooth=False):
+    """SS-CAM [B, K, h, w] (Smoothed Score-CAM, torchcam's defaults): the score of
+    channel c is the mean over `samples` draws of the logit of x * (mask_c + noise),
+    noise ~ N(0, std^2) per pixel of the input-size mask; weights = softmax over
+    channels; relu(sum_c w_c A_c). The noise comes from
+    torch.Generator().manual_seed(seed) on the CPU in a fixed order (sample, image,
+    blocks of 32 channels: randn(m, 1, H, W) each), so the map is deterministic for a
+    seed; each block is one forward pass, under torch.no_grad()."""
+    b, c, h, w = acts.shape
+    cls = _cam_classes_2d(model_fn(x), classes) if not isinstance(classes, torch.Tensor) else classes
+    cls = cls.to(device=acts.device, dtype=torch.long)
+    cls = cls if cls.dim() == 2 else cls.unsqueeze(1)
+    k = cls.shape[1]
+    hh, ww = int(x.shape[-2]), int(x.shape[-1])
+    gen = torch.Generator().manual_seed(int(seed))
+    total = torch.zeros(b, c, k, dtype=torch.float64, device=acts.device)
+    with torch.no_grad():
+        for _ in range(int(samples)):
+            for bi in range(b):
+                for c0 in range(0, c, _CAM_NOISE_BLOCK):
+                    c1 = min(c, c0 + _CAM_NOISE_BLOCK)
+                    noise = torch.randn(c1 - c0, 1, hh, ww, generator=gen, dtype=torch.float32) * std
+                    noise = noise.to(device=x.device, dtype=x.dtype)
+                    masks = _cam_masks(x, acts[bi, c0:c1].unsqueeze(1)) + noise
+                    out = model_fn(x[bi].unsqueeze(0) * masks)  # [m, N]
+                    total[bi, c0:c1] += out[:, cls[bi]].to(torch.float64)
+    weights = torch.softmax((total / samples).transpose(1, 2), dim=-1)
+    return cam_from_channel_weights(acts, weights.to(acts.dtype), smooth)
+
+
+def ablationcam(head_fn, acts, classes, batch_size=32, smooth=False):
+    """Ablation-CAM [B, K, h, w], batched: for every channel c of image b the head is
+    run on the activation with channel c set to 0 (many ablated channels per
+    forward, `batch_size` at a time, under torch.no_grad()); with y the selected
+    score and y_c the ablated one, w_c = (y - y_c) / y (0 where y == 0);
+    relu(sum_c w_c A_c). head_fn(rows, image_index) -> logits evaluates the part
+    of the network after the layer for rows of the images image_index (so that side
+    values, e.g. a residual skip, follow their image). classes: LongTensor [B, K].
+    (pytorch-grad-cam ablates to min - 1e7 when the layer has negative values; the
+    paper and this function set the channel to 0.)"""
+    b, c, h, w = acts.shape
+    cls = classes if classes.dim() == 2 else classes.unsqueeze(1)
+    batch_size = max(1, int(batch_size))
+    with torch.no_grad():
+        y = head_fn(acts, torch.arange(b, device=acts.device)).gather(1, cls)  # [B, K]
+        n = b * c
+        parts = []
+        for start in range(0, n, batch_size):
+            idx = torch.arange(start, min(n, start + batch_size), device=acts.device)
+            bi = torch.div(idx, c, rounding_mode="floor")
+            ci = idx - bi * c
+            rows = acts[bi].clone()
+            rows[torch.arange(idx.numel(), device=acts.device), ci] = 0
+            parts.append(head_fn(rows, bi).gather(1, cls[bi]))  # [m, K]
+        yc = torch.cat(parts).reshape(b, c, -1).transpose(1, 2)  # [B, K, C]
+        weights = _cam_div0(y.unsqueeze(2) - yc, y.unsqueeze(2).expand_as(yc))
+        return cam_from_channel_weights(acts, weights, smooth)
+
+
+def reciprocam(head_fn, acts, classes, batch_size=32):
+    """Recipro-CAM [B, K, h, w] (gradient-free): for every position (i, j) the head is
+    run on the activation masked to that position (A * e_ij, every channel, all
+    other positions 0); the map at (i, j) is the softmax probability of the
+    selected class for that input. Batched (`batch_size` masked activations per
+    forward), under torch.no_grad(); head_fn as in ablationcam."""
+    b, c, h, w = acts.shape
+    cls = classes if classes.dim() == 2 else classes.unsqueeze(1)
+    p = h * w
+    n = b * p
+    batch_size = max(1, int(batch_size))
+    with torch.no_grad():
+        parts = []
+        for start in range(0, n, batch_size):
+            idx = torch.arange(start, min(n, start + batch_size), device=acts.device)
+            bi = torch.div(idx, p, rounding_mode="floor")
+            pi = idx - bi * p
+            onehot = torch.zeros(idx.numel(), p, dtype=acts.dtype, device=acts.device)
+            onehot[torch.arange(idx.numel(), device=acts.device), pi] = 1
+            rows = acts[bi] * onehot.reshape(-1, 1, h, w)
+            parts.append(torch.softmax(head_fn(rows, bi), dim=1).gather(1, cls[bi]))  # [m, K]
+        return torch.cat(parts).reshape(b, p, -1).transpose(1, 2).reshape(b, -1, h, w).to(acts.dtype)
+
+
+def cam_weights(acts, weights, smooth=False):
+    """The original CAM [B, K, h, w]: relu(sum_c W[class, c] A_c) with W the class
+    weights of an affine head (global average pooling + linear: W = d logit /
+    d pooled feature), given as weights [B, K, C]."""
+    return cam_from_channel_weights(acts, weights, smooth)
 
 
 # --------------------------------------------------------------------------- maps
@@ -300,7 +506,14 @@ def combine_layers(list_of_maps, size, mode="bilinear"):
 # --------------------------------------------------------------------------- strategies
 
 
-def grads_autograd(head, acts, classes, batched=False):
+def _cam_select(logits, cls, coef):
+    # the explained scores [B, K]: the selected logits, or sum_n coef[b, k, n] logits[b, n]
+    if coef is None:
+        return logits.gather(1, cls)
+    return (logits.unsqueeze(1) * coef.to(logits.dtype)).sum(dim=2)
+
+
+def grads_autograd(head, acts, classes, batched=False, coef=None, hessian=False):
     """Reverse-mode gradients of the selected class scores w.r.t. the CAM layer.
 
     head: callable A [B, C, h, w] -> logits [B, N] (the network after the layer,
@@ -327,8 +540,20 @@ def grads_autograd(head, acts, classes, batched=False):
     with torch.enable_grad():
         logits = head(a)
         cls = _cam_classes_2d(logits, classes)
-        sel = logits.gather(1, cls)  # [B, K]
+        sel = _cam_select(logits, cls, coef)  # [B, K]
         k = sel.shape[1]
+        if hessian:
+            # d score / dA with its graph, then the Hessian-vector product H A = d <G, A> / dA
+            cols, hcols = [], []
+            for j in range(k):
+                (g,) = torch.autograd.grad(sel[:, j].sum(), a, retain_graph=True, create_graph=True)
+                (hv,) = torch.autograd.grad(
+                    g, a, grad_outputs=a.detach(), retain_graph=True, allow_unused=True,
+                    materialize_grads=True,
+                )
+                cols.append(g.detach())
+                hcols.append(hv.detach())
+            return torch.stack(cols, dim=1), logits.detach(), cls, torch.stack(hcols, dim=1)
         if batched and k > 1:
             eye = torch.eye(k, dtype=sel.dtype, device=sel.device)
             outs = eye.unsqueeze(1).expand(k, sel.shape[0], k)  # [K, B, K]
@@ -364,7 +589,41 @@ def _cam_jvp_columns(head, a, tangents):
     return torch.func.vmap(one)(tangents)
 
 
-def weights_forward(head, acts, classes, chunk_size=None):
+class _CamNestedForward(torch.overrides.TorchFunctionMode):
+    # silu and hardsigmoid have derivatives (silu_backward, hardsigmoid_backward) without a
+    # forward-mode derivative in PyTorch: nested JVPs see them as compositions of ops that
+    # have one (the same function and the same derivative, away from hardsigmoid's kinks)
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.silu:
+            return args[0] * torch.sigmoid(args[0])
+        if func is F.hardsigmoid:
+            return F.relu6(args[0] + 3.0) / 6.0
+        return func(*args, **kwargs)
+
+
+def _cam_jvp2_columns(head, a, tangents):
+    # (d logits / d tangent, d/dt of that along a) [m, B, N] each: the second is
+    # tangent^T H a, the Hessian-vector product's component, by nested forward mode
+    shape = a.shape
+
+    def one(t):
+        def inner(x):
+            return torch.func.jvp(head, (x,), (t.expand(shape),))[1]
+
+        return torch.func.jvp(inner, (a,), (a,))
+
+    return torch.func.vmap(one)(tangents)
+
+
+def _cam_pick(out, cls, coef):
+    # out [m, B, N] -> the explained scores [m, B, K]
+    if coef is None:
+        return out.gather(2, cls.unsqueeze(0).expand(out.shape[0], *cls.shape))
+    return torch.einsum("mbn,bkn->mbk", out, coef.to(out.dtype))
+
+
+def weights_forward(head, acts, classes, chunk_size=None, coef=None, hessian=False):
     """Grad-CAM channel weights by forward mode only (no backward pass).
 
     For every channel c one JVP of head at A with the tangent that is 1/(h*w) on
@@ -373,9 +632,11 @@ def weights_forward(head, acts, classes, chunk_size=None):
     dA[b, c, i, j], i.e. the Grad-CAM weight of EVERY class at once. The C JVPs
     are vmapped (torch.func.vmap of torch.func.jvp) in chunks of `chunk_size`
     tangents (default: about 2**24 tangent elements per chunk), under no_grad.
-    classes: LongTensor [B] / [B, K] or a select_classes spec.
-    Returns (weights [B, K, C], logits [B, N], classes [B, K]); feed the weights to
-    cam_from_channel_weights (exact for gradcam only).
+    classes: LongTensor [B] / [B, K] or a select_classes spec; coef as in
+    grads_autograd. hessian=True also returns mean_ij (H A)_cij [B, K, C] (nested
+    forward mode: the JVP along A of each channel's JVP).
+    Returns (weights [B, K, C], logits [B, N], classes [B, K]) (+ hvp means); feed
+    the weights to cam_from_channel_weights (exact for gradcam only).
     """
     a = acts.detach()
     b, c, h, w = a.shape
@@ -383,18 +644,25 @@ def weights_forward(head, acts, classes, chunk_size=None):
         logits = head(a)
         cls = _cam_classes_2d(logits, classes)
         step = _cam_chunk(c, b * c * h * w, chunk_size)
-        parts = []
+        parts, hparts = [], []
         for start in range(0, c, step):
             stop = min(c, start + step)
             t = torch.zeros(stop - start, c, h, w, dtype=a.dtype, device=a.device)
             t[torch.arange(stop - start), torch.arange(start, stop)] = 1.0 / (h * w)
-            parts.append(_cam_jvp_columns(head, a, t))  # [m, B, N]
-        full = torch.cat(parts, dim=0).permute(1, 2, 0)  # [B, N, C]
-        weights = full.gather(1, cls.unsqueeze(2).expand(b, cls.shape[1], c))
+            if hessian:
+                with _CamNestedForward():
+                    d1, d2 = _cam_jvp2_columns(head, a, t)
+                parts.append(_cam_pick(d1, cls, coef))
+                hparts.append(_cam_pick(d2, cls, coef))
+            else:
+                parts.append(_cam_pick(_cam_jvp_columns(head, a, t), cls, coef))  # [m, B, K]
+        weights = torch.cat(parts, dim=0).permute(1, 2, 0)  # [B, K, C]
+        if hessian:
+            return weights, logits, cls, torch.cat(hparts, dim=0).permute(1, 2, 0)
     return weights, logits, cls
 
 
-def grads_forward(head, acts, classes, chunk_size=None):
+def grads_forward(head, acts, classes, chunk_size=None, coef=None):
     """Full elementwise gradients by forward mode: one JVP per basis tangent e_cij
     (C*h*w of them, the same for every sample, vmapped in chunks of `chunk_size`,
     default about 2**24 tangent elements per chunk), under no_grad; only the
@@ -416,7 +684,7 @@ def grads_forward(head, acts, classes, chunk_size=None):
             t = torch.zeros(stop - start, p, dtype=a.dtype, device=a.device)
             t[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
             out = _cam_jvp_columns(head, a, t.reshape(stop - start, c, h, w))  # [m, B, N]
-            parts.append(out.gather(2, cls.unsqueeze(0).expand(stop - start, b, k)))  # [m, B, K]
+            parts.append(_cam_pick(out, cls, coef))  # [m, B, K]
         grads = torch.cat(parts, dim=0).permute(1, 2, 0).reshape(b, k, c, h, w)
     return grads, logits, cls
 
@@ -499,8 +767,6 @@ def _cam_run(
     x,
     batch_size,
 ):
-    if method not in CAM_METHODS:
-        raise ValueError(f"run_cam: unknown CAM method {method!r} (expected one of {', '.join(CAM_METHODS)})")
     if isinstance(acts_list, torch.Tensor):
         acts_list = [acts_list]
     if single is None:
@@ -536,6 +802,255 @@ def _cam_run(
                     f"[B,K,h,w], got {tuple(d.shape)}"
                 )
         raws.append(m)
+    if method in ("eigencam", "scorecam"):
+        strategy = "none"
+    return finish_maps(raws, cls, scores, input_size, upsample_mode, normalize_mode, single, strategy)
+
+
+# --------------------------------------------------------------------------- methods beyond one gradient
+
+
+def finer_coefficients(logits, classes, comparisons=(1, 2, 3), alpha=1.0):
+    """Finer-CAM's target as logit coefficients [B, K, N] (pytorch-grad-cam's
+    FinerWeightedTarget): for the main class m the comparison classes j are those at
+    positions `comparisons` when all classes are sorted by |logit - logit_m|
+    (stable; m itself first), and the explained score is
+    T = sum_j p_j (y_m - alpha y_j) / (sum_j p_j + 1e-9), p = softmax(logits).
+    Since d T / dA = sum_n (d T / d y_n) (d y_n / dA), explaining T is explaining
+    sum_n coef_n y_n with coef = d T / d y, in closed form:
+    coef_n = (dN_n - T dD_n) / D with N = sum_j p_j d_j, d_j = y_m - alpha y_j,
+    D = sum_j p_j + 1e-9, dN_n = [n in J] p_n (d_n - alpha) - p_n N + (D - 1e-9) [n == m],
+    dD_n = [n in J] p_n - p_n (D - 1e-9).
+    """
+    y = logits.to(torch.float64)
+    b, n = y.shape
+    cls = classes if classes.dim() == 2 else classes.unsqueeze(1)
+    k = cls.shape[1]
+    ym = y.gather(1, cls)  # [B, K]
+    dist = (y.unsqueeze(1) - ym.unsqueeze(2)).abs()  # [B, K, N]
+    dist = dist.scatter(2, cls.unsqueeze(2), -1.0)  # the main class sorts first
+    order = torch.sort(dist, dim=2, stable=True).indices
+    pos = [int(i) for i in comparisons if 0 < int(i) < n]
+    comp = order[:, :, pos]  # [B, K, J]
+    p = torch.softmax(y, dim=1).unsqueeze(1).expand(b, k, n)
+    pj = p.gather(2, comp)
+    dj = ym.unsqueeze(2) - alpha * y.unsqueeze(1).expand(b, k, n).gather(2, comp)
+    num = (pj * dj).sum(dim=2, keepdim=True)
+    d0 = pj.sum(dim=2, keepdim=True)
+    den = d0 + 1e-9
+    t = num / den
+    zeros = torch.zeros(b, k, n, dtype=torch.float64, device=y.device)
+    dnum = zeros.scatter_add(2, comp, pj * (dj - alpha)) - p * num
+    dnum = dnum.scatter_add(2, cls.unsqueeze(2), d0)
+    dden = zeros.scatter_add(2, comp, pj) - p * d0
+    return ((dnum - t * dden) / den).to(logits.dtype)
+
+
+def _cam_derivs(exp, i, acts, side, head, classes, strategy, coef, need, hessian):
+    # one layer's gradient by one strategy -> (grads or channel means, hvp or None, logits, classes)
+    hv = None
+    if strategy == "compiled":
+        fn = getattr(exp, f"compiled{i}")
+        logits, cls, d = fn(acts, *side, classes, coef)
+        cls = cls if cls.dim() == 2 else cls.unsqueeze(1)
+        if hessian:
+            if d.dim() == 3:  # a folded (affine) head: the Hessian is 0
+                hv = torch.zeros_like(d)
+            else:
+                hv = torch.func.jvp(lambda a: fn(a, *side, cls, coef)[2], (acts,), (acts,))[1]
+        return d, hv, logits, cls
+    if strategy == "autograd":
+        out = grads_autograd(head, acts, classes, coef=coef, hessian=hessian)
+        return out[0], (out[3] if hessian else None), out[1], out[2]
+    if strategy == "forward" and need == "channel":
+        out = weights_forward(head, acts, classes, coef=coef, hessian=hessian)
+        return out[0], (out[3] if hessian else None), out[1], out[2]
+    if strategy == "forward":
+        d, logits, cls = grads_forward(head, acts, classes, coef=coef)
+        return d, None, logits, cls
+    raise ValueError(f"unknown strategy {strategy!r} (autograd | forward | compiled)")
+
+
+def _cam_elementwise(d, acts):
+    # channel weights of a folded affine head ([B, K, C], the same at every position) -> [B, K, C, h, w]
+    return expand_channel_weights(d, acts.shape) if d.dim() == 3 else d
+
+
+def _cam_heads(exp, sides):
+    heads, rows = [], []
+    for i, side in enumerate(sides):
+        fn = getattr(exp, f"head{i}")
+
+        def head(a, fn=fn, side=side):
+            return fn(a, *side)
+
+        def by_rows(r, bi, fn=fn, side=side):
+            return fn(r, *[s[bi] for s in side])
+
+        heads.append(head)
+        rows.append(by_rows)
+    return heads, rows
+
+
+_CAM_CHANNEL = ("gradcam", "finercam", "shapleycam")  # need only mean_ij of the gradient
+_CAM_ELEMENT = ("hirescam", "xgradcam", "gradcampp", "layercam", "gradcam_elementwise", "eigengradcam")
+
+
+def cam_raw(exp, x, classes, strategy):
+    """The raw maps of every CAM layer of explainer `exp` for input x: (list of
+    [B, K, h_l, w_l] (relu'd, at layer resolution), logits [B, N], classes [B, K]).
+    exp provides method, seed, eigen_smooth, layers, model, trunk(x), head<i>(acts,
+    *side) and, for the compiled strategy and cam, compiled<i>(acts, *side, spec,
+    coef). classes: a select_classes spec or a LongTensor [B] / [B, K]."""
+    method = exp.method
+    smooth = bool(exp.eigen_smooth)
+    acts, sides = exp.trunk(x)
+    heads, rows = _cam_heads(exp, sides)
+    if method == "smoothgradcampp":
+        return _cam_smoothgradcampp(exp, x, acts, heads, classes, strategy, smooth, exp.samples or 4)
+    if not _cam_uses_gradient(method):
+        logits = heads[0](acts[0])
+        cls = _cam_classes_2d(logits, classes)
+        raws = []
+        for i, a in enumerate(acts):
+            if method == "cam":
+                _, _, j = getattr(exp, f"compiled{i}")(a, *sides[i], cls)
+                raws.append(cam_weights(a, j * (a.shape[2] * a.shape[3]), smooth))
+                continue
+            raws.append(_cam_free(exp, method, x, a, rows[i], cls, smooth))
+        return raws, logits, cls
+    coef = None
+    cls = classes
+    if method == "finercam":
+        logits = heads[0](acts[0])
+        cls = _cam_classes_2d(logits, classes)
+        coef = finer_coefficients(logits, cls)
+    need = "channel" if method in _CAM_CHANNEL else "element"
+    raws = []
+    logits = None
+    for i, a in enumerate(acts):
+        d, hv, out, cls = _cam_derivs(exp, i, a, sides[i], heads[i], cls, strategy, coef, need,
+                                      method == "shapleycam")
+        logits = out if logits is None else logits
+        if method == "shapleycam":
+            w = d - 0.5 * hv
+            raws.append(cam_from_channel_weights(a, w if w.dim() == 3 else w.mean(dim=(-2, -1)), smooth))
+        elif d.dim() == 3 and method in _CAM_CHANNEL:
+            raws.append(cam_from_channel_weights(a, d, smooth))
+        else:
+            raws.append(cam_from_grads(method, a, _cam_elementwise(d, a), smooth))
+    return raws, logits, cls
+
+
+def _cam_free(exp, method, x, a, rows, cls, smooth):
+    k = cls.shape[1]
+    b, _, h, w = a.shape
+    if method == "eigencam":
+        return eigencam(a).expand(b, k, h, w)
+    if method == "kpcacam":
+        return kpcacam(a).expand(b, k, h, w)
+    if method == "fem":
+        return fem(a).expand(b, k, h, w)
+    if method == "randomcam":
+        return randomcam(a, exp.seed, smooth).expand(b, k, h, w)
+    if method == "scorecam":
+        return scorecam(exp.model, x, a, cls, smooth=smooth)
+    if method == "iscam":
+        return iscam(exp.model, x, a, cls, samples=exp.samples or 10, smooth=smooth)
+    if method == "sscam":
+        return sscam(exp.model, x, a, cls, samples=exp.samples or 35, seed=exp.seed, smooth=smooth)
+    if method == "ablationcam":
+        return ablationcam(rows, a, cls, smooth=smooth)
+    if method == "reciprocam":
+        return reciprocam(rows, a, cls)
+    raise ValueError(f"unknown CAM method {method!r}")
+
+
+def _cam_smoothgradcampp(exp, x, acts, heads, classes, strategy, smooth, samples=4, std=0.3):
+    # Smooth Grad-CAM++ (torchcam's defaults: 4 samples, noise std 0.3 on the input)
+    logits = heads[0](acts[0])
+    cls = _cam_classes_2d(logits, classes)
+    n = len(acts)
+    g1 = [None] * n
+    g2 = [None] * n
+    g3 = [None] * n
+    gen = torch.Generator().manual_seed(int(exp.seed))
+    for _ in range(samples):
+        noise = torch.randn(x.shape, generator=gen, dtype=torch.float32) * std
+        xs = x + noise.to(device=x.device, dtype=x.dtype)
+        acts_s, sides_s = exp.trunk(xs)
+        heads_s, _ = _cam_heads(exp, sides_s)
+        for i in range(n):
+            side, head = sides_s[i], heads_s[i]
+            d = _cam_derivs(exp, i, acts_s[i], side, head, cls, strategy, None, "element", False)[0]
+            d = _cam_elementwise(d, acts_s[i]).to(torch.float64)  # sums of powers: float64
+            g1[i] = d if g1[i] is None else g1[i] + d
+            g2[i] = d * d if g2[i] is None else g2[i] + d * d
+            g3[i] = d * d * d if g3[i] is None else g3[i] + d * d * d
+    raws = []
+    for i, a in enumerate(acts):
+        m1, m2, m3 = g1[i] / samples, g2[i] / samples, g3[i] / samples
+        denom = 2.0 * m2 + (m3 * a.unsqueeze(1).to(torch.float64)).sum(dim=(-2, -1), keepdim=True)
+        w = (_cam_div0(m2, denom) * torch.relu(m1)).sum(dim=(-2, -1))
+        raws.append(cam_from_channel_weights(a, w.to(a.dtype), smooth))
+    return raws, logits, cls
+
+
+_CAM_AUGMENTATIONS = ((False, 1.0), (False, 0.9), (False, 1.1), (True, 1.0), (True, 0.9), (True, 1.1))
+
+
+def _cam_aug_smooth(exp, x, classes, strategy):
+    # pytorch-grad-cam's aug_smooth (ttach: horizontal flip x brightness 0.9 / 1 / 1.1):
+    # every augmented input explains the classes chosen on the clean input; each raw map
+    # is flipped back, min-max normalised at layer resolution, and the six are averaged
+    raws, logits, cls = cam_raw(exp, x, classes, strategy)
+    acc = [normalize(r, "minmax") for r in raws]
+    for flip, factor in _CAM_AUGMENTATIONS[1:]:
+        xa = (torch.flip(x, dims=(-1,)) if flip else x) * factor
+        r_a, _, _ = cam_raw(exp, xa, cls, strategy)
+        for i, r in enumerate(r_a):
+            acc[i] = acc[i] + normalize(torch.flip(r, dims=(-1,)) if flip else r, "minmax")
+    return [r / len(_CAM_AUGMENTATIONS) for r in acc], logits, cls
+
+
+def explain(exp, x, classes=None, strategy=None):
+    """What a generated explainer's forward does: the maps of exp.method for x.
+
+    classes: None (the cam's own setting), a select_classes spec or a LongTensor.
+    strategy: None (the explainer's) or autograd | forward | compiled.
+    Gradient-free methods and the forward / compiled strategies run under
+    torch.inference_mode(); autograd differentiates the head only (the trunk runs
+    under no_grad).
+    """
+    spec = exp.classes if classes is None else classes
+    strategy = strategy or exp.strategy
+    single = (isinstance(spec, torch.Tensor) and spec.dim() == 1) or (
+        not isinstance(spec, torch.Tensor) and spec[0] in ("top1", "index"))
+    ctx = torch.no_grad() if strategy == "autograd" else torch.inference_mode()
+    with ctx:
+        if exp.aug_smooth:
+            raws, logits, cls = _cam_aug_smooth(exp, x, spec, strategy)
+        else:
+            raws, logits, cls = cam_raw(exp, x, spec, strategy)
+        scores = gather_scores(logits, cls)
+        if not _cam_uses_gradient(exp.method):
+            strategy = "none"
+        up, norm = exp.upsample_mode, exp.normalize_mode
+        return finish_maps(raws, cls, scores, x.shape, up, norm, single, strategy)
+
+
+def _cam_uses_gradient(method):
+    return method in _CAM_CHANNEL + _CAM_ELEMENT + ("smoothgradcampp",)
+
+
+def finish_maps(
+    raws, cls, scores, input_size, upsample_mode="bilinear", normalize_mode="minmax", single=False,
+    strategy="none",
+):
+    """Raw per-layer maps [B, K, h_l, w_l] -> CamResult: one layer: upsample ->
+    normalize; several layers: combine_layers (each resized to the input size, or to
+    the largest layer's grid when upsample is "none", min-max normalised, averaged)
+    -> normalize. single: keep only the first class column ([B, H, W] maps)."""
     if len(raws) == 1:
         maps = raws[0]
         if upsample_mode != "none":
@@ -556,6 +1071,4 @@ def _cam_run(
             scores = scores[:, 0]
     elif scores is not None and scores.dim() == 1:
         scores = scores.unsqueeze(1)
-    if method in ("eigencam", "scorecam"):
-        strategy = "none"
     return CamResult(maps, cls, scores, raws, strategy)

@@ -45,11 +45,16 @@ class ExplainConfig:
     normalize: str
     labels: tuple[str, ...] | None
     strategy_note: str = ""
+    seed: int = 0
+    eigen_smooth: bool = False
+    aug_smooth: bool = False
+    samples: int | None = None
 
     @staticmethod
     def from_spec(spec: CamSpec, strategy: str, note: str = "") -> "ExplainConfig":
         return ExplainConfig(spec.name, spec.network, spec.layers, spec.method, spec.classes, strategy,
-                             spec.upsample, spec.normalize, spec.labels, note)
+                             spec.upsample, spec.normalize, spec.labels, note, spec.seed, spec.eigen_smooth,
+                             spec.aug_smooth, spec.samples)
 
 
 def _lit(v) -> str:
@@ -228,7 +233,7 @@ def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer, explain=No
             hf.forward_node(n)
         head_defs.append({"name": f"head{i}", "args": ", ".join(["acts"] + sargs), "lines": hf.lines,
                           "ret": hf.var[g.outputs[0]]})
-        if cfg.strategy == "compiled":
+        if cfg.strategy == "compiled" or cfg.method == "cam":
             compiled_defs.append(_compiled_def(explain(cfg.layers[i], True), i, handles, consts))
 
     ctx = {
@@ -239,6 +244,8 @@ def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer, explain=No
         "network": repr(cfg.network), "method": repr(cfg.method), "layers": repr(tuple(cfg.layers)),
         "strategy": repr(cfg.strategy), "classes": repr(tuple(cfg.classes)), "upsample": repr(cfg.upsample),
         "normalize": repr(cfg.normalize), "labels": repr(tuple(cfg.labels) if cfg.labels else None),
+        "seed": repr(int(cfg.seed)), "eigen_smooth": repr(bool(cfg.eigen_smooth)),
+        "aug_smooth": repr(bool(cfg.aug_smooth)), "samples": repr(cfg.samples),
         "paths": [repr(p) for p, _ in sorted(handles.items(), key=lambda kv: kv[1])],
         "consts": consts,
         "trunk": trunk, "heads": head_defs, "compiled": compiled_defs,

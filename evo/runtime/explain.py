@@ -10,7 +10,8 @@ from evo import codes as C
 from evo.diagnostics import Diagnostic, EvoError, Span, did_you_mean
 from evo.frontend.names import path_text
 
-OVERRIDABLE = ("layer", "method", "class_", "classes", "strategy", "upsample", "normalize", "labels", "network")
+OVERRIDABLE = ("layer", "method", "class_", "classes", "strategy", "upsample", "normalize", "labels", "network",
+               "seed", "eigen_smooth", "aug_smooth", "samples")
 
 
 def _bad(msg: str, hint: str | None = None) -> EvoError:
@@ -77,6 +78,18 @@ def apply_overrides(spec: CamSpec, graph, overrides: dict) -> CamSpec:
             if isinstance(v, str) or not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
                 raise TypeError(f"labels must be a list of str, not {v!r}")
             kw["labels"] = tuple(v)
+        elif k == "seed":
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise _bad(f"seed must be an int >= 0, not {v!r}")
+            kw["seed"] = v
+        elif k == "samples":
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise _bad(f"samples must be an int >= 1, not {v!r}")
+            kw["samples"] = v
+        elif k in ("eigen_smooth", "aug_smooth"):
+            if not isinstance(v, bool):
+                raise _bad(f"{k} must be True or False, not {v!r}")
+            kw[k] = v
         else:
             raise _bad(f"unknown cam setting {k!r}", did_you_mean(k, OVERRIDABLE))
     return replace(spec, **kw)

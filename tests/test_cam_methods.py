@@ -1,0 +1,155 @@
+"""The peers' other CAM methods (evo/cam_methods.py) against independent references
+written from their papers (tests/refcam.py: full forward / backward passes with
+hooks, loops, numpy), for every strategy where a gradient is involved, on the
+residual, depthwise and concat nets of test_cam; seeded methods reproducible."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import evo
+from evo.cam_methods import BY_NAME, GRADIENT_FREE, METHODS
+from evo.check.settings import METHODS as CHECKED_METHODS
+from evo.diagnostics import EvoError
+from tests.refcam import reference_method, reference_normalize
+from tests.test_cam import ARCHS, _close, arch
+
+NEW_GRADIENT = ["eigengradcam", "gradcam_elementwise", "shapleycam", "finercam", "smoothgradcampp"]
+NEW_FREE = ["ablationcam", "kpcacam", "fem", "iscam", "sscam", "reciprocam", "randomcam"]
+FEW = {"iscam": 3, "sscam": 2, "smoothgradcampp": 2}  # samples: keep the suite small
+
+
+_DOUBLE: dict = {}
+
+
+def _double(name):
+    if name not in _DOUBLE:
+        _, model, _, x = arch(name)
+        _DOUBLE[name] = (copy.deepcopy(model).double(), x.double())
+    return _DOUBLE[name]
+
+
+def _raw(prog, model, x, layer, method, strategy="auto", **kw):
+    exp = prog.explainer("C", model, layer=layer, method=method, strategy=strategy, upsample="none",
+                         normalize="none", **kw)
+    return exp(x)
+
+
+def test_one_list_of_methods():
+    assert CHECKED_METHODS == METHODS
+    assert len(METHODS) == len(set(METHODS)) >= 20
+    for m in NEW_GRADIENT + NEW_FREE + ["cam"]:
+        assert m in METHODS
+    assert set(GRADIENT_FREE) == {m for m in METHODS if BY_NAME[m].kind != "gradient"}
+
+
+@pytest.mark.parametrize("name", list(ARCHS))
+@pytest.mark.parametrize("strategy", ["autograd", "forward", "compiled"])
+def test_new_gradient_methods_match_reference(name, strategy):
+    prog, model, layers, x = arch(name)
+    top = model(x).argmax(1)
+    for layer in layers[:2]:
+        module = model.get_submodule(layer)
+        for method in NEW_GRADIENT:
+            if strategy == "forward" and BY_NAME[method].forward_tangents == "element" and layer != layers[0]:
+                continue  # one JVP per element: one layer per arch is enough
+            kw = {"samples": FEW[method]} if method in FEW else {}
+            m, xx, mod = model, x, module
+            if method == "smoothgradcampp":
+                # its alpha = mean(G^2) / (2 mean(G^2) + sum(mean(G^3) A)) has denominators near 0
+                # on noisy inputs, which amplify float32 rounding differences between strategies:
+                # compare in float64 (the explainer runs in the model's dtype)
+                m, xx = _double(name)
+                mod = m.get_submodule(layer)
+            r = _raw(prog, m, xx, layer, method, strategy, **kw)
+            ref = reference_method(m, xx, mod, method, top, samples=kw.get("samples"))
+            assert torch.equal(r.classes, top)
+            assert r.strategy == strategy
+            _close(r.maps.to(torch.float64), ref)
+
+
+@pytest.mark.parametrize("name", list(ARCHS))
+def test_gradient_free_methods_match_reference(name):
+    prog, model, layers, x = arch(name)
+    top = model(x).argmax(1)
+    layer = layers[0]
+    module = model.get_submodule(layer)
+    for method in NEW_FREE:
+        kw = {"samples": FEW[method]} if method in FEW else {}
+        r = _raw(prog, model, x, layer, method, **kw)
+        ref = reference_method(model, x, module, method, top, samples=kw.get("samples"), seed=0)
+        assert r.strategy == "none"
+        _close(r.maps.to(torch.float64), ref)
+
+
+def test_cam_reads_the_head_weights():
+    prog, model, layers, x = arch("residual")
+    top = model(x).argmax(1)
+    r = _raw(prog, model, x, "layer2", "cam")
+    ref = reference_method(model, x, model.get_submodule("layer2"), "cam", top,
+                           fc_weight=model.get_submodule("fc").weight)
+    _close(r.maps.to(torch.float64), ref)
+    assert r.strategy == "none"
+
+
+def test_cam_needs_an_affine_head():
+    prog, model, layers, x = arch("depthwise")
+    with pytest.raises(EvoError, match="affine head"):
+        prog.explainer("C", model, method="cam")
+    src = ARCHS["depthwise"][0].replace("layer = features", "layer = features\n    method = \"cam\"")
+    with pytest.raises(EvoError) as e:
+        evo.compile(src)
+    assert "E0502" in str(e.value) and "affine head" in str(e.value)
+
+
+@pytest.mark.parametrize("method", ["sscam", "smoothgradcampp", "randomcam"])
+def test_seeded_methods_are_reproducible(method):
+    prog, model, layers, x = arch("concat")
+    kw = {"samples": FEW.get(method, 1)} if method in FEW else {}
+    a = _raw(prog, model, x, "fire1", method, seed=5, **kw).maps
+    b = _raw(prog, model, x, "fire1", method, seed=5, **kw).maps
+    c = _raw(prog, model, x, "fire1", method, seed=6, **kw).maps
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    ref = reference_method(model, x, model.get_submodule("fire1"), method, model(x).argmax(1), seed=6,
+                           samples=kw.get("samples"))
+    _close(c.to(torch.float64), ref)
+
+
+@pytest.mark.parametrize("strategy", ["autograd", "compiled"])
+def test_eigen_smooth_is_the_principal_component(strategy):
+    prog, model, layers, x = arch("depthwise")
+    top = model(x).argmax(1)
+    r = _raw(prog, model, x, "features", "gradcam", strategy, eigen_smooth=True)
+    ref = reference_method(model, x, model.get_submodule("features"), "gradcam", top, eigen_smooth=True)
+    _close(r.maps.to(torch.float64), ref)
+
+
+def test_aug_smooth_averages_flips_and_brightness():
+    prog, model, layers, x = arch("depthwise")
+    top = model(x).argmax(1)
+    module = model.get_submodule("features")
+    acc = 0
+    for flip in (False, True):
+        for f in (1.0, 0.9, 1.1):
+            xa = (torch.flip(x, dims=(-1,)) if flip else x) * f
+            m = reference_method(model, xa, module, "gradcam", top)
+            acc = acc + reference_normalize(torch.flip(m, dims=(-1,)) if flip else m)
+    r = _raw(prog, model, x, "features", "gradcam", "compiled", aug_smooth=True)
+    _close(r.maps.to(torch.float64), acc / 6)
+    assert torch.equal(r.classes, top)
+
+
+def test_cam_settings_are_checked():
+    base = ARCHS["concat"][0]
+    for setting, code in (("seed = -1", "E0203"), ("eigen_smooth = 3", "E0504"), ("samples = 0", "E0203")):
+        with pytest.raises(EvoError) as e:
+            evo.compile(base.replace("layer = fire2", f"layer = fire2\n    {setting}"))
+        assert code in str(e.value)
+    prog = evo.compile(base.replace("layer = fire2", "layer = fire2\n    method = sscam\n    seed = 3\n"
+                                    "    samples = 2\n    aug_smooth = false"))
+    spec = prog.cams["C"]
+    assert (spec.method, spec.seed, spec.samples, spec.aug_smooth) == ("sscam", 3, 2, False)
