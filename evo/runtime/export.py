@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from evo.check.settings import GRADIENT_FREE
-from evo.codegen.cam_runtime import gather_scores, run_cam
 from evo import codes as C
+from evo.codegen.cam_runtime import cam_raw, finish_maps, gather_scores
 from evo.diagnostics import Diagnostic, EvoError, Span
 
 FORMATS = ("onnx", "torch-export")
@@ -61,12 +61,9 @@ class ExportedExplainer(nn.Module):
         single = spec[0] in ("top1", "index")
         # no autograd anywhere: the exporters trace this under torch.no_grad() (a grad-mode
         # switch inside would be recorded as a higher-order op that torch.export.load rejects)
-        acts, derivs, logits, cls = e.derivatives(x, spec, "compiled")
+        raws, logits, cls = cam_raw(e, x, spec, "compiled")
         scores = gather_scores(logits, cls)
-        if single and cls.dim() == 2:
-            cls, scores = cls[:, 0], scores[:, 0]
-        r = run_cam(e.method, list(acts), derivs, cls, scores, x.shape, e.upsample_mode, e.normalize_mode,
-                    single, "compiled")
+        r = finish_maps(raws, cls, scores, x.shape, e.upsample_mode, e.normalize_mode, single, "compiled")
         return logits, r.classes, r.scores, r.maps
 
 
