@@ -469,6 +469,10 @@ class ExplainExplain(nn.Module):
     upsample_mode = 'bilinear'
     normalize_mode = 'minmax'
     labels = None
+    seed = 0
+    eigen_smooth = False
+    aug_smooth = False
+    samples = None
 
     def __init__(self, model):
         super().__init__()
@@ -620,10 +624,11 @@ class ExplainExplain(nn.Module):
             m('classifier.1'),
         )
         h = self._h
+        dt = next(iter(model.parameters()), torch.zeros(())).dtype
         with torch.no_grad():
             # the affine head folded: d logits / d acts, the same at every position
-            basis = torch.eye(1280).reshape(1280, 1280, 1, 1)
-            basis = torch.cat([torch.zeros(1, 1280, 1, 1), basis])
+            basis = torch.eye(1280, dtype=dt).reshape(1280, 1280, 1, 1)
+            basis = torch.cat([torch.zeros(1, 1280, 1, 1, dtype=dt), basis])
             pool = F.adaptive_avg_pool2d(basis, 1)
             flatten = torch.flatten(pool, 1)
             dropout = h[139](flatten)
@@ -794,8 +799,9 @@ class ExplainExplain(nn.Module):
         linear = h[140](dropout)
         return linear
 
-    def compiled0(self, acts, spec):
-        """Logits, classes and d score / d layer 0 as ordinary ops (no autograd)."""
+    def compiled0(self, acts, spec, coef=None):
+        """Logits, classes and d score / d layer 0 as ordinary ops (no autograd);
+        coef [B, K, N]: the gradient of sum_n coef[b, k, n] logit[b, n] instead."""
         h = self._h
         pool = F.adaptive_avg_pool2d(acts, 1)
         flatten = torch.flatten(pool, 1)
@@ -803,53 +809,13 @@ class ExplainExplain(nn.Module):
         linear = h[140](dropout)
         cls = spec if isinstance(spec, torch.Tensor) else select_classes(linear, spec)
         cls2 = cls if cls.dim() == 2 else cls.unsqueeze(1)
-        return linear, cls, self._j0[cls2]
-
-    def derivatives(self, x, spec, strategy):
-        """(activations, per-layer derivatives, logits, classes) for one strategy."""
-        acts, sides = self.trunk(x)
-        derivs = []
-        cls = spec
-        logits = None
-        for i in range(1):
-            if strategy == "compiled":
-                out, cls, d = getattr(self, f"compiled{i}")(acts[i], *sides[i], cls)
-                if self.method != "gradcam" and d.dim() == 3:
-                    d = expand_channel_weights(d, acts[i].shape)
-            else:
-                head = functools_partial(getattr(self, f"head{i}"), sides[i])
-                if strategy == "autograd":
-                    d, out, cls = grads_autograd(head, acts[i], cls)
-                elif strategy == "forward" and self.method == "gradcam":
-                    d, out, cls = weights_forward(head, acts[i], cls)
-                elif strategy == "forward":
-                    d, out, cls = grads_forward(head, acts[i], cls)
-                else:
-                    out = self.head0(acts[0], *sides[0])
-                    if not isinstance(cls, torch.Tensor):
-                        cls = select_classes(out, cls)
-                    d = None
-            if logits is None:
-                logits = out
-            derivs.append(d)
-        return acts, derivs, logits, cls
+        if coef is None:
+            return linear, cls, self._j0[cls2]
+        j = self._j0
+        return linear, cls, torch.einsum("bkn,nc->bkc", coef.to(j.dtype), j)
 
     def forward(self, x, classes=None, strategy=None):
-        spec = self.classes if classes is None else classes
-        strategy = strategy or self.strategy
-        single = isinstance(spec, torch.Tensor) and spec.dim() == 1 or (
-            not isinstance(spec, torch.Tensor) and spec[0] in ("top1", "index"))
-        if strategy == "autograd":
-            with torch.no_grad():
-                acts, derivs, logits, cls = self.derivatives(x, spec, strategy)
-        else:
-            with torch.inference_mode():
-                acts, derivs, logits, cls = self.derivatives(x, spec, strategy)
-        scores = gather_scores(logits, cls)
-        if single and cls.dim() == 2:
-            cls, scores = cls[:, 0], scores[:, 0]
-        return run_cam(self.method, list(acts), derivs, cls, scores, x.shape, self.upsample_mode,
-                       self.normalize_mode, single, strategy, self.model, x)
+        return explain(self, x, classes, strategy)
 
     def export_module(self):
         return _EvoExportWrapper(self)
