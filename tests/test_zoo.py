@@ -311,3 +311,28 @@ def test_families_with_quoted_module_names_import(name, quoted):
     net.load_state_dict(model.state_dict(), strict=True)
     with torch.no_grad():
         torch.testing.assert_close(net(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("layer", ["trunk_output.block2.`block2-0`", "trunk_output.block2.`block2-1`"])
+def test_imported_regnet_cam_at_a_quoted_layer_matches_autograd(layer):
+    """Grad-CAM of the imported RegNetY at `block2-0` (the head after it runs through a
+    squeeze-excitation block) and at the last spatial layer, every gradient strategy,
+    against a hook-and-backward reference on the PyTorch mirror."""
+    import evo
+    from tests.refcam import reference_cam
+
+    torch.manual_seed(1)
+    model = regnet.regnet_y_400mf(10, tiny=True).eval()
+    x = torch.randn(2, 3, 64, 64)
+    src = evo.from_torch(model, x[:1])
+    src += ("\ncam Explain {\n    network = RegNet\n    layer = " + layer
+            + "\n    upsample = none\n    normalize = none\n}\n")
+    prog = evo.compile(src)
+    net = prog.build("RegNet")
+    net.load_state_dict(model.state_dict(), strict=True)
+    top = model(x).argmax(1)
+    want = reference_cam(model, x, model.get_submodule(layer.replace("`", "")), "gradcam", top)
+    assert want.shape == (2, 4, 4) and (want > 0).any()
+    for strategy in ("autograd", "forward", "compiled"):
+        res = prog.explainer("Explain", net, strategy=strategy)(x)
+        torch.testing.assert_close(res.maps, want, rtol=1e-4, atol=1e-6, msg=strategy)
