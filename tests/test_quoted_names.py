@@ -345,3 +345,19 @@ evolve S {
     q = evo.compile(text)
     assert "Chip-2_S_1" in q.hardware
     assert format_source(text) == text
+
+
+def test_onnx_export_with_quoted_module_names(prog, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    ref = _reference(4)
+    model = prog.build("Net-1")
+    model.load_state_dict(ref.state_dict(), strict=True)
+    path = prog.export("Explain", tmp_path / "q.onnx", model=model)
+    x = torch.randn(2, 3, 16, 16)
+    sess = ort.InferenceSession(str(path))
+    logits, classes, _, maps = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    top = ref(x).argmax(1)
+    torch.testing.assert_close(torch.from_numpy(logits), ref(x).detach(), rtol=1e-4, atol=1e-5)
+    assert torch.from_numpy(classes).view(-1).tolist() == top.tolist()
+    want = reference_cam(ref, x, ref.trunk.get_submodule("block1-1"), "gradcam", top)
+    torch.testing.assert_close(torch.from_numpy(maps), want, rtol=1e-4, atol=1e-5)
