@@ -35,7 +35,6 @@ import itertools
 import math
 import os
 import re
-import sys
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +43,7 @@ from typing import Any
 from evo import units as U
 from evo.diagnostics import Collector, Diagnostic, EvoError, Span
 
-__all__ = ["Evaluator", "EvolveResult", "add_parser", "format_metric", "main", "run_evolve"]
+__all__ = ["Evaluator", "EvolveResult", "format_metric", "run_evolve"]
 
 
 # ---------------------------------------------------------------------------- metric spelling
@@ -604,13 +603,15 @@ class EvolveResult:
 
         return json.dumps(self.to_dict(programs), indent=2, allow_nan=False) + "\n"
 
-    def plot(self, path: str | os.PathLike) -> Path:
-        """A PNG of the objectives: the front over every evaluated point."""
+    def plot(self, path):
+        """A PNG of the objectives: the front over every evaluated point (`path`: a file name
+        or a binary file object)."""
         from evo.evolve import plot_front
 
-        plot_front(self.search.front, self.search.evaluated, self.spec.objectives, str(path),
+        target = path if hasattr(path, "write") else str(path)
+        plot_front(self.search.front, self.search.evaluated, self.spec.objectives, target,
                    title=f"evolve {self.name}")
-        return Path(path)
+        return path if hasattr(path, "write") else Path(path)
 
     # -- write-back -----------------------------------------------------------------
     def tier_name(self, point) -> str:
@@ -650,9 +651,28 @@ class EvolveResult:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8", newline="\n")
-    os.replace(tmp, path)
+    """The API's write (`write_programs`): a temporary file created exclusively beside `path`,
+    renamed over it (`evoc` itself writes through `evo.cli.output`, with more checks)."""
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 # ---------------------------------------------------------------------------- write-back
@@ -846,89 +866,3 @@ def worker_evaluator(ref):
     prog.compilation.checked  # a bad program fails here, as in the parent
     ev = Evaluator(prog, ref.name)
     return ev
-
-
-# ---------------------------------------------------------------------------- CLI
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("evolve", help="search an evolve block: Pareto front (table, JSON, PNG) and programs")
-    p.add_argument("file", metavar="FILE", help="evo program")
-    p.add_argument("--search", metavar="NAME", help="the evolve block (default: the program's only one)")
-    p.add_argument("--generations", type=int, metavar="G", help="override the block's generations")
-    p.add_argument("--population", type=int, metavar="P", help="override the block's population")
-    p.add_argument("--seed", type=int, metavar="S", help="override the block's seed")
-    p.add_argument("--out", metavar="DIR", default="evoc-out",
-                   help="where front.json and front.png go (default: evoc-out)")
-    p.add_argument("--emit-best", metavar="DIR", help="write every front point as an evo program into DIR")
-    p.add_argument("--format", choices=("table", "json"), default="table", help="what to print (default: table)")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="evaluate candidates in N processes (default 1: in this one)")
-    p.add_argument("--cluster", metavar="ADDRESS",
-                   help="evaluate candidates on a dask.distributed cluster (scheduler address, e.g. tcp://host:8786)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def main(args) -> int:
-    from evo.cli import UsageError, _compile
-    from evo.evolve import ProgressBar
-
-    prog = _compile(args.file)
-    pool = prog.evolves
-    if args.search is not None:
-        if args.search not in pool:
-            from evo.diagnostics import did_you_mean
-
-            hint = did_you_mean(args.search, pool)
-            raise UsageError(f"no evolve block named '{args.search}'" + (f"; {hint}" if hint else "") +
-                             (f" (defined: {', '.join(sorted(pool))})" if pool else ""))
-        name = args.search
-    elif len(pool) == 1:
-        name = next(iter(pool))
-    elif not pool:
-        raise UsageError(f"{args.file} declares no evolve block")
-    else:
-        raise UsageError(f"the program declares several evolve blocks ({', '.join(sorted(pool))}); "
-                         "choose one with --search")
-    for what, v, lo in (("--generations", args.generations, 1), ("--population", args.population, 2),
-                        ("--seed", args.seed, 0)):
-        if v is not None and v < lo:
-            raise UsageError(f"{what} must be at least {lo}")
-    if args.workers < 1:
-        raise UsageError("--workers must be at least 1")
-    if args.cluster is not None and args.workers != 1:
-        raise UsageError("give --workers or --cluster, not both")
-    gens = args.generations or pool[name].generations
-    bar = None if args.quiet else ProgressBar(sys.stderr, total=gens, label=f"evolve {name}")
-    try:
-        res = run_evolve(prog, name, generations=args.generations, population=args.population, seed=args.seed,
-                         progress=bar, workers=args.workers, cluster=args.cluster)
-    except OSError as e:  # an unreachable --cluster address
-        raise UsageError(f"cannot reach the cluster {args.cluster}: {e}") from None
-    finally:
-        if bar is not None:
-            bar.close()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    programs: dict[int, str] = {}
-    written: list[Path] = []
-    if args.emit_best:
-        try:
-            written = res.write_programs(args.emit_best)
-        except WriteBackError as e:
-            sys.stdout.write(res.summary() + "\n" + res.table())
-            print(f"evoc: error: cannot write the front back as programs: {e}", file=sys.stderr)
-            return 1
-        programs = {i: str(pth) for i, pth in enumerate(written)}
-    _atomic_write(out / "front.json", res.to_json(programs))
-    res.plot(out / "front.png")
-    if args.format == "json":
-        sys.stdout.write(res.to_json(programs))
-    else:
-        sys.stdout.write(res.summary() + "\n" + res.table())
-    note = f"wrote {out / 'front.json'} and {out / 'front.png'}"
-    if args.emit_best:
-        note += f"; {len(written)} program{'s' if len(written) != 1 else ''} in {args.emit_best}"
-    print(note, file=sys.stderr)
-    if not res.search.front:
-        print(f"evoc: no candidate of evolve {name} meets its constraints", file=sys.stderr)
-    return 0

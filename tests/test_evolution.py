@@ -393,7 +393,7 @@ def test_write_back_rewrites_imports(tmp_path):
 
 def test_cli_end_to_end(small, tmp_path, capsys):
     out, best = tmp_path / "out", tmp_path / "best"
-    rc = evoc(["evolve", str(small), "--out", str(out), "--emit-best", str(best), "--format", "json",
+    rc = evoc(["evolve", str(small), "--out", str(out), "--emit-best", str(best), "--format", "json", "--progress",
                "--generations", "3", "--population", "6", "--seed", "4"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err

@@ -938,7 +938,7 @@ def test_cli_exit_codes(tmp_path, capsys, monkeypatch):
     assert out.read_text().startswith("graph N()")
     assert cli.main(["compile", "--emit", "ast", str(good)]) == 0
     assert capsys.readouterr().out.startswith("Module @1:1")
-    monkeypatch.setattr(cli, "_compile", lambda path: 1 / 0)  # a compiler bug
+    monkeypatch.setattr(cli.common, "compile_program", lambda path: 1 / 0)  # a compiler bug
     assert cli.main(["check", str(good)]) == 3
     err = capsys.readouterr().err
     assert "internal error" in err and "Traceback" not in err

@@ -16,9 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from evo.importer.cli import add_parser, main
-
-__all__ = ["ConversionError", "add_parser", "from_torch", "main"]
+__all__ = ["ConversionError", "from_torch"]
 
 
 def __getattr__(name: str) -> Any:  # torch is imported on first use, not by `evoc --help`

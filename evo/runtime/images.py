@@ -127,10 +127,11 @@ def overlay(original, map01, alpha: float = 0.5, colormap: str = DEFAULT_COLORMA
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def save_png(arr, path) -> str:
-    """Write an image as PNG (parent directories are created). arr: uint8 [H, W, 3]
-    or [H, W]; a float array is taken as [0, 1] and quantised to round(v * 255).
-    Returns the path as a string."""
+def png_bytes(arr) -> bytes:
+    """An image as PNG bytes. arr: uint8 [H, W, 3] or [H, W]; a float array is taken as
+    [0, 1] and quantised to round(v * 255)."""
+    import io
+
     a = _as_numpy(arr)
     if a.dtype != np.uint8:
         a = np.rint(np.clip(np.nan_to_num(a.astype(np.float64), nan=0.0), 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -138,10 +139,19 @@ def save_png(arr, path) -> str:
         a = a[:, :, 0]
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[2] in (3, 4))):
         raise ValueError(f"save_png: expected [H, W], [H, W, 3] or [H, W, 4], got shape {a.shape}")
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(a)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_png(arr, path) -> str:
+    """Write an image as PNG (parent directories are created); see `png_bytes`.
+    Returns the path as a string."""
+    data = png_bytes(arr)
     p = Path(path)
     if p.parent and not p.parent.exists():
         p.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.ascontiguousarray(a)).save(p, format="PNG")
+    p.write_bytes(data)
     return str(p)
 
 

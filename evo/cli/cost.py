@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import sys
 
+from evo.cli.common import UsageError, compile_program, pick
+from evo.cli.output import write_output, write_rendered
+
+_NO_HARDWARE = " (define a tier, or import some: import \"hardware.evo\" from examples/)"
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("cost", help="cost a network on a hardware tier (per layer, per memory level)")
@@ -15,37 +20,21 @@ def add_parser(sub) -> None:
     p.add_argument("--objective", choices=("latency", "energy", "edp"),
                    help="what the mapping search minimises (default: the target's, else latency)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    p.add_argument("--plot", metavar="FILE.png", help="write a roofline / per-level plot")
+    p.add_argument("--plot", metavar="FILE.png", help="write a roofline / per-level plot (.png, .svg or .pdf)")
     p.add_argument("-o", "--output", metavar="OUT", help="write the report to a file (default: stdout)")
 
 
-def _pick(what: str, given: str | None, pool: dict) -> str:
-    from evo.cli import UsageError
-    from evo.diagnostics import did_you_mean
-
-    if given is not None:
-        if given not in pool:
-            hint = did_you_mean(given, pool)
-            raise UsageError(f"no {what} named '{given}'" + (f"; {hint}" if hint else "") +
-                             (f" (defined: {', '.join(sorted(pool))})" if pool else ""))
-        return given
-    if len(pool) == 1:
-        return next(iter(pool))
-    if not pool:
-        hint = (" (define a tier, or import some: import \"hardware.evo\" from examples/)"
-                if what == "hardware" else "")
-        raise UsageError(f"the program declares no {what}{hint}")
-    raise UsageError(f"the program declares several {what}s ({', '.join(sorted(pool))}); choose one with "
-                     f"--{what} or --target")
+def _pick(what: str, given: str | None, pool) -> str:
+    return pick(what, given, pool, option=f"--{what} or --target",
+                none_hint=_NO_HARDWARE if what == "hardware" else "")
 
 
 def main(args) -> int:
-    from evo.cli import UsageError, _compile, _write
     from evo.cost.network import explainer_cost
 
     if args.batch is not None and args.batch < 1:
         raise UsageError("--batch must be at least 1")
-    prog = _compile(args.file)
+    prog = compile_program(args.file)
     cam = None
     fps = None
     batch = args.batch
@@ -72,8 +61,8 @@ def main(args) -> int:
     text = {"table": rep.table, "json": rep.to_json, "csv": rep.to_csv}[args.format]()
     if not text.endswith("\n"):
         text += "\n"
-    _write(args.output, text)
+    write_output(args.output, text, inputs=[args.file])
     if args.plot:
-        rep.plot(args.plot)
+        write_rendered(args.plot, rep.plot, inputs=[args.file, args.output])
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0

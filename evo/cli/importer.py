@@ -8,7 +8,10 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE = 0, 1, 2
+from evo.cli.common import EXIT_OK, EXIT_USAGE
+from evo.cli.common import EXIT_PROGRAM as EXIT_PROBLEMS
+from evo.cli.output import write_output
+
 DEFAULT_SHAPE = "1,3,224,224"
 
 
@@ -55,14 +58,9 @@ def main(args) -> int:
         if any(p.startswith("the model fails on the example input") for p in e.problems):
             print(f"hint: give the model's input shape with --input-shape (now {args.input_shape})", file=sys.stderr)
         return EXIT_PROBLEMS
-    if args.output in (None, "-"):
-        sys.stdout.write(src)
-    else:
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(src, encoding="utf-8")
-        os.replace(tmp, out)
+    model_file = args.target.rsplit(":", 1)[0]
+    write_output(args.output, src, inputs=[model_file] if model_file.endswith(".py") else [])
+    if args.output not in (None, "-"):
         print(f"wrote {args.output}", file=sys.stderr)
     return EXIT_OK
 

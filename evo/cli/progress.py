@@ -1,0 +1,59 @@
+"""Progress bars for long commands, drawn by tqdm on stderr.
+
+A bar is shown only when stderr is a terminal (or when `force` is set, e.g. by a
+command's ``--progress``), never when ``--quiet`` is given, so pipes, logs and tests
+stay clean.  The engines (`evo.evolve.search`, the explainer loop) only call back;
+this module is the one place that draws.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+
+
+def _stderr_is_tty() -> bool:
+    try:
+        return bool(sys.stderr.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+@contextmanager
+def progress_bar(total: int, desc: str, *, unit: str = "it", enabled: bool = True, force: bool = False):
+    """A tqdm bar over `total` steps (``bar.update(n)``); a silent stand-in when not shown."""
+    from tqdm import tqdm
+
+    show = enabled and (force or _stderr_is_tty())
+    bar = tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not show, leave=True,
+               dynamic_ncols=True)
+    try:
+        yield bar
+    finally:
+        bar.close()
+
+
+class EvolveProgress:
+    """The ``progress(generation, generations, evaluations, front_size)`` callback of
+    `evo.evolve.search`, drawn as a tqdm bar over generations."""
+
+    def __init__(self, total: int, desc: str = "evolve", *, enabled: bool = True, force: bool = False):
+        from tqdm import tqdm
+
+        show = enabled and (force or _stderr_is_tty())
+        self.bar = tqdm(total=max(1, int(total)), desc=desc, unit="gen", file=sys.stderr, disable=not show,
+                        leave=True, dynamic_ncols=True,
+                        bar_format="{desc}: gen {n_fmt}/{total_fmt} |{bar}| {postfix} [{elapsed}]")
+        self.done = 0
+
+    def __call__(self, generation: int, generations: int, evaluations: int, front_size: int) -> None:
+        if generations and generations != self.bar.total:
+            self.bar.total = generations
+        step = generation - self.done
+        self.done = generation
+        self.bar.set_postfix_str(f"{evaluations} evals, front {front_size}", refresh=False)
+        if step > 0:
+            self.bar.update(step)
+
+    def close(self) -> None:
+        self.bar.close()
