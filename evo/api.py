@@ -156,7 +156,7 @@ class Program:
 
     # ------------------------------------------------------------------ evolve
     def evolve(self, name: str, **kw):
-        from evo.evolution import run_evolve
+        from evo.evolve.driver import run_evolve
 
         self._require(name, self.evolves, "evolve")
         unknown = sorted(set(kw) - {"generations", "population", "seed", "progress", "workers", "cluster"})

@@ -295,3 +295,75 @@ def test_evoc_run_gives_distinct_names_to_inputs_with_one_stem(tmp_path, capsys)
     a0, a1 = (np.asarray(Image.open(o), dtype=np.int16) for o in overlays[:2])
     assert np.abs(a0 - a1).max() > 0
     assert err == ""  # --quiet, and no terminal: no progress bar
+
+
+# ---------------------------------------------------------------------------- progress (tqdm)
+
+
+class _Tty:
+    """A terminal-like text stream."""
+
+    def __init__(self):
+        import io
+
+        self.buf = io.StringIO()
+
+    def write(self, s):
+        return self.buf.write(s)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+    def getvalue(self):
+        return self.buf.getvalue()
+
+
+def _last_state(text: str) -> str:
+    return text.replace("\r", "\n").strip().splitlines()[-1]
+
+
+def test_evolve_progress_on_a_terminal_and_quiet_elsewhere():
+    import io
+
+    from evo.cli.progress import EvolveProgress
+    from evo.evolve import Choice, FloatRange, Gene, IntRange, Space, search
+
+    tty = _Tty()
+    with EvolveProgress(5, "evolve", file=tty) as bar:
+        for g in range(1, 4):
+            bar(g, 5, g * 10, g)
+    out = tty.getvalue()
+    assert "\r" in out and out.endswith("\n")
+    last = _last_state(out)
+    assert "gen 3/5" in last and "30 evals" in last and "front 3" in last
+
+    plain = io.StringIO()  # not a terminal: nothing, unless asked
+    with EvolveProgress(100, "evolve", file=plain) as bar:
+        for g in range(1, 101):
+            bar(g, 100, g, 1)
+    assert plain.getvalue() == ""
+    with EvolveProgress(100, "evolve", file=plain, force=True, enabled=False) as bar:  # --quiet wins
+        bar(1, 100, 1, 1)
+    assert plain.getvalue() == ""
+
+    # stopped early: the last state is shown
+    plain = io.StringIO()
+    with EvolveProgress(100, "evolve", file=plain, force=True) as bar:
+        bar(1, 100, 1, 1)
+        bar(3, 100, 3, 1)
+    assert _last_state(plain.getvalue()).startswith("evolve: gen 3/100")
+
+    # as a search callback
+    space = Space([Gene("x", IntRange(0, 10)), Gene("y", FloatRange(0, 1, 0.1)), Gene("z", Choice((1, 2, 4)))])
+
+    def f(v):
+        x, y, z = v["x"], v["y"], v["z"]
+        return {"f1": x + y * z, "f2": (9 - x) ** 2 / 9 + (1 - y) * z, "c": x + 3 * y}
+
+    buf = io.StringIO()
+    with EvolveProgress(4, "evolve", file=buf, force=True) as bar:
+        search(space, f, [("f1", "min"), ("f2", "min")], [], 8, 4, seed=0, progress=bar)
+    assert _last_state(buf.getvalue()).startswith("evolve: gen 4/4, 32 evals")

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import evo
 from evo import units as U
 from evo.cli import main as evoc
-from evo.evolution import (
+from evo.evolve.driver import (
     EvolveResult,
     _literal_value,
     _quantity_literal,

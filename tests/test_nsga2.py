@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import math
@@ -19,7 +18,6 @@ from evo.evolve import (
     Gene,
     Infeasible,
     IntRange,
-    ProgressBar,
     Space,
     constraint_violation,
     crowding_distance,
@@ -592,42 +590,3 @@ def test_empty_front_formatting():
     res.plot()
 
 
-# ---------------------------------------------------------------------------
-# progress
-
-
-class _Tty(io.StringIO):
-    def isatty(self):
-        return True
-
-
-def test_progress_bar_tty_and_plain():
-    tty = _Tty()
-    with ProgressBar(tty, 5) as bar:
-        for g in range(1, 4):
-            bar(g, 5, g * 10, g)
-    out = tty.getvalue()
-    assert out.count("\r") == 3 and out.endswith("\n") and out.count("\n") == 1
-    assert "gen 3/5" in out and "30 evals" in out and "front 3" in out
-
-    plain = io.StringIO()
-    bar = ProgressBar(plain, 100)
-    for g in range(1, 101):
-        bar(g, 100, g, 1)
-    bar.close()
-    lines = plain.getvalue().splitlines()
-    assert "\r" not in plain.getvalue()
-    assert 10 <= len(lines) <= 12 and lines[-1].startswith("evolve: gen 100/100")
-
-    # stopped early: close() prints the last state once
-    plain = io.StringIO()
-    with ProgressBar(plain, 100) as bar:
-        bar(1, 100, 1, 1)
-        bar(3, 100, 3, 1)
-    assert plain.getvalue().splitlines()[-1].startswith("evolve: gen 3/100")
-
-    # as a search callback
-    buf = io.StringIO()
-    with ProgressBar(buf, 4) as bar:
-        search(_space_a(), _f_a, [("f1", "min"), ("f2", "min")], [], 8, 4, seed=0, progress=bar)
-    assert buf.getvalue().splitlines()[-1].startswith("evolve: gen 4/4  32 evals")

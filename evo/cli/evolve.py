@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    from evo.evolution import WriteBackError, run_evolve
+    from evo.evolve.driver import WriteBackError, run_evolve
     from evo.cli.progress import EvolveProgress
 
     prog = compile_program(args.file)

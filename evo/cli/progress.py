@@ -37,13 +37,19 @@ class EvolveProgress:
     """The ``progress(generation, generations, evaluations, front_size)`` callback of
     `evo.evolve.search`, drawn as a tqdm bar over generations."""
 
-    def __init__(self, total: int, desc: str = "evolve", *, enabled: bool = True, force: bool = False):
+    def __init__(self, total: int, desc: str = "evolve", *, enabled: bool = True, force: bool = False,
+                 file=None):
         from tqdm import tqdm
 
-        show = enabled and (force or _stderr_is_tty())
-        self.bar = tqdm(total=max(1, int(total)), desc=desc, unit="gen", file=sys.stderr, disable=not show,
-                        leave=True, dynamic_ncols=True,
-                        bar_format="{desc}: gen {n_fmt}/{total_fmt} |{bar}| {postfix} [{elapsed}]")
+        file = sys.stderr if file is None else file
+        try:
+            tty = bool(file.isatty())
+        except (AttributeError, ValueError):
+            tty = False
+        show = enabled and (force or tty)
+        self.bar = tqdm(total=max(1, int(total)), desc=desc, unit="gen", file=file, disable=not show,
+                        leave=True, dynamic_ncols=True, mininterval=0.2,
+                        bar_format="{desc}: gen {n_fmt}/{total_fmt}{postfix} |{bar:20}| [{elapsed}]")
         self.done = 0
 
     def __call__(self, generation: int, generations: int, evaluations: int, front_size: int) -> None:
@@ -54,6 +60,17 @@ class EvolveProgress:
         self.bar.set_postfix_str(f"{evaluations} evals, front {front_size}", refresh=False)
         if step > 0:
             self.bar.update(step)
+        if generation >= (generations or self.bar.total):
+            self.bar.refresh()  # the last state is always shown, however fast it came
 
     def close(self) -> None:
+        """End the bar, showing the last state (also when the search stopped early)."""
+        if not self.bar.disable:
+            self.bar.refresh()
         self.bar.close()
+
+    def __enter__(self) -> EvolveProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,9 +1,12 @@
-"""The search engine behind ``evoc evolve``: gene spaces, NSGA-II and Pareto fronts.
+"""Evolution: the search engine behind ``evoc evolve`` and its driver.
 
-Standalone: nothing here imports the rest of the compiler. The compiler builds a
-:class:`Space` from an ``evolve`` block's genes, wraps its cost model as
-``evaluate(values) -> {metric: float}`` (raising :class:`Infeasible` for
-candidates that cannot be built) and calls :func:`search`.
+The engine (`genes`, `nsga2`, `front`) is standalone: it imports nothing of the
+compiler and draws nothing on a terminal (progress goes to a ``progress`` callback;
+`evoc` renders it).  The driver (`evo.evolve.driver`) builds a :class:`Space` from an
+``evolve`` block's genes, wraps the checker and the cost model as
+``evaluate(values) -> {metric: float}`` (raising :class:`Infeasible` for candidates
+that cannot be built) and calls :func:`search`; `evo.evolve.writeback` turns a front
+point back into a program; `evo.evolve.parallel` evaluates candidates elsewhere.
 """
 
 from .front import (
@@ -21,7 +24,6 @@ from .genes import Choice, FloatRange, Gene, IntRange, Space
 from .nsga2 import (
     Infeasible,
     Point,
-    ProgressBar,
     SearchResult,
     constraint_violation,
     crowding_distance,
@@ -38,7 +40,6 @@ __all__ = [
     "Infeasible",
     "IntRange",
     "Point",
-    "ProgressBar",
     "SearchResult",
     "Space",
     "constraint_violation",

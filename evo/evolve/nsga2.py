@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -65,7 +64,6 @@ from .genes import Gene, Space
 __all__ = [
     "Infeasible",
     "Point",
-    "ProgressBar",
     "SearchResult",
     "constrained_dominates",
     "constraint_violation",
@@ -405,78 +403,6 @@ def mutate(
             k = mutable[rng.randrange(len(mutable))]
             g[k] = _mutate_index(rng, g[k], sizes[k], ordered[k])
     return tuple(g)
-
-
-# ---------------------------------------------------------------------------
-# progress
-
-
-class ProgressBar:
-    """A ``progress`` callback that draws one line on ``stream`` (default stderr).
-
-    On a terminal the line is redrawn with ``\\r``; otherwise a plain line is
-    printed for the first and last generation and about every tenth of the way.
-    Use as a context manager (or call ``close()``) to end the line, since the
-    search may stop early when the space is exhausted.
-    """
-
-    def __init__(self, stream: Any = None, total: int = 0, *, width: int = 30, label: str = "evolve"):
-        self.stream = stream if stream is not None else sys.stderr
-        self.total = max(0, int(total))
-        self.width = width
-        self.label = label
-        try:
-            self.tty = bool(self.stream.isatty())
-        except Exception:  # noqa: BLE001
-            self.tty = False
-        self._open = False
-        self._last_len = 0
-        self._last_info: str | None = None
-        self._printed: str | None = None
-        self._closed = False
-
-    def __call__(self, generation: int, generations: int, evaluations: int, front_size: int) -> None:
-        if self._closed:
-            return
-        total = generations or self.total or 1
-        self.total = total
-        frac = min(1.0, max(0.0, generation / total))
-        info = f"gen {generation}/{total}  {evaluations} evals  front {front_size}"
-        self._last_info = info
-        if self.tty:
-            filled = round(frac * self.width)
-            line = f"{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {info}"
-            pad = " " * max(0, self._last_len - len(line))
-            self.stream.write("\r" + line + pad)
-            self._last_len = len(line)
-            self._open = True
-            self.stream.flush()
-        else:
-            every = max(1, total // 10)
-            if generation <= 1 or generation >= total or generation % every == 0:
-                self.stream.write(f"{self.label}: {info}\n")
-                self.stream.flush()
-                self._printed = info
-        if generation >= total:
-            self.close()
-
-    def close(self) -> None:
-        """End the line (terminal) or print the last state if it was not printed (plain)."""
-        if self._closed:
-            return
-        self._closed = True
-        if self.tty:
-            if self._open:
-                self.stream.write("\n")
-        elif self._last_info is not None and self._printed != self._last_info:
-            self.stream.write(f"{self.label}: {self._last_info}\n")
-        self.stream.flush()
-
-    def __enter__(self) -> ProgressBar:  # noqa: PYI034
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 # ---------------------------------------------------------------------------
