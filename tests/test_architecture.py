@@ -17,13 +17,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 EVO = ROOT / "evo"
 
-# Edges that close a cycle today and are being removed by work in flight (the command
-# line package takes the subcommands and evolution driver out of evo.cost,
-# evo.evolution and evo.runtime).  KNOWN-PENDING: the
-# integrator deletes these entries once that work has landed; add nothing here.
-PENDING_EDGES = {
-}
-# Modules outside evo/cli that import it today (KNOWN-PENDING, as above).
+# Edges that close a cycle today and are being removed by work in flight (none left:
+# the op table, the command line package and the evolve package have landed).
+PENDING_EDGES: set[tuple[str, str]] = set()
+# Modules outside evo/cli that import it today (none).
 PENDING_CLI_IMPORTERS: set[str] = set()
 
 
