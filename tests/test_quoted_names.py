@@ -309,7 +309,7 @@ def test_importer_quotes_module_names_only_where_needed():
 
 
 def test_evolve_write_back_quotes_a_quoted_hardware_name():
-    from evo.evolution import run_evolve
+    from evo.evolve.driver import run_evolve
 
     src = """\
 network `Tiny net`(x: Tensor[N, 3, 8, 8], width: int = 4) {
