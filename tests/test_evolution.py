@@ -487,7 +487,7 @@ def test_quantity_literals_read_back_exactly(dim_units, k, x, keep_text):
 
 
 def test_literal_value_mirrors_the_compiler():
-    from evo.check.elaborate import Elaborator
+    from evo.check.lower import Lowerer as Elaborator
     from evo.check.program import Program
     from evo.diagnostics import Collector
     from evo.frontend import parse

@@ -17,7 +17,8 @@ import pytest
 import evo
 from evo import units as U
 from evo.check import check_source
-from evo.check.elaborate import MAX_DEPTH, MAX_EXPANDED, Elaborator
+from evo.check.lower import MAX_DEPTH, MAX_EXPANDED
+from evo.check.lower import Lowerer as Elaborator
 from evo.check.program import Program
 from evo.diagnostics import Collector, SourceMap
 from evo.frontend import ast as A

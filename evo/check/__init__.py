@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evo.check.elaborate import Elaborator
+from evo.check.lower import Lowerer
 from evo.check.hardware import HardwareChecker, HardwareSpec
 from evo.check.names import check_names
 from evo.check.program import Program, load
@@ -39,7 +39,7 @@ class Checked:
         if not args and self.graphs.get(network) is not None:
             return self.graphs[network]
         col = Collector(sources=self.program.sources)
-        g = Elaborator(self.program, col).network(self.program.networks[network], args or {})
+        g = Lowerer(self.program, col).network(self.program.networks[network], args or {})
         col.raise_if_any()
         assert g is not None
         return g
@@ -53,10 +53,10 @@ def check_program(prog: Program) -> Checked:
     graphs: dict[str, Graph | None] = {}
     for name, net in prog.networks.items():
         if all(p.default is not None for p in net.params[1:]):
-            graphs[name] = Elaborator(prog, col).network(net)
+            graphs[name] = Lowerer(prog, col).network(net)
         else:
             graphs[name] = None  # instantiated when arguments are given (build, evolve)
-    const = Elaborator(prog, col).constant
+    const = Lowerer(prog, col).constant
     hardware = HardwareChecker(prog, col, const).check_all()
     col.raise_if_any()
 

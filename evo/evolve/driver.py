@@ -260,14 +260,14 @@ class Evaluator:
     def _literals(self, g) -> list[tuple[str, str | None]]:
         """Per value of a hardware gene: (number text, unit) that reads back exactly as
         written (`2 B/cycle` stays per cycle, so it follows a frequency gene)."""
-        from evo.check.elaborate import Elaborator
+        from evo.check.lower import Lowerer
         from evo.check.hardware import LEVEL_ATTRS, TOP_ATTRS
         from evo.check.settings import SettingsChecker
 
         rest = g.path[1:]
         dims = TOP_ATTRS[rest[0]][0] if len(rest) == 1 else LEVEL_ATTRS[rest[1]][0]
         col = Collector(sources=self.program.sources)
-        sc = SettingsChecker(self.program, col, {}, self.checked.hardware, Elaborator(self.program, col).constant)
+        sc = SettingsChecker(self.program, col, {}, self.checked.hardware, Lowerer(self.program, col).constant)
         written = sc.domain(self._gene_ast(g.path), dims)
         if written is None or len(written) != len(g.values):  # cannot happen for a checked program
             written = tuple(U.Quantity(v, g.dim) if g.dim != U.COUNT else v for v in g.values)
@@ -318,7 +318,7 @@ class Evaluator:
         """Every cam of the network must still hold on the new graph (its layers exist and
         are [N, C, H, W], its class indices are in range), as the checker demands of the
         written-back program."""
-        from evo.check.elaborate import Elaborator
+        from evo.check.lower import Lowerer
         from evo.check.settings import SettingsChecker
 
         net = self.target.network
@@ -328,7 +328,7 @@ class Evaluator:
             return
         col = Collector(sources=self.program.sources)
         sc = SettingsChecker(self.program, col, {net: raw}, self.checked.hardware,
-                             Elaborator(self.program, col).constant)
+                             Lowerer(self.program, col).constant)
         for c in cams:
             sc.cam(c)
         if col.diagnostics:
@@ -349,7 +349,7 @@ class Evaluator:
         return hit
 
     def _build_tier(self, items):
-        from evo.check.elaborate import Elaborator
+        from evo.check.lower import Lowerer
         from evo.check.hardware import HardwareChecker
         from evo.check.program import Program as Defs
         from evo.evolve import Infeasible
@@ -368,7 +368,7 @@ class Evaluator:
         ext = A.Hardware(span, name, self.tier, tuple(attrs), span, span)
         view = Defs(self.program.modules, self.program.sources, {**self.program.defs, name: ext})
         col = Collector(sources=self.program.sources)
-        hc = HardwareChecker(view, col, Elaborator(view, col).constant)
+        hc = HardwareChecker(view, col, Lowerer(view, col).constant)
         raw = hc.resolve(name, [])
         spec = hc.validate(ext, raw) if raw is not None else None
         if col.diagnostics or spec is None:

@@ -1,16 +1,15 @@
-"""Compile-time evaluation, block instantiation, seq expansion and shape inference.
+"""Lowering: AST -> IR.  Block instantiation, seq expansion and shape inference.
 
 Instantiating a network with its scalar arguments evaluates every compile-time
-expression and `if`, expands seqs (`repeat`, `for`) under a hard size limit,
-instantiates blocks, infers every tensor's shape with the op's rule from
-:mod:`evo.ops`, and assigns module paths by the spec's naming rules.  The result
-is the network's IR graph (lowering is this evaluation); errors are collected
-with the span of the offending argument.
+expression and `if` (with the evaluator of :mod:`evo.check.evaluate`), expands
+seqs (`repeat`, `for`) under a hard size limit, instantiates blocks, infers
+every tensor's shape with the op's rule from the op table (:mod:`evo.ops`), and
+assigns module paths by the spec's naming rules.  The result is the network's
+IR graph; errors are collected with the span of the offending argument.
 """
 
 from __future__ import annotations
 
-import math
 import sys
 import threading
 from contextlib import contextmanager
@@ -18,12 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evo import ops
+from evo.check.evaluate import POISON, Evaluator, TensorV, TupleV, Ctx, fmt_number, is_number, join, type_name
 from evo.check.program import Program
 from evo.diagnostics import Abort, Collector, Note, Span, did_you_mean
 from evo.frontend import ast as A
 from evo.frontend.names import q
 from evo.ir.node import Graph, Node, Op, Scope
-from evo.units import COUNT, Quantity, parse_unit
 
 # Names a layer (a submodule) cannot have in PyTorch.
 RESERVED_MODULE_NAMES = frozenset({"training"})
@@ -33,7 +32,7 @@ MAX_DEPTH = 200          # nested block instances
 
 # Instantiating MAX_DEPTH nested blocks, each evaluating an expression nested as
 # deep as the parser allows, takes more Python frames than the default limit of
-# 1000 leaves once a caller's own frames are counted: elaboration runs with this
+# 1000 leaves once a caller's own frames are counted: lowering runs with this
 # much headroom above the caller's depth.
 RECURSION_HEADROOM = 4000
 _headroom_lock = threading.Lock()
@@ -65,55 +64,6 @@ def recursion_headroom(frames: int = RECURSION_HEADROOM):
             if _headroom_users == 0:
                 sys.setrecursionlimit(_headroom_saved)
 
-
-@dataclass(frozen=True)
-class TensorV:
-    nid: int
-    shape: tuple
-
-
-@dataclass(frozen=True)
-class TupleV:
-    items: tuple
-
-
-class _Poison:
-    """The value of a name whose definition had an error (suppresses follow-on errors)."""
-
-
-POISON = _Poison()
-
-
-def type_name(v: Any) -> str:
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int):
-        return "int"
-    if isinstance(v, float):
-        return "float"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, TensorV):
-        return f"tensor {ops.fmt_shape(v.shape)}"
-    if isinstance(v, TupleV):
-        return f"{len(v.items)} values"
-    if isinstance(v, Quantity):
-        return f"quantity ({v.dim})"
-    if isinstance(v, tuple):
-        return "list"
-    return type(v).__name__
-
-
-def join(scope: str, name: str) -> str:
-    return f"{scope}.{name}" if scope else name
-
-
-@dataclass
-class _Ctx:
-    scope: str
-    env: dict[str, Any]
-    depth: int = 0
-    what: str = ""
 
 
 @dataclass
@@ -148,20 +98,12 @@ class _Builder:
                 todo.extend(s.orelse or ())
 
 
-class Elaborator:
+class Lowerer(Evaluator):
+    """AST -> IR: instantiates a network (blocks, seqs, ops) into its graph."""
+
     def __init__(self, prog: Program, col: Collector):
-        self.prog = prog
-        self.col = col
+        super().__init__(prog, col)
         self.b = _Builder()
-
-    def constant(self, e) -> Any:
-        """Evaluate a constant expression (no names in scope)."""
-        return self.eval(e, _Ctx("", {}))
-
-    # ------------------------------------------------------------------ errors
-    def fail(self, code: str, msg: str, span: Span, hint: str | None = None, notes=()) -> Abort:
-        self.col.error(code, msg, span, hint, notes)
-        return Abort()
 
     # ------------------------------------------------------------------ entry
     def network(self, net: A.Network, args: dict[str, Any] | None = None,
@@ -190,7 +132,7 @@ class Elaborator:
                     v = args.pop(p.name)
                     env[p.name] = self.check_param_type(p, v, args_span or p.span, f"network '{net.name}'")
                 elif p.default is not None:
-                    v = self.eval(p.default, _Ctx("", env))
+                    v = self.eval(p.default, Ctx("", env))
                     env[p.name] = self.check_param_type(p, v, p.default.span, f"network '{net.name}'")
                 else:
                     raise self.fail("E0107", f"network '{net.name}' needs a value for parameter '{p.name}'",
@@ -199,7 +141,7 @@ class Elaborator:
                 raise self.fail("E0105", f"network '{net.name}' has no parameter '{extra}'",
                                 args_span or net.name_span,
                                 did_you_mean(extra, [p.name for p in net.params[1:]]))
-            ctx = _Ctx("", env, 0, f"network '{net.name}'")
+            ctx = Ctx("", env, 0, f"network '{net.name}'")
             root_seq = isinstance(net.expr, A.Seq)
             if net.expr is None:
                 self.b.reserve("", net.body)
@@ -265,7 +207,7 @@ class Elaborator:
                             "reduce the repeat/for counts")
 
     # ------------------------------------------------------------------ statements
-    def exec_body(self, stmts, ctx: _Ctx):
+    def exec_body(self, stmts, ctx: Ctx):
         for s in stmts:
             if isinstance(s, A.Assign):
                 try:
@@ -293,213 +235,25 @@ class Elaborator:
         return None
 
     # ------------------------------------------------------------------ expressions
-    def eval_bool(self, e, ctx: _Ctx) -> bool:
-        v = self.eval(e, ctx)
-        if v is POISON:
-            raise Abort()
-        if not isinstance(v, bool):
-            raise self.fail("E0204" if isinstance(v, TensorV) else "E0200",
-                            f"a condition must be a compile-time bool, not {type_name(v)}", e.span,
-                            "compare values, e.g. stride != 1")
-        return v
-
-    def eval_int(self, e, ctx: _Ctx, what: str) -> int:
-        v = self.eval(e, ctx)
-        if v is POISON:
-            raise Abort()
-        if isinstance(v, bool) or not isinstance(v, int):
-            if isinstance(v, float) and v.is_integer():
-                return int(v)
-            raise self.fail("E0200", f"{what} must be an int, not {type_name(v)}", e.span)
-        return v
-
-    def eval(self, e, ctx: _Ctx, bind: str | None = None) -> Any:
-        m = getattr(self, "e_" + type(e).__name__)
-        return m(e, ctx, bind)
-
-    def e_Num(self, e: A.Num, ctx, bind):
-        if e.unit is None:
-            return e.value
-        parsed = parse_unit(e.unit)
-        if parsed is None:
-            raise self.fail("E0411", f"unknown unit '{e.unit}'", e.span)
-        scale, dim = parsed
-        if dim == COUNT:
-            v = e.value * scale
-            return int(v) if float(v).is_integer() else v
-        return Quantity(e.value * scale, dim, e.text)
-
-    def e_Str(self, e, ctx, bind):
-        return e.value
-
-    def e_Bool(self, e, ctx, bind):
-        return e.value
-
-    def e_Name(self, e: A.Name, ctx, bind):
-        if e.id in ctx.env:
-            return ctx.env[e.id]
-        raise self.fail("E0100", f"'{e.id}' is not bound on this path", e.span,
-                        "it is bound only in one branch of an 'if'; bind it in both")
-
-    def e_ListExpr(self, e: A.ListExpr, ctx, bind):
-        return tuple(self.eval(x, ctx) for x in e.items)
-
-    def e_CondExpr(self, e: A.CondExpr, ctx, bind):
-        return self.eval(e.body if self.eval_bool(e.cond, ctx) else e.orelse, ctx, bind)
-
-    def e_UnaryOp(self, e: A.UnaryOp, ctx, bind):
-        v = self.eval(e.operand, ctx)
-        if v is POISON:
-            return POISON
-        if e.op == "not":
-            if not isinstance(v, bool):
-                raise self.fail("E0200", f"'not' needs a bool, not {type_name(v)}", e.operand.span)
-            return not v
-        if isinstance(v, bool) or not isinstance(v, (int, float, Quantity)):
-            raise self.fail("E0200", f"unary '{e.op}' needs a number, not {type_name(v)}", e.operand.span)
-        if isinstance(v, Quantity):
-            return Quantity(-v.value if e.op == "-" else v.value, v.dim)
-        return -v if e.op == "-" else v
-
-    def e_BinOp(self, e: A.BinOp, ctx, bind):
-        op = e.op
-        if op in ("and", "or"):
-            a = self.eval(e.left, ctx)
-            if a is POISON:
-                return POISON
-            if not isinstance(a, bool):
-                raise self.fail("E0200", f"'{op}' needs bools, not {type_name(a)}", e.left.span)
-            if (op == "and" and not a) or (op == "or" and a):
-                return a
-            b = self.eval(e.right, ctx)
-            if b is POISON:
-                return POISON
-            if not isinstance(b, bool):
-                raise self.fail("E0200", f"'{op}' needs bools, not {type_name(b)}", e.right.span)
-            return b
-        a = self.eval(e.left, ctx)
-        b = self.eval(e.right, ctx)
-        if a is POISON or b is POISON:
-            return POISON
-        if isinstance(a, TensorV) or isinstance(b, TensorV):
-            if op not in ("+", "*"):
-                raise self.fail("E0200", f"'{op}' is not defined on tensors", e.span,
-                                "tensors support + and * (elementwise)")
-            for v, sub in ((a, e.left), (b, e.right)):
-                if not isinstance(v, TensorV):
-                    raise self.fail("E0200", f"cannot {'add' if op == '+' else 'multiply'} a tensor and "
-                                    f"{type_name(v)}", sub.span, "both operands must be tensors")
-            d = ops.lookup("add" if op == "+" else "mul")
-            try:
-                shape = d.shape([a.shape, b.shape], {})
-            except ops.OpError as err:
-                raise self.fail(err.code, err.message, e.span, err.hint) from None
-            return self.add(d.op, (a.nid, b.nid), {}, shape, e.span, ctx.scope, None, bind or "")
-        return self.scalar_binop(op, a, b, e)
-
-    def scalar_binop(self, op: str, a, b, e: A.BinOp):
-        if isinstance(a, Quantity) or isinstance(b, Quantity):
-            return self.quantity_binop(op, a, b, e)
-        if op in ("==", "!="):
-            if type_name(a) != type_name(b) and not (_isnum(a) and _isnum(b)):
-                raise self.fail("E0200", f"cannot compare {type_name(a)} with {type_name(b)}", e.span)
-            return (a == b) if op == "==" else (a != b)
+    def tensor_binop(self, op: str, a, b, e: A.BinOp, ctx, bind):
+        """`a + b`, `a * b` on tensors: the add and mul ops."""
+        if op not in ("+", "*"):
+            raise self.fail("E0200", f"'{op}' is not defined on tensors", e.span,
+                            "tensors support + and * (elementwise)")
         for v, sub in ((a, e.left), (b, e.right)):
-            if not _isnum(v):
-                raise self.fail("E0200", f"'{op}' needs numbers, not {type_name(v)}", sub.span)
-        if op in ("<", "<=", ">", ">="):
-            return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
-        if op in ("/", "//", "%") and b == 0:
-            raise self.fail("E0201", "division by zero", e.right.span)
-        r = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b,
-             "//": lambda: a // b, "%": lambda: a % b}[op]()
-        if isinstance(r, float) and not math.isfinite(r):
-            raise self.fail("E0203", "the result is not a finite number", e.span)
-        if isinstance(r, int) and abs(r) > 10 ** 18:
-            raise self.fail("E0203", "the result is too large", e.span)
-        return r
+            if not isinstance(v, TensorV):
+                raise self.fail("E0200", f"cannot {'add' if op == '+' else 'multiply'} a tensor and "
+                                f"{type_name(v)}", sub.span, "both operands must be tensors")
+        d = ops.lookup("add" if op == "+" else "mul")
+        try:
+            shape = d.shape([a.shape, b.shape], {})
+        except ops.OpError as err:
+            raise self.fail(err.code, err.message, e.span, err.hint) from None
+        return self.add(d.op, (a.nid, b.nid), {}, shape, e.span, ctx.scope, None, bind or "")
 
-    def quantity_binop(self, op: str, a, b, e):
-        qa, qb = isinstance(a, Quantity), isinstance(b, Quantity)
-        if op in ("+", "-", "<", "<=", ">", ">=", "==", "!="):
-            if not (qa and qb) or a.dim != b.dim:
-                raise self.fail("E0400", f"'{op}' needs quantities of one dimension, got {type_name(a)} and "
-                                f"{type_name(b)}", e.span)
-            x, y = a.value, b.value
-            return {"+": lambda: Quantity(x + y, a.dim), "-": lambda: Quantity(x - y, a.dim),
-                    "<": lambda: x < y, "<=": lambda: x <= y, ">": lambda: x > y, ">=": lambda: x >= y,
-                    "==": lambda: x == y, "!=": lambda: x != y}[op]()
-        if op == "*" and qa != qb:
-            q, s = (a, b) if qa else (b, a)
-            if _isnum(s):
-                return Quantity(q.value * s, q.dim)
-        if op == "/" and qa and not qb and _isnum(b):
-            if b == 0:
-                raise self.fail("E0201", "division by zero", e.right.span)
-            return Quantity(a.value / b, a.dim)
-        raise self.fail("E0400", f"'{op}' is not defined for {type_name(a)} and {type_name(b)}", e.span)
-
-    def e_Attr(self, e: A.Attr, ctx, bind):
-        v = self.eval(e.obj, ctx)
-        if v is POISON:
-            return POISON
-        if isinstance(v, TensorV):
-            idx = {"channels": 1, "height": 2, "width": 3}
-            if e.attr in idx:
-                i = idx[e.attr]
-                if len(v.shape) <= i:
-                    raise self.fail("E0300", f"'.{e.attr}' needs a 4-D tensor, this one is "
-                                    f"{ops.fmt_shape(v.shape)}", e.span)
-                return self.dim(v.shape[i], e)
-            if e.attr == "shape":
-                return tuple(v.shape)
-            if e.attr == "rank":
-                return len(v.shape)
-            raise self.fail("E0113", f"tensors have no attribute '{e.attr}'", e.span,
-                            did_you_mean(e.attr, ["channels", "height", "width", "shape", "rank"])
-                            or "use .channels, .height, .width, .shape[i] or .rank")
-        raise self.fail("E0113", f"{type_name(v)} has no attribute '{e.attr}'", e.span)
-
-    def dim(self, d, e):
-        if not isinstance(d, int):
-            raise self.fail("E0204", f"this dimension is the symbol '{d}', not known at compile time", e.span)
-        return d
-
-    def e_Index(self, e: A.Index, ctx, bind):
-        v = self.eval(e.obj, ctx)
-        i = self.eval(e.index, ctx)
-        if v is POISON or i is POISON:
-            return POISON
-        if isinstance(v, TupleV):  # one output of a block that returns several
-            if isinstance(i, bool) or not isinstance(i, int):
-                raise self.fail("E0200", f"an index must be an int, not {type_name(i)}", e.index.span)
-            if not -len(v.items) <= i < len(v.items):
-                raise self.fail("E0206", f"index {i} is out of range for {len(v.items)} values", e.index.span)
-            return v.items[i]
-        if not isinstance(v, tuple):
-            raise self.fail("E0200", f"cannot index {type_name(v)}", e.obj.span,
-                            "index a tensor's shape: x.shape[i]")
-        if isinstance(i, bool) or not isinstance(i, int):
-            raise self.fail("E0200", f"an index must be an int, not {type_name(i)}", e.index.span)
-        if not -len(v) <= i < len(v):
-            raise self.fail("E0206", f"index {i} is out of range for {len(v)} items", e.index.span)
-        r = v[i]
-        if isinstance(r, str) and isinstance(e.obj, A.Attr) and e.obj.attr == "shape":
-            return self.dim(r, e)
-        return r
-
-    # ------------------------------------------------------------------ calls
-    def e_Call(self, e: A.Call, ctx: _Ctx, bind):
+    def e_Call(self, e: A.Call, ctx: Ctx, bind):
         if e.func in ("min", "max"):
-            vals = [self.eval(a, ctx) for a in e.args]
-            if any(v is POISON for v in vals):
-                return POISON
-            if len(vals) < 2 or e.kwargs:
-                raise self.fail("E0104", f"{e.func}() takes two or more numbers", e.span)
-            for v, a in zip(vals, e.args):
-                if not _isnum(v):
-                    raise self.fail("E0200", f"{e.func}() needs numbers, not {type_name(v)}", a.span)
-            return min(vals) if e.func == "min" else max(vals)
+            return self.builtin_call(e, ctx)
         pos = [(self.eval(a, ctx), a.span) for a in e.args]
         kw = {}
         for k in e.kwargs:
@@ -535,7 +289,7 @@ class Elaborator:
                                 sp)
         return self.apply_op(d, inputs, rest, kw, ctx, bind, e.span, e.func_span, None)
 
-    def apply_op(self, d: ops.OpDef, inputs, pos, kw, ctx: _Ctx, bind, span: Span, fspan: Span,
+    def apply_op(self, d: ops.OpDef, inputs, pos, kw, ctx: Ctx, bind, span: Span, fspan: Span,
                  stage_path: str | None):
         given: dict[str, Any] = {}
         spans: dict[str, Span] = {}
@@ -601,10 +355,10 @@ class Elaborator:
         def rng(x):
             if p.min is not None and x < p.min:
                 raise self.fail("E0203", f"argument '{p.name}' of {d.name} must be at least "
-                                f"{_fmt(p.min)}, got {_fmt(x)}", span)
+                                f"{fmt_number(p.min)}, got {fmt_number(x)}", span)
             if p.max is not None and x > p.max:
                 raise self.fail("E0203", f"argument '{p.name}' of {d.name} must be at most "
-                                f"{_fmt(p.max)}, got {_fmt(x)}", span)
+                                f"{fmt_number(p.max)}, got {fmt_number(x)}", span)
             return x
 
         if p.kind == "int":
@@ -634,7 +388,7 @@ class Elaborator:
             return v
         t = p.type.name
         ok = {"int": lambda: isinstance(v, int) and not isinstance(v, bool),
-              "float": lambda: _isnum(v),
+              "float": lambda: is_number(v),
               "bool": lambda: isinstance(v, bool),
               "Tensor": lambda: isinstance(v, TensorV)}.get(t)
         if ok is None:
@@ -647,7 +401,7 @@ class Elaborator:
         return v
 
     # ------------------------------------------------------------------ blocks
-    def call_block(self, b: A.Block, x, xspan: Span, pos, kw, ctx: _Ctx, bind, span: Span,
+    def call_block(self, b: A.Block, x, xspan: Span, pos, kw, ctx: Ctx, bind, span: Span,
                    stage_path: str | None):
         if not isinstance(x, TensorV):
             raise self.fail("E0205", f"the first argument of block '{b.name}' must be a tensor, not "
@@ -675,7 +429,7 @@ class Elaborator:
             if p.name in given:
                 v, sp = given[p.name]
             elif p.default is not None:
-                v, sp = self.eval(p.default, _Ctx(ctx.scope, dict(env), ctx.depth)), p.default.span
+                v, sp = self.eval(p.default, Ctx(ctx.scope, dict(env), ctx.depth)), p.default.span
             else:
                 raise self.fail("E0107", f"block '{b.name}' needs argument '{p.name}'", span)
             if isinstance(v, TensorV):
@@ -689,7 +443,7 @@ class Elaborator:
         else:
             path = self.b.gen_path(ctx.scope, b.name)
         self.b.used_paths.add(path)
-        inner = _Ctx(path, env, ctx.depth + 1, f"block '{b.name}'")
+        inner = Ctx(path, env, ctx.depth + 1, f"block '{b.name}'")
         note = [Note(f"in block '{b.name}' instantiated here", span)]
         n0 = len(self.col.diagnostics)
         try:
@@ -745,7 +499,7 @@ class Elaborator:
                 self.col.diagnostics[i] = replace(d, notes=d.notes + tuple(notes))
 
     # ------------------------------------------------------------------ seqs
-    def e_Seq(self, e: A.Seq, ctx: _Ctx, bind, own_path: str | None = None, label: str = "seq",
+    def e_Seq(self, e: A.Seq, ctx: Ctx, bind, own_path: str | None = None, label: str = "seq",
               parent: str | None = None):
         x = self.eval(e.input, ctx)
         if x is POISON:
@@ -763,10 +517,10 @@ class Elaborator:
         self.expand(e.stages, dict(ctx.env), ctx, expanded)
         cur = x
         # Stages are at the same block depth as the seq (a block instance counts one level).
-        sctx = _Ctx(path, ctx.env, ctx.depth, ctx.what)
+        sctx = Ctx(path, ctx.env, ctx.depth, ctx.what)
         for i, (st, env) in enumerate(expanded):
             stage_path = join(path, str(i))
-            ectx = _Ctx(ctx.scope, env, ctx.depth)
+            ectx = Ctx(ctx.scope, env, ctx.depth)
             pos = [(self.eval(a, ectx), a.span) for a in st.args]
             kw = {}
             for k in st.kwargs:
@@ -799,9 +553,9 @@ class Elaborator:
         self.b.values[path] = cur.nid
         return cur
 
-    def expand(self, stages, env: dict, ctx: _Ctx, out: list) -> None:
+    def expand(self, stages, env: dict, ctx: Ctx, out: list) -> None:
         for st in stages:
-            ectx = _Ctx(ctx.scope, env, ctx.depth)
+            ectx = Ctx(ctx.scope, env, ctx.depth)
             if isinstance(st, A.StageCall):
                 # Every stage makes at least one layer (unless it is a block that returns
                 # its input unchanged): stop before a huge list of stages is built.
@@ -832,7 +586,7 @@ class Elaborator:
                                     f"{MAX_EXPANDED:,} layers", st.span, "reduce the range")
                 self.loop(st, range(a, b), st.var, env, ctx, out)
 
-    def loop(self, st, it: range, var: str | None, env: dict, ctx: _Ctx, out: list) -> None:
+    def loop(self, st, it: range, var: str | None, env: dict, ctx: Ctx, out: list) -> None:
         if not st.stages:
             self.idle(st, len(it))
             return
@@ -860,11 +614,3 @@ def _flatten_outputs(outs):
         else:
             flat.append((v, e))
     return flat
-
-
-def _isnum(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _fmt(x) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
