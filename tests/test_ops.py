@@ -1,0 +1,138 @@
+"""The op table (evo/ops): one home per op.
+
+* adding an op is one registration: `softplus`, registered once here with nothing
+  else touched, is checked, generated, loads a state_dict, is differentiated by the
+  compiled CAM strategy (maps equal autograd's), costed and imported from a torch model;
+* a built-in activation's name appears in at most two files under evo/;
+* the op table in docs/language.md is the one generated from the registry.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import evo
+from evo.cost.workload import EltwiseWorkload
+from evo.extend import Imports, ParamSpec, register_op, unregister_op
+from evo.importer import from_torch
+from evo.ops import doc
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SMALL = textwrap.dedent("""
+    hardware Small {
+        frequency = 100 MHz
+        pes = 16
+        offchip DRAM { bandwidth = 1 GB/s; energy = 100 pJ/B }
+        global GLB { size = 64 KiB; bandwidth = 8 GB/s; energy = 5 pJ/B }
+        pe Spad { size = 256 B; bandwidth = 2 B/cycle; energy = 1 pJ/B }
+    }
+    """)
+
+PROGRAM = textwrap.dedent("""\
+    network SoftNet(x: Tensor[N, 3, 8, 8]) {
+        conv = conv2d(x, 4, 3, padding=1)
+        act = softplus(conv, beta=2.0)
+        pool = adaptive_avgpool2d(act, 1)
+        fc = linear(flatten(pool), 3)
+        return fc
+    }
+
+    cam C {
+        network = SoftNet
+        layer = conv
+        strategy = compiled
+    }
+    """)
+
+
+class SoftNet(nn.Module):
+    """The hand-written PyTorch reference of PROGRAM."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.act = nn.Softplus(beta=2.0)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.act(self.conv(x)), 1), 1))
+
+
+@pytest.fixture()
+def softplus():
+    # the one registration: signature, shape, code, derivative, cost and importer aliases
+    register_op(
+        "softplus",
+        params=[ParamSpec("beta", "float", 1.0, min=0.0), ParamSpec("threshold", "float", 20.0)],
+        shape=lambda shapes, a: shapes[0],
+        code=lambda a, xs: f"F.softplus({xs[0]}, {a['beta']!r}, {a['threshold']!r})",
+        module=lambda a, s: f"nn.Softplus({a['beta']!r}, {a['threshold']!r})",
+        derivative=lambda a, x, y: (f"torch.where({x} * {a['beta']!r} > {a['threshold']!r}, torch.ones_like({x}), "
+                                    f"torch.sigmoid({x} * {a['beta']!r}))"),
+        cost=lambda a, ins, out: EltwiseWorkload(out[0] * out[1] * out[2] * out[3], 1, 7),
+        imports=Imports(modules=("nn.Softplus",), functions=("F.softplus",), aten=("softplus",)),
+        from_module=lambda m, shape: {"beta": float(m.beta), "threshold": float(m.threshold)},
+        activation=False,
+    )
+    try:
+        yield
+    finally:
+        unregister_op("softplus")
+
+
+def test_a_new_op_is_one_registration(softplus):
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    ref = SoftNet().eval()
+    with torch.no_grad():
+        ref.conv.weight.mul_(3.0)  # spread the pre-activations over both sides of softplus' knee
+    # checked: arguments are typed and ranged like a built-in op's
+    with pytest.raises(evo.EvoError) as e:
+        evo.compile(PROGRAM.replace("beta=2.0", "beta=-1.0"))
+    assert e.value.code == "E0203" and (e.value.line, e.value.column) == (3, 31)
+    # generated, and the generated module loads the reference's state_dict and computes what it computes
+    prog = evo.compile(PROGRAM + SMALL)
+    model = prog.build("SoftNet")
+    model.load_state_dict(ref.state_dict(), strict=True)
+    with torch.no_grad():
+        assert torch.allclose(model(x), ref(x), atol=1e-6)
+    assert "F.softplus(" in prog.emit_python()
+    # differentiated by the compiled strategy through the registered derivative
+    kw = {"upsample": "none", "normalize": "none", "method": "hirescam"}
+    comp = prog.explainer("C", model, strategy="compiled", **kw)
+    assert comp.strategy == "compiled"
+    auto = prog.explainer("C", model, strategy="autograd", **kw)
+    m_comp, m_auto = comp(x).maps, auto(x).maps
+    assert m_auto.abs().max() > 0
+    assert torch.allclose(m_comp, m_auto, rtol=1e-5, atol=1e-5 * float(m_auto.abs().max()))
+    # costed with its cost rule
+    rep = prog.cost("SoftNet", hardware="Small")
+    act = [o for o in rep.cost.ops if o.name == "act"]
+    assert act and act[0].cost.macs == 4 * 8 * 8 * 7
+    # imported from a torch model (nn.Softplus) and back to the same function
+    src = from_torch(ref, x[:1], name="Imported")
+    assert re.search(r"softplus\([^)]*beta=2\.0", src), src
+    net = evo.compile(src).build("Imported")
+    net.load_state_dict(ref.state_dict(), strict=True)
+    with torch.no_grad():
+        assert torch.allclose(net(x), ref(x), atol=1e-6)
+
+
+def test_a_builtin_activation_is_named_in_at_most_two_files():
+    files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "evo").rglob("*.py")
+                   if "hardswish" in p.read_text(encoding="utf-8").lower())
+    assert 1 <= len(files) <= 2, files
+
+
+def test_the_language_reference_op_table_is_generated_from_the_registry():
+    text = doc.DOC.read_text(encoding="utf-8")
+    assert text == doc.render(text), "docs/language.md's op table is stale: run `python3 -m evo.ops.doc`"
+    for name in ("conv2d", "hardswish", "softmax", "concat"):
+        assert f"`{name}(" in doc.op_table()
