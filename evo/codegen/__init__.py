@@ -14,8 +14,7 @@ def emit_program(graphs, filename: str, plans=()) -> str:
     (`plans`: see `evo.codegen.explain.explainer_sources`)."""
     from evo.codegen.explain import explainer_sources
 
-    exps, index = explainer_sources(plans)
-    return generate(list(graphs), filename, exps, index)
+    return generate(list(graphs), filename, lambda names: explainer_sources(plans, names))
 
 
 __all__ = ["generate", "emit_program"]

@@ -21,7 +21,7 @@ from importlib import resources
 
 from evo import ops
 from evo.check.settings import CamSpec
-from evo.codegen.names import Namer
+from evo.codegen.names import MODULE_ATTRS, Namer, explainer_namer
 from evo.codegen.python import doc_text, environment
 from evo.ir.node import Graph, Node, Op
 from evo.ops import gradient as G
@@ -57,6 +57,12 @@ class ExplainConfig:
                              spec.aug_smooth, spec.samples)
 
 
+# What the explainer template defines on the class (its buffers avoid these).
+_EXPLAINER_ATTRS = frozenset({"model", "_h", "network", "method", "layers", "strategy", "classes", "upsample_mode",
+                              "normalize_mode", "labels", "trunk", "derivatives", "export_module", "strategy_note",
+                              "source", "seed", "eigen_smooth", "aug_smooth", "samples", "forward"})
+
+
 def _lit(v) -> str:
     return repr(v)
 
@@ -65,11 +71,12 @@ class _Flat:
     """Emits flat code for a set of nodes of one graph; module handles are
     `h[i]` entries resolved once from the wrapped model by path."""
 
-    def __init__(self, g: Graph, handles: dict[str, int], namer: Namer, consts: list):
+    def __init__(self, g: Graph, handles: dict[str, int], namer: Namer, consts: list, const_names: Namer):
         self.g = g
         self.handles = handles
         self.namer = namer
         self.consts = consts   # (name, init expression) pairs for buffers
+        self.const_names = const_names  # the buffers' namespace: the explainer's attributes
         self.var: dict[int, str] = {}
         self.lines: list[str] = []
         self.indices: dict[int, str] = {}  # maxpool node -> its indices variable
@@ -107,7 +114,7 @@ class _Flat:
         self.lines.append(f"{out} = {expr}")
 
     def const(self, base: str, init: str) -> str:
-        name = self.namer.fresh(f"_{base}")
+        name = self.const_names.fresh(f"_{base}")
         self.consts.append((name, init))
         return f"self.{name}"
 
@@ -207,8 +214,11 @@ def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer, explain=No
     for _, side in heads:
         targets.update(side)
     need = _needed(g, targets)
-    tn = Namer()
-    t = _Flat(g, handles, tn, consts)
+    # buffer names share the explainer's attribute namespace (one per class, not per method)
+    const_names = Namer(MODULE_ATTRS | _EXPLAINER_ATTRS | {f"{p}{i}" for i in range(len(cfg.layers))
+                                                           for p in ("head", "compiled", "_j")})
+    tn = explainer_namer()
+    t = _Flat(g, handles, tn, consts, const_names)
     inp = g.node(g.inputs[0])
     t.var[inp.id] = tn.fresh("x")
     for n in g.nodes:
@@ -223,8 +233,8 @@ def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer, explain=No
     head_defs = []
     compiled_defs = []
     for i, (ln, (hn, side)) in enumerate(zip(layer_nodes, heads)):
-        hn_namer = Namer()
-        hf = _Flat(g, handles, hn_namer, consts)
+        hn_namer = explainer_namer()
+        hf = _Flat(g, handles, hn_namer, consts, const_names)
         hf.var[ln.id] = hn_namer.fresh("acts")
         sargs = [hn_namer.fresh(f"side{j}") for j in range(len(side))]
         for s, v in zip(side, sargs):
@@ -234,7 +244,7 @@ def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer, explain=No
         head_defs.append({"name": f"head{i}", "args": ", ".join(["acts"] + sargs), "lines": hf.lines,
                           "ret": hf.var[g.outputs[0]]})
         if cfg.strategy == "compiled" or cfg.method == "cam":
-            compiled_defs.append(_compiled_def(explain(cfg.layers[i], True), i, handles, consts))
+            compiled_defs.append(_compiled_def(explain(cfg.layers[i], True), i, handles, consts, const_names))
 
     ctx = {
         "name": cls_name,
@@ -254,9 +264,9 @@ def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer, explain=No
     return cls_name, environment().get_template("explainer.py.j2").render(**ctx)
 
 
-def _compiled_def(eg: Graph, i: int, handles, consts) -> dict:
-    namer = Namer()
-    f = _Flat(eg, handles, namer, consts)
+def _compiled_def(eg: Graph, i: int, handles, consts, const_names: Namer) -> dict:
+    namer = explainer_namer()
+    f = _Flat(eg, handles, namer, consts, const_names)
     dep = _grad_dependent(eg)
     args = ["acts"]
     for n in eg.nodes:
@@ -279,7 +289,7 @@ def _compiled_def(eg: Graph, i: int, handles, consts) -> dict:
     if folded:
         const = next(n for n in eg.nodes if n.op == G.CONST)
         chain = [eg.node(c) for c in const.attr("chain")]
-        cf = _Flat(eg, handles, Namer(), consts)
+        cf = _Flat(eg, handles, explainer_namer(), consts, const_names)
         cf.var[eg.value("acts").id] = "basis"
         for n in chain:
             cf.forward_node(n)
@@ -295,11 +305,11 @@ def _compiled_def(eg: Graph, i: int, handles, consts) -> dict:
             "grad_lines": f.lines, "grad": f.var[eg.outputs[1]], "shape": tuple(eg.value("acts").shape[1:])}
 
 
-def explainer_sources(plans) -> tuple[list[str], list[tuple[str, str]]]:
-    """Explainer classes for the cams of a program.  `plans` holds, per cam, (graph, spec,
-    strategy, note, explain): the strategy already chosen by the compilation and
+def explainer_sources(plans, names: Namer) -> tuple[list[str], list[tuple[str, str]]]:
+    """Explainer classes for the cams of a program, their class names allocated from
+    `names` (the module's namespace).  `plans` holds, per cam, (graph, spec, strategy,
+    note, explain): the strategy already chosen by the compilation and
     `explain(layer, fold)`, the compilation's cached explain graphs."""
-    names = Namer()
     sources, index = [], []
     for g, spec, strategy, note, explain in plans:
         cfg = ExplainConfig.from_spec(spec, strategy, note)

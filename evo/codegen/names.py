@@ -1,8 +1,13 @@
 """One allocator for every identifier the code generator writes.
 
-Program names are `[A-Za-z_][A-Za-z0-9_]*`, but they may still be Python
-keywords (`class`, `def`), builtins, our own names (`torch`, `self`) or
-`nn.Module` attributes (`train`, `forward`): those are never used raw.
+Program names are `[A-Za-z_][A-Za-z0-9_]*` (or any quoted text), but they may
+still be Python keywords (`class`, `def`), builtins, our own names (`torch`,
+`self`), the generated code's own locals and helpers (`h`, `select_classes`),
+module dunders (`__builtins__`), names that Python mangles inside a class body
+(`__Net`) or `nn.Module` attributes (`train`, `forward`): those are never used
+raw.  Every namespace of a generated file allocates from a `Namer` that knows
+what that namespace reserves: `module_namer()` for module-level classes,
+`explainer_namer()` for explainer method locals, `Namer()` for network locals.
 """
 
 from __future__ import annotations
@@ -28,10 +33,19 @@ def legal(base: str) -> str:
     return s
 
 
-class Namer:
-    """Allocates legal, unique identifiers within one namespace."""
+# Locals that the explainer template writes itself (`h = self._h`, `cls`, `k`, ...):
+# a program's layer of one of these names would shadow them.
+EXPLAINER_LOCALS = frozenset({"self", "model", "m", "h", "b", "basis", "j", "spec", "cls", "cls2", "k", "gseed",
+                              "dt", "coef"})
 
-    def __init__(self, reserved: set[str] | None = None):
+
+class Namer:
+    """Allocates legal, unique identifiers within one namespace.
+
+    Never hands out a reserved name, a dunder (`__builtins__`) or a name that a
+    class body would mangle (`__x`): those lose their leading underscores."""
+
+    def __init__(self, reserved: set[str] | frozenset[str] | None = None):
         self.reserved = set(RESERVED if reserved is None else reserved)
         self.used: set[str] = set(self.reserved)
 
@@ -39,12 +53,30 @@ class Namer:
         s = legal(base)
         if s in self.reserved:
             s = s + "_"
+        if s.startswith("__"):
+            s = "_" + s.lstrip("_") if s.strip("_") else "_u"
+            if s in self.reserved:
+                s = s + "_"
         cand, k = s, 1
         while cand in self.used:
             k += 1
             cand = f"{s}_{k}" if s[-1].isdigit() else f"{s}{k}"
         self.used.add(cand)
         return cand
+
+
+def module_namer(extra=()) -> Namer:
+    """The module-level namespace: classes of networks, blocks and explainers."""
+    from evo.codegen.python import runtime_names
+
+    return Namer(RESERVED | {"NETWORKS", "EXPLAINERS"} | runtime_names() | set(extra))
+
+
+def explainer_namer() -> Namer:
+    """Locals of one explainer method: never the template's own locals or a runtime helper."""
+    from evo.codegen.python import runtime_names
+
+    return Namer(RESERVED | EXPLAINER_LOCALS | runtime_names())
 
 
 def safe_attr(name: str) -> bool:

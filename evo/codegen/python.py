@@ -16,7 +16,7 @@ from importlib import resources
 import jinja2
 
 from evo import ops
-from evo.codegen.names import RESERVED, Namer, module_ref, safe_attr
+from evo.codegen.names import Namer, module_namer, module_ref, safe_attr
 from evo.ir.node import Graph, Node, Op, Scope
 from evo.version import __version__
 
@@ -47,7 +47,7 @@ def cam_runtime_source() -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _runtime_names() -> frozenset[str]:
+def runtime_names() -> frozenset[str]:
     """Module-level names the CAM runtime defines in generated files (class names avoid them)."""
     import ast
 
@@ -194,7 +194,7 @@ class ModuleGen:
     """Generates the classes of one or more graphs into one namespace."""
 
     def __init__(self) -> None:
-        self.class_names = Namer(RESERVED | {"NETWORKS", "EXPLAINERS"} | _runtime_names())
+        self.class_names = module_namer()
         self.classes: list[_ClassDef] = []
         self.by_key: dict[tuple, str] = {}
 
@@ -342,14 +342,16 @@ class ModuleGen:
         var[n.id] = out
 
 
-def generate(graphs: list[Graph], source: str = "<string>", explainers: list[str] | None = None,
-             explainer_index: list[tuple[str, str]] | None = None) -> str:
-    """Standalone PyTorch source for `graphs` (plus explainer classes, if given)."""
+def generate(graphs: list[Graph], source: str = "<string>", explainers=None) -> str:
+    """Standalone PyTorch source for `graphs`, plus explainer classes if `explainers`
+    is given: a function of the module's class namespace (a `Namer`, in which the
+    networks' classes are already named) returning (sources, [(key, class name)])."""
     gen = ModuleGen()
     nets = []
     for g in graphs:
         cls = gen.graph(g)
         nets.append({"key": repr(g.name), "cls": cls})
+    explainers, explainer_index = explainers(gen.class_names) if explainers is not None else ([], [])
     ctx = {
         "version": __version__,
         "source": _safe_comment(source),

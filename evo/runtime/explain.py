@@ -99,11 +99,11 @@ def explainer_source(graph, spec: CamSpec, strategy: str, note: str = "", explai
     """(source, class name) of a standalone explainer module for `spec` with the strategy
     the compilation chose; `explain(layer, fold)` gives the compiled explain graphs."""
     from evo.codegen.explain import ExplainConfig, explainer_class
-    from evo.codegen.names import Namer
+    from evo.codegen.names import module_namer
     from evo.codegen.python import cam_runtime_source
 
     cfg = ExplainConfig.from_spec(spec, strategy, note)
-    cls, src = explainer_class(graph, cfg, Namer(), explain)
+    cls, src = explainer_class(graph, cfg, module_namer(), explain)
     prelude = "import torch\nimport torch.nn.functional as F\nfrom torch import nn\n\n\n"
     return prelude + cam_runtime_source() + "\n\n\n" + src, cls
 
