@@ -19,7 +19,7 @@ from typing import Any
 from evo import ops
 from evo.check.evaluate import POISON, Evaluator, TensorV, TupleV, Ctx, fmt_number, is_number, join, type_name
 from evo.check.program import Program
-from evo.diagnostics import Abort, Collector, Note, Span, did_you_mean
+from evo.diagnostics import Abort, Collector, Fatal, Note, Span, did_you_mean
 from evo.frontend import ast as A
 from evo.frontend.names import q
 from evo.ir.node import Graph, Node, Op, Scope
@@ -203,8 +203,14 @@ class Lowerer(Evaluator):
     def tick(self, span: Span, n: int = 1) -> None:
         self.b.expanded += n
         if self.b.expanded > MAX_EXPANDED:
-            raise self.fail("E0202", f"the network expands to more than {MAX_EXPANDED:,} layers", span,
-                            "reduce the repeat/for counts")
+            raise self.limit(span)
+
+    def limit(self, span: Span) -> Fatal:
+        """The layer limit: reported once, it ends the network (every later statement
+        would exceed it again)."""
+        self.col.error("E0202", f"the network expands to more than {MAX_EXPANDED:,} layers", span,
+                       "reduce the repeat/for counts (the limit is a safety bound: see docs/limits.md)")
+        return Fatal()
 
     # ------------------------------------------------------------------ statements
     def exec_body(self, stmts, ctx: Ctx):
@@ -212,6 +218,8 @@ class Lowerer(Evaluator):
             if isinstance(s, A.Assign):
                 try:
                     v = self.eval(s.value, ctx, bind=s.name)
+                except Fatal:
+                    raise
                 except Abort:
                     v = POISON
                 ctx.env[s.name] = v
@@ -560,8 +568,7 @@ class Lowerer(Evaluator):
                 # Every stage makes at least one layer (unless it is a block that returns
                 # its input unchanged): stop before a huge list of stages is built.
                 if self.b.expanded + len(out) + 1 > MAX_EXPANDED:
-                    raise self.fail("E0202", f"the network expands to more than {MAX_EXPANDED:,} layers",
-                                    st.span, "reduce the repeat/for counts")
+                    raise self.limit(st.span)
                 out.append((st, env))
             elif isinstance(st, A.StageIf):
                 branch = st.then if self.eval_bool(st.cond, ectx) else st.orelse
