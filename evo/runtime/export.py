@@ -103,40 +103,72 @@ def to_torch_export(module: ExportedExplainer, x: torch.Tensor):
         return torch.export.export(module, (x,), dynamic_shapes=_dynamic_batch(x))
 
 
-def to_onnx(module: ExportedExplainer, x: torch.Tensor, path, opset: int = DEFAULT_OPSET) -> str:
-    """Write the ONNX model (opset >= 17, dynamic batch) to `path`; returns the path."""
+def onnx_bytes(module: ExportedExplainer, x: torch.Tensor, opset: int = DEFAULT_OPSET) -> bytes:
+    """The ONNX model (opset >= 17, dynamic batch) as bytes."""
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be at least {MIN_OPSET}, got {opset}")
+    import logging
     import warnings
 
-    p = Path(path)
-    if p.parent and not p.parent.exists():
-        p.parent.mkdir(parents=True, exist_ok=True)
+    log = logging.getLogger("torch.onnx")
+    level = log.level
     # the exporter reports its progress on stdout and warns about torchvision: keep both quiet
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        import logging
-
-        level = logging.getLogger("torch.onnx").level
-        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        log.setLevel(logging.ERROR)
         try:
             with torch.no_grad():
                 prog = torch.onnx.export(module, (x,), dynamo=True, opset_version=opset,
                                          input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
                                          dynamic_shapes=_dynamic_batch(x), verbose=False)
         finally:
-            logging.getLogger("torch.onnx").setLevel(level)
-    tmp = p.with_name(p.name + ".tmp")
-    prog.save(str(tmp), external_data=False)
-    os.replace(tmp, p)
+            log.setLevel(level)
+    return prog.model_proto.SerializeToString()
+
+
+def torch_export_bytes(ep) -> bytes:
+    """An ExportedProgram as a .pt2 archive (`torch.export.save`), as bytes."""
+    buf = io.BytesIO()
+    torch.export.save(ep, buf)
+    return buf.getvalue()
+
+
+def _write(path, data: bytes) -> str:
+    p = Path(path)
+    if p.parent and not p.parent.exists():
+        p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, p)  # never a half-written model
     return str(p)
 
 
+def to_onnx(module: ExportedExplainer, x: torch.Tensor, path, opset: int = DEFAULT_OPSET) -> str:
+    """Write the ONNX model to `path`; returns the path."""
+    return _write(path, onnx_bytes(module, x, opset))
+
+
+def verify_onnx(data: bytes, module: ExportedExplainer, x: torch.Tensor) -> dict:
+    """Run the ONNX model with onnxruntime on `x` and compare with the torch module:
+    {"max_map_diff", "classes_equal", "max_logit_diff", "gradient_ops"}."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    got = sess.run(None, {INPUT_NAME: x.numpy()})
+    with torch.no_grad():
+        want = module(x)
+    logits, classes, _, maps = (torch.from_numpy(a) for a in got)
+    return {"max_map_diff": float((maps - want[3]).abs().max()),
+            "classes_equal": bool(torch.equal(classes, want[1])),
+            "max_logit_diff": float((logits - want[0]).abs().max()),
+            "gradient_ops": gradient_ops(data)}
+
+
 def gradient_ops(onnx_path) -> list[str]:
-    """The gradient operators in an ONNX model (empty for an exported explainer)."""
+    """The gradient operators in an ONNX model (a path or its bytes; empty for an exported explainer)."""
     import onnx
 
-    m = onnx.load(str(onnx_path))
+    m = onnx.load_from_string(onnx_path) if isinstance(onnx_path, bytes) else onnx.load(str(onnx_path))
     found = []
     graphs = [m.graph]
     while graphs:
@@ -168,10 +200,5 @@ def export(prog, cam: str, path=None, *, model=None, format: str = "onnx", opset
         return to_onnx(module, x, path if path is not None else f"{cam}.onnx", opset)
     ep = to_torch_export(module, x)
     if path is not None:
-        p = Path(path)
-        if p.parent and not p.parent.exists():
-            p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.stem}.tmp.pt2")  # torch.export.save wants the .pt2 suffix
-        torch.export.save(ep, str(tmp))
-        os.replace(tmp, p)
+        _write(path, torch_export_bytes(ep))
     return ep

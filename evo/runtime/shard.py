@@ -74,29 +74,43 @@ def shard(n: int, batch: int, rank: int, world: int) -> list[tuple[int, int]]:
     return b[lo:hi]
 
 
-def output_paths(out: Path, image: str, cam: str) -> tuple[Path, Path]:
-    stem = Path(image).stem
+def output_paths(out: Path, stem: str, cam: str) -> tuple[Path, Path]:
+    """The overlay and the JSON of one image (`stem`: its output name, unique in the list)."""
     return out / f"{stem}_{cam}.png", out / f"{stem}_{cam}.json"
 
 
 @dataclass
 class ShardResult:
-    entries: list[dict]                   # this rank's images, in order
+    entries: list[dict] = field(default_factory=list)   # this rank's images, in order
     explained: int = 0                    # images whose outputs were written now
     reused: int = 0                       # images whose outputs existed (resume)
-    errors: list[str] = field(default_factory=list)
 
 
-def explain_shard(exp, paths: Sequence[str], out: Path, cam: str, method: str, *, size, mean, std, labels,
-                  batch: int, alpha: float, rank: int = 0, world: int = 1, resume: bool = False,
+def _save_png(path: Path, arr) -> None:
+    save_png(arr, path)
+
+
+def _save_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def explain_shard(exp, paths: Sequence[str], stems: Sequence[str], out: Path, cam: str, method: str, *,
+                  size, mean, std, labels, batch: int, alpha: float, rank: int = 0, world: int = 1,
+                  resume: bool = False, write_png: Callable = _save_png, write_text: Callable = _save_text,
                   progress: Callable[[int], None] | None = None) -> ShardResult:
-    """Explain this rank's shard of `paths`; write `<stem>_<cam>.png` / `.json` per image."""
-    res = ShardResult([])
-    done = 0
+    """Explain rank `rank`'s shard of `paths` (of `world`), `batch` images at a time;
+    per image write `<stem>_<cam>.png` (write_png(path, uint8 array)) and `.json`
+    (write_text(path, text)).  Returns this rank's entries, in order."""
+    res = ShardResult()
     for start, stop in shard(len(paths), batch, rank, world):
         chunk = list(paths[start:stop])
-        outs = [output_paths(out, p, cam) for p in chunk]
-        if resume and all(png.is_file() and js.is_file() for png, js in outs):
+        outs = [output_paths(out, stems[k], cam) for k in range(start, stop)]
+        have = [resume and png.is_file() and js.is_file() for png, js in outs]
+        if all(have):
             for (_, js) in outs:
                 try:
                     res.entries.append(json.loads(js.read_text(encoding="utf-8")))
@@ -119,27 +133,19 @@ def explain_shard(exp, paths: Sequence[str], out: Path, cam: str, method: str, *
                 info = summary(m, cls, cname, score, original_size=originals[i].shape[:2])
                 info.update({"image": str(path), "overlay": str(png), "cam": cam, "method": method,
                              "strategy": r.strategy})
-                # round-trip through JSON: a resumed entry (read back) is then the same object
-                info = json.loads(dumps_json(info))
-                if resume and png.is_file() and js.is_file():
+                text = dumps_json(info)
+                # as read back from the file: a resumed entry is then the same object
+                info = json.loads(text)
+                if have[i]:
                     res.reused += 1
                 else:
-                    save_png(overlay(originals[i], m, alpha), png)
-                    _write_text(js, dumps_json(info))
+                    write_png(png, overlay(originals[i], m, alpha))
+                    write_text(js, text)
                     res.explained += 1
                 res.entries.append(info)
-        done += stop - start
         if progress is not None:
-            progress(done)
+            progress(stop - start)
     return res
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def gather(d: Dist, part: dict) -> list[dict] | None:

@@ -11,6 +11,7 @@ timestamp).  Needs the optional extra `[video]` (PyAV).
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -92,16 +93,22 @@ def video_rate(path) -> float | None:
 
 
 class _Writer:
-    """Overlay frames -> an H.264 (or MPEG-4 Part 2) video in yuv420p; odd sizes are padded by one pixel."""
+    """Overlay frames -> an H.264 (or MPEG-4 Part 2) video in yuv420p; odd sizes are padded
+    by one pixel.  `target`: a path (written to a temporary file, then renamed) or a
+    binary file object (then `fmt` names the container, e.g. "mp4")."""
 
-    def __init__(self, path: Path, rate: float | None):
+    def __init__(self, target, rate: float | None, fmt: str | None = None):
         av = _av()
         from fractions import Fraction
 
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-        self.container = av.open(str(self.tmp), mode="w")
+        self.path = None
+        if isinstance(target, (str, Path)):
+            self.path = Path(target)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = self.path.with_name(f".{self.path.stem}.tmp{self.path.suffix}")
+            self.container = av.open(str(self.tmp), mode="w", format=fmt)
+        else:
+            self.container = av.open(target, mode="w", format=fmt or "mp4")
         self.rate = Fraction(rate).limit_denominator(1001) if rate else Fraction(25)
         self.stream = None
 
@@ -131,89 +138,100 @@ class _Writer:
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
 
-    def close(self) -> None:
+    def close(self, keep: bool = True) -> None:
         import os
 
-        if self.stream is not None:
+        if self.stream is not None and keep:
             for packet in self.stream.encode():
                 self.container.mux(packet)
         self.container.close()
-        os.replace(self.tmp, self.path)
+        if self.path is not None:
+            if keep:
+                os.replace(self.tmp, self.path)
+            else:
+                self.tmp.unlink(missing_ok=True)
 
 
 def explain_video(exp, in_path, *, size, mean, std, labels=None, batch: int = 8, out_video=None,
-                  out_jsonl, alpha: float = 0.5, on_frame: Callable | None = None,
-                  progress: Callable[[int], None] | None = None) -> VideoReport:
+                  out_jsonl=None, alpha: float = 0.5, video_format: str | None = None,
+                  on_frame: Callable | None = None, progress: Callable[[int], None] | None = None) -> VideoReport:
     """Explain every frame of `in_path` with the explainer `exp`, `batch` frames at a time.
 
     size (H, W): the network's input size; mean / std: the cam's normalisation;
-    labels: class names. Writes one JSON line per frame to `out_jsonl` and, when
-    `out_video` is given, the overlay video (the input's frame rate). `on_frame(i,
-    frame, map, info)` is called for every frame (map: [H, W] tensor in [0, 1]).
+    labels: class names.  `out_jsonl`: a path or a text file object for one JSON line
+    per frame; `out_video`: a path or a binary file object (`video_format`, e.g. "mp4")
+    for the overlay video, at the input's frame rate.  `on_frame(i, frame, map, info)`
+    is called for every frame (map: [H, W] tensor in [0, 1]).  `progress(n)` after each
+    batch with the frames done so far.
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
-    jsonl = Path(out_jsonl)
-    jsonl.parent.mkdir(parents=True, exist_ok=True)
     rate = video_rate(in_path)
-    writer = _Writer(Path(out_video), rate) if out_video is not None else None
+    jsonl_path = None
+    if out_jsonl is None or isinstance(out_jsonl, (str, Path)):
+        jsonl_path = None if out_jsonl is None else Path(out_jsonl)
+        lines_out = io.StringIO()
+    else:
+        lines_out = out_jsonl
+    writer = _Writer(out_video, rate, video_format) if out_video is not None else None
     t0 = time.perf_counter()
     explain_s = 0.0
     n = 0
     width = height = 0
     counts: dict[str, int] = {}
-    tmp_jsonl = jsonl.with_name(f".{jsonl.name}.tmp")
     pending: list[tuple[np.ndarray, float | None]] = []
-    try:
-        with open(tmp_jsonl, "w", encoding="utf-8", newline="\n") as out:
-            def flush() -> None:
-                nonlocal n, explain_s
-                t = time.perf_counter()
-                x = torch.stack([preprocess(f, size, mean, std) for f, _ in pending], dim=0)
-                res = exp(x)
-                explain_s += time.perf_counter() - t
-                maps = res.maps if res.maps.dim() == 3 else res.maps[:, 0]
-                classes = res.classes if res.classes.dim() == 1 else res.classes[:, 0]
-                scores = res.scores if res.scores.dim() == 1 else res.scores[:, 0]
-                for i, (frame, ts) in enumerate(pending):
-                    cls = int(classes[i])
-                    name = labels[cls] if labels and cls < len(labels) else None
-                    info = {"frame": n, "time": None if ts is None else round(ts, 6)}
-                    info.update(summary(maps[i], cls, name, float(scores[i]), original_size=frame.shape[:2]))
-                    out.write(json.dumps(to_jsonable(info), sort_keys=True, ensure_ascii=True,
-                                         allow_nan=False) + "\n")
-                    key = name if name is not None else str(cls)
-                    counts[key] = counts.get(key, 0) + 1
-                    if writer is not None:
-                        writer.write(overlay(frame, maps[i], alpha))
-                    if on_frame is not None:
-                        on_frame(n, frame, maps[i], info)
-                    n += 1
-                pending.clear()
-                if progress is not None:
-                    progress(n)
 
-            for frame, ts in read_frames(in_path):
-                if n == 0 and not pending:
-                    height, width = frame.shape[:2]
-                pending.append((frame, ts))
-                if len(pending) == batch:
-                    flush()
-            if pending:
+    def flush() -> None:
+        nonlocal n, explain_s
+        t = time.perf_counter()
+        x = torch.stack([preprocess(f, size, mean, std) for f, _ in pending], dim=0)
+        res = exp(x)
+        explain_s += time.perf_counter() - t
+        maps = res.maps if res.maps.dim() == 3 else res.maps[:, 0]
+        classes = res.classes if res.classes.dim() == 1 else res.classes[:, 0]
+        scores = res.scores if res.scores.dim() == 1 else res.scores[:, 0]
+        for i, (frame, ts) in enumerate(pending):
+            cls = int(classes[i])
+            name = labels[cls] if labels and cls < len(labels) else None
+            info = {"frame": n, "time": None if ts is None else round(ts, 6)}
+            info.update(summary(maps[i], cls, name, float(scores[i]), original_size=frame.shape[:2]))
+            lines_out.write(json.dumps(to_jsonable(info), sort_keys=True, ensure_ascii=True, allow_nan=False) + "\n")
+            key = name if name is not None else str(cls)
+            counts[key] = counts.get(key, 0) + 1
+            if writer is not None:
+                writer.write(overlay(frame, maps[i], alpha))
+            if on_frame is not None:
+                on_frame(n, frame, maps[i], info)
+            n += 1
+        pending.clear()
+        if progress is not None:
+            progress(n)
+
+    ok = False
+    try:
+        for frame, ts in read_frames(in_path):
+            if n == 0 and not pending:
+                height, width = frame.shape[:2]
+            pending.append((frame, ts))
+            if len(pending) == batch:
                 flush()
+        if pending:
+            flush()
+        if n == 0:
+            raise VideoError(f"{in_path} has no frames")
+        ok = True
     finally:
         if writer is not None:
-            if n:
-                writer.close()
-            else:
-                writer.container.close()
-                writer.tmp.unlink(missing_ok=True)
-    if n == 0:
-        tmp_jsonl.unlink(missing_ok=True)
-        raise VideoError(f"{in_path} has no frames")
-    tmp_jsonl.replace(jsonl)
+            writer.close(keep=ok)
+    if jsonl_path is not None:
+        jsonl_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = jsonl_path.with_name(f".{jsonl_path.name}.tmp")
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.write(lines_out.getvalue())
+        tmp.replace(jsonl_path)
     return VideoReport(n, width, height, rate, explain_s, time.perf_counter() - t0, batch,
-                       str(out_video) if out_video is not None else None, str(jsonl), counts)
+                       None if out_video is None else str(out_video) if isinstance(out_video, (str, Path))
+                       else "<stream>", str(out_jsonl) if jsonl_path is not None else "<stream>", counts)
 
 
 def cost_prediction(prog, cam: str, strategy: str | None = None) -> dict | None:
