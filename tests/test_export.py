@@ -149,3 +149,38 @@ def test_export_refuses_gradient_free_methods_and_other_strategies():
     with pytest.raises(evo.EvoError, match="no cam named"):
         prog.export("Nope", "unused.onnx")
     assert not Path("unused.onnx").exists()
+
+
+def test_cli_export_writes_verified_onnx_and_torch_export(tmp_path, capsys):
+    from evo.cli import main as evoc
+
+    out = tmp_path / "q.onnx"
+    assert evoc(["export", str(QUICKSTART), "--cam", "Shapes", "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "0 gradient ops: verified" in printed and "as onnx" in printed
+    # evoc used the bundled weights: its model agrees with the bundled network
+    prog, model = _quickstart()
+    x = _bundled_images(prog)
+    _, classes, _, maps = _run(out, x)
+    ref = prog.explainer("Shapes", model, strategy="autograd")(x)
+    assert torch.equal(classes, ref.classes)
+    torch.testing.assert_close(maps, ref.maps, atol=1e-4, rtol=0)
+    pt2 = tmp_path / "q.pt2"
+    assert evoc(["export", str(QUICKSTART), "--format", "torch-export", "-o", str(pt2)]) == 0
+    _, classes, _, maps = torch.export.load(str(pt2)).module()(x)
+    assert torch.equal(classes, ref.classes)
+    torch.testing.assert_close(maps, ref.maps, atol=1e-4, rtol=0)
+
+
+def test_cli_export_errors(tmp_path, capsys):
+    from evo.cli import main as evoc
+
+    eigen = tmp_path / "eigen.evo"
+    eigen.write_text(QUICKSTART.read_text(encoding="utf-8").replace("method = gradcam", "method = eigencam"),
+                     encoding="utf-8")
+    assert evoc(["export", str(eigen), "-o", str(tmp_path / "e.onnx")]) == 1
+    assert "export does not cover" in capsys.readouterr().err
+    assert evoc(["export", str(QUICKSTART), "--opset", "16", "-o", str(tmp_path / "o.onnx")]) == 2
+    assert "--opset must be at least 17" in capsys.readouterr().err
+    assert evoc(["export", str(QUICKSTART), "--cam", "Nope", "-o", str(tmp_path / "n.onnx")]) == 2
+    assert not list(tmp_path.glob("*.onnx"))

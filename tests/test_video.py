@@ -109,3 +109,40 @@ def test_a_file_that_is_not_a_video_is_a_clear_error(tmp_path):
     bad.write_bytes(b"not a video")
     with pytest.raises(video.VideoError, match="cannot open video"):
         list(video.read_frames(bad))
+
+
+def test_cli_run_video(setup, tmp_path, capsys):
+    from evo.cli import main as evoc
+
+    d, prog, model = setup
+    out = tmp_path / "explained.mp4"
+    assert evoc(["run", str(QUICKSTART), "--video", str(d / "in.mp4"), "--out", str(out), "--batch", "4",
+                 "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert f"{N_FRAMES} frames ({W}x{H})" in printed and "fps end to end" in printed
+    assert "budget 30 fps" in printed and "cost model predicts" in printed and "EdgeNPU" in printed
+    assert len(_decode(out)) == N_FRAMES
+    lines = (tmp_path / "explained.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == N_FRAMES
+    # the same lines as the library run in the first test (same frames, same batches)
+    assert lines == (d / "frames.jsonl").read_text(encoding="utf-8").splitlines()
+    # a directory as --out: <video stem>_<cam>.mp4 and .jsonl inside
+    assert evoc(["run", str(QUICKSTART), "--video", str(d / "in.mp4"), "--out", str(tmp_path / "dir"),
+                 "--batch", "4", "--quiet"]) == 0
+    assert sorted(p.name for p in (tmp_path / "dir").iterdir()) == ["in_Shapes.jsonl", "in_Shapes.mp4"]
+    capsys.readouterr()
+
+
+def test_cli_run_video_errors(setup, tmp_path, capsys):
+    from evo.cli import main as evoc
+
+    d, _, _ = setup
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    assert evoc(["run", str(QUICKSTART), "--video", str(bad), "--out", str(tmp_path / "o.mp4")]) == 2
+    assert "cannot open video" in capsys.readouterr().err
+    assert evoc(["run", str(QUICKSTART), "--video", str(tmp_path / "missing.mp4")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert evoc(["run", str(QUICKSTART), "--video", str(d / "in.mp4"), "--images", str(d)]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert not (tmp_path / "o.mp4").exists() and not (tmp_path / "o.jsonl").exists()
