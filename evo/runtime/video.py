@@ -92,6 +92,17 @@ def video_rate(path) -> float | None:
         raise VideoError(f"cannot open video {path}: {e}") from None
 
 
+def video_frame_count(path) -> int | None:
+    """The number of frames the container declares (None when it does not say)."""
+    av = _av()
+    try:
+        with av.open(str(path)) as c:
+            n = c.streams.video[0].frames if c.streams.video else 0
+            return int(n) or None
+    except (av.error.FFmpegError, OSError) as e:
+        raise VideoError(f"cannot open video {path}: {e}") from None
+
+
 class _Writer:
     """Overlay frames -> an H.264 (or MPEG-4 Part 2) video in yuv420p; odd sizes are padded
     by one pixel.  `target`: a path (written to a temporary file, then renamed) or a
