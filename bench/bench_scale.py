@@ -20,7 +20,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
 import evo
-from evo.evolution import run_evolve
+from evo.evolve.driver import run_evolve
 
 
 def _key(res):

@@ -20,11 +20,16 @@ def add_parser(sub) -> None:
                    "for the program, e.g. quickstart.pt; else random initialisation)")
     p.add_argument("--images", nargs="+", metavar="PATH", help="image files or a directory "
                    "(default: the images/ folder next to the program)")
-    p.add_argument("--out", metavar="DIR", default="evoc-out", help="output directory (default: evoc-out)")
+    p.add_argument("--video", metavar="IN.mp4", help="explain every frame of a video (PyAV): an overlay video "
+                   "and one JSON line per frame, with the fps achieved (see docs/video.md)")
+    p.add_argument("--out", metavar="DIR", default="evoc-out", help="output directory (default: evoc-out); "
+                   "with --video, the overlay video (OUT.mp4, .mkv, .mov, .avi) or a directory")
     p.add_argument("--batch", type=int, default=8, metavar="N", help="images per batch (default 8)")
     p.add_argument("--strategy", choices=("auto", "autograd", "forward", "compiled"),
                    help="override the cam's strategy")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
+    p.add_argument("--resume", action="store_true", help="skip images whose outputs exist (a re-run; also "
+                   "under torchrun, where every rank explains its shard: see docs/scaling.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
 
@@ -111,13 +116,19 @@ def load_weights(model, path: Path) -> None:
         raise UsageError(f"{path} does not match the network's module tree ({'; '.join(parts)})")
 
 
-def main(args) -> int:
-    from evo.cli.progress import progress_bar
-    from evo.runtime.images import dumps_json, load_images, overlay, png_bytes, summary
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi")
 
+
+def main(args) -> int:
     prog_path = Path(args.file)
     if args.batch < 1:
         raise UsageError("--batch must be at least 1")
+    if args.video is not None and args.images:
+        raise UsageError("give --images or --video, not both")
+    if args.video is not None and args.resume:
+        raise UsageError("--resume is for images (a video is explained in one pass)")
+    if args.video is not None and not Path(args.video).is_file():
+        raise UsageError(f"video {args.video} not found")
     prog = compile_program(args.file)  # the one source reader: unreadable is a usage error
     cams = prog.cams
     if not cams:
@@ -128,58 +139,116 @@ def main(args) -> int:
     wpath = _weights_path(prog_path, args.weights)
     if wpath is not None:
         load_weights(model, wpath)
-    else:
-        print("evoc: warning: no weights given or bundled; the network is randomly initialised", file=sys.stderr)
     overrides = {"strategy": args.strategy} if args.strategy else {}
     exp = prog.explainer(name, model, **overrides)
-    paths = _images(prog_path, args.images)
-    stems = output_stems(paths)
-
     g = prog.graph(spec.network)
     shape = g.node(g.inputs[0]).shape
     size = (int(shape[2]), int(shape[3]))
     mean = spec.mean if spec.mean is not None else (0.485, 0.456, 0.406)
     std = spec.std if spec.std is not None else (0.229, 0.224, 0.225)
-    labels = spec.labels
+    if args.video is not None:
+        if wpath is None:
+            print("evoc: warning: no weights given or bundled; the network is randomly initialised", file=sys.stderr)
+        return _run_video(args, prog, name, spec, exp, size, mean, std, wpath)
+    from evo.runtime.shard import finish, init_from_env
+
+    dist = init_from_env()  # rank 0 of 1 outside torchrun
+    try:
+        if wpath is None and dist.leader:
+            print("evoc: warning: no weights given or bundled; the network is randomly initialised", file=sys.stderr)
+        return _run_images(args, prog_path, name, spec, exp, size, mean, std, wpath, dist)
+    finally:
+        finish(dist)
+
+
+def _run_images(args, prog_path, name, spec, exp, size, mean, std, wpath, dist) -> int:
+    from evo.cli.progress import progress_bar
+    from evo.runtime.images import dumps_json, png_bytes
+    from evo.runtime.shard import ShardError, explain_shard, gather, shard
+
+    paths = _images(prog_path, args.images)
+    stems = output_stems(paths)
     out = output_dir(args.out, f"--out {args.out}")
     inputs = [args.file, *paths] + ([str(wpath)] if wpath else [])
-    entries = []
+    mine = sum(stop - start for start, stop in shard(len(paths), args.batch, dist.rank, dist.world))
     t0 = time.perf_counter()
-    with progress_bar(len(paths), "explain", unit="image", enabled=not args.quiet,
+    with progress_bar(mine, "explain", unit="image", enabled=not args.quiet and dist.leader,
                       force=args.progress) as bar:
-        for start in range(0, len(paths), args.batch):
-            chunk = paths[start:start + args.batch]
-            try:
-                x, originals = load_images(chunk, size, mean, std)
-            except Exception as e:  # noqa: BLE001 - an unreadable image
-                raise UsageError(f"cannot read an image in {', '.join(chunk)}: {e}") from None
-            res = exp(x)
-            maps = res.maps
-            for i, path in enumerate(chunk):
-                stem = stems[start + i]
-                m = maps[i] if maps.dim() == 3 else maps[i, 0]
-                cls = int(res.classes[i] if res.classes.dim() == 1 else res.classes[i, 0])
-                score = float(res.scores[i] if res.scores.dim() == 1 else res.scores[i, 0])
-                cname = labels[cls] if labels and cls < len(labels) else None
-                png = out / f"{stem}_{name}.png"
-                write_output(png, png_bytes(overlay(originals[i], m, args.alpha)), inputs=inputs)
-                info = summary(m, cls, cname, score, original_size=originals[i].shape[:2])
-                info.update({"image": str(path), "overlay": str(png), "cam": name, "method": spec.method,
-                             "strategy": res.strategy})
-                write_output(out / f"{stem}_{name}.json", dumps_json(info), inputs=inputs)
-                entries.append(info)
-            bar.update(len(chunk))
+        try:
+            part = explain_shard(exp, paths, stems, out, name, spec.method, size=size, mean=mean, std=std,
+                                 labels=spec.labels, batch=args.batch, alpha=args.alpha, rank=dist.rank,
+                                 world=dist.world, resume=args.resume,
+                                 write_png=lambda p, a: write_output(p, png_bytes(a), inputs=inputs),
+                                 write_text=lambda p, t: write_output(p, t, inputs=inputs),
+                                 progress=bar.update)
+            report = {"entries": part.entries, "explained": part.explained, "reused": part.reused, "error": None}
+        except (ShardError, UsageError) as e:  # every rank must reach the gather, then all stop
+            report = {"error": str(e)}
+    parts = gather(dist, report)
+    errors = [p["error"] for p in parts if p.get("error")]
+    if errors:
+        raise UsageError(errors[0])
+    if not dist.leader:
+        return 0
+    entries = [e for p in parts for e in p["entries"]]
+    explained = sum(p["explained"] for p in parts)
+    reused = sum(p["reused"] for p in parts)
     dt = time.perf_counter() - t0
     write_output(out / "summary.json",
                  dumps_json({"program": str(prog_path), "cam": name, "network": spec.network, "method": spec.method,
                              "strategy": exp.strategy, "strategy_note": getattr(exp, "strategy_note", ""),
                              "weights": str(wpath) if wpath else None, "images": entries}), inputs=inputs)
+    where = f" on {dist.world} processes" if dist.world > 1 else ""
     print(f"explained {len(paths)} image{'s' if len(paths) != 1 else ''} with cam {name} "
-          f"({spec.method}, strategy {exp.strategy}) in {dt:.2f} s -> {out}/")
+          f"({spec.method}, strategy {exp.strategy}) in {dt:.2f} s{where} -> {out}/")
+    if args.resume:
+        print(f"  {explained} explained, {reused} reused (--resume)")
     for e in entries[:10]:
         label = e.get("class_name") or e["class"]
         print(f"  {Path(e['image']).name}: {label} (score {e['score']:.3f}), peak at "
               f"({e['peak']['x']:.0f}, {e['peak']['y']:.0f})")
     if len(entries) > 10:
         print(f"  ... {len(entries) - 10} more in {out}/summary.json")
+    return 0
+
+
+def _run_video(args, prog, name, spec, exp, size, mean, std, wpath) -> int:
+    import io
+
+    from evo.cli.output import same_file
+    from evo.cli.progress import progress_bar
+    from evo.runtime.video import VideoError, cost_prediction, explain_video, fps_lines, video_frame_count
+
+    src = Path(args.video)
+    out = Path(args.out)
+    if out.suffix.lower() in VIDEO_SUFFIXES:
+        video_out, jsonl_out = out, out.with_suffix(".jsonl")
+    else:
+        d = output_dir(args.out, f"--out {args.out}")
+        video_out, jsonl_out = d / f"{src.stem}_{name}.mp4", d / f"{src.stem}_{name}.jsonl"
+    if same_file(video_out, src):
+        raise UsageError(f"--out {video_out} is the input video")
+    inputs = [args.file, str(src)] + ([str(wpath)] if wpath else [])
+    video_buf, lines = io.BytesIO(), io.StringIO()
+    fmt = {".mkv": "matroska", ".mov": "mov", ".avi": "avi"}.get(video_out.suffix.lower(), "mp4")
+    try:
+        total = video_frame_count(src)
+        with progress_bar(total or 0, "explain", unit="frame", enabled=not args.quiet, force=args.progress) as bar:
+            done = [0]
+
+            def step(n: int) -> None:
+                bar.update(n - done[0])
+                done[0] = n
+
+            rep = explain_video(exp, src, size=size, mean=mean, std=std, labels=spec.labels, batch=args.batch,
+                                out_video=video_buf, out_jsonl=lines, alpha=args.alpha, video_format=fmt,
+                                progress=step)
+    except VideoError as e:
+        raise UsageError(str(e)) from None
+    write_output(video_out, video_buf.getvalue(), inputs=inputs)
+    write_output(jsonl_out, lines.getvalue(), inputs=inputs)
+    print(f"explained {rep.frames} frames of {src} with cam {name} ({spec.method}, strategy {exp.strategy}) "
+          f"-> {video_out}, {jsonl_out}")
+    for line in fps_lines(rep, cost_prediction(prog, name, exp.strategy)):
+        print(line)
     return 0
