@@ -184,3 +184,11 @@ def test_cli_export_errors(tmp_path, capsys):
     assert "--opset must be at least 17" in capsys.readouterr().err
     assert evoc(["export", str(QUICKSTART), "--cam", "Nope", "-o", str(tmp_path / "n.onnx")]) == 2
     assert not list(tmp_path.glob("*.onnx"))
+
+
+def test_an_op_the_exporter_cannot_translate_is_a_program_error_naming_it():
+    # eigengradcam takes an SVD, which ONNX has no operator for
+    prog, model = _quickstart()
+    with pytest.raises(evo.EvoError, match=r"cannot be exported to ONNX: it has no translation for aten\._linalg_svd"):
+        prog.export("Shapes", "unused.onnx", model=model, method="eigengradcam")
+    assert not Path("unused.onnx").exists()

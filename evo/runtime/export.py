@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from evo.check.settings import GRADIENT_FREE
+from evo.check.settings import GRADIENT_FREE, METHODS
 from evo import codes as C
 from evo.codegen.cam_runtime import cam_raw, finish_maps, gather_scores
 from evo.diagnostics import Diagnostic, EvoError, Span
@@ -48,11 +48,12 @@ def _bad(msg: str, hint: str | None = None, code: str = C.INVALID_CAM_SETTING) -
 class ExportedExplainer(nn.Module):
     """forward(x) -> (logits, classes, scores, maps) of a compiled explainer, tensors only."""
 
-    def __init__(self, explainer):
+    def __init__(self, explainer, cam: str = "?"):
         super().__init__()
         if explainer.strategy != "compiled":
             raise ValueError(f"export needs the compiled strategy, got {explainer.strategy!r}")
         self.explainer = explainer
+        self.cam = cam
         self.eval()
 
     def forward(self, x):
@@ -74,14 +75,14 @@ def export_module(prog, cam: str, model=None, overrides: dict | None = None) -> 
     method = overrides.get("method", spec.method)
     if method in GRADIENT_FREE:
         raise _bad(f"cam '{cam}' uses {method}, which export does not cover",
-                   "export covers the gradient methods (gradcam, hirescam, xgradcam, gradcampp, layercam) "
-                   "with the compiled strategy")
+                   "export covers the gradient methods with the compiled strategy: "
+                   + ", ".join(m for m in METHODS if m not in GRADIENT_FREE))
     if overrides.get("strategy", "compiled") != "compiled":
         raise _bad(f"export runs the compiled strategy, not {overrides['strategy']!r}",
                    "the compiled strategy has no autograd at run time; drop the strategy override")
     overrides["strategy"] = "compiled"
     exp = prog.explainer(cam, model, **overrides)
-    return ExportedExplainer(exp)
+    return ExportedExplainer(exp, cam)
 
 
 def example_input(prog, cam: str, batch: int = 2) -> torch.Tensor:
@@ -99,8 +100,23 @@ def _dynamic_batch(x: torch.Tensor):
 
 def to_torch_export(module: ExportedExplainer, x: torch.Tensor):
     """An `ExportedProgram` with a dynamic batch dimension."""
-    with torch.no_grad():
-        return torch.export.export(module, (x,), dynamic_shapes=_dynamic_batch(x))
+    try:
+        with torch.no_grad():
+            return torch.export.export(module, (x,), dynamic_shapes=_dynamic_batch(x))
+    except Exception as e:  # noqa: BLE001 - as for ONNX
+        raise _failure(module, "torch.export", e) from None
+
+
+def _failure(module: ExportedExplainer, what: str, e: BaseException) -> EvoError:
+    """An exporter failure as a program error naming the cam, its method and the op at fault."""
+    import re
+
+    text = " ".join(str(e.__cause__ or e).split())
+    m = re.search(r"target=torch\.ops\.aten\.([A-Za-z0-9_.]+)", text)
+    why = f"it has no translation for aten.{m.group(1)}" if m else text[:200]
+    return _bad(f"cam '{module.cam}' ({module.explainer.method}) cannot be exported to {what}: {why}",
+                "export another gradient method (gradcam, hirescam, xgradcam, gradcampp, layercam, ...), "
+                "or run this one in PyTorch with prog.explainer")
 
 
 def onnx_bytes(module: ExportedExplainer, x: torch.Tensor, opset: int = DEFAULT_OPSET) -> bytes:
@@ -121,6 +137,10 @@ def onnx_bytes(module: ExportedExplainer, x: torch.Tensor, opset: int = DEFAULT_
                 prog = torch.onnx.export(module, (x,), dynamo=True, opset_version=opset,
                                          input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
                                          dynamic_shapes=_dynamic_batch(x), verbose=False)
+        except ImportError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the exporter's own errors: say which op, as a program error
+            raise _failure(module, "ONNX", e) from None
         finally:
             log.setLevel(level)
     return prog.model_proto.SerializeToString()
