@@ -61,6 +61,7 @@ DUPLICATE_MEMORY_LEVEL = "E0408"
 UNKNOWN_BASE_HARDWARE = "E0409"
 MISSING_MEMORY_LEVEL = "E0410"
 UNKNOWN_UNIT = "E0411"
+INVALID_HARDWARE_WORD = "E0412"
 
 # cam / target / evolve
 UNKNOWN_NETWORK = "E0500"
@@ -124,6 +125,7 @@ CODES: dict[str, str] = {
     UNKNOWN_BASE_HARDWARE: "unknown base hardware",
     MISSING_MEMORY_LEVEL: "missing memory level",
     UNKNOWN_UNIT: "unknown unit",
+    INVALID_HARDWARE_WORD: "invalid hardware word",
     UNKNOWN_NETWORK: "unknown network",
     UNKNOWN_LAYER_PATH: "unknown layer path",
     CAM_LAYER_NOT_SPATIAL: "CAM layer is not a spatial map",

@@ -13,6 +13,9 @@ ENERGY = "energy"
 ENERGY_PER_SIZE = "energy/size"    # joules per byte
 TIME = "time"
 COUNT = "count"
+AREA = "area"                      # square metres
+AREA_PER_SIZE = "area/size"        # square metres per byte
+POWER = "power"                    # watts
 
 FREQ_UNITS = {"Hz": 1.0, "kHz": 1e3, "MHz": 1e6, "GHz": 1e9}
 SIZE_UNITS = {"bit": 1 / 8, "B": 1.0, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
@@ -20,14 +23,18 @@ SIZE_UNITS = {"bit": 1 / 8, "B": 1.0, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e1
 ENERGY_UNITS = {"J": 1.0, "mJ": 1e-3, "uJ": 1e-6, "nJ": 1e-9, "pJ": 1e-12, "fJ": 1e-15}
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 COUNT_UNITS = {"K": 1e3, "M": 1e6, "G": 1e9}
+AREA_UNITS = {"mm2": 1e-6, "um2": 1e-12}
+POWER_UNITS = {"W": 1.0, "mW": 1e-3, "uW": 1e-6}
 
 # A dimension as a noun phrase, for messages.
 NOUN = {FREQUENCY: "a frequency", SIZE: "a size", BANDWIDTH: "a bandwidth", BANDWIDTH_CYCLE: "a bandwidth per cycle",
-        ENERGY: "an energy", ENERGY_PER_SIZE: "an energy per byte", TIME: "a time", COUNT: "a plain count"}
+        ENERGY: "an energy", ENERGY_PER_SIZE: "an energy per byte", TIME: "a time", COUNT: "a plain count",
+        AREA: "an area", AREA_PER_SIZE: "an area per byte", POWER: "a power"}
 
 # How a user would write one unit of each dimension (for messages).
 EXAMPLE = {FREQUENCY: "200 MHz", SIZE: "108 KiB", BANDWIDTH: "25.6 GB/s", BANDWIDTH_CYCLE: "2 B/cycle",
-           ENERGY: "1 pJ", ENERGY_PER_SIZE: "6 pJ/B", TIME: "33 ms", COUNT: "12M"}
+           ENERGY: "1 pJ", ENERGY_PER_SIZE: "6 pJ/B", TIME: "33 ms", COUNT: "12M", AREA: "4 mm2",
+           AREA_PER_SIZE: "10 um2/B", POWER: "250 mW"}
 
 
 @dataclass(frozen=True)
@@ -50,9 +57,11 @@ def parse_unit(unit: str) -> tuple[float, str] | None:
             return SIZE_UNITS[num], BANDWIDTH_CYCLE
         if num in ENERGY_UNITS and den in ("B", "bit"):
             return ENERGY_UNITS[num] / SIZE_UNITS[den], ENERGY_PER_SIZE
+        if num in AREA_UNITS and den in ("B", "bit"):
+            return AREA_UNITS[num] / SIZE_UNITS[den], AREA_PER_SIZE
         return None
     for table, dim in ((FREQ_UNITS, FREQUENCY), (SIZE_UNITS, SIZE), (ENERGY_UNITS, ENERGY),
-                       (TIME_UNITS, TIME), (COUNT_UNITS, COUNT)):
+                       (TIME_UNITS, TIME), (COUNT_UNITS, COUNT), (AREA_UNITS, AREA), (POWER_UNITS, POWER)):
         if unit in table:
             return table[unit], dim
     if unit == "cycle":
@@ -69,6 +78,9 @@ _PREFERRED = {
     ENERGY: [("J", 1), ("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12), ("fJ", 1e-15)],
     ENERGY_PER_SIZE: [("nJ/B", 1e-9), ("pJ/B", 1e-12), ("fJ/B", 1e-15)],
     TIME: [("s", 1), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9)],
+    AREA: [("mm2", 1e-6), ("um2", 1e-12)],
+    AREA_PER_SIZE: [("um2/B", 1e-12)],
+    POWER: [("W", 1), ("mW", 1e-3), ("uW", 1e-6)],
 }
 
 

@@ -155,7 +155,9 @@ def _parse_example(path: str) -> dict[str, Hardware]:
         out[name] = hardware_from_dict({"name": name, "frequency": f, "pes": q(t["pes"], f),
                                         "macs_per_pe": q(t.get("macs_per_pe", "1"), f),
                                         "word": q(t.get("word", "16 bit"), f) * 8,
-                                        "mac_energy": q(t.get("mac_energy", "1 pJ"), f), "levels": lv})
+                                        "mac_energy": q(t.get("mac_energy", "1 pJ"), f), "levels": lv,
+                                        "operand_energy_j": q(t["operand_energy"], f) if "operand_energy" in t
+                                        else None})
     return out
 
 

@@ -12,6 +12,10 @@ from evo.frontend import ast as A
 from evo import units as U
 
 LEVEL_KINDS = ("offchip", "global", "pe")
+OPERANDS = ("input", "weight", "output")
+DATAFLOWS = ("any", "row_stationary", "weight_stationary", "output_stationary", "input_stationary")
+FLAGS = ("zero_gating", "zero_skipping", "compression")
+WORD_ATTRS = ("dataflow", "holds")  # values are words (names), not expressions to evaluate
 
 # attribute -> (accepted dimensions, required, default, description)
 TOP_ATTRS: dict[str, tuple[tuple[str, ...], bool, Any, str]] = {
@@ -20,12 +24,29 @@ TOP_ATTRS: dict[str, tuple[tuple[str, ...], bool, Any, str]] = {
     "macs_per_pe": ((U.COUNT,), False, 1, "multiply-accumulates per PE per cycle"),
     "word": ((U.SIZE,), False, 2.0, "word size (default 16 bit)"),
     "mac_energy": ((U.ENERGY,), False, 1e-12, "energy of one MAC (default 1 pJ)"),
+    "rows": ((U.COUNT,), False, None, "rows of the PE array"),
+    "cols": ((U.COUNT,), False, None, "columns of the PE array"),
+    "operand_energy": ((U.ENERGY_PER_SIZE,), False, None, "energy per byte of a MAC's operand accesses"),
+    "pe_area": ((U.AREA,), False, None, "area of one PE's MAC datapath and control"),
+    "static_power": ((U.POWER,), False, 0.0, "static (leakage and clock) power"),
+}
+# non-numeric tier attributes: name -> (description, default)
+TOP_WORDS: dict[str, tuple[str, Any]] = {
+    "dataflow": ("the dataflow: " + ", ".join(DATAFLOWS), "any"),
+    "zero_gating": ("true or false: zero input activations gate the MAC", False),
+    "zero_skipping": ("true or false: zero input activations skip their cycle", False),
+    "compression": ("true or false: activations cross off-chip run-length coded", False),
 }
 LEVEL_ATTRS: dict[str, tuple[tuple[str, ...], str]] = {
     "size": ((U.SIZE,), "capacity"),
     "bandwidth": ((U.BANDWIDTH, U.BANDWIDTH_CYCLE), "bandwidth"),
     "energy": ((U.ENERGY_PER_SIZE,), "access energy per byte"),
+    "input_size": ((U.SIZE,), "capacity reserved for inputs"),
+    "weight_size": ((U.SIZE,), "capacity reserved for weights"),
+    "output_size": ((U.SIZE,), "capacity reserved for outputs and partial sums"),
+    "area": ((U.AREA_PER_SIZE,), "area per byte"),
 }
+LEVEL_WORDS = ("holds",)
 LEVEL_REQUIRED = {"offchip": ("bandwidth", "energy"), "global": ("size", "bandwidth", "energy"),
                   "pe": ("size", "bandwidth", "energy")}
 
@@ -38,6 +59,9 @@ class LevelSpec:
     bandwidth: float              # bytes/s (per PE for `pe`)
     energy: float                 # J per byte
     span: Span
+    holds: tuple[str, ...] = OPERANDS          # operands kept here; the others bypass the level
+    split: tuple[tuple[str, float], ...] = ()  # per-operand capacities (bytes)
+    area: float | None = None                  # m^2 per byte; None: the cost model's default
 
 
 @dataclass(frozen=True)
@@ -51,6 +75,15 @@ class HardwareSpec:
     levels: tuple[LevelSpec, ...]  # offchip, global, pe
     span: Span
     attr_spans: tuple[tuple[str, Span], ...] = field(default=())
+    rows: int | None = None
+    cols: int | None = None
+    dataflow: str = "any"
+    operand_energy: float | None = None  # J/B; None: the pe level's energy
+    zero_gating: bool = False
+    zero_skipping: bool = False
+    compression: bool = False
+    pe_area: float | None = None         # m^2; None: the cost model's default
+    static_power: float = 0.0            # W
 
     def level(self, kind: str) -> LevelSpec:
         for lv in self.levels:
@@ -66,8 +99,13 @@ class HardwareSpec:
         """An attribute by gene path: ('pes',) or ('global', 'size')."""
         if len(path) == 1:
             return {"frequency": self.frequency, "pes": self.pes, "macs_per_pe": self.macs_per_pe,
-                    "word": self.word_bits / 8, "mac_energy": self.mac_energy}[path[0]]
-        return getattr(self.level(path[0]), path[1])
+                    "word": self.word_bits / 8, "mac_energy": self.mac_energy, "rows": self.rows,
+                    "cols": self.cols, "operand_energy": self.operand_energy, "pe_area": self.pe_area,
+                    "static_power": self.static_power}[path[0]]
+        lv = self.level(path[0])
+        if path[1].endswith("_size"):
+            return dict(lv.split).get(path[1][:-5])
+        return getattr(lv, path[1])
 
     def with_attr(self, path: tuple[str, ...], value: float) -> "HardwareSpec":
         if len(path) == 1:
@@ -81,10 +119,36 @@ class HardwareSpec:
         return replace(self, levels=levels)
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "frequency_hz": self.frequency, "pes": self.pes,
-                "macs_per_pe": self.macs_per_pe, "word_bits": self.word_bits, "mac_energy_j": self.mac_energy,
-                "levels": {lv.kind: {"name": lv.name, "size_bytes": lv.size, "bandwidth_bps": lv.bandwidth,
-                                     "energy_per_byte_j": lv.energy} for lv in self.levels}}
+        """The shape evo.cost.hardware_from_dict reads (attributes at their default left out)."""
+        levels = {}
+        for lv in self.levels:
+            d = {"name": lv.name, "size_bytes": lv.size, "bandwidth_bps": lv.bandwidth,
+                 "energy_per_byte_j": lv.energy}
+            if lv.holds != OPERANDS:
+                d["holds"] = list(lv.holds)
+            if lv.split:
+                d["split"] = dict(lv.split)
+            if lv.area is not None:
+                d["area_per_byte_m2"] = lv.area
+            levels[lv.kind] = d
+        out = {"name": self.name, "frequency_hz": self.frequency, "pes": self.pes,
+               "macs_per_pe": self.macs_per_pe, "word_bits": self.word_bits, "mac_energy_j": self.mac_energy,
+               "levels": levels}
+        for key, attr, default in (("rows", "rows", None), ("cols", "cols", None), ("dataflow", "dataflow", "any"),
+                                   ("operand_energy_j", "operand_energy", None), ("zero_gating", "zero_gating", False),
+                                   ("zero_skipping", "zero_skipping", False), ("compression", "compression", False),
+                                   ("pe_area_m2", "pe_area", None), ("static_power_w", "static_power", 0.0)):
+            v = getattr(self, attr)
+            if v != default:
+                out[key] = v
+        return out
+
+
+@dataclass(frozen=True)
+class _Words:
+    """A word-valued attribute as written (``row_stationary``, ``[input, output]``)."""
+    words: tuple[str, ...]
+    is_list: bool
 
 
 @dataclass
@@ -115,7 +179,12 @@ class HardwareChecker:
                 self.specs[name] = spec
         return self.specs
 
-    def value(self, e) -> Any:
+    def value(self, e, key: str | None = None) -> Any:
+        if key in WORD_ATTRS:  # names are words here (dataflow = row_stationary; holds = [input, output])
+            if isinstance(e, A.Name):
+                return _Words((e.id,), False)
+            if isinstance(e, A.ListExpr) and all(isinstance(x, A.Name) for x in e.items):
+                return _Words(tuple(x.id for x in e.items), True)
         try:
             return self.evaluate(e)
         except Abort:
@@ -163,7 +232,7 @@ class HardwareChecker:
                         continue
                     if a.path[0] in attrs:
                         self.col.error("E0102", f"attribute '{a.path[0]}' is set twice", a.span)
-                    attrs[a.path[0]] = (self.value(a.value), a)
+                    attrs[a.path[0]] = (self.value(a.value, a.path[0]), a)
                 r.levels[item.kind] = (item, attrs)  # a level block redefines that level entirely
                 if hw.extends is None:
                     r.order.append((item.kind, item.kind_span))
@@ -176,7 +245,7 @@ class HardwareChecker:
                 self.col.error("E0102", f"attribute '{key}' is set twice", item.span)
             seen_top.add(key)
             if len(item.path) == 1:
-                r.top[item.path[0]] = (self.value(item.value), item)
+                r.top[item.path[0]] = (self.value(item.value, item.path[0]), item)
             elif len(item.path) == 2 and item.path[0] in LEVEL_KINDS:
                 kind, attr = item.path
                 if kind not in r.levels:
@@ -185,12 +254,12 @@ class HardwareChecker:
                     continue
                 lv, attrs = r.levels[kind]
                 attrs = dict(attrs)
-                attrs[attr] = (self.value(item.value), item)
+                attrs[attr] = (self.value(item.value, attr), item)
                 r.levels[kind] = (lv, attrs)
             else:
                 self.col.error("E0403", f"unknown hardware attribute '{key}'", item.span,
-                               did_you_mean(key, list(TOP_ATTRS) + [f"{k}.{a}" for k in LEVEL_KINDS
-                                                                    for a in LEVEL_ATTRS]))
+                               did_you_mean(key, list(TOP_ATTRS) + list(TOP_WORDS)
+                                            + [f"{k}.{a}" for k in LEVEL_KINDS for a in (*LEVEL_ATTRS, *LEVEL_WORDS)]))
         self.raw[name] = r
         return r
 
@@ -220,11 +289,18 @@ class HardwareChecker:
     def validate(self, hw: A.Hardware, r: _Raw) -> HardwareSpec | None:
         n0 = len(self.col.diagnostics)
         top: dict[str, Any] = {}
+        words: dict[str, Any] = {k: d for k, (_, d) in TOP_WORDS.items()}
         for key, (v, item) in r.top.items():
+            if key in TOP_WORDS:
+                w = self.word_attr(key, v, item)
+                if w is not None:
+                    words[key] = w
+                continue
             spec = TOP_ATTRS.get(key)
             if spec is None:
+                known = list(TOP_ATTRS) + list(TOP_WORDS)
                 self.col.error("E0403", f"unknown hardware attribute '{key}'", item.span,
-                               did_you_mean(key, TOP_ATTRS) or f"attributes are {', '.join(TOP_ATTRS)}")
+                               did_you_mean(key, known) or f"attributes are {', '.join(known)}")
                 continue
             q = self.quantity(key, v, item, spec[0], spec[3])
             if q is None:
@@ -234,6 +310,9 @@ class HardwareChecker:
                 self.col.error("E0404", f"'{key}' must be positive, got {q}", item.value.span)
                 continue
             top[key] = val
+        shape = [r.top.get(k) for k in ("rows", "cols")]
+        if "pes" not in r.top and "rows" in top and "cols" in top:
+            top["pes"] = top["rows"] * top["cols"]  # the array's shape gives the PE count
         for key, (dims, req, default, what) in TOP_ATTRS.items():
             if key not in top and key not in r.top:
                 if req:
@@ -250,6 +329,19 @@ class HardwareChecker:
                     self.col.error("E0405", f"memory level '{k}' is out of order: levels go offchip, global, pe "
                                    "(far to near)", sp)
                     break
+        if (shape[0] is None) != (shape[1] is None):
+            given, missing = ("rows", "cols") if shape[0] is not None else ("cols", "rows")
+            self.col.error("E0402", f"hardware '{hw.name}' gives the array's {given} but not its {missing}",
+                           r.top[given][1].span, f"add {missing} = ..., or leave both out")
+        elif top.get("rows") and top.get("cols") and top.get("pes") and top["rows"] * top["cols"] != top["pes"]:
+            item = r.top["pes"][1] if "pes" in r.top else r.top["rows"][1]
+            self.col.error("E0404", f"the PE array is {top['rows']} x {top['cols']} = {top['rows'] * top['cols']} "
+                           f"PEs, but pes = {top['pes']}", item.value.span,
+                           "leave pes out (rows x cols gives it) or make them agree")
+        if words["dataflow"] == "row_stationary" and not top.get("rows"):
+            item = r.top["dataflow"][1]
+            self.col.error("E0402", "the row_stationary dataflow needs the array's shape", item.value.span,
+                           "add rows = ... and cols = ... (e.g. rows = 12; cols = 14)")
         levels = []
         for kind in LEVEL_KINDS:
             if kind not in r.levels:
@@ -257,12 +349,22 @@ class HardwareChecker:
                                f"add: {kind} NAME {{ ... }}")
                 continue
             lv, attrs = r.levels[kind]
-            vals: dict[str, float | None] = {}
+            vals: dict[str, Any] = {}
             for key, (v, item) in attrs.items():
+                if key in LEVEL_WORDS:
+                    w = self.word_attr(key, v, item, kind)
+                    if w is not None:
+                        vals[key] = w
+                    continue
                 spec = LEVEL_ATTRS.get(key)
                 if spec is None:
+                    known = list(LEVEL_ATTRS) + list(LEVEL_WORDS)
                     self.col.error("E0403", f"unknown attribute '{key}' of the {kind} level", item.span,
-                                   did_you_mean(key, LEVEL_ATTRS) or f"level attributes are {', '.join(LEVEL_ATTRS)}")
+                                   did_you_mean(key, known) or f"level attributes are {', '.join(known)}")
+                    continue
+                if kind == "offchip" and key.endswith("_size"):
+                    self.col.error("E0403", f"the offchip level has no '{key}' (it holds every operand, "
+                                   "unbounded or of one size)", item.span)
                     continue
                 q = self.quantity(key, v, item, spec[0], spec[1])
                 if q is None:
@@ -277,14 +379,37 @@ class HardwareChecker:
                 if q.dim == U.BANDWIDTH_CYCLE:
                     val = q.value * top.get("frequency", 0)
                 vals[key] = val
+            holds = tuple(o for o in OPERANDS if o in vals.get("holds", OPERANDS))
+            split = tuple((o, vals[f"{o}_size"]) for o in OPERANDS if vals.get(f"{o}_size") is not None)
+            split_keys = [k for k in attrs if k.endswith("_size")]
+            if split_keys and kind != "offchip":
+                for o in OPERANDS:
+                    k = f"{o}_size"
+                    if k in attrs and o not in holds:
+                        self.col.error("E0403", f"'{k}' reserves space for {o}s, which the {kind} level "
+                                       "does not hold", attrs[k][1].span, "add it to holds, or drop the size")
+                    elif k not in attrs and o in holds:
+                        self.col.error("E0402", f"the {kind} level '{lv.name}' splits its capacity but gives "
+                                       f"no '{k}'", lv.kind_span,
+                                       f"add {k} = ..., or leave {o}s out of holds = [...]")
+                total = sum(v for _, v in split)
+                if "size" not in attrs:
+                    vals["size"] = total
+                elif vals.get("size") is not None and total > vals["size"] * (1 + 1e-12):
+                    self.col.error("E0404", f"the {kind} level's operand sizes add up to "
+                                   f"{U.format_quantity(total, U.SIZE)}, more than its size "
+                                   f"{U.format_quantity(vals['size'], U.SIZE)}", attrs["size"][1].value.span)
+            if "holds" in vals and kind == "offchip" and holds != OPERANDS:
+                self.col.error("E0403", "the offchip level holds every operand", attrs["holds"][1].value.span)
             for key in LEVEL_REQUIRED[kind]:
-                if key not in attrs:
+                if key not in attrs and not (key == "size" and split_keys):
                     self.col.error("E0402", f"the {kind} level '{lv.name}' needs '{key}' "
                                    f"({LEVEL_ATTRS[key][1]})", lv.kind_span,
                                    f"add e.g. {key} = {U.EXAMPLE[LEVEL_ATTRS[key][0][0]]}")
             levels.append(LevelSpec(kind, lv.name, vals.get("size"), vals.get("bandwidth") or 0.0,
-                                    vals.get("energy") or 0.0, lv.span))
-        if len(self.col.diagnostics) > n0 or any(k not in top for k in TOP_ATTRS) or len(levels) != 3:
+                                    vals.get("energy") or 0.0, lv.span, holds, split, vals.get("area")))
+        required = [k for k, spec in TOP_ATTRS.items() if spec[1] or spec[2] is not None]
+        if len(self.col.diagnostics) > n0 or any(k not in top for k in required) or len(levels) != 3:
             return None
         lv = {x.kind: x for x in levels}
         g, pe = lv["global"], lv["pe"]
@@ -298,4 +423,39 @@ class HardwareChecker:
                            g.span)
             return None
         return HardwareSpec(hw.name, float(top["frequency"]), int(top["pes"]), int(top["macs_per_pe"]),
-                            float(top["word"]) * 8, float(top["mac_energy"]), tuple(levels), hw.span)
+                            float(top["word"]) * 8, float(top["mac_energy"]), tuple(levels), hw.span,
+                            rows=top.get("rows"), cols=top.get("cols"), dataflow=words["dataflow"],
+                            operand_energy=top.get("operand_energy"), zero_gating=words["zero_gating"],
+                            zero_skipping=words["zero_skipping"], compression=words["compression"],
+                            pe_area=top.get("pe_area"), static_power=float(top.get("static_power", 0.0)))
+
+    def word_attr(self, key: str, v: Any, item: A.HwAttr, kind: str | None = None) -> Any:
+        """A non-numeric attribute: a dataflow name, a flag, or the list of operands a level holds."""
+        if v is None:
+            return None
+        if key == "dataflow":
+            if isinstance(v, _Words) and not v.is_list and v.words[0] in DATAFLOWS:
+                return v.words[0]
+            got = v.words[0] if isinstance(v, _Words) and not v.is_list else None
+            self.col.error("E0412", f"'dataflow' must be one of {', '.join(DATAFLOWS)}"
+                           + (f", not '{got}'" if got else ""), item.value.span,
+                           did_you_mean(got, DATAFLOWS) if got else None)
+            return None
+        if key == "holds":
+            if isinstance(v, _Words):
+                bad = [w for w in v.words if w not in OPERANDS]
+                if bad:
+                    self.col.error("E0412", f"'{bad[0]}' is not an operand; a level holds input, weight "
+                                   "and output", item.value.span, did_you_mean(bad[0], OPERANDS))
+                    return None
+                if len(set(v.words)) != len(v.words):
+                    self.col.error("E0102", "an operand is listed twice in 'holds'", item.value.span)
+                    return None
+                return v.words
+            self.col.error("E0412", f"'holds' of the {kind} level is a list of operands", item.value.span,
+                           "e.g. holds = [input, output] (weights bypass this level)")
+            return None
+        if isinstance(v, bool):
+            return v
+        self.col.error("E0412", f"'{key}' must be true or false", item.value.span, f"write {key} = true")
+        return None

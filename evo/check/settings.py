@@ -24,6 +24,8 @@ METRICS: dict[str, tuple[str | None, str]] = {
     "latency": (U.TIME, "inference latency per batch"),
     "energy": (U.ENERGY, "energy per batch"),
     "edp": (None, "energy-delay product (J*s)"),
+    "area": (U.AREA, "chip area: the PEs with their memories and the global buffer"),
+    "power": (U.POWER, "average power over the inference"),
     "offchip_bytes": (U.SIZE, "bytes moved to and from off-chip memory"),
     "params": (U.COUNT, "parameter count"),
     "macs": (U.COUNT, "multiply-accumulates"),

@@ -18,9 +18,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-__all__ = ["LEVEL_KINDS", "PRESETS", "Hardware", "HardwareError", "Level", "as_hardware", "hardware_from_dict"]
+__all__ = ["DATAFLOWS", "LEVEL_KINDS", "OPERANDS", "PRESETS", "Hardware", "HardwareError", "Level", "as_hardware",
+           "hardware_from_dict"]
 
 LEVEL_KINDS = ("offchip", "global", "pe")
+OPERANDS = ("input", "weight", "output")
+DATAFLOWS = ("any", "row_stationary", "weight_stationary", "output_stationary", "input_stationary")
+RLC_RUN_BITS = 5  # Eyeriss run-length coding: a 5-bit run of zeros before each 16-bit value [E17]
+
+# Area defaults (m^2), for a tier that gives none.  Assumptions in the class of a 65 nm
+# process, stated in docs/cost-model.md section 14: SRAM about 1.2 um^2 per bit with its
+# periphery (6T cell ~0.5 um^2), register files / small scratchpads ~4x that per bit, and a
+# 16-bit fixed-point MAC with its PE control ~0.02 mm^2 (scaled by (word/16)^2).
+AREA_PER_BYTE = {"global": 10e-12, "pe": 40e-12}
+MAC_AREA_16BIT = 0.02e-6
 
 
 class HardwareError(ValueError):
@@ -54,10 +65,40 @@ class Level:
     size_bytes: float | None
     bandwidth_bps: float
     energy_per_byte_j: float
+    holds: tuple[str, ...] = OPERANDS          # operands kept at this level; the others bypass it
+    split: tuple[tuple[str, float], ...] = ()  # per-operand capacities in bytes; () = one shared size
+    area_per_byte_m2: float | None = None      # None: AREA_PER_BYTE[kind]
 
     def __post_init__(self) -> None:
         if self.kind not in LEVEL_KINDS:
             raise HardwareError(f"unknown level kind {self.kind!r}; levels are offchip, global and pe")
+        holds = tuple(self.holds)
+        if not holds or any(h not in OPERANDS for h in holds) or len(set(holds)) != len(holds):
+            raise HardwareError(f"the {self.kind} level holds {holds!r}; operands are input, weight and output")
+        object.__setattr__(self, "holds", tuple(h for h in OPERANDS if h in holds))
+        if self.kind == "offchip" and self.holds != OPERANDS:
+            raise HardwareError("the off-chip level holds every operand")
+        split = tuple((str(r), float(v)) for r, v in self.split)
+        for r, v in split:
+            if r not in self.holds:
+                raise HardwareError(f"the {self.kind} level splits its capacity for '{r}', which it does not hold")
+            _pos(v, f"{self.kind} {r} size")
+        if split:
+            if self.kind == "offchip":
+                raise HardwareError("the off-chip level has no per-operand split")
+            if {r for r, _ in split} != set(self.holds):
+                raise HardwareError(f"the {self.kind} level's split must give a size for each operand it holds")
+            split = tuple(sorted(split, key=lambda rv: OPERANDS.index(rv[0])))
+            if self.size_bytes is None:
+                object.__setattr__(self, "size_bytes", sum(v for _, v in split))
+            elif sum(v for _, v in split) > self.size_bytes * (1 + 1e-12):
+                raise HardwareError(f"the {self.kind} level's split ({sum(v for _, v in split):g} B) exceeds "
+                                    f"its size ({self.size_bytes:g} B)")
+        object.__setattr__(self, "split", split)
+        if self.area_per_byte_m2 is not None:
+            a = self.area_per_byte_m2
+            if isinstance(a, bool) or not isinstance(a, (int, float)) or not math.isfinite(a) or a < 0:
+                raise HardwareError(f"{self.kind} area per byte must be a non-negative number, got {a!r}")
         if self.size_bytes is None and self.kind != "offchip":
             raise HardwareError(f"the {self.kind} level '{self.name}' needs a size (only offchip may be unbounded)")
         _pos(self.size_bytes, f"{self.kind} size", allow_none=True)
@@ -65,6 +106,33 @@ class Level:
         e = self.energy_per_byte_j
         if isinstance(e, bool) or not isinstance(e, (int, float)) or not math.isfinite(e) or e < 0:
             raise HardwareError(f"{self.kind} energy must be a non-negative number, got {e!r}")
+
+    def capacity(self, role: str) -> float:
+        """Bytes this level can give operand `role` (0 if it bypasses the level)."""
+        if role not in self.holds:
+            return 0.0
+        for r, v in self.split:
+            if r == role:
+                return v
+        return math.inf if self.size_bytes is None else self.size_bytes
+
+    @property
+    def area_m2(self) -> float:
+        if self.kind == "offchip" or self.size_bytes is None:
+            return 0.0
+        per = AREA_PER_BYTE[self.kind] if self.area_per_byte_m2 is None else self.area_per_byte_m2
+        return self.size_bytes * per
+
+    def extra_dict(self) -> dict:
+        """The attributes that differ from their defaults (as_dict lists only those)."""
+        d: dict = {}
+        if self.holds != OPERANDS:
+            d["holds"] = list(self.holds)
+        if self.split:
+            d["split"] = {r: v for r, v in self.split}
+        if self.area_per_byte_m2 is not None:
+            d["area_per_byte_m2"] = self.area_per_byte_m2
+        return d
 
 
 @dataclass(frozen=True)
@@ -80,9 +148,39 @@ class Hardware:
     offchip: Level
     glb: Level
     pe: Level
+    rows: int | None = None              # PE array shape (rows x cols = pes); None: any 2-D shape
+    cols: int | None = None
+    dataflow: str = "any"                # constrains the PE-level mapping (see DATAFLOWS)
+    operand_energy_j: float | None = None  # J per byte of the MACs' operand accesses; None: the pe level's
+    zero_gating: bool = False            # a zero input activation gates the MAC and its operand reads (energy)
+    zero_skipping: bool = False          # ... and skips its cycle
+    compression: bool = False            # activations cross off-chip run-length coded
+    pe_area_m2: float | None = None      # MAC datapath + control per PE; None: MAC_AREA_16BIT x (word/16)^2
+    static_power_w: float = 0.0          # leakage and clock power, drawn whatever the op
 
     def __post_init__(self) -> None:
         _pos(self.frequency_hz, "frequency")
+        if (self.rows is None) != (self.cols is None):
+            raise HardwareError("give both rows and cols of the PE array, or neither")
+        if self.rows is not None:
+            for what in ("rows", "cols"):
+                v = getattr(self, what)
+                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                    raise HardwareError(f"{what} must be a positive integer, got {v!r}")
+            if self.rows * self.cols != self.pes:
+                raise HardwareError(f"rows x cols = {self.rows * self.cols} but pes = {self.pes}")
+        if self.dataflow not in DATAFLOWS:
+            raise HardwareError(f"unknown dataflow {self.dataflow!r}; dataflows are {', '.join(DATAFLOWS)}")
+        if self.dataflow == "row_stationary" and self.rows is None:
+            raise HardwareError("the row_stationary dataflow needs the array's rows and cols")
+        for what in ("operand_energy_j", "pe_area_m2"):
+            v = getattr(self, what)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                                  or v < 0):
+                raise HardwareError(f"{what} must be a non-negative number, got {v!r}")
+        v = self.static_power_w
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise HardwareError(f"static_power must be a non-negative number, got {v!r}")
         for what in ("pes", "macs_per_pe"):
             v = getattr(self, what)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -114,6 +212,35 @@ class Hardware:
     def peak_macs_per_s(self) -> float:
         return self.peak_macs_per_cycle * self.frequency_hz
 
+    @property
+    def operand_energy(self) -> float:
+        """J per byte of a MAC's own operand reads and writes."""
+        return self.pe.energy_per_byte_j if self.operand_energy_j is None else self.operand_energy_j
+
+    @property
+    def mac_area_m2(self) -> float:
+        if self.pe_area_m2 is not None:
+            return self.pe_area_m2
+        return MAC_AREA_16BIT * (self.word_bits / 16.0) ** 2 * self.macs_per_pe
+
+    @property
+    def area_m2(self) -> float:
+        """Chip area: every PE (MAC datapath and control, plus its memory) and the global buffer."""
+        return self.pes * (self.mac_area_m2 + self.pe.area_m2) + self.glb.area_m2
+
+    @property
+    def area_breakdown(self) -> dict:
+        return {"pe_logic": self.pes * self.mac_area_m2, "pe_memory": self.pes * self.pe.area_m2,
+                "global": self.glb.area_m2}
+
+    def compression_ratio(self, zero_fraction: float) -> float:
+        """Off-chip bytes of an activation with this zero fraction over its dense bytes
+        (run-length coding: each non-zero value carries a run of zeros, never worse than dense)."""
+        if not self.compression:
+            return 1.0
+        z = min(1.0, max(0.0, float(zero_fraction)))
+        return min(1.0, (1.0 - z) * (self.word_bits + RLC_RUN_BITS) / self.word_bits)
+
     def level(self, kind: str) -> Level:
         return {"offchip": self.offchip, "global": self.glb, "glb": self.glb, "pe": self.pe}[kind]
 
@@ -123,14 +250,23 @@ class Hardware:
         return replace(self, **{attr: replace(getattr(self, attr), **changes)})
 
     def as_dict(self) -> dict:
-        return {
+        """Plain numbers; attributes added after the first version appear only when not at their default."""
+        d = {
             "name": self.name, "frequency_hz": self.frequency_hz, "pes": self.pes,
             "macs_per_pe": self.macs_per_pe, "word_bits": self.word_bits, "mac_energy_j": self.mac_energy_j,
             "levels": {lv.kind: {"name": lv.name, "size_bytes": lv.size_bytes, "bandwidth_bps": lv.bandwidth_bps,
-                                 "energy_per_byte_j": lv.energy_per_byte_j}
+                                 "energy_per_byte_j": lv.energy_per_byte_j, **lv.extra_dict()}
                        for lv in (self.offchip, self.glb, self.pe)},
         }
+        for key, default in _EXTRA_DEFAULTS.items():
+            v = getattr(self, key)
+            if v != default:
+                d[key] = v
+        return d
 
+
+_EXTRA_DEFAULTS = {"rows": None, "cols": None, "dataflow": "any", "operand_energy_j": None, "zero_gating": False,
+                   "zero_skipping": False, "compression": False, "pe_area_m2": None, "static_power_w": 0.0}
 
 _TOP_ALIASES = {
     "frequency": ("frequency_hz", "frequency"),
@@ -182,10 +318,17 @@ def hardware_from_dict(d: Mapping[str, Any]) -> Hardware:
             levels[kind] = ld
             continue
         size = _get(ld, _LEVEL_ALIASES["size"], None)
+        split = ld.get("split") or {}
+        if not isinstance(split, Mapping):
+            raise HardwareError(f"the {kind} level's split must map operands to sizes")
+        apb = ld.get("area_per_byte_m2")
         levels[kind] = Level(kind=kind, name=str(ld.get("name", kind)),
                              size_bytes=None if size is None else float(size),
                              bandwidth_bps=_num(_get(ld, _LEVEL_ALIASES["bandwidth"]), f"{kind} bandwidth"),
-                             energy_per_byte_j=_num(_get(ld, _LEVEL_ALIASES["energy"]), f"{kind} energy"))
+                             energy_per_byte_j=_num(_get(ld, _LEVEL_ALIASES["energy"]), f"{kind} energy"),
+                             holds=tuple(ld.get("holds") or OPERANDS),
+                             split=tuple((str(r), _num(v, f"{kind} {r} size")) for r, v in split.items()),
+                             area_per_byte_m2=None if apb is None else _num(apb, f"{kind} area per byte"))
     pes = _get(d, _TOP_ALIASES["pes"])
     mpp = _get(d, _TOP_ALIASES["macs_per_pe"], 1)
     for what, v in (("pes", pes), ("macs_per_pe", mpp)):
@@ -201,7 +344,29 @@ def hardware_from_dict(d: Mapping[str, Any]) -> Hardware:
         word_bits=_num(_get(d, _TOP_ALIASES["word_bits"], 16), "word size"),
         mac_energy_j=_num(_get(d, _TOP_ALIASES["mac_energy"], 1e-12), "mac_energy"),
         offchip=levels["offchip"], glb=levels["global"], pe=levels["pe"],
+        **_extras(d),
     )
+
+
+def _extras(d: Mapping[str, Any]) -> dict:
+    out: dict = {}
+    for key in ("rows", "cols"):
+        v = d.get(key)
+        if v is not None:
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            out[key] = v
+    if d.get("dataflow") is not None:
+        out["dataflow"] = str(d["dataflow"])
+    for key in ("operand_energy_j", "pe_area_m2"):
+        if d.get(key) is not None:
+            out[key] = _num(d[key], key)
+    if d.get("static_power_w") is not None:
+        out["static_power_w"] = _num(d["static_power_w"], "static_power")
+    for key in ("zero_gating", "zero_skipping", "compression"):
+        if d.get(key) is not None:
+            out[key] = bool(d[key])
+    return out
 
 
 def as_hardware(hw: Any) -> Hardware:
@@ -254,6 +419,7 @@ def _presets() -> dict[str, Hardware]:
                ("HBM2", None, 1555e9, 31 * pJ),
                ("L2", 40e6, 5120 * 1410e6, 12.5 * pJ),
                ("SMEM", 192 * KiB, 128 * 1410e6, 1.25 * pJ))
+    a100 = replace(a100, operand_energy_j=0.25 * pJ)
     return {h.name: h for h in (eyeriss, lp, x4, edge, tpu, a100)}
 
 

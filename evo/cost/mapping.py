@@ -136,11 +136,16 @@ def nest_for(w: Workload) -> Nest:
                 ("S", w.S))
         wins = (Window("P", "R", w.stride_h, w.dil_h, w.pad_h, w.H_in),
                 Window("Q", "S", w.stride_w, w.dil_w, w.pad_w, w.W_in))
-        tensors = [TensorSpec("input", "input", ("N", "G", "C"), wins),
-                   TensorSpec("weight", "weight", ("G", "K", "C", "R", "S"))]
+        if w.transposed:  # input gradient: the output-sized gradient in, the windowed tensor out
+            tensors = [TensorSpec("input", "input", ("N", "G", "K", "P", "Q")),
+                       TensorSpec("weight", "weight", ("G", "K", "C", "R", "S"))]
+        else:
+            tensors = [TensorSpec("input", "input", ("N", "G", "C"), wins),
+                       TensorSpec("weight", "weight", ("G", "K", "C", "R", "S"))]
         if w.bias:
             tensors.append(TensorSpec("bias", "weight", ("G", "K")))
-        tensors.append(TensorSpec("output", "output", ("N", "G", "K", "P", "Q")))
+        tensors.append(TensorSpec("output", "output", ("N", "G", "C"), wins) if w.transposed
+                       else TensorSpec("output", "output", ("N", "G", "K", "P", "Q")))
         return Nest("conv", dims, tuple(tensors), 1, 4,
                     glb_dims=("N", "G", "K", "C", "P", "Q"), pe_dims=("N", "G", "K", "C", "Q", "R", "S"),
                     k_dims=("R", "S"), spatial_dims=("N", "G", "K", "C", "P", "Q", "R"))
@@ -274,7 +279,11 @@ def _halvings(D: int) -> tuple[int, ...]:
 
 @lru_cache(maxsize=4096)
 def _spatial_values(D: int) -> tuple[int, ...]:
+    """Spatial factors for a dimension of size D: the smallest factor for each of the first
+    _PARTIAL_TRIPS trip counts (``ceil(D / t)``: partial tiles, a factor need not divide D), the halvings
+    ``ceil(D / 2^i)`` and the divisors of D."""
     vals = set(_halvings(D))
+    vals.update(-(-D // t) for t in range(1, min(D, _PARTIAL_TRIPS) + 1))
     r = 1
     while r * r <= D and r <= 4096:
         if D % r == 0:
@@ -284,6 +293,9 @@ def _spatial_values(D: int) -> tuple[int, ...]:
         r += 1
     vals.discard(1)
     return tuple(sorted(vals))
+
+
+_PARTIAL_TRIPS = 8
 
 
 def _priority(dim: str, tensors) -> tuple[int, ...]:
@@ -407,28 +419,50 @@ def _refetch(Tcols: list[np.ndarray], order: tuple[int, ...], rel: np.ndarray, M
 
 # ---------------------------------------------------------------------------
 # GLB side: off-chip traffic
-@lru_cache(maxsize=128)
-def _glb_side_cached(nest: Nest, hw: Hardware, word: float, resident_items: tuple):
-    return _glb_side(_Ctx(nest, word), hw, dict(resident_items))
+@lru_cache(maxsize=256)
+def _glb_side_cached(nest: Nest, hw: Hardware, word: float, resident_items: tuple, ratios: tuple = (1.0, 1.0)):
+    return _glb_side(_Ctx(nest, word), hw, dict(resident_items), ratios)
 
 
-def _glb_side(ctx: _Ctx, hw: Hardware, resident: dict[str, float]):
-    """All GLB-half candidates: (latency, energy, detail(i), streaming, None).  Only the two
-    per-candidate arrays are kept; detail(i) re-evaluates candidate i alone."""
+def _held(t: TensorSpec, level) -> bool:
+    return t.role in level.holds
+
+
+def _capacity_ok(ctx: _Ctx, level, tiles: np.ndarray, base: float, which: int = 1,
+                 skip: dict[str, float] | None = None) -> np.ndarray:
+    """Do the tiles fit `level`: one shared size, or a size per operand (``split``); operands
+    the level does not hold take no space.  `base` bytes are already taken (shared size only)."""
+    skip = skip or {}
+    word = ctx.word
+    if not level.split:
+        need = np.full(tiles.shape[0], base)
+        for t in ctx.nest.tensors:
+            if not _held(t, level) or skip.get(t.name, 0.0) >= 1.0:
+                continue
+            need = need + _footprint(ctx, t, tiles, which) * word
+        return need <= level.size_bytes
+    ok = np.ones(tiles.shape[0], dtype=bool)
+    for role, cap in level.split:
+        need = np.zeros(tiles.shape[0])
+        for t in ctx.nest.tensors:
+            if t.role == role and skip.get(t.name, 0.0) < 1.0:
+                need = need + _footprint(ctx, t, tiles, which) * word
+        ok &= need <= cap
+    return ok
+
+
+def _glb_side(ctx: _Ctx, hw: Hardware, resident: dict[str, float], ratios: tuple = (1.0, 1.0)):
+    """All GLB-half candidates: (port latency, energy, detail(i), streaming, off-chip bytes).  Only
+    the per-candidate arrays are kept; detail(i) re-evaluates candidate i alone.  Operands the
+    GLB does not hold are left to the PE half (they flow between off-chip and the PEs)."""
     nest, names, D = ctx.nest, ctx.names, ctx.D
     word = ctx.word
-    cap = hw.glb.size_bytes
     res_bytes = sum(resident.get(t.name, 0.0) * _total_elems(ctx, t) for t in nest.tensors) * word
     tile_vals = [np.array(_halvings(int(D[i])) if n in nest.glb_dims else (int(D[i]),), dtype=np.int64)
                  for i, n in enumerate(names)]
 
     def feasible(tiles):
-        need = np.full(tiles.shape[0], res_bytes)
-        for t in nest.tensors:
-            if resident.get(t.name, 0.0) >= 1.0:
-                continue
-            need = need + _footprint(ctx, t, tiles, 1) * word
-        return need <= cap
+        return _capacity_ok(ctx, hw.glb, tiles, res_bytes, skip=resident)
 
     tiles = _maximal_grid(tile_vals, feasible)
     streaming = tiles.shape[0] == 0
@@ -439,16 +473,18 @@ def _glb_side(ctx: _Ctx, hw: Hardware, resident: dict[str, float]):
     # Off-chip bytes beyond the compulsory ones are GLB tiles fetched again: each is streamed
     # to the PEs again on top of the PE-level schedule (so GLB->PE traffic always covers the
     # off-chip traffic), through the GLB's fill port.
-    comp = {r: v * word for r, v in compulsory_elements(nest, resident).items()}
+    held = frozenset(t.name for t in nest.tensors if _held(t, hw.glb))
+    comp = {r: v * word for r, v in compulsory_elements(nest, resident, ratios, held).items()}
     comp_total = sum(comp.values())
     M = tiles.shape[0]
-    lat_l, en_l = [], []
+    lat_l, en_l, off_l = [], [], []
     prep = _glb_prep(ctx, tiles, streaming)
     for order in orders:
-        traffic = _glb_eval(ctx, prep, order[0], resident, streaming)
+        traffic = _glb_eval(ctx, prep, order[0], resident, streaming, ratios, held)
         total = sum(traffic.values())
         restream = np.maximum(0.0, total - comp_total)
-        lat_l.append(np.maximum(total / hw.offchip.bandwidth_bps, (total + restream) / hw.glb.bandwidth_bps))
+        lat_l.append((total + restream) / hw.glb.bandwidth_bps)
+        off_l.append(total)
         en_l.append(total * (hw.offchip.energy_per_byte_j + hw.glb.energy_per_byte_j)
                     + restream * (hw.glb.energy_per_byte_j + hw.pe.energy_per_byte_j))
 
@@ -457,14 +493,14 @@ def _glb_side(ctx: _Ctx, hw: Hardware, resident: dict[str, float]):
         order, st = orders[oi]
         tl = tiles[ti:ti + 1]
         off = {r: float(v[0]) for r, v in _glb_eval(ctx, _glb_prep(ctx, tl, streaming), order, resident,
-                                                    streaming).items()}
+                                                    streaming, ratios, held).items()}
         extra = {r: max(0.0, off[r] - comp.get(r, 0.0)) for r in off}
         loop = tuple(names[j] for j in order if -(-D[j] // min(tl[0, j], D[j])) > 1)
         lm = LevelMapping("global", tuple((n, int(min(tl[0, k], D[k]))) for k, n in enumerate(names)), loop,
                           st if not streaming else "none", streaming)
         return lm, off, extra
 
-    return np.concatenate(lat_l), np.concatenate(en_l), detail, streaming, None
+    return np.concatenate(lat_l), np.concatenate(en_l), detail, streaming, np.concatenate(off_l)
 
 
 _ROLES5 = ("input", "weight", "output", "psum_read", "psum_write")
@@ -488,13 +524,16 @@ def _glb_prep(ctx: _Ctx, tiles: np.ndarray, streaming: bool) -> dict:
 
 
 def _glb_eval(ctx: _Ctx, prep: dict, order: tuple[int, ...], resident: dict[str, float],
-              streaming: bool) -> dict[str, np.ndarray]:
-    """Off-chip bytes per role for the prepared GLB tiles under one loop order."""
+              streaming: bool, ratios: tuple = (1.0, 1.0), held: frozenset | None = None) -> dict[str, np.ndarray]:
+    """Off-chip bytes per role for the prepared GLB tiles under one loop order (activations
+    scaled by their compression ratios `ratios` = (input, output); partial sums dense)."""
     D = ctx.D
     M, T, Tcols = prep["M"], prep["T"], prep["Tcols"]
     live = tuple(d for d in order if (T[:, d] > 1).any())
     acc = {r: np.zeros(M) for r in _ROLES5}
     for t in ctx.nest.tensors:
+        if held is not None and t.name not in held:
+            continue
         keep = 1.0 - min(1.0, resident.get(t.name, 0.0))
         if keep <= 0.0:
             continue
@@ -505,22 +544,29 @@ def _glb_eval(ctx: _Ctx, prep: dict, order: tuple[int, ...], resident: dict[str,
             mult = np.ones(M) if t.const else _refetch(Tcols, live, rel, M)[0]
         base = prep["dsum"][t.name] * keep
         if t.role == "output":
-            acc["output"] += base
+            acc["output"] += base * ratios[1]
             acc["psum_write"] += base * (mult - 1)
             acc["psum_read"] += base * (mult - 1)
+        elif t.role == "input":
+            acc["input"] += base * mult * ratios[0]
         else:
             acc[t.role] += base * mult
     return {r: v * ctx.word for r, v in acc.items()}
 
 
-def compulsory_elements(nest: Nest, resident: dict[str, float] | None = None) -> dict[str, float]:
+def compulsory_elements(nest: Nest, resident: dict[str, float] | None = None, ratios: tuple = (1.0, 1.0),
+                        only: frozenset | None = None) -> dict[str, float]:
     """Per role, the elements that must cross off-chip once: every element the op touches
-    (padding and rows a strided window skips excluded), resident (fused) parts excepted."""
+    (padding and rows a strided window skips excluded), resident (fused) parts excepted;
+    activations scaled by their compression `ratios` (input, output); `only`: those tensors."""
     resident = resident or {}
     names = nest.names
     out = {"input": 0.0, "weight": 0.0, "output": 0.0}
+    scale = {"input": ratios[0], "weight": 1.0, "output": ratios[1]}
     for t in nest.tensors:
-        keep = 1.0 - min(1.0, resident.get(t.name, 0.0))
+        if only is not None and t.name not in only:
+            continue
+        keep = (1.0 - min(1.0, resident.get(t.name, 0.0))) * scale[t.role]
         if t.const:
             out[t.role] += keep * t.const
             continue
@@ -549,44 +595,97 @@ def _total_elems(ctx: _Ctx, t: TensorSpec) -> float:
 
 # ---------------------------------------------------------------------------
 # PE side: spatial unrolling, per-PE tiles, compute and global<->pe traffic
-def _spatial_candidates(ctx: _Ctx, pes: int) -> np.ndarray:
+# dims a dataflow may unroll over the array (conv nests; other nests are not constrained)
+_DATAFLOW_DIMS = {"weight_stationary": ("G", "K", "C", "R"), "output_stationary": ("N", "G", "K", "P", "Q"),
+                  "input_stationary": ("N", "G", "C", "P", "Q")}
+_DATAFLOW_ROLE = {"weight_stationary": "weight", "output_stationary": "output", "input_stationary": "input"}
+
+
+def _dataflow(nest: Nest, hw: Hardware) -> str:
+    return hw.dataflow if nest.kind == "conv" else "any"
+
+
+def _spatial_candidates(ctx: _Ctx, hw: Hardware) -> np.ndarray:
+    """Spatial unrollings: none, one dim or a pair (rows x cols of the array); with the
+    array's shape given, one dim per axis; a dataflow restricts the dims (row-stationary:
+    filter rows R and another dim down the rows, output rows P across the columns)."""
     nest, D = ctx.nest, ctx.D
-    dims = [ctx.idx[d] for d in nest.spatial_dims if D[ctx.idx[d]] > 1]
-    rows = [np.ones(len(D), dtype=np.int64)]
+    pes, rows, cols = hw.pes, hw.rows, hw.cols
+    df = _dataflow(nest, hw)
+    if df == "row_stationary":
+        return _rs_candidates(ctx, hw)
+    allowed = nest.spatial_dims if df == "any" else tuple(d for d in nest.spatial_dims if d in _DATAFLOW_DIMS[df])
+    dims = [ctx.idx[d] for d in allowed if D[ctx.idx[d]] > 1]
+    single = pes if rows is None else max(rows, cols)
+    out = [np.ones(len(D), dtype=np.int64)]
     for i in dims:
         for v in _spatial_values(int(D[i])):
-            if v <= pes:
+            if v <= single:
                 r = np.ones(len(D), dtype=np.int64)
                 r[i] = v
-                rows.append(r)
+                out.append(r)
     for a, b in itertools.combinations(dims, 2):
         va = np.array(_spatial_values(int(D[a])), dtype=np.int64)
         vb = np.array(_spatial_values(int(D[b])), dtype=np.int64)
         A, B = np.meshgrid(va, vb, indexing="ij")
-        ok = (A * B) <= pes
+        if rows is None:
+            ok = (A * B) <= pes
+        else:
+            ok = ((A <= rows) & (B <= cols)) | ((A <= cols) & (B <= rows))
         if not ok.any():
             continue
         blk = np.ones((int(ok.sum()), len(D)), dtype=np.int64)
         blk[:, a] = A[ok]
         blk[:, b] = B[ok]
-        rows.append(blk)
-    return np.vstack(rows)
+        out.append(blk)
+    return np.vstack(out)
 
 
-@lru_cache(maxsize=48)
-def _pe_side_cached(nest: Nest, hw: Hardware, word: float):
-    return _pe_side(_Ctx(nest, word), hw)
+def _rs_candidates(ctx: _Ctx, hw: Hardware) -> np.ndarray:
+    """Row-stationary [E16]: each PE runs a 1-D convolution of one filter row over one input
+    row; filter rows (R) go down a column of PEs and output rows (P) across the columns; the
+    rest of the rows is filled with copies over another dim (filters, channels or images)."""
+    D, idx = ctx.D, ctx.idx
+    rows, cols = hw.rows, hw.cols
+    nd = len(D)
+    r_i, p_i = idx["R"], idx["P"]
+    r_vals = [v for v in (1,) + _spatial_values(int(D[r_i])) if v <= rows]
+    p_vals = [v for v in (1,) + _spatial_values(int(D[p_i])) if v <= cols]
+    out = []
+    for sr in r_vals:
+        for sp in p_vals:
+            base = np.ones(nd, dtype=np.int64)
+            base[r_i], base[p_i] = sr, sp
+            out.append(base)
+            for d in ("N", "G", "K", "C"):
+                i = idx[d]
+                if D[i] <= 1:
+                    continue
+                for v in _spatial_values(int(D[i])):
+                    if sr * v <= rows:
+                        r = base.copy()
+                        r[i] = v
+                        out.append(r)
+    return np.unique(np.vstack(out), axis=0)
 
 
-def _pe_side(ctx: _Ctx, hw: Hardware):
-    """All PE-half candidates: (latency, energy, detail(i), streaming, compute time)."""
+@lru_cache(maxsize=96)
+def _pe_side_cached(nest: Nest, hw: Hardware, word: float, skip: float = 0.0, ratios: tuple = (1.0, 1.0)):
+    return _pe_side(_Ctx(nest, word), hw, skip, ratios)
+
+
+def _pe_side(ctx: _Ctx, hw: Hardware, skip: float = 0.0, ratios: tuple = (1.0, 1.0)):
+    """All PE-half candidates: (latency, energy, detail(i), streaming, compute time, off-chip
+    bytes of the operands that bypass the GLB)."""
     nest, names, D = ctx.nest, ctx.names, ctx.D
-    word = ctx.word
     nd = len(names)
+    df = _dataflow(nest, hw)
     tile_vals = []
     for i, n in enumerate(names):
         if n in nest.k_dims:
             v = (1, int(D[i])) if D[i] > 1 else (1,)
+            if df == "row_stationary":  # a PE holds one filter row: R spatial, S whole
+                v = (1,) if n == "R" else (int(D[i]),)
         elif n in nest.pe_dims:
             v = _halvings(int(D[i]))
         else:
@@ -594,49 +693,52 @@ def _pe_side(ctx: _Ctx, hw: Hardware):
         tile_vals.append(np.array(v, dtype=np.int64))
 
     def feasible(tiles):
-        need = np.zeros(tiles.shape[0])
-        for t in nest.tensors:
-            need = need + _footprint(ctx, t, tiles, 1) * word
-        return need <= hw.pe.size_bytes
+        return _capacity_ok(ctx, hw.pe, tiles, 0.0)
 
     ptiles = _maximal_grid(tile_vals, feasible)
     streaming = ptiles.shape[0] == 0
     orders = _orders(nest, pe=True)
+    if df in _DATAFLOW_ROLE:
+        orders = [o for o in orders if o[1] == _DATAFLOW_ROLE[df]] or orders
     if streaming:
         ptiles = np.ones((1, nd), dtype=np.int64)
         orders = [(tuple(range(nd)), "none")]
-    sp = _spatial_candidates(ctx, hw.pes)
+    sp = _spatial_candidates(ctx, hw)
     S, Pn = sp.shape[0], ptiles.shape[0]
     s = np.repeat(sp, Pn, axis=0)
     p = np.tile(ptiles, (S, 1))
     M = S * Pn
-    lat_l, en_l, tc_l = [], [], []
-    prep = _pe_prep(ctx, hw, s, p)
+    lat_l, en_l, tc_l, off_l = [], [], [], []
+    prep = _pe_prep(ctx, hw, s, p, skip)
     for order in orders:
-        r = _pe_eval(ctx, hw, prep, order[0], streaming)
+        r = _pe_eval(ctx, hw, prep, order[0], streaming, ratios)
         lat_l.append(r["lat"])
         en_l.append(r["en"])
         tc_l.append(r["tc"])
+        off_l.append(r["off"])
 
     def detail(i: int):
         oi, mi = divmod(i, M)
         order, st = orders[oi]
         si, pi = divmod(mi, Pn)
-        r = _pe_eval(ctx, hw, _pe_prep(ctx, hw, sp[si:si + 1], ptiles[pi:pi + 1]), order, streaming)
+        r = _pe_eval(ctx, hw, _pe_prep(ctx, hw, sp[si:si + 1], ptiles[pi:pi + 1], skip), order, streaming, ratios)
         lm = LevelMapping("pe", tuple((n, int(r["p"][0, k])) for k, n in enumerate(names)),
                           tuple(names[j] for j in order if r["T"][0, j] > 1), st if not streaming else "none",
                           streaming)
         spatial = tuple((n, int(sp[si, k])) for k, n in enumerate(names) if sp[si, k] > 1)
         roles = {k: float(v[0]) for k, v in r["roles"].items()}
+        off = {k: float(v[0]) for k, v in r["off_roles"].items()}
         return (lm, spatial, roles, float(r["recv"][0]), int(r["cycles"][0]), int(r["active"][0]),
-                float(r["tc"][0]), float(r["t_glb"][0]), float(r["t_pe"][0]))
+                float(r["tc"][0]), float(r["t_glb"][0]), float(r["t_pe"][0]), off)
 
-    return np.concatenate(lat_l), np.concatenate(en_l), detail, streaming, np.concatenate(tc_l)
+    return (np.concatenate(lat_l), np.concatenate(en_l), detail, streaming, np.concatenate(tc_l),
+            np.concatenate(off_l))
 
 
-def _pe_prep(ctx: _Ctx, hw: Hardware, s: np.ndarray, p_raw: np.ndarray) -> dict:
+def _pe_prep(ctx: _Ctx, hw: Hardware, s: np.ndarray, p_raw: np.ndarray, skip: float = 0.0) -> dict:
     """Order-independent arrays for PE-half candidates (rows of spatial factors `s` and per-PE
-    tiles `p_raw`): effective tiles, trip counts, compute, per-tensor footprint sums."""
+    tiles `p_raw`): effective tiles, trip counts, compute, per-tensor footprint sums.  `skip`:
+    the fraction of iteration points whose cycle is skipped (zero input activations)."""
     nest, D = ctx.nest, ctx.D
     nd = len(D)
     p = np.minimum(p_raw, -(-D[None, :] // s))  # a PE holds at most its share of a dim
@@ -645,7 +747,7 @@ def _pe_prep(ctx: _Ctx, hw: Hardware, s: np.ndarray, p_raw: np.ndarray) -> dict:
     Tp = -(-D[None, :] // p)
     s_eff = np.minimum(s, Tp)
     work = np.prod(-(-D[None, :] // s), axis=1).astype(np.float64)
-    cycles = np.ceil(work * nest.ops_per_point / hw.macs_per_pe)
+    cycles = np.ceil(work * nest.ops_per_point * (1.0 - skip) / hw.macs_per_pe)
     return {"M": s.shape[0], "p": p, "T": T, "active": np.prod(s_eff, axis=1).astype(np.float64),
             "cycles": cycles, "tc": cycles / hw.frequency_hz,
             "Tcols": [T[:, i].astype(np.float64) for i in range(nd)],
@@ -653,47 +755,78 @@ def _pe_prep(ctx: _Ctx, hw: Hardware, s: np.ndarray, p_raw: np.ndarray) -> dict:
             "scols": [s_eff[:, i].astype(np.float64) for i in range(nd)],
             "dsum_a": {t.name: _footprint(ctx, t, a, 0) for t in nest.tensors},
             "dsum_p": {t.name: _footprint(ctx, t, p, 0) for t in nest.tensors},
-            "Tfull": T, "D": D}
+            "s_eff": s_eff, "Tfull": T, "D": D}
 
 
-def _pe_eval(ctx: _Ctx, hw: Hardware, prep: dict, order: tuple[int, ...], streaming: bool) -> dict:
-    """Cost of the prepared PE-half candidates under one loop order over array tiles."""
+def _pe_eval(ctx: _Ctx, hw: Hardware, prep: dict, order: tuple[int, ...], streaming: bool,
+             ratios: tuple = (1.0, 1.0)) -> dict:
+    """Cost of the prepared PE-half candidates under one loop order over array tiles.
+
+    An operand the PE memory does not hold is read from (outputs: accumulated in) the GLB at
+    every use, a multicast along the dims it does not depend on counting once.  An operand
+    the GLB does not hold moves between off-chip memory and the PEs directly: its traffic
+    here is off-chip traffic (returned as ``off``), not GLB traffic."""
     nest, D, word = ctx.nest, ctx.D, ctx.word
     M, T, active = prep["M"], prep["T"], prep["active"]
     live = tuple(d for d in order if D[d] > 1)
     uniq = np.zeros(M)
     recv = np.zeros(M)
+    off = np.zeros(M)
     acc = {r: np.zeros(M) for r in _ROLES5}
+    off_acc = {r: np.zeros(M) for r in _ROLES5}
+    points = float(nest.points)
     for t in nest.tensors:
         rel = ctx.rel_mask[t.name]
         dsum_a, dsum_p = prep["dsum_a"][t.name], prep["dsum_p"][t.name]
-        if streaming:
-            mult = np.prod(np.where(rel[None, :], 1, T), axis=1).astype(np.float64)
-            copies = np.prod(np.where(rel[None, :], 1, D[None, :]), axis=1).astype(np.float64)
-        elif t.const:
-            mult, copies = np.ones(M), active
+        in_pe = _held(t, hw.pe)
+        if not in_pe:  # every use from the level above; a multicast counts once
+            bcast = np.prod(np.where(rel[None, :], 1, prep["s_eff"]), axis=1).astype(np.float64)
+            uses = (float(t.const) if t.const else points * t.count) / bcast
+            mult, copies = None, np.zeros(M)
+            if t.role == "output":
+                final = dsum_a
+                spill = np.maximum(0.0, uses - final)
+                roles = {"output": final, "psum_write": spill, "psum_read": spill}
+                u_tot, r_tot = final + 2 * spill, np.zeros(M)
+            else:
+                roles = {t.role: uses}
+                u_tot, r_tot = uses, np.zeros(M)
         else:
-            mult, copies = _refetch(prep["Tcols"], live, rel, M, prep["Tpcols"], prep["scols"])
-        u = dsum_a * mult
-        if t.role == "output":
-            spill = dsum_a * (mult - 1)
-            acc["output"] += dsum_a
-            acc["psum_write"] += spill
-            acc["psum_read"] += spill
-            uniq += u + spill
-            recv += dsum_p * copies + spill
-        else:
-            acc[t.role] += u
-            uniq += u
-            recv += dsum_p * copies
-    uniq_b, recv_b = uniq * word, recv * word
+            if streaming:
+                mult = np.prod(np.where(rel[None, :], 1, T), axis=1).astype(np.float64)
+                copies = np.prod(np.where(rel[None, :], 1, D[None, :]), axis=1).astype(np.float64)
+            elif t.const:
+                mult, copies = np.ones(M), active
+            else:
+                mult, copies = _refetch(prep["Tcols"], live, rel, M, prep["Tpcols"], prep["scols"])
+            if t.role == "output":
+                spill = dsum_a * (mult - 1)
+                roles = {"output": dsum_a, "psum_write": spill, "psum_read": spill}
+                u_tot, r_tot = dsum_a * mult + spill, dsum_p * copies + spill
+            else:
+                roles = {t.role: dsum_a * mult}
+                u_tot, r_tot = dsum_a * mult, dsum_p * copies
+        recv += r_tot
+        if _held(t, hw.glb):
+            for k, v in roles.items():
+                acc[k] += v
+            uniq += u_tot
+        else:  # between off-chip memory and the PEs
+            scale = ratios[0] if t.role == "input" else 1.0
+            for k, v in roles.items():
+                f = ratios[1] if (t.role == "output" and k == "output") else scale
+                off_acc[k] += v * f
+                off += v * f
+    uniq_b, recv_b, off_b = uniq * word, recv * word, off * word
     t_glb = uniq_b / hw.glb.bandwidth_bps
     t_pe = recv_b / (active * hw.pe.bandwidth_bps)
     tc = prep["tc"]
     return {"lat": np.maximum(np.maximum(tc, t_glb), t_pe),
-            "en": uniq_b * hw.glb.energy_per_byte_j + recv_b * hw.pe.energy_per_byte_j,
+            "en": uniq_b * hw.glb.energy_per_byte_j + recv_b * hw.pe.energy_per_byte_j
+            + off_b * hw.offchip.energy_per_byte_j,
             "tc": tc, "t_glb": t_glb, "t_pe": t_pe, "recv": recv_b, "cycles": prep["cycles"], "active": active,
-            "roles": {r: v * word for r, v in acc.items()}, "p": prep["p"], "T": T}
+            "roles": {r: v * word for r, v in acc.items()}, "off": off_b,
+            "off_roles": {r: v * word for r, v in off_acc.items()}, "p": prep["p"], "T": T}
 
 
 def clear_search_cache() -> None:
@@ -731,43 +864,68 @@ def _pareto(lat: np.ndarray, en: np.ndarray, tert: np.ndarray | None = None) -> 
 
 
 def search(nest: Nest, hw: Hardware, word_bytes: float, objective: str = "latency",
-           resident: dict[str, float] | None = None, e_const: float = 0.0) -> SearchResult:
+           resident: dict[str, float] | None = None, e_const: float = 0.0,
+           sparsity: tuple[float, float] = (0.0, 0.0)) -> SearchResult:
     """The best mapping of `nest` on `hw` for `objective` (``latency`` | ``energy`` | ``edp``).
 
     `resident` maps tensor names to the fraction of that tensor already held in the
     GLB (fusion): its off-chip traffic is dropped and the resident part occupies GLB
     capacity.  `e_const` is the mapping-independent energy (MACs, operand accesses),
-    used only for EDP."""
+    used only for EDP.  `sparsity` = (zero fraction of the input activation, of the
+    output): with the tier's ``zero_skipping`` the input's zeros skip cycles, with its
+    ``compression`` both activations cross off-chip run-length coded."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
     resident = resident or {}
-    la, ea, da, _, ta = _pe_side_cached(nest, hw, float(word_bytes))
-    lb, eb, db, _, _ = _glb_side_cached(nest, hw, float(word_bytes), tuple(sorted(resident.items())))
-    if objective == "latency":
-        target = max(float(la.min()), float(lb.min()))
-        ia, ib = _pick(la, ea, "latency", target, ta), _pick(lb, eb, "latency", target)
-    elif objective == "energy":
-        ia, ib = _pick(la, ea, "energy", tert=ta), _pick(lb, eb, "energy")
-    else:
-        fa, fb = _pareto(la, ea, ta), _pareto(lb, eb)
-        L = np.maximum(la[fa][:, None], lb[fb][None, :])
+    z_in, z_out = float(sparsity[0]), float(sparsity[1])
+    ratios = (hw.compression_ratio(z_in), hw.compression_ratio(z_out))
+    skip = z_in if (hw.zero_skipping and nest.kind == "conv") else 0.0
+    la, ea, da, _, ta, Ba = _pe_side_cached(nest, hw, float(word_bytes), skip, ratios)
+    lp, eb, db, _, Ab = _glb_side_cached(nest, hw, float(word_bytes), tuple(sorted(resident.items())), ratios)
+    bw = hw.offchip.bandwidth_bps
+    lb = np.maximum(Ab / bw, lp)
+    if not Ba.any():  # the two halves are independent
+        if objective == "latency":
+            target = max(float(la.min()), float(lb.min()))
+            ia, ib = _pick(la, ea, "latency", target, ta), _pick(lb, eb, "latency", target)
+        elif objective == "energy":
+            ia, ib = _pick(la, ea, "energy", tert=ta), _pick(lb, eb, "energy")
+        else:
+            fa, fb = _pareto(la, ea, ta), _pareto(lb, eb)
+            L = np.maximum(la[fa][:, None], lb[fb][None, :])
+            E = ea[fa][:, None] + eb[fb][None, :] + e_const
+            edp = (E * L).ravel()
+            T = np.broadcast_to(ta[fa][:, None], L.shape)
+            k = np.lexsort((np.arange(edp.size), T.ravel(), E.ravel(), L.ravel(), edp))[0]
+            ia, ib = int(fa[k // len(fb)]), int(fb[k % len(fb)])
+    else:  # operands bypass the GLB: both halves share the off-chip link
+        fa = np.unique(np.concatenate([_pareto(la, Ba, ta), _pareto(la, ea, ta), _pareto(Ba, ea, ta)]))
+        fb = np.unique(np.concatenate([_pareto(lp, Ab), _pareto(lp, eb), _pareto(Ab, eb)]))
+        L = np.maximum(np.maximum(la[fa][:, None], lp[fb][None, :]), (Ba[fa][:, None] + Ab[fb][None, :]) / bw)
         E = ea[fa][:, None] + eb[fb][None, :] + e_const
-        edp = (E * L).ravel()
-        T = np.broadcast_to(ta[fa][:, None], L.shape)
-        k = np.lexsort((np.arange(edp.size), T.ravel(), E.ravel(), L.ravel(), edp))[0]
+        T = np.broadcast_to(ta[fa][:, None], L.shape).ravel()
+        tie = np.arange(L.size)
+        if objective == "latency":
+            k = np.lexsort((tie, T, E.ravel(), L.ravel()))[0]
+        elif objective == "energy":
+            k = np.lexsort((tie, T, L.ravel(), E.ravel()))[0]
+        else:
+            k = np.lexsort((tie, T, E.ravel(), L.ravel(), (E * L).ravel()))[0]
         ia, ib = int(fa[k // len(fb)]), int(fb[k % len(fb)])
-    pe_map, spatial, onchip, fill, cycles, active, tc, tg, tp = da(ia)
+    pe_map, spatial, onchip, fill, cycles, active, tc, tg, tp, off_pe = da(ia)
     glb_map, offchip, extra = db(ib)
+    offchip = {r: offchip[r] + off_pe.get(r, 0.0) for r in offchip}
     off_total = sum(offchip.values())
+    off_glb = off_total - sum(off_pe.values())
     restream = sum(extra.values())
     onchip = {r: onchip[r] + extra.get(r, 0.0) for r in onchip}
     fill += restream
-    tg = max(tg, (off_total + restream) / hw.glb.bandwidth_bps)
+    tg = max(tg, (off_glb + restream) / hw.glb.bandwidth_bps)
     mapping = Mapping(glb_map, pe_map, spatial, int(la.size + lb.size))
     return SearchResult(
         mapping=mapping, offchip=offchip, onchip=onchip, pe_fill_bytes=fill, compute_cycles=cycles,
-        active_pes=active, t_compute=tc, t_offchip=off_total / hw.offchip.bandwidth_bps, t_global=tg, t_pe=tp,
+        active_pes=active, t_compute=tc, t_offchip=off_total / bw, t_global=tg, t_pe=tp,
         e_offchip=off_total * hw.offchip.energy_per_byte_j,
-        e_global=(off_total + sum(onchip.values())) * hw.glb.energy_per_byte_j,
+        e_global=(off_glb + sum(onchip.values())) * hw.glb.energy_per_byte_j,
         e_pe=fill * hw.pe.energy_per_byte_j,
     )

@@ -99,16 +99,22 @@ class Energy:
     glb: float = 0.0
     pe: float = 0.0
     mac: float = 0.0
+    static: float = 0.0   # the tier's static power over the op's latency
 
     @property
     def total(self) -> float:
-        return self.offchip + self.glb + self.pe + self.mac
+        return self.offchip + self.glb + self.pe + self.mac + self.static
 
     def __add__(self, o: Energy) -> Energy:
-        return Energy(self.offchip + o.offchip, self.glb + o.glb, self.pe + o.pe, self.mac + o.mac)
+        return Energy(self.offchip + o.offchip, self.glb + o.glb, self.pe + o.pe, self.mac + o.mac,
+                      self.static + o.static)
 
     def as_dict(self) -> dict:
-        return {"offchip": self.offchip, "global": self.glb, "pe": self.pe, "mac": self.mac, "total": self.total}
+        d = {"offchip": self.offchip, "global": self.glb, "pe": self.pe, "mac": self.mac}
+        if self.static:
+            d["static"] = self.static
+        d["total"] = self.total
+        return d
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,11 @@ class OpCost:
     def edp(self) -> float:
         return self.energy_j * self.latency_s
 
+    @property
+    def power_w(self) -> float:
+        """Average power while the op runs (its energy over its latency)."""
+        return self.energy_j / self.latency_s if self.latency_s else 0.0
+
     def metric(self, objective: str | None = None) -> float:
         o = objective or self.objective
         return {"latency": self.latency_s, "energy": self.energy_j, "edp": self.edp}[o]
@@ -184,7 +195,8 @@ def _resolve_word(w: Workload, hw: Hardware) -> Workload:
 
 
 def cost_op(workload: Workload, hw: Hardware, objective: str = "latency", fused_input_on_chip: bool = False,
-            fused_output_on_chip: bool = False, *, fused_input_elements: int | None = None) -> OpCost:
+            fused_output_on_chip: bool = False, *, fused_input_elements: int | None = None,
+            sparsity: tuple[float, float] = (0.0, 0.0)) -> OpCost:
     """Cost of one op on `hw`, with the best mapping for `objective` (latency | energy | edp).
 
     ``fused_input_on_chip``: the input made by the previous op is already in the GLB
@@ -192,20 +204,46 @@ def cost_op(workload: Workload, hw: Hardware, objective: str = "latency", fused_
     read from off-chip and occupies GLB space throughout.  ``fused_output_on_chip``:
     the output stays in the GLB for the next op (never written off-chip).  A fused
     tensor that does not fit in the GLB next to the op's smallest tiles is costed
-    unfused, with a note."""
+    unfused, with a note.
+
+    ``sparsity`` = (zero fraction of the input activation, of the output activation), e.g.
+    measured by ``evoc cost --calibrate``: the tier's ``zero_gating`` saves the MAC and
+    operand energy of zero inputs, ``zero_skipping`` also their cycles, ``compression``
+    shrinks both activations' off-chip bytes (run-length coding)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
     hw = as_hardware(hw)
     w = _resolve_word(workload, hw)
     fin_el = None if not fused_input_on_chip or fused_input_elements is None else int(fused_input_elements)
-    return _cost_cached(w, hw, objective, bool(fused_input_on_chip), bool(fused_output_on_chip), fin_el)
+    sp = _sparsity(sparsity, hw)
+    return _cost_cached(w, hw, objective, bool(fused_input_on_chip), bool(fused_output_on_chip), fin_el, sp)
+
+
+def _sparsity(sparsity, hw: Hardware) -> tuple[float, float]:
+    """Zero fractions clamped to [0, 1]; (0, 0) when the tier exploits no zeros (one cache entry)."""
+    if not (hw.zero_gating or hw.zero_skipping or hw.compression) or sparsity is None:
+        return (0.0, 0.0)
+    z = tuple(min(1.0, max(0.0, float(x))) for x in sparsity)
+    if len(z) != 2:
+        raise ValueError("sparsity is (input zero fraction, output zero fraction)")
+    return z  # type: ignore[return-value]
+
+
+# scratchpad accesses per iteration point, per operand (conv: a weight and an input read, a
+# partial sum read and written [E16]; elementwise: each input read, the output written)
+def _operand_words(nest) -> dict[str, float]:
+    if nest.kind == "conv":
+        return {"input": 1.0, "weight": 1.0, "output": 2.0}
+    n_in = sum(t.count for t in nest.tensors if t.role == "input")
+    return {"input": float(n_in), "weight": 0.0, "output": float(nest.spad_words_per_point - n_in)}
 
 
 @lru_cache(maxsize=8192)
-def _cost_cached(w: Workload, hw: Hardware, objective: str, fin: bool, fout: bool, fin_el: int | None) -> OpCost:
+def _cost_cached(w: Workload, hw: Hardware, objective: str, fin: bool, fout: bool, fin_el: int | None,
+                 sparsity: tuple[float, float] = (0.0, 0.0)) -> OpCost:
     word = w.word_bits / 8.0
     if isinstance(w, CopyWorkload):
-        return _cost_copy(w, hw, objective, fin, fout, fin_el, word)
+        return _cost_copy(w, hw, objective, fin, fout, fin_el, word, sparsity)
     nest = nest_for(w)
     notes: list[str] = []
     resident = _resident(nest, w, fin, fout, fin_el)
@@ -214,9 +252,15 @@ def _cost_cached(w: Workload, hw: Hardware, objective: str, fin: bool, fout: boo
                      "costed unfused")
         resident, fin, fout = {}, False, False
     macs = w.macs
-    e_pe_ops = macs // nest.ops_per_point * nest.spad_words_per_point * word
-    e_const = macs * hw.mac_energy_j + e_pe_ops * hw.pe.energy_per_byte_j
-    r = search(nest, hw, word, objective, resident, e_const)
+    z_in = sparsity[0]
+    gate = z_in if (nest.kind == "conv" and (hw.zero_gating or hw.zero_skipping)) else 0.0
+    skip = z_in if (nest.kind == "conv" and hw.zero_skipping) else 0.0
+    words = _operand_words(nest)
+    wpp = sum(v * (1.0 - gate if r != "input" else 1.0) for r, v in words.items() if r in hw.pe.holds)
+    e_pe_ops = macs // nest.ops_per_point * wpp * word
+    mac_e = macs * (1.0 - gate) * hw.mac_energy_j
+    e_const = mac_e + e_pe_ops * hw.operand_energy
+    r = search(nest, hw, word, objective, resident, e_const, sparsity)
     if r.mapping.glb.streaming:
         notes.append(f"no tile fits the global buffer ({hw.glb.size_bytes:g} B): streaming from off-chip")
     if r.mapping.pe.streaming:
@@ -227,11 +271,13 @@ def _cost_cached(w: Workload, hw: Hardware, objective: str, fin: bool, fout: boo
     times = {"compute": r.t_compute, "offchip": r.t_offchip, "global": r.t_global, "pe": r.t_pe}
     bound = max(BOUNDS, key=lambda k: (times[k], -BOUNDS.index(k)))
     latency = times[bound]
-    energy = Energy(offchip=r.e_offchip, glb=r.e_global, pe=r.e_pe + e_pe_ops * hw.pe.energy_per_byte_j,
-                    mac=macs * hw.mac_energy_j)
-    compulsory = _compulsory(nest, w, resident, word)
-    roof = max(macs / hw.peak_macs_per_s, compulsory / hw.offchip.bandwidth_bps)
-    util = macs / (r.compute_cycles * hw.pes * hw.macs_per_pe) if r.compute_cycles else 0.0
+    energy = Energy(offchip=r.e_offchip, glb=r.e_global, pe=r.e_pe + e_pe_ops * hw.operand_energy, mac=mac_e,
+                    static=hw.static_power_w * latency)
+    ratios = (hw.compression_ratio(sparsity[0]), hw.compression_ratio(sparsity[1]))
+    compulsory = sum(compulsory_elements(nest, resident, ratios).values()) * word
+    roof = max(macs * (1.0 - skip) / hw.peak_macs_per_s, compulsory / hw.offchip.bandwidth_bps)
+    # MACs actually executed (zero-skipped ones are not) over the array's capacity
+    util = macs * (1.0 - skip) / (r.compute_cycles * hw.pes * hw.macs_per_pe) if r.compute_cycles else 0.0
     cost = OpCost(
         kind=w.kind, objective=objective, hardware=hw.name, frequency_hz=f, word_bits=w.word_bits, macs=macs,
         offchip=off, onchip=onc, pe_fill_bytes=r.pe_fill_bytes, mac_operand_bytes=e_pe_ops,
@@ -295,11 +341,6 @@ def _whole(nest, t) -> float:
     return n
 
 
-def _compulsory(nest, w: Workload, resident: dict[str, float], word: float) -> float:
-    """Bytes every touched element needs to cross off-chip once (padding and skipped rows excluded)."""
-    return sum(compulsory_elements(nest, resident).values()) * word
-
-
 def _check_bounds(c: OpCost) -> None:
     if c.offchip.total < c.compulsory_offchip_bytes * (1 - _REL_TOL) - 1e-9:
         raise AssertionError(f"cost model bug: off-chip traffic {c.offchip.total} B is below the compulsory "
@@ -310,7 +351,7 @@ def _check_bounds(c: OpCost) -> None:
 
 
 def _cost_copy(w: CopyWorkload, hw: Hardware, objective: str, fin: bool, fout: bool, fin_el: int | None,
-               word: float) -> OpCost:
+               word: float, sparsity: tuple[float, float] = (0.0, 0.0)) -> OpCost:
     notes: list[str] = []
     if w.view:
         rd = wr = 0.0
@@ -323,13 +364,14 @@ def _cost_copy(w: CopyWorkload, hw: Hardware, objective: str, fin: bool, fout: b
         if need > hw.glb.size_bytes:
             notes.append("fused tensor does not fit in the global buffer; costed unfused")
             fin, fout, on_chip = False, False, 0
-        rd = (w.elements_in - on_chip) * word
-        wr = 0.0 if fout else w.elements_out * word
+        rd = (w.elements_in - on_chip) * word * hw.compression_ratio(sparsity[0])
+        wr = 0.0 if fout else w.elements_out * word * hw.compression_ratio(sparsity[1])
     off = Traffic(input=rd, output=wr)
     total = rd + wr
     t_off = total / hw.offchip.bandwidth_bps
     f = hw.frequency_hz
-    energy = Energy(offchip=total * hw.offchip.energy_per_byte_j, glb=total * hw.glb.energy_per_byte_j)
+    energy = Energy(offchip=total * hw.offchip.energy_per_byte_j, glb=total * hw.glb.energy_per_byte_j,
+                    static=hw.static_power_w * t_off)
     cost = OpCost(
         kind=w.kind, objective=objective, hardware=hw.name, frequency_hz=f, word_bits=w.word_bits, macs=0,
         offchip=off, onchip=Traffic(), pe_fill_bytes=0.0, mac_operand_bytes=0.0, compute_cycles=0,
@@ -463,10 +505,21 @@ class NetworkCost:
         return {"latency": self.latency_s, "energy": self.energy_j, "edp": self.edp}[o]
 
     @property
+    def power_w(self) -> float:
+        """Average power over the network (total energy over total latency)."""
+        return self.energy_j / self.latency_s if self.latency_s else 0.0
+
+    @property
+    def area_m2(self) -> float:
+        """The tier's chip area (PEs with their memories and the global buffer)."""
+        return self.hardware.area_m2
+
+    @property
     def metrics(self) -> dict:
         """Scalar metrics by name (what `evolve` blocks minimise or `require`)."""
         lb = self.level_bytes
-        return {"latency": self.latency_s, "energy": self.energy_j, "edp": self.edp, "macs": self.macs,
+        return {"latency": self.latency_s, "energy": self.energy_j, "edp": self.edp, "area": self.area_m2,
+                "power": self.power_w, "macs": self.macs,
                 "cycles": self.cycles, "offchip_bytes": self.offchip_bytes, "global_bytes": lb["global"],
                 "pe_bytes": lb["pe"], "compulsory_offchip_bytes": self.compulsory_offchip_bytes,
                 "roofline_latency": self.roofline_latency_s,
@@ -498,20 +551,23 @@ def _normalise(ops: Iterable) -> list[tuple[str, Workload, tuple[str, ...]]]:
     return out
 
 
-def cost_network(ops: Iterable, hw: Hardware, objective: str = "latency", fuse: bool = True) -> NetworkCost:
+def cost_network(ops: Iterable, hw: Hardware, objective: str = "latency", fuse: bool = True,
+                 sparsity: dict | None = None) -> NetworkCost:
     """Cost a network given in execution order as ``(name, workload, producer_names)`` items.
 
     Ops run one after another (latencies add).  Fusion: the output of op *i* stays
     in the GLB for op *i+1* (no off-chip write and read) when op *i+1* is its only
     consumer, the tensor fits in the GLB next to both ops' other needs, and doing
     so neither increases the off-chip traffic nor worsens the objective.  Views
-    (flatten) between the two pass the tensor through."""
+    (flatten) between the two pass the tensor through.  ``sparsity`` maps op names to
+    (input, output) zero fractions (see :func:`cost_op`)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
     hw = as_hardware(hw)
     items = _normalise(ops)
     n = len(items)
-    unfused = [cost_op(w, hw, objective) for _, w, _ in items]
+    sp = [(sparsity or {}).get(name, (0.0, 0.0)) for name, _, _ in items]
+    unfused = [cost_op(w, hw, objective, sparsity=sp[k]) for k, (_, w, _) in enumerate(items)]
     cur = list(unfused)
     fin = [False] * n
     fout = [False] * n
@@ -553,7 +609,8 @@ def cost_network(ops: Iterable, hw: Hardware, objective: str = "latency", fuse: 
         for k in chain:
             trial[k] = (fin[k] if k == chain[0] else True, True if k != chain[-1] else fout[k],
                         fin_el[k] if k == chain[0] else out_el)
-        new = {k: cost_op(items[k][1], hw, objective, a, b, fused_input_elements=c) for k, (a, b, c) in trial.items()}
+        new = {k: cost_op(items[k][1], hw, objective, a, b, fused_input_elements=c, sparsity=sp[k])
+               for k, (a, b, c) in trial.items()}
         honored = all(new[k].fused_output_on_chip == trial[k][1] and new[k].fused_input_on_chip == trial[k][0]
                       for k in chain)
         d_off = sum(new[k].offchip_bytes - cur[k].offchip_bytes for k in chain)

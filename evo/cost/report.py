@@ -65,13 +65,22 @@ def fmt_energy(j: float) -> str:
     return _si(j, [(1e-15, "fJ"), (1e-12, "pJ"), (1e-9, "nJ"), (1e-6, "µJ"), (1e-3, "mJ"), (1, "J")])
 
 
+def fmt_power(w: float) -> str:
+    return _si(w, [(1e-9, "nW"), (1e-6, "µW"), (1e-3, "mW"), (1, "W"), (1e3, "kW")])
+
+
+def fmt_area(m2: float) -> str:
+    return f"{m2 * 1e6:.3g} mm²" if m2 >= 1e-8 else f"{m2 * 1e12:.3g} µm²"
+
+
 def fmt_cycles(c: float) -> str:
     return _si(c, [(1, ""), (1e3, "K"), (1e6, "M"), (1e9, "G")])
 
 
 # ---------------------------------------------------------------------------
 _COLS = [("op", "<"), ("kind", "<"), ("MACs", ">"), ("off-chip", ">"), ("global", ">"), ("PE", ">"),
-         ("cycles", ">"), ("latency", ">"), ("energy", ">"), ("util", ">"), ("bound", "<"), ("fused", "<"),
+         ("cycles", ">"), ("latency", ">"), ("energy", ">"), ("power", ">"), ("util", ">"), ("bound", "<"),
+         ("fused", "<"),
          ("saved off-chip", ">")]
 
 
@@ -81,7 +90,7 @@ def _row(name: str, c: OpCost, saved: float) -> list[str]:
     lb = c.level_bytes
     return [name, c.kind, fmt_count(c.macs), fmt_bytes(lb["offchip"]), fmt_bytes(lb["global"]),
             fmt_bytes(lb["pe"]), fmt_cycles(c.cycles), fmt_time(c.latency_s), fmt_energy(c.energy_j),
-            f"{c.utilization * 100:.0f}%" if c.macs else "-", c.bound + ("*" if c.mapping and c.mapping.streaming
+            fmt_power(c.power_w) if c.latency_s else "-", f"{c.utilization * 100:.0f}%" if c.macs else "-", c.bound + ("*" if c.mapping and c.mapping.streaming
                                                                        else ""),
             fused or "-", fmt_bytes(saved) if saved else "-"]
 
@@ -123,7 +132,7 @@ def format_table(net: NetworkCost, fps: float | None = None, title: str | None =
     util = net.macs / (net.latency_s * hw.peak_macs_per_s) if net.latency_s else 0.0
     total = ["total", "", fmt_count(net.macs), fmt_bytes(lb["offchip"]), fmt_bytes(lb["global"]),
              fmt_bytes(lb["pe"]), fmt_cycles(net.cycles), fmt_time(net.latency_s), fmt_energy(net.energy_j),
-             f"{util * 100:.0f}%", _dominant(net), f"{len(net.fused_edges)} edges",
+             fmt_power(net.power_w), f"{util * 100:.0f}%", _dominant(net), f"{len(net.fused_edges)} edges",
              fmt_bytes(net.saved_offchip_bytes) if net.saved_offchip_bytes else "-"]
     head = title or f"cost of {len(net.ops)} ops on {hw.name} (objective: {net.objective})"
     e = net.energy
@@ -134,7 +143,10 @@ def format_table(net: NetworkCost, fps: float | None = None, title: str | None =
               f"{hw.offchip.name} {fmt_bytes(hw.offchip.bandwidth_bps)}/s, "
               f"{hw.glb.name} {fmt_bytes(hw.glb.size_bytes)}, {hw.pe.name} {fmt_bytes(hw.pe.size_bytes)}/PE"),
              (f"energy: off-chip {fmt_energy(e.offchip)}, global {fmt_energy(e.glb)}, PE {fmt_energy(e.pe)}, "
-              f"MAC {fmt_energy(e.mac)}"),
+              f"MAC {fmt_energy(e.mac)}" + (f", static {fmt_energy(e.static)}" if e.static else "")),
+             (f"area: {fmt_area(hw.area_m2)} (PE logic {fmt_area(hw.area_breakdown['pe_logic'])}, PE memory "
+              f"{fmt_area(hw.area_breakdown['pe_memory'])}, {hw.glb.name} {fmt_area(hw.area_breakdown['global'])}); "
+              f"average power {fmt_power(net.power_w)}"),
              (f"bounds: compulsory off-chip {fmt_bytes(net.compulsory_offchip_bytes)}, roofline "
               f"{fmt_time(net.roofline_latency_s)} (estimate / roofline = {ratio:.2f})"),
              (f"fusion: {len(net.fused_edges)} intermediate tensor{'s' if len(net.fused_edges) != 1 else ''} kept on chip, saving "
@@ -178,6 +190,7 @@ def op_to_dict(c: OpCost) -> dict:
         "cycles": c.cycles,
         "bound": c.bound,
         "energy_j": c.energy.as_dict(),
+        "power_w": c.power_w,
         "offchip_bytes": c.offchip.as_dict(),
         "onchip_bytes": c.onchip.as_dict(),
         "pe_fill_bytes": c.pe_fill_bytes,
@@ -221,6 +234,8 @@ def to_dict(net: NetworkCost) -> dict:
             "level_bytes": net.level_bytes,
             "compulsory_offchip_bytes": net.compulsory_offchip_bytes,
             "roofline_latency_s": net.roofline_latency_s,
+            "area_m2": net.area_m2,
+            "power_w": net.power_w,
             "unfused": {"latency_s": net.unfused_latency_s, "energy_j": net.unfused_energy_j,
                         "offchip_bytes": net.unfused_offchip_bytes},
             "saved": {"offchip_bytes": net.saved_offchip_bytes, "energy_j": net.saved_energy_j,
@@ -240,7 +255,7 @@ CSV_COLUMNS = ("name", "kind", "macs", "latency_s", "cycles", "bound", "energy_j
                "offchip_weight_bytes", "offchip_output_bytes", "offchip_psum_bytes", "onchip_bytes", "pe_bytes",
                "compute_cycles", "offchip_cycles", "global_cycles", "pe_cycles", "utilization",
                "compulsory_offchip_bytes", "roofline_latency_s", "fused_input", "fused_output",
-               "saved_offchip_bytes", "saved_energy_j", "mapping")
+               "saved_offchip_bytes", "saved_energy_j", "mapping", "power_w", "area_m2")
 
 
 def _csv_row(name: str, c: OpCost, saved_b: float, saved_e: float) -> list:
@@ -251,7 +266,7 @@ def _csv_row(name: str, c: OpCost, saved_b: float, saved_e: float) -> list:
             repr(c.level_bytes["pe"]), c.compute_cycles, repr(c.offchip_cycles), repr(c.global_cycles),
             repr(c.pe_cycles), repr(c.utilization), repr(c.compulsory_offchip_bytes), repr(c.roofline_latency_s),
             int(c.fused_input_on_chip), int(c.fused_output_on_chip), repr(saved_b), repr(saved_e),
-            c.mapping.describe() if c.mapping else ""]
+            c.mapping.describe() if c.mapping else "", repr(c.power_w), ""]
 
 
 def to_csv(net: NetworkCost) -> str:
@@ -271,5 +286,6 @@ def to_csv(net: NetworkCost) -> str:
                 repr(math.fsum(o.cost.offchip_cycles for o in net.ops)),
                 repr(math.fsum(o.cost.global_cycles for o in net.ops)),
                 repr(math.fsum(o.cost.pe_cycles for o in net.ops)), "", repr(net.compulsory_offchip_bytes),
-                repr(net.roofline_latency_s), "", "", repr(net.saved_offchip_bytes), repr(net.saved_energy_j), ""])
+                repr(net.roofline_latency_s), "", "", repr(net.saved_offchip_bytes), repr(net.saved_energy_j), "",
+                repr(net.power_w), repr(net.area_m2)])
     return buf.getvalue()

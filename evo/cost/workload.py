@@ -72,7 +72,12 @@ def _infer_pad(out: int, stride: int, k: int, dil: int, inp: int) -> int:
 
 @dataclass(frozen=True)
 class ConvWorkload:
-    """2-D convolution (also linear and grouped / depthwise convolution)."""
+    """2-D convolution (also linear and grouped / depthwise convolution).
+
+    ``transposed=True`` describes the gradient of this convolution with respect to its
+    input (a transposed convolution): the same loop nest and MACs, but the N x K x P x Q
+    tensor is read and the N x C x H_in x W_in tensor (its rows a window touches) is
+    written, so a stride-2 layer's input gradient is four times its output gradient."""
 
     N: int
     K: int
@@ -92,6 +97,7 @@ class ConvWorkload:
     pad_h: int | None = None  # None: inferred from H_in, P, R, stride, dilation
     pad_w: int | None = None
     word_bits: float | None = None
+    transposed: bool = False  # the gradient w.r.t. the input of this convolution (see below)
 
     kind = "conv"
 
@@ -120,11 +126,15 @@ class ConvWorkload:
 
     @property
     def tensors(self) -> tuple[TensorUse, ...]:
-        t = [TensorUse("input", "input", self.N * self.C * self.H_in * self.W_in),
+        x = self.N * self.C * self.H_in * self.W_in
+        y = self.N * self.K * self.P * self.Q
+        if self.transposed:  # reads the output-sized gradient, writes the input-sized one
+            x, y = y, x
+        t = [TensorUse("input", "input", x),
              TensorUse("weight", "weight", self.K * (self.C // self.groups) * self.R * self.S)]
         if self.bias:
             t.append(TensorUse("bias", "weight", self.K))
-        t.append(TensorUse("output", "output", self.N * self.K * self.P * self.Q))
+        t.append(TensorUse("output", "output", y))
         return tuple(t)
 
 

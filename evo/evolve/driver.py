@@ -53,7 +53,10 @@ _TIME = (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9), ("ps", 1e-12))
 _ENERGY = (("J", 1.0), ("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12), ("fJ", 1e-15))
 _BYTES = (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3), ("B", 1.0))
 _COUNT = (("G", 1e9), ("M", 1e6), ("K", 1e3), ("", 1.0))
+_AREA = (("mm2", 1e-6), ("um2", 1e-12))
+_POWER = (("W", 1.0), ("mW", 1e-3), ("uW", 1e-6))
 _METRIC_UNITS = {
+    "area": (_AREA, " "), "power": (_POWER, " "),
     "latency": (_TIME, " "), "cam_latency": (_TIME, " "), "roofline_latency": (_TIME, " "),
     "energy": (_ENERGY, " "), "cam_energy": (_ENERGY, " "),
     "offchip_bytes": (_BYTES, " "), "global_bytes": (_BYTES, " "), "pe_bytes": (_BYTES, " "),
@@ -101,7 +104,7 @@ def format_metric(name: str, value: Any) -> str:
 
 # ---------------------------------------------------------------------------- literals
 
-_LITERAL = re.compile(r"^\s*(\d[\d_]*(?:\.\d[\d_]*)?(?:[eE][+-]?\d+)?)\s*([A-Za-z]+(?:/[A-Za-z]+)?)?\s*$")
+_LITERAL = re.compile(r"^\s*(\d[\d_]*(?:\.\d[\d_]*)?(?:[eE][+-]?\d+)?)\s*([A-Za-z]+2?(?:/[A-Za-z]+)?)?\s*$")
 _BASE_UNIT = {U.FREQUENCY: "Hz", U.SIZE: "B", U.BANDWIDTH: "B/s", U.BANDWIDTH_CYCLE: "B/cycle",
               U.ENERGY: "J", U.ENERGY_PER_SIZE: "J/B", U.TIME: "s"}
 

@@ -23,12 +23,12 @@ WEIGHTED_SUM = Op("weighted_sum")
 
 
 def _conv_t_cost(W, a, ins, out):
-    # costed as the convolution that computes it on the output gradient: the
-    # forward conv's MACs and weight, input and output roles swapped
+    # the forward convolution's loop nest (its MACs), reading the output gradient and
+    # writing the input-sized gradient (ConvWorkload.transposed)
     g = ins[0]
-    kh, kw = a["kernel"]
-    return W.ConvWorkload(g[0], out[1], g[1], g[2], g[3], kh, kw, 1, 1, 1, 1, a["groups"],
-                          g[2] + kh - 1, g[3] + kw - 1, False, 0, 0)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = a["kernel"], a["stride"], a["padding"], a["dilation"]
+    return W.ConvWorkload(g[0], g[1], out[1], g[2], g[3], kh, kw, sh, sw, dh, dw, a["groups"], out[2], out[3],
+                          False, ph, pw, transposed=True)
 
 
 def _reshape_cost(W, a, ins, out):

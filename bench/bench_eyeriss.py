@@ -1,0 +1,168 @@
+"""Fidelity against silicon: VGG-16's convolutions on a tier that mirrors the fabricated
+Eyeriss chip, beside the chip's measurements.
+
+    python bench/bench_eyeriss.py [--zeros Z] [--objective latency|energy|edp] [--markdown]
+
+Source of the measurements: Y.-H. Chen, T. Krishna, J. Emer, V. Sze, "Eyeriss: An
+Energy-Efficient Reconfigurable Accelerator for Deep Convolutional Neural Networks",
+IEEE JSSC 52(1), 2017, Table VI (VGG-16, batch 3, 224 x 224, 200 MHz), as transcribed in
+/work/shared/reference/eyeriss-vgg16.md (cucapra/fodlam `data/eyeriss-vgg16.csv`).
+
+The tier is `EyerissJSSC` of examples/eyeriss.evo, compiled by evo: the chip's published
+array (12 x 14), clock, word, buffers (108 KB global buffer for ifmaps and psums, spads
+of 224 / 12 / 24 words), dataflow (row stationary), zero gating and compression; no
+parameter is fitted to the table.  Each layer is costed on its own (the chip runs layer
+by layer), objective latency.
+
+Columns, per layer and in total:
+
+* processing latency: the paper's "proc." (excludes DRAM transfer time) against the
+  model's latency without the off-chip term, max(compute, global buffer, PE links);
+* DRAM MB: the chip's measured DRAM traffic against the model's off-chip bytes;
+* GLB MB: the chip's global-buffer accesses against the model's (fills from DRAM and
+  reads / writes by the PEs);
+* power: the chip's measured power against the model's on-chip energy (global buffer,
+  spads, MACs, static) over its processing latency;
+* active PEs: the chip's against the mapping's.
+
+No trained VGG-16 is available here (no weights can be fetched), so activations are
+costed dense by default; ``--zeros Z`` gives every ifmap and ofmap (after the first
+layer's input) a zero fraction Z, e.g. as measured with ``evoc cost --calibrate`` on a
+trained model.  Ratios are model / paper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, ROOT)
+
+import evo
+from evo.cost import as_hardware, conv2d, cost_op
+
+# layer: (C, K, H), and the paper's Table VI row:
+# power mW, total ms, proc ms, GMACs, active PEs, GLB MB, DRAM MB
+VGG = [
+    ("1-1", 3, 64, 224, (247, 76.2, 38.0, 0.26, 156, 112.6, 15.4)),
+    ("1-2", 64, 64, 224, (218, 910.3, 810.6, 5.55, 156, 2402.8, 54.0)),
+    ("2-1", 64, 128, 112, (242, 470.3, 405.3, 2.77, 156, 1201.4, 33.4)),
+    ("2-2", 128, 128, 112, (231, 894.3, 810.8, 5.55, 156, 2402.3, 48.5)),
+    ("3-1", 128, 256, 56, (254, 241.1, 204.0, 2.77, 156, 607.4, 20.2)),
+    ("3-2", 256, 256, 56, (235, 460.9, 408.1, 5.55, 156, 1214.8, 32.2)),
+    ("3-3", 256, 256, 56, (233, 457.7, 408.1, 5.55, 156, 1214.8, 30.8)),
+    ("4-1", 256, 512, 28, (278, 135.8, 105.1, 2.77, 168, 321.8, 17.8)),
+    ("4-2", 512, 512, 28, (261, 254.8, 210.0, 5.55, 168, 643.7, 20.6)),
+    ("4-3", 512, 512, 28, (240, 246.3, 210.0, 5.55, 168, 643.7, 22.8)),
+    ("5-1", 512, 512, 14, (258, 54.3, 48.3, 1.39, 168, 90.0, 6.3)),
+    ("5-2", 512, 512, 14, (236, 53.7, 48.5, 1.39, 168, 90.0, 5.7)),
+    ("5-3", 512, 512, 14, (230, 53.7, 48.5, 1.39, 168, 90.0, 5.6)),
+]
+PAPER_TOTAL = (236, 4309.5, 3755.2, 46.04, 158, 11035.8, 321.1)
+BATCH = 3
+TARGETS = {"latency": 0.15, "dram": 0.25, "power": 0.20}
+
+
+def tier():
+    prog = evo.compile_file(os.path.join(ROOT, "examples", "eyeriss.evo"))
+    return as_hardware(prog.hardware["EyerissJSSC"])
+
+
+def model(hw, zeros: float, objective: str) -> list[dict]:
+    rows = []
+    for i, (name, C, K, H, paper) in enumerate(VGG):
+        w = conv2d(BATCH, C, H, H, K, 3, padding=1)
+        z_in = 0.0 if i == 0 else zeros  # the image itself is dense
+        c = cost_op(w, hw, objective, sparsity=(z_in, zeros))
+        proc = max(c.compute_cycles / hw.frequency_hz, c.global_cycles / hw.frequency_hz,
+                   c.pe_cycles / hw.frequency_hz)
+        chip_j = c.energy.glb + c.energy.pe + c.energy.mac + c.energy.static
+        rows.append({"layer": name, "macs": c.macs, "proc_s": proc, "latency_s": c.latency_s,
+                     "dram_b": c.offchip.total, "glb_b": c.level_bytes["global"], "power_w": chip_j / proc,
+                     "active": c.active_pes, "bound": c.bound, "mapping": c.mapping.describe(), "paper": paper,
+                     "chip_j": chip_j})
+    return rows
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def table(rows: list[dict], markdown: bool = False) -> str:
+    head = ["layer", "proc ms (paper)", "proc ms (model)", "ratio", "DRAM MB (paper)", "DRAM MB (model)", "ratio",
+            "GLB MB (paper)", "GLB MB (model)", "ratio", "power mW (paper)", "power mW (model)", "ratio",
+            "PEs (paper)", "PEs (model)"]
+    body = []
+    for r in rows:
+        p = r["paper"]
+        body.append([r["layer"], f"{p[2]:.1f}", f"{r['proc_s'] * 1e3:.1f}", f"{_ratio(r['proc_s'] * 1e3, p[2]):.2f}",
+                     f"{p[6]:.1f}", f"{r['dram_b'] / 1e6:.1f}", f"{_ratio(r['dram_b'] / 1e6, p[6]):.2f}",
+                     f"{p[5]:.1f}", f"{r['glb_b'] / 1e6:.1f}", f"{_ratio(r['glb_b'] / 1e6, p[5]):.2f}",
+                     f"{p[0]}", f"{r['power_w'] * 1e3:.0f}", f"{_ratio(r['power_w'] * 1e3, p[0]):.2f}",
+                     f"{p[4]}", f"{r['active']}"])
+    proc = sum(r["proc_s"] for r in rows)
+    dram = sum(r["dram_b"] for r in rows)
+    glb = sum(r["glb_b"] for r in rows)
+    power = sum(r["chip_j"] for r in rows) / proc
+    t = PAPER_TOTAL
+    paper_dram = sum(r["paper"][6] for r in rows)  # the per-layer cells (313.3 MB; Table VI's total says 321.1)
+    body.append(["total", f"{t[2]:.1f}", f"{proc * 1e3:.1f}", f"{_ratio(proc * 1e3, t[2]):.2f}",
+                 f"{paper_dram:.1f}", f"{dram / 1e6:.1f}", f"{_ratio(dram / 1e6, paper_dram):.2f}",
+                 f"{t[5]:.1f}", f"{glb / 1e6:.1f}", f"{_ratio(glb / 1e6, t[5]):.2f}",
+                 f"{t[0]}", f"{power * 1e3:.0f}", f"{_ratio(power * 1e3, t[0]):.2f}", f"{t[4]}", ""])
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(row) + " |" for row in body]
+        return "\n".join(lines)
+    widths = [max(len(x[k]) for x in [head] + body) for k in range(len(head))]
+    fmt = lambda row: "  ".join(v.rjust(widths[k]) if k else v.ljust(widths[k]) for k, v in enumerate(row))  # noqa: E731
+    return "\n".join([fmt(head)] + [fmt(row) for row in body])
+
+
+def summary(rows: list[dict]) -> str:
+    def within(key, paper_idx, scale, tol):
+        rs = [_ratio(r[key] * scale, r["paper"][paper_idx]) for r in rows]
+        ok = sum(1 for x in rs if abs(x - 1) <= tol)
+        geo = math.exp(sum(math.log(x) for x in rs) / len(rs))
+        return f"{ok}/{len(rs)} layers within {tol:.0%} (ratios {min(rs):.2f}-{max(rs):.2f}, geo-mean {geo:.2f})"
+
+    return "\n".join([
+        f"processing latency: {within('proc_s', 2, 1e3, TARGETS['latency'])}",
+        f"DRAM traffic:       {within('dram_b', 6, 1e-6, TARGETS['dram'])}",
+        f"GLB accesses:       {within('glb_b', 5, 1e-6, 1.0)}",
+        f"power:              {within('power_w', 0, 1e3, TARGETS['power'])}",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--zeros", type=float, default=0.0, help="zero fraction of every activation after the image")
+    ap.add_argument("--objective", default="latency", choices=("latency", "energy", "edp"))
+    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown (for the docs)")
+    ap.add_argument("--mappings", action="store_true", help="print each layer's mapping")
+    args = ap.parse_args(argv)
+    hw = tier()
+    t0 = time.perf_counter()
+    rows = model(hw, args.zeros, args.objective)
+    dt = time.perf_counter() - t0
+    print(f"VGG-16 CONV layers, batch {BATCH}, on {hw.name} ({hw.rows} x {hw.cols} PEs, {hw.dataflow}, "
+          f"{hw.frequency_hz / 1e6:g} MHz), activations {args.zeros:.0%} zeros, objective {args.objective}; "
+          f"model / paper (JSSC 2017 Table VI)")
+    print()
+    print(table(rows, args.markdown))
+    print()
+    print(summary(rows))
+    print(f"model area {hw.area_m2 * 1e6:.2f} mm2 (the chip's core: 3.5 mm x 3.5 mm = 12.25 mm2); "
+          f"costed in {dt:.2f} s")
+    if args.mappings:
+        for r in rows:
+            print(f"{r['layer']}: {r['bound']}: {r['mapping']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

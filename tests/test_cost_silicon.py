@@ -1,0 +1,333 @@
+"""Hardware as it is built: PE array shape, dataflows, bypassed and split buffers, zero
+gating / skipping, compression, area and power, partial spatial tiles.
+
+Hand-computed cases with round numbers (toy tiers at 1 GHz, 1 GB/s, 100/10/1 pJ per byte),
+and property tests of the bounds and monotonicity for dataflow-constrained and sparse
+mappings."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from evo.cost import (
+    PRESETS,
+    ConvWorkload,
+    Hardware,
+    Level,
+    conv2d,
+    cost_network,
+    cost_op,
+    hardware_from_dict,
+    linear,
+)
+from evo.cost.hardware import HardwareError
+from evo.cost.mapping import compulsory_elements, nest_for
+
+pJ = 1e-12
+REL = 1e-9
+HYP = settings(max_examples=25, deadline=None, derandomize=True, database=None,
+               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def toy(*, pes=1, word=16, glb=1 << 20, pe=1024, glb_holds=("input", "weight", "output"), glb_split=(),
+        pe_holds=("input", "weight", "output"), pe_split=(), bw=1e9, **extra) -> Hardware:
+    return Hardware("Toy", 1e9, pes, 1, word, 1 * pJ, Level("offchip", "DRAM", None, bw, 100 * pJ),
+                    Level("global", "GLB", glb, bw, 10 * pJ, glb_holds, glb_split),
+                    Level("pe", "Spad", pe, bw, 1 * pJ, pe_holds, pe_split), **extra)
+
+
+def close(a, b, rel=1e-12):
+    return math.isclose(a, b, rel_tol=rel, abs_tol=1e-30)
+
+
+# ---------------------------------------------------------------------------
+# descriptions
+def test_defaults_keep_todays_tiers():
+    e = PRESETS["Eyeriss"]
+    assert (e.rows, e.cols, e.dataflow, e.zero_gating, e.compression) == (None, None, "any", False, False)
+    assert e.glb.holds == ("input", "weight", "output") and e.glb.split == ()
+    assert "dataflow" not in e.as_dict() and "holds" not in e.as_dict()["levels"]["global"]
+    assert hardware_from_dict(e.as_dict()) == e
+
+
+def test_round_trip_of_the_new_attributes():
+    hw = toy(pes=12, rows=3, cols=4, dataflow="row_stationary", zero_gating=True, compression=True,
+             glb_holds=("input", "output"), pe_split=(("input", 24.0), ("weight", 448.0), ("output", 48.0)),
+             pe=520, static_power_w=0.05, pe_area_m2=1e-8)
+    d = hw.as_dict()
+    assert d["levels"]["global"]["holds"] == ["input", "output"]
+    assert d["levels"]["pe"]["split"] == {"input": 24.0, "weight": 448.0, "output": 48.0}
+    assert hardware_from_dict(d) == hw
+    assert hw.pe.capacity("weight") == 448.0 and hw.glb.capacity("weight") == 0.0
+
+
+@pytest.mark.parametrize("kw, words", [
+    (dict(pes=12, rows=3, cols=5), "rows x cols"),
+    (dict(pes=12, rows=3), "both rows and cols"),
+    (dict(dataflow="diagonal"), "unknown dataflow"),
+    (dict(dataflow="row_stationary"), "needs the array's rows"),
+    (dict(pe_split=(("input", 8.0),)), "for each operand"),
+    (dict(glb_holds=("input", "output"), glb_split=(("weight", 8.0), ("input", 8.0), ("output", 8.0))),
+     "does not hold"),
+])
+def test_impossible_descriptions(kw, words):
+    with pytest.raises(HardwareError, match=words):
+        toy(**kw)
+
+
+# ---------------------------------------------------------------------------
+# hand-computed mappings
+def test_row_stationary_small_conv_on_a_3x4_array():
+    """A 6x6 single-channel image, a 3x3 filter: 4x4 outputs, 144 MACs.  Row-stationary on
+    a 3 x 4 array puts the 3 filter rows down the columns and the 4 output rows across: all
+    12 PEs busy, each PE a 1-D convolution of one filter row (3 taps) over 4 outputs =
+    12 MACs = 12 cycles."""
+    w = conv2d(1, 1, 6, 6, 1, 3)
+    hw = toy(pes=12, rows=3, cols=4, dataflow="row_stationary", bw=1e13)  # compute bound
+    c = cost_op(w, hw)
+    assert c.macs == 144
+    assert dict(c.mapping.spatial) == {"R": 3, "P": 4}
+    pe_tile = dict(c.mapping.pe.tiles)
+    assert pe_tile["R"] == 1 and pe_tile["S"] == 3  # one filter row held in each PE
+    assert c.compute_cycles == 12 and c.active_pes == 12 and close(c.utilization, 1.0)
+    # two filters: copies of the 3-row PE set down a 6 x 4 array (rows = R x K)
+    c2 = cost_op(conv2d(1, 1, 6, 6, 2, 3), toy(pes=24, rows=6, cols=4, dataflow="row_stationary", bw=1e13))
+    assert dict(c2.mapping.spatial) == {"K": 2, "R": 3, "P": 4}
+    assert c2.compute_cycles == 12 and close(c2.utilization, 1.0)
+    # a dataflow narrows the search: free search is never slower on the same array
+    free = cost_op(w, toy(pes=12, rows=3, cols=4, bw=1e13))
+    assert free.latency_s <= c.latency_s * (1 + REL)
+
+
+def test_weight_stationary_unrolls_weight_dims_only():
+    w = conv2d(2, 8, 6, 6, 8, 3, padding=1)
+    c = cost_op(w, toy(pes=64, rows=8, cols=8, dataflow="weight_stationary"))
+    assert set(dict(c.mapping.spatial)) <= {"G", "K", "C", "R"}
+    assert c.mapping.pe.stationary == "weight"
+    o = cost_op(w, toy(pes=64, rows=8, cols=8, dataflow="output_stationary"))
+    assert set(dict(o.mapping.spatial)) <= {"N", "G", "K", "P", "Q"} and o.mapping.pe.stationary == "output"
+
+
+def test_array_shape_limits_each_axis():
+    """On 2 x 8 PEs a 1-D unrolling uses at most one axis (8 PEs); without a shape all 16."""
+    w = linear(1, 1, 16)  # 16 outputs, one input: only K can be unrolled
+    shaped = cost_op(w, toy(pes=16, rows=2, cols=8, bw=1e13))
+    free = cost_op(w, toy(pes=16, bw=1e13))
+    assert free.compute_cycles == 1 and shaped.compute_cycles == 2
+
+
+def test_weights_bypass_every_on_chip_level():
+    """Weights held neither in the GLB nor in the PEs: each MAC reads its weight from DRAM.
+    linear(4, 8 -> 8) on one PE: 256 MACs, so 256 weight reads of 2 B = 512 B off chip,
+    nothing at the GLB; the spad serves only the input read and the psum read + write."""
+    w = linear(4, 8, 8, bias=False)
+    hw = toy(glb_holds=("input", "output"), pe_holds=("input", "output"))
+    c = cost_op(w, hw)
+    assert c.macs == 256
+    assert c.offchip.weight == 256 * 2
+    assert c.onchip.weight == 0.0
+    assert (c.offchip.input, c.offchip.output) == (32 * 2, 32 * 2)  # fit on chip: compulsory
+    assert c.mac_operand_bytes == 256 * 3 * 2
+    off = c.offchip.total
+    assert close(c.energy.offchip, off * 100 * pJ)
+    assert close(c.energy.mac, 256 * pJ)
+
+
+def test_weights_bypass_the_glb_into_the_spads():
+    """Weights skip the GLB but fit the spad: fetched once from DRAM straight into the PE."""
+    w = linear(4, 8, 8, bias=False)
+    c = cost_op(w, toy(glb_holds=("input", "output")))
+    assert c.offchip.weight == 64 * 2 and c.onchip.weight == 0.0
+    assert c.mac_operand_bytes == 256 * 4 * 2
+    # the GLB is charged only for inputs and outputs: off-chip fills + PE-side traffic
+    assert close(c.energy.glb, (c.offchip.input + c.offchip.output + c.onchip.total) * 10 * pJ)
+
+
+def test_split_global_buffer():
+    """A 4x4 image, a 3x3 filter, 2x2 outputs.  A shared 100 B GLB holds all of it
+    (16 + 9 + 4 words = 58 B: compulsory traffic).  Split 64 / 16 / 20 B, the 9-word
+    (18 B) filter fits nowhere: the GLB streams, every operand fetched for every use:
+    inputs 2x3 rows x 2x3 cols = 36 words, weights 9 x 4 outputs = 36 words, outputs 4
+    words written plus 4 x 8 partial sums spilled and read back = 280 B in all."""
+    w = conv2d(1, 1, 4, 4, 1, 3)
+    shared = cost_op(w, toy(glb=100.0, pe=64.0))
+    assert shared.offchip.total == 58.0 and not shared.mapping.streaming
+    split = cost_op(w, toy(glb=100.0, pe=64.0, glb_split=(("input", 64.0), ("weight", 16.0), ("output", 20.0))))
+    assert split.mapping.glb.streaming
+    assert (split.offchip.input, split.offchip.weight, split.offchip.output) == (72.0, 72.0, 8.0)
+    assert (split.offchip.psum_write, split.offchip.psum_read) == (64.0, 64.0)
+    assert split.offchip.total == 280.0
+
+
+def test_split_pe_memory_bounds_each_operand():
+    """Per-PE weight space of one word: a PE never holds two weights at once."""
+    w = linear(2, 4, 4)
+    c = cost_op(w, toy(pe=520.0, pe_split=(("input", 256.0), ("weight", 2.0), ("output", 256.0))))
+    tile = dict(c.mapping.pe.tiles)
+    assert tile["K"] * tile["C"] == 1
+
+
+def test_zero_gating_and_skipping():
+    """Half the inputs zero: gating saves half the MAC energy and, of the 4 spad accesses of
+    a MAC (input, weight, psum read + write), the 3 after the input read; skipping also
+    halves the cycles.  A 6x6 image, 3x3 filter on one PE: 144 MACs."""
+    w = conv2d(1, 1, 6, 6, 1, 3)
+    dense = cost_op(w, toy())
+    gated = cost_op(w, toy(zero_gating=True), sparsity=(0.5, 0.0))
+    skipped = cost_op(w, toy(zero_skipping=True), sparsity=(0.5, 0.0))
+    assert dense.compute_cycles == 144 and gated.compute_cycles == 144 and skipped.compute_cycles == 72
+    assert close(gated.energy.mac, 72 * pJ)
+    assert gated.mac_operand_bytes == 144 * (1 + 3 * 0.5) * 2
+    assert close(dense.energy.pe - gated.energy.pe, 144 * 1.5 * 2 * pJ)
+    assert gated.offchip == dense.offchip
+    # sparsity without gating or skipping changes nothing
+    assert cost_op(w, toy(), sparsity=(0.5, 0.5)) == dense
+
+
+def test_compression():
+    """Run-length coding of 16-bit activations, 5-bit runs: a value costs 21 bits, zeros are
+    free.  Input half zeros -> 0.5 x 21/16; output three quarters zeros -> 0.25 x 21/16;
+    weights dense."""
+    w = conv2d(1, 2, 6, 6, 2, 3, padding=1)
+    dense = cost_op(w, toy())
+    c = cost_op(w, toy(compression=True), sparsity=(0.5, 0.75))
+    assert close(c.offchip.input, dense.offchip.input * 0.5 * 21 / 16)
+    assert close(c.offchip.output, dense.offchip.output * 0.25 * 21 / 16)
+    assert c.offchip.weight == dense.offchip.weight
+    assert close(c.compulsory_offchip_bytes, (72 * 0.5 * 21 / 16 + 36 + 72 * 0.25 * 21 / 16) * 2)
+    # no worse than dense even when nothing is zero
+    assert cost_op(w, toy(compression=True), sparsity=(0.0, 0.0)).offchip == dense.offchip
+
+
+def test_partial_spatial_tiles_fill_the_array():
+    """128 channels on 168 PEs: with factors that divide 128 (or halve it) at most 128 PEs
+    work (76 %); partial tiles reach 89 % (e.g. 22 channels x 7 rows: 6 x 2 passes)."""
+    w = conv2d(1, 128, 14, 14, 128, 3, padding=1)
+    c = cost_op(w, PRESETS["EyerissLPDDR4"])
+    assert c.utilization > 0.85
+    # a dimension of 13 on 12 PEs: 2 passes of 7 (ceil(13/2)) rather than 13 of 1
+    c13 = cost_op(linear(1, 1, 13), toy(pes=12, bw=1e13))
+    assert c13.compute_cycles == 2
+
+
+def test_strided_conv_grad_input_writes_the_input_sized_gradient():
+    """The input gradient of a stride-2 3x3 convolution (8x8 -> 4x4): the forward's MACs,
+    the 4x4 output gradient read, the 8x8 input gradient written (4x the output)."""
+    fwd = conv2d(1, 4, 8, 8, 6, 3, stride=2, padding=1)
+    t = replace(fwd, transposed=True)
+    assert t.macs == fwd.macs
+    roles = {x.role: x.elements for x in t.tensors}
+    assert roles["input"] == 1 * 6 * 4 * 4 and roles["output"] == 1 * 4 * 8 * 8
+    comp = compulsory_elements(nest_for(t))
+    assert comp["output"] == 4 * 8 * 8 and comp["input"] == 6 * 4 * 4
+    c = cost_op(t, toy())
+    assert c.offchip.output == 4 * 8 * 8 * 2
+
+
+def test_strided_conv_grad_input_through_the_compiler():
+    from evo.cost.rules import workload as rule
+    from evo.ops.gradient import CONV2D_T
+
+    node = SimpleNamespace(op=CONV2D_T, shape=(1, 4, 8, 8), attr_dict={
+        "kernel": (3, 3), "stride": (2, 2), "padding": (1, 1), "dilation": (1, 1), "groups": 1,
+        "output_padding": (1, 1)})
+    w = rule(node, [(1, 6, 4, 4)], 1)
+    assert isinstance(w, ConvWorkload) and w.transposed
+    assert w.macs == conv2d(1, 4, 8, 8, 6, 3, stride=2, padding=1).macs
+
+
+# ---------------------------------------------------------------------------
+# area and power
+def test_area_and_power():
+    hw = toy(pes=4, glb=1000.0, pe=100.0, pe_area_m2=1e-9, static_power_w=0.5)
+    hw = replace(hw, glb=replace(hw.glb, area_per_byte_m2=2e-12), pe=replace(hw.pe, area_per_byte_m2=5e-12))
+    assert close(hw.area_m2, 4 * (1e-9 + 100 * 5e-12) + 1000 * 2e-12)
+    net = cost_network([("c", conv2d(1, 2, 6, 6, 2, 3), ())], hw)
+    c = net.ops[0].cost
+    assert close(c.energy.static, 0.5 * c.latency_s)
+    assert close(net.power_w, net.energy_j / net.latency_s)
+    assert net.metrics["area"] == hw.area_m2 and net.metrics["power"] == net.power_w
+    # defaults: 16-bit MAC 0.02 mm2 per PE, spads 40 um2/B, SRAM 10 um2/B
+    e = PRESETS["Eyeriss"]
+    assert close(e.area_m2, 168 * (0.02e-6 + 520 * 40e-12) + 108 * 1024 * 10e-12)
+
+
+# ---------------------------------------------------------------------------
+# properties for constrained and sparse mappings
+@st.composite
+def convs(draw):
+    C = draw(st.integers(1, 8))
+    K = draw(st.integers(1, 8))
+    k = draw(st.sampled_from([1, 3]))
+    H = draw(st.integers(k, 9))
+    return conv2d(draw(st.integers(1, 2)), C, H, H, K, k, stride=draw(st.sampled_from([1, 2])),
+                  padding=draw(st.integers(0, k // 2)))
+
+
+@st.composite
+def built(draw):
+    rows, cols = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    glb = float(draw(st.integers(256, 1 << 14)))
+    pe = float(draw(st.integers(8, 256)))
+    glb_holds = draw(st.sampled_from([("input", "weight", "output"), ("input", "output")]))
+    pe_split = draw(st.sampled_from([(), (("input", pe / 4), ("weight", pe / 2), ("output", pe / 4))]))
+    return toy(pes=rows * cols, rows=rows, cols=cols, glb=glb, pe=pe, glb_holds=glb_holds, pe_split=pe_split,
+               dataflow=draw(st.sampled_from(["any", "row_stationary", "weight_stationary", "output_stationary",
+                                              "input_stationary"])),
+               zero_gating=draw(st.booleans()), zero_skipping=draw(st.booleans()), compression=draw(st.booleans()))
+
+
+@HYP
+@given(convs(), built(), st.sampled_from(["latency", "energy", "edp"]), st.floats(0, 0.9), st.floats(0, 0.9))
+def test_constrained_sparse_never_below_bounds(w, hw, objective, z_in, z_out):
+    c = cost_op(w, hw, objective, sparsity=(z_in, z_out))  # cost_op asserts both bounds itself
+    assert c.offchip.total >= c.compulsory_offchip_bytes * (1 - REL)
+    assert c.latency_s >= c.roofline_latency_s * (1 - REL)
+    assert c.latency_s >= c.offchip.total / hw.offchip.bandwidth_bps * (1 - REL)
+    assert 0 <= c.utilization <= 1 + REL
+    if "weight" not in hw.glb.holds:
+        assert c.onchip.weight == 0.0
+
+
+@HYP
+@given(convs(), built(), st.sampled_from(["cols", "glb", "pe"]), st.sampled_from(["latency", "energy"]),
+       st.floats(0, 0.9))
+def test_constrained_more_resources_never_worse(w, hw, what, objective, z):
+    if what == "cols":
+        big = replace(hw, cols=hw.cols * 2, pes=hw.rows * hw.cols * 2)
+    elif what == "glb":
+        big = hw.with_level("global", size_bytes=hw.glb.size_bytes * 2)
+    else:
+        split = tuple((r, v * 2) for r, v in hw.pe.split)
+        big = hw.with_level("pe", size_bytes=min(hw.glb.size_bytes, hw.pe.size_bytes * 2),
+                            split=split if hw.pe.size_bytes * 2 <= hw.glb.size_bytes else hw.pe.split)
+    small = cost_op(w, hw, objective, sparsity=(z, z))
+    large = cost_op(w, big, objective, sparsity=(z, z))
+    assert large.metric() <= small.metric() * (1 + 1e-6)
+
+
+@HYP
+@given(convs(), st.floats(0, 0.95))
+def test_sparsity_never_costs_more(w, z):
+    hw = toy(pes=4, zero_gating=True, zero_skipping=True, compression=True)
+    dense = cost_op(w, hw, "energy")
+    sparse = cost_op(w, hw, "energy", sparsity=(z, z))
+    assert sparse.energy_j <= dense.energy_j * (1 + REL)
+    assert sparse.offchip.total <= dense.offchip.total * (1 + REL)
+
+
+def test_fusion_never_adds_offchip_traffic_on_a_built_tier():
+    ops = [("a", conv2d(1, 4, 8, 8, 4, 3, padding=1), ()), ("b", conv2d(1, 4, 8, 8, 4, 3, padding=1), ("a",)),
+           ("c", conv2d(1, 4, 8, 8, 8, 1), ("b",))]
+    hw = toy(pes=12, rows=3, cols=4, dataflow="row_stationary", glb=8192.0, glb_holds=("input", "output"),
+             compression=True, zero_gating=True)
+    sp = {"a": (0.0, 0.5), "b": (0.5, 0.6), "c": (0.6, 0.0)}
+    fused = cost_network(ops, hw, sparsity=sp)
+    plain = cost_network(ops, hw, fuse=False, sparsity=sp)
+    assert fused.offchip_bytes <= plain.offchip_bytes * (1 + REL)
