@@ -39,12 +39,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 
 import numpy as np
 
-from evo.cost.hardware import Hardware
+from evo.cost.hardware import Hardware, Level
 from evo.cost.workload import (
     ConvWorkload,
     EltwiseWorkload,
@@ -419,9 +419,68 @@ def _refetch(Tcols: list[np.ndarray], order: tuple[int, ...], rel: np.ndarray, M
 
 # ---------------------------------------------------------------------------
 # GLB side: off-chip traffic
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=1024)
 def _glb_side_cached(nest: Nest, hw: Hardware, word: float, resident_items: tuple, ratios: tuple = (1.0, 1.0)):
-    return _glb_side(_Ctx(nest, word), hw, dict(resident_items), ratios)
+    """`hw` is a :func:`_glb_view`: tiers that differ only in what the GLB half does not
+    read (the PE array, the PE memory's size, the off-chip bandwidth) share an entry."""
+    return _memo_detail(_glb_side(_Ctx(nest, word), hw, dict(resident_items), ratios))
+
+
+def _memo_detail(res: tuple) -> tuple:
+    """The same half with its detail(i) remembered (a chosen candidate recurs across tiers)."""
+    return (res[0], res[1], lru_cache(maxsize=None)(res[2]), *res[3:])
+
+
+# Views of a tier holding only what one half of the search reads, so that tiers which
+# differ elsewhere (an evolve gene: PEs, a buffer size, a bandwidth) share that half.
+@lru_cache(maxsize=512)
+def _glb_view(hw: Hardware) -> Hardware:
+    """What the GLB half reads: the global level and the off-chip and PE energies."""
+    return Hardware("", 1.0, 1, 1, hw.word_bits, 0.0,
+                    Level("offchip", "", None, 1.0, hw.offchip.energy_per_byte_j), replace(hw.glb, name=""),
+                    Level("pe", "", min(1.0, hw.glb.size_bytes), 1.0, hw.pe.energy_per_byte_j))
+
+
+@lru_cache(maxsize=512)
+def _pe_view(hw: Hardware, pes: int) -> Hardware:
+    """What the PE half reads: the array, the PE level, the GLB's operands, bandwidth and
+    energy and the off-chip energy (bypass); `pes` is the array size to enumerate."""
+    glb = Level("global", "", hw.pe.size_bytes, hw.glb.bandwidth_bps, hw.glb.energy_per_byte_j, hw.glb.holds)
+    return Hardware("", hw.frequency_hz, pes, hw.macs_per_pe, hw.word_bits, 0.0,
+                    Level("offchip", "", None, 1.0, hw.offchip.energy_per_byte_j), glb, replace(hw.pe, name=""),
+                    rows=hw.rows, cols=hw.cols, dataflow=hw.dataflow)
+
+
+_PE_CACHE: dict = {}
+_PE_CACHE_MAX = 4096
+
+
+def _pe_side_for(nest: Nest, hw: Hardware, word: float, skip: float, ratios: tuple):
+    """The PE half for `hw`.  Candidates are generated from the workload alone and only then
+    filtered by the PE count, so a half enumerated for more PEs, masked to `hw.pes`, is the
+    same half (same candidates, same order): a free-shaped array shares one entry across PE
+    counts.  Returns (latency, energy, detail, streaming, compute time, bypass bytes)."""
+    shaped = hw.rows is not None
+    key = (nest, _pe_view(hw, hw.pes if shaped else 1), word, skip, ratios)
+    entries = _PE_CACHE.get(key)
+    hit = None
+    if entries:
+        for cap, res in entries:
+            if cap >= hw.pes:
+                hit = res
+                break
+    if hit is None:
+        cap = hw.pes if shaped else 1 << max(0, (hw.pes - 1).bit_length())  # the next power of two
+        hit = _memo_detail(_pe_side(_Ctx(nest, word), _pe_view(hw, cap), skip, ratios))
+        if len(_PE_CACHE) >= _PE_CACHE_MAX:
+            _PE_CACHE.clear()
+        _PE_CACHE.setdefault(key, []).append((cap, hit))
+        _PE_CACHE[key].sort(key=lambda e: e[0])
+    la, ea, da, streaming, ta, Ba, need = hit
+    if need[-1] <= hw.pes and need.max() <= hw.pes:
+        return la, ea, da, streaming, ta, Ba
+    idx = np.flatnonzero(need <= hw.pes)
+    return la[idx], ea[idx], (lambda i: da(int(idx[i]))), streaming, ta[idx], Ba[idx]
 
 
 def _held(t: TensorSpec, level) -> bool:
@@ -669,11 +728,6 @@ def _rs_candidates(ctx: _Ctx, hw: Hardware) -> np.ndarray:
     return np.unique(np.vstack(out), axis=0)
 
 
-@lru_cache(maxsize=96)
-def _pe_side_cached(nest: Nest, hw: Hardware, word: float, skip: float = 0.0, ratios: tuple = (1.0, 1.0)):
-    return _pe_side(_Ctx(nest, word), hw, skip, ratios)
-
-
 def _pe_side(ctx: _Ctx, hw: Hardware, skip: float = 0.0, ratios: tuple = (1.0, 1.0)):
     """All PE-half candidates: (latency, energy, detail(i), streaming, compute time, off-chip
     bytes of the operands that bypass the GLB)."""
@@ -709,6 +763,7 @@ def _pe_side(ctx: _Ctx, hw: Hardware, skip: float = 0.0, ratios: tuple = (1.0, 1
     p = np.tile(ptiles, (S, 1))
     M = S * Pn
     lat_l, en_l, tc_l, off_l = [], [], [], []
+    need = np.prod(s, axis=1)  # PEs a candidate occupies
     prep = _pe_prep(ctx, hw, s, p, skip)
     for order in orders:
         r = _pe_eval(ctx, hw, prep, order[0], streaming, ratios)
@@ -732,7 +787,7 @@ def _pe_side(ctx: _Ctx, hw: Hardware, skip: float = 0.0, ratios: tuple = (1.0, 1
                 float(r["tc"][0]), float(r["t_glb"][0]), float(r["t_pe"][0]), off)
 
     return (np.concatenate(lat_l), np.concatenate(en_l), detail, streaming, np.concatenate(tc_l),
-            np.concatenate(off_l))
+            np.concatenate(off_l), np.tile(need, len(orders)))
 
 
 def _pe_prep(ctx: _Ctx, hw: Hardware, s: np.ndarray, p_raw: np.ndarray, skip: float = 0.0) -> dict:
@@ -830,7 +885,7 @@ def _pe_eval(ctx: _Ctx, hw: Hardware, prep: dict, order: tuple[int, ...], stream
 
 
 def clear_search_cache() -> None:
-    _pe_side_cached.cache_clear()
+    _PE_CACHE.clear()
     _glb_side_cached.cache_clear()
 
 
@@ -880,8 +935,9 @@ def search(nest: Nest, hw: Hardware, word_bytes: float, objective: str = "latenc
     z_in, z_out = float(sparsity[0]), float(sparsity[1])
     ratios = (hw.compression_ratio(z_in), hw.compression_ratio(z_out))
     skip = z_in if (hw.zero_skipping and nest.kind == "conv") else 0.0
-    la, ea, da, _, ta, Ba = _pe_side_cached(nest, hw, float(word_bytes), skip, ratios)
-    lp, eb, db, _, Ab = _glb_side_cached(nest, hw, float(word_bytes), tuple(sorted(resident.items())), ratios)
+    la, ea, da, _, ta, Ba = _pe_side_for(nest, hw, float(word_bytes), skip, ratios)
+    lp, eb, db, _, Ab = _glb_side_cached(nest, _glb_view(hw), float(word_bytes), tuple(sorted(resident.items())),
+                                         ratios)
     bw = hw.offchip.bandwidth_bps
     lb = np.maximum(Ab / bw, lp)
     if not Ba.any():  # the two halves are independent
