@@ -423,12 +423,48 @@ def _refetch(Tcols: list[np.ndarray], order: tuple[int, ...], rel: np.ndarray, M
 def _glb_side_cached(nest: Nest, hw: Hardware, word: float, resident_items: tuple, ratios: tuple = (1.0, 1.0)):
     """`hw` is a :func:`_glb_view`: tiers that differ only in what the GLB half does not
     read (the PE array, the PE memory's size, the off-chip bandwidth) share an entry."""
-    return _memo_detail(_glb_side(_Ctx(nest, word), hw, dict(resident_items), ratios))
+    lp, eb, db, streaming, Ab = _memo_detail(_glb_side(_Ctx(nest, word), hw, dict(resident_items), ratios))
+    return lp, eb, db, streaming, Ab, {}
+
+
+def _glb_half(side: tuple, bw: float) -> _Half:
+    """The GLB half's latencies for an off-chip bandwidth (max of the link and the GLB's
+    fill port), with its _Half, remembered per bandwidth."""
+    lp, eb, db, _, Ab, memo = side
+    h = memo.get(bw)
+    if h is None:
+        h = memo[bw] = _Half(np.maximum(Ab / bw, lp), eb, None, db)
+    return h
 
 
 def _memo_detail(res: tuple) -> tuple:
     """The same half with its detail(i) remembered (a chosen candidate recurs across tiers)."""
     return (res[0], res[1], lru_cache(maxsize=None)(res[2]), *res[3:])
+
+
+class _Half:
+    """One half's candidates (latency, energy, tie-break, detail) with what picking needs,
+    computed once: the minimum latency and the order by (energy, latency, tie-break,
+    index).  ``pick(bound)`` equals ``_pick(lat, en, "latency", bound, tert)`` and
+    ``pick()`` equals ``_pick(lat, en, "energy", tert=tert)``."""
+
+    def __init__(self, lat, en, tert, detail):
+        self.lat, self.en, self.tert, self.detail = lat, en, tert, detail
+        self.min_lat = float(lat.min())
+        self._least_energy: int | None = None
+        self._within: dict[float, int] = {}
+
+    def pick(self, bound: float | None = None) -> int:
+        if bound is None:
+            if self._least_energy is None:
+                self._least_energy = _pick(self.lat, self.en, "energy", tert=self.tert)
+            return self._least_energy
+        i = self._within.get(bound)
+        if i is None:
+            if len(self._within) > 64:
+                self._within.clear()
+            i = self._within[bound] = _pick(self.lat, self.en, "latency", bound, self.tert)
+        return i
 
 
 # Views of a tier holding only what one half of the search reads, so that tiers which
@@ -465,22 +501,40 @@ def _pe_side_for(nest: Nest, hw: Hardware, word: float, skip: float, ratios: tup
     entries = _PE_CACHE.get(key)
     hit = None
     if entries:
-        for cap, res in entries:
+        for cap, res, masked in entries:
             if cap >= hw.pes:
-                hit = res
-                break
-    if hit is None:
-        cap = hw.pes if shaped else 1 << max(0, (hw.pes - 1).bit_length())  # the next power of two
-        hit = _memo_detail(_pe_side(_Ctx(nest, word), _pe_view(hw, cap), skip, ratios))
-        if len(_PE_CACHE) >= _PE_CACHE_MAX:
-            _PE_CACHE.clear()
-        _PE_CACHE.setdefault(key, []).append((cap, hit))
-        _PE_CACHE[key].sort(key=lambda e: e[0])
-    la, ea, da, streaming, ta, Ba, need = hit
-    if need[-1] <= hw.pes and need.max() <= hw.pes:
-        return la, ea, da, streaming, ta, Ba
-    idx = np.flatnonzero(need <= hw.pes)
-    return la[idx], ea[idx], (lambda i: da(int(idx[i]))), streaming, ta[idx], Ba[idx]
+                hit = masked.get(hw.pes)
+                if hit is None:
+                    hit = masked[hw.pes] = _mask(res, hw.pes)
+                return hit
+    cap = hw.pes if shaped else 1 << max(8, (hw.pes - 1).bit_length())  # a power of two, at least 256
+    res = _memo_detail(_pe_side(_Ctx(nest, word), _pe_view(hw, cap), skip, ratios))
+    if len(_PE_CACHE) >= _PE_CACHE_MAX:
+        _PE_CACHE.clear()
+    hit = _mask(res, hw.pes)
+    _PE_CACHE.setdefault(key, []).append((cap, res, {hw.pes: hit}))
+    _PE_CACHE[key].sort(key=lambda e: e[0])
+    return hit
+
+
+class _Remap:
+    """detail(i) of a masked half: the i-th kept candidate of the whole half."""
+
+    def __init__(self, detail, idx):
+        self.detail, self.idx = detail, idx
+
+    def __call__(self, i: int):
+        return self.detail(int(self.idx[i]))
+
+
+def _mask(res: tuple, pes: int) -> tuple:
+    """The candidates of a PE half that fit `pes` PEs, in their order, with a _Half."""
+    la, ea, da, streaming, ta, Ba, need = res
+    if need.max() > pes:
+        idx = np.flatnonzero(need <= pes)
+        la, ea, ta, Ba = la[idx], ea[idx], ta[idx], Ba[idx]
+        da = _Remap(da, idx)
+    return la, ea, da, streaming, ta, Ba, _Half(la, ea, ta, da), bool(Ba.any())
 
 
 def _held(t: TensorSpec, level) -> bool:
@@ -935,17 +989,18 @@ def search(nest: Nest, hw: Hardware, word_bytes: float, objective: str = "latenc
     z_in, z_out = float(sparsity[0]), float(sparsity[1])
     ratios = (hw.compression_ratio(z_in), hw.compression_ratio(z_out))
     skip = z_in if (hw.zero_skipping and nest.kind == "conv") else 0.0
-    la, ea, da, _, ta, Ba = _pe_side_for(nest, hw, float(word_bytes), skip, ratios)
-    lp, eb, db, _, Ab = _glb_side_cached(nest, _glb_view(hw), float(word_bytes), tuple(sorted(resident.items())),
-                                         ratios)
+    la, ea, da, _, ta, Ba, pe_half, bypass = _pe_side_for(nest, hw, float(word_bytes), skip, ratios)
+    side = _glb_side_cached(nest, _glb_view(hw), float(word_bytes), tuple(sorted(resident.items())), ratios)
+    lp, eb, db, _, Ab, _ = side
     bw = hw.offchip.bandwidth_bps
-    lb = np.maximum(Ab / bw, lp)
-    if not Ba.any():  # the two halves are independent
+    glb_half = _glb_half(side, bw)
+    lb = glb_half.lat
+    if not bypass:  # the two halves are independent
         if objective == "latency":
-            target = max(float(la.min()), float(lb.min()))
-            ia, ib = _pick(la, ea, "latency", target, ta), _pick(lb, eb, "latency", target)
+            target = max(pe_half.min_lat, glb_half.min_lat)
+            ia, ib = pe_half.pick(target), glb_half.pick(target)
         elif objective == "energy":
-            ia, ib = _pick(la, ea, "energy", tert=ta), _pick(lb, eb, "energy")
+            ia, ib = pe_half.pick(), glb_half.pick()
         else:
             fa, fb = _pareto(la, ea, ta), _pareto(lb, eb)
             L = np.maximum(la[fa][:, None], lb[fb][None, :])
