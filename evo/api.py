@@ -113,8 +113,10 @@ class Program:
         return model.eval()
 
     # ------------------------------------------------------------------ cost
-    def cost(self, network: str, hardware: str, batch: int = 1, objective: str = "latency", **args):
-        """Per-layer, per-level cost report (see docs/cost-model.md)."""
+    def cost(self, network: str, hardware: str, batch: int = 1, objective: str = "latency", *,
+             sparsity: dict | None = None, **args):
+        """Per-layer, per-level cost report (see docs/cost-model.md).  `sparsity`: measured
+        zero fractions per op, `evo.cost.sparsity.calibrate(prog, network, images)`."""
         from evo.cost.network import cost_graph
 
         self._require(network, self.networks, "network")
@@ -126,7 +128,8 @@ class Program:
         _name(objective, "objective")
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
-        return cost_graph(self.graph(network, **args), self.hardware[hardware], batch=batch, objective=objective)
+        return cost_graph(self.graph(network, **args), self.hardware[hardware], batch=batch, objective=objective,
+                          sparsity=sparsity)
 
     # ------------------------------------------------------------------ cam
     def explainer(self, cam: str, model=None, **overrides):

@@ -147,6 +147,8 @@ def test_weights_bypass_the_glb_into_the_spads():
     assert c.mac_operand_bytes == 256 * 4 * 2
     # the GLB is charged only for inputs and outputs: off-chip fills + PE-side traffic
     assert close(c.energy.glb, (c.offchip.input + c.offchip.output + c.onchip.total) * 10 * pJ)
+    assert c.bypass_offchip_bytes == c.offchip.weight
+    assert c.level_bytes["global"] == c.offchip.input + c.offchip.output + c.onchip.total
 
 
 def test_split_global_buffer():
@@ -331,3 +333,41 @@ def test_fusion_never_adds_offchip_traffic_on_a_built_tier():
     fused = cost_network(ops, hw, sparsity=sp)
     plain = cost_network(ops, hw, fuse=False, sparsity=sp)
     assert fused.offchip_bytes <= plain.offchip_bytes * (1 + REL)
+
+
+# ---------------------------------------------------------------------------
+# measured sparsity
+def test_calibrate_measures_each_activation_and_saves_energy():
+    from pathlib import Path
+
+    import torch
+
+    import evo
+    from evo.cost.network import cost_graph
+    from evo.cost.sparsity import calibrate
+    from evo.runtime.cli import load_weights
+    from evo.runtime.images import list_images, load_images
+
+    root = Path(__file__).resolve().parent.parent
+    prog = evo.compile_file(root / "examples" / "quickstart.evo")
+    g = prog.graph("QuickNet")
+    model = prog.build("QuickNet")
+    load_weights(model, root / "evo" / "data" / "quickstart.pt")
+    x, _ = load_images(list_images(root / "examples" / "images")[:2], g.nodes[0].shape, (0.5,) * 3, (0.25,) * 3)
+    sp = calibrate(prog, "QuickNet", x, model=model)
+    # reference: the layers run by hand
+    with torch.no_grad():
+        a = model.features[2](model.features[1](model.features[0](x)))   # conv -> bn -> relu
+        b = model.features[3](a)                                           # maxpool
+        c = model.features[6](model.features[5](model.features[4](b)))
+    frac = lambda t: float((t == 0).sum()) / t.numel()  # noqa: E731
+    assert sp["features.0"] == (frac(x), frac(a)) and 0.3 < frac(a) < 0.99
+    assert sp["features.3"] == (frac(a), frac(b))
+    assert sp["features.4"] == (frac(b), frac(c))
+    assert sp["pool"][1] == 0.0  # not a module: not measured, counted dense
+    # a tier that gates zeros and compresses: less energy and off-chip traffic than dense
+    hw = toy(pes=16, glb=1 << 14, pe=256, zero_gating=True, compression=True)
+    dense = cost_graph(g, hw)
+    sparse = cost_graph(g, hw, sparsity=sp)
+    assert sparse.energy_j < dense.energy_j and sparse.offchip_bytes < dense.offchip_bytes
+    assert sparse.latency_s <= dense.latency_s * (1 + REL)

@@ -114,15 +114,15 @@ class Nest:
     k_dims: tuple[str, ...] = ()    # filter dims: PE tile is 1 or the whole dim
     spatial_dims: tuple[str, ...] = ()
 
-    @property
+    @cached_property
     def names(self) -> tuple[str, ...]:
         return tuple(n for n, _ in self.dims)
 
-    @property
+    @cached_property
     def sizes(self) -> tuple[int, ...]:
         return tuple(s for _, s in self.dims)
 
-    @property
+    @cached_property
     def points(self) -> int:
         return math.prod(self.sizes)
 
@@ -260,6 +260,7 @@ class SearchResult:
     e_offchip: float
     e_global: float
     e_pe: float
+    bypass_bytes: float = 0.0  # off-chip bytes moved straight to / from the PEs (GLB bypassed)
 
 
 # ---------------------------------------------------------------------------
@@ -448,22 +449,36 @@ class _Half:
     index).  ``pick(bound)`` equals ``_pick(lat, en, "latency", bound, tert)`` and
     ``pick()`` equals ``_pick(lat, en, "energy", tert=tert)``."""
 
-    def __init__(self, lat, en, tert, detail):
+    def __init__(self, lat, en, tert, detail, keep=None):
         self.lat, self.en, self.tert, self.detail = lat, en, tert, detail
-        self.min_lat = float(lat.min())
+        self.keep = keep  # a boolean mask of the candidates in play (None: all), kept in their order
+        self.size = len(lat) if keep is None else int(keep.sum())
+        self.min_lat = float(lat.min() if keep is None else np.min(lat, where=keep, initial=np.inf))
         self._least_energy: int | None = None
         self._within: dict[float, int] = {}
 
     def pick(self, bound: float | None = None) -> int:
+        """An index into the whole arrays (masked candidates are never picked)."""
         if bound is None:
             if self._least_energy is None:
-                self._least_energy = _pick(self.lat, self.en, "energy", tert=self.tert)
+                if self.keep is None:
+                    self._least_energy = _pick(self.lat, self.en, "energy", tert=self.tert)
+                else:
+                    ok = np.flatnonzero(self.keep)
+                    tert = np.zeros(len(ok)) if self.tert is None else self.tert[ok]
+                    self._least_energy = int(ok[np.lexsort((ok, tert, self.lat[ok], self.en[ok]))[0]])
             return self._least_energy
         i = self._within.get(bound)
         if i is None:
             if len(self._within) > 64:
                 self._within.clear()
-            i = self._within[bound] = _pick(self.lat, self.en, "latency", bound, self.tert)
+            if self.keep is None:
+                i = _pick(self.lat, self.en, "latency", bound, self.tert)
+            else:
+                ok = np.flatnonzero((self.lat <= bound * (1 + 1e-12)) & self.keep)
+                tert = np.zeros(len(ok)) if self.tert is None else self.tert[ok]
+                i = int(ok[np.lexsort((ok, tert, self.lat[ok], self.en[ok]))[0]])
+            self._within[bound] = i
         return i
 
 
@@ -507,7 +522,7 @@ def _pe_side_for(nest: Nest, hw: Hardware, word: float, skip: float, ratios: tup
                 if hit is None:
                     hit = masked[hw.pes] = _mask(res, hw.pes)
                 return hit
-    cap = hw.pes if shaped else 1 << max(8, (hw.pes - 1).bit_length())  # a power of two, at least 256
+    cap = hw.pes if shaped else 1 << max(9, (hw.pes - 1).bit_length())  # a power of two, at least 512
     res = _memo_detail(_pe_side(_Ctx(nest, word), _pe_view(hw, cap), skip, ratios))
     if len(_PE_CACHE) >= _PE_CACHE_MAX:
         _PE_CACHE.clear()
@@ -528,13 +543,19 @@ class _Remap:
 
 
 def _mask(res: tuple, pes: int) -> tuple:
-    """The candidates of a PE half that fit `pes` PEs, in their order, with a _Half."""
+    """The candidates of a PE half that fit `pes` PEs, in their order, with a _Half.  When no
+    operand bypasses the GLB only the _Half is used: it masks without copying."""
     la, ea, da, streaming, ta, Ba, need = res
-    if need.max() > pes:
-        idx = np.flatnonzero(need <= pes)
-        la, ea, ta, Ba = la[idx], ea[idx], ta[idx], Ba[idx]
-        da = _Remap(da, idx)
-    return la, ea, da, streaming, ta, Ba, _Half(la, ea, ta, da), bool(Ba.any())
+    bypass = bool(Ba.any())
+    if need.max() <= pes:
+        return la, ea, da, streaming, ta, Ba, _Half(la, ea, ta, da), bypass
+    keep = need <= pes
+    if not bypass:
+        return None, None, da, streaming, None, Ba, _Half(la, ea, ta, da, keep), bypass
+    idx = np.flatnonzero(keep)
+    la, ea, ta, Ba = la[idx], ea[idx], ta[idx], Ba[idx]
+    da = _Remap(da, idx)
+    return la, ea, da, streaming, ta, Ba, _Half(la, ea, ta, da), bypass
 
 
 def _held(t: TensorSpec, level) -> bool:
@@ -672,7 +693,12 @@ def compulsory_elements(nest: Nest, resident: dict[str, float] | None = None, ra
     """Per role, the elements that must cross off-chip once: every element the op touches
     (padding and rows a strided window skips excluded), resident (fused) parts excepted;
     activations scaled by their compression `ratios` (input, output); `only`: those tensors."""
-    resident = resident or {}
+    return dict(_compulsory(nest, tuple(sorted((resident or {}).items())), tuple(ratios), only))
+
+
+@lru_cache(maxsize=4096)
+def _compulsory(nest: Nest, resident_items: tuple, ratios: tuple, only: frozenset | None) -> dict[str, float]:
+    resident = dict(resident_items)
     names = nest.names
     out = {"input": 0.0, "weight": 0.0, "output": 0.0}
     scale = {"input": ratios[0], "weight": 1.0, "output": ratios[1]}
@@ -941,6 +967,7 @@ def _pe_eval(ctx: _Ctx, hw: Hardware, prep: dict, order: tuple[int, ...], stream
 def clear_search_cache() -> None:
     _PE_CACHE.clear()
     _glb_side_cached.cache_clear()
+    _compulsory.cache_clear()
 
 
 # ---------------------------------------------------------------------------
@@ -1002,6 +1029,9 @@ def search(nest: Nest, hw: Hardware, word_bytes: float, objective: str = "latenc
         elif objective == "energy":
             ia, ib = pe_half.pick(), glb_half.pick()
         else:
+            if pe_half.keep is not None:  # materialise the masked candidates for the EDP product
+                idx = np.flatnonzero(pe_half.keep)
+                la, ea, ta, da = pe_half.lat[idx], pe_half.en[idx], pe_half.tert[idx], _Remap(pe_half.detail, idx)
             fa, fb = _pareto(la, ea, ta), _pareto(lb, eb)
             L = np.maximum(la[fa][:, None], lb[fb][None, :])
             E = ea[fa][:, None] + eb[fb][None, :] + e_const
@@ -1032,11 +1062,11 @@ def search(nest: Nest, hw: Hardware, word_bytes: float, objective: str = "latenc
     onchip = {r: onchip[r] + extra.get(r, 0.0) for r in onchip}
     fill += restream
     tg = max(tg, (off_glb + restream) / hw.glb.bandwidth_bps)
-    mapping = Mapping(glb_map, pe_map, spatial, int(la.size + lb.size))
+    mapping = Mapping(glb_map, pe_map, spatial, int(pe_half.size + lb.size))
     return SearchResult(
         mapping=mapping, offchip=offchip, onchip=onchip, pe_fill_bytes=fill, compute_cycles=cycles,
         active_pes=active, t_compute=tc, t_offchip=off_total / bw, t_global=tg, t_pe=tp,
         e_offchip=off_total * hw.offchip.energy_per_byte_j,
         e_global=(off_glb + sum(onchip.values())) * hw.glb.energy_per_byte_j,
-        e_pe=fill * hw.pe.energy_per_byte_j,
+        e_pe=fill * hw.pe.energy_per_byte_j, bypass_bytes=sum(off_pe.values()),
     )

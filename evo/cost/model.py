@@ -144,6 +144,7 @@ class OpCost:
     fused_input_on_chip: bool
     fused_output_on_chip: bool
     notes: tuple[str, ...] = ()
+    bypass_offchip_bytes: float = 0.0   # of `offchip`, moved between off-chip memory and the PEs directly
 
     @property
     def energy_j(self) -> float:
@@ -179,7 +180,8 @@ class OpCost:
         """Bytes read from or written to each level by transfers: off-chip (DRAM reads + writes),
         global (fills/drains from off-chip + reads/writes by the PEs), pe (scratchpad fills and
         drains, every multicast copy counted).  MAC operand accesses are `mac_operand_bytes`."""
-        return {"offchip": self.offchip.total, "global": self.offchip.total + self.onchip.total,
+        return {"offchip": self.offchip.total,
+                "global": self.offchip.total - self.bypass_offchip_bytes + self.onchip.total,
                 "pe": self.pe_fill_bytes}
 
 
@@ -191,7 +193,12 @@ def clear_cache() -> None:
 
 
 def _resolve_word(w: Workload, hw: Hardware) -> Workload:
-    return w if w.word_bits is not None else replace(w, word_bits=hw.word_bits)
+    return w if w.word_bits is not None else _with_word(w, hw.word_bits)
+
+
+@lru_cache(maxsize=8192)
+def _with_word(w: Workload, word_bits: float) -> Workload:
+    return replace(w, word_bits=word_bits)
 
 
 def cost_op(workload: Workload, hw: Hardware, objective: str = "latency", fused_input_on_chip: bool = False,
@@ -284,7 +291,8 @@ def _cost_cached(w: Workload, hw: Hardware, objective: str, fin: bool, fout: boo
         compute_cycles=r.compute_cycles, offchip_cycles=r.t_offchip * f, global_cycles=r.t_global * f,
         pe_cycles=r.t_pe * f, latency_s=latency, bound=bound, energy=energy, utilization=util,
         active_pes=r.active_pes, mapping=r.mapping, compulsory_offchip_bytes=compulsory,
-        roofline_latency_s=roof, fused_input_on_chip=fin, fused_output_on_chip=fout, notes=tuple(notes))
+        roofline_latency_s=roof, fused_input_on_chip=fin, fused_output_on_chip=fout, notes=tuple(notes),
+        bypass_offchip_bytes=r.bypass_bytes)
     _check_bounds(cost)
     return cost
 

@@ -39,9 +39,11 @@ def conv_linear_macs(cost) -> int:
     return sum(o.cost.macs for o in net.ops if o.cost.kind == "conv")
 
 
-def graph_ops(g: Graph, batch: int, kb: int | None = None, prefix: str = "") -> list[tuple[str, Any, tuple]]:
+def graph_ops(g: Graph, batch: int, kb: int | None = None, prefix: str = "",
+              with_nodes: bool = False) -> list[tuple]:
     """(name, workload, producers) in execution order; fused members are merged into
-    their producer, views keep their producer's name for fusion."""
+    their producer, views keep their producer's name for fusion.  ``with_nodes``: each
+    item also carries its IR node, (name, workload, producers, node)."""
     items = []
     alias: dict[int, str] = {}
     names: dict[int, str] = {}
@@ -62,7 +64,7 @@ def graph_ops(g: Graph, batch: int, kb: int | None = None, prefix: str = "") -> 
         used.add(name)
         names[n.id] = name
         prods = tuple(p for p in (names.get(i) or alias.get(i) for i in n.inputs) if p)
-        items.append((name, w, prods))
+        items.append((name, w, prods, n) if with_nodes else (name, w, prods))
     return items
 
 
@@ -185,9 +187,11 @@ class CostReport:
 
 
 def cost_graph(g: Graph, hw, batch: int = 1, objective: str = "latency", fps: float | None = None,
-               fuse: bool = True) -> CostReport:
+               fuse: bool = True, sparsity: dict | None = None) -> CostReport:
+    """`sparsity`: {op name: (input, output) zero fractions}, e.g. from
+    :func:`evo.cost.sparsity.op_sparsity` (``evoc cost --calibrate``)."""
     hwc = as_hardware(hw)
-    net = cost_network(graph_ops(g, batch), hwc, objective, fuse=fuse)
+    net = cost_network(graph_ops(g, batch), hwc, objective, fuse=fuse, sparsity=sparsity)
     return CostReport(g.name, hwc.name, batch, objective, net, param_count(g), fps)
 
 

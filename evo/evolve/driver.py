@@ -79,6 +79,8 @@ def format_metric(name: str, value: Any) -> str:
     v = float(value)
     if not math.isfinite(v):
         return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if name == "area":  # mm2 down to a thousandth of one, then um2
+        return f"{_sig(v / 1e-6)} mm2" if abs(v) >= 1e-9 or v == 0 else f"{_sig(v / 1e-12)} um2"
     if name in _METRIC_UNITS:
         units, sep = _METRIC_UNITS[name]
         if v == 0:
