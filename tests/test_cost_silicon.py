@@ -371,3 +371,27 @@ def test_calibrate_measures_each_activation_and_saves_energy():
     sparse = cost_graph(g, hw, sparsity=sp)
     assert sparse.energy_j < dense.energy_j and sparse.offchip_bytes < dense.offchip_bytes
     assert sparse.latency_s <= dense.latency_s * (1 + REL)
+
+
+# ---------------------------------------------------------------------------
+# evolution caches never change a figure
+def test_shared_search_caches_give_the_figures_of_a_cold_search():
+    """Tiers that differ in one gene share cached halves of the search (a PE half enumerated
+    for more PEs and masked, a GLB half shared across PE counts): every cost, mapping and
+    candidate count equals a search from an empty cache."""
+    from evo.cost import clear_cache
+
+    ws = [conv2d(1, 16, 16, 16, 32, 3, padding=1), conv2d(1, 32, 16, 16, 32, 3, stride=2, padding=1),
+          linear(1, 64, 10)]
+    tiers = [toy(pes=p, glb=g, pe=s, bw=b) for p, g, s, b in
+             [(32, 32768.0, 128.0, 3.2e9), (96, 32768.0, 256.0, 3.2e9), (300, 131072.0, 128.0, 25.6e9),
+              (512, 65536.0, 512.0, 6.4e9), (64, 65536.0, 128.0, 25.6e9)]]
+    clear_cache()
+    warm = [cost_op(w, hw, obj) for hw in tiers for w in ws for obj in ("latency", "energy", "edp")]
+    cold = []
+    for hw in tiers:
+        for w in ws:
+            for obj in ("latency", "energy", "edp"):
+                clear_cache()
+                cold.append(cost_op(w, hw, obj))
+    assert warm == cold
