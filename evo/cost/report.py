@@ -138,10 +138,12 @@ def format_table(net: NetworkCost, fps: float | None = None, title: str | None =
     e = net.energy
     ratio = net.latency_s / net.roofline_latency_s if net.roofline_latency_s else float("nan")
     lines = [head, "", *_render(rows, total), "",
-             (f"hardware: {hw.name}: {hw.pes} PEs x {hw.macs_per_pe} MAC at {hw.frequency_hz / 1e6:g} MHz "
+             (f"hardware: {hw.name}: {hw.pes} PEs" + (f" ({hw.rows} x {hw.cols})" if hw.rows else "")
+              + f" x {hw.macs_per_pe} MAC at {hw.frequency_hz / 1e6:g} MHz "
               f"({fmt_count(hw.peak_macs_per_s)}/s peak), {hw.word_bits:g}-bit words; "
               f"{hw.offchip.name} {fmt_bytes(hw.offchip.bandwidth_bps)}/s, "
-              f"{hw.glb.name} {fmt_bytes(hw.glb.size_bytes)}, {hw.pe.name} {fmt_bytes(hw.pe.size_bytes)}/PE"),
+              f"{hw.glb.name} {fmt_bytes(hw.glb.size_bytes)}, {hw.pe.name} {fmt_bytes(hw.pe.size_bytes)}/PE"
+              + (f"; {hw.dataflow.replace('_', '-')} dataflow" if hw.dataflow != "any" else "")),
              (f"energy: off-chip {fmt_energy(e.offchip)}, global {fmt_energy(e.glb)}, PE {fmt_energy(e.pe)}, "
               f"MAC {fmt_energy(e.mac)}" + (f", static {fmt_energy(e.static)}" if e.static else "")),
              (f"area: {fmt_area(hw.area_m2)} (PE logic {fmt_area(hw.area_breakdown['pe_logic'])}, PE memory "
