@@ -395,3 +395,61 @@ def test_shared_search_caches_give_the_figures_of_a_cold_search():
                 clear_cache()
                 cold.append(cost_op(w, hw, obj))
     assert warm == cold
+
+
+# ---------------------------------------------------------------------------
+# co-design: area makes the front trade PEs and memories
+CODESIGN = """\
+evo 0.1
+network Tiny(x: Tensor[N, 3, 16, 16], width: int = 16) {
+    body = seq(x) { conv2d(width, 3, padding=1); relu(); conv2d(width, 3, padding=1); relu() }
+    return linear(flatten(adaptive_avgpool2d(body, 1)), 10)
+}
+hardware Chip {
+    frequency = 200 MHz
+    pes = 64
+    word = 8 bit
+    offchip DRAM { bandwidth = 4 GB/s; energy = 100 pJ/B }
+    global GLB { size = 16 KiB; bandwidth = 16 B/cycle; energy = 3 pJ/B }
+    pe Spad { size = 128 B; bandwidth = 4 B/cycle; energy = 0.5 pJ/B }
+}
+target T { network = Tiny; hardware = Chip }
+evolve S {
+    target = T
+    gene Chip.pes in [16, 64, 256]
+    gene Chip.global.size in [4 KiB, 16 KiB, 64 KiB]
+    gene Chip.pe.size in [64 B, 256 B]
+    minimize latency, area
+    require area <= 20 mm2
+    population = 6
+    generations = 10
+}
+"""
+
+
+def test_minimize_latency_and_area_trades_pes_and_buffers(tmp_path):
+    import evo
+    from evo.evolve import Gene, Space, exhaustive
+    from evo.evolution import evaluator
+
+    f = tmp_path / "codesign.evo"
+    f.write_text(CODESIGN, encoding="utf-8")
+    prog = evo.compile_file(f)
+    ev = evaluator(prog, "S")
+    spec = prog.evolves["S"]
+    space = Space([Gene(g.name, ev.domains[g.name]) for g in spec.genes])
+    res = exhaustive(space, ev, spec.objectives, spec.constraints)
+    front = res.front
+    pes = {p.values["Chip.pes"] for p in front}
+    glb = {p.values["Chip.global.size"] for p in front}
+    assert len(front) >= 3 and len(pes) >= 2
+    # not the largest of everything: the smallest chip is on the front (least area) ...
+    assert min(p.metrics["area"] for p in front) == min(p.metrics["area"] for p in res.evaluated if p.feasible)
+    assert any(p.values["Chip.pes"] < 256 or p.values["Chip.global.size"] < 65536 for p in front)
+    # ... and area is the cost model's: PEs x (MAC + spad) + GLB, 8-bit MACs at a quarter of 0.02 mm2
+    for p in front:
+        n, g, s = p.values["Chip.pes"], p.values["Chip.global.size"], p.values["Chip.pe.size"]
+        assert math.isclose(p.metrics["area"], n * (0.005e-6 + s * 40e-12) + g * 10e-12, rel_tol=1e-12)
+    # latency alone would take the most PEs
+    fastest = min((p for p in res.evaluated if p.feasible), key=lambda p: p.metrics["latency"])
+    assert fastest.values["Chip.pes"] == 256 and len(glb | pes) >= 3
