@@ -345,7 +345,7 @@ def test_calibrate_measures_each_activation_and_saves_energy():
     import evo
     from evo.cost.network import cost_graph
     from evo.cost.sparsity import calibrate
-    from evo.runtime.cli import load_weights
+    from evo.cli.run import load_weights
     from evo.runtime.images import list_images, load_images
 
     root = Path(__file__).resolve().parent.parent
@@ -430,7 +430,7 @@ evolve S {
 def test_minimize_latency_and_area_trades_pes_and_buffers(tmp_path):
     import evo
     from evo.evolve import Gene, Space, exhaustive
-    from evo.evolution import evaluator
+    from evo.evolve.driver import evaluator
 
     f = tmp_path / "codesign.evo"
     f.write_text(CODESIGN, encoding="utf-8")
@@ -453,3 +453,32 @@ def test_minimize_latency_and_area_trades_pes_and_buffers(tmp_path):
     # latency alone would take the most PEs
     fastest = min((p for p in res.evaluated if p.feasible), key=lambda p: p.metrics["latency"])
     assert fastest.values["Chip.pes"] == 256 and len(glb | pes) >= 3
+
+
+def test_evoc_cost_calibrate(tmp_path, capsys):
+    import json
+    from pathlib import Path
+
+    from evo.cli import main as evoc
+
+    root = Path(__file__).resolve().parent.parent
+    prog = tmp_path / "q.evo"
+    prog.write_text(f'evo 0.1\nimport "{root / "examples" / "quickstart.evo"}"\n'
+                    "hardware Gated {\n    frequency = 200 MHz\n    pes = 64\n    zero_gating = true\n"
+                    "    compression = true\n    offchip DRAM { bandwidth = 1 GB/s; energy = 100 pJ/B }\n"
+                    "    global GLB { size = 64 KiB; bandwidth = 16 B/cycle; energy = 3 pJ/B }\n"
+                    "    pe Spad { size = 256 B; bandwidth = 4 B/cycle; energy = 0.5 pJ/B }\n}\n", encoding="utf-8")
+    base = ["cost", str(prog), "--network", "QuickNet", "--hardware", "Gated", "--format", "json"]
+    weights = ["--weights", str(root / "evo" / "data" / "quickstart.pt")]
+    assert evoc(base) == 0
+    dense = json.loads(capsys.readouterr().out)
+    assert evoc(base + ["--calibrate", str(root / "examples" / "images")] + weights) == 0
+    sparse = json.loads(capsys.readouterr().out)
+    assert sparse["cost"]["totals"]["energy_j"]["total"] < dense["cost"]["totals"]["energy_j"]["total"]
+    assert sparse["cost"]["totals"]["offchip_bytes"]["total"] < dense["cost"]["totals"]["offchip_bytes"]["total"]
+    # usage errors: exit 2, one line, no traceback
+    assert evoc(base + ["--calibrate", str(tmp_path / "missing.png")]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "Traceback" not in err
+    assert evoc(base + weights) == 2
+    assert "--weights is for --calibrate" in capsys.readouterr().err

@@ -22,6 +22,11 @@ def add_parser(sub) -> None:
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
     p.add_argument("--plot", metavar="FILE.png", help="write a roofline / per-level plot (.png, .svg or .pdf)")
     p.add_argument("-o", "--output", metavar="OUT", help="write the report to a file (default: stdout)")
+    p.add_argument("--calibrate", nargs="+", metavar="IMAGES",
+                   help="run the network on these images (files or folders) and cost it with each activation's "
+                        "measured zero fraction (zero gating, skipping and compression, as the tier declares)")
+    p.add_argument("--weights", metavar="W.pt", help="with --calibrate: the network's state_dict (default: "
+                   "bundled weights for the program, e.g. quickstart.pt; else its random initialisation)")
 
 
 def _pick(what: str, given: str | None, pool) -> str:
@@ -52,7 +57,12 @@ def main(args) -> int:
         hardware = _pick("hardware", args.hardware, prog.hardware)
     batch = batch or 1
     objective = objective or "latency"
-    rep = prog.cost(network, hardware=hardware, batch=batch, objective=objective)
+    sparsity = None
+    if args.calibrate:
+        sparsity = _calibrate(prog, args.file, network, args.calibrate, args.weights, batch)
+    elif args.weights:
+        raise UsageError("--weights is for --calibrate")
+    rep = prog.cost(network, hardware=hardware, batch=batch, objective=objective, sparsity=sparsity)
     rep.fps_budget = fps
     if cam is not None and cam.network == network:
         g = prog.graph(network)
@@ -66,3 +76,31 @@ def main(args) -> int:
         write_rendered(args.plot, rep.plot, inputs=[args.file, args.output])
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
+
+
+def _calibrate(prog, file: str, network: str, images: list[str], weights: str | None, batch: int) -> dict:
+    """Zero fractions per op, measured by running `network` on `images` (normalised as a cam
+    of the program that explains this network says, else with ImageNet's mean and std)."""
+    from pathlib import Path
+
+    from evo.cli.run import _images, _weights_path, load_weights
+    from evo.cost.sparsity import calibrate
+    from evo.runtime.images import load_images
+
+    paths = _images(Path(file), images)
+    model = prog.build(network)
+    wpath = _weights_path(Path(file), weights)
+    if wpath is not None:
+        load_weights(model, wpath)
+    else:
+        print("evoc: warning: no weights given or bundled; zeros measured on a randomly initialised network",
+              file=sys.stderr)
+    cam = next((c for c in prog.cams.values() if c.network == network), None)
+    mean = cam.mean if cam is not None and cam.mean is not None else (0.485, 0.456, 0.406)
+    std = cam.std if cam is not None and cam.std is not None else (0.229, 0.224, 0.225)
+    shape = prog.graph(network).nodes[0].shape
+    try:
+        x, _ = load_images(paths, shape, mean, std)
+    except OSError as e:
+        raise UsageError(f"cannot read the calibration images: {e}") from None
+    return calibrate(prog, network, x, model=model, batch=batch)
