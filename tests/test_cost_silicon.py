@@ -482,3 +482,22 @@ def test_evoc_cost_calibrate(tmp_path, capsys):
     assert "not found" in err and "Traceback" not in err
     assert evoc(base + weights) == 2
     assert "--weights is for --calibrate" in capsys.readouterr().err
+
+
+def test_eyeriss_example_tier_is_the_chip_as_published():
+    from pathlib import Path
+
+    import evo
+    from evo.cost import as_hardware
+
+    root = Path(__file__).resolve().parent.parent
+    hw = as_hardware(evo.compile_file(root / "examples" / "eyeriss.evo").hardware["EyerissJSSC"])
+    assert (hw.rows, hw.cols, hw.pes, hw.frequency_hz, hw.word_bits) == (12, 14, 168, 200e6, 16)
+    assert hw.dataflow == "row_stationary" and hw.zero_gating and hw.compression and not hw.zero_skipping
+    assert hw.glb.holds == ("input", "output") and hw.glb.size_bytes == 108 * 1024
+    assert hw.pe.split == (("input", 24.0), ("weight", 448.0), ("output", 48.0)) and hw.pe.size_bytes == 520
+    # VGG-16 conv1-2 (batch 3) maps row-stationary: filter rows down the columns, output rows across
+    c = cost_op(conv2d(3, 64, 224, 224, 64, 3, padding=1), hw)
+    sp = dict(c.mapping.spatial)
+    assert sp["R"] == 3 and sp["P"] <= 14 and sp["R"] * max(sp.get(d, 1) for d in "NGKC") <= 12
+    assert c.offchip.weight >= 64 * 64 * 9 * 2 and c.onchip.weight == 0.0  # filters bypass the GLB
