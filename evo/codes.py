@@ -47,6 +47,7 @@ SHAPE_MISMATCH = "E0301"
 CHANNELS_NOT_DIVISIBLE_BY_GROUPS = "E0302"
 OUTPUT_SIZE_IS_NOT_POSITIVE = "E0303"
 INVALID_INPUT_DECLARATION = "E0304"
+ELEMENT_COUNT_MISMATCH = "E0305"
 
 # units and hardware
 WRONG_UNIT = "E0400"
@@ -113,6 +114,7 @@ CODES: dict[str, str] = {
     CHANNELS_NOT_DIVISIBLE_BY_GROUPS: "channels not divisible by groups",
     OUTPUT_SIZE_IS_NOT_POSITIVE: "output size is not positive",
     INVALID_INPUT_DECLARATION: "invalid input declaration",
+    ELEMENT_COUNT_MISMATCH: "element count mismatch (reshape, split)",
     WRONG_UNIT: "wrong unit",
     MISSING_UNIT: "missing unit",
     MISSING_HARDWARE_ATTRIBUTE: "missing hardware attribute",

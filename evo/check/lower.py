@@ -279,7 +279,12 @@ class Lowerer(Evaluator):
         d = ops.language_op(e.func)
         if d is None:  # reported by the names check
             raise Abort()
-        if d.n_inputs is None:
+        if d.n_inputs == 0:  # a learnable tensor: no input
+            inputs, rest = [], pos
+            for v, sp in rest:
+                if isinstance(v, TensorV):
+                    raise self.fail("E0205", f"{d.name} takes no tensor input", sp)
+        elif d.n_inputs is None:
             k = 0
             while k < len(pos) and isinstance(pos[k][0], TensorV):
                 k += 1
@@ -340,6 +345,13 @@ class Lowerer(Evaluator):
             else:
                 sp = spans.get(err.arg, span)
             raise self.fail(err.code, err.message, sp, err.hint) from None
+        if d.pieces is not None:  # several outputs: one narrow of the input each
+            narrow = ops.lookup("narrow")
+            outs = []
+            for pa in d.pieces(attrs, shapes[0]):
+                ps = narrow.shape(shapes, pa)
+                outs.append(self.add(narrow.op, (inputs[0][0].nid,), pa, ps, span, ctx.scope, None, ""))
+            return TupleV(tuple(outs))
         if stage_path is not None:
             path = stage_path
         elif d.parametric:
@@ -381,6 +393,11 @@ class Lowerer(Evaluator):
             if not isinstance(v, bool):
                 raise bad("true or false")
             return v
+        if p.kind == "ints":
+            items = v if isinstance(v, tuple) else (v,)
+            if not items or any(isinstance(x, bool) or not isinstance(x, int) for x in items):
+                raise bad("an int or a list of ints")
+            return tuple(rng(x) for x in items)
         if p.kind == "int2":
             if isinstance(v, tuple):
                 if len(v) != 2 or any(isinstance(x, bool) or not isinstance(x, int) for x in v):

@@ -102,6 +102,10 @@ class _Flat:
             self.lines.append(f"{out}, {idx} = F.max_pool2d({ins[0]}, {_lit(a['kernel'])}, {_lit(a['stride'])}, "
                               f"{_lit(a['padding'])}, {_lit(a['dilation'])}, {_lit(a['ceil'])}, True)")
             return
+        if n.path is not None and d.tensor:  # a learnable tensor: the parameter itself
+            out = self.name_for(n)
+            self.lines.append(f"{out} = {self.handle(n.path)}")
+            return
         if n.path is not None:
             out = self.name_for(n)
             self.lines.append(f"{out} = {self.handle(n.path)}({', '.join(ins)})")
@@ -175,6 +179,12 @@ class _Flat:
             self.lines.append(f"{out} = {ins[0]} + {ins[1]}")
         elif n.op == Op.MUL:
             self.lines.append(f"{out} = _evo_kmul({ins[0]}, {ins[1]}, {k})")
+        elif ops.of_node(n).grad_code is not None:  # a gradient op that says how it is written
+            for line in ops.of_node(n).grad_code(a, ins, k, self.const, n.path):
+                self.lines.append(line.replace("{out}", out))
+        elif not ops.of_node(n).gradient_only and ops.of_node(n).functional is not None and len(ins) == 1:
+            # a forward op applied to a gradient (permute, transpose): the same op, batched over classes
+            self.lines.append(f"{out} = {ops.of_node(n).functional(a, ins)}")
         else:
             raise NotImplementedError(n.op)
 

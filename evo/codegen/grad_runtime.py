@@ -118,9 +118,10 @@ def _evo_bn_scale(bn):
 
 def _evo_sub(model, path):
     # a submodule by its path, through _modules (never an nn.Module attribute of the same name)
+    # (the last part may be a learnable tensor: a parameter of its block)
     m = model
     for part in path.split("."):
-        m = m._modules[part]
+        m = m._modules[part] if part in m._modules else m._parameters[part]
     return m
 
 

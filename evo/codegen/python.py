@@ -197,6 +197,19 @@ class ModuleGen:
         self.class_names = module_namer()
         self.classes: list[_ClassDef] = []
         self.by_key: dict[tuple, str] = {}
+        self.helpers: dict[str, tuple[str, str]] = {}  # label -> (class name, source)
+
+    def ctor(self, d, attrs: dict, shapes: list) -> str:
+        """The constructor source of op `d`'s module; an op whose module is a helper class
+        (evo/ops: `helper`) gets the class defined once in the file, under a free name."""
+        src = d.module(attrs, shapes)
+        if d.helper is not None:
+            label, body = d.helper
+            if label not in self.helpers:
+                name = self.class_names.fresh(label)
+                self.helpers[label] = (name, body.replace("{name}", name))
+            src = src.replace("{" + label + "}", self.helpers[label][0])
+        return src
 
     def add_class(self, c: _ClassDef, label: str) -> str:
         k = c.key()
@@ -257,7 +270,7 @@ class ModuleGen:
             if n.op == Op.INPUT:  # the input of a network defined as a seq
                 continue
             d = ops.of_node(n)
-            items.append((int(_rel(s.path, n.path)), d.module(n.attr_dict, [self.g.node(i).shape for i in n.inputs])))
+            items.append((int(_rel(s.path, n.path)), self.ctor(d, n.attr_dict, [self.g.node(i).shape for i in n.inputs])))
         for c in self.children.get(s.path, []):
             items.append((int(_rel(s.path, c.path)), self.module_expr(c)))
         items.sort()
@@ -327,9 +340,16 @@ class ModuleGen:
         ins = [var[i] for i in n.inputs]
         shapes = [self.g.node(i).shape for i in n.inputs]
         out = namer.fresh(n.name or d.name)
-        if n.path is not None:
+        if n.path is not None and d.tensor:  # a learnable tensor: an nn.Parameter attribute, read as is
             name = _rel(s.path, n.path)
-            init.append(self.register(name, d.module(n.attr_dict, shapes)))
+            ctor = self.ctor(d, n.attr_dict, shapes)
+            ref = f"self.{name}" if safe_attr(name) else f"self._parameters[{name!r}]"
+            init.append(f"{ref} = {ctor}")
+            registered.add(name)
+            fwd.append((f"{out} = {ref}", [out], []))
+        elif n.path is not None:
+            name = _rel(s.path, n.path)
+            init.append(self.register(name, self.ctor(d, n.attr_dict, shapes)))
             registered.add(name)
             fwd.append((f"{out} = {module_ref('self', name)}({', '.join(ins)})", [out], ins))
         else:
@@ -356,13 +376,14 @@ def generate(graphs: list[Graph], source: str = "<string>", explainers=None) -> 
         "version": __version__,
         "source": _safe_comment(source),
         "classes": [c.as_dict() for c in gen.classes],
+        "helpers": [src for _, src in gen.helpers.values()],
         "networks": nets,
         "explainers": explainers or [],
         "explainer_index": explainer_index or [],
         "cam_runtime": cam_runtime_source().strip() if explainers else "",
     }
     # import only what the file uses (an unused import is a lint error)
-    body = "\n".join([ctx["cam_runtime"], *ctx["explainers"]]
+    body = "\n".join([ctx["cam_runtime"], *ctx["explainers"], *ctx["helpers"]]
                      + [line for c in ctx["classes"] for key in ("init", "forward", "super_lines")
                         for line in c[key]])
     ctx["uses_torch"] = bool(re.search(r"(?<![\w.])torch\.", body))

@@ -5,10 +5,11 @@ derivative and cost rules, flags, importer aliases and doc line (see
 `evo/ops/base.py`).  The built-in ops are registered by family:
 
 * `conv.py`        conv2d, linear (layers with weights)
-* `norm.py`        batchnorm2d, batchnorm1d
+* `norm.py`        batchnorm2d, batchnorm1d, layernorm, layernorm2d
 * `activation.py`  relu, relu6, gelu, silu, sigmoid, tanh, ..., leaky_relu
 * `pool.py`        maxpool2d, avgpool2d, adaptive_avgpool2d
 * `shape.py`       flatten, dropout, identity, softmax, concat
+* `dims.py`        permute, transpose, reshape, view, narrow, chunk, split, parameter
 * `arith.py`       add, mul (the `+` and `*` operators)
 * `gradient.py`    the gradient-only ops of the compiled CAM strategy
 
@@ -17,7 +18,7 @@ User-defined ops take the same road (`evo.extend.register_op`).
 """
 
 from evo.ir.node import Op
-from evo.ops import activation, arith, conv, gradient, norm, pool, shape  # noqa: F401  (registers the ops)
+from evo.ops import activation, arith, conv, dims, gradient, norm, pool, shape  # noqa: F401  (registers the ops)
 from evo.ops.arith import broadcast
 from evo.ops.base import (REGISTRY, REQUIRED, Imports, OpDef, OpError, ParamSpec, by_op, callable_ops, fmt_shape,
                           language_op, language_ops, lit, lookup, normalize_args, of_node, param_count, register)

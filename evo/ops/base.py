@@ -42,7 +42,7 @@ REQUIRED = object()
 @dataclass(frozen=True)
 class ParamSpec:
     name: str
-    kind: str  # int | int2 | float | bool
+    kind: str  # int | int2 | float | bool | ints (a list of ints, or one int)
     default: Any = REQUIRED
     min: float | None = None
     max: float | None = None
@@ -84,6 +84,17 @@ class OpDef:
     gradient_only: bool = False  # emitted by the compiled-CAM pass only, not callable from programs
     operator_only: bool = False  # written with an operator (`+`), not callable by name
     builtin: bool = True       # False for ops registered through evo.extend
+    tensor: bool = False       # a learnable tensor (`parameter`): an nn.Parameter at its path, not a module
+    # pieces(attrs, input shape) -> [narrow attrs]: an op with several outputs (chunk, split), each
+    # a `narrow` of the input; the call's value is the tuple of pieces
+    pieces: Callable | None = None
+    # helper: (class name, source) of a small nn.Module class the generated file defines when the op
+    # is used as a module (torch has no nn.Permute or channels-first LayerNorm); the constructor
+    # source names it
+    helper: tuple[str, str] | None = None
+    # grad_code(attrs, input expressions, k, const, path) -> [lines] assigning `{out}` (and `{out}_...`): how the
+    # explainer writes a gradient-only op that has no case of its own in evo/codegen/explain.py
+    grad_code: Callable | None = None
     # --- rules
     # grad(builder, node, gradient id) -> [(input index, gradient node id)]: the reverse-mode rule of
     # the compiled CAM strategy (see evo/passes/gradient.py for the builder)
@@ -244,6 +255,8 @@ def normalize_args(d: OpDef, given: dict[str, Any]) -> dict[str, Any]:
 
 def param_count(d: OpDef, attrs: dict, in_shapes: list[tuple]) -> int:
     total = 0
+    if d.tensor:
+        return numel(attrs["shape"])
     for name, shp in d.weights(attrs, in_shapes).items():
         if name in ("running_mean", "running_var", "num_batches_tracked"):
             continue

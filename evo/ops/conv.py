@@ -86,11 +86,11 @@ register(OpDef(
 
 def _linear_shape(shapes, a):
     (x,) = shapes
-    if len(x) != 2:
-        raise OpError(f"linear expects a 2-D input [N, features], got a {len(x)}-D tensor of shape "
+    if len(x) < 2:
+        raise OpError(f"linear expects an input [N, ..., features], got a {len(x)}-D tensor of shape "
                       f"{fmt_shape(x)}", None, "E0300", "flatten the input first, e.g. linear(flatten(x), ...)")
-    concrete(x[1], "the feature count")
-    return (x[0], a["out"])
+    concrete(x[-1], "the feature count")
+    return tuple(x[:-1]) + (a["out"],)
 
 
 def _linear_grad(b, n, g):
@@ -102,10 +102,11 @@ register(OpDef(
     "linear",
     (ParamSpec("out", "int", min=1, doc="output features"), ParamSpec("bias", "bool", True)),
     _linear_shape,
-    module=lambda a, s: f"nn.Linear({join(str(s[0][1]), str(a['out']), kwargs_src(a, [('bias', True, 'bias')]))})",
-    weights=lambda a, s: ({"weight": (a["out"], s[0][1])} | ({"bias": (a["out"],)} if a["bias"] else {}))
+    module=lambda a, s: f"nn.Linear({join(str(s[0][-1]), str(a['out']), kwargs_src(a, [('bias', True, 'bias')]))})",
+    weights=lambda a, s: ({"weight": (a["out"], s[0][-1])} | ({"bias": (a["out"],)} if a["bias"] else {}))
     if s else {},
     torch="nn.Linear", doc="fully connected layer", parametric=True, fusion="producer", affine=True,
     grad=_linear_grad, cost=lambda W, a, ins, out: W.linear(numel(ins[0][:-1]), ins[0][-1], a["out"], a["bias"]),
     doc_call="linear(x, out, bias=true)", doc_args="`out` int ≥ 1; `bias` bool (true)",
-    doc_shape="input 2-D `[N, F]` (E0300: flatten first) → `[N, out]`. `weight [out, F]`, `bias [out]`"))
+    doc_shape="input `[N, ..., F]` (at least 2-D, E0300) → `[N, ..., out]`: the last dimension is the features "
+              "(channels-last maps, tokens). `weight [out, F]`, `bias [out]`"))

@@ -1,8 +1,11 @@
-"""Normalisation: batch norm in eval mode (a per-channel affine map)."""
+"""Normalisation: batch norm in eval mode (a per-channel affine map), layer norm over the last
+dimensions and over the channels (LayerNorm2d)."""
 
 from __future__ import annotations
 
-from evo.ops.base import OpDef, ParamSpec, concrete, eltwise_cost, join, kwargs_src, rank, register
+from evo.ir.node import Op
+from evo.ops.base import (Imports, OpDef, OpError, ParamSpec, concrete, eltwise_cost, join, kwargs_src, lit, numel,
+                          rank, register)
 from evo.ops.gradient import SCALE
 
 
@@ -41,3 +44,111 @@ for _name, _rank_n, _cls, _affine, _shape_doc in (
         affine=_affine, grad=_bn_grad, cost=eltwise_cost(2, 1, params=True),
         doc="batch normalisation (eval mode)", doc_call=f"{_name}(x, eps=1e-5)", doc_args="`eps` number ≥ 0 (1e-5)",
         doc_shape=_shape_doc))
+
+
+# ----------------------------------------------------------------- layer norm
+
+LAYERNORM_T = Op("layernorm_grad")  # the gradient of a layer norm (eval and train alike: no running stats)
+
+LAYERNORM2D_HELPER = ("EvoLayerNorm2d", '''class {name}(nn.LayerNorm):
+    """LayerNorm over the channels of [N, C, H, W]: permute, normalise, permute back."""
+
+    def forward(self, x):
+        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)''')
+
+
+def _ln_normalized(a, x) -> tuple:
+    return tuple(x[len(x) - a["dims"]:])
+
+
+def _ln_shape(shapes, a):
+    (x,) = shapes
+    if a["dims"] >= len(x):
+        raise OpError(f"layernorm over the last {a['dims']} dimensions of a {len(x)}-D tensor would include the "
+                      "batch dimension", "dims", "E0203", f"at most {len(x) - 1} for this input")
+    for d in _ln_normalized(a, x):
+        concrete(d, "a normalised dimension")
+    return x
+
+
+def _ln_weights(a, s):
+    if not s:
+        return {}
+    shp = _ln_normalized(a, s[0])
+    return {"weight": shp} | ({"bias": shp} if a["bias"] else {})
+
+
+def _ln_module(a, s):
+    shp = _ln_normalized(a, s[0])
+    kw = kwargs_src(a, [("eps", 1e-5, "eps"), ("bias", True, "bias")])
+    return f"nn.LayerNorm({join(lit(shp[0]) if len(shp) == 1 else lit(shp), kw)})"
+
+
+def _ln2d_shape(shapes, a):
+    (x,) = shapes
+    rank(x, 4, "layernorm2d")
+    concrete(x[1], "the channel count")
+    return x
+
+
+def _ln2d_module(a, s):
+    kw = kwargs_src(a, [("eps", 1e-5, "eps"), ("bias", True, "bias")])
+    return f"{{EvoLayerNorm2d}}({join(str(s[0][1]), kw)})"
+
+
+def _ln_grad(b, n, g):
+    x = b.nodes[n.inputs[0]]
+    if n.op == "layernorm2d":
+        attrs = {"dims": (-3,), "wshape": (x.shape[1], 1, 1)}
+    else:
+        nd = n.attr("dims")
+        attrs = {"dims": tuple(range(-nd, 0)), "wshape": tuple(x.shape[len(x.shape) - nd:])}
+    attrs["eps"] = n.attr("eps")
+    return [(0, b.add(LAYERNORM_T, (g, x.id), attrs, b.gshape(x), n.span, n.path, f"d_{n.name or 'ln'}"))]
+
+
+def _ln_grad_code(a, ins, k, const, path):
+    """d LN(x) / dx times g, g [K*B, ...], x [B, ...]: with x̂ = (x − μ)·r, r = 1/√(σ² + ε) and
+    dy = g·w, dx = r·(dy − mean(dy) − x̂·mean(dy·x̂)) over the normalised dimensions."""
+    g, x = ins
+    dims = lit(tuple(a["dims"]))
+    w = const("w", f"m({path!r}).weight.detach().reshape{lit(tuple(a['wshape']))}")
+    return [f"{{out}}_mu = {x}.mean({dims}, keepdim=True)",
+            f"{{out}}_r = torch.rsqrt({x}.var({dims}, unbiased=False, keepdim=True) + {lit(a['eps'])})",
+            f"{{out}}_xh = ({x} - {{out}}_mu) * {{out}}_r",
+            f"{{out}}_dy = _evo_k({g}, {k}) * {w}",
+            f"{{out}} = ({{out}}_r * ({{out}}_dy - {{out}}_dy.mean({dims}, keepdim=True) - {{out}}_xh * "
+            f"({{out}}_dy * {{out}}_xh).mean({dims}, keepdim=True))).reshape({g}.shape)"]
+
+
+def _ln_cost(W, a, ins, out):
+    # mean and variance (two passes), then one multiply-add with weight and bias per element
+    n = numel(_ln_normalized(a, out)) if "dims" in a else out[1]
+    return W.EltwiseWorkload(numel(out), 1, 5, 2 * n)
+
+
+register(OpDef(LAYERNORM_T, (), None, n_inputs=None, gradient_only=True, grad_code=_ln_grad_code,
+               cost=eltwise_cost(8, 2), doc="gradient of a layer norm w.r.t. its input"))
+
+register(OpDef(
+    "layernorm", (ParamSpec("dims", "int", 1, min=1), ParamSpec("eps", "float", 1e-5, min=0.0),
+                  ParamSpec("bias", "bool", True)),
+    _ln_shape, module=_ln_module, weights=_ln_weights, torch="nn.LayerNorm", parametric=True,
+    grad=_ln_grad, cost=_ln_cost, doc="layer normalisation over the last dimensions",
+    imports=Imports(modules=("nn.LayerNorm",)),
+    from_module=lambda m, shape: {"dims": len(m.normalized_shape), "eps": float(m.eps), "bias": m.bias is not None},
+    doc_call="layernorm(x, dims=1, eps=1e-5, bias=true)",
+    doc_args="`dims` int ≥ 1 (1): how many trailing dimensions; `eps` number ≥ 0 (1e-5); `bias` bool (true)",
+    doc_shape="same shape; `dims` below the rank (E0203: never the batch). `weight`, `bias` of the last `dims` "
+              "sizes (`nn.LayerNorm(x.shape[-dims:])`)"))
+
+register(OpDef(
+    "layernorm2d", (ParamSpec("eps", "float", 1e-5, min=0.0), ParamSpec("bias", "bool", True)),
+    _ln2d_shape, module=_ln2d_module, helper=LAYERNORM2D_HELPER,
+    weights=lambda a, s: ({"weight": (s[0][1],)} | ({"bias": (s[0][1],)} if a["bias"] else {})) if s else {},
+    torch="LayerNorm2d", parametric=True, grad=_ln_grad, cost=_ln_cost,
+    doc="layer normalisation over the channels of [N, C, H, W] (ConvNeXt's LayerNorm2d)",
+    doc_call="layernorm2d(x, eps=1e-5, bias=true)", doc_args="`eps` number ≥ 0 (1e-5); `bias` bool (true)",
+    doc_shape="input 4-D; same shape; each pixel's C values normalised (permute → LayerNorm → permute). "
+              "`weight`, `bias` `[C]`"))

@@ -1,0 +1,298 @@
+"""Dimension ops: permute, transpose, reshape/view, narrow and the several-output chunk/split,
+and `parameter` (a learnable tensor declared in a block).
+
+The batch dimension stays first: evo's tensors are `[N, ...]` with a free batch `N`, and
+every op here keeps dimension 0 where it is (so the compiled CAM's gradients, batched over
+classes in that dimension, go through them unchanged).  Permutes and transposes move
+data (a copy) unless they only move dimensions of size 1; reshapes, narrows and chunks
+are views (no traffic).
+"""
+
+from __future__ import annotations
+
+from evo.ir.node import Op
+from evo.ops.base import (Imports, OpDef, OpError, ParamSpec, fmt_shape, lit, norm_dim, numel, register,
+                          view_cost)
+from evo.ops.gradient import RESHAPE
+
+NARROW_T = Op("narrow_grad")  # the gradient of narrow: zero-padded back to the input's size
+
+PERMUTE_HELPER = ("EvoPermute", '''class {name}(nn.Module):
+    """x.permute(*dims) as a module (torch has no nn.Permute)."""
+
+    def __init__(self, dims):
+        super().__init__()
+        self.dims = tuple(dims)
+
+    def forward(self, x):
+        return x.permute(*self.dims)''')
+
+
+def _moves_data(shape: tuple, perm: tuple) -> bool:
+    """Does the permutation change the memory order of the elements?  Not when it only
+    moves dimensions of size 1."""
+    kept = [d for d in perm if shape[d] != 1]
+    return kept != sorted(kept)
+
+
+def _permute_cost(W, a, ins, out):
+    perm = a["dims"] if "dims" in a else _transpose_perm(a, len(ins[0]))
+    return W.CopyWorkload(numel(ins[0]), numel(out), view=not _moves_data(ins[0], perm))
+
+
+def _permute_shape(shapes, a):
+    (x,) = shapes
+    r = len(x)
+    dims = a["dims"]
+    if len(dims) != r:
+        raise OpError(f"permute of a {r}-D tensor needs {r} dimensions, got {len(dims)}", "dims", "E0203",
+                      f"give a permutation of 0..{r - 1}, e.g. {list(range(r))}")
+    norm = [norm_dim(d, r, "dims") for d in dims]
+    if sorted(norm) != list(range(r)):
+        dup = next(d for d in norm if norm.count(d) > 1)
+        raise OpError(f"{list(dims)} is not a permutation of the {r} dimensions: dimension {dup} appears twice",
+                      "dims", "E0203", f"each of 0..{r - 1} must appear once")
+    if norm[0] != 0:
+        raise OpError(f"permute moves the batch dimension 0 (to position {norm.index(0)})", "dims", "E0203",
+                      "evo keeps the batch dimension first: start the permutation with 0")
+    return tuple(x[d] for d in norm)
+
+
+def _inverse(perm):
+    inv = [0] * len(perm)
+    for i, d in enumerate(perm):
+        inv[d] = i
+    return tuple(inv)
+
+
+def _permute_grad(b, n, g):
+    x = b.nodes[n.inputs[0]]
+    perm = tuple(d % len(n.shape) for d in n.attr("dims"))
+    return [(0, b.add(Op("permute"), (g,), {"dims": _inverse(perm)}, b.gshape(x), n.span, None,
+                      f"d_{n.name or 'permute'}"))]
+
+
+register(OpDef(
+    "permute", (ParamSpec("dims", "ints", doc="a permutation of the dimensions"),), _permute_shape,
+    module=lambda a, s: f"{{EvoPermute}}({lit(tuple(a['dims']))})", helper=PERMUTE_HELPER,
+    functional=lambda a, xs: f"{xs[0]}.permute({', '.join(lit(d) for d in a['dims'])})",
+    torch="Tensor.permute", doc="reorder the dimensions", affine=True, grad=_permute_grad, cost=_permute_cost,
+    imports=Imports(methods=("permute",), aten=()),
+    doc_call="permute(x, dims)", doc_args="`dims` list of ints: a permutation of the dimensions, starting with 0",
+    doc_shape="`len(dims)` = rank and each dimension once (E0203); the batch dimension stays first (E0203); "
+              "output dimension i is input dimension `dims[i]`. A copy unless only size-1 dimensions move"))
+
+
+def _transpose_perm(a, r):
+    d0, d1 = a["dim0"] % r, a["dim1"] % r
+    perm = list(range(r))
+    perm[d0], perm[d1] = perm[d1], perm[d0]
+    return tuple(perm)
+
+
+def _transpose_shape(shapes, a):
+    (x,) = shapes
+    r = len(x)
+    d0, d1 = norm_dim(a["dim0"], r, "dim0"), norm_dim(a["dim1"], r, "dim1")
+    for d, arg in ((d0, "dim0"), (d1, "dim1")):
+        if d == 0 and d0 != d1:
+            raise OpError("transpose moves the batch dimension 0", arg, "E0203",
+                          "evo keeps the batch dimension first: transpose dimensions 1 and above")
+    out = list(x)
+    out[d0], out[d1] = out[d1], out[d0]
+    return tuple(out)
+
+
+def _transpose_grad(b, n, g):
+    x = b.nodes[n.inputs[0]]
+    return [(0, b.add(n.op, (g,), n.attr_dict, b.gshape(x), n.span, None, f"d_{n.name or 'transpose'}"))]
+
+
+register(OpDef(
+    "transpose", (ParamSpec("dim0", "int"), ParamSpec("dim1", "int")), _transpose_shape,
+    module=lambda a, s: f"{{EvoPermute}}({lit(_transpose_perm(a, len(s[0])))})", helper=PERMUTE_HELPER,
+    functional=lambda a, xs: f"{xs[0]}.transpose({lit(a['dim0'])}, {lit(a['dim1'])})",
+    torch="torch.transpose", doc="swap two dimensions", affine=True, grad=_transpose_grad, cost=_permute_cost,
+    imports=Imports(methods=("transpose", "swapaxes"), aten=()),
+    doc_call="transpose(x, dim0, dim1)", doc_args="`dim0`, `dim1` ints, in range",
+    doc_shape="dimensions `dim0` and `dim1` swapped; both in range (E0206), neither the batch dimension 0 "
+              "(E0203). A copy unless only size-1 dimensions move"))
+
+
+def _reshape_shape(shapes, a):
+    (x,) = shapes
+    want = list(a["shape"])
+    free = [i for i, d in enumerate(want) if d == -1]
+    if len(free) > 1:
+        raise OpError(f"reshape to {list(want)}: only one dimension may be -1", "shape", "E0203")
+    bad = [d for d in want if d < -1 or d == 0]
+    if bad:
+        raise OpError(f"reshape to {list(want)}: dimension {bad[0]} is not a size (sizes are ≥ 1, or -1 once)",
+                      "shape", "E0203")
+    sym = [d for d in x if not isinstance(d, int)]
+    known_in = numel([d for d in x if isinstance(d, int)])
+    known_out = numel([d for d in want if d != -1])
+    if sym:
+        # a free batch dimension: -1 must stand for it (the other sizes multiply to the rest)
+        if not free or known_in != known_out:
+            have = " x ".join(str(d) for d in x)
+            raise OpError(f"cannot reshape {fmt_shape(x)} ({have} elements) to {list(want)}: the sizes other than "
+                          f"the batch multiply to {known_out}, not {known_in}", "shape", "E0305",
+                          "write -1 for the batch dimension and sizes whose product is the rest")
+        want[free[0]] = sym[0]
+    elif free:
+        if known_in % known_out:
+            raise OpError(f"cannot reshape {fmt_shape(x)} ({known_in} elements) to {list(want)}: {known_in} is "
+                          f"not a multiple of {known_out}", "shape", "E0305")
+        want[free[0]] = known_in // known_out
+    elif known_in != known_out:
+        raise OpError(f"cannot reshape {fmt_shape(x)} ({known_in} elements) to {list(want)} ({known_out} "
+                      "elements)", "shape", "E0305", "the sizes must multiply to the input's element count")
+    if want[0] != x[0]:
+        raise OpError(f"reshape to {list(want)} changes the batch dimension ({x[0]} -> {want[0]})", "shape",
+                      "E0305", "evo keeps the batch dimension first: give it as -1")
+    return tuple(want)
+
+
+def _reshape_code(method):
+    def code(a, xs):
+        # the shape as given; the batch symbol stays -1
+        return f"{xs[0]}.{method}({', '.join(lit(d) for d in a['shape'])})"
+    return code
+
+
+def _reshape_grad(b, n, g):
+    x = b.nodes[n.inputs[0]]
+    return [(0, b.add(RESHAPE, (g,), {}, b.gshape(x), n.span, None, f"d_{n.name or 'reshape'}"))]
+
+
+for _name, _method, _imports in (("reshape", "reshape", Imports(methods=("reshape",), functions=("torch.reshape",))),
+                                 ("view", "view", Imports(methods=("view",)))):
+    register(OpDef(
+        _name, (ParamSpec("shape", "ints", doc="the new shape, -1 once for an inferred size"),), _reshape_shape,
+        functional=_reshape_code(_method), torch=f"Tensor.{_method}", affine=True, grad=_reshape_grad,
+        cost=view_cost, imports=_imports,
+        doc=f"{'reshape' if _name == 'reshape' else 'reshape a contiguous tensor (torch view)'}",
+        doc_call=f"{_name}(x, shape)", doc_args="`shape` list of ints ≥ 1, `-1` once (inferred)",
+        doc_shape="the sizes multiply to the input's element count (E0305); at most one −1 (E0203); the batch "
+                  "dimension stays first (write −1 for a free batch `N`). A view (no traffic)"))
+
+
+def _narrow_shape(shapes, a):
+    (x,) = shapes
+    d = norm_dim(a["dim"], len(x), "dim")
+    if d == 0:
+        raise OpError("narrow cuts the batch dimension 0", "dim", "E0203", "narrow dimension 1 or above")
+    size = x[d]
+    if a["start"] >= size:
+        raise OpError(f"start {a['start']} is past the end of dimension {a['dim']} (size {size})", "start", "E0203")
+    if a["start"] + a["length"] > size:
+        raise OpError(f"start {a['start']} + length {a['length']} runs past dimension {a['dim']} (size {size})",
+                      "length", "E0203")
+    out = list(x)
+    out[d] = a["length"]
+    return tuple(out)
+
+
+def _narrow_grad(b, n, g):
+    x = b.nodes[n.inputs[0]]
+    d = n.attr("dim") % len(n.shape)
+    attrs = {"dim": d, "start": n.attr("start"), "after": x.shape[d] - n.attr("start") - n.attr("length"),
+             "rank": len(n.shape)}
+    return [(0, b.add(NARROW_T, (g,), attrs, b.gshape(x), n.span, None, f"d_{n.name or 'narrow'}"))]
+
+
+def _narrow_grad_code(a, ins, k, const, path):
+    pad = [0, 0] * (a["rank"] - 1 - a["dim"]) + [a["start"], a["after"]]
+    return [f"{{out}} = F.pad({ins[0]}, {lit(tuple(pad))})"]
+
+
+register(OpDef(NARROW_T, (), None, n_inputs=None, gradient_only=True, grad_code=_narrow_grad_code,
+               cost=lambda W, a, ins, out: W.CopyWorkload(numel(ins[0]), numel(out)),
+               doc="gradient of narrow (chunk, split): zero-padded to the input's size"))
+
+register(OpDef(
+    "narrow", (ParamSpec("dim", "int"), ParamSpec("start", "int", min=0), ParamSpec("length", "int", min=1)),
+    _narrow_shape, functional=lambda a, xs: f"{xs[0]}.narrow({lit(a['dim'])}, {lit(a['start'])}, "
+                                            f"{lit(a['length'])})",
+    torch="torch.narrow", doc="a slice of one dimension", affine=True, grad=_narrow_grad, cost=view_cost,
+    imports=Imports(methods=("narrow",), functions=("torch.narrow",)),
+    doc_call="narrow(x, dim, start, length)", doc_args="`dim` int, in range, not 0; `start` int ≥ 0; "
+                                                      "`length` int ≥ 1",
+    doc_shape="dimension `dim` cut to `start..start+length` (E0203 past the end). A view"))
+
+
+def _split_dim(shapes, a):
+    (x,) = shapes
+    d = norm_dim(a["dim"], len(x), "dim")
+    if d == 0:
+        raise OpError(f"{'chunk' if 'chunks' in a else 'split'} cuts the batch dimension 0", "dim", "E0203",
+                      "split dimension 1 or above (e.g. the channels: dim=1)")
+    if not isinstance(x[d], int):
+        raise OpError(f"dimension {a['dim']} is the symbol '{x[d]}'", "dim", "E0304")
+    return x
+
+
+def _chunk_pieces(a, x):
+    d = a["dim"] % len(x)
+    size = x[d]
+    step = -(-size // a["chunks"])  # torch.chunk: ceil(size / chunks) each, the last one shorter
+    return [{"dim": d, "start": s, "length": min(step, size - s)} for s in range(0, size, step)]
+
+
+def _split_pieces(a, x):
+    d = a["dim"] % len(x)
+    size = x[d]
+    sizes = a["size"]
+    if len(sizes) == 1:  # torch.split(x, n): pieces of n, the last one shorter
+        n = sizes[0]
+        return [{"dim": d, "start": s, "length": min(n, size - s)} for s in range(0, size, n)]
+    out, start = [], 0
+    for n in sizes:
+        out.append({"dim": d, "start": start, "length": n})
+        start += n
+    return out
+
+
+def _split_shape(shapes, a):
+    x = _split_dim(shapes, a)
+    sizes = a["size"]
+    d = a["dim"] % len(x)
+    if len(sizes) > 1 and sum(sizes) != x[d]:
+        raise OpError(f"split sizes {list(sizes)} add up to {sum(sizes)}, but dimension {a['dim']} has size "
+                      f"{x[d]}", "size", "E0305")
+    return x
+
+
+register(OpDef(
+    "chunk", (ParamSpec("chunks", "int", min=1), ParamSpec("dim", "int", 1)), _split_dim,
+    pieces=_chunk_pieces, torch="torch.chunk", doc="split into equal pieces (several outputs)", affine=True,
+    imports=Imports(methods=("chunk",), functions=("torch.chunk",)),
+    doc_call="a = chunk(x, chunks, dim=1)", doc_args="`chunks` int ≥ 1; `dim` int (1: the channels), in range, not 0",
+    doc_shape="as torch.chunk: pieces of `ceil(size / chunks)`, the last shorter; the value holds the pieces "
+              "(`a[0]`, `a[1]`, …), each a view (narrow)"))
+
+register(OpDef(
+    "split", (ParamSpec("size", "ints", min=1), ParamSpec("dim", "int", 1)), _split_shape,
+    pieces=_split_pieces, torch="torch.split", doc="split into pieces of given sizes (several outputs)",
+    affine=True, imports=Imports(methods=("split",), functions=("torch.split",)),
+    doc_call="a = split(x, size, dim=1)", doc_args="`size` int ≥ 1, or a list of sizes; `dim` int (1), in range, not 0",
+    doc_shape="as torch.split: pieces of `size` (the last shorter), or of the listed sizes, which add up to the "
+              "dimension (E0305); each piece a view (narrow)"))
+
+
+# ----------------------------------------------------------------- learnable tensors
+
+def _parameter_shape(shapes, a):
+    return tuple(a["shape"])
+
+
+register(OpDef(
+    "parameter", (ParamSpec("shape", "ints", min=1, doc="the tensor's shape"), ParamSpec("init", "float", 0.0)),
+    _parameter_shape, n_inputs=0, tensor=True, parametric=True,
+    module=lambda a, s: f"nn.Parameter(torch.full({lit(tuple(a['shape']))}, {lit(a['init'])}))",
+    torch="nn.Parameter", doc="a learnable tensor of the block (ConvNeXt's layer scale, a class token)",
+    doc_call="name = parameter(shape, init=0.0)",
+    doc_args="`shape` list of ints ≥ 1; `init` number (0.0), the value it starts with",
+    doc_shape="the tensor itself, of `shape` (no input, no batch dimension: it broadcasts). Its state_dict key is "
+              "the name it is bound to (`layer_scale` in a block at `features.1.0`: `features.1.0.layer_scale`)"))
