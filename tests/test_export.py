@@ -192,3 +192,21 @@ def test_an_op_the_exporter_cannot_translate_is_a_program_error_naming_it():
     with pytest.raises(evo.EvoError, match=r"cannot be exported to ONNX: it has no translation for aten\._linalg_svd"):
         prog.export("Shapes", "unused.onnx", model=model, method="eigengradcam")
     assert not Path("unused.onnx").exists()
+
+
+def test_topk_classes_export_with_torch_export_and_are_refused_by_onnx(tmp_path):
+    prog, model = _quickstart()
+    x = _bundled_images(prog)[:3]
+    with pytest.raises(evo.EvoError, match="topk classes, which ONNX cannot select"):
+        prog.export("Shapes", tmp_path / "t.onnx", model=model, class_="topk(2)")
+    ep = prog.export("Shapes", model=model, format="torch-export", class_="topk(2)")
+    ref = prog.explainer("Shapes", model, strategy="autograd", class_="topk(2)")(x)
+    _, classes, _, maps = ep.module()(x)
+    assert maps.shape == (3, 2, 64, 64) and torch.equal(classes, ref.classes)
+    torch.testing.assert_close(maps, ref.maps, atol=1e-4, rtol=0)
+    # all classes (no sort) go to ONNX
+    path = prog.export("Shapes", tmp_path / "all.onnx", model=model, class_="all")
+    _, classes, _, maps = _run(path, x)
+    ref = prog.explainer("Shapes", model, strategy="autograd", class_="all")(x)
+    assert maps.shape == (3, 4, 64, 64) and torch.equal(classes, ref.classes)
+    torch.testing.assert_close(maps, ref.maps, atol=1e-4, rtol=0)

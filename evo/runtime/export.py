@@ -123,6 +123,10 @@ def onnx_bytes(module: ExportedExplainer, x: torch.Tensor, opset: int = DEFAULT_
     """The ONNX model (opset >= 17, dynamic batch) as bytes."""
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be at least {MIN_OPSET}, got {opset}")
+    if module.explainer.classes[0] == "topk":
+        raise _bad(f"cam '{module.cam}' explains topk classes, which ONNX cannot select: topk(k) is a stable "
+                   "sort of the logits (ties keep the lower index), and the ONNX exporter has no stable sort",
+                   "export class = top1, an index, a list or all to ONNX, or topk with format torch-export")
     import logging
     import warnings
 
