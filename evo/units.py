@@ -106,6 +106,8 @@ def _is_clean(v: float) -> bool:
 
 
 def _num(v: float) -> str:
+    if v != v or v in (float("inf"), float("-inf")):
+        return "infinity" if v > 0 else "-infinity" if v < 0 else "not a number"
     if abs(v - round(v)) < 1e-9 * max(1.0, abs(v)):
         return str(int(round(v)))
     return repr(round(v, 9))

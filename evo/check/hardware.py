@@ -3,6 +3,7 @@ level order offchip -> global -> pe, PE memory smaller than global memory, exten
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -47,6 +48,34 @@ LEVEL_ATTRS: dict[str, tuple[tuple[str, ...], str]] = {
     "area": ((U.AREA_PER_SIZE,), "area per byte"),
 }
 LEVEL_WORDS = ("holds",)
+# The values a tier may have, in base units (Hz, count, bytes, J, bytes/s, J/byte): wide
+# enough for any real or imagined accelerator, narrow enough that the cost model's
+# arithmetic stays finite and exact (no infinities, no denormals, no overflow).  Other
+# attributes must lie within GENERIC_RANGE.
+RANGES: dict[str, tuple[float, float, str]] = {
+    "frequency": (1.0, 1e12, "1 Hz to 1,000 GHz"),
+    "pes": (1, 1e9, "1 to 1,000,000,000"),
+    "rows": (1, 1e6, "1 to 1,000,000"),
+    "cols": (1, 1e6, "1 to 1,000,000"),
+    "macs_per_pe": (1, 1e6, "1 to 1,000,000"),
+    "word": (1 / 8, 128.0, "1 bit to 1024 bit"),
+    "mac_energy": (1e-18, 1e-3, "1e-6 pJ to 1 mJ"),
+    "operand_energy": (1e-18, 1e-3, "1e-6 pJ/B to 1 mJ/B"),
+    "size": (1.0, 1e18, "1 B to 1,000,000 TB"),
+    "bandwidth": (1.0, 1e16, "1 B/s to 10,000 TB/s"),
+    "energy": (1e-18, 1e-3, "1e-6 pJ/B to 1 mJ/B"),
+}
+GENERIC_RANGE = (1e-24, 1e24, "1e-24 to 1e24 in base units")
+
+
+def out_of_range(key: str, value: float) -> str | None:
+    """Why `value` (base units) is not a plausible value of attribute `key`, or None."""
+    lo, hi, text = RANGES.get(key, GENERIC_RANGE)
+    if not math.isfinite(value) or not lo <= value <= hi:
+        return f"must be from {text}"
+    return None
+
+
 LEVEL_REQUIRED = {"offchip": ("bandwidth", "energy"), "global": ("size", "bandwidth", "energy"),
                   "pe": ("size", "bandwidth", "energy")}
 
@@ -309,6 +338,10 @@ class HardwareChecker:
             if val <= 0:
                 self.col.error("E0404", f"'{key}' must be positive, got {q}", item.value.span)
                 continue
+            why = out_of_range(key, val)
+            if why:
+                self.col.error("E0203", f"'{key}' {why}, got {q}", item.value.span)
+                continue
             top[key] = val
         shape = [r.top.get(k) for k in ("rows", "cols")]
         if "pes" not in r.top and "rows" in top and "cols" in top:
@@ -378,6 +411,13 @@ class HardwareChecker:
                 val = q.value
                 if q.dim == U.BANDWIDTH_CYCLE:
                     val = q.value * top.get("frequency", 0)
+                why = out_of_range(key, val) if val else None
+                if why:
+                    self.col.error("E0203", f"'{key}' of the {kind} level {why}, got {q}"
+                                   + (f" ({U.format_quantity(val, U.BANDWIDTH)})" if q.dim == U.BANDWIDTH_CYCLE else ""),
+                                   item.value.span)
+                    vals[key] = None
+                    continue
                 vals[key] = val
             holds = tuple(o for o in OPERANDS if o in vals.get("holds", OPERANDS))
             split = tuple((o, vals[f"{o}_size"]) for o in OPERANDS if vals.get(f"{o}_size") is not None)

@@ -10,13 +10,14 @@ IR graph; errors are collected with the span of the offending argument.
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from evo import ops
+from evo import limits, ops
 from evo.check.evaluate import POISON, Evaluator, TensorV, TupleV, Ctx, fmt_number, is_number, join, type_name
 from evo.check.program import Program
 from evo.diagnostics import Abort, Collector, Fatal, Note, Span, did_you_mean
@@ -27,8 +28,9 @@ from evo.ir.node import Graph, Node, Op, Scope
 # Names a layer (a submodule) cannot have in PyTorch.
 RESERVED_MODULE_NAMES = frozenset({"training"})
 
-MAX_EXPANDED = 100_000   # layers (IR nodes) per network
-MAX_DEPTH = 200          # nested block instances
+MAX_EXPANDED = limits.value("layers")      # layers (IR nodes) per network
+MAX_DEPTH = limits.value("block_depth")     # nested block instances
+MAX_INT_ARG = limits.value("int_argument")  # |integer op argument|, input dimensions
 
 # Instantiating MAX_DEPTH nested blocks, each evaluating an expression nested as
 # deep as the parser allows, takes more Python frames than the default limit of
@@ -170,6 +172,8 @@ class Lowerer(Evaluator):
             self.b.scopes.sort(key=lambda sc: sc.path != "")
         else:
             self.b.scopes.insert(0, Scope("", "network", net.name, None, node.nid, tuple(out_ids), net.span))
+        if not self.within_budget(net):
+            return None
         pargs = tuple((p.name, env[p.name]) for p in net.params[1:])
         return Graph(net.name, tuple(self.b.nodes), (node.nid,), tuple(out_ids), tuple(self.b.scopes),
                      tuple(sorted(self.b.values.items())), pargs, net.span)
@@ -187,7 +191,33 @@ class Lowerer(Evaluator):
                                 "give channels and spatial sizes as integers")
             if isinstance(d, int) and d <= 0:
                 raise self.fail("E0304", f"dimension {i} of the input must be positive, got {d}", t.span)
+            if isinstance(d, int) and d > MAX_INT_ARG:
+                raise self.fail("E0203", limits.exceeded("int_argument", d, f"dimension {i} of the input"),
+                                t.span, limits.LIMITS["int_argument"].how())
         return tuple(t.dims)
+
+    def within_budget(self, net: A.Network) -> bool:
+        """The parameter count and the activation memory (one sample, float32) of the
+        network are within their limits: building or running it will not exhaust memory."""
+        nodes = self.b.nodes
+        params = act = 0
+        for n in nodes:
+            elems = 1
+            for x in n.shape[1:] if n.shape and not isinstance(n.shape[0], int) else n.shape:
+                elems *= x if isinstance(x, int) else 1
+            act += 4 * elems
+            if n.op != Op.INPUT:
+                try:
+                    params += ops.param_count(ops.of_node(n), n.attr_dict, [nodes[i].shape for i in n.inputs])
+                except Exception:  # noqa: BLE001 - a custom op's weight rule: not counted
+                    pass
+        for name, got in (("params", params), ("activation_bytes", act)):
+            if got > limits.value(name):
+                self.col.error("E0202", limits.exceeded(name, got, f"network '{net.name}' has too many "
+                                                        f"{'parameters' if name == 'params' else 'activation bytes'}"),
+                               net.name_span, limits.LIMITS[name].how())
+                return False
+        return True
 
     # ------------------------------------------------------------------ nodes
     def add(self, op: Op, inputs: tuple, attrs: dict, shape: tuple, span: Span, scope: str,
@@ -209,7 +239,7 @@ class Lowerer(Evaluator):
         """The layer limit: reported once, it ends the network (every later statement
         would exceed it again)."""
         self.col.error("E0202", f"the network expands to more than {MAX_EXPANDED:,} layers", span,
-                       "reduce the repeat/for counts (the limit is a safety bound: see docs/limits.md)")
+                       "reduce the repeat/for counts, or " + limits.LIMITS["layers"].how())
         return Fatal()
 
     # ------------------------------------------------------------------ statements
@@ -373,6 +403,11 @@ class Lowerer(Evaluator):
             return self.fail("E0200", f"argument '{p.name}' of {d.name} must be {what}, not {type_name(v)}", span)
 
         def rng(x):
+            if isinstance(x, float) and not math.isfinite(x):
+                raise self.fail("E0203", f"argument '{p.name}' of {d.name} must be a finite number, got {x}", span)
+            if isinstance(x, int) and abs(x) > MAX_INT_ARG:
+                raise self.fail("E0203", limits.exceeded("int_argument", abs(x), f"argument '{p.name}' of {d.name}"),
+                                span, limits.LIMITS["int_argument"].how())
             if p.min is not None and x < p.min:
                 raise self.fail("E0203", f"argument '{p.name}' of {d.name} must be at least "
                                 f"{fmt_number(p.min)}, got {fmt_number(x)}", span)

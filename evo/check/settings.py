@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from evo import limits
 from evo import units as U
 from evo.cam_methods import GRADIENT_FREE, METHODS  # noqa: F401  (the one list of CAM methods)
-from evo.check.hardware import LEVEL_ATTRS, LEVEL_KINDS, TOP_ATTRS, HardwareSpec
+from evo.check.hardware import LEVEL_ATTRS, LEVEL_KINDS, TOP_ATTRS, HardwareSpec, out_of_range
 from evo.check.program import Program
 from evo.diagnostics import Abort, Collector, Span, did_you_mean
 from evo.frontend import ast as A
@@ -114,7 +115,7 @@ def _did_you_mean_path(p: str, paths) -> str | None:
     return f"did you mean '{show_path(close)}'?"
 
 
-MAX_GENE_VALUES = 1_000_000
+MAX_GENE_VALUES = limits.value("gene_values")
 
 
 class SettingsChecker:
@@ -343,13 +344,16 @@ class SettingsChecker:
             b = self.value(st["batch"].value)
             if isinstance(b, bool) or not isinstance(b, int) or b < 1:
                 self.col.error("E0203", "'batch' must be a positive int", st["batch"].value.span)
+            elif b > limits.value("batch"):
+                self.col.error("E0203", limits.exceeded("batch", b, "'batch'"), st["batch"].value.span,
+                               limits.LIMITS["batch"].how())
             else:
                 batch = b
         fps = None
         if "fps" in st:
             f = self.value(st["fps"].value)
-            if isinstance(f, bool) or not isinstance(f, (int, float)) or f <= 0:
-                self.col.error("E0203", "'fps' must be a positive number", st["fps"].value.span)
+            if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1e12:
+                self.col.error("E0203", "'fps' must be a positive number below 1e12", st["fps"].value.span)
             else:
                 fps = float(f)
         objective = self.word(st["objective"], OBJECTIVES) if "objective" in st else "latency"
@@ -372,6 +376,11 @@ class SettingsChecker:
                 v = self.value(st[key].value)
                 if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                     self.col.error("E0203", f"'{key}' must be an int >= {lo}", st[key].value.span)
+                elif key != "seed" and v > limits.value(key):
+                    self.col.error("E0203", limits.exceeded(key, v, f"'{key}'"), st[key].value.span,
+                                   limits.LIMITS[key].how())
+                elif key == "seed" and v >= 2 ** 63:
+                    self.col.error("E0203", "'seed' must be below 2**63", st[key].value.span)
                 else:
                     nums[key] = v
         genes: list[GeneSpec] = []
@@ -406,6 +415,13 @@ class SettingsChecker:
         if not genes and len(self.col.diagnostics) == n0:
             self.col.error("E0509", f"evolve '{ev.name}' declares no genes", ev.name_span,
                            "add e.g.: gene classes in [10, 100]")
+        space = 1
+        for g in genes:
+            space *= len(g.values)
+        if space > limits.value("search_space"):
+            self.col.error("E0511", limits.exceeded("search_space", space, f"evolve '{ev.name}' searches "
+                                                    "too many candidates"), ev.name_span,
+                           "narrow the gene domains, or " + limits.LIMITS["search_space"].how())
         if len(self.col.diagnostics) > n0:
             return None
         return EvolveSpec(ev.name, tname, tuple(genes), tuple(objectives), tuple(constraints),
@@ -499,6 +515,10 @@ class SettingsChecker:
                 return None
             if x <= 0:
                 self.col.error("E0404", f"gene '{'.'.join(path)}' values must be positive", g.span)
+                return None
+            why = out_of_range(rest[-1], x)
+            if why:
+                self.col.error("E0203", f"gene '{'.'.join(path)}' values {why}, got {v}", g.span)
                 return None
             base.append(x)
         return GeneSpec(path, "hardware", tuple(base), dims[0], g.path_span)

@@ -171,9 +171,9 @@ class CostReport:
         return d
 
     def to_json(self) -> str:
-        import json
+        from evo.cost.report import dumps
 
-        return json.dumps(self.to_dict(), indent=2, sort_keys=False, default=float) + "\n"
+        return dumps(self.to_dict(), ensure_ascii=True) + "\n"
 
     def to_csv(self) -> str:
         from evo.cost.report import to_csv

@@ -248,8 +248,25 @@ def to_dict(net: NetworkCost) -> dict:
     }
 
 
+def finite(obj):
+    """`obj` with every non-finite float (an unbounded budget, a rate of nothing) as None:
+    JSON has no Infinity or NaN, and strict readers refuse them."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
+def dumps(obj, indent: int | None = 2, ensure_ascii: bool = False) -> str:
+    """Strict JSON (no Infinity/NaN) of a report dict."""
+    return json.dumps(finite(obj), indent=indent, ensure_ascii=ensure_ascii, allow_nan=False, default=float)
+
+
 def to_json(net: NetworkCost, indent: int | None = 2) -> str:
-    return json.dumps(to_dict(net), indent=indent, ensure_ascii=False)
+    return dumps(to_dict(net), indent)
 
 
 CSV_COLUMNS = ("name", "kind", "macs", "latency_s", "cycles", "bound", "energy_j", "energy_offchip_j",

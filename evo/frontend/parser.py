@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import stat
 import sys
 import threading
 from importlib import resources
@@ -15,6 +16,7 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from evo import codes as C
+from evo import limits
 from evo.diagnostics import Diagnostic, EvoError, SourceMap, Span
 
 LANGUAGE_VERSIONS = ("0.1",)
@@ -98,22 +100,53 @@ class _PostLex:
 _NEXT_WORD = re.compile(r"(?:\s|#[^\n]*)*([A-Za-z_]\w*)")
 
 
+def _private_dir(folder: str) -> bool:
+    """Is `folder` a real directory (not a link) owned by this user that no one else may
+    write to or read?  Made so (0700) when this user owns it."""
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        return False
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        try:
+            os.chmod(folder, 0o700)
+        except OSError:
+            return False
+        return stat.S_IMODE(os.lstat(folder).st_mode) & 0o077 == 0
+    return True
+
+
 def _cache_file() -> str | bool:
     """Where Lark keeps the analysed grammar between runs (building it takes about a
-    second; loading it, milliseconds).  A private per-user directory, not the shared
-    temporary one: the cache is a pickle.  Lark checks the grammar's hash in the file
+    second; loading it, milliseconds).  The cache is a pickle, so it is loaded only
+    from a private per-user directory (a real directory owned by this user, mode 0700)
+    and only if the file is a regular file owned by this user that no one else can
+    write; anything else means no cache.  Lark checks the grammar's hash in the file
     and rebuilds (and rewrites) a stale or unreadable cache.  False: no cache."""
-    if os.environ.get("EVO_NO_GRAMMAR_CACHE"):
+    if os.environ.get("EVO_NO_GRAMMAR_CACHE") or not hasattr(os, "getuid"):
         return False
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    if not os.path.isabs(base):
+        return False
     folder = os.path.join(base, "evo")
     try:
         os.makedirs(folder, mode=0o700, exist_ok=True)
     except OSError:
         return False
-    if not os.access(folder, os.W_OK):
+    if not _private_dir(folder) or not os.access(folder, os.W_OK):
         return False
-    return os.path.join(folder, f"grammar-lark{lark.__version__}-py{sys.version_info[0]}{sys.version_info[1]}.cache")
+    path = os.path.join(folder, f"grammar-lark{lark.__version__}-py{sys.version_info[0]}{sys.version_info[1]}.cache")
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) & 0o022:
+        return False
+    return path
 
 
 # Comments are ignored by the grammar; the lexer hands them here (for the formatter).
@@ -288,7 +321,8 @@ def parse_tree(text: str, filename: str):
         start = getattr(meta, "start_pos", 0)
         span = Span(filename, line, col, line, col + 1, start, start + 1)
         raise EvoError(Diagnostic(C.UNEXPECTED_TOKEN, f"the program is nested too deeply (more than {MAX_NESTING} levels)",
-                                  span, "split deeply nested expressions into named steps"),
+                                  span, "split deeply nested expressions into named steps, or "
+                                  + limits.LIMITS["nesting"].how()),
                        SourceMap({filename: text}))
     return tree, comments
 
@@ -297,7 +331,7 @@ def parse_tree(text: str, filename: str):
 # operator, a nested call or `if` two.  Real programs use about 12; the limit
 # keeps every recursive pass (transformer, checks, formatter) far from Python's
 # recursion limit.
-MAX_NESTING = 200
+MAX_NESTING = limits.value("nesting")
 
 
 def _too_deep(tree):

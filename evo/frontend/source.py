@@ -21,9 +21,10 @@ from pathlib import Path
 
 from evo.diagnostics import Diagnostic, EvoError, SourceMap, Span
 from evo import codes as C
+from evo import limits
 
 # The largest program file read (bytes).  Real programs are a few kilobytes.
-MAX_SOURCE_BYTES = 8 * 1024 * 1024
+MAX_SOURCE_BYTES = limits.value("source_bytes")
 
 
 class UnreadableSource(Exception):
@@ -68,8 +69,9 @@ def _kind(mode: int) -> str:
     return "it is not a regular file"
 
 
-def read_bytes(path: str | os.PathLike, limit: int = MAX_SOURCE_BYTES) -> bytes:
-    """The bytes of a regular file of at most `limit` bytes; raises UnreadableSource."""
+def read_bytes(path: str | os.PathLike, limit: int = MAX_SOURCE_BYTES, env: str = "EVO_LIMIT_SOURCE_BYTES") -> bytes:
+    """The bytes of a regular file of at most `limit` bytes (`env`: the variable that raises
+    the limit, named in the message); raises UnreadableSource."""
     shown = os.fspath(path)
     if isinstance(shown, bytes):
         raise TypeError("a path is a str or a pathlib.Path, not bytes")
@@ -84,7 +86,7 @@ def read_bytes(path: str | os.PathLike, limit: int = MAX_SOURCE_BYTES) -> bytes:
     if not stat.S_ISREG(st.st_mode):
         raise UnreadableSource(shown, _kind(st.st_mode))
     if st.st_size > limit:
-        raise UnreadableSource(shown, f"it is larger than the limit of {limit:,} bytes")
+        raise UnreadableSource(shown, f"it is larger than the limit of {limit:,} bytes (set {env} to raise it)")
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
     try:
         fd = os.open(shown, flags)
@@ -102,7 +104,7 @@ def read_bytes(path: str | os.PathLike, limit: int = MAX_SOURCE_BYTES) -> bytes:
             chunks.append(chunk)
             size += len(chunk)
             if size > limit:
-                raise UnreadableSource(shown, f"it is larger than the limit of {limit:,} bytes")
+                raise UnreadableSource(shown, f"it is larger than the limit of {limit:,} bytes (set {env} to raise it)")
         return b"".join(chunks)
     except OSError as e:
         raise UnreadableSource(shown, _why(e)) from None
@@ -147,7 +149,7 @@ def read_stdin(stream=None, limit: int = MAX_SOURCE_BYTES) -> Source:
         text = stream.read(limit + 1)
         data = text.encode("utf-8", "surrogateescape")
     if len(data) > limit:
-        raise UnreadableSource("<stdin>", f"it is larger than the limit of {limit:,} bytes")
+        raise UnreadableSource("<stdin>", f"it is larger than the limit of {limit:,} bytes (set EVO_LIMIT_SOURCE_BYTES to raise it)")
     return Source(decode(data, "<stdin>"), "<stdin>", Path.cwd())
 
 
@@ -169,5 +171,6 @@ def from_string(text: str, filename: str = "<string>", base_dir: str | os.PathLi
     if base_dir is not None and not isinstance(base_dir, (str, os.PathLike)):
         raise TypeError(f"base_dir must be a str or a path, not {type(base_dir).__name__}")
     if len(text.encode("utf-8", "surrogatepass")) > MAX_SOURCE_BYTES:
-        raise ValueError(f"the source is larger than the limit of {MAX_SOURCE_BYTES:,} bytes")
+        raise ValueError(f"the source is larger than the limit of {MAX_SOURCE_BYTES:,} bytes "
+                         "(set EVO_LIMIT_SOURCE_BYTES to raise it)")
     return Source(text, filename, Path(base_dir) if base_dir is not None else Path.cwd())
