@@ -54,7 +54,8 @@ LAYERNORM2D_HELPER = ("EvoLayerNorm2d", '''class {name}(nn.LayerNorm):
     """LayerNorm over the channels of [N, C, H, W]: permute, normalise, permute back."""
 
     def forward(self, x):
-        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)''')
 
 
@@ -118,8 +119,9 @@ def _ln_grad_code(a, ins, k, const, path):
             f"{{out}}_r = torch.rsqrt({x}.var({dims}, unbiased=False, keepdim=True) + {lit(a['eps'])})",
             f"{{out}}_xh = ({x} - {{out}}_mu) * {{out}}_r",
             f"{{out}}_dy = _evo_k({g}, {k}) * {w}",
-            f"{{out}} = ({{out}}_r * ({{out}}_dy - {{out}}_dy.mean({dims}, keepdim=True) - {{out}}_xh * "
-            f"({{out}}_dy * {{out}}_xh).mean({dims}, keepdim=True))).reshape({g}.shape)"]
+            f"{{out}}_m1 = {{out}}_dy.mean({dims}, keepdim=True)",
+            f"{{out}}_m2 = ({{out}}_dy * {{out}}_xh).mean({dims}, keepdim=True)",
+            f"{{out}} = ({{out}}_r * ({{out}}_dy - {{out}}_m1 - {{out}}_xh * {{out}}_m2)).reshape({g}.shape)"]
 
 
 def _ln_cost(W, a, ins, out):
