@@ -204,8 +204,13 @@ class SettingsChecker:
         upsample = self.word(st["upsample"], UPSAMPLE) if "upsample" in st else "bilinear"
         normalize = self.word(st["normalize"], NORMALIZE) if "normalize" in st else "minmax"
         classes = self.classes(st["class"], graph) if "class" in st else ("top1",)
-        mean = self.floats(st["mean"], 3) if "mean" in st else None
-        std = self.floats(st["std"], 3) if "std" in st else None
+        channels = 3  # mean and std: one value per input channel (a grey network has one)
+        if graph is not None:
+            ishape = graph.node(graph.inputs[0]).shape
+            if len(ishape) == 4 and isinstance(ishape[1], int):
+                channels = ishape[1]
+        mean = self.floats(st["mean"], channels) if "mean" in st else None
+        std = self.floats(st["std"], channels) if "std" in st else None
         if std is not None and any(x <= 0 for x in std):
             self.col.error("E0203", "'std' values must be positive", st["std"].value.span)
         labels = self.strings(st["labels"]) if "labels" in st else None
@@ -315,7 +320,8 @@ class SettingsChecker:
         v = self.value(s.value)
         if not (isinstance(v, tuple) and len(v) == n and all(isinstance(x, (int, float)) and not isinstance(x, bool)
                                                              for x in v)):
-            self.col.error("E0504", f"'{s.name}' must be a list of {n} numbers", s.value.span)
+            self.col.error("E0504", f"'{s.name}' must be a list of {n} number{'s' if n != 1 else ''}, one per input "
+                           "channel", s.value.span)
             return None
         return tuple(float(x) for x in v)
 

@@ -106,12 +106,18 @@ def load_model(target: str):
     if callable(obj):
         try:
             made = obj()
-        except Exception as e:  # noqa: BLE001 -- the user's code
-            raise _Fail(f"calling {attr}() failed: {type(e).__name__}: {e}", EXIT_PROBLEMS) from None
+        except (Exception, SystemExit) as e:  # noqa: BLE001 -- the user's code (sys.exit included)
+            raise _Fail(f"calling {attr}() failed: {_what(e)}", EXIT_PROBLEMS) from None
         if isinstance(made, nn.Module):
             return made
         raise _Fail(f"{attr}() returned {type(made).__name__}, not an nn.Module", EXIT_PROBLEMS)
     raise _Fail(f"{attr} is a {type(obj).__name__}, not an nn.Module or a factory", EXIT_USAGE)
+
+
+def _what(e: BaseException) -> str:
+    if isinstance(e, SystemExit):
+        return f"it called sys.exit({e.code!r})"
+    return f"{type(e).__name__}: {e}"
 
 
 def _import(path: str):
@@ -128,8 +134,8 @@ def _import(path: str):
         sys.path.insert(0, str(p.resolve().parent))
         try:
             spec.loader.exec_module(mod)
-        except Exception as e:  # noqa: BLE001 -- the user's code
-            raise _Fail(f"importing {path} failed: {type(e).__name__}: {e}", EXIT_PROBLEMS) from None
+        except (Exception, SystemExit) as e:  # noqa: BLE001 -- the user's code (sys.exit included)
+            raise _Fail(f"importing {path} failed: {_what(e)}", EXIT_PROBLEMS) from None
         finally:
             try:
                 sys.path.remove(str(p.resolve().parent))
@@ -144,5 +150,5 @@ def _import(path: str):
         if e.name and path.startswith(e.name):
             raise _Fail(f"no module named '{path}'", EXIT_USAGE) from None
         raise _Fail(f"importing {path} failed: {type(e).__name__}: {e}", EXIT_PROBLEMS) from None
-    except Exception as e:  # noqa: BLE001 -- the user's code
-        raise _Fail(f"importing {path} failed: {type(e).__name__}: {e}", EXIT_PROBLEMS) from None
+    except (Exception, SystemExit) as e:  # noqa: BLE001 -- the user's code (sys.exit included)
+        raise _Fail(f"importing {path} failed: {_what(e)}", EXIT_PROBLEMS) from None

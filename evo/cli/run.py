@@ -18,8 +18,8 @@ def add_parser(sub) -> None:
     p.add_argument("--cam", metavar="NAME", help="the cam to run (default: the program's only/first cam)")
     p.add_argument("--weights", metavar="W.pt", help="state_dict of the network (default: bundled weights "
                    "for the program, e.g. quickstart.pt; else random initialisation)")
-    p.add_argument("--images", nargs="+", metavar="PATH", help="image files or a directory "
-                   "(default: the images/ folder next to the program)")
+    p.add_argument("--images", nargs="+", action="extend", metavar="PATH", help="image files or a directory "
+                   "(default: the images/ folder next to the program; may be repeated)")
     p.add_argument("--video", metavar="IN.mp4", help="explain every frame of a video (PyAV): an overlay video "
                    "and one JSON line per frame, with the fps achieved (see docs/video.md)")
     p.add_argument("--out", metavar="DIR", default="evoc-out", help="output directory (default: evoc-out); "
@@ -34,11 +34,17 @@ def add_parser(sub) -> None:
     p.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
 
 
+def safe(s) -> str:
+    """Text from a file name, a label or a program, safe to print on a terminal: control
+    and format characters (escape sequences, bidi overrides) are shown escaped."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(s))
+
+
 def _weights_path(prog_path: Path, given: str | None) -> Path | None:
     if given:
         p = Path(given)
         if not p.is_file():
-            raise UsageError(f"weights file {given} not found")
+            raise UsageError(f"weights file {safe(given)} not found")
         return p
     for cand in (prog_path.with_suffix(".pt"), BUNDLED / f"{prog_path.stem}.pt"):
         if cand.is_file():
@@ -62,9 +68,13 @@ def _images(prog_path: Path, given: list[str] | None) -> list[str]:
         elif p.is_file():
             out.append(str(p))
         else:
-            raise UsageError(f"image path {g} not found")
+            raise UsageError(f"image path {safe(g)} not found")
     if not out:
         raise UsageError("no images (.png, .jpg, .jpeg, .bmp) found")
+    from evo import limits
+
+    if len(out) > limits.value("images"):
+        raise UsageError(limits.exceeded("images", len(out), "input images") + "; " + limits.LIMITS["images"].how())
     return out
 
 
@@ -91,12 +101,30 @@ def output_stems(paths: list[str]) -> list[str]:
 
 
 def load_weights(model, path: Path) -> None:
+    import io
+    import pickle
+
     import torch
 
+    from evo import limits
+    from evo.frontend.source import UnreadableSource, read_bytes
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        data = read_bytes(path, limits.value("image_bytes"), "EVO_LIMIT_IMAGE_BYTES")
+    except UnreadableSource as e:
+        raise UsageError(f"cannot load weights: {safe(e)}") from None
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "global" not in str(e).lower():  # not a refused object: not a weights file at all
+            raise UsageError(f"cannot load weights {safe(path)}: not a PyTorch weights file") from None
+        # torch's message advises turning the protection off: never repeat that advice
+        raise UsageError(f"{safe(path)} is not a plain state_dict of tensors: it holds other Python objects, "
+                         "and loading those could run code the file contains; refused") from None
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's problem, said clearly
-        raise UsageError(f"cannot load weights {path}: {type(e).__name__}: {e}") from None
+        first = str(e).strip().split("\n")[0][:200]
+        raise UsageError(f"cannot load weights {safe(path)}: not a PyTorch weights file "
+                         f"({type(e).__name__}: {safe(first)})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -120,9 +148,18 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi")
 
 
 def main(args) -> int:
+    import math
+
+    from evo import limits
+
     prog_path = Path(args.file)
     if args.batch < 1:
         raise UsageError("--batch must be at least 1")
+    if args.batch > limits.value("batch"):
+        raise UsageError(f"--batch: {limits.exceeded('batch', args.batch, 'batch size')}; "
+                         f"{limits.LIMITS['batch'].how()}")
+    if not (math.isfinite(args.alpha) and 0.0 <= args.alpha <= 1.0):
+        raise UsageError(f"--alpha must be between 0 and 1, got {args.alpha}")
     if args.video is not None and args.images:
         raise UsageError("give --images or --video, not both")
     if args.video is not None and args.resume:
@@ -132,7 +169,7 @@ def main(args) -> int:
     prog = compile_program(args.file)  # the one source reader: unreadable is a usage error
     cams = prog.cams
     if not cams:
-        raise UsageError(f"{args.file} declares no cam")
+        raise UsageError(f"{safe(args.file)} declares no cam")
     name = pick("cam", args.cam if args.cam is not None else next(iter(cams)), cams, list_defined=False)
     spec = cams[name]
     model = prog.build(spec.network)
@@ -143,9 +180,18 @@ def main(args) -> int:
     exp = prog.explainer(name, model, **overrides)
     g = prog.graph(spec.network)
     shape = g.node(g.inputs[0]).shape
+    if len(shape) != 4 or shape[1] not in (1, 3):
+        raise UsageError(f"evoc run feeds images to networks whose input is [N, 1, H, W] (grey) or "
+                         f"[N, 3, H, W] (RGB); '{safe(spec.network)}' takes {list(shape)}")
+    channels = int(shape[1])
     size = (int(shape[2]), int(shape[3]))
-    mean = spec.mean if spec.mean is not None else (0.485, 0.456, 0.406)
-    std = spec.std if spec.std is not None else (0.229, 0.224, 0.225)
+    # a grey network reads images as grey (its statistics: one value each)
+    mean = spec.mean if spec.mean is not None else ((0.485, 0.456, 0.406) if channels == 3 else (0.449,))
+    std = spec.std if spec.std is not None else ((0.229, 0.224, 0.225) if channels == 3 else (0.226,))
+    for what, stats in (("mean", mean), ("std", std)):
+        if len(stats) != channels:
+            raise UsageError(f"cam '{safe(name)}' gives {len(stats)} {what} values for a network with {channels} "
+                             f"input channel{'s' if channels != 1 else ''}")
     if args.video is not None:
         if wpath is None:
             print("evoc: warning: no weights given or bundled; the network is randomly initialised", file=sys.stderr)
@@ -199,16 +245,17 @@ def _run_images(args, prog_path, name, spec, exp, size, mean, std, wpath, dist) 
                              "strategy": exp.strategy, "strategy_note": getattr(exp, "strategy_note", ""),
                              "weights": str(wpath) if wpath else None, "images": entries}), inputs=inputs)
     where = f" on {dist.world} processes" if dist.world > 1 else ""
-    print(f"explained {len(paths)} image{'s' if len(paths) != 1 else ''} with cam {name} "
-          f"({spec.method}, strategy {exp.strategy}) in {dt:.2f} s{where} -> {out}/")
+    print(f"explained {len(paths)} image{'s' if len(paths) != 1 else ''} with cam {safe(name)} "
+          f"({spec.method}, strategy {exp.strategy}) in {dt:.2f} s{where} -> {safe(out)}/")
     if args.resume:
         print(f"  {explained} explained, {reused} reused (--resume)")
     for e in entries[:10]:
         label = e.get("class_name") or e["class"]
-        print(f"  {Path(e['image']).name}: {label} (score {e['score']:.3f}), peak at "
+        print(f"  {safe(Path(e['image']).name)}: {safe(label)} (score {e['score']:.3f}), peak at "
               f"({e['peak']['x']:.0f}, {e['peak']['y']:.0f})")
     if len(entries) > 10:
-        print(f"  ... {len(entries) - 10} more in {out}/summary.json")
+        print(f"  ... {len(entries) - 10} more in {safe(out)}/summary.json")
+
     return 0
 
 

@@ -55,31 +55,79 @@ def list_images(directory) -> list[str]:
     return [str(d / n) for n in names]
 
 
-def load_image(path) -> np.ndarray:
-    """One image file as RGB uint8 [H, W, 3] (grey, palette and alpha are converted)."""
-    with Image.open(path) as im:
-        return np.array(im.convert("RGB"), dtype=np.uint8)
+# The copy of an image kept for its overlay is at most this many pixels on its longer
+# side (the network's copy is at the network's input size).
+OVERLAY_MAX_SIDE = 2048
 
 
-def preprocess(original: np.ndarray, size, mean=None, std=None) -> torch.Tensor:
-    """uint8 [H0, W0, 3] -> float32 [3, H, W]: Pillow bilinear resize to size (H, W)
-    (an int means square), scale to [0, 1], then (x - mean) / std per channel when
-    mean / std are given (each a sequence of 3 numbers on the [0, 1] scale)."""
+class ImageError(ValueError):
+    """An image file that cannot be used (unreadable, too large, not an image)."""
+
+
+def load_image(path, mode: str = "RGB", max_side: int | None = None) -> np.ndarray:
+    """One image file as uint8 [H, W, 3] (mode "RGB") or [H, W] (mode "L"); grey,
+    palette and alpha are converted.  Only a regular file of at most
+    EVO_LIMIT_IMAGE_BYTES is read, and an image of more than EVO_LIMIT_IMAGE_PIXELS
+    pixels (read from its header) is refused before it is decoded (a decompression
+    bomb).  max_side: the copy returned is reduced to at most this many pixels on
+    its longer side (JPEGs are decoded at the reduced size)."""
+    import io
+
+    from evo import limits
+    from evo.frontend.source import UnreadableSource, read_bytes
+
+    try:
+        data = read_bytes(path, limits.value("image_bytes"), "EVO_LIMIT_IMAGE_BYTES")
+    except UnreadableSource as e:
+        raise ImageError(str(e)) from None
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+            if w * h > limits.value("image_pixels"):
+                raise ImageError(f"{path}: {limits.exceeded('image_pixels', w * h, f'a {w}x{h} image has too many pixels')}"
+                                 f"; {limits.LIMITS['image_pixels'].how()}")
+            if max_side is not None and max(w, h) > max_side:
+                im.draft(mode, (max(1, w * max_side // max(w, h)), max(1, h * max_side // max(w, h))))
+                im = im.convert(mode)
+                im.thumbnail((max_side, max_side), resample=_BILINEAR)
+            else:
+                im = im.convert(mode)
+            return np.array(im, dtype=np.uint8)
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:  # Pillow's own bound, past ours
+        raise ImageError(f"{path}: the image has too many pixels (more than the limit of "
+                         f"{limits.value('image_pixels'):,}); {limits.LIMITS['image_pixels'].how()}") from None
+    except Exception as e:  # noqa: BLE001 - Pillow's many ways of saying "not an image"
+        raise ImageError(f"{path}: not a readable image ({type(e).__name__})") from None
+
+
+def preprocess(original: np.ndarray, size, mean=None, std=None, channels: int = 3) -> torch.Tensor:
+    """uint8 [H0, W0, 3] (or [H0, W0]) -> float32 [C, H, W] with C = channels (3: RGB,
+    1: grey): Pillow bilinear resize to size (H, W) (an int means square), scale to
+    [0, 1], then (x - mean) / std per channel when mean / std are given (each a
+    sequence of C numbers on the [0, 1] scale)."""
+    if channels not in (1, 3):
+        raise ValueError(f"images have 1 (grey) or 3 (RGB) channels, not {channels}")
+    mode = "RGB" if channels == 3 else "L"
     h, w = _hw(size)
     im = Image.fromarray(np.ascontiguousarray(original, dtype=np.uint8))
-    if im.mode != "RGB":
-        im = im.convert("RGB")
+    if im.mode != mode:
+        im = im.convert(mode)
     if im.size != (w, h):
         im = im.resize((w, h), resample=_BILINEAR)
-    x = torch.from_numpy(np.array(im, dtype=np.float32) / np.float32(255.0)).permute(2, 0, 1).contiguous()
-    if mean is not None:
-        x = x - torch.tensor([float(v) for v in mean], dtype=torch.float32).view(3, 1, 1)
-    if std is not None:
-        x = x / torch.tensor([float(v) for v in std], dtype=torch.float32).view(3, 1, 1)
+    a = np.array(im, dtype=np.float32) / np.float32(255.0)
+    x = torch.from_numpy(a[:, :, None] if a.ndim == 2 else a).permute(2, 0, 1).contiguous()
+    for stats, op in ((mean, torch.Tensor.sub), (std, torch.Tensor.div)):
+        if stats is not None:
+            vals = [float(v) for v in stats]
+            if len(vals) != channels:
+                raise ValueError(f"mean/std have {len(vals)} values for {channels}-channel images")
+            x = op(x, torch.tensor(vals, dtype=torch.float32).view(channels, 1, 1))
     return x
 
 
-def load_images(paths: Iterable, size, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+def load_images(paths: Iterable, size, mean=IMAGENET_MEAN, std=IMAGENET_STD, channels: int = 3):
     """Load image files for a network whose input is [B, 3, H, W].
 
     paths: image file paths (e.g. from list_images); size: (H, W) or an int (square)
@@ -92,8 +140,11 @@ def load_images(paths: Iterable, size, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     paths = [str(p) for p in paths]
     if not paths:
         raise ValueError("load_images: no image paths given")
-    originals = [load_image(p) for p in paths]
-    batch = torch.stack([preprocess(o, size, mean, std) for o in originals], dim=0)
+    if mean is not None and len(mean) == 1:
+        channels = 1  # grey statistics: a grey network
+    mode = "RGB" if channels == 3 else "L"
+    originals = [load_image(p, mode, OVERLAY_MAX_SIDE) for p in paths]
+    batch = torch.stack([preprocess(o, size, mean, std, channels) for o in originals], dim=0)
     return batch, originals
 
 
