@@ -31,6 +31,7 @@ IMPORT_CYCLE = "E0110"
 MISSING_RETURN = "E0111"
 STATEMENT_AFTER_RETURN = "E0112"
 UNKNOWN_ATTRIBUTE_OF_A_TENSOR = "E0113"
+TRAINING_ONLY_MISUSE = "E0120"
 
 # evaluation
 TYPE_MISMATCH = "E0200"
@@ -102,6 +103,7 @@ CODES: dict[str, str] = {
     MISSING_RETURN: "missing return",
     STATEMENT_AFTER_RETURN: "statement after return",
     UNKNOWN_ATTRIBUTE_OF_A_TENSOR: "unknown attribute of a tensor",
+    TRAINING_ONLY_MISUSE: "training-only submodule misused",
     TYPE_MISMATCH: "type mismatch",
     DIVISION_BY_ZERO: "division by zero",
     EXPANSION_TOO_LARGE: "expansion too large",

@@ -76,6 +76,7 @@ class _Builder:
     counters: dict[tuple[str, str], int] = field(default_factory=dict)
     used_paths: set[str] = field(default_factory=set)
     reserved: set[str] = field(default_factory=set)  # paths of every name a body binds
+    train_outputs: list[int] = field(default_factory=list)  # `training name = ...` values
     expanded: int = 0   # nodes made so far (the layer limit)
     idle: int = 0       # if/repeat/for expansions that yielded no stage
 
@@ -176,7 +177,7 @@ class Lowerer(Evaluator):
             return None
         pargs = tuple((p.name, env[p.name]) for p in net.params[1:])
         return Graph(net.name, tuple(self.b.nodes), (node.nid,), tuple(out_ids), tuple(self.b.scopes),
-                     tuple(sorted(self.b.values.items())), pargs, net.span)
+                     tuple(sorted(self.b.values.items())), pargs, net.span, tuple(self.b.train_outputs))
 
     def input_shape(self, net: A.Network, p: A.Param) -> tuple:
         t = p.type
@@ -255,6 +256,11 @@ class Lowerer(Evaluator):
                 ctx.env[s.name] = v
                 if isinstance(v, TensorV):
                     self.b.values.setdefault(join(ctx.scope, s.name), v.nid)
+                    if s.training:
+                        self.b.train_outputs.append(v.nid)
+                elif s.training and v is not POISON:
+                    self.col.error("E0205", f"a training-only statement binds a tensor, not {type_name(v)}",
+                                   s.value.span)
             elif isinstance(s, A.Return):
                 vals = []
                 for e in s.values:

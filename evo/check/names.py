@@ -32,8 +32,12 @@ class _BodyChecker:
         self.col = col
         self.callables = callables
         self.block_calls: list = []
+        self.where = ""  # "block 'B'" while checking a block's body
+        self.training: set[str] = set()  # names bound by `training name = ...`
+        self.in_training = False
 
     def check_def(self, d: A.Block | A.Network) -> None:
+        self.where = f"block {q(d.name)}" if isinstance(d, A.Block) else ""
         seen: set[str] = set()
         defined: set[str] = set()
         for p in d.params:
@@ -65,7 +69,16 @@ class _BodyChecker:
                                "remove it or move the return to the end")
                 break
             if isinstance(s, A.Assign):
+                if s.training and self.where:
+                    self.col.error("E0120", f"a training-only submodule is declared in a network's body, "
+                                   f"not in {self.where}", s.span,
+                                   "declare it in the network that uses the block, e.g. "
+                                   "'training aux = Aux(block_output)'")
+                self.in_training = s.training
                 self.expr(s.value, defined)
+                self.in_training = False
+                if s.training:
+                    self.training.add(s.name)
                 if s.name in defined:
                     self.col.error("E0102", f"{q(s.name)} is already bound; each name is bound once per path",
                                    s.name_span, f"use a new name, e.g. {q(s.name + '2')}")
@@ -90,7 +103,11 @@ class _BodyChecker:
         if e is None:
             return
         if isinstance(e, A.Name):
-            if e.id not in defined:
+            if e.id in self.training and not self.in_training:
+                self.col.error("E0120", f"{q(e.id)} is training-only: the eval path cannot use it", e.span,
+                               "only other 'training' statements may read it; in training the network "
+                               "also returns it")
+            elif e.id not in defined:
                 hint = did_you_mean(e.id, defined)
                 close = hint[len("did you mean '"):-len("'?")] if hint else None
                 if close is not None and not is_plain(close):

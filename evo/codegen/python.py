@@ -160,14 +160,7 @@ def _wrap_all(lines: list[str], indent: int) -> list[str]:
     return out
 
 
-def _forward_body(fwd: list[tuple[str, list[str], list[str]]], rets: list[str], arg: str) -> list[str]:
-    """The lines of a forward from its statements (line, variables set, variables read).
-
-    Statements nothing returned depends on (a dead layer kept for its parameters)
-    are not computed; their modules stay registered.  A local is deleted right
-    after its last use when more statements follow, so the allocator reuses its
-    memory as in a hand-written forward that rebinds `x` (keeping every
-    intermediate of ResNet-18 alive until `return` cost ~10%)."""
+def _needed_statements(fwd: list[tuple[str, list[str], list[str]]], rets) -> list:
     needed = set(rets)
     kept = []
     for st in reversed(fwd):
@@ -175,6 +168,27 @@ def _forward_body(fwd: list[tuple[str, list[str], list[str]]], rets: list[str], 
             needed.update(st[2])
             kept.append(st)
     kept.reverse()
+    return kept
+
+
+def _forward_body(fwd: list[tuple[str, list[str], list[str]]], rets: list[str], arg: str,
+                  train_rets: list[str] | None = None) -> list[str]:
+    """The lines of a forward from its statements (line, variables set, variables read).
+
+    Statements nothing returned depends on (a dead layer kept for its parameters)
+    are not computed; their modules stay registered.  A local is deleted right
+    after its last use when more statements follow, so the allocator reuses its
+    memory as in a hand-written forward that rebinds `x` (keeping every
+    intermediate of ResNet-18 alive until `return` cost ~10%).
+
+    `train_rets` (the network's `training` values): the statements only they need
+    run under `if self.training:`, which returns them after the outputs."""
+    kept = _needed_statements(fwd, rets)
+    train: list = []
+    if train_rets:
+        in_eval = {id(st) for st in kept}
+        train = [st for st in _needed_statements(fwd, rets + train_rets) if id(st) not in in_eval]
+    train_reads = {v for st in train for v in st[2]}
     last: dict[str, int] = {}
     for k, (_, outs, ins) in enumerate(kept):
         for v in (*outs, *ins):
@@ -183,9 +197,14 @@ def _forward_body(fwd: list[tuple[str, list[str], list[str]]], rets: list[str], 
     for k, (line, outs, ins) in enumerate(kept):
         lines.append(line)
         if k + 1 < len(kept):
-            dead = sorted({v for v in (*outs, *ins) if last[v] == k and v not in rets and v != arg})
+            dead = sorted({v for v in (*outs, *ins)
+                           if last[v] == k and v not in rets and v != arg and v not in train_reads})
             if dead:
                 lines.append("del " + ", ".join(dead))
+    if train_rets:
+        lines.append("if self.training:")
+        lines.extend("    " + st[0] for st in train)
+        lines.append("    return " + ", ".join(rets + train_rets))
     lines.append("return " + ", ".join(rets))
     return lines
 
@@ -316,8 +335,9 @@ class ModuleGen:
                 for o in cs.outputs:
                     var.setdefault(o, var.get(cs.input, arg))
         rets = [var[o] for o in s.outputs]
+        train_rets = [var[o] for o in self.g.train_outputs] if network else []
         doc = f"network {s.label}" if network else f"block {s.label}"
-        cls = _ClassDef("", "nn.Module", doc, init, _forward_body(fwd, rets, arg), arg)
+        cls = _ClassDef("", "nn.Module", doc, init, _forward_body(fwd, rets, arg, train_rets), arg)
         return self.add_class(cls, s.label)
 
     def _scope_nodes(self, s: Scope):

@@ -48,7 +48,10 @@ def graph_ops(g: Graph, batch: int, kb: int | None = None, prefix: str = "",
     alias: dict[int, str] = {}
     names: dict[int, str] = {}
     used: set[str] = set()
+    training_only = g.training_only()  # not computed in eval: no cost
     for n in g.nodes:
+        if n.id in training_only:
+            continue
         w = workload(n, [g.node(i).shape for i in n.inputs], batch, kb)
         if w is None:
             if n.op != Op.INPUT and n.inputs:

@@ -157,6 +157,7 @@ class Assign(Node):
     name: str
     value: Expr
     name_span: Span
+    training: bool = False  # `training aux = ...`: a training-only submodule (network bodies only)
 
 
 @dataclass(frozen=True)

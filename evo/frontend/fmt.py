@@ -190,12 +190,13 @@ class _Printer:
 
     def stmt(self, s, ind: str) -> None:
         if isinstance(s, A.Assign):
+            lhs = ("training " if s.training else "") + show(s.name)
             if isinstance(s.value, A.Seq):
                 self.leading(s.span.start, ind, s.span.line)
-                text = seq_text(s.value, ind, self, len(show(s.name)) + 3)
-                self.out.append(f"{ind}{show(s.name)} = {text}{self.trailing(s)}\n")
+                text = seq_text(s.value, ind, self, len(lhs) + 3)
+                self.out.append(f"{ind}{lhs} = {text}{self.trailing(s)}\n")
             else:
-                self.line(s, ind, f"{show(s.name)} = {expr(s.value, ind)}")
+                self.line(s, ind, f"{lhs} = {expr(s.value, ind)}")
         elif isinstance(s, A.Return):
             if len(s.values) == 1 and isinstance(s.values[0], A.Seq):
                 self.leading(s.span.start, ind, s.span.line)

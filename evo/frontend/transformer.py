@@ -129,6 +129,15 @@ class ToAst(Transformer):
         return A.Assign(self._span(meta), self._name(name), value, self._tspan(name))
 
     @v_args(meta=True)
+    def modified_assign(self, meta, c):
+        mod, name, value = c
+        if str(mod) != "training":
+            raise _Fail(Diagnostic(C.UNEXPECTED_TOKEN, f"unexpected name '{name}' after '{mod}'", self._tspan(name),
+                                   "a statement is 'name = expr'; only 'training' may come before the name "
+                                   "(a training-only submodule)"))
+        return A.Assign(self._span(meta), self._name(name), value, self._tspan(name), training=True)
+
+    @v_args(meta=True)
     def return_(self, meta, c):
         return A.Return(self._span(meta), tuple(c))
 

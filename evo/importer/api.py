@@ -77,9 +77,13 @@ def _convert(module: nn.Module, x: torch.Tensor, net_name: str, label: str, veri
         first = (str(e).strip().splitlines() or [""])[0]
         msg = f"the model fails on the example input of shape {list(x.shape)}: {type(e).__name__}: {first}"
         raise ConversionError(label, [msg]) from None
+    from evo.importer import training
+
+    found = training.find(module, x)
     problems = Problems()
     try:
-        root = trace_fx(module, x, problems)
+        root = trace_fx(module, x, problems, tuple(t.name for t in found))
+        training.attach(root, module, found, problems)
     except TraceFailed as e_fx:
         problems = Problems()
         try:

@@ -404,7 +404,7 @@ class Emitter:
                     name = fresh(_temp_base(type(it.module).__name__.lower()))
                 out = it.outputs[0] if it.outputs else None
             if name is not None:
-                stmts.append(Assign(name, e))
+                stmts.append(Assign(name, e, isinstance(it, Call) and it.training))
                 bound.add(name)
                 if out is not None:
                     expr_of[out] = Name(name)

@@ -81,7 +81,7 @@ class Merger:
         if isinstance(n0, SBlock):
             return SBlock(n0.var, {a: self.node([(i, n.args[a]) for i, n in items]) for a in n0.args})
         if isinstance(n0, Assign):
-            return Assign(n0.name, self.node([(i, n.expr) for i, n in items]))
+            return Assign(n0.name, self.node([(i, n.expr) for i, n in items]), n0.training)
         if isinstance(n0, Ret):
             return Ret([self.node([(i, n.exprs[k]) for i, n in items]) for k in range(len(n0.exprs))])
         raise TypeError(type(n0))

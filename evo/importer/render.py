@@ -134,7 +134,8 @@ class Renderer:
         out = []
         for s in stmts:
             if isinstance(s, Assign):
-                out.append(f"{ind}{quoting.show(s.name)} = {self.expr(s.expr, True)}\n")
+                mod = "training " if s.training else ""
+                out.append(f"{ind}{mod}{quoting.show(s.name)} = {self.expr(s.expr, True)}\n")
             elif isinstance(s, Ret):
                 out.append(f"{ind}return {', '.join(self.expr(e, True) for e in s.exprs)}\n")
             elif isinstance(s, IfS):

@@ -54,6 +54,7 @@ class Call:
     parent: Call | None = None
     n_tensor_args: int = 1
     synthetic: bool = False  # a ModuleList/ModuleDict grouped into a seq by the emitter
+    training: bool = False  # a training-only submodule (`training name = ...`)
 
 
 class Problems:
@@ -161,7 +162,8 @@ def _concrete_args(model: nn.Module) -> dict:
     return out
 
 
-def trace_fx(model: nn.Module, example: torch.Tensor, problems: Problems) -> Call:
+def trace_fx(model: nn.Module, example: torch.Tensor, problems: Problems,
+             training_only: tuple[str, ...] = ()) -> Call:
     from torch.fx.passes.shape_prop import ShapeProp
 
     root = _Rec("", model, (), {}, None)
@@ -174,7 +176,7 @@ def trace_fx(model: nn.Module, example: torch.Tensor, problems: Problems) -> Cal
     except Exception as e:  # any tracing failure: the caller falls back to torch.export
         raise TraceFailed(f"{type(e).__name__}: {_first_line(e)}") from e
     try:
-        return _FxConverter(model, problems).convert(root, graph)
+        return _FxConverter(model, problems, training_only).convert(root, graph)
     except Exception as e:
         raise TraceFailed(f"{type(e).__name__}: {_first_line(e)}") from e
 
@@ -185,9 +187,10 @@ def _first_line(e: BaseException) -> str:
 
 
 class _FxConverter:
-    def __init__(self, model: nn.Module, problems: Problems):
+    def __init__(self, model: nn.Module, problems: Problems, training_only: tuple[str, ...] = ()):
         self.model = model
         self.p = problems
+        self.training_only = training_only
         self.vals: dict[torch.fx.Node, Val] = {}
         self.meta: set[torch.fx.Node] = set()  # non-tensor values (sizes)
         self.leaf_calls: dict[str, int] = {}
@@ -197,7 +200,7 @@ class _FxConverter:
         call = Call("", self.model)
         self.fill(call, root)
         call.n_tensor_args = len(call.inputs)
-        check_unused(self.model, self.leaf_calls, self.used_attrs, self.p)
+        check_unused(self.model, self.leaf_calls, self.used_attrs, self.p, self.training_only)
         return call
 
     def val(self, n: torch.fx.Node) -> Val:
@@ -404,8 +407,10 @@ def _shape_of(n: torch.fx.Node):
     return None
 
 
-def check_unused(model: nn.Module, leaf_calls: dict[str, int], used_attrs: set[str], p: Problems) -> None:
-    """Parameters that no converted layer owns would be missing from the program's state_dict."""
+def check_unused(model: nn.Module, leaf_calls: dict[str, int], used_attrs: set[str], p: Problems,
+                 training_only: tuple[str, ...] = ()) -> None:
+    """Parameters that no converted layer owns would be missing from the program's state_dict
+    (those of `training_only` submodules are imported apart)."""
     for path, k in leaf_calls.items():
         m = model.get_submodule(path)
         if k > 1 and any(True for _ in m.parameters()):
@@ -416,7 +421,7 @@ def check_unused(model: nn.Module, leaf_calls: dict[str, int], used_attrs: set[s
         owner = name.rsplit(".", 1)[0] if "." in name else ""
         if name in used_attrs or owner in seen:
             continue
-        if owner in leaf_calls:
+        if owner in leaf_calls or any(owner == t or owner.startswith(t + ".") for t in training_only):
             continue
         seen.add(owner)
         m = model.get_submodule(owner)

@@ -116,6 +116,7 @@ class SIf:
 class Assign:
     name: str
     expr: Any
+    training: bool = False  # `training name = ...` (a training-only submodule)
 
 
 @dataclass(eq=False)

@@ -87,6 +87,9 @@ class Graph:
     values: tuple[tuple[str, int], ...] = ()    # value path -> node id
     args: tuple[tuple[str, Any], ...] = ()       # the network's scalar arguments
     span: Span = field(default_factory=Span.unknown)
+    # values of `training name = ...` statements: computed (and returned after the
+    # outputs) only in training mode; their modules are always in the module tree
+    train_outputs: tuple[int, ...] = ()
 
     def node(self, nid: int) -> Node:
         n = self._index().get(nid)
@@ -100,6 +103,20 @@ class Graph:
             idx = {n.id: n for n in self.nodes}
             object.__setattr__(self, "_idx", idx)
         return idx
+
+    def training_only(self) -> set[int]:
+        """Ids of the nodes only the training-only outputs need (not computed in eval)."""
+        if not self.train_outputs:
+            return set()
+
+        def needed(roots) -> set[int]:
+            need = set(roots)
+            for n in reversed(self.nodes):
+                if n.id in need:
+                    need.update(n.inputs)
+            return need
+
+        return needed(self.train_outputs) - needed(self.outputs + self.inputs)
 
     def value(self, path: str) -> Node | None:
         for p, nid in self.values:

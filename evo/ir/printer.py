@@ -44,6 +44,8 @@ def print_graph(g: Graph) -> str:
     for n in g.nodes:
         lines.append("  " + node_line(n))
     lines.append("  return " + ", ".join(f"%{o}" for o in g.outputs))
+    if g.train_outputs:
+        lines.append("  training return " + ", ".join(f"%{o}" for o in g.train_outputs))
     for s in g.scopes:
         if s.path:
             lines.append(f"  scope {show_module_path(s.path)}: {s.kind} {show_listed(s.label)} in=%{s.input} out="

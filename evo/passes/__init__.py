@@ -22,7 +22,10 @@ def dead_code_elimination(g: Graph) -> Graph:
     scopes = {s.path: s for s in g.scopes}
     live: set[int] = set()
     kept: set[str] = {""}  # scopes kept, with their outputs live
-    work = list(g.outputs) + list(g.inputs) + [n.id for n in g.nodes if n.path is not None]
+    # training-only values (`training aux = ...`) are roots too: their modules are
+    # in the module tree; code generation computes them in training mode only
+    work = (list(g.outputs) + list(g.inputs) + list(g.train_outputs)
+            + [n.id for n in g.nodes if n.path is not None])
 
     def keep_scope(path: str) -> None:
         while path not in kept and path in scopes:
@@ -71,6 +74,9 @@ def mark_fusion(g: Graph) -> Graph:
     The cost model computes such members in the producer's output path (no
     traffic of their own)."""
     users = g.users()
+    training_only = g.training_only()  # readers that eval never runs do not break a chain
+    if training_only:
+        users = {k: [u for u in us if u not in training_only] for k, us in users.items()}
     by_id = {n.id: n for n in g.nodes}
     fuse: dict[int, int] = {}
     for n in g.nodes:

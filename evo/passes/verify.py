@@ -63,7 +63,7 @@ def verify(g: Graph) -> Graph:
         _check_shape(g, n, shapes)
         shapes[n.id] = n.shape
         seen.add(n.id)
-    for o in g.outputs + g.inputs:
+    for o in g.outputs + g.inputs + g.train_outputs:
         if o not in seen:
             raise IRError(f"{g.name}: output/input {o} is not a node")
     for p, nid in g.values:
