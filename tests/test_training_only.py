@@ -177,3 +177,15 @@ def test_inception_v3_imports(aux_logits, size):
     x = torch.randn(1 if aux_logits else 2, 3, size, size)
     src, _ = _import_and_check(model, x, [("AuxLogits", "Mixed_6e")] if aux_logits else [], "Mixed_7c")
     assert len(src.splitlines()) < 140
+
+
+def test_an_unknown_statement_modifier_is_a_syntax_error_at_the_name():
+    """(Not a golden in tests/bad/: test_fmt caps the bad programs that do not parse.)"""
+    src = "network Net(x: Tensor[N, 3, 8, 8]) {\n    train aux = relu(x)\n    return relu(x)\n}\n"
+    with pytest.raises(evo.EvoError) as info:
+        evo.compile(src)
+    d = info.value.diagnostics[0]
+    assert (d.code, d.span.line, d.span.column) == ("E0002", 2, 11)
+    assert d.message == "unexpected name 'aux' after 'train'"
+    ok = evo.compile("network Net(x: Tensor[N, 3, 8, 8]) {\n    training = relu(x)\n    return training\n}\n")
+    assert "Net" in ok.networks  # `training` stays an ordinary name
