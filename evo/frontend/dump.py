@@ -37,6 +37,8 @@ def _dump(node, indent: int, out: list[str], label: str | None) -> None:
             if f.name in ("span", "comments", "filename") or f.name.endswith("_span") or f.name.endswith("_spans"):
                 continue
             v = getattr(node, f.name)
+            if f.name == "training" and v is False:  # shown only on `training name = ...`
+                continue
             s = _scalar(v)
             if s is not None:
                 scalars.append(f"{f.name}={s}")
