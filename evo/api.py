@@ -125,6 +125,10 @@ class Program:
             raise TypeError(f"batch must be an int, not {type(batch).__name__}")
         if batch < 1:
             raise ValueError("batch must be at least 1")
+        from evo import limits
+
+        if batch > limits.value("batch"):
+            raise ValueError(f"{limits.exceeded('batch', batch, 'batch')}; {limits.LIMITS['batch'].how()}")
         _name(objective, "objective")
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")

@@ -171,3 +171,18 @@ def test_every_limit_is_documented():
     for lim in limits.LIMITS.values():
         assert lim.env in doc, lim.env
         assert limits.fmt(lim.default, lim.unit) in doc, (lim.name, limits.fmt(lim.default, lim.unit))
+
+
+def test_cost_batch_is_bounded():
+    prog = evo.compile(QUICK)
+    with pytest.raises(ValueError, match="EVO_LIMIT_BATCH"):
+        prog.cost("QuickNet", hardware="EdgeNPU", batch=limits.value("batch") + 1)
+    import contextlib
+    import io
+
+    from evo.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["cost", str(ROOT / "examples" / "quickstart.evo"), "--batch", "10000000000"])
+    assert code == 2 and "EVO_LIMIT_BATCH" in err.getvalue()

@@ -39,6 +39,10 @@ def main(args) -> int:
 
     if args.batch is not None and args.batch < 1:
         raise UsageError("--batch must be at least 1")
+    from evo import limits
+
+    if args.batch is not None and args.batch > limits.value("batch"):
+        raise UsageError(f"--batch: {limits.exceeded('batch', args.batch, 'batch size')}; {limits.LIMITS['batch'].how()}")
     prog = compile_program(args.file)
     cam = None
     fps = None
