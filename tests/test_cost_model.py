@@ -647,7 +647,7 @@ def test_library_is_standalone():
     """The cost library imports nothing from evo outside evo/cost (compiler glue such as
     evo/cost/network.py, which maps IR graphs to workloads, may)."""
     import ast
-    for mod in ("__init__", "hardware", "workload", "mapping", "model", "report", "plot"):
+    for mod in ("__init__", "hardware", "workload", "mapping", "model", "report", "plot", "si"):
         path = os.path.join(ROOT, "evo", "cost", mod + ".py")
         with open(path, encoding="utf-8") as fh:
             tree = ast.parse(fh.read())

@@ -459,8 +459,8 @@ def test_api(prog):
 # ---------------------------------------------------------------------------- pieces
 
 def test_format_metric():
-    assert format_metric("latency", 1.492e-05) == "14.92 us"
-    assert format_metric("energy", 2.2114e-06) == "2.211 uJ"
+    assert format_metric("latency", 1.492e-05) == "14.92 µs"  # one spelling with evoc cost (fmt_time)
+    assert format_metric("energy", 2.2114e-06) == "2.211 µJ"
     assert format_metric("params", 306) == "306"
     assert format_metric("params", 70618) == "70.62K"
     assert format_metric("offchip_bytes", 2_253_476.0) == "2.253 MB"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from evo.cli.common import UsageError, compile_program, pick
-from evo.cli.output import write_output, write_rendered
+from evo.cli.output import plot_format, write_output
 
 _NO_HARDWARE = " (define a tier, or import some: import \"hardware.evo\" from examples/)"
 
@@ -20,7 +20,8 @@ def add_parser(sub) -> None:
     p.add_argument("--objective", choices=("latency", "energy", "edp"),
                    help="what the mapping search minimises (default: the target's, else latency)")
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    p.add_argument("--plot", metavar="FILE.png", help="write a roofline / per-level plot (.png, .svg or .pdf)")
+    p.add_argument("--plot", metavar="FILE", help="write a roofline / energy-per-level plot "
+                   "(PNG, SVG or PDF, chosen by the suffix: .png, .svg, .pdf)")
     p.add_argument("-o", "--output", metavar="OUT", help="write the report to a file (default: stdout)")
     p.add_argument("--calibrate", nargs="+", metavar="IMAGES",
                    help="run the network on these images (files or folders) and cost it with each activation's "
@@ -43,6 +44,7 @@ def main(args) -> int:
 
     if args.batch is not None and args.batch > limits.value("batch"):
         raise UsageError(f"--batch: {limits.exceeded('batch', args.batch, 'batch size')}; {limits.LIMITS['batch'].how()}")
+    fmt = plot_format(args.plot) if args.plot else None
     prog = compile_program(args.file)
     cam = None
     fps = None
@@ -77,7 +79,7 @@ def main(args) -> int:
         text += "\n"
     write_output(args.output, text, inputs=[args.file])
     if args.plot:
-        write_rendered(args.plot, rep.plot, inputs=[args.file, args.output])
+        write_output(args.plot, rep.render_plot(fmt), inputs=[args.file, args.output])
         print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
 

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from evo.cli.common import UsageError, compile_program, pick
-from evo.cli.output import output_dir, write_output, write_rendered
+from evo.cli.output import output_dir, write_output
 
 
 def add_parser(sub) -> None:
@@ -18,6 +18,8 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, metavar="S", help="override the block's seed")
     p.add_argument("--out", metavar="DIR", default="evoc-out",
                    help="where front.json and front.png go (default: evoc-out)")
+    p.add_argument("--plot-format", choices=("png", "svg", "pdf"), default="png",
+                   help="the front's plot, written as OUT/front.png (default), .svg or .pdf")
     p.add_argument("--emit-best", metavar="DIR", help="write every front point as an evo program into DIR")
     p.add_argument("--format", choices=("table", "json"), default="table", help="what to print (default: table)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
@@ -69,12 +71,13 @@ def main(args) -> int:
             written.append(write_output(best / f"{name}_{i + 1}.evo", text, inputs=[args.file]))
         programs = {i: str(pth) for i, pth in enumerate(written)}
     write_output(out / "front.json", res.to_json(programs), inputs=[args.file])
-    write_rendered(out / "front.png", res.plot, inputs=[args.file])
+    plot = out / f"front.{args.plot_format}"
+    write_output(plot, res.render_plot(args.plot_format), inputs=[args.file])
     if args.format == "json":
         sys.stdout.write(res.to_json(programs))
     else:
         sys.stdout.write(res.summary() + "\n" + res.table())
-    note = f"wrote {out / 'front.json'} and {out / 'front.png'}"
+    note = f"wrote {out / 'front.json'} and {plot}"
     if best is not None:
         note += f"; {len(written)} program{'s' if len(written) != 1 else ''} in {args.emit_best}"
     print(note, file=sys.stderr)

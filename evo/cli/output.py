@@ -35,7 +35,7 @@ from pathlib import Path
 
 from evo.cli.common import UsageError
 
-__all__ = ["output_dir", "same_file", "write_output", "write_rendered"]
+__all__ = ["output_dir", "plot_format", "same_file", "write_output"]
 
 
 def _umask() -> int:
@@ -158,10 +158,16 @@ def output_dir(path: str | os.PathLike, label: str | None = None) -> Path:
     return p
 
 
-def write_rendered(out: str | os.PathLike, render, *, inputs: Iterable = (), label: str | None = None) -> Path | None:
-    """Write what ``render(file_object)`` draws (a plot) atomically to `out` (same rules)."""
-    import io
+def plot_format(out: str | os.PathLike, option: str = "--plot") -> str:
+    """The format of a plot written to `out` (png, svg or pdf, by its suffix): check it
+    before any work, as a usage error; then render the bytes and `write_output` them."""
+    from evo.cost.plot import PLOT_FORMATS
 
-    buf = io.BytesIO()
-    render(buf)
-    return write_output(out, buf.getvalue(), inputs=inputs, label=label)
+    if os.path.isdir(out):
+        raise UsageError(f"{option} {out} is a directory; give a file name (.png, .svg or .pdf)")
+    suffix = Path(out).suffix.lower().lstrip(".")
+    if suffix not in PLOT_FORMATS:
+        shown = f"its suffix is '.{suffix}'" if suffix else "it has no suffix"
+        raise UsageError(f"{option} {out}: a plot is written as .png, .svg or .pdf, chosen by the file's "
+                         f"suffix; {shown}")
+    return suffix

@@ -9,7 +9,7 @@ whole network with fusion); see docs/cost-model.md for the equations.
     c.latency_s, c.energy_j, c.bound, c.mapping.describe()
 
 Reports: :mod:`evo.cost.report` (text table, JSON, CSV, re-exported here) and
-:mod:`evo.cost.plot` (PNG roofline / per-level bars with Pillow).
+:mod:`evo.cost.plot` (roofline / per-level bars with matplotlib: PNG, SVG or PDF).
 """
 
 from evo.cost.hardware import PRESETS, Hardware, HardwareError, Level, as_hardware, hardware_from_dict

@@ -183,10 +183,18 @@ class CostReport:
 
         return to_csv(self.cost)
 
-    def plot(self, path: str) -> str:
+    def plot(self, path, format: str | None = None):
+        """Roofline and energy per level, side by side, written to `path` (a file name or a
+        binary file object) as PNG, SVG or PDF, chosen by the suffix or `format`."""
         from evo.cost.plot import plot_network
 
-        return plot_network(self.cost, path)
+        return plot_network(self.cost, path, format=format)
+
+    def render_plot(self, format: str = "png") -> bytes:
+        """The bytes of :meth:`plot` as `format` (png, svg or pdf)."""
+        from evo.cost.plot import network_figure, render
+
+        return render(network_figure(self.cost), format)
 
 
 def cost_graph(g: Graph, hw, batch: int = 1, objective: str = "latency", fps: float | None = None,

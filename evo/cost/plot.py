@@ -1,69 +1,102 @@
-"""PNG plots of a network's cost with Pillow's ImageDraw only (no matplotlib).
+"""Plots of a network's cost, drawn with matplotlib (Agg, no pyplot state).
 
-* :func:`plot_roofline`: achieved MAC/s against off-chip arithmetic intensity
-  (MAC per off-chip byte), log-log, with the compute roof and the off-chip
-  bandwidth slope; one dot per op, coloured by its bounding resource.
-* :func:`plot_levels`: one stacked bar per op, energy (or bytes) per level.
-* :func:`plot_network`: both panels side by side in one image.
+* :func:`roofline_figure`: achieved throughput (MAC/s) against off-chip arithmetic
+  intensity (MAC/B), log-log, with the compute roof and the off-chip bandwidth slope;
+  one dot per op, coloured by its bounding resource.
+* :func:`levels_figure`: one stacked bar per op, energy (J, SI-prefixed) or bytes moved
+  (B, SI-prefixed) per memory level.
+* :func:`network_figure`: both panels side by side in one figure.
+
+Every axis carries its unit.  :func:`save_figure` writes a figure as PNG, SVG or PDF,
+chosen by the file's suffix (or ``format=``), deterministically: the same figure gives
+the same bytes (no date, no software version, a fixed SVG hash salt).  The
+``plot_*`` functions render and save in one call; their target is a path or a binary
+file object.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
-from PIL import Image, ImageDraw, ImageFont
+import io
+import os
+from typing import Any
 
 from evo.cost.model import NetworkCost
+from evo.cost.si import si_prefix
 
-__all__ = ["plot_levels", "plot_network", "plot_roofline", "render_levels", "render_roofline"]
+__all__ = [
+    "PLOT_FORMATS",
+    "levels_figure",
+    "network_figure",
+    "plot_format",
+    "plot_levels",
+    "plot_network",
+    "plot_roofline",
+    "render",
+    "roofline_figure",
+    "save_figure",
+]
 
-BOUND_COLOURS = {"compute": (214, 39, 40), "offchip": (31, 119, 180), "global": (44, 160, 44),
-                 "pe": (255, 127, 14)}
-LEVEL_COLOURS = {"offchip": (31, 119, 180), "global": (44, 160, 44), "pe": (255, 127, 14), "mac": (148, 103, 189)}
-_BG, _FG, _GRID = (255, 255, 255), (20, 20, 20), (225, 225, 225)
+PLOT_FORMATS = ("png", "svg", "pdf")
+DPI = 100
 
+BOUND_COLOURS = {"compute": "#d62728", "offchip": "#1f77b4", "global": "#2ca02c", "pe": "#ff7f0e"}
+LEVEL_COLOURS = {"offchip": "#1f77b4", "global": "#2ca02c", "pe": "#ff7f0e", "mac": "#9467bd"}
 
-def _font(size: int = 12):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: fixed bitmap font
-        return ImageFont.load_default()
-
-
-def _text_size(draw: ImageDraw.ImageDraw, text: str, font) -> tuple[int, int]:
-    x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
-    return x1 - x0, y1 - y0
-
-
-def _sci(v: float) -> str:
-    e = round(math.log10(v))
-    return f"1e{e}"
-
-
-def _decades(lo: float, hi: float) -> tuple[int, int]:
-    a = math.floor(math.log10(lo))
-    b = math.ceil(math.log10(hi))
-    if b <= a:
-        b = a + 1
-    return a, b
+# metadata that would make two renderings of one figure differ (dates, versions)
+_METADATA = {
+    "png": {"Software": None},
+    "svg": {"Date": None, "Creator": None},
+    "pdf": {"CreationDate": None, "Creator": None, "Producer": None},
+}
+_RC = {"svg.hashsalt": "evo", "svg.fonttype": "path", "pdf.compression": 6, "path.simplify": True}
 
 
-def _legend(draw, items: Sequence[tuple[str, tuple[int, int, int]]], x: int, y: int, font) -> None:
-    w = max(_text_size(draw, t, font)[0] for t, _ in items) + 30
-    h = 18 * len(items) + 8
-    draw.rectangle([x - w, y, x, y + h], fill=(255, 255, 255), outline=(160, 160, 160))
-    for i, (t, c) in enumerate(items):
-        yy = y + 6 + 18 * i
-        draw.rectangle([x - w + 6, yy + 2, x - w + 18, yy + 12], fill=c)
-        draw.text((x - w + 24, yy), t, fill=_FG, font=font)
+def plot_format(path: str | os.PathLike, format: str | None = None) -> str:
+    """The output format: `format` when given, else the file's suffix; ValueError for
+    anything but png, svg or pdf."""
+    fmt = format if format is not None else os.path.splitext(os.fspath(path))[1].lstrip(".")
+    fmt = fmt.lower()
+    if fmt not in PLOT_FORMATS:
+        shown = f"'.{fmt}'" if fmt else "no suffix"
+        raise ValueError(f"a plot is written as .png, .svg or .pdf (chosen by the file's suffix); "
+                         f"{os.fspath(path) if format is None else 'format'} has {shown}")
+    return fmt
 
 
-def render_roofline(net: NetworkCost, size: tuple[int, int] = (800, 600)) -> Image.Image:
-    W, H = size
-    img = Image.new("RGB", size, _BG)
-    d = ImageDraw.Draw(img)
-    font, small = _font(13), _font(11)
+def save_figure(fig, target: Any, format: str | None = None) -> Any:
+    """Write `fig` to `target` (a path, or a binary file object with `format`, default
+    png) as PNG, SVG or PDF, byte for byte the same for the same figure.  Returns target."""
+    import matplotlib
+
+    if hasattr(target, "write"):
+        fmt = plot_format("", format or "png")
+    else:
+        fmt = plot_format(target, format)
+    with matplotlib.rc_context(_RC):
+        fig.savefig(target, format=fmt, dpi=DPI, metadata=_METADATA[fmt], facecolor="white")
+    return target
+
+
+def render(fig, format: str = "png") -> bytes:
+    """The bytes of `fig` saved as `format` (png, svg or pdf)."""
+    buf = io.BytesIO()
+    save_figure(fig, buf, format)
+    return buf.getvalue()
+
+
+def _figure(width_px: int, height_px: int):
+    from matplotlib.figure import Figure  # a bare Figure draws with Agg and keeps no pyplot state
+
+    return Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI, facecolor="white")
+
+
+def _si_scale(top: float, base: str) -> tuple[str, float]:
+    """The SI-prefixed unit (and its scale) for axis values up to `top` of unit `base`."""
+    prefix, scale = si_prefix(top, smallest="f" if base == "J" else "")
+    return prefix + base, scale
+
+
+def _draw_roofline(ax, net: NetworkCost) -> None:
     hw = net.hardware
     peak = hw.peak_macs_per_s
     bw = hw.offchip.bandwidth_bps
@@ -76,68 +109,32 @@ def render_roofline(net: NetworkCost, size: tuple[int, int] = (800, 600)) -> Ima
         pts.append((o.name, ai, c.macs / c.latency_s, c.bound))
     ridge = peak / bw
     ais = [p[1] for p in pts if p[1]] + [ridge]
-    xlo, xhi = _decades(min(ais) / 2, max(ais) * 2)
-    perfs = [p[2] for p in pts] + [peak]
-    ylo, yhi = _decades(min(perfs) / 2, peak * 2)
-    L, R, T, B = 80, W - 20, 40, H - 60
+    xlo, xhi = min(ais) / 4, max(ais) * 4
     # ops with no off-chip traffic sit at the right edge
-    pts = [(n, a if a else 10 ** xhi, p, b) for n, a, p, b in pts]
-
-    def X(v):
-        return L + (math.log10(v) - xlo) / (xhi - xlo) * (R - L)
-
-    def Y(v):
-        return B - (math.log10(v) - ylo) / (yhi - ylo) * (B - T)
-
-    for e in range(xlo, xhi + 1):
-        x = X(10 ** e)
-        d.line([x, T, x, B], fill=_GRID)
-        tw, _ = _text_size(d, _sci(10 ** e), small)
-        d.text((x - tw / 2, B + 6), _sci(10 ** e), fill=_FG, font=small)
-    for e in range(ylo, yhi + 1):
-        y = Y(10 ** e)
-        d.line([L, y, R, y], fill=_GRID)
-        tw, th = _text_size(d, _sci(10 ** e), small)
-        d.text((L - tw - 6, y - th / 2 - 2), _sci(10 ** e), fill=_FG, font=small)
-    d.rectangle([L, T, R, B], outline=_FG)
-    # roofs: min(peak, ai * bw)
-    segs = []
-    steps = 200
-    for i in range(steps + 1):
-        ai = 10 ** (xlo + (xhi - xlo) * i / steps)
-        perf = min(peak, ai * bw)
-        if perf >= 10 ** ylo:
-            segs.append((X(ai), Y(perf)))
-    if len(segs) > 1:
-        d.line(segs, fill=_FG, width=2)
-    for name, ai, perf, bound in pts:
-        x, y = X(ai), Y(perf)
-        col = BOUND_COLOURS.get(bound, _FG)
-        d.ellipse([x - 4, y - 4, x + 4, y + 4], fill=col, outline=_FG)
-    title = f"Roofline: {hw.name} (peak {peak / 1e9:.3g} GMAC/s, off-chip {bw / 1e9:.3g} GB/s)"
-    d.text((L, 12), title, fill=_FG, font=font)
-    xl = "arithmetic intensity (MAC per off-chip byte)"
-    tw, _ = _text_size(d, xl, font)
-    d.text(((L + R) / 2 - tw / 2, H - 28), xl, fill=_FG, font=font)
-    yl = "achieved MAC/s"
-    tw, th = _text_size(d, yl, font)
-    lab = Image.new("RGB", (tw + 4, th + 6), _BG)
-    ImageDraw.Draw(lab).text((2, 0), yl, fill=_FG, font=font)
-    lab = lab.rotate(90, expand=True)
-    img.paste(lab, (8, int((T + B) / 2 - lab.size[1] / 2)))
-    used = sorted({b for _, _, _, b in pts}, key=lambda b: list(BOUND_COLOURS).index(b) if b in BOUND_COLOURS else 9)
-    items = [(f"{b}-bound", BOUND_COLOURS.get(b, _FG)) for b in used] + [("roofline", _FG)]
-    _legend(d, items, R - 8, B - 18 * len(items) - 18, small)
-    return img
+    pts = [(n, a if a else xhi, p, b) for n, a, p, b in pts]
+    perfs = [p[2] for p in pts] + [peak]
+    ylo = min(perfs) / 4
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.plot([xlo, ridge, xhi], [max(xlo * bw, ylo), peak, peak], color="#141414", linewidth=2, label="roofline")
+    order = list(BOUND_COLOURS) + sorted({b for *_, b in pts} - set(BOUND_COLOURS))
+    for bound in order:
+        sel = [(a, p) for _, a, p, b in pts if b == bound]
+        if sel:
+            ax.scatter([a for a, _ in sel], [p for _, p in sel], s=30, color=BOUND_COLOURS.get(bound, "#141414"),
+                       edgecolors="#141414", linewidths=0.6, label=f"{bound}-bound", zorder=3)
+    ax.set_xlim(xlo, xhi)
+    ax.set_ylim(ylo, peak * 4)
+    ax.grid(True, which="major", color="#e1e1e1")
+    ax.set_xlabel("arithmetic intensity (MAC/B off-chip)")
+    ax.set_ylabel("achieved throughput (MAC/s)")
+    ax.set_title(f"Roofline: {hw.name} (peak {peak:.3g} MAC/s, off-chip {bw:.3g} B/s)", fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
 
 
-def render_levels(net: NetworkCost, metric: str = "energy", size: tuple[int, int] = (1000, 600)) -> Image.Image:
+def _draw_levels(ax, net: NetworkCost, metric: str) -> None:
     if metric not in ("energy", "bytes"):
         raise ValueError("metric must be 'energy' or 'bytes'")
-    W, H = size
-    img = Image.new("RGB", size, _BG)
-    d = ImageDraw.Draw(img)
-    font, small = _font(13), _font(10)
     levels = ["offchip", "global", "pe", "mac"] if metric == "energy" else ["offchip", "global", "pe"]
     vals = []
     for o in net.ops:
@@ -148,74 +145,60 @@ def render_levels(net: NetworkCost, metric: str = "energy", size: tuple[int, int
         else:
             vals.append((o.name, dict(c.level_bytes)))
     top = max([sum(v.values()) for _, v in vals] + [0.0])
-    unit, scale = ("uJ", 1e-6) if metric == "energy" else ("MB", 1e6)
-    if metric == "energy" and top >= 1e-3:
-        unit, scale = "mJ", 1e-3
-    if metric == "energy" and top < 1e-6:
-        unit, scale = "nJ", 1e-9
-    if metric == "bytes" and top < 1e6:
-        unit, scale = "KB", 1e3
-    L, R, T, B = 80, W - 20, 40, H - 110
-    n = max(1, len(vals))
-    ymax = top / scale if top > 0 else 1.0
-    # round the axis top to 1, 2 or 5 x 10^k
-    e10 = 10 ** math.floor(math.log10(ymax))
-    ytop = next(m * e10 for m in (1, 2, 5, 10) if m * e10 >= ymax)
-    for i in range(6):
-        v = ytop * i / 5
-        y = B - (B - T) * i / 5
-        d.line([L, y, R, y], fill=_GRID)
-        lbl = f"{v:g}"
-        tw, th = _text_size(d, lbl, small)
-        d.text((L - tw - 6, y - th / 2 - 2), lbl, fill=_FG, font=small)
-    slot = (R - L) / n
-    bw = max(1.0, slot * 0.8)
-    every = max(1, math.ceil(n / max(1, int((R - L) / 14))))
-    for i, (name, v) in enumerate(vals):
-        x0 = L + i * slot + (slot - bw) / 2
-        y = B
-        for lv in levels:
-            h = (v.get(lv, 0.0) / scale) / ytop * (B - T)
-            if h > 0:
-                d.rectangle([x0, y - h, x0 + bw, y], fill=LEVEL_COLOURS[lv])
-            y -= h
-        if i % every == 0:
-            tw, th = _text_size(d, name, small)
-            lab = Image.new("RGB", (tw + 4, th + 6), _BG)
-            ImageDraw.Draw(lab).text((2, 0), name, fill=_FG, font=small)
-            lab = lab.rotate(90, expand=True)
-            img.paste(lab, (int(x0 + bw / 2 - lab.size[0] / 2), B + 4))
-    d.rectangle([L, T, R, B], outline=_FG)
-    what = "energy" if metric == "energy" else "bytes moved"
-    d.text((L, 12), f"{what.capitalize()} per level and op: {net.hardware.name}", fill=_FG, font=font)
-    yl = f"{what} ({unit})"
-    tw, th = _text_size(d, yl, font)
-    lab = Image.new("RGB", (tw + 4, th + 6), _BG)
-    ImageDraw.Draw(lab).text((2, 0), yl, fill=_FG, font=font)
-    lab = lab.rotate(90, expand=True)
-    img.paste(lab, (8, int((T + B) / 2 - lab.size[1] / 2)))
+    unit, scale = _si_scale(top, "J" if metric == "energy" else "B")
     names = {"offchip": net.hardware.offchip.name + " (off-chip)", "global": net.hardware.glb.name + " (global)",
              "pe": net.hardware.pe.name + " (PE)", "mac": "MAC"}
-    _legend(d, [(names[lv], LEVEL_COLOURS[lv]) for lv in levels], R - 8, T + 8, small)
-    return img
+    xs = list(range(len(vals)))
+    bottom = [0.0] * len(vals)
+    for lv in levels:
+        h = [v.get(lv, 0.0) / scale for _, v in vals]
+        ax.bar(xs, h, bottom=bottom, width=0.8, color=LEVEL_COLOURS[lv], label=names[lv])
+        bottom = [b + x for b, x in zip(bottom, h)]
+    every = max(1, -(-len(vals) // 60))
+    ax.set_xticks(xs[::every], [n for n, _ in vals][::every], rotation=90, fontsize=6)
+    ax.set_xlim(-0.6, max(len(vals), 1) - 0.4)
+    ax.grid(True, axis="y", color="#e1e1e1")
+    ax.set_axisbelow(True)
+    what = "energy" if metric == "energy" else "bytes moved"
+    ax.set_xlabel("op (in execution order)")
+    ax.set_ylabel(f"{what} ({unit})")
+    ax.set_title(f"{what.capitalize()} per level and op: {net.hardware.name}", fontsize=10)
+    ax.legend(loc="upper right", fontsize=8)
 
 
-def plot_roofline(net: NetworkCost, path: str, size: tuple[int, int] = (800, 600)) -> str:
-    render_roofline(net, size).save(path, format="PNG")
-    return path
+def roofline_figure(net: NetworkCost, size: tuple[int, int] = (800, 600)):
+    fig = _figure(*size)
+    _draw_roofline(fig.add_subplot(), net)
+    fig.tight_layout()
+    return fig
 
 
-def plot_levels(net: NetworkCost, path: str, metric: str = "energy", size: tuple[int, int] = (1000, 600)) -> str:
-    render_levels(net, metric, size).save(path, format="PNG")
-    return path
+def levels_figure(net: NetworkCost, metric: str = "energy", size: tuple[int, int] = (1000, 600)):
+    fig = _figure(*size)
+    _draw_levels(fig.add_subplot(), net, metric)
+    fig.tight_layout()
+    return fig
 
 
-def plot_network(net: NetworkCost, path: str, metric: str = "energy") -> str:
-    """Roofline and per-level bars side by side, one PNG."""
-    a = render_roofline(net, (800, 600))
-    b = render_levels(net, metric, (1000, 600))
-    img = Image.new("RGB", (a.size[0] + b.size[0], max(a.size[1], b.size[1])), _BG)
-    img.paste(a, (0, 0))
-    img.paste(b, (a.size[0], 0))
-    img.save(path, format="PNG")
-    return path
+def network_figure(net: NetworkCost, metric: str = "energy", size: tuple[int, int] = (1800, 600)):
+    """Roofline and per-level bars side by side."""
+    fig = _figure(*size)
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [4, 5]})
+    _draw_roofline(left, net)
+    _draw_levels(right, net, metric)
+    fig.tight_layout()
+    return fig
+
+
+def plot_roofline(net: NetworkCost, path: Any, size: tuple[int, int] = (800, 600), *, format: str | None = None):
+    return save_figure(roofline_figure(net, size), path, format)
+
+
+def plot_levels(net: NetworkCost, path: Any, metric: str = "energy", size: tuple[int, int] = (1000, 600), *,
+                format: str | None = None):
+    return save_figure(levels_figure(net, metric, size), path, format)
+
+
+def plot_network(net: NetworkCost, path: Any, metric: str = "energy", *, format: str | None = None):
+    """Roofline and per-level bars side by side, one file (PNG, SVG or PDF by suffix)."""
+    return save_figure(network_figure(net, metric), path, format)

@@ -13,6 +13,7 @@ import math
 
 from evo.cost.mapping import LevelMapping, Mapping
 from evo.cost.model import NetworkCost, NetworkOp, OpCost
+from evo.cost.si import format_area, format_si
 
 __all__ = [
     "CSV_COLUMNS",
@@ -30,51 +31,33 @@ __all__ = [
 ]
 
 
-def _si(x: float, units: list[tuple[float, str]], digits: int = 3) -> str:
-    if x == 0 or not math.isfinite(x):
-        return f"0 {units[0][1]}".rstrip() if x == 0 else str(x)
-    ax = abs(x)
-    scale, unit = units[0]
-    for s, u in units:
-        if ax >= s * 0.9995:
-            scale, unit = s, u
-    v = x / scale
-    if abs(v) >= 100:
-        txt = f"{v:.0f}"
-    elif abs(v) >= 10:
-        txt = f"{v:.1f}"
-    else:
-        txt = f"{v:.{digits - 1}f}"
-    return f"{txt} {unit}".rstrip()
-
-
 def fmt_count(n: float, unit: str = "MAC") -> str:
     """1.23 GMAC, 118 MMAC, 512 MAC."""
-    return _si(n, [(1, unit), (1e3, "K" + unit), (1e6, "M" + unit), (1e9, "G" + unit), (1e12, "T" + unit)])
+    return format_si(n, unit, smallest="")
 
 
 def fmt_bytes(b: float) -> str:
-    return _si(b, [(1, "B"), (1e3, "KB"), (1e6, "MB"), (1e9, "GB"), (1e12, "TB")])
+    return format_si(b, "B", smallest="")
 
 
 def fmt_time(s: float) -> str:
-    return _si(s, [(1e-12, "ps"), (1e-9, "ns"), (1e-6, "µs"), (1e-3, "ms"), (1, "s")])
+    return format_si(s, "s", smallest="p")
 
 
 def fmt_energy(j: float) -> str:
-    return _si(j, [(1e-15, "fJ"), (1e-12, "pJ"), (1e-9, "nJ"), (1e-6, "µJ"), (1e-3, "mJ"), (1, "J")])
+    return format_si(j, "J", smallest="f")
 
 
 def fmt_power(w: float) -> str:
-    return _si(w, [(1e-9, "nW"), (1e-6, "µW"), (1e-3, "mW"), (1, "W"), (1e3, "kW")])
+    return format_si(w, "W", smallest="n", kilo="k")
 
 
 def fmt_area(m2: float) -> str:
-    return f"{m2 * 1e6:.3g} mm²" if m2 >= 1e-8 else f"{m2 * 1e12:.3g} µm²"
+    return format_area(m2)
 
 
 def fmt_cycles(c: float) -> str:
-    return _si(c, [(1, ""), (1e3, "K"), (1e6, "M"), (1e9, "G")])
+    return format_si(c, "", smallest="")
 
 
 # ---------------------------------------------------------------------------

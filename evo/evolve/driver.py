@@ -44,55 +44,44 @@ from evo import units as U
 from evo.diagnostics import Collector, Diagnostic, EvoError, Span
 from evo.evolve.writeback import WriteBackError  # noqa: F401 -- re-exported
 
-__all__ = ["Evaluator", "EvolveResult", "WriteBackError", "evaluator", "format_metric", "run_evolve"]
+__all__ = ["METRIC_UNITS", "Evaluator", "EvolveResult", "WriteBackError", "evaluator", "format_metric", "run_evolve"]
 
 
 # ---------------------------------------------------------------------------- metric spelling
 
-_TIME = (("s", 1.0), ("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9), ("ps", 1e-12))
-_ENERGY = (("J", 1.0), ("mJ", 1e-3), ("uJ", 1e-6), ("nJ", 1e-9), ("pJ", 1e-12), ("fJ", 1e-15))
-_BYTES = (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3), ("B", 1.0))
-_COUNT = (("G", 1e9), ("M", 1e6), ("K", 1e3), ("", 1.0))
-_AREA = (("mm2", 1e-6), ("um2", 1e-12))
-_POWER = (("W", 1.0), ("mW", 1e-3), ("uW", 1e-6))
-_METRIC_UNITS = {
-    "area": (_AREA, " "), "power": (_POWER, " "),
-    "latency": (_TIME, " "), "cam_latency": (_TIME, " "), "roofline_latency": (_TIME, " "),
-    "energy": (_ENERGY, " "), "cam_energy": (_ENERGY, " "),
-    "offchip_bytes": (_BYTES, " "), "global_bytes": (_BYTES, " "), "pe_bytes": (_BYTES, " "),
-    "compulsory_offchip_bytes": (_BYTES, " "),
-    "params": (_COUNT, ""), "macs": (_COUNT, ""), "cycles": (_COUNT, ""),
+# the unit of each cost metric in its SI base ("count": a plain number)
+METRIC_UNITS = {
+    "latency": "s", "cam_latency": "s", "roofline_latency": "s",
+    "energy": "J", "cam_energy": "J", "edp": "J*s",
+    "offchip_bytes": "B", "global_bytes": "B", "pe_bytes": "B", "compulsory_offchip_bytes": "B",
+    "params": "count", "macs": "count", "cycles": "count", "utilization": "fraction",
+    "area": "m²", "power": "W",
 }
 
 
-def _sig(x: float, digits: int = 4) -> str:
-    s = f"{x:.{digits}g}"
-    if "e" in s:
-        s = f"{x:.{digits - 1}e}"
-    return s
-
-
 def format_metric(name: str, value: Any) -> str:
-    """A metric for people, in evo's unit spellings: ``1.234 ms``, ``8.58 uJ``, ``12.5K``."""
+    """A metric for people, through the one SI formatter (`evo.cost.si.format_si`, 4
+    significant digits, trailing zeros dropped): ``1.234 ms``, ``8.58 µJ``, ``12.5K``."""
+    from evo.cost.si import format_area, format_si
+
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return str(value)
     v = float(value)
     if not math.isfinite(v):
         return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    if name == "area":  # mm2 down to a thousandth of one, then um2
-        return f"{_sig(v / 1e-6)} mm2" if abs(v) >= 1e-9 or v == 0 else f"{_sig(v / 1e-12)} um2"
-    if name in _METRIC_UNITS:
-        units, sep = _METRIC_UNITS[name]
-        if v == 0:
-            return f"0{sep}{units[-1][0]}".rstrip()
-        for unit, scale in units:
-            if abs(v) >= scale * 0.99995:
-                break
-        if name in ("params", "macs") and scale == 1.0:
-            return str(round(v))
-        return f"{_sig(v / scale)}{sep}{unit}".rstrip()
+    if name == "area":
+        return format_area(v, digits=4)
+    unit = METRIC_UNITS.get(name)
+    if unit in ("s", "J"):
+        return format_si(v, unit, digits=4, smallest="p" if unit == "s" else "f", trim=True)
+    if unit == "B":
+        return format_si(v, "B", digits=4, smallest="", trim=True)
+    if unit == "count":
+        return format_si(v, "", digits=4, smallest="", sep="", trim=True)
+    if unit == "W":
+        return format_si(v, "W", digits=4, smallest="n", trim=True, kilo="k")
     if name == "edp":
-        return f"{_sig(v)} J*s"
+        return f"{v:.4g} J*s"
     if name == "utilization":
         return f"{v:.3f}"
     if isinstance(value, int):
@@ -101,7 +90,7 @@ def format_metric(name: str, value: Any) -> str:
         decimals = max(0, 3 - math.floor(math.log10(abs(v))))
         text = f"{v:.{decimals}f}"
         return text.rstrip("0").rstrip(".") if "." in text else text
-    return _sig(v)
+    return f"{v:.4g}"
 
 
 # ---------------------------------------------------------------------------- literals
@@ -609,14 +598,27 @@ class EvolveResult:
 
         return json.dumps(self.to_dict(programs), indent=2, allow_nan=False) + "\n"
 
-    def plot(self, path):
-        """A PNG of the objectives: the front over every evaluated point (`path`: a file name
-        or a binary file object)."""
-        from evo.evolve import plot_front
+    def figure(self):
+        """A matplotlib figure of the objectives: the front over every evaluated point,
+        each axis in its metric's unit."""
+        from evo.evolve.front import front_figure
+
+        return front_figure(self.search.front, self.search.evaluated, self.spec.objectives,
+                            title=f"evolve {self.name}", units=METRIC_UNITS)
+
+    def render_plot(self, format: str = "png") -> bytes:
+        """The bytes of :meth:`figure` as `format` (png, svg or pdf), deterministic."""
+        from evo.cost.plot import render
+
+        return render(self.figure(), format)
+
+    def plot(self, path, format: str | None = None):
+        """Write :meth:`figure` to `path` (a file name, or a binary file object) as PNG,
+        SVG or PDF, chosen by the suffix or `format`."""
+        from evo.cost.plot import save_figure
 
         target = path if hasattr(path, "write") else str(path)
-        plot_front(self.search.front, self.search.evaluated, self.spec.objectives, target,
-                   title=f"evolve {self.name}")
+        save_figure(self.figure(), target, format)
         return path if hasattr(path, "write") else Path(path)
 
     # -- write-back -----------------------------------------------------------------

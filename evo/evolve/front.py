@@ -1,4 +1,4 @@
-"""Pareto fronts: exact filtering, hypervolume, text/JSON formatting and PNG plots.
+"""Pareto fronts: exact filtering, hypervolume, text/JSON formatting and plots.
 
 Points are duck-typed: anything with a ``metrics`` mapping (and, for formatting,
 ``values`` and ``genome``), such as :class:`evo.evolve.nsga2.Point`, or a plain
@@ -6,7 +6,7 @@ mapping of metric name to number. Objectives are ``(name, "min" | "max")`` pairs
 (a bare name means ``"min"``; ``"minimize"``/``"maximize"`` are accepted too).
 
 Everything here is deterministic: the same input gives the same text, JSON and
-pixels. The plot uses Pillow's ``ImageDraw`` only.
+bytes of a plot (matplotlib, see :func:`front_figure`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ __all__ = [
     "objective_matrix",
     "pareto_front",
     "pareto_mask",
+    "front_figure",
     "plot_front",
 ]
 
@@ -299,213 +300,97 @@ def front_json(
 
 
 # ---------------------------------------------------------------------------
-# PNG plot (Pillow ImageDraw only)
+# plot (matplotlib, through evo.cost.plot's deterministic writer)
 
-_BG = (255, 255, 255)
-_AXIS = (40, 40, 40)
-_GRID = (232, 232, 232)
-_ALL = (170, 170, 170)
-_BAD = (235, 150, 150)
-_FRONT = (31, 100, 200)
-_FRONT_EDGE = (10, 40, 110)
-_TEXT = (20, 20, 20)
+_ALL = "#aaaaaa"
+_BAD = "#eb9696"
+_FRONT = "#1f64c8"
+_FRONT_EDGE = "#0a286e"
 
 
-def _nice_num(x: float, round_: bool) -> float:
-    if x <= 0 or not math.isfinite(x):
-        return 1.0
-    e = math.floor(math.log10(x))
-    f = x / 10**e
-    if round_:
-        nf = 1 if f < 1.5 else 2 if f < 3 else 5 if f < 7 else 10
-    else:
-        nf = 1 if f <= 1 else 2 if f <= 2 else 5 if f <= 5 else 10
-    return nf * 10**e
+def _axis_label(name: str, sense: str | None, units: Mapping[str, str]) -> str:
+    unit = units.get(name)
+    label = f"{name} ({unit})" if unit else name
+    return f"{label}, {sense}" if sense else label
 
 
-def _linear_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    step = _nice_num((hi - lo) / max(1, n), True)
-    start = math.ceil(lo / step - 1e-9) * step
-    ticks = []
-    t = start
-    for k in range(100):
-        t = start + k * step
-        if t > hi + step * 1e-9:
-            break
-        ticks.append(0.0 if abs(t) < step * 1e-9 else t)
-    return ticks
+def _use_log(values: np.ndarray, log: Any) -> bool:
+    v = values[np.isfinite(values)]
+    return bool(v.size and np.all(v > 0) and (log is True or (log == "auto" and v.max() / v.min() >= 1e3)))
 
 
-def _fmt_tick(t: float, prec: int = 4) -> str:
-    s = format(t, f".{prec}g")
-    return s.replace("e+0", "e").replace("e-0", "e-").replace("e+", "e")
+def _tick_formatter(unit: str | None):
+    from matplotlib.ticker import FuncFormatter
+
+    from evo.cost.si import format_si
+
+    if unit not in ("s", "J", "B", "count"):
+        return None
+    smallest = "" if unit in ("B", "count") else "f"
+    shown = "" if unit == "count" else unit
+    return FuncFormatter(lambda v, _pos: "0" if v == 0 else format_si(v, shown, digits=3, smallest=smallest,
+                                                                      trim=True, sep=" " if shown else ""))
 
 
-class _Axis:
-    """Maps data values to pixels, linear or log10."""
-
-    def __init__(self, values: np.ndarray, log: Any):
-        v = values[np.isfinite(values)]
-        self.log = False
-        if v.size and np.all(v > 0) and (log is True or (log == "auto" and v.max() / v.min() >= 1e3)):
-            self.log = True
-            v = np.log10(v)
-        if v.size == 0:
-            lo, hi = 0.0, 1.0
-        else:
-            lo, hi = float(v.min()), float(v.max())
-        if hi <= lo:
-            pad = abs(lo) * 0.1 if lo != 0 else 1.0
-            lo, hi = lo - pad, hi + pad
-        else:
-            pad = (hi - lo) * 0.05
-            lo, hi = lo - pad, hi + pad
-        self.lo, self.hi = lo, hi
-
-    def t(self, x: float) -> float:
-        if self.log:
-            x = math.log10(x) if x > 0 else -math.inf
-        return (x - self.lo) / (self.hi - self.lo)
-
-    def ticks(self) -> list[tuple[float, str]]:
-        if self.log:
-            a, b = math.ceil(self.lo), math.floor(self.hi)
-            exps = list(range(a, b + 1))
-            if len(exps) > 8:
-                stride = math.ceil(len(exps) / 8)
-                exps = exps[::stride]
-            if not exps:
-                return [(10**x, _fmt_tick(10**x)) for x in _linear_ticks(self.lo, self.hi)]
-            return [(10.0**e, _fmt_tick(10.0**e)) for e in exps]
-        ticks = _linear_ticks(self.lo, self.hi)
-        for prec in range(4, 16):
-            labels = [_fmt_tick(t, prec) for t in ticks]
-            if len(set(labels)) == len(labels):
-                break
-        return list(zip(ticks, labels))
+def _draw_panel(ax, xs_all, ys_all, feas_all, xs_f, ys_f, xlabel, ylabel, title, log, connect,
+                xunit, yunit) -> None:
+    finite = np.isfinite(xs_all) & np.isfinite(ys_all)
+    bad = finite & ~feas_all
+    good = finite & feas_all
+    if bad.any():
+        ax.scatter(xs_all[bad], ys_all[bad], marker="x", s=16, color=_BAD, linewidths=1, zorder=1)
+    if good.any():
+        ax.scatter(xs_all[good], ys_all[good], marker="o", s=10, color=_ALL, linewidths=0, zorder=2)
+    ff = np.isfinite(xs_f) & np.isfinite(ys_f)
+    fx, fy = xs_f[ff], ys_f[ff]
+    if connect and fx.size > 1:
+        order = np.lexsort((fy, fx))
+        ax.plot(fx[order], fy[order], color=_FRONT, linewidth=1, zorder=3)
+    if fx.size:
+        ax.scatter(fx, fy, marker="o", s=40, color=_FRONT, edgecolors=_FRONT_EDGE, linewidths=1, zorder=4)
+    for values, setter in ((np.concatenate([xs_all, xs_f]), ax.set_xscale),
+                           (np.concatenate([ys_all, ys_f]), ax.set_yscale)):
+        if _use_log(values, log):
+            setter("log")
+    for unit, axis in ((xunit, ax.xaxis), (yunit, ax.yaxis)):
+        fmt = _tick_formatter(unit)
+        if fmt is not None:
+            axis.set_major_formatter(fmt)
+    ax.tick_params(labelsize=7)
+    ax.grid(True, color="#e8e8e8")
+    ax.set_axisbelow(True)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_title(title, fontsize=9)
 
 
-def _font(size: int = 11):
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1
-        return ImageFont.load_default()
-
-
-def _text_size(draw, text: str, font) -> tuple[int, int]:
-    x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
-    return x1 - x0, y1 - y0
-
-
-def _draw_panel(
-    img,
-    box: tuple[int, int, int, int],
-    xs_all: np.ndarray,
-    ys_all: np.ndarray,
-    feas_all: np.ndarray,
-    xs_f: np.ndarray,
-    ys_f: np.ndarray,
-    xlabel: str,
-    ylabel: str,
-    title: str,
-    log: Any,
-    connect: bool,
-) -> None:
-    from PIL import Image, ImageDraw
-
-    draw = ImageDraw.Draw(img)
-    font = _font(11)
-    small = _font(10)
-    x0, y0, x1, y1 = box
-    left, right, top, bottom = x0 + 68, x1 - 14, y0 + 26, y1 - 42
-    ax = _Axis(np.concatenate([xs_all, xs_f]), log)
-    ay = _Axis(np.concatenate([ys_all, ys_f]), log)
-
-    def px(x: float) -> float:
-        return left + ax.t(x) * (right - left)
-
-    def py(y: float) -> float:
-        return bottom - ay.t(y) * (bottom - top)
-
-    # grid and ticks
-    for t, lab in ax.ticks():
-        X = px(t)
-        if left - 0.5 <= X <= right + 0.5:
-            draw.line([(X, top), (X, bottom)], fill=_GRID)
-            draw.line([(X, bottom), (X, bottom + 4)], fill=_AXIS)
-            w, h = _text_size(draw, lab, small)
-            draw.text((X - w / 2, bottom + 6), lab, fill=_TEXT, font=small)
-    for t, lab in ay.ticks():
-        Y = py(t)
-        if top - 0.5 <= Y <= bottom + 0.5:
-            draw.line([(left, Y), (right, Y)], fill=_GRID)
-            draw.line([(left - 4, Y), (left, Y)], fill=_AXIS)
-            w, h = _text_size(draw, lab, small)
-            draw.text((left - 6 - w, Y - h / 2 - 1), lab, fill=_TEXT, font=small)
-    draw.rectangle([left, top, right, bottom], outline=_AXIS)
-
-    # titles
-    w, h = _text_size(draw, title, font)
-    draw.text(((left + right) / 2 - w / 2, y0 + 6), title, fill=_TEXT, font=font)
-    xl = xlabel + (" (log)" if ax.log else "")
-    w, h = _text_size(draw, xl, font)
-    draw.text(((left + right) / 2 - w / 2, y1 - 20), xl, fill=_TEXT, font=font)
-    yl = ylabel + (" (log)" if ay.log else "")
-    w, h = _text_size(draw, yl, font)
-    tmp = Image.new("RGB", (w + 4, h + 6), _BG)
-    ImageDraw.Draw(tmp).text((2, 1), yl, fill=_TEXT, font=font)
-    tmp = tmp.rotate(90, expand=True)
-    img.paste(tmp, (x0 + 4, int((top + bottom) / 2 - tmp.size[1] / 2)))
-
-    def inside(X: float, Y: float) -> bool:
-        return left <= X <= right and top <= Y <= bottom
-
-    # all evaluated points (infeasible first, then feasible), then the front
-    for want, color in ((False, _BAD), (True, _ALL)):
-        for x, y, f in zip(xs_all, ys_all, feas_all):
-            if bool(f) != want or not (math.isfinite(x) and math.isfinite(y)):
-                continue
-            X, Y = px(x), py(y)
-            if not inside(X, Y):
-                continue
-            if want:
-                draw.ellipse([X - 2, Y - 2, X + 2, Y + 2], fill=color)
-            else:
-                draw.line([(X - 2, Y - 2), (X + 2, Y + 2)], fill=color)
-                draw.line([(X - 2, Y + 2), (X + 2, Y - 2)], fill=color)
-    pts = [(px(x), py(y)) for x, y in zip(xs_f, ys_f) if math.isfinite(x) and math.isfinite(y)]
-    if connect and len(pts) > 1:
-        order = sorted(range(len(pts)), key=lambda k: (pts[k][0], pts[k][1]))
-        draw.line([pts[k] for k in order], fill=_FRONT, width=1)
-    for X, Y in pts:
-        if inside(X, Y):
-            draw.ellipse([X - 4, Y - 4, X + 4, Y + 4], fill=_FRONT, outline=_FRONT_EDGE)
-
-
-def plot_front(
+def front_figure(
     front: Sequence[Any],
     evaluated: Sequence[Any] | None,
     objectives: Iterable[Any],
-    path: Any = None,
     *,
     title: str | None = None,
     panel_size: tuple[int, int] = (460, 340),
     log: Any = "auto",
-) -> Any:
-    """Scatter plot of the objectives; front points highlighted over all evaluated points.
+    units: Mapping[str, str] | None = None,
+):
+    """A matplotlib figure of the objectives: the front over every evaluated point.
 
-    Two objectives give one scatter; three or more give a grid with one scatter
-    per pair. Evaluated points that are infeasible (``feasible`` attribute false)
-    are drawn as light-red crosses when they have the metrics. ``log`` is
-    ``"auto"`` (log10 axis when all values are positive and span >= 1000x),
-    ``True`` or ``False``. Writes a PNG when ``path`` is given; returns the
-    ``PIL.Image.Image``. Raw metric values are plotted (not negated).
+    Two objectives give one scatter; three or more give a grid with one scatter per
+    pair; one objective is plotted against the evaluation order.  Evaluated points
+    that are infeasible (``feasible`` attribute false) are light-red crosses when they
+    have the metrics.  ``log`` is ``"auto"`` (log10 axis when all values are positive
+    and span >= 1000x), ``True`` or ``False``.  ``units`` maps a metric to its unit
+    (``"s"``, ``"J"``, ``"B"``, ``"count"``...): the axis is labelled with it and its
+    ticks are SI-prefixed (`evo.cost.si.format_si`).  Raw metric values are plotted
+    (not negated).  The figure is ``panel_size`` pixels per panel plus a 46-pixel
+    header, at 100 dpi.
     """
-    from PIL import Image, ImageDraw
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     objs = normalize_objectives(objectives)
+    units = dict(units or {})
     front = list(front)
     evaluated = list(evaluated) if evaluated is not None else []
 
@@ -521,7 +406,6 @@ def plot_front(
     A = raw(evaluated)
     Fr = raw(front)
     feas = np.array([bool(getattr(p, "feasible", True)) for p in evaluated], dtype=bool)
-    labels = [f"{n} ({s})" for n, s in objs]
     if len(objs) == 1:
         pairs = [(0, 0)]
     else:
@@ -530,60 +414,71 @@ def plot_front(
     rows = math.ceil(len(pairs) / cols)
     pw, ph = panel_size
     header = 46
-    img = Image.new("RGB", (cols * pw, rows * ph + header), _BG)
-    draw = ImageDraw.Draw(img)
-    font = _font(12)
-    small = _font(10)
-    head = title or "Pareto front"
-    head += f"  ({len(front)} on the front, {len(evaluated)} evaluated)"
-    draw.text((8, 6), head, fill=_TEXT, font=font)
-    # legend
-    lx, ly = 10, 28
-    draw.ellipse([lx, ly + 2, lx + 8, ly + 10], fill=_FRONT, outline=_FRONT_EDGE)
-    draw.text((lx + 12, ly), "front", fill=_TEXT, font=small)
-    lx += 12 + _text_size(draw, "front", small)[0] + 16
-    draw.ellipse([lx + 2, ly + 4, lx + 6, ly + 8], fill=_ALL)
-    draw.text((lx + 12, ly), "evaluated", fill=_TEXT, font=small)
-    lx += 12 + _text_size(draw, "evaluated", small)[0] + 16
-    draw.line([(lx + 1, ly + 3), (lx + 7, ly + 9)], fill=_BAD)
-    draw.line([(lx + 1, ly + 9), (lx + 7, ly + 3)], fill=_BAD)
-    draw.text((lx + 12, ly), "infeasible", fill=_TEXT, font=small)
+    W, H = cols * pw, rows * ph + header
+    fig = Figure(figsize=(W / 100, H / 100), dpi=100, facecolor="white")
+    head = (title or "Pareto front") + f"  ({len(front)} on the front, {len(evaluated)} evaluated)"
+    fig.text(8 / W, 1 - 6 / H, head, fontsize=10, va="top", ha="left")
+    handles = [Line2D([], [], linestyle="", marker="o", markersize=6, color=_FRONT, markeredgecolor=_FRONT_EDGE),
+               Line2D([], [], linestyle="", marker="o", markersize=3, color=_ALL),
+               Line2D([], [], linestyle="", marker="x", markersize=4, color=_BAD)]
+    fig.legend(handles, ["front", "evaluated", "infeasible"], loc="upper left", ncol=3, fontsize=7,
+               frameon=False, bbox_to_anchor=(4 / W, 1 - 22 / H), borderaxespad=0, handletextpad=0.3)
+    gs = fig.add_gridspec(rows, cols, left=0.0, right=1.0, bottom=0.0, top=1 - header / H)
     for k, (i, j) in enumerate(pairs):
         r, c = divmod(k, cols)
-        box = (c * pw, header + r * ph, (c + 1) * pw, header + (r + 1) * ph)
+        ax = fig.add_subplot(gs[r, c])
+        ni, si = objs[i]
         if i == j:  # single objective: value against evaluation order
             xs_all = np.arange(len(evaluated), dtype=float)
             idx = {id(p): n for n, p in enumerate(evaluated)}
             xs_f = np.array([float(idx.get(id(p), 0)) for p in front])
-            _draw_panel(
-                img,
-                box,
-                xs_all,
-                A[:, i],
-                feas,
-                xs_f,
-                Fr[:, i],
-                "evaluation",
-                labels[i],
-                labels[i],
-                False,
-                False,
-            )
+            _draw_panel(ax, xs_all, A[:, i], feas, xs_f, Fr[:, i], "evaluation (index)",
+                        _axis_label(ni, si, units), _axis_label(ni, si, units), False, False,
+                        None, units.get(ni))
         else:
-            _draw_panel(
-                img,
-                box,
-                A[:, i],
-                A[:, j],
-                feas,
-                Fr[:, i],
-                Fr[:, j],
-                labels[i],
-                labels[j],
-                f"{objs[j][0]} vs {objs[i][0]}",
-                log,
-                len(objs) == 2,
-            )
+            nj, sj = objs[j]
+            _draw_panel(ax, A[:, i], A[:, j], feas, Fr[:, i], Fr[:, j], _axis_label(ni, si, units),
+                        _axis_label(nj, sj, units), f"{nj} vs {ni}", log, len(objs) == 2,
+                        units.get(ni), units.get(nj))
+        # each panel keeps its margins inside its own cell
+        box = gs[r, c].get_position(fig)
+        ax.set_position([box.x0 + 68 / W, box.y0 + 42 / H, box.width - 82 / W, box.height - 68 / H])
+    return fig
+
+
+def plot_front(
+    front: Sequence[Any],
+    evaluated: Sequence[Any] | None,
+    objectives: Iterable[Any],
+    path: Any = None,
+    *,
+    format: str | None = None,
+    title: str | None = None,
+    panel_size: tuple[int, int] = (460, 340),
+    log: Any = "auto",
+    units: Mapping[str, str] | None = None,
+) -> Any:
+    """Draw :func:`front_figure` and save it to ``path`` (a file name, or a binary file
+    object) as PNG, SVG or PDF, chosen by the suffix (or ``format``; a file object
+    defaults to PNG); deterministic bytes.  Returns the ``PIL.Image.Image`` of the PNG
+    (without ``path``: only that), or ``path`` for SVG and PDF."""
+    import io
+
+    from PIL import Image
+
+    from evo.cost.plot import plot_format, render
+
+    fmt = "png" if path is None and format is None else (
+        plot_format("", format or "png") if hasattr(path, "write") or path is None else plot_format(path, format))
+    fig = front_figure(front, evaluated, objectives, title=title, panel_size=panel_size, log=log, units=units)
+    data = render(fig, fmt)
     if path is not None:
-        img.save(path, format="PNG")
-    return img
+        if hasattr(path, "write"):
+            path.write(data)
+        else:
+            with open(path, "wb") as fh:
+                fh.write(data)
+    if fmt != "png":
+        return path
+    with Image.open(io.BytesIO(data)) as img:
+        return img.convert("RGB")
