@@ -22,6 +22,7 @@ from evo.check.evaluate import POISON, Evaluator, TensorV, TupleV, Ctx, fmt_numb
 from evo.check.program import Program
 from evo.diagnostics import Abort, Collector, Fatal, Note, Span, did_you_mean
 from evo.frontend import ast as A
+from evo.frontend.literals import quote
 from evo.frontend.names import q
 from evo.ir.node import Graph, Node, Op, Scope
 
@@ -439,6 +440,13 @@ class Lowerer(Evaluator):
             if not items or any(isinstance(x, bool) or not isinstance(x, int) for x in items):
                 raise bad("an int or a list of ints")
             return tuple(rng(x) for x in items)
+        if p.kind == "str":
+            if not isinstance(v, str):
+                raise bad("a string")
+            if p.choices and v not in p.choices:
+                raise self.fail("E0203", f"argument '{p.name}' of {d.name} must be "
+                                f"{' or '.join(quote(c) for c in p.choices)}, got {quote(v)}", span)
+            return v
         if p.kind == "int2":
             if isinstance(v, tuple):
                 if len(v) != 2 or any(isinstance(x, bool) or not isinstance(x, int) for x in v):

@@ -374,6 +374,9 @@ class ModuleGen:
             fwd.append((f"{out} = {module_ref('self', name)}({', '.join(ins)})", [out], ins))
         else:
             expr = d.functional(n.attr_dict, ins)
+            train = d.training(n.attr_dict, ins) if d.training is not None else None
+            if train is not None:  # differs in training (stochastic depth): torch's semantics there
+                expr = f"{train} if self.training else {expr}"
             if expr == ins[0] and not n.name:
                 var[n.id] = ins[0]  # identity / dropout in eval
                 namer.used.discard(out)

@@ -64,7 +64,10 @@ def registry_aliases() -> dict:
         fns: dict = {}
         meths: dict = {}
         aten: dict = {}
+        classes: dict = {}
         for name, d in ops.REGISTRY.items():
+            for c in d.imports.classes:
+                classes[c] = name
             for m in d.imports.modules:
                 cls = _resolve(m)
                 if cls is not None:
@@ -78,7 +81,7 @@ def registry_aliases() -> dict:
             for a in d.imports.aten:
                 aten[a] = name
         _alias_cache.clear()
-        _alias_cache.update(key=key, modules=mods, functions=fns, methods=meths, aten=aten)
+        _alias_cache.update(key=key, modules=mods, functions=fns, methods=meths, aten=aten, classes=classes)
     return _alias_cache
 
 
@@ -148,8 +151,24 @@ def leaf_types() -> dict:
     return {**{cls: _registry_module(op) for cls, op in registry_aliases()["modules"].items()}, **LEAF_TYPES}
 
 
+def named_leaf(m: nn.Module) -> tuple[str, dict] | None:
+    """(evo op, full args) for a module of a class outside torch that an op imports by class name
+    (`Imports.classes`: torchvision's StochasticDepth) and whose attributes fit; else None."""
+    op = registry_aliases()["classes"].get(type(m).__name__)
+    if op is None or type(m).__module__.startswith("torch.nn"):
+        return None
+    d = ops.REGISTRY[op]
+    try:
+        return op, registry_args(op, d.from_module(m, None))
+    except (ValueError, TypeError, AttributeError, NotConvertible):
+        return None
+
+
 def supported_leaf(m: nn.Module) -> type | None:
-    """The torch.nn class `m` converts as (itself, or a base whose forward it does not override)."""
+    """The torch.nn class `m` converts as (itself, or a base whose forward it does not override),
+    or its own class for a module an op imports by class name."""
+    if named_leaf(m) is not None:
+        return type(m)
     leaves = leaf_types()
     for base in type(m).__mro__:
         if base in leaves:
@@ -161,6 +180,11 @@ def supported_leaf(m: nn.Module) -> type | None:
 
 def module_op(m: nn.Module, in_shapes: list[tuple]) -> tuple[str, dict]:
     """(evo op, full args) for a leaf module call with input shapes `in_shapes`."""
+    named = named_leaf(m)
+    if named is not None:
+        if len(in_shapes) != 1:
+            raise NotConvertible(f"called with {len(in_shapes)} tensors; evo layers take one input")
+        return named
     base = supported_leaf(m)
     if base is None:
         name = type(m).__name__

@@ -220,6 +220,8 @@ def lit_kind(v: Any) -> tuple[str, Any]:
         return "int", v
     if isinstance(v, float):
         return "float", v
+    if isinstance(v, str):
+        return "str", v
     if isinstance(v, tuple):
         if len(v) == 2 and v[0] == v[1]:
             return "int", int(v[0])

@@ -42,11 +42,12 @@ REQUIRED = object()
 @dataclass(frozen=True)
 class ParamSpec:
     name: str
-    kind: str  # int | int2 | float | bool | ints (a list of ints, or one int)
+    kind: str  # int | int2 | float | bool | ints (a list of ints, or one int) | str
     default: Any = REQUIRED
     min: float | None = None
     max: float | None = None
     doc: str = ""
+    choices: tuple = ()  # kind "str": the strings allowed
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,10 @@ class Imports:
     functions: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()
     aten: tuple[str, ...] = ()
+    # classes outside torch, matched by class name (torchvision's "StochasticDepth"): they convert
+    # through `from_module`, which reads their attributes (a module whose attributes do not fit
+    # is traced through like any other)
+    classes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,6 +77,9 @@ class OpDef:
     n_inputs: int | None = 1  # None: variadic (concat)
     module: Callable[[dict, list[tuple]], str] | None = None  # nn.Module constructor source
     functional: Callable[[dict, list[str]], str] | None = None  # expression over input names
+    # the expression in training mode, where it differs from `functional` (the inference form): a
+    # network's generated forward writes `<training> if self.training else <functional>`
+    training: Callable[[dict, list[str]], str | None] | None = None
     weights: Callable[[dict, list[tuple]], dict[str, tuple]] = field(default=lambda a, s: {})
     doc: str = ""
     torch: str = ""  # the PyTorch equivalent, for the docs
@@ -168,6 +176,8 @@ def lit(v: Any) -> str:
         if math.isinf(v) or math.isnan(v):
             raise ValueError("non-finite literal")
         return repr(v)
+    if isinstance(v, str):
+        return repr(v)  # a Python string literal: quotes and escapes are repr's
     if isinstance(v, tuple):
         if len(v) == 2 and v[0] == v[1]:
             return lit(v[0])

@@ -1,8 +1,8 @@
-"""Shape ops: flatten, dropout and identity (views at inference), softmax, concat."""
+"""Shape ops: flatten, dropout, stochastic depth and identity (views at inference), softmax, concat."""
 
 from __future__ import annotations
 
-from evo.ops.base import (OpDef, OpError, ParamSpec, concrete, fmt_shape, join, kwargs_src, lit, norm_dim, numel,
+from evo.ops.base import (Imports, OpDef, OpError, ParamSpec, concrete, fmt_shape, join, kwargs_src, lit, norm_dim, numel,
                           register, same_shape, view_cost)
 from evo.ops.activation import act_grad  # the runtime's `_evo_act_grad` knows softmax too
 from evo.ops.gradient import RESHAPE, SLICE
@@ -46,6 +46,45 @@ register(OpDef(
     torch="nn.Dropout", elementwise=True, affine=True, doc="dropout (identity in eval mode)",
     grad=passthrough_grad, cost=view_cost, doc_call="dropout(x, p=0.5)", doc_args="`p` number in [0, 1] (0.5)",
     doc_shape="same shape; the identity at inference"))
+
+def _stochastic_depth_training(a, xs):
+    """torchvision.ops.stochastic_depth in training: one Bernoulli(1 - p) draw per row (`row`) or
+    for the whole batch (`batch`), survivors scaled by 1 / (1 - p) (the same calls, so the same
+    random stream as torchvision's)."""
+    x, p = xs[0], a["p"]
+    if p == 0.0:
+        return None
+    keep = 1.0 - p
+    size = f"({x}.shape[0],) + (1,) * ({x}.dim() - 1)" if a["mode"] == "row" else f"(1,) * {x}.dim()"
+    noise = f"torch.empty({size}, dtype={x}.dtype, device={x}.device).bernoulli_({lit(keep)})"
+    return f"{x} * {noise}" + (f".div_({lit(keep)})" if keep > 0.0 else "")
+
+
+def _stochastic_depth_from_module(m, shape):
+    # torchvision.ops.StochasticDepth (a module outside torch.nn: matched by its class name and
+    # its attributes `p` and `mode`)
+    p, mode = getattr(m, "p", None), getattr(m, "mode", None)
+    if (isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0
+            or mode not in ("row", "batch") or any(True for _ in m.children())
+            or any(True for _ in m.parameters()) or any(True for _ in m.buffers())):
+        raise ValueError("not torchvision's StochasticDepth")
+    return {"p": float(p), "mode": mode}
+
+
+register(OpDef(
+    "stochastic_depth", (ParamSpec("p", "float", min=0.0, max=1.0, doc="the drop probability"),
+                         ParamSpec("mode", "str", "row", choices=("row", "batch"))), same_shape,
+    functional=lambda a, xs: xs[0],  # eval mode: identity
+    training=_stochastic_depth_training,
+    torch="torchvision.ops.stochastic_depth", elementwise=True, affine=True,
+    doc="stochastic depth (drops whole rows in training; identity in eval mode)",
+    grad=passthrough_grad, cost=view_cost, imports=Imports(classes=("StochasticDepth",)),
+    from_module=_stochastic_depth_from_module,
+    doc_call='stochastic_depth(x, p, mode="row")',
+    doc_args='`p` number in [0, 1] (required); `mode` `"row"` (one draw per example) or `"batch"`',
+    doc_shape="same shape; the identity at inference; in training, torch's: kept with probability 1 − p "
+              "and scaled by 1 / (1 − p)"))
+
 
 register(OpDef(
     "identity", (), same_shape, module=lambda a, s: "nn.Identity()",
