@@ -165,6 +165,8 @@ CASES = [
     # dropout / identity (eval mode: identity)
     Case("dropout", "dropout", (N, 3, 4, 4), "", lambda _, x: x),
     Case("dropout-p", "dropout", (N, 3, 4, 4), "0.3", lambda _, x: x),
+    Case("stochastic-depth", "stochastic_depth", (N, 3, 4, 4), "0.2", lambda _, x: x),
+    Case("stochastic-depth-batch", "stochastic_depth", (N, 5), '1.0, mode="batch"', lambda _, x: x),
     Case("identity", "identity", (N, 3, 4, 4), "", lambda _, x: x),
     # softmax
     Case("softmax-default", "softmax", (N, 5, 3), "", lambda _, x: torch.softmax(x, 1)),

@@ -618,7 +618,8 @@ class Lowerer(Evaluator):
                 if d is None:
                     raise Abort()
                 if d.module is None or d.n_inputs != 1:
-                    raise self.fail("E0205", f"{d.name} cannot be a seq stage (it takes several tensors)",
+                    why = "it takes several tensors" if d.n_inputs != 1 else "it has no PyTorch module form"
+                    raise self.fail("E0205", f"{d.name} cannot be a seq stage ({why})",
                                     st.span, "apply it outside the seq")
                 cur = self.apply_op(d, [(cur, st.span)], pos, kw, sctx, None, st.span, st.span, stage_path)
             self.b.values[stage_path] = cur.nid
