@@ -6,7 +6,9 @@
 Measured side by side in one run, interleaved (each round times inference and the
 compiled Grad-CAM explainer once, in turn), median over rounds, after warm-up, under
 torch.inference_mode, single-threaded.  Families are added here by their engineers
-(one entry in FAMILIES: a program, its network arguments and the input size).
+(one entry in FAMILIES: a program, its network arguments and the input size; or one in
+IMPORTED: a full-size tests/zoo mirror of torchvision's model, random weights and
+non-trivial batch-norm statistics, imported with evo.from_torch and loaded strict).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import evo  # noqa: E402
+from tests.zoo import efficientnet, mobilenetv3, regnet  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +36,34 @@ FAMILIES = {
     # ConvNeXt-Tiny's structure at a third of its width and depth (keeps the 2-core run short)
     "convnext": (ROOT / "examples" / "convnext_tiny.evo", "ConvNeXtTiny",
                  {"width": 32, "d1": 1, "d2": 1, "d3": 3, "d4": 1}, "Explain", 224),
+    "efficientnet_b0": (ROOT / "examples" / "efficientnet_b0.evo", "EfficientNetB0", {}, "Explain", 224),
 }
+
+# name -> (full-size tests/zoo mirror, last spatial layer), imported with evo.from_torch at 224x224
+IMPORTED = {
+    "efficientnet_b0_imported": (efficientnet.efficientnet_b0, "features"),
+    "efficientnet_v2_s": (efficientnet.efficientnet_v2_s, "features"),
+    "mobilenet_v3_large": (mobilenetv3.mobilenet_v3_large, "features"),
+    "mobilenet_v3_small": (mobilenetv3.mobilenet_v3_small, "features"),
+    "regnet_y_400mf": (regnet.regnet_y_400mf, "trunk_output"),
+    "regnet_x_400mf": (regnet.regnet_x_400mf, "trunk_output"),
+}
+
+
+def imported(name: str):
+    make, layer = IMPORTED[name]
+    torch.manual_seed(0)
+    mirror = make().eval()
+    with torch.no_grad():
+        for m in mirror.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    src = evo.from_torch(mirror, torch.randn(1, 3, 224, 224), name="Net", verify=False)
+    prog = evo.compile(src + f"\ncam Explain {{\n    network = Net\n    layer = {layer}\n}}\n")
+    model = prog.build("Net")
+    model.load_state_dict(mirror.state_dict(), strict=True)
+    return prog, model.eval(), "Explain", 224
 
 
 def _time(fn) -> float:
@@ -42,6 +73,9 @@ def _time(fn) -> float:
 
 
 def bench(name: str, batch: int, repeats: int) -> tuple[float, float]:
+    if name in IMPORTED:
+        prog, model, cam, size = imported(name)
+        return measure(prog, model, cam, size, batch, repeats)
     path, net, args, cam, size = FAMILIES[name]
     # the cam explains the network's default configuration: compile a copy with `args` as defaults
     src = path.read_text()
@@ -52,7 +86,10 @@ def bench(name: str, batch: int, repeats: int) -> tuple[float, float]:
             (Path(d) / f.name).write_text(f.read_text())
         (Path(d) / path.name).write_text(src)
         prog = evo.compile_file(Path(d) / path.name)
-    model = prog.build(net)
+    return measure(prog, prog.build(net), cam, size, batch, repeats)
+
+
+def measure(prog, model, cam: str, size: int, batch: int, repeats: int) -> tuple[float, float]:
     exp = prog.explainer(cam, model, strategy="compiled", upsample="none", normalize="none")
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
@@ -68,15 +105,15 @@ def bench(name: str, batch: int, repeats: int) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--family", choices=sorted(FAMILIES), action="append")
+    ap.add_argument("--family", choices=sorted(FAMILIES) + sorted(IMPORTED), action="append")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=9)
     a = ap.parse_args()
     torch.set_num_threads(1)
-    print(f"{'family':<10} {'inference ms':>13} {'compiled explain ms':>20} {'ratio':>7}")
-    for name in a.family or sorted(FAMILIES):
+    print(f"{'family':<24} {'inference ms':>13} {'compiled explain ms':>20} {'ratio':>7}")
+    for name in a.family or sorted(FAMILIES) + list(IMPORTED):
         inf, ex = bench(name, a.batch, a.repeats)
-        print(f"{name:<10} {inf * 1e3:>13.1f} {ex * 1e3:>20.1f} {ex / inf:>7.3f}")
+        print(f"{name:<24} {inf * 1e3:>13.1f} {ex * 1e3:>20.1f} {ex / inf:>7.3f}", flush=True)
 
 
 if __name__ == "__main__":

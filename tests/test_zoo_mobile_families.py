@@ -224,3 +224,35 @@ def test_stochastic_depth_imports_from_torchvisions_module_and_formats():
     got = net(x)
     torch.manual_seed(5)
     torch.testing.assert_close(got, ref(x), rtol=1e-6, atol=1e-6)
+
+
+# ------------------------------------------------------------------------ the hand-written example
+
+def test_efficientnet_b0_example_is_torchvisions_model_and_costs(capsys):
+    """examples/efficientnet_b0.evo, written by hand, is torchvision's EfficientNet-B0: the
+    mirror's state_dict loads with strict=True and the logits agree; `evoc cost` costs it
+    (with its cam) on the tiers of examples/hardware.evo: 0.39 GMACs as published."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "efficientnet_b0.evo"
+    prog = evo.compile_file(path)
+    net = prog.build("EfficientNetB0").eval()
+    torch.manual_seed(0)
+    model = _randomized(efficientnet.efficientnet_b0())
+    assert [(k, v.shape) for k, v in net.state_dict().items()] == \
+        [(k, v.shape) for k, v in model.state_dict().items()]
+    net.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), model(x), rtol=1e-4, atol=1e-5)
+    rc, out, err = run_cli(capsys, "cost", path, "--format", "json")
+    assert rc == 0, err
+    import json
+    report = json.loads(out)
+    assert report["network"] == "EfficientNetB0" and report["hardware"] == "EdgeNPU"
+    assert report["params"] == 5_288_548  # torchvision's num_params for EfficientNet_B0_Weights
+    assert 0.38e9 < report["cost"]["totals"]["macs"] < 0.40e9  # 0.39 GFLOPS (multiply-adds) published
+    assert report["meets_budget"] is True and "Explain" in json.dumps(report["cam"])
+    rc, out, err = run_cli(capsys, "cost", path, "--hardware", "Eyeriss")
+    assert rc == 0, err
+    assert "Eyeriss" in out
