@@ -177,7 +177,7 @@ def test_stochastic_depth_has_torchvisions_semantics(p, mode):
     torch.manual_seed(3)
     want = stochastic_depth(y, p, mode, True)
     from evo.ops import REGISTRY
-    expr = REGISTRY["stochastic_depth"].training({"p": p, "mode": mode}, ["y"])
+    expr = REGISTRY["stochastic_depth"].training({"p": p, "mode": mode}, ["y"], [tuple(y.shape)])
     torch.manual_seed(3)
     got = y if expr is None else eval(expr, {"torch": torch, "y": y})  # noqa: S307 -- the op's own code
     torch.testing.assert_close(got, want, rtol=0, atol=0)

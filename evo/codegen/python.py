@@ -374,7 +374,7 @@ class ModuleGen:
             fwd.append((f"{out} = {module_ref('self', name)}({', '.join(ins)})", [out], ins))
         else:
             expr = d.functional(n.attr_dict, ins)
-            train = d.training(n.attr_dict, ins) if d.training is not None else None
+            train = d.training(n.attr_dict, ins, shapes) if d.training is not None else None
             if train is not None:  # differs in training (stochastic depth): torch's semantics there
                 expr = f"{train} if self.training else {expr}"
             if expr == ins[0] and not n.name:

@@ -77,9 +77,10 @@ class OpDef:
     n_inputs: int | None = 1  # None: variadic (concat)
     module: Callable[[dict, list[tuple]], str] | None = None  # nn.Module constructor source
     functional: Callable[[dict, list[str]], str] | None = None  # expression over input names
-    # the expression in training mode, where it differs from `functional` (the inference form): a
-    # network's generated forward writes `<training> if self.training else <functional>`
-    training: Callable[[dict, list[str]], str | None] | None = None
+    # (attrs, input names, input shapes) -> the expression in training mode, where it differs from
+    # `functional` (the inference form): a network's generated forward writes
+    # `<training> if self.training else <functional>`
+    training: Callable[[dict, list[str], list[tuple]], str | None] | None = None
     weights: Callable[[dict, list[tuple]], dict[str, tuple]] = field(default=lambda a, s: {})
     doc: str = ""
     torch: str = ""  # the PyTorch equivalent, for the docs

@@ -47,7 +47,7 @@ register(OpDef(
     grad=passthrough_grad, cost=view_cost, doc_call="dropout(x, p=0.5)", doc_args="`p` number in [0, 1] (0.5)",
     doc_shape="same shape; the identity at inference"))
 
-def _stochastic_depth_training(a, xs):
+def _stochastic_depth_training(a, xs, shapes):
     """torchvision.ops.stochastic_depth in training: one Bernoulli(1 - p) draw per row (`row`) or
     for the whole batch (`batch`), survivors scaled by 1 / (1 - p) (the same calls, so the same
     random stream as torchvision's)."""
@@ -55,9 +55,10 @@ def _stochastic_depth_training(a, xs):
     if p == 0.0:
         return None
     keep = 1.0 - p
-    size = f"({x}.shape[0],) + (1,) * ({x}.dim() - 1)" if a["mode"] == "row" else f"(1,) * {x}.dim()"
-    noise = f"torch.empty({size}, dtype={x}.dtype, device={x}.device).bernoulli_({lit(keep)})"
-    return f"{x} * {noise}" + (f".div_({lit(keep)})" if keep > 0.0 else "")
+    rest = ", 1" * (len(shapes[0]) - 1)
+    size = f"[{x}.shape[0]{rest}]" if a["mode"] == "row" else f"[1{rest}]"
+    noise = f"{x}.new_empty({size}).bernoulli_({lit(keep)})" + (f".div_({lit(keep)})" if keep > 0.0 else "")
+    return f"torch.mul({x}, {noise})"
 
 
 def _stochastic_depth_from_module(m, shape):
