@@ -144,3 +144,10 @@ CODES: dict[str, str] = {
     INVALID_GENE_DOMAIN: "invalid gene domain",
     INVALID_CONSTRAINT: "invalid constraint",
 }
+
+# warnings (not errors: the program compiles; kept out of CODES, the error catalogue)
+EXPLAINER_TOO_EXPENSIVE = "W0520"
+
+WARNINGS: dict[str, str] = {
+    EXPLAINER_TOO_EXPENSIVE: "an explainer does more than 10x the work of inference",
+}

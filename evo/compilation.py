@@ -97,6 +97,10 @@ def choose_strategy(g: Graph, spec: CamSpec, explain: ExplainFn | None = None, h
         from evo.cost.network import cheapest_strategy
 
         best, why = cheapest_strategy(g, spec, hardware, explain=explain)
+        from evo.cam_work import LIMIT, estimate
+
+        if best == "forward" and estimate(g, spec, "forward").ratio > LIMIT:  # never an explainer of hours
+            return "compiled", f"auto: compiled (forward would do more than {LIMIT:g}x the work of inference)"
         return best, f"auto: {why}"
     why = "auto: compiled (affine head folds to channel weights)" if all(folded) else \
         "auto: compiled (no autograd at run time; gradient emitted as ops)"
@@ -207,6 +211,42 @@ class Compilation:
         has a graph at its default arguments."""
         return {name: self.strategy(spec, self.ir[spec.network])
                 for name, spec in self.checked.cams.items() if spec.network in self.ir}
+
+    @cached_property
+    def warnings(self) -> list:
+        """Warning diagnostics: explainers whose chosen strategy (or method) costs more than
+        evo.cam_work.LIMIT x inference, with the estimate and the cheaper strategy."""
+        from evo.cam_work import LIMIT, cheaper_strategy, estimate
+        from evo.codes import EXPLAINER_TOO_EXPENSIVE
+        from evo.diagnostics import Diagnostic
+
+        out = []
+        for name, (strategy, _why) in self.strategies.items():
+            spec = self.checked.cams[name]
+            g = self.ir[spec.network]
+            possible: dict = {}
+            try:
+                possible["compiled"] = [any(n.op == Op.CONST for n in self.explain_graph(g, layer).nodes)
+                                        for layer in spec.layers]
+            except NotDifferentiable:
+                pass
+            possible.update({"autograd": None, "forward": None})
+            s = strategy if strategy != "none" else "autograd"
+            work = estimate(g, spec, s, possible.get("compiled"))
+            if work.ratio <= LIMIT:
+                continue
+            hint = None
+            if spec.method not in GRADIENT_FREE and spec.method != "smoothgradcampp":
+                alt = cheaper_strategy(g, spec, s, possible)
+                if alt is not None and alt[1].ratio < work.ratio:
+                    hint = f"use strategy = {alt[0]} (~{alt[1].ratio:.1f}x inference)"
+            if hint is None:
+                hint = "a one-pass method (gradcam, layercam, ...) costs ~1-2x inference"
+            what = f"method {spec.method}" + (f" with strategy {strategy}" if strategy != "none" else "")
+            out.append(Diagnostic(EXPLAINER_TOO_EXPENSIVE,
+                                  f"cam '{name}': {what} does about {work.ratio:,.0f}x the work of inference "
+                                  f"({work.passes})", spec.span, hint, severity="warning"))
+        return out
 
     # ------------------------------------------------------------------ output
     @cached_property

@@ -153,3 +153,28 @@ def test_cam_settings_are_checked():
                                     "    samples = 2\n    aug_smooth = false"))
     spec = prog.cams["C"]
     assert (spec.method, spec.seed, spec.samples, spec.aug_smooth) == ("sscam", 3, 2, False)
+
+
+def test_costly_explainers_warn_at_compile_time(capsys):
+    from evo.cam_work import LIMIT, estimate
+    from evo.cli import main
+
+    src = ARCHS["depthwise"][0].replace("layer = features", "layer = features\n    method = gradcampp\n"
+                                        "    strategy = forward")
+    prog = evo.compile(src)
+    (w,) = prog.compilation.warnings
+    assert w.severity == "warning" and w.code == "W0520"
+    # the estimate: 24 channels x 8 x 8 positions = 1,536 JVPs of the head
+    assert "1,536 JVPs" in w.message and "strategy = compiled" in w.hint
+    g = prog.graph("Mobile")
+    assert estimate(g, prog.cams["C"], "forward").ratio > LIMIT >= estimate(g, prog.cams["C"], "compiled").ratio
+    assert not evo.compile(ARCHS["depthwise"][0]).compilation.warnings  # auto: compiled, ~1x
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "m.evo"
+        f.write_text(src)
+        assert main(["check", str(f)]) == 0
+    err = capsys.readouterr().err
+    assert "warning[W0520]" in err and "hint: use strategy = compiled" in err

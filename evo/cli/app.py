@@ -18,6 +18,7 @@ SUBCOMMANDS: dict[str, str] = {
     "fmt": "evo.cli.fmt",
     "compile": "evo.cli.compile",
     "run": "evo.cli.run",
+    "eval": "evo.cli.eval",
     "export": "evo.cli.export",
     "cost": "evo.cli.cost",
     "evolve": "evo.cli.evolve",

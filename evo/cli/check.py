@@ -15,6 +15,15 @@ def add_parser(sub) -> None:
     c.add_argument("-q", "--quiet", action="store_true", help="print nothing for programs without errors")
 
 
+def print_warnings(prog) -> None:
+    """The compilation's warning diagnostics (explainers of more than 10x inference) on stderr."""
+    from evo.cam_work import warnings_text
+
+    text = warnings_text(prog)
+    if text:
+        print(text, file=sys.stderr)
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'s' if n != 1 else ''}"
 
@@ -25,6 +34,7 @@ def main(args) -> int:
         try:
             prog = common.compile_program(f)
             c = prog.compilation.checked
+            print_warnings(prog)
             if not args.quiet:
                 parts = [_plural(len(c.graphs), "network"), f"{len(c.hardware)} hardware",
                          _plural(len(c.cams), "cam"), _plural(len(c.targets), "target")]

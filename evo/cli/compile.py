@@ -14,7 +14,11 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    comp = compile_program(args.file).compilation
+    from evo.cli.check import print_warnings
+
+    prog = compile_program(args.file)
+    print_warnings(prog)
+    comp = prog.compilation
     if args.emit == "ast":
         text = comp.ast_text
     elif args.emit == "ir":

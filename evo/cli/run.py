@@ -172,6 +172,9 @@ def main(args) -> int:
         raise UsageError(f"{safe(args.file)} declares no cam")
     name = pick("cam", args.cam if args.cam is not None else next(iter(cams)), cams, list_defined=False)
     spec = cams[name]
+    from evo.cli.check import print_warnings
+
+    print_warnings(prog)
     model = prog.build(spec.network)
     wpath = _weights_path(prog_path, args.weights)
     if wpath is not None:
