@@ -169,3 +169,20 @@ def test_batch_and_image_count_limits(tmp_path, monkeypatch):
     monkeypatch.setitem(limits._values, "images", 2)
     code, text = run(["run", str(QUICK), "--images", *map(str, IMAGES[:3]), "--out", str(tmp_path / "o")])
     assert code == 2 and "EVO_LIMIT_IMAGES" in text and not (tmp_path / "o").exists()
+
+
+def test_weights_and_images_that_are_not_regular_files_are_refused_without_blocking(tmp_path):
+    """A FIFO as weights, a device or a symlink loop as an image: exit 2 with the reason, never a hang."""
+    fifo = tmp_path / "w.pt"
+    os.mkfifo(fifo)
+    loop = tmp_path / "loop.png"
+    os.symlink(tmp_path / "loop2.png", loop)
+    os.symlink(loop, tmp_path / "loop2.png")
+    prog = str(Path(__file__).resolve().parents[1] / "examples" / "quickstart.evo")
+    cases = [(["--weights", str(fifo)], "FIFO"), (["--images", "/dev/zero"], "device"),
+             (["--images", str(loop)], "symbolic links")]
+    for extra, why in cases:
+        r = subprocess.run([sys.executable, "-m", "evo.cli", "run", prog, *extra, "--out", str(tmp_path / "o")],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and why in r.stderr and "Traceback" not in r.stderr, (extra, r.stderr)
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

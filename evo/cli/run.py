@@ -42,10 +42,14 @@ def safe(s) -> str:
 
 def _weights_path(prog_path: Path, given: str | None) -> Path | None:
     if given:
-        p = Path(given)
-        if not p.is_file():
+        from evo.frontend.source import not_regular_file
+
+        why = not_regular_file(given)
+        if why == "no such file":
             raise UsageError(f"weights file {safe(given)} not found")
-        return p
+        if why:
+            raise UsageError(f"cannot read weights file {safe(given)}: {why}")
+        return Path(given)
     for cand in (prog_path.with_suffix(".pt"), BUNDLED / f"{prog_path.stem}.pt"):
         if cand.is_file():
             return cand
@@ -65,10 +69,15 @@ def _images(prog_path: Path, given: list[str] | None) -> list[str]:
         p = Path(g)
         if p.is_dir():
             out.extend(list_images(p))
-        elif p.is_file():
-            out.append(str(p))
         else:
-            raise UsageError(f"image path {safe(g)} not found")
+            from evo.frontend.source import not_regular_file
+
+            why = not_regular_file(g)
+            if why == "no such file":
+                raise UsageError(f"image path {safe(g)} not found")
+            if why:
+                raise UsageError(f"cannot read image {safe(g)}: {why}")
+            out.append(str(p))
     if not out:
         raise UsageError("no images (.png, .jpg, .jpeg, .bmp) found")
     from evo import limits

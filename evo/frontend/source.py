@@ -69,6 +69,18 @@ def _kind(mode: int) -> str:
     return "it is not a regular file"
 
 
+def not_regular_file(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be read as a regular file (missing, a FIFO, a device, a symlink loop,
+    a NUL byte...), or None when it is one.  Never opens the path, so it never blocks."""
+    try:
+        st = os.stat(path)
+    except ValueError:
+        return "the path contains a NUL byte"
+    except OSError as e:
+        return _why(e)
+    return None if stat.S_ISREG(st.st_mode) else _kind(st.st_mode)
+
+
 def read_bytes(path: str | os.PathLike, limit: int = MAX_SOURCE_BYTES, env: str = "EVO_LIMIT_SOURCE_BYTES") -> bytes:
     """The bytes of a regular file of at most `limit` bytes (`env`: the variable that raises
     the limit, named in the message); raises UnreadableSource."""
