@@ -89,18 +89,13 @@ def _calibrate(prog, file: str, network: str, images: list[str], weights: str | 
     of the program that explains this network says, else with ImageNet's mean and std)."""
     from pathlib import Path
 
-    from evo.cli.run import _images, _weights_path, load_weights
+    from evo.cli.run import _images, load_program_weights
     from evo.cost.sparsity import calibrate
     from evo.runtime.images import load_images
 
     paths = _images(Path(file), images)
     model = prog.build(network)
-    wpath = _weights_path(Path(file), weights)
-    if wpath is not None:
-        load_weights(model, wpath)
-    else:
-        print("evoc: warning: no weights given or bundled; zeros measured on a randomly initialised network",
-              file=sys.stderr)
+    load_program_weights(model, Path(file), weights, "zeros measured on a randomly initialised network")
     cam = next((c for c in prog.cams.values() if c.network == network), None)
     mean = cam.mean if cam is not None and cam.mean is not None else (0.485, 0.456, 0.406)
     std = cam.std if cam is not None and cam.std is not None else (0.229, 0.224, 0.225)

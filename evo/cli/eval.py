@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
 
 def main(args) -> int:
     from evo.cam_methods import METHODS
-    from evo.cli.run import _images, _weights_path, load_weights
+    from evo.cli.run import _images, load_program_weights
     from evo.evaluation import format_table, leaderboard, plot_curves, read_boxes, write_csv
     from evo.runtime.images import load_images
 
@@ -46,11 +46,7 @@ def main(args) -> int:
                    for m in args.methods.split(",") if m.strip()]
     spec = cams[name]
     model = prog.build(spec.network)
-    wpath = _weights_path(prog_path, args.weights)
-    if wpath is not None:
-        load_weights(model, wpath)
-    else:
-        print("evoc: warning: no weights given or bundled; the network is randomly initialised", file=sys.stderr)
+    wpath = load_program_weights(model, prog_path, args.weights)
     paths = _images(prog_path, args.images)
     g = prog.graph(spec.network)
     shape = g.node(g.inputs[0]).shape

@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
 
 
 def main(args) -> int:
-    from evo.cli.run import _weights_path, load_weights
+    from evo.cli.run import load_program_weights
     from evo.runtime import export as ex
 
     if args.opset < ex.MIN_OPSET:
@@ -37,11 +37,7 @@ def main(args) -> int:
     name = pick("cam", args.cam if args.cam is not None else next(iter(cams)), cams, list_defined=False)
     spec = cams[name]
     model = prog.build(spec.network)
-    wpath = _weights_path(Path(args.file), args.weights)
-    if wpath is not None:
-        load_weights(model, wpath)
-    else:
-        print("evoc: warning: no weights given or bundled; the network is randomly initialised", file=sys.stderr)
+    wpath = load_program_weights(model, Path(args.file), args.weights)
     module = ex.export_module(prog, name, model)  # EvoError (exit 1) for what export does not cover
     x = ex.example_input(prog, name)
     out = args.output or f"{name}.{'onnx' if args.format == 'onnx' else 'pt2'}"

@@ -109,6 +109,21 @@ def output_stems(paths: list[str]) -> list[str]:
     return out
 
 
+def warn_random_weights(consequence: str = "the network is randomly initialised") -> None:
+    print(f"evoc: warning: no weights given or bundled; {consequence}", file=sys.stderr)
+
+
+def load_program_weights(model, prog_path: Path, given: str | None,
+                         consequence: str = "the network is randomly initialised") -> Path | None:
+    """Load the given or bundled weights into `model` (the path used), or warn that there are none."""
+    wpath = _weights_path(prog_path, given)
+    if wpath is not None:
+        load_weights(model, wpath)
+    else:
+        warn_random_weights(consequence)
+    return wpath
+
+
 def load_weights(model, path: Path) -> None:
     import io
     import pickle
@@ -206,14 +221,14 @@ def main(args) -> int:
                              f"input channel{'s' if channels != 1 else ''}")
     if args.video is not None:
         if wpath is None:
-            print("evoc: warning: no weights given or bundled; the network is randomly initialised", file=sys.stderr)
+            warn_random_weights()
         return _run_video(args, prog, name, spec, exp, size, mean, std, wpath)
     from evo.runtime.shard import finish, init_from_env
 
     dist = init_from_env()  # rank 0 of 1 outside torchrun
     try:
         if wpath is None and dist.leader:
-            print("evoc: warning: no weights given or bundled; the network is randomly initialised", file=sys.stderr)
+            warn_random_weights()
         return _run_images(args, prog_path, name, spec, exp, size, mean, std, wpath, dist)
     finally:
         finish(dist)
