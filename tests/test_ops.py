@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import textwrap
+import tokenize
 from pathlib import Path
 
 import pytest
@@ -68,6 +70,9 @@ class SoftNet(nn.Module):
 
 @pytest.fixture()
 def softplus():
+    from evo.ops import REGISTRY
+
+    before = dict(REGISTRY)
     # the one registration: signature, shape, code, derivative, cost and importer aliases
     register_op(
         "softplus",
@@ -82,10 +87,13 @@ def softplus():
         from_module=lambda m, shape: {"beta": float(m.beta), "threshold": float(m.threshold)},
         activation=False,
     )
+    # nothing else is touched: one new entry, every other entry the same object
+    assert set(REGISTRY) - set(before) == {"softplus"} and all(REGISTRY[k] is before[k] for k in before)
     try:
         yield
     finally:
         unregister_op("softplus")
+    assert REGISTRY == before
 
 
 def test_a_new_op_is_one_registration(softplus):
@@ -123,12 +131,102 @@ def test_a_new_op_is_one_registration(softplus):
     net.load_state_dict(ref.state_dict(), strict=True)
     with torch.no_grad():
         assert torch.allclose(net(x), ref(x), atol=1e-6)
+    # and nothing in the tree knows the op: evo/ names it only in the importer's reason for an
+    # nn.Softplus without an op and in evo.extend's docstring example
+    named = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "evo").rglob("*.py")
+                   if "softplus" in p.read_text(encoding="utf-8").lower())
+    assert set(named) <= {"evo/extend.py", "evo/importer/mapping.py"}, named
+
+
+def test_without_its_registration_the_op_is_unknown_everywhere():
+    """The same checks fail with the op unregistered: what made them pass was the registration."""
+    with pytest.raises(evo.EvoError) as e:
+        evo.compile(PROGRAM)
+    assert "softplus" in str(e.value)
+    with pytest.raises(Exception, match="(?i)softplus"):
+        from_torch(SoftNet().eval(), torch.randn(1, 3, 8, 8), name="Imported")
 
 
 def test_a_builtin_activation_is_named_in_at_most_two_files():
+    for name in ("hardswish", "hardsigmoid", "silu"):
+        files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "evo").rglob("*.py")
+                       if re.search(rf"\b{name}\b", p.read_text(encoding="utf-8").lower()))
+        assert files and len(files) <= 2, (name, files)
     files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "evo").rglob("*.py")
                    if "hardswish" in p.read_text(encoding="utf-8").lower())
-    assert 1 <= len(files) <= 2, files
+    assert files == ["evo/ops/activation.py"], files
+
+
+def _string_literals(path: Path) -> list[tuple[int, str]]:
+    """(line, value) of every string literal of a Python file (f-strings: their literal parts)."""
+    out = []
+    with tokenize.open(path) as f:
+        for tok in tokenize.generate_tokens(f.readline):
+            if tok.type == tokenize.STRING:
+                try:
+                    v = ast.literal_eval(tok.string)
+                except ValueError:  # an f-string (before Python 3.12)
+                    v = re.sub(r"^[A-Za-z]*['\"]+|['\"]+$", "", tok.string)
+                if isinstance(v, str):
+                    out.append((tok.start[0], v))
+            elif tok.type == getattr(tokenize, "FSTRING_MIDDLE", -1):
+                out.append((tok.start[0], tok.string))
+    return out
+
+
+def test_passes_and_codegen_name_no_op():
+    """The passes and the code generator read every op-specific rule (derivative, gradient code,
+    flags) from the op's entry: no registered op's name appears there as a string literal or as
+    `Op.NAME` (but `add`, with which the gradient pass sums gradients, and the input node)."""
+    from evo.ops import REGISTRY
+
+    names = set(REGISTRY)
+    found = []
+    for pkg in ("passes", "codegen"):
+        for path in sorted((ROOT / "evo" / pkg).rglob("*.py")):
+            rel = str(path.relative_to(ROOT))
+            for line, v in _string_literals(path):
+                if v in names:
+                    found.append(f"{rel}:{line}: {v!r}")
+            for m in re.finditer(r"\bOp\.([A-Z][A-Z0-9_]*)\b", path.read_text(encoding="utf-8")):
+                if m.group(1).lower() in names and m.group(1) != "ADD":
+                    found.append(f"{rel}: Op.{m.group(1)}")
+    assert not found, found
+    # and the scan does see a name where one is written
+    assert any(v == "relu" for _, v in _string_literals(ROOT / "evo" / "ops" / "activation.py"))
+
+
+def test_every_differentiable_op_carries_its_rule_and_gradient_code():
+    """Every op the compiled strategy can meet has its rule in its entry (`grad`, or a `derivative`),
+    and every gradient-only op says how the explainer writes it (`grad_code`)."""
+    from evo.ops import REGISTRY
+    from evo.passes.gradient import rule_of
+
+    for name, d in REGISTRY.items():
+        if d.gradient_only:
+            assert d.grad_code is not None, f"gradient-only op {name} has no grad_code"
+        elif d.shape is not None and not d.tensor and d.pieces is None:  # (pieces lower to narrows)
+            rule = rule_of(name)
+            assert rule is not None, f"{name} has no gradient rule"
+            assert rule is d.grad or d.derivative is not None, name
+
+
+@pytest.mark.parametrize("name", ["relu", "relu6", "gelu", "silu", "sigmoid", "tanh", "hardswish", "hardsigmoid",
+                                  "leaky_relu"])
+def test_an_activation_derivative_in_its_entry_equals_autograd(name):
+    """The entry's derivative expression, evaluated, against autograd of torch's own function."""
+    from evo.ops import REGISTRY, normalize_args
+
+    d = REGISTRY[name]
+    attrs = normalize_args(d, {"slope": 0.2} if name == "leaky_relu" else {})
+    x = (torch.linspace(-5, 5, 401, dtype=torch.float64) + 1e-3).requires_grad_()  # off the kinks
+    ref_fn = {"relu": torch.relu, "relu6": F.relu6, "gelu": F.gelu, "silu": F.silu, "sigmoid": torch.sigmoid,
+              "tanh": torch.tanh, "hardswish": F.hardswish, "hardsigmoid": F.hardsigmoid,
+              "leaky_relu": lambda t: F.leaky_relu(t, 0.2)}[name]
+    (ref,) = torch.autograd.grad(ref_fn(x).sum(), x)
+    env = {"torch": torch, "F": F, "x": x.detach(), "y": ref_fn(x).detach()}
+    got = eval(d.derivative(attrs, "x", "y"), env)  # noqa: S307 -- our own generated expression
+    assert torch.allclose(got.double(), ref, atol=1e-9), name
 
 
 def test_the_language_reference_op_table_is_generated_from_the_registry():

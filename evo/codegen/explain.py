@@ -63,10 +63,6 @@ _EXPLAINER_ATTRS = frozenset({"model", "_h", "network", "method", "layers", "str
                               "source", "seed", "eigen_smooth", "aug_smooth", "samples", "forward"})
 
 
-def _lit(v) -> str:
-    return repr(v)
-
-
 class _Flat:
     """Emits flat code for a set of nodes of one graph; module handles are
     `h[i]` entries resolved once from the wrapped model by path."""
@@ -94,13 +90,11 @@ class _Flat:
     def forward_node(self, n: Node, want_indices: bool = False) -> None:
         d = ops.of_node(n)
         ins = [self.var[i] for i in n.inputs]
-        if want_indices and n.op == Op.MAXPOOL2D:
-            a = n.attr_dict
+        if want_indices and d.with_indices is not None:
             out = self.name_for(n)
             idx = self.namer.fresh(f"{out}_idx")
             self.indices[n.id] = idx
-            self.lines.append(f"{out}, {idx} = F.max_pool2d({ins[0]}, {_lit(a['kernel'])}, {_lit(a['stride'])}, "
-                              f"{_lit(a['padding'])}, {_lit(a['dilation'])}, {_lit(a['ceil'])}, True)")
+            self.lines.append(f"{out}, {idx} = {d.with_indices(n.attr_dict, ins)}")
             return
         if n.path is not None and d.tensor:  # a learnable tensor: the parameter itself
             out = self.name_for(n)
@@ -123,68 +117,18 @@ class _Flat:
         return f"self.{name}"
 
     def grad_node(self, n: Node, k: str) -> None:
-        g = self.g
+        """A node of the gradient part, written as its entry says (`grad_code`), or a forward op
+        applied to a K-batched gradient with its functional form (add, permute, transpose)."""
+        d = ops.of_node(n)
         ins = [self.var[i] for i in n.inputs]
-        a = n.attr_dict
+        if d.indices_input is not None:
+            ins[d.indices_input] = self.indices[n.inputs[d.indices_input]]
         out = self.name_for(n)
-        if n.op == G.CONV2D_T:
-            w = self.const("w", f"m({n.path!r}).weight.detach()")
-            self.lines.append(f"{out} = F.conv_transpose2d({ins[0]}, {w}, None, {_lit(a['stride'])}, "
-                              f"{_lit(a['padding'])}, {_lit(a['output_padding'])}, {a['groups']}, "
-                              f"{_lit(a['dilation'])})")
-        elif n.op == G.LINEAR_T:
-            w = self.const("w", f"m({n.path!r}).weight.detach()")
-            self.lines.append(f"{out} = {ins[0]}.matmul({w})")
-        elif n.op == G.SCALE:
-            rank = len(n.shape)
-            view = "(1, -1)" if rank == 2 else "(1, -1" + ", 1" * (rank - 2) + ")"
-            s = self.const("s", f"_evo_bn_scale(m({n.path!r})).reshape{view}")
-            self.lines.append(f"{out} = {ins[0]} * {s}")
-        elif n.op == G.ACT_GRAD and ops.REGISTRY[a["act"]].derivative is not None:
-            d = ops.REGISTRY[a["act"]]  # a user-defined op's derivative, written inline
-            fattrs = {key: v for key, v in a.items() if key != "act"}
-            expr = d.derivative(fattrs, ins[1], ins[2])
-            self.lines.append(f"{out} = (_evo_k({ins[0]}, {k}) * ({expr})).reshape({ins[0]}.shape)")
-        elif n.op == G.ACT_GRAD:
-            param = a.get("slope", a.get("dim", 0.0))
-            self.lines.append(f"{out} = _evo_act_grad({a['act']!r}, {ins[0]}, {ins[1]}, {ins[2]}, {k}, "
-                              f"{_lit(param)})")
-        elif n.op == G.UNPOOL_MAX:
-            src = g.node(n.inputs[1])
-            idx = self.indices[src.id]
-            hw = g.node(src.inputs[0]).shape[2:]
-            self.lines.append(f"{out} = _evo_unpool_max({ins[0]}, {idx}, {k}, {_lit(tuple(hw))})")
-        elif n.op == G.UNPOOL_AVG:
-            h, w = n.shape[2], n.shape[3]
-            div = self.const("div", f"_evo_avg_divisor({h}, {w}, {_lit(a['kernel'])}, {_lit(a['stride'])}, "
-                                    f"{_lit(a['padding'])}, {_lit(a['ceil'])}, {_lit(a['count_include_pad'])})")
-            self.lines.append(f"{out} = _evo_unpool_avg({ins[0]}, {div}, {_lit(a['kernel'])}, {_lit(a['stride'])}, "
-                              f"{_lit(a['padding'])}, ({h}, {w}))")
-        elif n.op == G.EXPAND:
-            h, w = n.shape[2], n.shape[3]
-            if tuple(a["size"]) == (1, 1):
-                self.lines.append(f"{out} = {ins[0]}.expand(-1, -1, {h}, {w}) / {h * w}")
-            else:
-                mh = self.const("mh", f"_evo_adaptive_matrix({h}, {a['size'][0]})")
-                mw = self.const("mw", f"_evo_adaptive_matrix({w}, {a['size'][1]})")
-                self.lines.append(f"{out} = _evo_adaptive_grad({ins[0]}, {mh}, {mw})")
-        elif n.op == G.RESHAPE:
-            if a.get("sum_to"):
-                self.lines.append(f"{out} = _evo_sum_to({ins[0]}, {_lit(tuple(n.shape[1:]))})")
-            else:
-                self.lines.append(f"{out} = {ins[0]}.reshape(-1, {', '.join(str(d) for d in n.shape[1:])})")
-        elif n.op == G.SLICE:
-            self.lines.append(f"{out} = {ins[0]}.narrow({a['dim']}, {a['start']}, {a['stop'] - a['start']})")
-        elif n.op == Op.ADD:
-            self.lines.append(f"{out} = {ins[0]} + {ins[1]}")
-        elif n.op == Op.MUL:
-            self.lines.append(f"{out} = _evo_kmul({ins[0]}, {ins[1]}, {k})")
-        elif ops.of_node(n).grad_code is not None:  # a gradient op that says how it is written
-            for line in ops.of_node(n).grad_code(a, ins, k, self.const, n.path):
+        if d.grad_code is not None:
+            for line in d.grad_code({**n.attr_dict, "@shape": tuple(n.shape)}, ins, k, self.const, n.path):
                 self.lines.append(line.replace("{out}", out))
-        elif not ops.of_node(n).gradient_only and ops.of_node(n).functional is not None and len(ins) == 1:
-            # a forward op applied to a gradient (permute, transpose): the same op, batched over classes
-            self.lines.append(f"{out} = {ops.of_node(n).functional(a, ins)}")
+        elif not d.gradient_only and d.functional is not None:
+            self.lines.append(f"{out} = {d.functional(n.attr_dict, ins)}")
         else:
             raise NotImplementedError(n.op)
 
@@ -287,7 +231,8 @@ def _compiled_def(eg: Graph, i: int, handles, consts, const_names: Namer) -> dic
             f.var[n.id] = v
             args.append(v)
     # which maxpools need their indices
-    want_idx = {n.inputs[1] for n in eg.nodes if n.op == G.UNPOOL_MAX}
+    want_idx = {n.inputs[ops.of_node(n).indices_input] for n in eg.nodes
+                if n.op != Op.INPUT and ops.of_node(n).indices_input is not None}
     for n in eg.nodes:
         if n.op == Op.INPUT or n.id in dep:
             continue

@@ -20,36 +20,6 @@ def _evo_k(g, k):
     return g.reshape(k, g.shape[0] // k, *g.shape[1:])
 
 
-def _evo_act_grad(kind, g, x, y, k, param=0.0):
-    # d act(x) / dx, times g; x is the activation's input, y its output ([B, ...])
-    if kind == "relu":
-        d = (x > 0).to(g.dtype)
-    elif kind == "relu6":
-        d = ((x > 0) & (x < 6)).to(g.dtype)
-    elif kind == "leaky_relu":
-        d = torch.where(x > 0, torch.ones_like(x), torch.full_like(x, param))
-    elif kind == "sigmoid":
-        d = y * (1 - y)
-    elif kind == "tanh":
-        d = 1 - y * y
-    elif kind == "gelu":
-        d = 0.5 * (1 + torch.erf(x * 0.7071067811865476)) + x * torch.exp(-0.5 * x * x) * 0.3989422804014327
-    elif kind == "silu":
-        s = torch.sigmoid(x)
-        d = s * (1 + x * (1 - s))
-    elif kind == "hardswish":
-        d = torch.where(x < -3, torch.zeros_like(x), torch.where(x > 3, torch.ones_like(x), (2 * x + 3) / 6))
-    elif kind == "hardsigmoid":
-        d = ((x > -3) & (x < 3)).to(g.dtype) / 6
-    elif kind == "softmax":
-        gk = _evo_k(g, k)
-        dim = int(param) % y.dim() + 1
-        return (y * (gk - (gk * y).sum(dim=dim, keepdim=True))).reshape(g.shape)
-    else:
-        raise ValueError(kind)
-    return (_evo_k(g, k) * d).reshape(g.shape)
-
-
 def _evo_kmul(g, other, k):
     # g [K*B, ...] times a forward tensor other [B, ...] (broadcasting)
     return (_evo_k(g, k) * other).reshape(-1, *torch.broadcast_shapes(g.shape[1:], other.shape[1:]))

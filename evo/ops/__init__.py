@@ -6,7 +6,7 @@ derivative and cost rules, flags, importer aliases and doc line (see
 
 * `conv.py`        conv2d, linear (layers with weights)
 * `norm.py`        batchnorm2d, batchnorm1d, layernorm, layernorm2d
-* `activation.py`  relu, relu6, gelu, silu, sigmoid, tanh, ..., leaky_relu
+* `activation.py`  the pointwise nonlinearities (relu, sigmoid, ..., leaky_relu)
 * `pool.py`        maxpool2d, avgpool2d, adaptive_avgpool2d
 * `shape.py`       flatten, dropout, identity, softmax, concat
 * `dims.py`        permute, transpose, reshape, view, narrow, chunk, split, parameter

@@ -55,4 +55,6 @@ register(OpDef("add", (), lambda s, a: broadcast(s[0], s[1], "add"), n_inputs=2,
 register(OpDef("mul", (), lambda s, a: broadcast(s[0], s[1], "multiply"), n_inputs=2,
                functional=lambda a, xs: f"{xs[0]} * {xs[1]}", torch="*", doc="elementwise multiply (broadcasting)",
                fusion="join", operator_only=True, grad=_mul_grad, cost=eltwise_cost(1, 2),
+               # in a gradient: the K-batched gradient times the forward value
+               grad_code=lambda a, ins, k, const, path: [f"{{out}} = _evo_kmul({ins[0]}, {ins[1]}, {k})"],
                doc_call="a * b", **_ARITH_DOC))

@@ -1,5 +1,19 @@
 """The op table's core: one :class:`OpDef` per op, and the registry.
 
+HOW AN ENTRY DECLARES ITS DERIVATIVE (adding an op is one visit to its family file):
+
+* an elementwise single-input op gives `derivative=lambda a, x, y: "<torch expr of dy/dx>"` over the
+  input and output expressions (x, y are variable names); that is its whole compiled-CAM rule, for
+  built-in activations and `evo.extend.register_op` alike (no `grad`, no runtime branch, no name
+  anywhere else).  See evo/ops/activation.py.
+* any other op gives `grad=rule(b, n, g)` returning [(input index, gradient node id)]; the nodes it
+  adds are gradient-only ops, each an ordinary entry (`gradient_only=True`, no shape rule) whose
+  `grad_code(a, ins, k, const, path)` returns the PyTorch lines assigning `{out}` (the node's
+  shape is `a["@shape"]`; put whatever else the code needs in the node's attrs in the rule).
+  See `layernorm_grad` (norm.py), `narrow_grad` (dims.py), `softmax_grad` (shape.py) and
+  evo/ops/gradient.py.  Name gradient ops `<op>_grad` (never the name of a forward op).
+* evo/passes/ and evo/codegen/ name no op (tests/test_ops.py checks it): do not add a case there.
+
 An :class:`OpDef` holds everything about one op, built-in or user-defined
 alike: its arguments (types, defaults, ranges), the shape rule (exact PyTorch
 output-size formulas), its parameter tensors, the `nn.Module` constructor and
@@ -102,15 +116,27 @@ class OpDef:
     # source names it
     helper: tuple[str, str] | None = None
     # grad_code(attrs, input expressions, k, const, path) -> [lines] assigning `{out}` (and `{out}_...`): how the
-    # explainer writes a gradient-only op that has no case of its own in evo/codegen/explain.py
+    # explainer writes this op where it computes a gradient (every gradient-only op; a forward op whose
+    # functional form does not take a K-batched gradient, like `mul`); attrs["@shape"] is the node's shape,
+    # `const(base, init)` a buffer computed once from the model, `path` the forward layer's module path.
+    # Without it a forward op applied to a gradient is written with `functional`
     grad_code: Callable | None = None
+    # the input whose producer the explainer writes with its argmax indices (`with_indices`): grad_code
+    # receives the indices' expression for it (the max-pool gradient's second input)
+    indices_input: int | None = None
+    # with_indices(attrs, input names) -> expression of (values, argmax indices) (max pooling)
+    with_indices: Callable | None = None
     # --- rules
     # grad(builder, node, gradient id) -> [(input index, gradient node id)]: the reverse-mode rule of
     # the compiled CAM strategy (see evo/passes/gradient.py for the builder)
     grad: Callable | None = None
-    # derivative(attrs, x, y) -> torch expression of d y / d x (elementwise ops whose gradient code
-    # is written inline; built-in activations use the runtime's `_evo_act_grad` instead)
+    # derivative(attrs, x, y) -> torch expression of d y / d x, from the input and output expressions: for
+    # an elementwise single-input op (built-in activations and user-defined ops alike) it is the whole
+    # gradient rule (`grad` may stay None; evo/ops/gradient.py's `derivative_grad` writes g * derivative)
     derivative: Callable | None = None
+    # global_average(attrs) -> does the op average each channel over all positions ([N, C, H, W] ->
+    # [N, C, 1, 1])?  An affine head starting with such an op folds to channel weights
+    global_average: Callable | None = None
     # cost(W, attrs, input dims, output dims) -> workload, W being evo.cost.workload (None: costs nothing)
     cost: Callable | None = None
     # --- importer

@@ -166,12 +166,20 @@ def _reshape_grad(b, n, g):
     return [(0, b.add(RESHAPE, (g,), {}, b.gshape(x), n.span, None, f"d_{n.name or 'reshape'}"))]
 
 
+def _reshape_grad_code(a, ins, k, const, path):
+    """The gradient form of `reshape` (RESHAPE: from the rules of flatten, reshape and view, and a
+    broadcast gradient summed back to its input's shape), [K*B, ...] to the node's shape."""
+    if a.get("sum_to"):
+        return [f"{{out}} = _evo_sum_to({ins[0]}, {tuple(a['@shape'][1:])!r})"]
+    return [f"{{out}} = {ins[0]}.reshape(-1, {', '.join(str(d) for d in a['@shape'][1:])})"]
+
+
 for _name, _method, _imports in (("reshape", "reshape", Imports(methods=("reshape",), functions=("torch.reshape",))),
                                  ("view", "view", Imports(methods=("view",)))):
     register(OpDef(
         _name, (ParamSpec("shape", "ints", doc="the new shape, -1 once for an inferred size"),), _reshape_shape,
         functional=_reshape_code(_method), torch=f"Tensor.{_method}", affine=True, grad=_reshape_grad,
-        cost=view_cost, imports=_imports,
+        cost=view_cost, imports=_imports, grad_code=_reshape_grad_code if _name == "reshape" else None,
         doc=f"{'reshape' if _name == 'reshape' else 'reshape a contiguous tensor (torch view)'}",
         doc_call=f"{_name}(x, shape)", doc_args="`shape` list of ints ≥ 1, `-1` once (inferred)",
         doc_shape="the sizes multiply to the input's element count (E0305); at most one −1 (E0203); the batch "

@@ -76,6 +76,8 @@ register(OpDef(
     _pool_shape("maxpool2d"),
     module=_pool_module("MaxPool2d", [("dilation", (1, 1), "dilation")]),
     functional=_pool_functional("F.max_pool2d", [("dilation", (1, 1), "dilation")]),
+    with_indices=lambda a, xs: f"F.max_pool2d({xs[0]}, {a['kernel']!r}, {a['stride']!r}, {a['padding']!r}, "
+                               f"{a['dilation']!r}, {a['ceil']!r}, True)",
     torch="nn.MaxPool2d", doc="max pooling (stride defaults to the kernel)", grad=_maxpool_grad,
     cost=_pool_cost("max"), doc_call="maxpool2d(x, kernel, ...)",
     doc_args="`kernel` int or [h, w] ≥ 1; `stride` ≥ 1 (= kernel); `padding` ≥ 0 (0); `dilation` ≥ 1 (1); "
@@ -117,5 +119,6 @@ register(OpDef(
     module=lambda a, s: f"nn.AdaptiveAvgPool2d({lit(a['size'])})",
     functional=lambda a, xs: f"F.adaptive_avg_pool2d({xs[0]}, {lit(a['size'])})",
     torch="nn.AdaptiveAvgPool2d", doc="adaptive average pooling to a fixed output size", affine=True,
-    grad=_adaptive_grad, cost=_adaptive_cost, doc_call="adaptive_avgpool2d(x, size)",
+    grad=_adaptive_grad, cost=_adaptive_cost, global_average=lambda a: tuple(a["size"]) == (1, 1),
+    doc_call="adaptive_avgpool2d(x, size)",
     doc_args="`size` int or [h, w] ≥ 1", doc_shape="input 3-D or 4-D; the last two dimensions become `size`"))

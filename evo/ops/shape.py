@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from evo.ops.base import (Imports, OpDef, OpError, ParamSpec, concrete, fmt_shape, join, kwargs_src, lit, norm_dim, numel,
-                          register, same_shape, view_cost)
-from evo.ops.activation import act_grad  # the runtime's `_evo_act_grad` knows softmax too
+from evo.ir.node import Op
+from evo.ops.base import (Imports, OpDef, OpError, ParamSpec, concrete, eltwise_cost, fmt_shape, join, kwargs_src, lit,
+                          norm_dim, numel, register, same_shape, view_cost)
 from evo.ops.gradient import RESHAPE, SLICE
+
+SOFTMAX_T = Op("softmax_grad")  # the gradient of softmax (not elementwise: a product with its Jacobian)
 
 
 def _flatten_shape(shapes, a):
@@ -104,11 +106,29 @@ def _softmax_cost(W, a, ins, out):
     return W.ReduceWorkload(numel(out) // out[d], out[d], 4, out[d])
 
 
+def _softmax_grad(b, n, g):
+    x = b.nodes[n.inputs[0]]
+    attrs = {"dim": n.attr("dim") % len(n.shape)}
+    return [(0, b.add(SOFTMAX_T, (g, n.id), attrs, b.gshape(x), n.span, None, f"d_{n.name or 'softmax'}"))]
+
+
+def _softmax_grad_code(a, ins, k, const, path):
+    """d softmax / dx times g from the output y: y * (g - sum(g * y)) along the dimension
+    (g is K-batched: one dimension more than y)."""
+    g, y = ins
+    return [f"{{out}}_gk = _evo_k({g}, {k})",
+            f"{{out}} = ({y} * ({{out}}_gk - ({{out}}_gk * {y}).sum(dim={a['dim'] + 1}, keepdim=True)))"
+            f".reshape({g}.shape)"]
+
+
+register(OpDef(SOFTMAX_T, (), None, n_inputs=None, gradient_only=True, grad_code=_softmax_grad_code,
+               cost=eltwise_cost(2, 2), doc="gradient of softmax w.r.t. its input"))
+
 register(OpDef(
     "softmax", (ParamSpec("dim", "int", 1),), _softmax_shape,
     module=lambda a, s: f"nn.Softmax({lit(a['dim'])})",
     functional=lambda a, xs: f"torch.softmax({xs[0]}, {lit(a['dim'])})",
-    torch="torch.softmax", doc="softmax along a dimension", grad=act_grad, cost=_softmax_cost,
+    torch="torch.softmax", doc="softmax along a dimension", grad=_softmax_grad, cost=_softmax_cost,
     doc_call="softmax(x, dim=1)", doc_args="`dim` int (1), in range", doc_shape="same shape"))
 
 

@@ -15,9 +15,11 @@ flatten, linear, ... ) by a constant per-channel weight matrix that the explaine
 computes once from the model's parameters: the CAM is one weighted sum, for any
 number of classes, and the folded graph contains no gradient op.
 
-The gradient rule of an op is its op-table entry's `grad` (evo/ops); it gets
-the builder below, the forward node and the id of the gradient of its output
-and returns [(input index, gradient node id)].
+The gradient rule of an op is its op-table entry's `grad` (evo/ops), or for an
+elementwise op its `derivative`; it gets the builder below, the forward node and
+the id of the gradient of its output and returns [(input index, gradient node
+id)].  This pass names no op: gradients are summed with `add`, everything else
+comes from the entries.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Callable
 from evo import ops
 from evo.diagnostics import Span
 from evo.ir.node import Graph, Node, Op
-from evo.ops.gradient import ACT_GRAD, CONST, WEIGHTED_SUM
+from evo.ops.gradient import CONST, WEIGHTED_SUM, derivative_grad
 
 
 class NotDifferentiable(Exception):
@@ -111,6 +113,9 @@ def explain_graph(g: Graph, layer_path: str) -> Graph:
         node = b.nodes[nid]
         rule = rule_of(node.op)
         if rule is None:
+            d = ops.lookup(node.op)
+            if d is not None and not d.builtin:
+                raise NotDifferentiable(f"the user-defined op '{d.name}' has no derivative")
             raise NotDifferentiable(f"no gradient rule for {node.op.value}")
         for inp_idx, gin in rule(b, node, gsum):
             src = node.inputs[inp_idx]
@@ -136,24 +141,15 @@ def _sum(b: _Builder, gl: list[int], like: Node) -> int:
     return acc
 
 
-def elementwise_grad(b, n, g):
-    """The rule of a user-defined elementwise op with a `derivative` (evo/extend.py): the
-    explainer writes g * derivative(x, y) inline."""
-    d = ops.of_node(n)
-    if d.derivative is None:
-        raise NotDifferentiable(f"the user-defined op '{d.name}' has no derivative")
-    x = b.nodes[n.inputs[0]]
-    attrs = {"act": n.op.value, **{k: v for k, v in n.attrs}}
-    return [(0, b.add(ACT_GRAD, (g, x.id, n.id), attrs, b.gshape(x), n.span, None, f"d_{n.name or d.name}"))]
-
-
 def rule_of(op) -> Callable | None:
-    """The gradient rule of an op (its registry entry's `grad`; None: not differentiable)."""
+    """The gradient rule of an op, from its registry entry: its `grad`, or for an elementwise op
+    with a `derivative` (built-in activations, user-defined ops) g times that derivative; None:
+    not differentiable."""
     d = ops.lookup(op)
     if d is None:
         return None
-    if d.grad is None and not d.builtin:
-        return elementwise_grad
+    if d.grad is None and d.derivative is not None:
+        return derivative_grad
     return d.grad
 
 
@@ -178,8 +174,8 @@ def is_affine_head(eg: Graph) -> bool:
         return False
     if any(n.attr("role") == "side" for n in eg.nodes if n.op == Op.INPUT):
         return False
-    first = fwd[0]
-    if first.op != Op.ADAPTIVE_AVGPOOL2D or tuple(first.attr("size")) != (1, 1):
+    first = ops.of_node(fwd[0])
+    if first.global_average is None or not first.global_average(fwd[0].attr_dict):
         return False
     # a chain: each forward node reads the previous one only
     prev = eg.value("acts").id if eg.value("acts") else 0
