@@ -17,6 +17,7 @@ builds, and regressions for codegen bugs.
 from __future__ import annotations
 
 import ast
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -236,6 +237,34 @@ MULTI = [
       "    y = p + q"),
      lambda m, x: F.adaptive_avg_pool2d(x, (1, 4)) + F.adaptive_avg_pool2d(m.conv2d_0(x), (4, 1))),
     ("mul-same", "mul", (N, 3, 4, 4), "    y = x * tanh(x)", lambda m, x: x * torch.tanh(x)),
+    # window attention (evo/ops/window.py)
+    ("matmul", "matmul", (N, 2, 4, 3),
+     "    y = matmul(x, transpose(x, 2, 3))", lambda m, x: x @ x.transpose(2, 3)),
+    ("matmul-broadcast", "matmul", (N, 2, 4, 3),
+     "    w = parameter([3, 5], init=0.5)\n    y = matmul(x, w)", lambda m, x: x @ torch.full((3, 5), 0.5)),
+    ("scale_by", "scale_by", (N, 2, 4, 3), "    y = scale_by(x, -0.125)", lambda m, x: x * -0.125),
+    ("roll", "roll", (N, 4, 4, 3), "    y = roll(x, [-1, 2], [1, 2])", lambda m, x: torch.roll(x, (-1, 2), (1, 2))),
+    ("subsample", "subsample", (N, 5, 4, 3),
+     "    y = concat(subsample(x, 1, start=1, step=2), subsample(x, 1, step=2), dim=1)",
+     lambda m, x: torch.cat([x[:, 1::2], x[:, 0::2]], 1)),
+    ("pad", "pad", (N, 5, 4, 3), "    y = pad(x, [1, 0, 0, 2])", lambda m, x: F.pad(x, (1, 0, 0, 2))),
+    ("normalize", "normalize", (N, 5, 4, 3), "    y = normalize(x, dim=2)", lambda m, x: F.normalize(x, dim=2)),
+    ("clamp", "clamp", (N, 5, 4, 3), "    y = clamp(x, min=-0.5, max=0.25)",
+     lambda m, x: torch.clamp(x, -0.5, 0.25)),
+    ("exp", "exp", (N, 5, 4, 3), "    y = exp(x)", lambda m, x: torch.exp(x)),
+    ("relative_bias", "relative_bias", (N, 2, 4, 4),
+     ("    tab = parameter([9, 2], init=0.5)\n    idx = relative_position_index(2)\n"
+      "    y = x + relative_bias(tab, idx)"),
+     lambda m, x: x + m.tab[m.idx].view(4, 4, 2).permute(2, 0, 1)),
+    ("relative_position_index", "relative_position_index", (N, 4, 4),
+     "    idx = relative_position_index(2, flat=false)\n    y = x * sigmoid(x) + x",
+     lambda m, x: x * torch.sigmoid(x) + x),
+    ("relative_coords_table", "relative_coords_table", (N, 3, 5, 2),
+     "    t = relative_coords_table([2, 3])\n    y = x + t",
+     lambda m, x: x + _log_coords(2, 3)),
+    ("window_mask", "window_mask", (N, 4, 1, 4, 4),
+     "    mask = window_mask([4, 4], 2, 1)\n    y = x + mask",
+     lambda m, x: x + _swin_mask_4x4()),
     ("mul-broadcast-se", "mul", (N, 3, 4, 4),
      "    w = sigmoid(adaptive_avgpool2d(x, 1))\n    y = x * w",
      lambda m, x: x * torch.sigmoid(F.adaptive_avg_pool2d(x, 1))),
@@ -243,6 +272,23 @@ MULTI = [
      "    s = conv2d(x, 1, 1)\n    y = s * x",
      lambda m, x: m.s(x) * x),
 ]
+
+
+def _log_coords(wh, ww):
+    """Swin-V2's relative coordinates, by the paper's formula: offsets scaled to [-8, 8], then
+    sign(t) * log2(|t| + 1) / 3, as [1, 2wh-1, 2ww-1, 2]."""
+    def f(v):
+        return math.copysign(math.log2(abs(v) + 1), v) / 3 if v else 0.0
+    rows = [[(f(8 * dh / (wh - 1)), f(8 * dw / (ww - 1))) for dw in range(1 - ww, ww)] for dh in range(1 - wh, wh)]
+    return torch.tensor(rows).unsqueeze(0)
+
+
+def _swin_mask_4x4():
+    """torchvision's shifted-window mask of a 4x4 map, 2x2 windows, shift 1, written out: region
+    labels (rows 0-1 / 2 / 3 by columns 0-1 / 2 / 3), windows in raster order, -100 across labels."""
+    labels = torch.tensor([[0, 0, 1, 2], [0, 0, 1, 2], [3, 3, 4, 5], [6, 6, 7, 8]])
+    wins = labels.view(2, 2, 2, 2).permute(0, 2, 1, 3).reshape(4, 4)
+    return torch.where(wins[:, None, :] == wins[:, :, None], 0.0, -100.0).unsqueeze(1)
 
 
 def test_every_op_is_covered():

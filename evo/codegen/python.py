@@ -363,8 +363,13 @@ class ModuleGen:
         if n.path is not None and d.tensor:  # a learnable tensor: an nn.Parameter attribute, read as is
             name = _rel(s.path, n.path)
             ctor = self.ctor(d, n.attr_dict, shapes)
-            ref = f"self.{name}" if safe_attr(name) else f"self._parameters[{name!r}]"
-            init.append(f"{ref} = {ctor}")
+            if d.buffer:  # a buffer: registered (persistent or not), read as is
+                ref = f"self.{name}" if safe_attr(name) else f"self._buffers[{name!r}]"
+                keep = "" if d.buffer == "persistent" else ", persistent=False"
+                init.append(f"self.register_buffer({name!r}, {ctor}{keep})")
+            else:
+                ref = f"self.{name}" if safe_attr(name) else f"self._parameters[{name!r}]"
+                init.append(f"{ref} = {ctor}")
             registered.add(name)
             fwd.append((f"{out} = {ref}", [out], []))
         elif n.path is not None:

@@ -84,6 +84,16 @@ def _convert(module: nn.Module, x: torch.Tensor, net_name: str, label: str, veri
     try:
         root = trace_fx(module, x, problems, tuple(t.name for t in found))
         training.attach(root, module, found, problems)
+        if problems and not found:
+            # torch.export specialises shape arithmetic (`F.pad(x, (0, w % 2))`) that fx leaves in
+            # the graph: where fx's graph has problems, export's may have none
+            exported = Problems()
+            try:
+                alt = trace_export(module, x, exported)
+            except TraceFailed:
+                alt = None
+            if alt is not None and not exported:
+                root, problems = alt, exported
     except TraceFailed as e_fx:
         problems = Problems()
         try:

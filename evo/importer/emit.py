@@ -32,6 +32,7 @@ from evo.frontend import names as quoting
 from evo.frontend.literals import literal
 from evo.importer.merge import Merger, NoMerge, name_params, resolve
 from evo.importer.render import Renderer
+from evo.importer.templates import TEMPLATES
 from evo.importer.trace import Call, Problems, Step, Val, type_label
 from evo.importer.tree import (
     RESERVED,
@@ -71,7 +72,7 @@ class Emitter:
         self.cls_of: dict[Call, ClassInfo] = {}
         self.classes: dict[tuple, ClassInfo] = {}
         self.variant_of: dict[Call, Variant] = {}
-        self.block_names: set[str] = set()
+        self.block_names: set[str] = set(TEMPLATES)  # template blocks keep their names
         self.order: list[ClassInfo] = []
 
     # ---------------------------------------------------------------- prepare
@@ -169,7 +170,7 @@ class Emitter:
                 r = _item_rel(c, it)
                 if r is None or "." in r:
                     continue
-                needs_name = (isinstance(it, Step) and ops.REGISTRY[it.op].parametric) or (
+                needs_name = (isinstance(it, Step) and (it.op in TEMPLATES or ops.REGISTRY[it.op].parametric)) or (
                     isinstance(it, Call) and _has_state(it.module))
                 if needs_name and not bindable(r):
                     what = type_label(it.module) if it.module is not None else "module"
@@ -380,7 +381,7 @@ class Emitter:
                     loc = rel if rel and legal_name(rel) else None
                     e = OpE(it.op, [get(v) for v in it.inputs],
                             {k: make_lit(v, k, loc) for k, v in it.args.items()})
-                parametric = ops.REGISTRY[it.op].parametric if it.op in ops.REGISTRY else False
+                parametric = ops.REGISTRY[it.op].parametric if it.op in ops.REGISTRY else it.op in TEMPLATES
                 name = None
                 if rel and bindable(rel) and rel not in bound:
                     name = rel
@@ -417,12 +418,27 @@ class Emitter:
     def render(self, root_var: Variant) -> str:
         parts = ["evo 0.1", "", f"# Imported from PyTorch ({type(self.root.module).__name__}) by evoc import.",
                  "# Module names follow the original model, so its state_dict loads with strict=True.", ""]
+        for name in self.templates_used():  # block templates first (evo/importer/templates.py)
+            parts.append(TEMPLATES[name].source)
         for ci in self.order:
             for v in ci.variants:
                 parts.append(self.render_block(v))
                 parts.append("")
         parts.append(self.render_network(root_var))
         return "\n".join(parts) + "\n"
+
+    def templates_used(self) -> list[str]:
+        used: list[str] = []
+
+        def walk(c: Call):
+            for it in c.items:
+                if isinstance(it, Call):
+                    walk(it)
+                elif it.op in TEMPLATES and it.op not in used:
+                    used.append(it.op)
+
+        walk(self.root)
+        return used
 
     def render_params(self, v: Variant) -> str:
         out = [v.inp]

@@ -166,8 +166,11 @@ def named_leaf(m: nn.Module) -> tuple[str, dict] | None:
 
 def supported_leaf(m: nn.Module) -> type | None:
     """The torch.nn class `m` converts as (itself, or a base whose forward it does not override),
-    or its own class for a module an op imports by class name."""
-    if named_leaf(m) is not None:
+    or its own class for a module an op imports by class name or a block template writes
+    (evo/importer/templates.py)."""
+    from evo.importer.templates import template_of
+
+    if named_leaf(m) is not None or template_of(m) is not None:
         return type(m)
     leaves = leaf_types()
     for base in type(m).__mro__:
@@ -180,11 +183,18 @@ def supported_leaf(m: nn.Module) -> type | None:
 
 def module_op(m: nn.Module, in_shapes: list[tuple]) -> tuple[str, dict]:
     """(evo op, full args) for a leaf module call with input shapes `in_shapes`."""
+    from evo.importer.templates import template_of
+
     named = named_leaf(m)
     if named is not None:
         if len(in_shapes) != 1:
             raise NotConvertible(f"called with {len(in_shapes)} tensors; evo layers take one input")
         return named
+    tpl = template_of(m)
+    if tpl is not None:  # a block template: its name stands for the op, its arguments for the call's
+        if len(in_shapes) != 1:
+            raise NotConvertible(f"called with {len(in_shapes)} tensors; evo blocks take one input")
+        return tpl.name, tpl.args(m, in_shapes[0])
     base = supported_leaf(m)
     if base is None:
         name = type(m).__name__
@@ -223,8 +233,8 @@ def _conv(m: nn.Conv2d, shape) -> tuple[str, dict]:
 
 
 def _linear(m: nn.Linear, shape) -> tuple[str, dict]:
-    if len(shape) != 2:
-        raise NotConvertible(f"applied to a {len(shape)}-D tensor; evo's linear takes [N, features]")
+    if len(shape) < 2:
+        raise NotConvertible(f"applied to a {len(shape)}-D tensor; evo's linear takes [N, ..., features]")
     return "linear", {"out": m.out_features, "bias": m.bias is not None}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from evo import ops
+from evo.importer.templates import TEMPLATES
 from evo.frontend import names as quoting
 from evo.frontend.literals import literal
 from evo.importer.tree import (
@@ -61,6 +62,18 @@ class Renderer:
         return h.res.value if isinstance(h, Hole) and isinstance(h.res, Const) else None
 
     def op_args(self, op: str, args: dict) -> list[str]:
+        if op in TEMPLATES:  # a block template's call: required arguments positional, the rest by name
+            out = []
+            for name, default in TEMPLATES[op].params:
+                h = args.get(name)
+                if h is None:
+                    continue
+                c = self.const(h)
+                if default is None:
+                    out.append(self.res_text(h))
+                elif c is None or not _eq(c, default):
+                    out.append(f"{name}={self.res_text(h)}")
+            return out
         d = ops.REGISTRY[op]
         out = []
         for ps in d.params:

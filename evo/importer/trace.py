@@ -421,7 +421,8 @@ def check_unused(model: nn.Module, leaf_calls: dict[str, int], used_attrs: set[s
         owner = name.rsplit(".", 1)[0] if "." in name else ""
         if name in used_attrs or owner in seen:
             continue
-        if owner in leaf_calls or any(owner == t or owner.startswith(t + ".") for t in training_only):
+        if any(owner == t or owner.startswith(t + ".") for t in (*leaf_calls, *training_only)):
+            # (a leaf's own parameters, or its submodules' when a block template owns them)
             continue
         seen.add(owner)
         m = model.get_submodule(owner)
@@ -661,6 +662,73 @@ class _ExportConverter:
             if float(arg(1, "min_val", -1.0)) == 0.0 and float(arg(2, "max_val", 1.0)) == 6.0:
                 return chain_steps([("relu6", {})], x0(), out, what)
             raise NotConvertible("no evo op for hardtanh (only relu6 = hardtanh(0, 6))")
+        if base in ("mul", "mul_", "div", "div_") and len(args) > 1 and isinstance(args[1], (int, float)) \
+                and not isinstance(args[1], bool) and kw.get("rounding_mode") is None:
+            c = float(args[1])  # times or over a constant: scale_by
+            if base.startswith("div"):
+                if c == 0.0:
+                    raise NotConvertible("divides by zero")
+                c = 1.0 / c
+            return chain_steps([("scale_by", {"factor": c})], x0(), out, what)
+        if base in ("matmul", "bmm"):
+            a, o = args[0], args[1]
+            if not isinstance(a, torch.fx.Node) or not isinstance(o, torch.fx.Node):
+                raise NotConvertible("a matrix product with a non-tensor")
+            return [Step("matmul", {}, [self.val(a), self.val(o)], out, origin=what)]
+        if base == "permute":
+            x = x0()
+            dims = tuple(int(d) % len(x.shape) for d in arg(1, "dims", ()))
+            if not dims or dims[0] != 0:
+                raise NotConvertible("a permute that moves the batch dimension (evo keeps it first)")
+            return chain_steps([("permute", {"dims": dims})], x, out, what)
+        if base in ("transpose", "swapaxes"):
+            x = x0()
+            d0, d1 = int(arg(1, "dim0", 0)), int(arg(2, "dim1", 1))
+            if d0 % len(x.shape) == d1 % len(x.shape):
+                return chain_steps([], x, out, what)
+            if 0 in (d0 % len(x.shape), d1 % len(x.shape)):
+                raise NotConvertible("a transpose of the batch dimension (evo keeps it first)")
+            return chain_steps([("transpose", {"dim0": d0, "dim1": d1})], x, out, what)
+        if base == "roll":
+            shifts, dims = arg(1, "shifts", ()), arg(2, "dims", ())
+            shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
+            dims = (dims,) if isinstance(dims, int) else tuple(dims)
+            if len(shifts) != len(dims) or not dims:
+                raise NotConvertible("a roll of the flattened tensor (no dims)")
+            return chain_steps([("roll", {"shifts": tuple(int(v) for v in shifts),
+                                          "dims": tuple(int(d) for d in dims)})], x0(), out, what)
+        if base == "slice":
+            x = x0()
+            d = int(arg(1, "dim", 0)) % len(x.shape)
+            size = x.shape[d]
+            start, end, step = arg(2, "start", None), arg(3, "end", None), int(arg(4, "step", 1))
+            start = 0 if start is None else int(start)
+            end = size if end is None else int(end)
+            start = max(0, start + size if start < 0 else start)
+            end = min(size, end + size if end < 0 else end)
+            if start == 0 and end >= size and step == 1:
+                return chain_steps([], x, out, what)
+            if d == 0:
+                raise NotConvertible("a slice of the batch dimension")
+            if step == 1:
+                return chain_steps([("narrow", {"dim": d, "start": start, "length": end - start})], x, out, what)
+            if end >= size or (size - start + step - 1) // step == (end - start + step - 1) // step:
+                return chain_steps([("subsample", {"dim": d, "start": start, "step": step})], x, out, what)
+            raise NotConvertible("a strided slice that stops before the end")
+        if base in ("pad", "constant_pad_nd"):
+            x = x0()
+            pad = tuple(int(v) for v in arg(1, "pad", ()))
+            mode = arg(2, "mode", "constant") if base == "pad" else "constant"
+            value = arg(3, "value", None) if base == "pad" else arg(2, "value", 0)
+            if mode != "constant" or value not in (None, 0, 0.0):
+                raise NotConvertible("padding other than with zeros")
+            if not any(pad):
+                return chain_steps([], x, out, what)
+            return chain_steps([("pad", {"padding": pad})], x, out, what)
+        if base in ("clamp", "clamp_"):
+            lo, hi = arg(1, "min", None), arg(2, "max", None)
+            return chain_steps([("clamp", {"min": None if lo is None else float(lo),
+                                           "max": None if hi is None else float(hi)})], x0(), out, what)
         if base in ("add", "add_", "mul", "mul_"):
             a, o = args[0], args[1] if len(args) > 1 else kw.get("other")
             op = base.rstrip("_")

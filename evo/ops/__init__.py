@@ -11,6 +11,8 @@ derivative and cost rules, flags, importer aliases and doc line (see
 * `shape.py`       flatten, dropout, identity, softmax, concat
 * `dims.py`        permute, transpose, reshape, view, narrow, chunk, split, parameter
 * `arith.py`       add, mul (the `+` and `*` operators)
+* `window.py`      matmul, scale_by, roll, subsample, pad, the relative-position buffers and
+                   relative_bias, window_mask, normalize, clamp, exp (window attention)
 * `gradient.py`    the gradient-only ops of the compiled CAM strategy
 
 Adding a built-in op is one visit: one `register(OpDef(...))` in its family.
@@ -18,7 +20,7 @@ User-defined ops take the same road (`evo.extend.register_op`).
 """
 
 from evo.ir.node import Op
-from evo.ops import activation, arith, conv, dims, gradient, norm, pool, shape  # noqa: F401  (registers the ops)
+from evo.ops import activation, arith, conv, dims, gradient, norm, pool, shape, window  # noqa: F401  (registers the ops)
 from evo.ops.arith import broadcast
 from evo.ops.base import (REGISTRY, REQUIRED, Imports, OpDef, OpError, ParamSpec, by_op, callable_ops, fmt_shape,
                           language_op, language_ops, lit, lookup, normalize_args, of_node, param_count, register)

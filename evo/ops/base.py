@@ -108,6 +108,9 @@ class OpDef:
     operator_only: bool = False  # written with an operator (`+`), not callable by name
     builtin: bool = True       # False for ops registered through evo.extend
     tensor: bool = False       # a learnable tensor (`parameter`): an nn.Parameter at its path, not a module
+    # with `tensor`: a buffer instead of a parameter, "persistent" (in the state_dict: Swin's
+    # relative_position_index) or "constant" (non-persistent: a mask computed from the shapes)
+    buffer: str = ""
     # pieces(attrs, input shape) -> [narrow attrs]: an op with several outputs (chunk, split), each
     # a `narrow` of the input; the call's value is the tuple of pieces
     pieces: Callable | None = None
@@ -212,6 +215,12 @@ def lit(v: Any) -> str:
     raise TypeError(f"no literal for {type(v).__name__}")
 
 
+def tuple_lit(v) -> str:
+    """A tuple literal written out in full (`lit` shortens an equal pair to one number, as
+    PyTorch's int-or-pair arguments take it; a shape or a list of dims must stay a tuple)."""
+    return "(" + ", ".join(lit(x) for x in v) + ("," if len(v) == 1 else "") + ")"
+
+
 def fmt_shape(shape: tuple) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
 
@@ -293,7 +302,7 @@ def normalize_args(d: OpDef, given: dict[str, Any]) -> dict[str, Any]:
 def param_count(d: OpDef, attrs: dict, in_shapes: list[tuple]) -> int:
     total = 0
     if d.tensor:
-        return numel(attrs["shape"])
+        return 0 if d.buffer else numel(attrs["shape"])
     for name, shp in d.weights(attrs, in_shapes).items():
         if name in ("running_mean", "running_var", "num_batches_tracked"):
             continue

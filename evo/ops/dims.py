@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from evo.ir.node import Op
 from evo.ops.base import (Imports, OpDef, OpError, ParamSpec, fmt_shape, lit, norm_dim, numel, register,
-                          view_cost)
+                          tuple_lit, view_cost)
 from evo.ops.gradient import RESHAPE
 
 NARROW_T = Op("narrow_grad")  # the gradient of narrow: zero-padded back to the input's size
@@ -298,7 +298,7 @@ def _parameter_shape(shapes, a):
 register(OpDef(
     "parameter", (ParamSpec("shape", "ints", min=1, doc="the tensor's shape"), ParamSpec("init", "float", 0.0)),
     _parameter_shape, n_inputs=0, tensor=True, parametric=True,
-    module=lambda a, s: f"nn.Parameter(torch.full({lit(tuple(a['shape']))}, {lit(a['init'])}))",
+    module=lambda a, s: f"nn.Parameter(torch.full({tuple_lit(a['shape'])}, {lit(a['init'])}))",
     torch="nn.Parameter", doc="a learnable tensor of the block (ConvNeXt's layer scale, a class token)",
     doc_call="name = parameter(shape, init=0.0)",
     doc_args="`shape` list of ints ≥ 1; `init` number (0.0), the value it starts with",

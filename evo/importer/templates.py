@@ -1,0 +1,141 @@
+"""Block templates: module classes the importer writes as a fixed evo block.
+
+Some modules cannot be traced op by op into evo: torchvision's Swin attention folds
+the windows into the batch (`x.view(B * nW, T, C)`), which evo's batch-first rule does
+not allow, and builds its shift mask with Python loops.  For such a class, matched by
+its name and attributes like `Imports.classes`, the importer writes one block of evo
+source with the same parameter and buffer names (so the `state_dict` loads with
+`strict=True`) and calls it with the instance's values, e.g.
+`attn = ShiftedWindowAttention(norm1, heads=1, window=2, shift=1, scale=0.35355339059327373)`.
+The block is written in the ordinary ops (evo/ops/window.py: `roll`, `matmul`,
+`relative_bias`, `window_mask`, ...), so it is checked, costed and explained like any
+other; the windows are a dimension of their own (`[N, windows, tokens, C]`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from evo.importer.mapping import NotConvertible
+
+_SWIN_HEAD = """\
+    c = x.shape[3]
+    wh = x.shape[1] // window
+    ww = x.shape[2] // window
+    t = window * window
+    rolled = roll(x, [-shift, -shift], [1, 2]) if shift > 0 else x
+    windows = reshape(permute(reshape(rolled, [-1, wh, window, ww, window, c]), [0, 1, 3, 2, 4, 5]),
+                      [-1, wh * ww, t, c])
+    qkv = linear(windows, 3 * c)
+    parts = chunk(qkv, 3, dim=3)
+    q = permute(reshape(parts[0], [-1, wh * ww, t, heads, c // heads]), [0, 1, 3, 2, 4])
+    k = permute(reshape(parts[1], [-1, wh * ww, t, heads, c // heads]), [0, 1, 3, 2, 4])
+    v = permute(reshape(parts[2], [-1, wh * ww, t, heads, c // heads]), [0, 1, 3, 2, 4])
+"""
+
+_SWIN_TAIL = """\
+    if shift > 0 {
+        mask = window_mask([x.shape[1], x.shape[2]], window, shift)
+        attn = softmax(scores + mask, dim=-1)
+    } else {
+        attn = softmax(scores, dim=-1)
+    }
+    out = reshape(permute(matmul(attn, v), [0, 1, 3, 2, 4]), [-1, wh * ww, t, c])
+    proj = linear(out, c)
+    merged = reshape(permute(reshape(proj, [-1, wh, ww, window, window, c]), [0, 1, 3, 2, 4, 5]),
+                     [-1, x.shape[1], x.shape[2], c])
+    return roll(merged, [shift, shift], [1, 2]) if shift > 0 else merged
+}
+"""
+
+SWIN_V1 = ("""\
+# torchvision's ShiftedWindowAttention on a channels-last map [N, H, W, C]: the map is rolled
+# by -shift, cut into window x window windows ([N, windows, T, C]), attended per head with the
+# relative-position bias (and, when shifted, the mask of the rolled regions), merged and rolled back
+block ShiftedWindowAttention(x, heads: int, window: int, shift: int = 0, scale: float = 1.0) {
+""" + _SWIN_HEAD + """\
+    relative_position_bias_table = parameter([(2 * window - 1) * (2 * window - 1), heads])
+    relative_position_index = relative_position_index(window)
+    bias = relative_bias(relative_position_bias_table, relative_position_index)
+    scores = matmul(scale_by(q, scale), transpose(k, 3, 4)) + bias
+""" + _SWIN_TAIL)
+
+SWIN_V2 = ("""\
+# torchvision's ShiftedWindowAttentionV2: as ShiftedWindowAttention, with cosine attention
+# scaled by exp(min(logit_scale, log 100)) and the bias 16 * sigmoid(cpb_mlp(relative coordinates))
+block ShiftedWindowAttentionV2(x, heads: int, window: int, shift: int = 0) {
+""" + _SWIN_HEAD + """\
+    logit_scale = parameter([heads, 1, 1], init=2.302585092994046)
+    relative_coords_table = relative_coords_table(window)
+    relative_position_index = relative_position_index(window)
+    cpb_mlp = seq(relative_coords_table) {
+        linear(512)
+        relu()
+        linear(heads, bias=false)
+    }
+    bias = scale_by(sigmoid(relative_bias(cpb_mlp, relative_position_index)), 16.0)
+    cosine = matmul(normalize(q), transpose(normalize(k), 3, 4))
+    scores = cosine * exp(clamp(logit_scale, max=4.605170185988092)) + bias
+""" + _SWIN_TAIL)
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str                      # the block's name
+    params: tuple[tuple, ...]      # (name, default or None for required), in order
+    source: str
+    args: Callable                 # (module, input shape) -> {param: value}; NotConvertible if it does not fit
+
+
+def _square(v, what: str) -> int:
+    v = list(v) if isinstance(v, (list, tuple)) else [v, v]
+    if len(v) != 2 or int(v[0]) != int(v[1]):
+        raise NotConvertible(f"a non-square {what} {v} (the template takes square windows)")
+    return int(v[0])
+
+
+def _swin_args(m, shape, v2: bool) -> dict:
+    if shape is None or len(shape) != 4:
+        raise NotConvertible("window attention of a tensor other than [N, H, W, C]")
+    _, h, w, c = shape
+    window = _square(m.window_size, "window")
+    shift = _square(m.shift_size, "shift")
+    heads = int(m.num_heads)
+    if h % window or w % window:
+        raise NotConvertible(f"a {h}x{w} map is not a multiple of the {window}x{window} window (padding is not "
+                             "imported)")
+    if window >= h or window >= w:  # torchvision's rule: no shift when one window covers the map
+        shift = 0
+    if c % heads or m.qkv.out_features != 3 * c or m.proj.out_features != c or m.qkv.bias is None \
+            or m.proj.bias is None:
+        raise NotConvertible("qkv/proj layers that are not [C -> 3C], [C -> C] with biases")
+    args = {"heads": heads, "window": window, "shift": shift}
+    if v2:
+        b = m.qkv.bias.detach()
+        if bool(b[c:2 * c].ne(0).any()):
+            raise NotConvertible("the key third of qkv.bias is not zero (torchvision zeroes it in forward; the "
+                                 "template has no such bias)")
+        if m.cpb_mlp[0].out_features != 512:
+            raise NotConvertible("a cpb_mlp other than Linear(2, 512), ReLU, Linear(512, heads)")
+    else:
+        args["scale"] = float((c // heads) ** -0.5)
+    return args
+
+
+TEMPLATES: dict[str, Template] = {
+    "ShiftedWindowAttention": Template("ShiftedWindowAttention", (("heads", None), ("window", None), ("shift", 0),
+                                                                  ("scale", 1.0)),
+                                       SWIN_V1, lambda m, s: _swin_args(m, s, False)),
+    "ShiftedWindowAttentionV2": Template("ShiftedWindowAttentionV2", (("heads", None), ("window", None),
+                                                                      ("shift", 0)),
+                                         SWIN_V2, lambda m, s: _swin_args(m, s, True)),
+}
+
+
+def template_of(m) -> Template | None:
+    """The template of a module's class (matched by name, outside torch.nn), or None."""
+    t = TEMPLATES.get(type(m).__name__)
+    if t is None or type(m).__module__.startswith("torch.nn"):
+        return None
+    return t

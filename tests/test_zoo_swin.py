@@ -1,0 +1,249 @@
+"""Swin-T and Swin-V2-T (issue 12): the tiny zoo mirrors (tests/zoo/swin.py, torchvision's
+module tree) are imported with `evoc import`, compiled, loaded with strict=True and give
+the mirror's logits; the attention class becomes one block template written in evo's ops
+(evo/importer/templates.py) and SwinTransformerBlock one block.
+
+Also the window-attention ops of evo/ops/window.py one by one: each op's code against the
+PyTorch expression torchvision writes, and each op's derivative rule (the compiled CAM
+strategy) against torch.autograd."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import evo
+from evo import cli
+from tests.zoo import swin
+
+
+def _seeded(make):
+    def factory():
+        torch.manual_seed(0)
+        m = make()
+        with torch.no_grad():  # non-trivial layer norms and biases (fresh ones are the identity / zero)
+            for name, p in m.named_parameters():
+                if name.endswith(("norm1.weight", "norm2.weight", "norm.weight")):
+                    p.uniform_(0.5, 1.5)
+                elif name.endswith("bias") and "qkv" not in name:
+                    p.uniform_(-0.2, 0.2)
+                elif name.endswith("relative_position_bias_table"):
+                    p.normal_(0, 0.5)
+        return m.eval()
+    return factory
+
+
+# zero-argument factories `evoc import` calls (tests.test_zoo_swin:<name>)
+swin_t = _seeded(lambda: swin.swin_t(10, tiny=True))
+swin_v2_t = _seeded(lambda: swin.swin_v2_t(10, tiny=True))
+
+# name: (attention template, block, what the source must contain)
+FAMILIES = {
+    "swin_t": ("ShiftedWindowAttention", "SwinTransformerBlock",
+               ["attn = ShiftedWindowAttention(norm1, heads, 2, shift=shift", "block PatchMerging(x"]),
+    "swin_v2_t": ("ShiftedWindowAttentionV2", "SwinTransformerBlockV2",
+                  ["attn = ShiftedWindowAttentionV2(x, heads, 2, shift=shift)", "block PatchMergingV2(x",
+                   "cpb_mlp = seq(relative_coords_table)"]),
+}
+
+
+def run_cli(capsys, *argv):
+    rc = cli.main([str(a) for a in argv])
+    c = capsys.readouterr()
+    assert "Traceback" not in c.err
+    return rc, c.out, c.err
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_swin_imports_loads_strict_and_computes_the_logits(family, tmp_path, capsys):
+    tpl, block, must = FAMILIES[family]
+    out = tmp_path / f"{family}.evo"
+    rc, _, err = run_cli(capsys, "import", f"tests.test_zoo_swin:{family}", "--input-shape", "1,3,32,32", "-o", out)
+    assert rc == 0, err
+    src = out.read_text()
+    for text in must + [f"block {tpl}(x, heads: int, window: int, shift: int = 0", f"block {block}(x"]:
+        assert text in src, (text, src)
+    assert src.count(f"{block}(") == 1 + 2  # defined once, called for the shifted and the plain block
+    rc, _, err = run_cli(capsys, "fmt", "--check", out)
+    assert rc == 0, err
+
+    model = globals()[family]()
+    prog = evo.compile(src)
+    net = prog.build("SwinTransformer").eval()
+    assert sorted(net.state_dict()) == sorted(model.state_dict())
+    net.load_state_dict(model.state_dict(), strict=True)
+    torch.manual_seed(2)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        want = model(x)
+        torch.testing.assert_close(net(x), want, rtol=1e-5, atol=1e-5)
+    assert want.std() > 1e-2  # not a degenerate comparison
+    # the buffers the program declares are torchvision's values (not only loaded over)
+    fresh = prog.build("SwinTransformer")
+    for k, v in model.state_dict().items():
+        if k.endswith(("relative_position_index", "relative_coords_table")):
+            torch.testing.assert_close(fresh.state_dict()[k], v, rtol=0, atol=0, msg=k)
+
+
+# ----------------------------------------------------------------------------- the ops one by one
+
+ATTN = textwrap.dedent("""\
+    block ShiftedWindowAttention(x, heads: int, window: int, shift: int = 0, scale: float = 1.0) {
+        c = x.shape[3]
+        wh = x.shape[1] // window
+        ww = x.shape[2] // window
+        t = window * window
+        rolled = roll(x, [-shift, -shift], [1, 2]) if shift > 0 else x
+        windows = reshape(permute(reshape(rolled, [-1, wh, window, ww, window, c]), [0, 1, 3, 2, 4, 5]),
+                          [-1, wh * ww, t, c])
+        qkv = linear(windows, 3 * c)
+        parts = chunk(qkv, 3, dim=3)
+        q = permute(reshape(parts[0], [-1, wh * ww, t, heads, c // heads]), [0, 1, 3, 2, 4])
+        k = permute(reshape(parts[1], [-1, wh * ww, t, heads, c // heads]), [0, 1, 3, 2, 4])
+        v = permute(reshape(parts[2], [-1, wh * ww, t, heads, c // heads]), [0, 1, 3, 2, 4])
+        relative_position_bias_table = parameter([(2 * window - 1) * (2 * window - 1), heads])
+        relative_position_index = relative_position_index(window)
+        bias = relative_bias(relative_position_bias_table, relative_position_index)
+        scores = matmul(scale_by(q, scale), transpose(k, 3, 4)) + bias
+        if shift > 0 {
+            mask = window_mask([x.shape[1], x.shape[2]], window, shift)
+            attn = softmax(scores + mask, dim=-1)
+        } else {
+            attn = softmax(scores, dim=-1)
+        }
+        out = reshape(permute(matmul(attn, v), [0, 1, 3, 2, 4]), [-1, wh * ww, t, c])
+        proj = linear(out, c)
+        merged = reshape(permute(reshape(proj, [-1, wh, ww, window, window, c]), [0, 1, 3, 2, 4, 5]),
+                         [-1, x.shape[1], x.shape[2], c])
+        return roll(merged, [shift, shift], [1, 2]) if shift > 0 else merged
+    }
+    """)
+
+
+def test_hand_written_window_attention_is_torchvisions():
+    """The evo block (the template the importer writes) against the mirror's
+    shifted_window_attention, shifted and not, 2 heads."""
+    prog = evo.compile(ATTN + textwrap.dedent("""
+        network Net(x: Tensor[N, 8, 8, 16]) {
+            a0 = ShiftedWindowAttention(x, 2, 2, scale=0.35355339059327373)
+            a1 = ShiftedWindowAttention(a0, 2, 2, shift=1, scale=0.35355339059327373)
+            return a1
+        }
+        """))
+    net = prog.build("Net").eval()
+    torch.manual_seed(0)
+    ref = torch.nn.ModuleDict({"a0": swin.ShiftedWindowAttention(16, [2, 2], [0, 0], 2),
+                               "a1": swin.ShiftedWindowAttention(16, [2, 2], [1, 1], 2)})
+    net.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(2, 8, 8, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), ref["a1"](ref["a0"](x)), rtol=1e-6, atol=1e-6)
+    # the mask is a constant of the shapes: not in the state_dict
+    assert not any("mask" in k for k in net.state_dict())
+
+
+def _mask_reference(h, w, window, shift):
+    """torchvision's mask code, as in tests/zoo/swin.py's shifted_window_attention."""
+    mask = torch.zeros(h, w)
+    hs = ((0, -window), (-window, -shift), (-shift, None))
+    count = 0
+    for hh in hs:
+        for ww in hs:
+            mask[hh[0]:hh[1], ww[0]:ww[1]] = count
+            count += 1
+    mask = mask.view(h // window, window, w // window, window).permute(0, 2, 1, 3).reshape(-1, window * window)
+    mask = mask.unsqueeze(1) - mask.unsqueeze(2)
+    return mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0).unsqueeze(1)
+
+
+@pytest.mark.parametrize("h, w, window, shift", [(8, 8, 2, 1), (12, 12, 4, 2), (6, 6, 3, 1)])
+def test_window_mask_and_relative_position_index_are_torchvisions(h, w, window, shift):
+    prog = evo.compile(textwrap.dedent(f"""\
+        block B(x) {{
+            mask = window_mask([{h}, {w}], {window}, {shift})
+            relative_position_index = relative_position_index({window})
+            return x
+        }}
+        network Net(x: Tensor[N, 4]) {{
+            b = B(x)
+            return b
+        }}
+        """))
+    net = prog.build("Net")
+    torch.testing.assert_close(net.b.mask, _mask_reference(h, w, window, shift), rtol=0, atol=0)
+    torch.testing.assert_close(net.b.relative_position_index, swin._relative_position_index([window, window]),
+                               rtol=0, atol=0)
+    assert list(net.state_dict()) == ["b.relative_position_index"]
+
+
+# Each op after the CAM layer `feat` ([N, 4, 4, 4]): the compiled strategy differentiates the
+# head with the ops' derivative rules; the autograd strategy is torch.autograd.  Every head ends
+# in a non-affine softmax-weighted sum, so no affine fold hides the gradient ops.
+HEADS = {
+    "matmul": "matmul(t, transpose(t, 2, 3))",
+    "matmul_broadcast": "matmul(t, w)",
+    "scale_by": "scale_by(t, -0.7)",
+    "roll": "roll(t, [1, -1], [1, 2])",
+    "subsample": "subsample(t, 2, start=1, step=2)",
+    "subsample_last": "subsample(t, -1, step=2)",
+    "pad": "pad(t, [0, 1, 2, 0])",
+    "normalize": "normalize(t, dim=-1)",
+    "clamp": "clamp(t, min=-0.3, max=0.4)",
+    "exp": "exp(scale_by(t, 0.5))",
+    "softmax": "softmax(t, dim=2)",
+}
+
+
+@pytest.mark.parametrize("op", list(HEADS))
+def test_window_op_derivatives_equal_autograd(op):
+    src = textwrap.dedent(f"""\
+        network Net(x: Tensor[N, 3, 4, 4]) {{
+            feat = conv2d(x, 4, 3, padding=1)
+            t = permute(feat, [0, 2, 3, 1])
+            w = parameter([4, 4], init=0.3)
+            y = {HEADS[op]}
+            s = softmax(y, dim=-1)
+            m = permute(y * s, [0, 3, 1, 2])
+            fc = linear(flatten(adaptive_avgpool2d(m, 2)), 5)
+            return fc
+        }}
+
+        cam C {{
+            network = Net
+            layer = feat
+            method = hirescam
+            upsample = none
+            normalize = none
+        }}
+        """)
+    prog = evo.compile(src)
+    torch.manual_seed(1)
+    net = prog.build("Net").eval()
+    with torch.no_grad():
+        net.w.uniform_(-1, 1)
+    x = torch.randn(3, 3, 4, 4)
+    want = prog.explainer("C", net, strategy="autograd")(x).maps
+    got = prog.explainer("C", net, strategy="compiled")(x).maps
+    assert (want > 0).any()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("expr, torch_fn", [
+    ("matmul(t, transpose(t, 2, 3))", lambda t: t @ t.transpose(2, 3)),
+    ("scale_by(t, 0.25)", lambda t: t * 0.25),
+    ("roll(t, [1, 2], [1, 2])", lambda t: torch.roll(t, (1, 2), (1, 2))),
+    ("subsample(subsample(t, 1, start=1, step=2), 2, step=2)", lambda t: t[..., 1::2, 0::2, :]),
+    ("pad(t, [0, 0, 0, 1, 0, 1])", lambda t: F.pad(t, (0, 0, 0, 1, 0, 1))),
+    ("normalize(t)", lambda t: F.normalize(t, dim=-1)),
+    ("clamp(t, max=0.1)", lambda t: torch.clamp(t, max=0.1)),
+    ("exp(t)", torch.exp),
+    ("concat(t, t, dim=-1)", lambda t: torch.cat([t, t], -1)),
+])
+def test_window_ops_compute_torchs_expressions(expr, torch_fn):
+    prog = evo.compile(f"network Net(t: Tensor[N, 4, 4, 3]) {{\n    y = {expr}\n    return y\n}}\n")
+    net = prog.build("Net")
+    t = torch.randn(2, 4, 4, 3)
+    torch.testing.assert_close(net(t), torch_fn(t), rtol=0, atol=0)
