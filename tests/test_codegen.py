@@ -248,7 +248,7 @@ MULTI = [
      "    y = concat(subsample(x, 1, start=1, step=2), subsample(x, 1, step=2), dim=1)",
      lambda m, x: torch.cat([x[:, 1::2], x[:, 0::2]], 1)),
     ("pad", "pad", (N, 5, 4, 3), "    y = pad(x, [1, 0, 0, 2])", lambda m, x: F.pad(x, (1, 0, 0, 2))),
-    ("normalize", "normalize", (N, 5, 4, 3), "    y = normalize(x, dim=2)", lambda m, x: F.normalize(x, dim=2)),
+    ("l2_normalize", "l2_normalize", (N, 5, 4, 3), "    y = l2_normalize(x, dim=2)", lambda m, x: F.normalize(x, dim=2)),
     ("clamp", "clamp", (N, 5, 4, 3), "    y = clamp(x, min=-0.5, max=0.25)",
      lambda m, x: torch.clamp(x, -0.5, 0.25)),
     ("exp", "exp", (N, 5, 4, 3), "    y = exp(x)", lambda m, x: torch.exp(x)),

@@ -1,7 +1,7 @@
-"""Swin-T and Swin-V2-T (issue 12): the tiny zoo mirrors (tests/zoo/swin.py, torchvision's
-module tree) are imported with `evoc import`, compiled, loaded with strict=True and give
-the mirror's logits; the attention class becomes one block template written in evo's ops
-(evo/importer/templates.py) and SwinTransformerBlock one block.
+"""Swin-T, Swin-V2-T and MaxViT-T (issue 12): the tiny zoo mirrors (tests/zoo/swin.py,
+tests/zoo/maxvit.py, torchvision's module trees) are imported with `evoc import`, compiled,
+loaded with strict=True and give the mirror's logits; the attention classes become block
+templates written in evo's ops (evo/importer/templates.py), SwinTransformerBlock one block.
 
 Also the window-attention ops of evo/ops/window.py one by one: each op's code against the
 PyTorch expression torchvision writes, and each op's derivative rule (the compiled CAM
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 import evo
 from evo import cli
-from tests.zoo import swin
+from tests.zoo import maxvit, swin
 
 
 def _seeded(make):
@@ -86,6 +86,45 @@ def test_swin_imports_loads_strict_and_computes_the_logits(family, tmp_path, cap
     for k, v in model.state_dict().items():
         if k.endswith(("relative_position_index", "relative_coords_table")):
             torch.testing.assert_close(fresh.state_dict()[k], v, rtol=0, atol=0, msg=k)
+
+
+def _randomized_bn(make):
+    def factory():
+        m = _seeded(make)()
+        with torch.no_grad():
+            for mod in m.modules():
+                if isinstance(mod, torch.nn.BatchNorm2d):
+                    mod.running_mean.uniform_(-0.2, 0.2)
+                    mod.running_var.uniform_(0.5, 1.5)
+                    mod.weight.uniform_(0.5, 1.5)
+        return m.eval()
+    return factory
+
+
+maxvit_t = _randomized_bn(lambda: maxvit.maxvit_t(10, tiny=True))
+
+
+def test_maxvit_imports_loads_strict_and_computes_the_logits(tmp_path, capsys):
+    out = tmp_path / "maxvit.evo"
+    rc, _, err = run_cli(capsys, "import", "tests.test_zoo_swin:maxvit_t", "--input-shape", "1,3,32,32", "-o", out)
+    assert rc == 0, err
+    src = out.read_text()
+    for text in ["block RelativePositionalMultiHeadAttention(x, heads: int, size: int, scale: float)",
+                 "block WindowPartition(x, p: int)", "block WindowDepartition(x, p: int, gh: int, gw: int)",
+                 "partition_swap = SwapAxes(partition_op)", "block MBConv(x", "block PartitionAttentionLayer(x"]:
+        assert text in src, (text, src)
+    rc, _, err = run_cli(capsys, "fmt", "--check", out)
+    assert rc == 0, err
+    model = maxvit_t()
+    net = evo.compile(src).build("MaxVit").eval()
+    assert sorted(net.state_dict()) == sorted(model.state_dict())
+    net.load_state_dict(model.state_dict(), strict=True)
+    torch.manual_seed(2)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        want = model(x)
+        torch.testing.assert_close(net(x), want, rtol=1e-5, atol=1e-5)
+    assert want.std() > 1e-2
 
 
 # ----------------------------------------------------------------------------- the ops one by one
@@ -190,7 +229,7 @@ HEADS = {
     "subsample": "subsample(t, 2, start=1, step=2)",
     "subsample_last": "subsample(t, -1, step=2)",
     "pad": "pad(t, [0, 1, 2, 0])",
-    "normalize": "normalize(t, dim=-1)",
+    "normalize": "l2_normalize(t, dim=-1)",
     "clamp": "clamp(t, min=-0.3, max=0.4)",
     "exp": "exp(scale_by(t, 0.5))",
     "softmax": "softmax(t, dim=2)",
@@ -237,7 +276,7 @@ def test_window_op_derivatives_equal_autograd(op):
     ("roll(t, [1, 2], [1, 2])", lambda t: torch.roll(t, (1, 2), (1, 2))),
     ("subsample(subsample(t, 1, start=1, step=2), 2, step=2)", lambda t: t[..., 1::2, 0::2, :]),
     ("pad(t, [0, 0, 0, 1, 0, 1])", lambda t: F.pad(t, (0, 0, 0, 1, 0, 1))),
-    ("normalize(t)", lambda t: F.normalize(t, dim=-1)),
+    ("l2_normalize(t)", lambda t: F.normalize(t, dim=-1)),
     ("clamp(t, max=0.1)", lambda t: torch.clamp(t, max=0.1)),
     ("exp(t)", torch.exp),
     ("concat(t, t, dim=-1)", lambda t: torch.cat([t, t], -1)),

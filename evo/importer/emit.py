@@ -189,8 +189,9 @@ class Emitter:
         tkey = ("Sequential",) if plain else (type(m),)
         depth = 0
         a = c.parent
-        while a is not None:
-            if a in self.cls_of and self.cls_of[a].key[:-1] == tkey:
+        while a is not None:  # (classes are made children first: the ancestors' are not made yet)
+            a_key = ("Sequential",) if type(a.module) is nn.Sequential or a.synthetic else (type(a.module),)
+            if self.role.get(a) == "block" and a_key == tkey:
                 depth += 1
             a = a.parent
         k = tkey + (depth,)

@@ -181,8 +181,9 @@ def supported_leaf(m: nn.Module) -> type | None:
     return None
 
 
-def module_op(m: nn.Module, in_shapes: list[tuple]) -> tuple[str, dict]:
-    """(evo op, full args) for a leaf module call with input shapes `in_shapes`."""
+def module_op(m: nn.Module, in_shapes: list[tuple], out_shape: tuple | None = None) -> tuple[str, dict]:
+    """(evo op, full args) for a leaf module call with input shapes `in_shapes` (and output shape
+    `out_shape`, which block templates may read)."""
     from evo.importer.templates import template_of
 
     named = named_leaf(m)
@@ -194,7 +195,7 @@ def module_op(m: nn.Module, in_shapes: list[tuple]) -> tuple[str, dict]:
     if tpl is not None:  # a block template: its name stands for the op, its arguments for the call's
         if len(in_shapes) != 1:
             raise NotConvertible(f"called with {len(in_shapes)} tensors; evo blocks take one input")
-        return tpl.name, tpl.args(m, in_shapes[0])
+        return tpl.name, tpl.args(m, in_shapes[0], out_shape)
     base = supported_leaf(m)
     if base is None:
         name = type(m).__name__

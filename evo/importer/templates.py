@@ -14,6 +14,7 @@ other; the windows are a dimension of their own (`[N, windows, tokens, C]`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -75,9 +76,69 @@ block ShiftedWindowAttentionV2(x, heads: int, window: int, shift: int = 0) {
         linear(heads, bias=false)
     }
     bias = scale_by(sigmoid(relative_bias(cpb_mlp, relative_position_index)), 16.0)
-    cosine = matmul(normalize(q), transpose(normalize(k), 3, 4))
+    cosine = matmul(l2_normalize(q), transpose(l2_normalize(k), 3, 4))
     scores = cosine * exp(clamp(logit_scale, max=4.605170185988092)) + bias
 """ + _SWIN_TAIL)
+
+
+MAXVIT = ("""\
+# torchvision's RelativePositionalMultiHeadAttention (MaxViT) on windows [N, groups, T, C]: per head,
+# softmax(q (k * scale)ᵀ + relative-position bias) v, merged by a linear layer
+block RelativePositionalMultiHeadAttention(x, heads: int, size: int, scale: float) {
+    c = x.shape[3]
+    g = x.shape[1]
+    t = x.shape[2]
+    to_qkv = linear(x, 3 * c)
+    parts = chunk(to_qkv, 3, dim=3)
+    q = permute(reshape(parts[0], [-1, g, t, heads, c // heads]), [0, 1, 3, 2, 4])
+    k = permute(reshape(parts[1], [-1, g, t, heads, c // heads]), [0, 1, 3, 2, 4])
+    v = permute(reshape(parts[2], [-1, g, t, heads, c // heads]), [0, 1, 3, 2, 4])
+    relative_position_bias_table = parameter([(2 * size - 1) * (2 * size - 1), heads])
+    relative_position_index = relative_position_index(size, flat=false)
+    bias = relative_bias(relative_position_bias_table, relative_position_index)
+    attn = softmax(matmul(q, transpose(scale_by(k, scale), 3, 4)) + bias, dim=-1)
+    out = reshape(permute(matmul(attn, v), [0, 1, 3, 2, 4]), [-1, g, t, c])
+    merge = linear(out, c)
+    return merge
+}
+""")
+
+
+
+PARTITION = """\
+# MaxViT's window partition: [N, C, H, W] -> [N, (H/p)(W/p), p*p, C] (windows of p x p pixels)
+block WindowPartition(x, p: int) {
+    gh = x.height // p
+    gw = x.width // p
+    return reshape(permute(reshape(x, [-1, x.channels, gh, p, gw, p]), [0, 2, 4, 3, 5, 1]), [-1, gh * gw, p * p, x.channels])
+}
+"""
+
+DEPARTITION = """\
+# and back: [N, gh*gw, p*p, C] -> [N, C, gh*p, gw*p]
+block WindowDepartition(x, p: int, gh: int, gw: int) {
+    c = x.shape[3]
+    return reshape(permute(reshape(x, [-1, gh, gw, p, p, c]), [0, 5, 1, 3, 2, 4]), [-1, c, gh * p, gw * p])
+}
+"""
+
+
+def _partition_args(m, shape, out) -> dict:
+    if shape is None or out is None or len(shape) != 4 or len(out) != 4:
+        raise NotConvertible("a partition of a tensor other than [N, C, H, W]")
+    p = math.isqrt(out[2])
+    if p * p != out[2] or shape[2] % p or shape[3] % p or out[1] != (shape[2] // p) * (shape[3] // p):
+        raise NotConvertible("not a partition into p x p windows")
+    return {"p": p}
+
+
+def _departition_args(m, shape, out) -> dict:
+    if shape is None or out is None or len(shape) != 4 or len(out) != 4:
+        raise NotConvertible("a departition to a tensor other than [N, C, H, W]")
+    p = math.isqrt(shape[2])
+    if p * p != shape[2] or out[2] % p or out[3] % p or shape[1] != (out[2] // p) * (out[3] // p):
+        raise NotConvertible("not a departition of p x p windows")
+    return {"p": p, "gh": out[2] // p, "gw": out[3] // p}
 
 
 @dataclass(frozen=True)
@@ -85,7 +146,8 @@ class Template:
     name: str                      # the block's name
     params: tuple[tuple, ...]      # (name, default or None for required), in order
     source: str
-    args: Callable                 # (module, input shape) -> {param: value}; NotConvertible if it does not fit
+    args: Callable                 # (module, input shape, output shape) -> {param: value}; NotConvertible if
+    #                                it does not fit
 
 
 def _square(v, what: str) -> int:
@@ -123,13 +185,31 @@ def _swin_args(m, shape, v2: bool) -> dict:
     return args
 
 
+def _maxvit_args(m, shape, out) -> dict:
+    if shape is None or len(shape) != 4:
+        raise NotConvertible("attention of a tensor other than [N, groups, tokens, C]")
+    _, g, t, c = shape
+    heads = int(m.n_heads)
+    if t != m.max_seq_len or m.size * m.size != t or heads * int(m.head_dim) != c:
+        raise NotConvertible("tokens or widths that do not match the module's max_seq_len, n_heads, head_dim")
+    if m.to_qkv.out_features != 3 * c or m.merge.out_features != c or m.to_qkv.bias is None or m.merge.bias is None:
+        raise NotConvertible("to_qkv/merge layers that are not [C -> 3C], [C -> C] with biases")
+    return {"heads": heads, "size": int(m.size), "scale": float(m.scale_factor)}
+
+
 TEMPLATES: dict[str, Template] = {
     "ShiftedWindowAttention": Template("ShiftedWindowAttention", (("heads", None), ("window", None), ("shift", 0),
                                                                   ("scale", 1.0)),
-                                       SWIN_V1, lambda m, s: _swin_args(m, s, False)),
+                                       SWIN_V1, lambda m, s, o: _swin_args(m, s, False)),
     "ShiftedWindowAttentionV2": Template("ShiftedWindowAttentionV2", (("heads", None), ("window", None),
                                                                       ("shift", 0)),
-                                         SWIN_V2, lambda m, s: _swin_args(m, s, True)),
+                                         SWIN_V2, lambda m, s, o: _swin_args(m, s, True)),
+    "RelativePositionalMultiHeadAttention": Template("RelativePositionalMultiHeadAttention",
+                                                     (("heads", None), ("size", None), ("scale", None)),
+                                                     MAXVIT, _maxvit_args),
+    "WindowPartition": Template("WindowPartition", (("p", None),), PARTITION, _partition_args),
+    "WindowDepartition": Template("WindowDepartition", (("p", None), ("gh", None), ("gw", None)), DEPARTITION,
+                                  _departition_args),
 }
 
 

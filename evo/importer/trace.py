@@ -262,7 +262,7 @@ class _FxConverter:
             ins = [a for a in _proxies(n.args) + _proxies(n.kwargs)]
             try:
                 self.check_meta(ins)
-                op, args = M.module_op(m, [self.val(a).shape for a in ins])
+                op, args = M.module_op(m, [self.val(a).shape for a in ins], out.shape)
             except NotConvertible as e:
                 self.p.not_convertible(path, type_label(m), e.reason)
                 return []
@@ -307,6 +307,10 @@ class _FxConverter:
         t = n.target
         if t in (torch.reshape,):
             return self.view(n, out)
+        if t is torch.permute:
+            return self.dims_op("permute", n.args, n.kwargs, out, "torch.permute")
+        if t in (torch.transpose, torch.swapaxes, torch.swapdims):
+            return self.dims_op("transpose", n.args, n.kwargs, out, self.display(n))
         if t is operator.getitem:
             raise NotConvertible("no evo op for indexing or slicing tensors")
         fns = M.functions()
@@ -319,10 +323,45 @@ class _FxConverter:
         name = str(n.target)
         if name in ("view", "reshape"):
             return self.view(n, out)
+        if name == "permute":
+            return self.dims_op("permute", n.args, n.kwargs, out, "Tensor.permute")
+        if name in ("transpose", "swapaxes", "swapdims"):
+            return self.dims_op("transpose", n.args, n.kwargs, out, f"Tensor.{name}")
         meths = M.methods()
         if name not in meths:
             raise NotConvertible(M.no_fn_reason(name))
         return self.apply(meths[name], n.args, n.kwargs, out, f"Tensor.{name}")
+
+    def dims_op(self, op: str, args, kwargs, out: Val, what: str) -> list[Step]:
+        """x.permute(0, 2, 1) / torch.permute(x, (0, 2, 1)), x.transpose(1, 2) / torch.swapaxes:
+        evo's permute and transpose, which keep the batch first."""
+        x = args[0]
+        if not isinstance(x, torch.fx.Node):
+            raise NotConvertible("applied to a non-tensor")
+        self.check_meta([x])
+        rest = list(args[1:])
+        if _proxies(rest) or _proxies(kwargs):
+            raise NotConvertible("dimensions computed in the graph; evo needs constants")
+        r = len(self.val(x).shape)
+        if op == "permute":
+            dims = rest[0] if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else rest
+            dims = tuple(kwargs.get("dims", dims))
+            if len(dims) != r or sorted(int(d) % r for d in dims) != list(range(r)):
+                raise NotConvertible("not a permutation of the dimensions")
+            dims = tuple(int(d) % r for d in dims)
+            if dims[0] != 0:
+                raise NotConvertible("a permute that moves the batch dimension (evo keeps it first)")
+            return chain_steps([("permute", {"dims": dims})], self.val(x), out, what)
+        names = ("dim0", "dim1")
+        ds = [kwargs.get(k, rest[i] if i < len(rest) else None) for i, k in enumerate(names)]
+        if any(d is None for d in ds):
+            raise NotConvertible("a transpose without two dimensions")
+        d0, d1 = int(ds[0]), int(ds[1])
+        if d0 % r == d1 % r:
+            return chain_steps([], self.val(x), out, what)
+        if 0 in (d0 % r, d1 % r):
+            raise NotConvertible("a transpose of the batch dimension (evo keeps it first)")
+        return chain_steps([("transpose", {"dim0": d0, "dim1": d1})], self.val(x), out, what)
 
     def view(self, n: torch.fx.Node, out: Val) -> list[Step]:
         x = n.args[0]
@@ -393,8 +432,10 @@ def flatten_steps(x: Val, out: Val) -> list[Step]:
                     if s == e and len(a) == len(b):
                         return [Step("@alias", {}, [x], out, origin="view")]
                     return [Step("flatten", {"start": s, "end": end}, [x], out, origin="view")]
-    raise NotConvertible(f"reshapes {list(a)} to {list(b)}; evo can only flatten (keeping the batch "
-                         "dimension)")
+    if len(a) >= 1 and len(b) >= 2 and b[0] == a[0]:  # the batch kept first: a reshape of the rest
+        return [Step("reshape", {"shape": (-1,) + tuple(int(d) for d in b[1:])}, [x], out, origin="view")]
+    raise NotConvertible(f"reshapes {list(a)} to {list(b)}; evo keeps the batch dimension first and "
+                         "separate")
 
 
 def _shape_of(n: torch.fx.Node):
@@ -617,7 +658,7 @@ class _ExportConverter:
             self.p.not_convertible(path, type_label(m), f"produces {len(outs)} tensors")
             return []
         try:
-            op, args = M.module_op(m, [self.val(a).shape for a in ins])
+            op, args = M.module_op(m, [self.val(a).shape for a in ins], self.val(outs[0]).shape)
         except NotConvertible as e:
             self.p.not_convertible(path, type_label(m), e.reason)
             return []

@@ -12,7 +12,7 @@ derivative and cost rules, flags, importer aliases and doc line (see
 * `dims.py`        permute, transpose, reshape, view, narrow, chunk, split, parameter
 * `arith.py`       add, mul (the `+` and `*` operators)
 * `window.py`      matmul, scale_by, roll, subsample, pad, the relative-position buffers and
-                   relative_bias, window_mask, normalize, clamp, exp (window attention)
+                   relative_bias, window_mask, l2_normalize, clamp, exp (window attention)
 * `gradient.py`    the gradient-only ops of the compiled CAM strategy
 
 Adding a built-in op is one visit: one `register(OpDef(...))` in its family.

@@ -1,7 +1,7 @@
 """Window-attention ops (Swin v1/v2, MaxViT): batched `matmul`, `scale_by` a constant,
 `roll`, strided `subsample`, `pad`, the relative-position buffers and the table lookup
 (`relative_position_index`, `relative_coords_table`, `relative_bias`), the shifted-window
-attention mask (`window_mask`), and Swin-V2's cosine attention pieces (`normalize`,
+attention mask (`window_mask`), and Swin-V2's cosine attention pieces (`l2_normalize`,
 `clamp`, `exp`).
 
 Attention keeps evo's batch-first rule: windows are a dimension of their own
@@ -23,7 +23,7 @@ from evo.ops.base import (Imports, OpDef, OpError, ParamSpec, eltwise_cost, fmt_
 MATMUL_T = Op("matmul_grad")        # the gradient of matmul w.r.t. one operand
 SUBSAMPLE_T = Op("subsample_grad")  # the gradient of a strided slice: scattered back into zeros
 PAD_T = Op("pad_grad")              # the gradient of zero padding: the unpadded part
-NORMALIZE_T = Op("normalize_grad")  # the gradient of F.normalize
+NORMALIZE_T = Op("l2_normalize_grad")  # the gradient of F.normalize
 CLAMP_T = Op("clamp_grad")          # the gradient of clamp: passed where min <= x <= max
 
 
@@ -384,8 +384,15 @@ def _bias_shape(shapes, a):
     return (table[-1], t, t)
 
 
+def _bias_grad(b, n, g):
+    """No gradient reaches a CAM layer through the bias: both operands are unbatched (the shape
+    rule refuses a batched table or index), and every value computed from a CAM layer keeps the
+    batch dimension, so neither operand can depend on one."""
+    return []
+
+
 register(OpDef(
-    "relative_bias", (), _bias_shape, n_inputs=None,
+    "relative_bias", (), _bias_shape, n_inputs=None, grad=_bias_grad,
     functional=lambda a, xs: (f"{xs[0]}.flatten(0, -2)[{xs[1]}.flatten()].unflatten(0, (-1, "
                               f"int({xs[1]}.numel() ** 0.5))).permute(2, 0, 1)"),
     torch="table[index]", doc="a relative-position bias: rows of a table picked by a constant index",
@@ -395,7 +402,7 @@ register(OpDef(
              "`relative_position_index` buffer",
     doc_shape="`[heads, T, T]`: `table.reshape(-1, heads)[index]` as heads × queries × keys "
               "(torchvision's `table[index].view(T, T, -1).permute(2, 0, 1)`); neither operand batched (E0300), "
-              "the index T·T entries (E0305). Not differentiated (the table is a parameter)"))
+              "the index T·T entries (E0305). No gradient flows to a CAM layer through it (both unbatched)"))
 
 
 # ----------------------------------------------------------------------------------- Swin-V2
@@ -417,10 +424,10 @@ def _normalize_grad_code(a, ins, k, const, path):
 
 
 register(OpDef(NORMALIZE_T, (), None, n_inputs=None, gradient_only=True, grad_code=_normalize_grad_code,
-               cost=eltwise_cost(6, 3), doc="gradient of normalize"))
+               cost=eltwise_cost(6, 3), doc="gradient of l2_normalize"))
 
 register(OpDef(
-    "normalize", (ParamSpec("dim", "int", -1), ParamSpec("eps", "float", 1e-12, min=0.0)),
+    "l2_normalize", (ParamSpec("dim", "int", -1), ParamSpec("eps", "float", 1e-12, min=0.0)),
     lambda s, a: (norm_dim(a["dim"], len(s[0]), "dim"), s[0])[1],
     functional=lambda a, xs: f"F.normalize({xs[0]}, dim={lit(a['dim'])}" + (
         f", eps={lit(float(a['eps']))})" if a["eps"] != 1e-12 else ")"),
@@ -428,7 +435,7 @@ register(OpDef(
     grad=_normalize_grad,
     cost=lambda W, a, ins, out: W.ReduceWorkload(numel(out) // out[a["dim"] % len(out)],
                                                  out[a["dim"] % len(out)], 3, out[a["dim"] % len(out)]),
-    doc_call="normalize(x, dim=-1, eps=1e-12)", doc_args="`dim` int (−1), in range; `eps` number ≥ 0 (1e-12)",
+    doc_call="l2_normalize(x, dim=-1, eps=1e-12)", doc_args="`dim` int (−1), in range; `eps` number ≥ 0 (1e-12)",
     doc_shape="same shape: `x / max(‖x‖₂, eps)` along `dim` (E0206 out of range)"))
 
 
