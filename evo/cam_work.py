@@ -42,8 +42,8 @@ def _macs(g: Graph, nodes) -> int:
     total = 0
     for n in nodes:
         w = workload(n, [g.node(i).shape for i in n.inputs], 1)
-        if w is not None:
-            total += int(w.macs)
+        for part in (w if isinstance(w, list) else [("", w)] if w is not None else []):
+            total += int(part[1].macs)
     return total
 
 
@@ -61,6 +61,7 @@ def _k(spec, n_classes: int) -> int:
 def estimate(g: Graph, spec, strategy: str, folded=None) -> Work:
     """The work of cam `spec` with `strategy` on graph `g`, per image."""
     from evo.passes.gradient import head_nodes
+    from evo.passes.tokens import cam_chw
 
     info = BY_NAME[spec.method]
     total = max(1, _macs(g, g.nodes))
@@ -71,7 +72,7 @@ def estimate(g: Graph, spec, strategy: str, folded=None) -> Work:
     what = []
     for i, layer in enumerate(spec.layers):
         node = g.value(layer)
-        c, h, w = int(node.shape[1]), int(node.shape[2]), int(node.shape[3])
+        c, h, w = cam_chw(g, node, getattr(spec, "grid", None))
         head, _ = head_nodes(g, node.id)
         hm = _macs(g, head)
         if info.kind == "gradient":

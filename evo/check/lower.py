@@ -332,7 +332,11 @@ class Lowerer(Evaluator):
             if not pos:
                 raise self.fail("E0107", f"{d.name} needs its input tensor as first argument", e.span,
                                 f"write {d.name}(x, ...)")
-            inputs, rest = pos[:1], pos[1:]
+            n_in = d.n_inputs
+            if n_in > 1 and (len(pos) < n_in or not all(isinstance(v, TensorV) for v, _ in pos[:n_in])):
+                raise self.fail("E0107", f"{d.name} needs {n_in} tensors as its first arguments", e.span,
+                                f"write {d.name}({', '.join(f'x{i + 1}' for i in range(n_in))}, ...)")
+            inputs, rest = pos[:n_in], pos[n_in:]
         for v, sp in inputs:
             if not isinstance(v, TensorV):
                 raise self.fail("E0205", f"the first argument of {d.name} must be a tensor, not {type_name(v)}",

@@ -14,6 +14,7 @@ from evo.diagnostics import Abort, Collector, Span, did_you_mean
 from evo.frontend import ast as A
 from evo.frontend.names import path_text, show_path
 from evo.ir.node import Graph
+from evo.passes.tokens import NoGrid, cam_layout
 
 STRATEGIES = ("auto", "autograd", "forward", "compiled")
 UPSAMPLE = ("bilinear", "nearest", "none")
@@ -55,6 +56,7 @@ class CamSpec:
     eigen_smooth: bool = False    # the map is the first principal component of the weighted activations
     aug_smooth: bool = False      # mean over horizontal flip x brightness 0.9 / 1 / 1.1
     samples: int | None = None    # noisy / integration samples (sscam, iscam, smoothgradcampp); None: the peers'
+    grid: tuple[int, int] | None = None  # the [H, W] of token layers where it cannot be inferred
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,7 @@ class SettingsChecker:
         n0 = len(self.col.diagnostics)
         st = self.settings(c, ("network", "layer", "method", "class", "strategy", "upsample", "normalize",
                                "mean", "std", "labels", "seed", "eigen_smooth", "aug_smooth",
-                               "samples"))
+                               "samples", "grid"))
         for req in ("network", "layer"):
             if req not in st:
                 self.col.error("E0509", f"cam '{c.name}' needs '{req}'", c.name_span,
@@ -172,6 +174,15 @@ class SettingsChecker:
         net = self.ref(st["network"], A.Network, "network", "E0500") if "network" in st else None
         graph = self.graphs.get(net) if net else None
         layers: tuple[str, ...] = ()
+        grid = None
+        if "grid" in st:
+            v = self.value(st["grid"].value)
+            if (not isinstance(v, tuple) or len(v) != 2
+                    or not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 1 << 20 for d in v)):
+                self.col.error("E0504", "'grid' must be a list of two positive ints [H, W]", st["grid"].value.span,
+                               "e.g. grid = [14, 14] for 196 patch tokens")
+            else:
+                grid = (v[0], v[1])
         if "layer" in st:
             v = st["layer"].value
             items = v.items if isinstance(v, A.ListExpr) else (v,)
@@ -190,10 +201,14 @@ class SettingsChecker:
                     if node is None:
                         self.col.error("E0501", f"network '{net}' has no layer '{show_path(p)}'", it.span,
                                        _did_you_mean_path(p, [k for k, _ in graph.values]))
-                    elif len(node.shape) != 4:
-                        self.col.error("E0502", f"the CAM layer '{show_path(p)}' has shape {_fmt_shape(node.shape)}; "
-                                       "a CAM needs a spatial feature map [N, C, H, W]", it.span,
-                                       "pick a convolutional layer before global pooling")
+                    else:
+                        try:
+                            cam_layout(graph, node, grid)
+                        except NoGrid as e:
+                            hint = ("pick a convolutional layer before global pooling" if len(node.shape) not in (3, 4)
+                                    else "state the grid in the cam: grid = [H, W] (the H*W patch tokens are "
+                                         "the last ones; the tokens before them are dropped)")
+                            self.col.error("E0502", f"the CAM layer '{show_path(p)}' {e}", it.span, hint)
             layers = tuple(paths)
         method = "gradcam"
         if "method" in st:
@@ -242,7 +257,7 @@ class SettingsChecker:
         if len(self.col.diagnostics) > n0:
             return None
         return CamSpec(c.name, net, layers, method, classes, strategy, upsample, normalize, mean, std, labels,
-                       c.span, seed, flags["eigen_smooth"], flags["aug_smooth"], samples)
+                       c.span, seed, flags["eigen_smooth"], flags["aug_smooth"], samples, grid)
 
     def cam_head(self, s: A.Setting, graph: Graph, layers: tuple[str, ...]) -> None:
         """`method = cam` reads the class weights of an affine head (global pooling + linear)."""

@@ -26,6 +26,7 @@ from evo.codegen.python import doc_text, environment
 from evo.ir.node import Graph, Node, Op
 from evo.ops import gradient as G
 from evo.passes.gradient import GRADIENT_OPS, compiled_explain_graph, head_nodes, seed_dependent
+from evo.passes.tokens import Layout, cam_layout
 
 
 @functools.lru_cache(maxsize=1)
@@ -49,12 +50,13 @@ class ExplainConfig:
     eigen_smooth: bool = False
     aug_smooth: bool = False
     samples: int | None = None
+    grid: tuple[int, int] | None = None
 
     @staticmethod
     def from_spec(spec: CamSpec, strategy: str, note: str = "") -> "ExplainConfig":
         return ExplainConfig(spec.name, spec.network, spec.layers, spec.method, spec.classes, strategy,
                              spec.upsample, spec.normalize, spec.labels, note, spec.seed, spec.eigen_smooth,
-                             spec.aug_smooth, spec.samples)
+                             spec.aug_smooth, spec.samples, spec.grid)
 
 
 # What the explainer template defines on the class (its buffers avoid these).
@@ -133,6 +135,26 @@ class _Flat:
             raise NotImplementedError(n.op)
 
 
+def _to_grid(lay: Layout, a: str) -> str:
+    """A token layer's value -> the [N, C, H, W] map it is explained as (rows may be K*B)."""
+    if lay.kind == "nhwc":
+        return f"{a}.permute(0, 3, 1, 2)"
+    end = lay.skip + lay.h * lay.w
+    part = a if (lay.skip, end) == (0, lay.tokens) else f"{a}[:, {lay.skip}:{end}]"
+    return f"{part}.reshape(-1, {lay.h}, {lay.w}, {lay.channels}).permute(0, 3, 1, 2)"
+
+
+def _from_grid(lay: Layout, a: str, tokens: str) -> str:
+    """The map back to the layer's own layout; the tokens outside the grid come from `tokens`."""
+    if lay.kind == "nhwc":
+        return f"{a}.permute(0, 2, 3, 1)"
+    end = lay.skip + lay.h * lay.w
+    grid = f"{a}.permute(0, 2, 3, 1).reshape(-1, {lay.h * lay.w}, {lay.channels})"
+    parts = ([f"{tokens}[:, :{lay.skip}]"] if lay.skip else []) + [grid] + (
+        [f"{tokens}[:, {end}:]"] if end < lay.tokens else [])
+    return grid if len(parts) == 1 else f"torch.cat(({', '.join(parts)}), 1)"
+
+
 def _needed(g: Graph, targets: set[int]) -> set[int]:
     need = set(targets)
     for n in reversed(g.nodes):
@@ -178,8 +200,19 @@ def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer, explain=No
     for n in g.nodes:
         if n.id in need and n.op != Op.INPUT:
             t.forward_node(n)
+    # token sequences and channels-last maps are explained as [N, C, H, W] (evo/passes/tokens.py):
+    # the trunk hands the grid to the methods, and the layer's own value as a last side value
+    # (the class and register tokens) from which the head rebuilds it
+    layouts = [cam_layout(g, ln, cfg.grid) for ln in layer_nodes]
     acts_vars = [t.var[ln.id] for ln in layer_nodes]
     side_vars = [[t.var[s] for s in side] for _, side in heads]
+    for i, lay in enumerate(layouts):
+        if lay is not None:
+            gv = tn.fresh(f"{acts_vars[i]}_grid")
+            t.lines.append(f"{gv} = {_to_grid(lay, acts_vars[i])}")
+            if lay.dropped:
+                side_vars[i].append(acts_vars[i])
+            acts_vars[i] = gv
     trunk = {"lines": t.lines,
              "ret": f"({', '.join(acts_vars)},), ({', '.join('(' + ''.join(v + ', ' for v in sv) + ')' for sv in side_vars)},)"}
 
@@ -193,12 +226,21 @@ def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer, explain=No
         sargs = [hn_namer.fresh(f"side{j}") for j in range(len(side))]
         for s, v in zip(side, sargs):
             hf.var[s] = v
+        lay = layouts[i]
+        if lay is not None:
+            tok = hn_namer.fresh("tokens") if lay.dropped else ""
+            if tok:
+                sargs.append(tok)
+            av = hn_namer.fresh("acts_t")
+            hf.lines.append(f"{av} = {_from_grid(lay, 'acts', tok)}")
+            hf.var[ln.id] = av
         for n in hn:
             hf.forward_node(n)
         head_defs.append({"name": f"head{i}", "args": ", ".join(["acts"] + sargs), "lines": hf.lines,
                           "ret": hf.var[g.outputs[0]]})
         if cfg.strategy == "compiled" or cfg.method == "cam":
-            compiled_defs.append(_compiled_def(explain(cfg.layers[i], True), i, handles, consts, const_names))
+            compiled_defs.append(_compiled_def(explain(cfg.layers[i], True), i, handles, consts, const_names,
+                                               layouts[i]))
 
     ctx = {
         "name": cls_name,
@@ -218,18 +260,26 @@ def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer, explain=No
     return cls_name, environment().get_template("explainer.py.j2").render(**ctx)
 
 
-def _compiled_def(eg: Graph, i: int, handles, consts, const_names: Namer) -> dict:
+def _compiled_def(eg: Graph, i: int, handles, consts, const_names: Namer, lay: Layout | None = None) -> dict:
     namer = explainer_namer()
     f = _Flat(eg, handles, namer, consts, const_names)
     dep = _grad_dependent(eg)
     args = ["acts"]
+    acts_in = None
     for n in eg.nodes:
         if n.op == Op.INPUT and n.attr("role") == "acts":
             f.var[n.id] = namer.fresh("acts")
+            acts_in = n
         elif n.op == Op.INPUT and n.attr("role") == "side":
             v = namer.fresh(n.name)
             f.var[n.id] = v
             args.append(v)
+    if lay is not None:  # the grid back to the layer's tokens (or channels-last map)
+        tok = namer.fresh("tokens") if lay.dropped else ""
+        args += [tok] if tok else []
+        av = namer.fresh("acts_t")
+        f.lines.append(f"{av} = {_from_grid(lay, f.var[acts_in.id], tok)}")
+        f.var[acts_in.id] = av
     # which maxpools need their indices
     want_idx = {n.inputs[ops.of_node(n).indices_input] for n in eg.nodes
                 if n.op != Op.INPUT and ops.of_node(n).indices_input is not None}
@@ -256,8 +306,13 @@ def _compiled_def(eg: Graph, i: int, handles, consts, const_names: Namer) -> dic
     for n in eg.nodes:
         if n.id in dep and n.op != Op.INPUT:
             f.grad_node(n, "k")
+    grad, shape = f.var[eg.outputs[1]], tuple(eg.value("acts").shape[1:])
+    if lay is not None:
+        gv = namer.fresh(f"{grad}_grid")
+        f.lines.append(f"{gv} = {_to_grid(lay, grad)}")
+        grad, shape = gv, (lay.channels, lay.h, lay.w)
     return {"index": i, "args": ", ".join(args), "pre": pre, "logits": logits, "folded": False,
-            "grad_lines": f.lines, "grad": f.var[eg.outputs[1]], "shape": tuple(eg.value("acts").shape[1:])}
+            "grad_lines": f.lines, "grad": grad, "shape": shape}
 
 
 def explainer_sources(plans, names: Namer) -> tuple[list[str], list[tuple[str, str]]]:

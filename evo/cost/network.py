@@ -65,9 +65,13 @@ def graph_ops(g: Graph, batch: int, kb: int | None = None, prefix: str = "",
             name = f"{base}#{k}"
             k += 1
         used.add(name)
-        names[n.id] = name
         prods = tuple(p for p in (names.get(i) or alias.get(i) for i in n.inputs) if p)
-        items.append((name, w, prods, n) if with_nodes else (name, w, prods))
+        parts = w if isinstance(w, list) else [("", w)]
+        for label, pw in parts:  # an op of several steps (attention): one item per step, in order
+            pname = f"{name} [{label}]" if label else name
+            items.append((pname, pw, prods, n) if with_nodes else (pname, pw, prods))
+            prods = (pname,)
+            names[n.id] = pname
     return items
 
 

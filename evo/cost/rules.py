@@ -37,8 +37,10 @@ def _numel(shape) -> int:
     return int(math.prod(shape)) if shape else 1
 
 
-def workload(n: Node, in_shapes: list[tuple], batch: int, kb: int | None = None) -> Workload | None:
-    """The workload of one node (None: costs nothing, e.g. an input or a fused activation)."""
+def workload(n: Node, in_shapes: list[tuple], batch: int, kb: int | None = None
+             ) -> Workload | list[tuple[str, Workload]] | None:
+    """The workload of one node (None: costs nothing, e.g. an input or a fused activation); an op of
+    several steps (attention: projections, Q K^T, softmax, P V) gives [(step label, workload)]."""
     kb = kb if kb is not None else batch
     out = dims(n.shape, batch, kb)
     ins = [dims(s, batch, kb) for s in in_shapes]

@@ -13,6 +13,7 @@ derivative and cost rules, flags, importer aliases and doc line (see
 * `arith.py`       add, mul (the `+` and `*` operators)
 * `window.py`      matmul, scale_by, roll, subsample, pad, the relative-position buffers and
                    relative_bias, window_mask, l2_normalize, clamp, exp (window attention)
+* `attention.py`   multihead_attention, scaled_dot_product_attention, expand, select, mean
 * `gradient.py`    the gradient-only ops of the compiled CAM strategy
 
 Adding a built-in op is one visit: one `register(OpDef(...))` in its family.
@@ -20,7 +21,8 @@ User-defined ops take the same road (`evo.extend.register_op`).
 """
 
 from evo.ir.node import Op
-from evo.ops import activation, arith, conv, dims, gradient, norm, pool, shape, window  # noqa: F401  (registers the ops)
+from evo.ops import (activation, arith, attention, conv, dims, gradient, norm, pool, shape,  # noqa: F401  (registers the ops)
+                     window)
 from evo.ops.arith import broadcast
 from evo.ops.base import (REGISTRY, REQUIRED, Imports, OpDef, OpError, ParamSpec, by_op, callable_ops, fmt_shape,
                           language_op, language_ops, lit, lookup, normalize_args, of_node, param_count, register)

@@ -11,7 +11,7 @@ from evo.diagnostics import Diagnostic, EvoError, Span, did_you_mean
 from evo.frontend.names import path_text
 
 OVERRIDABLE = ("layer", "method", "class_", "classes", "strategy", "upsample", "normalize", "labels", "network",
-               "seed", "eigen_smooth", "aug_smooth", "samples")
+               "seed", "eigen_smooth", "aug_smooth", "samples", "grid")
 
 
 def _bad(msg: str, hint: str | None = None) -> EvoError:
@@ -53,8 +53,6 @@ def apply_overrides(spec: CamSpec, graph, overrides: dict) -> CamSpec:
                 if node is None:
                     raise _bad(f"network '{spec.network}' has no layer '{p}'",
                                did_you_mean(p, [x for x, _ in graph.values]))
-                if len(node.shape) != 4:
-                    raise _bad(f"the CAM layer '{p}' has shape {list(node.shape)}; a CAM needs [N, C, H, W]")
             kw["layers"] = layers
         elif k == "method":
             if v not in METHODS:
@@ -86,12 +84,25 @@ def apply_overrides(spec: CamSpec, graph, overrides: dict) -> CamSpec:
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
                 raise _bad(f"samples must be an int >= 1, not {v!r}")
             kw["samples"] = v
+        elif k == "grid":
+            if v is not None and not (isinstance(v, (list, tuple)) and len(v) == 2 and all(
+                    isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in v)):
+                raise _bad(f"grid must be [H, W] (two ints >= 1) or None, not {v!r}")
+            kw["grid"] = tuple(v) if v is not None else None
         elif k in ("eigen_smooth", "aug_smooth"):
             if not isinstance(v, bool):
                 raise _bad(f"{k} must be True or False, not {v!r}")
             kw[k] = v
         else:
             raise _bad(f"unknown cam setting {k!r}", did_you_mean(k, OVERRIDABLE))
+    if "layers" in kw or "grid" in kw:  # every layer has a grid: [N, C, H, W], tokens or channels-last
+        from evo.passes.tokens import NoGrid, cam_layout
+
+        for p in kw.get("layers", spec.layers):
+            try:
+                cam_layout(graph, graph.value(p), kw.get("grid", spec.grid))
+            except NoGrid as e:
+                raise _bad(f"the CAM layer '{p}' {e}", "give the grid: grid=[H, W]") from None
     return replace(spec, **kw)
 
 

@@ -1,0 +1,368 @@
+"""Transformer ops (ViT): multi-head self-attention with nn.MultiheadAttention's parameters,
+scaled dot-product attention, a learnable tensor expanded over the batch (`expand`, for a
+class token), one token taken out of a sequence (`select`, `x[:, 0]`) and the mean over
+dimensions.
+
+Attention is differentiated exactly by the compiled CAM strategy: its gradient op
+recomputes the attention probabilities from the saved input and writes the backward
+of softmax(Q K^T / sqrt(d)) V through the projections (no autograd).  Its cost rule
+charges the projections, the two products Q K^T and P V and the softmax, with the
+T x T score matrix as the traffic it is.
+"""
+
+from __future__ import annotations
+
+import math
+
+from evo.ir.node import Op
+from evo.ops.base import (Imports, OpDef, OpError, ParamSpec, concrete, fmt_shape, join, lit, norm_dim, numel, rank,
+                          register)
+from evo.ops.shape import passthrough_grad
+
+MHA_T = Op("multihead_attention_grad")   # d MHA(x) / d x times g (self-attention: q = k = v = x)
+SDPA_T = Op("scaled_dot_product_attention_grad")  # d SDPA(q, k, v) / d q, k or v times g
+SELECT_T = Op("select_grad")             # the gradient of select: zeros elsewhere
+MEAN_T = Op("mean_grad")                 # the gradient of a mean: spread evenly
+
+
+# ----------------------------------------------------------------- cost helpers
+
+def attention_parts(W, batch: int, heads: int, tq: int, tk: int, d: int, dv: int) -> list:
+    """The work of softmax(Q K^T / sqrt(d)) V for `batch * heads` independent heads:
+    the scores Q K^T ([tq, tk] each, tq*tk*d MACs), the softmax over the last dimension
+    (tq rows of tk: max, exp, sum, divide) and the product P V; the T x T score matrix is
+    the output of the first, the input of the second and the operand of the third."""
+    bh = batch * heads
+    return [("attention: Q K^T", W.MatmulWorkload(tq, tk, d, batch=bh)),
+            ("attention: softmax", W.ReduceWorkload(bh * tq, tk, 4, tk)),
+            ("attention: P V", W.MatmulWorkload(tq, dv, tk, batch=bh))]
+
+
+# ----------------------------------------------------------------- multi-head self-attention
+
+MHA_HELPER = ("EvoSelfAttention", '''class {name}(nn.MultiheadAttention):
+    """nn.MultiheadAttention as self-attention on [N, T, D] (batch first; the output only, as
+    torchvision's ViT calls it: m(x, x, x, need_weights=False)[0])."""
+
+    def __init__(self, embed_dim, num_heads, bias=True):
+        super().__init__(embed_dim, num_heads, bias=bias, batch_first=True)
+
+    def forward(self, x):
+        # softmax(q k^T / sqrt(d)) v written out (nn.MultiheadAttention's fused kernels have no
+        # forward-mode derivative): the same parameters, equal results
+        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).unflatten(
+            -1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
+        a = torch.softmax(q.matmul(k.transpose(-2, -1)) * self.head_dim ** -0.5, -1).matmul(v)
+        return self.out_proj(a.transpose(1, 2).flatten(2))''')
+
+
+def _mha_shape(shapes, a):
+    (x,) = shapes
+    rank(x, 3, "multihead_attention")
+    dim = concrete(x[2], "the embedding size")
+    concrete(x[1], "the token count")
+    if dim % a["heads"]:
+        raise OpError(f"heads={a['heads']} does not divide the embedding size {dim}", "heads", "E0302",
+                      f"the embedding size {dim} splits evenly over the heads: choose a divisor of {dim}")
+    return x
+
+
+def _mha_weights(a, s):
+    if not s:
+        return {}
+    dim = s[0][2]
+    w = {"in_proj_weight": (3 * dim, dim), "out_proj.weight": (dim, dim)}
+    if a["bias"]:
+        w |= {"in_proj_bias": (3 * dim,), "out_proj.bias": (dim,)}
+    return w
+
+
+def _mha_grad(b, n, g):
+    x = b.nodes[n.inputs[0]]
+    attrs = {"heads": n.attr("heads"), "bias": n.attr("bias"), "dim": x.shape[2]}
+    return [(0, b.add(MHA_T, (g, x.id), attrs, b.gshape(x), n.span, n.path, f"d_{n.name or 'attention'}"))]
+
+
+def _mha_grad_code(a, ins, k, const, path):
+    """g [K*B, T, D], x [B, T, D]: recompute q, k, v and P = softmax(q k^T s) per head, then
+    gO = g W_o; gP = gO v^T; gV = P^T gO; gS = s P (gP - rowsum(gP P)); gQ = gS k; gK = gS^T q;
+    dx = [gQ gK gV] W_in (q, k and v all read x)."""
+    g, x = ins
+    h, dim = a["heads"], a["dim"]
+    dh = dim // h
+    scale = lit(1.0 / math.sqrt(dh))
+    wi = const("wi", f"m({path!r}).in_proj_weight.detach()")
+    wo = const("wo", f"m({path!r}).out_proj.weight.detach()")
+    bi = const("bi", f"m({path!r}).in_proj_bias.detach()") if a["bias"] else "None"
+    return [f"{{out}}_qkv = F.linear({x}, {wi}, {bi}).unflatten(-1, (3, {h}, {dh})).permute(2, 0, 3, 1, 4)",
+            "{out}_q, {out}_k, {out}_v = {out}_qkv[0], {out}_qkv[1], {out}_qkv[2]",
+            f"{{out}}_p = torch.softmax({{out}}_q.matmul({{out}}_k.transpose(-2, -1)) * {scale}, -1)",
+            f"{{out}}_go = _evo_k({g}, {k}).matmul({wo}).unflatten(-1, ({h}, {dh})).transpose(-3, -2)",
+            "{out}_gp = {out}_go.matmul({out}_v.transpose(-2, -1))",
+            "{out}_gv = {out}_p.transpose(-2, -1).matmul({out}_go)",
+            f"{{out}}_gs = {{out}}_p * ({{out}}_gp - ({{out}}_gp * {{out}}_p).sum(-1, keepdim=True)) * {scale}",
+            "{out}_gq = {out}_gs.matmul({out}_k)",
+            "{out}_gk = {out}_gs.transpose(-2, -1).matmul({out}_q)",
+            "{out}_g3 = torch.stack(({out}_gq, {out}_gk, {out}_gv), -3).transpose(-4, -2)",
+            f"{{out}} = {{out}}_g3.flatten(-3).matmul({wi}).reshape({g}.shape)"]
+
+
+def _mha_parts(W, a, ins, out):
+    """Projections (q, k, v in one product, then the output), then the attention itself."""
+    n, t, dim = ins[0]
+    h = a["heads"]
+    return [("attention: in_proj", W.linear(n * t, dim, 3 * dim, a["bias"])),
+            *attention_parts(W, n, h, t, t, dim // h, dim // h),
+            ("attention: out_proj", W.linear(n * t, dim, dim, a["bias"]))]
+
+
+def _mha_module(a, s):
+    return "{EvoSelfAttention}(" + join(str(s[0][2]), str(a["heads"]), [] if a["bias"] else ["bias=False"]) + ")"
+
+
+def _mha_from_module(m, shape):
+    if not getattr(m, "batch_first", False):
+        raise ValueError("batch_first=False: the tokens come first ([T, N, D]); evo's batch is dimension 0")
+    if getattr(m, "_qkv_same_embed_dim", True) is False or m.kdim != m.embed_dim or m.vdim != m.embed_dim:
+        raise ValueError("separate key/value sizes (kdim, vdim)")
+    if m.bias_k is not None or m.bias_v is not None or m.add_zero_attn:
+        raise ValueError("add_bias_kv / add_zero_attn")
+    if (m.in_proj_bias is None) != (m.out_proj.bias is None):
+        raise ValueError("a bias on one projection only")
+    return {"heads": int(m.num_heads), "bias": m.in_proj_bias is not None}
+
+
+register(OpDef(
+    "multihead_attention", (ParamSpec("heads", "int", min=1, doc="the number of heads"),
+                            ParamSpec("bias", "bool", True)),
+    _mha_shape, module=_mha_module,
+    helper=MHA_HELPER, weights=_mha_weights, torch="nn.MultiheadAttention", parametric=True,
+    grad=_mha_grad, cost=lambda W, a, ins, out: _mha_parts(W, a, ins, out),
+    imports=Imports(modules=("nn.MultiheadAttention",)), from_module=_mha_from_module,
+    doc="multi-head self-attention (torchvision's ViT encoder)",
+    doc_call="multihead_attention(x, heads, bias=true)",
+    doc_args="`heads` int ≥ 1, divides D (E0302); `bias` bool (true)",
+    doc_shape="input `[N, T, D]` (E0300); same shape. `nn.MultiheadAttention(D, heads, batch_first=True)` "
+              "called as `m(x, x, x, need_weights=False)[0]`: `in_proj_weight [3D, D]`, `in_proj_bias [3D]`, "
+              "`out_proj.weight [D, D]`, `out_proj.bias [D]`"))
+
+register(OpDef(MHA_T, (), None, n_inputs=None, gradient_only=True, grad_code=_mha_grad_code,
+               cost=lambda W, a, ins, out: _mha_grad_parts(W, a, ins, out),
+               doc="gradient of multi-head self-attention w.r.t. its input"))
+
+
+def _mha_grad_parts(W, a, ins, out):
+    g, x = ins[0], ins[1]
+    kb, t, dim = g
+    b = x[0]
+    h = a["heads"]
+    dh = dim // h
+    # the forward recomputed once (projection, scores, softmax), then per class row the
+    # backward: g W_o, gO v^T, P^T gO, gS k, gS^T q and the input projection
+    return [("attention: in_proj", W.linear(b * t, dim, 3 * dim, a["bias"])),
+            *attention_parts(W, b, h, t, t, dh, dh)[:2],
+            ("attention: out_proj", W.linear(kb * t, dim, dim, False)),
+            ("attention: dP", W.MatmulWorkload(t, t, dh, batch=kb * h)),
+            ("attention: dV", W.MatmulWorkload(t, dh, t, batch=kb * h)),
+            ("attention: softmax", W.EltwiseWorkload(kb * h * t * t, 2, 3)),
+            ("attention: dQ", W.MatmulWorkload(t, dh, t, batch=kb * h)),
+            ("attention: dK", W.MatmulWorkload(t, dh, t, batch=kb * h)),
+            ("attention: in_proj", W.linear(kb * t, 3 * dim, dim, False))]
+
+
+# ----------------------------------------------------------------- scaled dot-product attention
+
+def _sdpa_shape(shapes, a):
+    q, k, v = shapes
+    for i, (s, what) in enumerate(((q, "query"), (k, "key"), (v, "value"))):
+        if len(s) < 3:
+            raise OpError(f"scaled_dot_product_attention's {what} must be at least 3-D [N, ..., L, E], got "
+                          f"{fmt_shape(s)}", f"#{i}", "E0300")
+        if len(s) != len(q):
+            raise OpError(f"the {what} is {len(s)}-D but the query is {len(q)}-D", f"#{i}", "E0300")
+        for d in s[1:]:
+            concrete(d, f"a dimension of the {what}")
+    if q[:-2] != k[:-2] or q[:-2] != v[:-2]:
+        raise OpError(f"query {fmt_shape(q)}, key {fmt_shape(k)} and value {fmt_shape(v)} differ before their "
+                      "last two dimensions", "#1", "E0301")
+    if k[-1] != q[-1]:
+        raise OpError(f"the key's last dimension {k[-1]} differs from the query's {q[-1]}", "#1", "E0301",
+                      "query and key must have the same size E")
+    if v[-2] != k[-2]:
+        raise OpError(f"the value has {v[-2]} positions but the key {k[-2]}", "#2", "E0301",
+                      "key and value must have the same length S")
+    return tuple(q[:-1]) + (v[-1],)
+
+
+def _sdpa_grad(b, n, g):
+    out = []
+    for i in range(3):
+        x = b.nodes[n.inputs[i]]
+        out.append((i, b.add(SDPA_T, (g, *n.inputs), {"wrt": i}, b.gshape(x), n.span, None,
+                             f"d_{n.name or 'sdpa'}")))
+    return out
+
+
+def _sdpa_grad_code(a, ins, k, const, path):
+    g, q, kk, v = ins
+    lines = [f"{{out}}_p = torch.softmax({q}.matmul({kk}.transpose(-2, -1)) / {q}.shape[-1] ** 0.5, -1)",
+             f"{{out}}_g = _evo_k({g}, {k})"]
+    if a["wrt"] == 2:
+        return lines + ["{out} = {out}_p.transpose(-2, -1).matmul({out}_g).flatten(0, 1)"]
+    lines += [f"{{out}}_gp = {{out}}_g.matmul({v}.transpose(-2, -1))",
+              f"{{out}}_gs = {{out}}_p * ({{out}}_gp - ({{out}}_gp * {{out}}_p).sum(-1, keepdim=True)) / "
+              f"{q}.shape[-1] ** 0.5"]
+    if a["wrt"] == 0:
+        return lines + [f"{{out}} = {{out}}_gs.matmul({kk}).flatten(0, 1)"]
+    return lines + [f"{{out}} = {{out}}_gs.transpose(-2, -1).matmul({q}).flatten(0, 1)"]
+
+
+def _sdpa_cost(W, a, ins, out):
+    q, k, v = ins
+    lead = numel(q[:-2])
+    return attention_parts(W, lead, 1, q[-2], k[-2], q[-1], v[-1])
+
+
+register(OpDef(
+    "scaled_dot_product_attention", (), _sdpa_shape, n_inputs=3,
+    functional=lambda a, xs: f"torch.softmax({xs[0]}.matmul({xs[1]}.transpose(-2, -1)) / {xs[0]}.shape[-1] ** 0.5, "
+                             f"-1).matmul({xs[2]})",
+    torch="F.scaled_dot_product_attention", grad=_sdpa_grad, cost=_sdpa_cost,
+    imports=Imports(functions=("F.scaled_dot_product_attention",)),
+    doc="softmax(q kᵀ / √E) v",
+    doc_call="scaled_dot_product_attention(q, k, v)", doc_args="three tensors (no mask, no dropout, "
+                                                                "the default scale 1/√E)",
+    doc_shape="`q [N, ..., L, E]`, `k [N, ..., S, E]`, `v [N, ..., S, Ev]` of one rank ≥ 3 (E0300), equal "
+              "before the last two dimensions (E0301) → `[N, ..., L, Ev]`"))
+
+register(OpDef(SDPA_T, (), None, n_inputs=None, gradient_only=True, grad_code=_sdpa_grad_code,
+               cost=lambda W, a, ins, out: W.MatmulWorkload(ins[1][-2], ins[2][-2], ins[1][-1] * 3,
+                                                           batch=numel(ins[0][:-2])),
+               doc="gradient of scaled dot-product attention w.r.t. one of its inputs"))
+
+
+# ----------------------------------------------------------------- a learnable tensor over the batch
+
+def _expand_shape(shapes, a):
+    t, like = shapes
+    if len(t) < 1 or t[0] != 1:
+        raise OpError(f"expand repeats a tensor whose first dimension is 1 over the batch; got {fmt_shape(t)}",
+                      "#0", "E0301", "declare it with a leading 1, e.g. parameter([1, 1, 768])")
+    return (like[0],) + tuple(t[1:])
+
+
+def _expand_grad(b, n, g):
+    # row k*B + b of the gradient is image b's copy of the tensor: the gradient passes; the
+    # second input gives only the batch size
+    return [(0, g)]
+
+
+register(OpDef(
+    "expand", (), _expand_shape, n_inputs=2,
+    functional=lambda a, xs: f"{xs[0]}.expand({xs[1]}.shape[0], *{xs[0]}.shape[1:])",
+    torch="Tensor.expand", affine=True, grad=_expand_grad,
+    cost=lambda W, a, ins, out: W.CopyWorkload(numel(ins[0]), numel(out), view=True),
+    doc="a tensor with first dimension 1 repeated over another tensor's batch (a view)",
+    doc_call="expand(t, x)", doc_args="two tensors: `t [1, ...]` (a `parameter`), `x` whose batch it takes",
+    doc_shape="`[N, ...]`: `t`'s dimensions after the first, `x`'s batch `N` (`t.expand(x.shape[0], -1, ...)`); "
+              "`t`'s first dimension must be 1 (E0301). A view"))
+
+
+# ----------------------------------------------------------------- one position of a dimension
+
+def _select_shape(shapes, a):
+    (x,) = shapes
+    d = norm_dim(a["dim"], len(x), "dim")
+    if d == 0:
+        raise OpError("select takes from the batch dimension 0", "dim", "E0203",
+                      "select dimension 1 or above (the tokens: dim=1)")
+    size = concrete(x[d], "the selected dimension")
+    if not -size <= a["index"] < size:
+        raise OpError(f"index {a['index']} is out of range for dimension {a['dim']} of size {size}", "index",
+                      "E0206")
+    return tuple(x[:d]) + tuple(x[d + 1:])
+
+
+def _select_grad(b, n, g):
+    x = b.nodes[n.inputs[0]]
+    d = n.attr("dim") % len(x.shape)
+    attrs = {"dim": d, "index": n.attr("index") % x.shape[d], "size": x.shape[d], "rank": len(x.shape)}
+    return [(0, b.add(SELECT_T, (g,), attrs, b.gshape(x), n.span, None, f"d_{n.name or 'select'}"))]
+
+
+def _select_grad_code(a, ins, k, const, path):
+    pad = [0, 0] * (a["rank"] - 1 - a["dim"]) + [a["index"], a["size"] - 1 - a["index"]]
+    return [f"{{out}} = F.pad({ins[0]}.unsqueeze({a['dim']}), {lit(tuple(pad))})"]
+
+
+register(OpDef(
+    "select", (ParamSpec("dim", "int"), ParamSpec("index", "int")), _select_shape,
+    functional=lambda a, xs: f"{xs[0]}.select({lit(a['dim'])}, {lit(a['index'])})",
+    torch="torch.select", affine=True, grad=_select_grad,
+    cost=lambda W, a, ins, out: W.CopyWorkload(numel(out), numel(out), view=True),
+    imports=Imports(methods=("select",), functions=("torch.select",)),
+    doc="one position of a dimension, the dimension removed (`x[:, 0]`: the class token)",
+    doc_call="select(x, dim, index)", doc_args="`dim` int, in range, not 0; `index` int, in range "
+                                               "(negative from the end)",
+    doc_shape="the input without dimension `dim` (E0206 out of range). A view"))
+
+register(OpDef(SELECT_T, (), None, n_inputs=None, gradient_only=True, grad_code=_select_grad_code,
+               cost=lambda W, a, ins, out: W.CopyWorkload(numel(ins[0]), numel(out)),
+               doc="gradient of select: zeros except at the selected position"))
+
+
+# ----------------------------------------------------------------- mean over dimensions
+
+def _mean_dims(a, r: int) -> tuple[int, ...]:
+    dims = sorted({norm_dim(d, r, "dims") for d in a["dims"]})
+    if 0 in dims:
+        raise OpError("mean over the batch dimension 0", "dims", "E0203", "average dimensions 1 or above")
+    return tuple(dims)
+
+
+def _mean_shape(shapes, a):
+    (x,) = shapes
+    dims = _mean_dims(a, len(x))
+    if len(dims) != len(a["dims"]):
+        raise OpError(f"dimensions {list(a['dims'])} name one dimension twice", "dims", "E0203")
+    for d in dims:
+        concrete(x[d], "an averaged dimension")
+    if a["keepdim"]:
+        return tuple(1 if i in dims else s for i, s in enumerate(x))
+    return tuple(s for i, s in enumerate(x) if i not in dims)
+
+
+def _mean_grad(b, n, g):
+    x = b.nodes[n.inputs[0]]
+    dims = _mean_dims(n.attr_dict, len(x.shape))
+    kept = tuple(1 if i in dims else s for i, s in enumerate(x.shape))[1:]
+    attrs = {"kept": kept, "full": tuple(x.shape[1:]), "count": numel([x.shape[d] for d in dims])}
+    return [(0, b.add(MEAN_T, (g,), attrs, b.gshape(x), n.span, None, f"d_{n.name or 'mean'}"))]
+
+
+def _mean_grad_code(a, ins, k, const, path):
+    return [f"{{out}} = {ins[0]}.reshape(-1, {', '.join(str(s) for s in a['kept'])}).expand(-1, "
+            f"{', '.join(str(s) for s in a['full'])}) / {a['count']}"]
+
+
+def _mean_code(a, xs):
+    dims = a["dims"]
+    d = lit(dims[0]) if len(dims) == 1 else lit(tuple(dims))
+    return f"{xs[0]}.mean({d}{', keepdim=True' if a['keepdim'] else ''})"
+
+
+register(OpDef(
+    "mean", (ParamSpec("dims", "ints", doc="the dimensions averaged"), ParamSpec("keepdim", "bool", False)),
+    _mean_shape, functional=_mean_code, torch="torch.mean", affine=True, grad=_mean_grad,
+    cost=lambda W, a, ins, out: W.ReduceWorkload(max(1, numel(out)), max(1, numel(ins[0]) // max(1, numel(out)))),
+    doc="the mean over dimensions",
+    doc_call="mean(x, dims, keepdim=false)", doc_args="`dims` int or list of ints, in range, not 0, each once; "
+                                                      "`keepdim` bool (false)",
+    doc_shape="the averaged dimensions removed (kept as 1 with `keepdim`); E0203 for the batch or a repeated "
+              "dimension"))
+
+register(OpDef(MEAN_T, (), None, n_inputs=None, gradient_only=True, grad_code=_mean_grad_code,
+               cost=lambda W, a, ins, out: W.EltwiseWorkload(numel(out), 1, 1),
+               doc="gradient of a mean: the output gradient spread evenly"))
+
+__all__ = ["MHA_T", "SDPA_T", "SELECT_T", "MEAN_T", "attention_parts", "passthrough_grad"]

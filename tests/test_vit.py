@@ -1,0 +1,251 @@
+"""Vision transformers (issue 12, ViT): multi-head self-attention with nn.MultiheadAttention's
+parameters, scaled dot-product attention, a class token expanded over the batch, token
+selection, means over dimensions; and CAMs on token maps, whose grid the compiler infers
+from the patch embedding.
+
+References are written here, independently of the compiler: torchvision's ViT mirror
+(tests/zoo/vit.py) for the logits, and for the CAMs a forward hook + backward on the
+mirror with the `reshape_transform` of pytorch-grad-cam's documentation (drop the class
+token, fold the rest into the grid), then the textbook formulas (tests/refcam.py)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import evo
+from tests import refcam
+from tests.zoo.vit import vit_tiny
+
+TINY = """
+block MLPBlock(x, mlp_dim: int) = seq(x) {
+    linear(mlp_dim)
+    gelu()
+    dropout(0.0)
+    linear(x.shape[-1])
+    dropout(0.0)
+}
+
+block EncoderBlock(x, heads: int, mlp_dim: int) {
+    ln_1 = layernorm(x, eps=1e-6)
+    self_attention = multihead_attention(ln_1, heads)
+    y = self_attention + x
+    ln_2 = layernorm(y, eps=1e-6)
+    mlp = MLPBlock(ln_2, mlp_dim)
+    return y + mlp
+}
+
+block Layers(x, heads: int, mlp_dim: int) {
+    encoder_layer_0 = EncoderBlock(x, heads, mlp_dim)
+    encoder_layer_1 = EncoderBlock(encoder_layer_0, heads, mlp_dim)
+    return encoder_layer_1
+}
+
+block Encoder(x, heads: int, mlp_dim: int) {
+    pos_embedding = parameter([1, x.shape[1], x.shape[2]])
+    layers = Layers(x + pos_embedding, heads, mlp_dim)
+    ln = layernorm(layers, eps=1e-6)
+    return ln
+}
+
+block Heads(x, classes: int) {
+    head = linear(x, classes)
+    return head
+}
+
+network ViT(x: Tensor[N, 3, 32, 32], classes: int = 10, dim: int = 16, patch: int = 8) {
+    conv_proj = conv2d(x, dim, patch, stride=patch)
+    tokens = permute(reshape(conv_proj, [-1, dim, conv_proj.height * conv_proj.width]), [0, 2, 1])
+    class_token = parameter([1, 1, dim])
+    encoder = Encoder(concat(expand(class_token, tokens), tokens, dim=1), 2, 32)
+    heads = Heads(select(encoder, 1, 0), classes)
+    return heads
+}
+
+cam Explain {
+    network = ViT
+    layer = encoder.layers.encoder_layer_1.ln_1
+    method = gradcam
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def vit():
+    torch.manual_seed(0)
+    ref = vit_tiny(10).eval()
+    with torch.no_grad():  # a class token and layer norms that are not the trivial initial ones
+        ref.class_token.normal_()
+        for name, p in ref.named_parameters():
+            if "ln" in name:
+                p.add_(0.2 * torch.randn_like(p))
+    prog = evo.compile(TINY)
+    model = prog.build("ViT").eval()
+    model.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    return prog, model, ref, x
+
+
+def test_hand_written_vit_loads_torchvisions_state_dict_with_equal_logits(vit):
+    prog, model, ref, x = vit
+    assert set(model.state_dict()) == set(ref.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(model(x), ref(x), atol=1e-5)
+    src = prog.emit_python()
+    assert "class EvoSelfAttention(nn.MultiheadAttention)" in src
+    assert ".expand(" in src and ".select(1, 0)" in src
+
+
+def _reshape_transform(t, h, w):
+    """pytorch-grad-cam's documented ViT transform: drop the class token, fold, channels first."""
+    result = t[:, 1:, :].reshape(t.size(0), h, w, t.size(2))
+    return result.transpose(2, 3).transpose(1, 2)
+
+
+def _reference(ref, x, module, method, cls, h=4, w=4):
+    acts, grads = [], []
+
+    def hook(_m, _i, out):
+        acts.append(out.detach())
+        out.register_hook(lambda g: grads.append(g.detach()))
+
+    handle = module.register_forward_hook(hook)
+    try:
+        xx = x.clone().requires_grad_(True)
+        out = ref(xx)
+        out.gather(1, cls[:, None]).sum().backward()
+    finally:
+        handle.remove()
+        ref.zero_grad(set_to_none=True)
+    a = _reshape_transform(acts[0], h, w).to(torch.float64)
+    g = _reshape_transform(grads[0], h, w).to(torch.float64)
+    if method == "scorecam":
+        def reshaped_model(xs):
+            return ref(xs)
+        return refcam._scorecam(reshaped_model, x, a, cls, 64, False).to(torch.float32)
+    return {"gradcam": refcam._gradcam, "gradcampp": refcam._gradcampp, "layercam": refcam._layercam,
+            "hirescam": refcam._hirescam}[method](a, g).to(torch.float32)
+
+
+LAYERS = {"encoder.layers.encoder_layer_1.ln_1": lambda r: r.encoder.layers.encoder_layer_1.ln_1,
+          "encoder.layers.encoder_layer_0": lambda r: r.encoder.layers.encoder_layer_0}
+
+
+@pytest.mark.parametrize("layer", list(LAYERS))
+@pytest.mark.parametrize("strategy", ["autograd", "forward", "compiled"])
+@pytest.mark.parametrize("method", ["gradcam", "gradcampp", "layercam", "scorecam"])
+def test_cam_on_tokens_equals_hook_and_reshape_transform(vit, layer, strategy, method):
+    prog, model, ref, x = vit
+    if method == "scorecam" and strategy != "autograd":
+        pytest.skip("gradient-free: one run covers it")
+    with torch.no_grad():
+        cls = ref(x).argmax(1)
+    want = _reference(ref, x, LAYERS[layer](ref), method, cls)
+    got = prog.explainer("Explain", model, layer=layer, method=method, strategy=strategy, upsample="none",
+                         normalize="none")(x)
+    assert got.maps.shape == want.shape == (2, 4, 4)
+    assert float(want.abs().max()) > 0
+    err = float((got.maps - want).abs().max())
+    assert err <= 1e-5 * max(1.0, float(want.abs().max())), (layer, strategy, method, err)
+
+
+def test_compiled_vit_explainer_differentiates_attention_as_ops(vit):
+    prog, model, ref, x = vit
+    py = evo.compile(TINY.replace("method = gradcam", "method = gradcam; strategy = compiled")).emit_python()
+    body = py.split("def compiled0")[1].split("\n    def ")[0]
+    assert "torch.autograd" not in body
+    assert "torch.softmax(" in body and "torch.rsqrt(" in body  # attention and layer norm, backward as ops
+    exp = prog.explainer("Explain", model, strategy="compiled")
+    with torch.inference_mode():
+        r = exp(x)
+    assert r.maps.shape == (2, 32, 32) and torch.isfinite(r.maps).all()
+
+
+def test_compiled_vit_explainer_exports_with_torch_export(vit):
+    prog, model, ref, x = vit
+    exp = prog.explainer("Explain", model, strategy="compiled")
+    ep = torch.export.export(exp.export_module(), (x,))
+    maps, classes, scores = ep.module()(x)
+    want = exp(x)
+    assert torch.allclose(maps, want.maps, atol=1e-5) and torch.equal(classes, want.classes)
+
+
+# ----------------------------------------------------------------- the grid rule and its diagnostic
+
+NOGRID = """
+network M(x: Tensor[N, 3, 8, 8]) {
+    t = reshape(x, [-1, 12, 16])
+    y = linear(t, 8)
+    return linear(select(y, 1, 0), 4)
+}
+
+cam C {
+    network = M
+    layer = y
+}
+"""
+
+
+def test_a_token_layer_without_patch_embedding_asks_for_the_grid():
+    with pytest.raises(evo.EvoError) as e:
+        evo.compile(NOGRID)
+    msg = str(e.value)
+    assert "error[E0502]" in msg and "grid cannot be inferred" in msg and "grid = [H, W]" in msg
+    # stated: 12 tokens, a 3x3 grid after the first 3
+    prog = evo.compile(NOGRID.replace("layer = y", "layer = y\n    grid = [3, 3]"))
+    model = prog.build("M").eval()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        cls = model(x).argmax(1)
+    a = model.y(x.reshape(2, 12, 16)).detach().requires_grad_(True)
+    F.linear(a[:, 0], model.linear_0.weight, model.linear_0.bias).gather(1, cls[:, None]).sum().backward()
+    # tokens 0..2 dropped; 3..11 folded into 3x3, channels first
+    fold = a.detach()[:, 3:].reshape(2, 3, 3, 8).permute(0, 3, 1, 2)
+    g = a.grad[:, 3:].reshape(2, 3, 3, 8).permute(0, 3, 1, 2)
+    want = torch.relu((g * fold).sum(1))  # hirescam: the elementwise gradient
+    for strategy in ("autograd", "forward", "compiled"):
+        got = prog.explainer("C", model, strategy=strategy, method="hirescam", upsample="none",
+                             normalize="none")(x)
+        assert got.maps.shape == (2, 3, 3)
+        assert torch.allclose(got.maps, want, atol=1e-6), strategy
+
+
+@pytest.mark.parametrize("body, code, text", [
+    ("y = multihead_attention(x, 3)", "E0302", "heads=3 does not divide the embedding size 16"),
+    ("y = multihead_attention(flatten(x), 2)", "E0300", "expects a 3-D input"),
+    ("y = select(x, 0, 0)", "E0203", "select takes from the batch dimension"),
+    ("y = select(x, 1, 9)", "E0206", "index 9 is out of range"),
+    ("y = mean(x, [0, 1])", "E0203", "mean over the batch dimension"),
+    ("y = expand(x, x)", "E0301", "first dimension is 1"),
+    ("y = scaled_dot_product_attention(x, x, flatten(x))", "E0300", "value must be at least 3-D"),
+])
+def test_shape_rules_point_at_the_argument(body, code, text):
+    src = f"network M(x: Tensor[N, 8, 16]) {{\n    {body}\n    return flatten(y)\n}}\n"
+    with pytest.raises(evo.EvoError) as e:
+        evo.compile(src).build("M")
+    assert f"error[{code}]" in str(e.value) and text in str(e.value), str(e.value)
+
+
+def test_new_ops_equal_pytorch_and_their_compiled_gradients_equal_autograd():
+    src = """
+network M(x: Tensor[N, 3, 8, 8]) {
+    p = conv2d(x, 8, 4, stride=4)
+    t = permute(flatten(p, 2), [0, 2, 1])
+    a = scaled_dot_product_attention(t, t, t)
+    m = mean(a, [1])
+    return linear(m, 5)
+}
+cam C { network = M; layer = p }
+"""
+    prog = evo.compile(src)
+    model = prog.build("M", seed=2).eval()
+    x = torch.randn(3, 3, 8, 8)
+    with torch.no_grad():
+        t = model.p(x).flatten(2).transpose(1, 2)
+        want = model.linear_0(F.scaled_dot_product_attention(t, t, t).mean(1))
+        assert torch.allclose(model(x), want, atol=1e-5)
+    ref = {s: prog.explainer("C", model, strategy=s, method="hirescam", upsample="none", normalize="none")(x).maps
+           for s in ("autograd", "compiled")}
+    assert torch.allclose(ref["autograd"], ref["compiled"], atol=1e-6)
+    assert float(ref["autograd"].abs().max()) > 0
