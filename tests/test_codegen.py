@@ -97,8 +97,24 @@ def _bn_ref(eps=1e-5):
     return ref
 
 
+def _mha_ref(*a, **kw):
+    def ref(layer, x):
+        m = nn.MultiheadAttention(*a, batch_first=True, **kw)
+        m.load_state_dict(layer.state_dict(), strict=True)
+        return m(x, x, x, need_weights=False)[0]
+    return ref
+
+
 N = "N"
 CASES = [
+    # attention and token ops (ViT)
+    Case("mha", "multihead_attention", (N, 5, 8), "2", _mha_ref(8, 2)),
+    Case("mha-nobias", "multihead_attention", (N, 3, 6), "3, bias=false", _mha_ref(6, 3, bias=False)),
+    Case("select-token", "select", (N, 5, 8), "1, 0", lambda _, x: x[:, 0], seq=False),
+    Case("select-neg", "select", (N, 3, 4, 5), "-1, -2", lambda _, x: x[..., -2], seq=False),
+    Case("mean-tokens", "mean", (N, 5, 8), "[1]", lambda _, x: x.mean(1), seq=False),
+    Case("mean-spatial-keep", "mean", (N, 3, 4, 5), "[-1, 2], keepdim=true",
+         lambda _, x: x.mean((2, 3), keepdim=True), seq=False),
     # conv2d
     Case("conv-basic", "conv2d", (N, 4, 9, 9), "6, 3", _conv_ref(4, 6, 3)),
     Case("conv-all-args", "conv2d", (N, 4, 11, 11),
@@ -194,6 +210,12 @@ CASES = [
 
 # Multi-input ops: the other operands are computed from x in the network.
 MULTI = [
+    ("expand-class-token", "expand", (N, 4, 6),
+     "    t = parameter([1, 1, 6], init=0.5)\n    y = concat(expand(t, x), x, dim=1)",
+     lambda m, x: torch.cat([torch.full((x.shape[0], 1, 6), 0.5), x], 1)),
+    ("sdpa", "scaled_dot_product_attention", (N, 2, 5, 4),
+     "    y = scaled_dot_product_attention(x, tanh(x), sigmoid(x))",
+     lambda m, x: F.scaled_dot_product_attention(x, torch.tanh(x), torch.sigmoid(x))),
     ("concat-dim1", "concat", (N, 3, 4, 4),
      "    a = conv2d(x, 2, 1)\n    y = concat(x, a, x)",
      lambda m, x: torch.cat([x, m.a(x), x], 1)),
