@@ -249,3 +249,47 @@ cam C { network = M; layer = p }
            for s in ("autograd", "compiled")}
     assert torch.allclose(ref["autograd"], ref["compiled"], atol=1e-6)
     assert float(ref["autograd"].abs().max()) > 0
+
+
+# ----------------------------------------------------------------- examples/vit.evo
+
+def _run_cli(capsys, *argv):
+    from evo import cli
+
+    rc = cli.main([str(a) for a in argv])
+    c = capsys.readouterr()
+    assert "Traceback" not in c.err
+    return rc, c.out, c.err
+
+
+def test_vit_example_is_torchvisions_vit_b_16(capsys):
+    """The hand-written ViT-B/16: torchvision's keys and shapes at full size (meta tensors), the
+    mirror's logits at a small size (the same source, 32x32 images, width 16), attention in the cost."""
+    from pathlib import Path
+
+    from tests.zoo.vit import VisionTransformer, vit_b_16
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "vit.evo"
+    src = path.read_text()
+    prog = evo.compile_file(path)
+    with torch.device("meta"):
+        full = prog.build("ViTB16")
+        ref = vit_b_16()
+    got = {k: tuple(v.shape) for k, v in full.state_dict().items()}
+    assert got == {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+    assert sum(p.numel() for p in full.parameters()) == 86_567_656  # torchvision's ViT_B_16 num_params
+    small = evo.compile(src.replace("Tensor[N, 3, 224, 224]", "Tensor[N, 3, 32, 32]"), str(path), path.parent)
+    net = small.build("ViTB16", classes=10, dim=16, num_heads=2, mlp_dim=32, patch=8).eval()
+    torch.manual_seed(4)
+    mirror = VisionTransformer(32, 8, 12, 2, 16, 32, num_classes=10).eval()
+    with torch.no_grad():
+        mirror.class_token.normal_()
+    net.load_state_dict(mirror.state_dict(), strict=True)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), mirror(x), rtol=1e-5, atol=1e-5)
+    rc, out, err = _run_cli(capsys, "cost", path)
+    assert rc == 0, err
+    assert "self_attention [attention: Q K^T]" in out and "self_attention [attention: P V]" in out
+    assert "attention: " in out and "of the latency" in out and "T x T score matrices" in out
+    assert "17.6 GMAC" in out  # ViT-B/16: 17.6 G multiply-accumulates at 224x224

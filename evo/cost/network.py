@@ -17,6 +17,7 @@ from evo.cost.model import NetworkCost, cost_network
 from evo.cost.rules import dims, workload
 from evo.cost.workload import MatmulWorkload, ReduceWorkload
 from evo.ir.node import Graph, Op
+from evo.passes.tokens import cam_chw
 
 
 def param_count(g: Graph) -> int:
@@ -69,6 +70,12 @@ def graph_ops(g: Graph, batch: int, kb: int | None = None, prefix: str = "",
         parts = w if isinstance(w, list) else [("", w)]
         for label, pw in parts:  # an op of several steps (attention): one item per step, in order
             pname = f"{name} [{label}]" if label else name
+            if label:
+                k = 2
+                while pname in used:
+                    pname = f"{name} [{label} #{k}]"
+                    k += 1
+                used.add(pname)
             items.append((pname, pw, prods, n) if with_nodes else (pname, pw, prods))
             prods = (pname,)
             names[n.id] = pname
@@ -277,7 +284,7 @@ def cam_costs(g: Graph, spec, hw, batch: int = 1, objective: str = "latency",
 
     for layer in spec.layers:
         lnode = g.value(layer)
-        c, h, w = lnode.shape[1], lnode.shape[2], lnode.shape[3]
+        c, h, w = cam_chw(g, lnode, getattr(spec, "grid", None))  # a token layer: its grid
         head, _ = head_nodes(g, lnode.id)
         head_graph = _closed(g, g.with_(nodes=tuple(head)))
         head_items = graph_ops(head_graph, batch)

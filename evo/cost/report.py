@@ -137,6 +137,9 @@ def format_table(net: NetworkCost, fps: float | None = None, title: str | None =
              (f"fusion: {len(net.fused_edges)} intermediate tensor{'s' if len(net.fused_edges) != 1 else ''} kept on chip, saving "
               f"{fmt_bytes(net.saved_offchip_bytes)} off-chip, {fmt_energy(net.saved_energy_j)}, "
               f"{fmt_time(net.saved_latency_s)}")]
+    att = attention_share(net)
+    if att:
+        lines.append(att)
     if fps:
         budget = 1.0 / fps
         verdict = "meets" if net.latency_s <= budget else "MISSES"
@@ -145,6 +148,40 @@ def format_table(net: NetworkCost, fps: float | None = None, title: str | None =
     notes = [(o.name, n) for o in net.ops for n in o.cost.notes if not n.startswith("view")]
     lines += [f"note: {name}: {n}" for name, n in notes]
     return "\n".join(lines)
+
+
+def attention_share(net: NetworkCost) -> str:
+    """The attention summary line ('' without attention): the share of its steps (the projections,
+    Q K^T, softmax, P V, and their gradients in an explainer) in latency, energy and MACs, and the
+    traffic of the T x T score matrices on each memory level (the output of Q K^T, softmax's
+    input and output, the P operand of P V)."""
+    steps = [o for o in net.ops if " [attention: " in o.name]
+    if not steps:
+        return ""
+    lat = sum(o.cost.latency_s for o in steps)
+    en = sum(o.cost.energy_j for o in steps)
+    macs = sum(o.cost.macs for o in steps)
+    off = glb = pe = 0.0
+    for o in steps:
+        step = o.name.rsplit("[attention: ", 1)[1].rstrip("]")
+        c = o.cost
+        if step == "Q K^T":
+            part = (c.offchip.output + c.offchip.psum, c.onchip.output + c.onchip.psum)
+        elif step == "softmax":
+            part = (c.offchip.total, c.onchip.total)
+        elif step == "P V":
+            part = (c.offchip.input, c.onchip.input)
+        else:
+            continue
+        off, glb = off + part[0], glb + part[1]
+        pe += c.level_bytes["pe"] * (part[1] / c.onchip.total if c.onchip.total else 0.0)
+
+    def pct(a, b):
+        return f"{100 * a / b:.0f}%" if b else "-"
+
+    return (f"attention: {pct(lat, net.latency_s)} of the latency, {pct(en, net.energy_j)} of the energy, "
+            f"{pct(macs, net.macs)} of the MACs ({len(steps)} steps); T x T score matrices: off-chip "
+            f"{fmt_bytes(off)}, global {fmt_bytes(glb)}, PE {fmt_bytes(pe)}")
 
 
 def _dominant(net: NetworkCost) -> str:

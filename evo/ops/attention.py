@@ -41,18 +41,19 @@ def attention_parts(W, batch: int, heads: int, tq: int, tk: int, d: int, dv: int
 # ----------------------------------------------------------------- multi-head self-attention
 
 MHA_HELPER = ("EvoSelfAttention", '''class {name}(nn.MultiheadAttention):
-    """nn.MultiheadAttention as self-attention on [N, T, D] (batch first; the output only, as
-    torchvision's ViT calls it: m(x, x, x, need_weights=False)[0])."""
+    """nn.MultiheadAttention as torchvision's ViT calls it on [N, T, D] (batch
+    first): m(x, x, x, need_weights=False)[0]."""
 
     def __init__(self, embed_dim, num_heads, bias=True):
         super().__init__(embed_dim, num_heads, bias=bias, batch_first=True)
 
     def forward(self, x):
-        # softmax(q k^T / sqrt(d)) v written out (nn.MultiheadAttention's fused kernels have no
-        # forward-mode derivative): the same parameters, equal results
-        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).unflatten(
-            -1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
-        a = torch.softmax(q.matmul(k.transpose(-2, -1)) * self.head_dim ** -0.5, -1).matmul(v)
+        # softmax(q k^T / sqrt(d)) v written out: torch's fused kernels have no
+        # forward-mode derivative (the same parameters, equal results)
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)
+        q, k, v = qkv.unflatten(-1, (3, self.num_heads, -1)).permute(2, 0, 3, 1, 4)
+        s = q.matmul(k.transpose(-2, -1)) * self.head_dim ** -0.5
+        a = torch.softmax(s, -1).matmul(v)
         return self.out_proj(a.transpose(1, 2).flatten(2))''')
 
 
@@ -94,17 +95,23 @@ def _mha_grad_code(a, ins, k, const, path):
     wi = const("wi", f"m({path!r}).in_proj_weight.detach()")
     wo = const("wo", f"m({path!r}).out_proj.weight.detach()")
     bi = const("bi", f"m({path!r}).in_proj_bias.detach()") if a["bias"] else "None"
-    return [f"{{out}}_qkv = F.linear({x}, {wi}, {bi}).unflatten(-1, (3, {h}, {dh})).permute(2, 0, 3, 1, 4)",
-            "{out}_q, {out}_k, {out}_v = {out}_qkv[0], {out}_qkv[1], {out}_qkv[2]",
-            f"{{out}}_p = torch.softmax({{out}}_q.matmul({{out}}_k.transpose(-2, -1)) * {scale}, -1)",
-            f"{{out}}_go = _evo_k({g}, {k}).matmul({wo}).unflatten(-1, ({h}, {dh})).transpose(-3, -2)",
-            "{out}_gp = {out}_go.matmul({out}_v.transpose(-2, -1))",
-            "{out}_gv = {out}_p.transpose(-2, -1).matmul({out}_go)",
-            f"{{out}}_gs = {{out}}_p * ({{out}}_gp - ({{out}}_gp * {{out}}_p).sum(-1, keepdim=True)) * {scale}",
-            "{out}_gq = {out}_gs.matmul({out}_k)",
-            "{out}_gk = {out}_gs.transpose(-2, -1).matmul({out}_q)",
-            "{out}_g3 = torch.stack(({out}_gq, {out}_gk, {out}_gv), -3).transpose(-4, -2)",
-            f"{{out}} = {{out}}_g3.flatten(-3).matmul({wi}).reshape({g}.shape)"]
+    o = "{out}"
+    return [f"{o}_qkv = F.linear({x}, {wi}, {bi}).unflatten(-1, (3, {h}, {dh}))",
+            f"{o}_qkv = {o}_qkv.permute(2, 0, 3, 1, 4)",
+            f"{o}_q, {o}_k, {o}_v = {o}_qkv.unbind(0)",
+            f"{o}_p = {o}_q.matmul({o}_k.transpose(-2, -1))",
+            f"{o}_p = torch.softmax({o}_p * {scale}, -1)",
+            f"{o}_go = _evo_k({g}, {k}).matmul({wo})",
+            f"{o}_go = {o}_go.unflatten(-1, ({h}, {dh})).transpose(-3, -2)",
+            f"{o}_gp = {o}_go.matmul({o}_v.transpose(-2, -1))",
+            f"{o}_gv = {o}_p.transpose(-2, -1).matmul({o}_go)",
+            f"{o}_gs = ({o}_gp * {o}_p).sum(-1, keepdim=True)",
+            f"{o}_gs = {o}_p * ({o}_gp - {o}_gs) * {scale}",
+            f"{o}_gq = {o}_gs.matmul({o}_k)",
+            f"{o}_gk = {o}_gs.transpose(-2, -1).matmul({o}_q)",
+            f"{o}_g3 = torch.cat(({o}_gq, {o}_gk, {o}_gv), -1)",
+            f"{o}_g3 = {o}_g3.unflatten(-1, (3, {dh})).permute(0, 1, 3, 4, 2, 5)",
+            f"{o} = {o}_g3.flatten(-3).matmul({wi}).reshape({g}.shape)"]
 
 
 def _mha_parts(W, a, ins, out):
@@ -159,15 +166,16 @@ def _mha_grad_parts(W, a, ins, out):
     dh = dim // h
     # the forward recomputed once (projection, scores, softmax), then per class row the
     # backward: g W_o, gO v^T, P^T gO, gS k, gS^T q and the input projection
-    return [("attention: in_proj", W.linear(b * t, dim, 3 * dim, a["bias"])),
-            *attention_parts(W, b, h, t, t, dh, dh)[:2],
-            ("attention: out_proj", W.linear(kb * t, dim, dim, False)),
+    return [("attention: in_proj (recomputed)", W.linear(b * t, dim, 3 * dim, a["bias"])),
+            ("attention: Q K^T (recomputed)", W.MatmulWorkload(t, t, dh, batch=b * h)),
+            ("attention: softmax (recomputed)", W.ReduceWorkload(b * h * t, t, 4, t)),
+            ("attention: d out_proj", W.linear(kb * t, dim, dim, False)),
             ("attention: dP", W.MatmulWorkload(t, t, dh, batch=kb * h)),
             ("attention: dV", W.MatmulWorkload(t, dh, t, batch=kb * h)),
-            ("attention: softmax", W.EltwiseWorkload(kb * h * t * t, 2, 3)),
+            ("attention: d softmax", W.EltwiseWorkload(kb * h * t * t, 2, 3)),
             ("attention: dQ", W.MatmulWorkload(t, dh, t, batch=kb * h)),
             ("attention: dK", W.MatmulWorkload(t, dh, t, batch=kb * h)),
-            ("attention: in_proj", W.linear(kb * t, 3 * dim, dim, False))]
+            ("attention: d in_proj", W.linear(kb * t, 3 * dim, dim, False))]
 
 
 # ----------------------------------------------------------------- scaled dot-product attention
@@ -228,7 +236,7 @@ register(OpDef(
     functional=lambda a, xs: f"torch.softmax({xs[0]}.matmul({xs[1]}.transpose(-2, -1)) / {xs[0]}.shape[-1] ** 0.5, "
                              f"-1).matmul({xs[2]})",
     torch="F.scaled_dot_product_attention", grad=_sdpa_grad, cost=_sdpa_cost,
-    imports=Imports(functions=("F.scaled_dot_product_attention",)),
+    # (imported by evo/importer/trace.py, which checks the mask, dropout and scale arguments)
     doc="softmax(q kᵀ / √E) v",
     doc_call="scaled_dot_product_attention(q, k, v)", doc_args="three tensors (no mask, no dropout, "
                                                                 "the default scale 1/√E)",
