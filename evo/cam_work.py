@@ -61,7 +61,7 @@ def _k(spec, n_classes: int) -> int:
 def estimate(g: Graph, spec, strategy: str, folded=None) -> Work:
     """The work of cam `spec` with `strategy` on graph `g`, per image."""
     from evo.passes.gradient import head_nodes
-    from evo.passes.tokens import cam_chw
+    from evo.ops.tokens import cam_chw
 
     info = BY_NAME[spec.method]
     total = max(1, _macs(g, g.nodes))

@@ -14,7 +14,7 @@ from evo.diagnostics import Abort, Collector, Span, did_you_mean
 from evo.frontend import ast as A
 from evo.frontend.names import path_text, show_path
 from evo.ir.node import Graph
-from evo.passes.tokens import NoGrid, cam_layout
+from evo.ops.tokens import NoGrid, cam_layout
 
 STRATEGIES = ("auto", "autograd", "forward", "compiled")
 UPSAMPLE = ("bilinear", "nearest", "none")

@@ -26,7 +26,7 @@ from evo.codegen.python import doc_text, environment
 from evo.ir.node import Graph, Node, Op
 from evo.ops import gradient as G
 from evo.passes.gradient import GRADIENT_OPS, compiled_explain_graph, head_nodes, seed_dependent
-from evo.passes.tokens import Layout, cam_layout
+from evo.ops.tokens import Layout, cam_layout
 
 
 @functools.lru_cache(maxsize=1)
@@ -200,7 +200,7 @@ def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer, explain=No
     for n in g.nodes:
         if n.id in need and n.op != Op.INPUT:
             t.forward_node(n)
-    # token sequences and channels-last maps are explained as [N, C, H, W] (evo/passes/tokens.py):
+    # token sequences and channels-last maps are explained as [N, C, H, W] (evo/ops/tokens.py):
     # the trunk hands the grid to the methods, and the layer's own value as a last side value
     # (the class and register tokens) from which the head rebuilds it
     layouts = [cam_layout(g, ln, cfg.grid) for ln in layer_nodes]

@@ -17,7 +17,7 @@ from evo.cost.model import NetworkCost, cost_network
 from evo.cost.rules import dims, workload
 from evo.cost.workload import MatmulWorkload, ReduceWorkload
 from evo.ir.node import Graph, Op
-from evo.passes.tokens import cam_chw
+from evo.ops.tokens import cam_chw
 
 
 def param_count(g: Graph) -> int:

@@ -96,7 +96,7 @@ def apply_overrides(spec: CamSpec, graph, overrides: dict) -> CamSpec:
         else:
             raise _bad(f"unknown cam setting {k!r}", did_you_mean(k, OVERRIDABLE))
     if "layers" in kw or "grid" in kw:  # every layer has a grid: [N, C, H, W], tokens or channels-last
-        from evo.passes.tokens import NoGrid, cam_layout
+        from evo.ops.tokens import NoGrid, cam_layout
 
         for p in kw.get("layers", spec.layers):
             try:
