@@ -25,7 +25,7 @@ _act("relu6", "nn.ReLU6()", "F.relu6({x})", 1,
      Imports(("nn.ReLU6",), ("F.relu6",), (), ("relu6", "relu6_")),
      "(({x} > 0) & ({x} < 6)).to({x}.dtype)")
 _act("gelu", "nn.GELU()", "F.gelu({x})", 8, Imports(),  # the importer checks `approximate` (mapping.py)
-     "0.5 * (1 + torch.erf({x} * 0.7071067811865476)) + {x} * torch.exp(-0.5 * {x} * {x}) * 0.3989422804014327")
+     "torch.special.ndtr({x}) + {x} * torch.exp(-0.5 * {x} * {x}) * 0.3989422804014327")  # Φ(x) + x φ(x)
 _act("silu", "nn.SiLU()", "F.silu({x})", 5, Imports(("nn.SiLU",), ("F.silu",), (), ("silu", "silu_")),
      "torch.sigmoid({x}) * (1 + {x} * (1 - torch.sigmoid({x})))")
 _act("sigmoid", "nn.Sigmoid()", "torch.sigmoid({x})", 4,

@@ -79,7 +79,14 @@ def _act_grad_code(a, ins, k, const, path):
     d = REGISTRY[a["act"]]
     expr = d.derivative({key: v for key, v in a.items() if key != "act" and not key.startswith("@")},
                         ins[1], ins[2])
-    return [f"{{out}} = (_evo_k({ins[0]}, {k}) * ({expr})).reshape({ins[0]}.shape)"]
+    line = f"{{out}} = (_evo_k({ins[0]}, {k}) * ({expr})).reshape({ins[0]}.shape)"
+    if len(line) <= 80:
+        return [line]
+    # a long derivative (gelu's) over short aliases of x and y, then times the gradient: the
+    # generated lines stay within the line limits
+    expr = d.derivative({key: v for key, v in a.items() if key != "act" and not key.startswith("@")}, "_x", "_y")
+    alias = [f"_x = {ins[1]}"] * ("_x" in expr) + [f"_y = {ins[2]}"] * ("_y" in expr)
+    return alias + [f"{{out}} = {expr}", f"{{out}} = (_evo_k({ins[0]}, {k}) * {{out}}).reshape({ins[0]}.shape)"]
 
 
 def _unpool_max_code(a, ins, k, const, path):

@@ -501,7 +501,9 @@ class ExplainExplain(nn.Module):
         d_ln_m2 = (d_ln_dy * d_ln_xh).mean((-1,), keepdim=True)
         d_ln = (d_ln_r * (d_ln_dy - d_ln_m1 - d_ln_xh * d_ln_m2)).reshape(d_select.shape)
         d_linear = d_ln.matmul(self._w3)
-        d_gelu = _evo_act_grad('gelu', d_linear, linear, gelu, k, 0.0)
+        _x = linear
+        d_gelu = torch.special.ndtr(_x) + _x * torch.exp(-0.5 * _x * _x) * 0.3989422804014327
+        d_gelu = (_evo_k(d_linear, k) * d_gelu).reshape(d_linear.shape)
         d_linear2 = d_gelu.matmul(self._w4)
         d_ln_2_mu = y.mean((-1,), keepdim=True)
         d_ln_2_r = torch.rsqrt(y.var((-1,), unbiased=False, keepdim=True) + 1e-06)
