@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 __all__ = ["DATAFLOWS", "LEVEL_KINDS", "OPERANDS", "PRESETS", "Hardware", "HardwareError", "Level", "as_hardware",
@@ -38,6 +38,22 @@ class HardwareError(ValueError):
     """An impossible or incomplete hardware description."""
 
 
+class _CachedHash:
+    """A frozen dataclass whose hash is computed once (tiers and levels key every cache of
+    the mapping search; hashing them field by field on each look-up cost more than the
+    look-up).  The cached value is not pickled: string hashes differ between processes."""
+
+    def __hash__(self) -> int:
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash(tuple(getattr(self, f.name) for f in fields(self)))
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
+
 def _pos(value: Any, what: str, *, allow_none: bool = False) -> float | None:
     if value is None and allow_none:
         return None
@@ -50,7 +66,7 @@ def _pos(value: Any, what: str, *, allow_none: bool = False) -> float | None:
 
 
 @dataclass(frozen=True)
-class Level:
+class Level(_CachedHash):
     """One memory level.
 
     kind:               "offchip" | "global" | "pe"
@@ -68,6 +84,9 @@ class Level:
     holds: tuple[str, ...] = OPERANDS          # operands kept at this level; the others bypass it
     split: tuple[tuple[str, float], ...] = ()  # per-operand capacities in bytes; () = one shared size
     area_per_byte_m2: float | None = None      # None: AREA_PER_BYTE[kind]
+
+    __hash__ = _CachedHash.__hash__  # (a dataclass keeps a __hash__ defined in its own body)
+    __getstate__ = _CachedHash.__getstate__
 
     def __post_init__(self) -> None:
         if self.kind not in LEVEL_KINDS:
@@ -136,7 +155,7 @@ class Level:
 
 
 @dataclass(frozen=True)
-class Hardware:
+class Hardware(_CachedHash):
     """A hardware tier (see the module docstring for units)."""
 
     name: str
@@ -157,6 +176,9 @@ class Hardware:
     compression: bool = False            # activations cross off-chip run-length coded
     pe_area_m2: float | None = None      # MAC datapath + control per PE; None: MAC_AREA_16BIT x (word/16)^2
     static_power_w: float = 0.0          # leakage and clock power, drawn whatever the op
+
+    __hash__ = _CachedHash.__hash__
+    __getstate__ = _CachedHash.__getstate__
 
     def __post_init__(self) -> None:
         _pos(self.frequency_hz, "frequency")

@@ -44,7 +44,7 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 
-from evo.cost.hardware import Hardware, Level
+from evo.cost.hardware import Hardware, Level, _CachedHash
 from evo.cost.workload import (
     ConvWorkload,
     EltwiseWorkload,
@@ -67,6 +67,7 @@ __all__ = [
     "compulsory_elements",
     "nest_for",
     "search",
+    "share_pe_halves",
     "window_cap",
 ]
 
@@ -114,6 +115,9 @@ class Nest:
     k_dims: tuple[str, ...] = ()    # filter dims: PE tile is 1 or the whole dim
     spatial_dims: tuple[str, ...] = ()
 
+    __hash__ = _CachedHash.__hash__  # a nest keys the search caches
+    __getstate__ = _CachedHash.__getstate__
+
     @cached_property
     def names(self) -> tuple[str, ...]:
         return tuple(n for n, _ in self.dims)
@@ -128,6 +132,12 @@ class Nest:
 
 
 def nest_for(w: Workload) -> Nest:
+    """The loop nest of a workload (one instance per workload: its hash is computed once)."""
+    return _nest_for(w)
+
+
+@lru_cache(maxsize=8192)
+def _nest_for(w: Workload) -> Nest:
     if isinstance(w, MatmulWorkload):
         w = ConvWorkload(w.M, w.N * w.batch, w.K * w.batch, 1, 1, groups=w.batch, word_bits=w.word_bits)
     if isinstance(w, ConvWorkload):
@@ -344,11 +354,25 @@ class _Ctx:
 
 def _window_lookup(win: Window, t_out: np.ndarray, t_k: np.ndarray, D_out: int, D_k: int, which: int) -> np.ndarray:
     """axis_rows(...)[which] for arrays of tile sizes (few distinct values: cached)."""
-    key = t_out.astype(np.int64) * (D_k + 1) + t_k.astype(np.int64)
+    t_out = np.minimum(t_out, D_out).astype(np.int64, copy=False)
+    t_k = np.minimum(t_k, D_k).astype(np.int64, copy=False)
+    key = t_out * (D_k + 1) + t_k
+    size = (D_out + 1) * (D_k + 1)
+    if size <= _DENSE_LOOKUP:  # mark the keys present (linear time, no sort)
+        seen = np.zeros(size, dtype=bool)
+        seen[key] = True
+        uniq = np.flatnonzero(seen)
+        table = np.zeros(size)
+        table[uniq] = [axis_rows(D_out, int(u // (D_k + 1)), D_k, int(u % (D_k + 1)), win.stride, win.dil,
+                                 win.pad, win.in_len)[which] for u in uniq]
+        return table[key]
     uniq, inv = np.unique(key, return_inverse=True)
     vals = np.array([axis_rows(D_out, int(u // (D_k + 1)), D_k, int(u % (D_k + 1)), win.stride, win.dil, win.pad,
                                win.in_len)[which] for u in uniq], dtype=np.float64)
     return vals[inv.reshape(-1)]
+
+
+_DENSE_LOOKUP = 1 << 16
 
 
 def _footprint(ctx: _Ctx, t: TensorSpec, tiles: np.ndarray, which: int) -> np.ndarray:
@@ -397,25 +421,46 @@ def _maximal_grid(values: list[np.ndarray], feasible_fn) -> np.ndarray:
 
 
 def _refetch(Tcols: list[np.ndarray], order: tuple[int, ...], rel: np.ndarray, M: int,
-             alt: list[np.ndarray] | None = None, inside: list[np.ndarray] | None = None):
+             alt: list[np.ndarray] | None = None, inside: list[np.ndarray] | None = None,
+             big: list[tuple] | None = None):
     """Loops `order` (outer -> inner, dim indices) with trip-count columns Tcols[d].
 
     Returns the product over the dims the tensor does not depend on that sit outside its
     innermost relevant loop with more than one iteration (the re-fetch multiplier), and,
     when `alt`/`inside` are given, also prod over irrelevant dims of (alt[d] if outside else
-    inside[d]) (the multicast-copy count of the PE side)."""
-    flag = np.zeros(M, dtype=bool)
+    inside[d]) (the multicast-copy count of the PE side).  `big[d]`: (any, all, mask) of
+    ``Tcols[d] > 1``, computed once per set of candidates.  The "outside" flag is kept as a
+    scalar while it is the same for every candidate (products of integers: exact in any order)."""
+    flag: bool | np.ndarray = False
     mult = np.ones(M)
     copies = np.ones(M) if alt is not None else None
     for d in reversed(order):
-        Td = Tcols[d]
         if rel[d]:
-            flag |= Td > 1
+            if flag is True:
+                continue
+            anyb, allb, gt = big[d] if big is not None else _bigness(Tcols[d])
+            if allb:
+                flag = True
+            elif anyb:
+                flag = gt if flag is False else (flag | gt)
+        elif flag is False:
+            if copies is not None:
+                copies *= inside[d]
+        elif flag is True:
+            mult *= Tcols[d]
+            if copies is not None:
+                copies *= alt[d]
         else:
-            mult *= np.where(flag, Td, 1)
+            mult *= np.where(flag, Tcols[d], 1.0)
             if copies is not None:
                 copies *= np.where(flag, alt[d], inside[d])
     return mult, copies
+
+
+def _bigness(col: np.ndarray) -> tuple[bool, bool, np.ndarray]:
+    gt = col > 1
+    anyb = bool(gt.any())
+    return anyb, anyb and bool(gt.all()), gt
 
 
 # ---------------------------------------------------------------------------
@@ -444,10 +489,10 @@ def _memo_detail(res: tuple) -> tuple:
 
 
 class _Half:
-    """One half's candidates (latency, energy, tie-break, detail) with what picking needs,
-    computed once: the minimum latency and the order by (energy, latency, tie-break,
-    index).  ``pick(bound)`` equals ``_pick(lat, en, "latency", bound, tert)`` and
-    ``pick()`` equals ``_pick(lat, en, "energy", tert=tert)``."""
+    """One half's candidates (latency, energy, tie-break, detail) with what picking needs:
+    the minimum latency, and picks remembered per bound.  ``pick(bound)`` equals
+    ``_pick(lat, en, "latency", bound, tert)`` and ``pick()`` equals ``_pick(lat, en,
+    "energy", tert=tert)``, found by successive minima (linear, no sort)."""
 
     def __init__(self, lat, en, tert, detail, keep=None):
         self.lat, self.en, self.tert, self.detail = lat, en, tert, detail
@@ -457,28 +502,33 @@ class _Half:
         self._least_energy: int | None = None
         self._within: dict[float, int] = {}
 
+    def _first(self, ok: np.ndarray | None) -> int:
+        """Among candidates `ok` (ascending indices; None: all) the least (energy, latency,
+        tie-break, index)."""
+        en = self.en if ok is None else self.en[ok]
+        c = np.flatnonzero(en == en.min())
+        if ok is not None:
+            c = ok[c]
+        for key in (self.lat, self.tert):
+            if len(c) > 1 and key is not None:
+                v = key[c]
+                c = c[v == v.min()]
+        return int(c[0])
+
     def pick(self, bound: float | None = None) -> int:
         """An index into the whole arrays (masked candidates are never picked)."""
         if bound is None:
             if self._least_energy is None:
-                if self.keep is None:
-                    self._least_energy = _pick(self.lat, self.en, "energy", tert=self.tert)
-                else:
-                    ok = np.flatnonzero(self.keep)
-                    tert = np.zeros(len(ok)) if self.tert is None else self.tert[ok]
-                    self._least_energy = int(ok[np.lexsort((ok, tert, self.lat[ok], self.en[ok]))[0]])
+                self._least_energy = self._first(None if self.keep is None else np.flatnonzero(self.keep))
             return self._least_energy
         i = self._within.get(bound)
         if i is None:
             if len(self._within) > 64:
                 self._within.clear()
-            if self.keep is None:
-                i = _pick(self.lat, self.en, "latency", bound, self.tert)
-            else:
-                ok = np.flatnonzero((self.lat <= bound * (1 + 1e-12)) & self.keep)
-                tert = np.zeros(len(ok)) if self.tert is None else self.tert[ok]
-                i = int(ok[np.lexsort((ok, tert, self.lat[ok], self.en[ok]))[0]])
-            self._within[bound] = i
+            within = self.lat <= bound * (1 + 1e-12)
+            if self.keep is not None:
+                within &= self.keep
+            i = self._within[bound] = self._first(np.flatnonzero(within))
         return i
 
 
@@ -504,6 +554,17 @@ def _pe_view(hw: Hardware, pes: int) -> Hardware:
 
 _PE_CACHE: dict = {}
 _PE_CACHE_MAX = 4096
+_PE_SHARE = 1  # enumerate free-shaped PE halves for at least this many PEs (see share_pe_halves)
+
+
+def share_pe_halves(pes: int) -> None:
+    """Enumerate the PE half of a free-shaped array for at least `pes` PEs from now on, so
+    that tiers with up to `pes` PEs share one entry per op (an evolve over a PE-count gene
+    passes its largest value).  The figures do not change: a half enumerated for more PEs and
+    masked to a tier's count is that tier's half.  A single network is costed fastest with
+    the default (each tier's own count)."""
+    global _PE_SHARE
+    _PE_SHARE = max(1, int(pes))
 
 
 def _pe_side_for(nest: Nest, hw: Hardware, word: float, skip: float, ratios: tuple):
@@ -522,7 +583,7 @@ def _pe_side_for(nest: Nest, hw: Hardware, word: float, skip: float, ratios: tup
                 if hit is None:
                     hit = masked[hw.pes] = _mask(res, hw.pes)
                 return hit
-    cap = hw.pes if shaped else 1 << max(9, (hw.pes - 1).bit_length())  # a power of two, at least 512
+    cap = hw.pes if shaped else max(hw.pes, _PE_SHARE)
     res = _memo_detail(_pe_side(_Ctx(nest, word), _pe_view(hw, cap), skip, ratios))
     if len(_PE_CACHE) >= _PE_CACHE_MAX:
         _PE_CACHE.clear()
@@ -839,12 +900,10 @@ def _pe_side(ctx: _Ctx, hw: Hardware, skip: float = 0.0, ratios: tuple = (1.0, 1
         orders = [(tuple(range(nd)), "none")]
     sp = _spatial_candidates(ctx, hw)
     S, Pn = sp.shape[0], ptiles.shape[0]
-    s = np.repeat(sp, Pn, axis=0)
-    p = np.tile(ptiles, (S, 1))
     M = S * Pn
     lat_l, en_l, tc_l, off_l = [], [], [], []
-    need = np.prod(s, axis=1)  # PEs a candidate occupies
-    prep = _pe_prep(ctx, hw, s, p, skip)
+    need = np.repeat(np.prod(sp, axis=1), Pn)  # PEs a candidate occupies
+    prep = _pe_prep(ctx, hw, sp, ptiles, skip)
     for order in orders:
         r = _pe_eval(ctx, hw, prep, order[0], streaming, ratios)
         lat_l.append(r["lat"])
@@ -870,27 +929,33 @@ def _pe_side(ctx: _Ctx, hw: Hardware, skip: float = 0.0, ratios: tuple = (1.0, 1
             np.concatenate(off_l), np.tile(need, len(orders)))
 
 
-def _pe_prep(ctx: _Ctx, hw: Hardware, s: np.ndarray, p_raw: np.ndarray, skip: float = 0.0) -> dict:
-    """Order-independent arrays for PE-half candidates (rows of spatial factors `s` and per-PE
-    tiles `p_raw`): effective tiles, trip counts, compute, per-tensor footprint sums.  `skip`:
-    the fraction of iteration points whose cycle is skipped (zero input activations)."""
+def _pe_prep(ctx: _Ctx, hw: Hardware, sp: np.ndarray, ptiles: np.ndarray, skip: float = 0.0) -> dict:
+    """Order-independent arrays for the PE-half candidates ``sp x ptiles`` (every row of
+    spatial factors `sp` with every per-PE tile of `ptiles`, spatial-major): effective
+    tiles, trip counts, compute, per-tensor footprint sums.  `skip`: the fraction of
+    iteration points whose cycle is skipped (zero input activations).  What depends on
+    the spatial factors alone is computed once per row of `sp`; trip counts are exact
+    ceilings in floating point (extents stay far below 2**53)."""
     nest, D = ctx.nest, ctx.D
     nd = len(D)
-    p = np.minimum(p_raw, -(-D[None, :] // s))  # a PE holds at most its share of a dim
+    S, Pn = sp.shape[0], ptiles.shape[0]
+    M = S * Pn
+    share = -(-D[None, :] // sp)  # a PE's share of each dim, per spatial row
+    p = np.minimum(ptiles[None, :, :], share[:, None, :]).reshape(M, nd)  # a PE holds at most its share
+    s = np.broadcast_to(sp[:, None, :], (S, Pn, nd)).reshape(M, nd)
     a = np.minimum(D[None, :], s * p)
-    T = -(-D[None, :] // a)
-    Tp = -(-D[None, :] // p)
-    s_eff = np.minimum(s, Tp)
-    work = np.prod(-(-D[None, :] // s), axis=1).astype(np.float64)
+    Df = D.astype(np.float64)
+    Tt = np.ceil(Df[:, None] / a.T)  # trip counts over array tiles, one row per dim
+    Tpt = np.ceil(Df[:, None] / p.T)  # trip counts over PE tiles
+    st = np.minimum(s.T.astype(np.float64), Tpt)
+    work = np.repeat(np.prod(share, axis=1).astype(np.float64), Pn)
     cycles = np.ceil(work * nest.ops_per_point * (1.0 - skip) / hw.macs_per_pe)
-    return {"M": s.shape[0], "p": p, "T": T, "active": np.prod(s_eff, axis=1).astype(np.float64),
+    return {"M": M, "p": p, "T": Tt.T, "active": np.prod(st, axis=0),
             "cycles": cycles, "tc": cycles / hw.frequency_hz,
-            "Tcols": [T[:, i].astype(np.float64) for i in range(nd)],
-            "Tpcols": [Tp[:, i].astype(np.float64) for i in range(nd)],
-            "scols": [s_eff[:, i].astype(np.float64) for i in range(nd)],
+            "Tcols": list(Tt), "Tpcols": list(Tpt), "scols": list(st), "big": [_bigness(c) for c in Tt],
             "dsum_a": {t.name: _footprint(ctx, t, a, 0) for t in nest.tensors},
             "dsum_p": {t.name: _footprint(ctx, t, p, 0) for t in nest.tensors},
-            "s_eff": s_eff, "Tfull": T, "D": D}
+            "s_eff": st.T, "D": D}
 
 
 def _pe_eval(ctx: _Ctx, hw: Hardware, prep: dict, order: tuple[int, ...], streaming: bool,
@@ -933,7 +998,7 @@ def _pe_eval(ctx: _Ctx, hw: Hardware, prep: dict, order: tuple[int, ...], stream
             elif t.const:
                 mult, copies = np.ones(M), active
             else:
-                mult, copies = _refetch(prep["Tcols"], live, rel, M, prep["Tpcols"], prep["scols"])
+                mult, copies = _refetch(prep["Tcols"], live, rel, M, prep["Tpcols"], prep["scols"], prep["big"])
             if t.role == "output":
                 spill = dsum_a * (mult - 1)
                 roles = {"output": dsum_a, "psum_write": spill, "psum_read": spill}

@@ -240,6 +240,11 @@ class Evaluator:
         self.costs: dict[tuple, Any] = {}
         self.calls = 0
         self.cost_hits = 0
+        pes = [int(v) for g in self.hw_genes if tuple(g.path[1:]) == ("pes",) for v in g.values]
+        if pes:  # one PE half per op for every PE count of the gene (same figures, less work)
+            from evo.cost.mapping import share_pe_halves
+
+            share_pe_halves(max(pes))
 
     # -- the genes as written ----------------------------------------------------
     def _gene_ast(self, path: tuple[str, ...]):
