@@ -2,7 +2,8 @@
 
 Every expected number in the hand-computed tests is derived in the comment next to it
 from the equations in docs/cost-model.md.  No test measures time (see
-bench/bench_cost_speed.py for speed)."""
+bench/bench_cost_speed.py for speed), except one generous bound on the CPU time of the
+most extreme shapes the checker allows (the work must not grow with tensor extents)."""
 
 from __future__ import annotations
 
@@ -231,6 +232,53 @@ def test_axis_rows_by_hand():
     assert axis_rows(2, 2, 1, 1, 2, 1, 0, 4) == (2, 2)
     # taps tiled one by one: every (row, tap) pair once, padding excluded
     assert axis_rows(4, 4, 3, 1, 1, 1, 1, 4) == (10, 4)
+
+
+def _rows_by_enumeration(out_len, t_out, k_len, t_k, stride, dil, pad, in_len):
+    """axis_rows by listing every row of every (output tile, tap tile) pair (the reference)."""
+    total = biggest = 0
+    for a in range(0, out_len, t_out):
+        for j0 in range(0, k_len, t_k):
+            rows = {p * stride + j * dil - pad for p in range(a, min(out_len, a + t_out))
+                    for j in range(j0, min(k_len, j0 + t_k))}
+            n = sum(1 for r in rows if 0 <= r < in_len)
+            total += n
+            biggest = max(biggest, n)
+    return total, biggest
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 7), st.integers(1, 5), st.integers(1, 7), st.integers(0, 9), st.integers(1, 40),
+       st.integers(1, 45), st.integers(1, 7))
+def test_axis_rows_closed_form_equals_enumeration(k, dil, stride, pad, in_len, t_out, t_k):
+    out_len = (in_len + 2 * pad - dil * (k - 1) - 1) // stride + 1
+    if out_len < 1:
+        return
+    t_k = min(t_k, k)
+    assert axis_rows(out_len, t_out, k, t_k, stride, dil, pad, in_len) == \
+        _rows_by_enumeration(out_len, t_out, k, t_k, stride, dil, pad, in_len)
+
+
+def test_extreme_extents_cost_without_work_growing_with_them():
+    """Shapes at the checker's limits (1,000,000 wide, 100,000-tap and dilated kernels): the
+    mapping search counts rows in closed form, so each costs in well under a second (these
+    took seconds to minutes when rows were enumerated).  The figures are checked against
+    what the extents imply: every input row read at least once, every output written."""
+    import time
+
+    cases = [conv2d(1, 1, 1, 1_000_000, 1, (1, 100_000), padding=(0, 1000)),
+             conv2d(1, 1, 1, 1_000_000, 1, (1, 5), stride=(1, 7), dilation=(1, 3), padding=(0, 1000)),
+             conv2d(1, 1, 1, 1_000_000, 1, (1, 1000), dilation=(1, 999), padding=(0, 999))]
+    for w in cases:
+        for hw in (PRESETS["Eyeriss"], PRESETS["EdgeNPU"]):
+            clear_cache()
+            t0 = time.process_time()
+            c = cost_op(w, hw)
+            assert time.process_time() - t0 < 2.0
+            word = hw.word_bits / 8
+            assert c.offchip.output >= w.P * w.Q * word
+            assert c.offchip.total >= c.compulsory_offchip_bytes * (1 - 1e-9)
+            assert c.macs == w.P * w.Q * w.R * w.S
 
 
 # ---------------------------------------------------------------------------

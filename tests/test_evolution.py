@@ -153,6 +153,35 @@ def test_front_equals_exhaustive(full, truth):
     assert len({(p.metrics["latency"], p.metrics["params"]) for p in full.front}) >= 3
 
 
+def test_caching_changes_no_figure(prog, truth):
+    """The exhaustive run (one evaluator: graphs, tiers and costs cached, PE halves shared
+    across the PE gene's values, every search cache warm, points in space order) against
+    points costed from nothing: a fresh evaluator, empty cost-model caches and each tier's
+    own PE half, in reverse order (larger PE counts first).  Every figure is the same."""
+    from evo.cost import clear_cache
+    from evo.cost.mapping import share_pe_halves
+    from evo.evolve import Infeasible
+    from evo.evolve.driver import Evaluator
+
+    pts = truth.evaluated
+    assert len(pts) == 108
+    sample = pts[::-9] + [p for p in pts if p.feasible][:3]
+    try:
+        for p in sample:
+            clear_cache()
+            ev = Evaluator(prog, "S")
+            share_pe_halves(1)  # (the evaluator asked for sharing; this reference must not share)
+            try:
+                got = ev(dict(p.values))
+            except Infeasible as e:
+                assert not p.metrics and p.reason == e.reason
+                continue
+            assert got == p.metrics, p.values
+    finally:
+        clear_cache()
+        share_pe_halves(1)
+
+
 def test_small_budget_front_is_exactly_nondominated(prog, truth):
     res = run_evolve(prog, "S", generations=3, population=6, seed=2)
     assert res.evaluations <= 18 + 1 and not res.search.exhausted

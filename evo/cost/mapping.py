@@ -187,8 +187,15 @@ def axis_rows(out_len: int, t_out: int, k_len: int, t_k: int, stride: int, dil: 
               in_len: int) -> tuple[int, int]:
     """Input rows fetched along one spatial axis when `out_len` outputs are tiled by `t_out` and
     the `k_len` filter taps by `t_k`: (sum over all (output tile, tap tile) pairs of the distinct
-    in-range rows each touches, the largest such count).  Padding rows are never fetched."""
+    in-range rows each touches, the largest such count).  Padding rows are never fetched.
+
+    The work does not grow with the extents beyond one vector over the output tiles (or the
+    taps): one tap per tap tile is counted in closed form over all outputs; a window of taps
+    with a stride or dilation that leaves gaps is split into residue classes, each a union of
+    evenly spaced runs counted in closed form (:func:`_window_rows`)."""
     t_out, t_k = min(t_out, out_len), min(t_k, k_len)
+    if t_k == 1 and k_len > 1:
+        return _single_taps(out_len, t_out, k_len, stride, dil, pad, in_len)
     starts = np.arange(0, out_len, t_out)
     ends = np.minimum(starts + t_out, out_len) - 1
     total, biggest = 0, 0
@@ -199,26 +206,65 @@ def axis_rows(out_len: int, t_out: int, k_len: int, t_k: int, stride: int, dil: 
             lo = starts * stride + j0 - pad
             hi = ends * stride + j1 - pad
             cnt = np.maximum(0, np.minimum(hi, in_len - 1) - np.maximum(lo, 0) + 1)
-        elif dil == 1 or w == 1:
-            # windows of consecutive outputs are disjoint: count each output's in-range taps
-            p = np.arange(out_len)
-            lo = p * stride + j0 * dil - pad
-            if w == 1:
-                per_p = ((lo >= 0) & (lo < in_len)).astype(np.int64)
-            else:
-                hi = p * stride + j1 - pad
-                per_p = np.maximum(0, np.minimum(hi, in_len - 1) - np.maximum(lo, 0) + 1)
-            cnt = np.add.reduceat(per_p, starts)
         else:
-            taps = np.arange(j0, j1 + 1) * dil
-            cnt = np.empty(len(starts), dtype=np.int64)
-            for i, (a, b) in enumerate(zip(starts, ends)):
-                rows = (np.arange(a, b + 1)[:, None] * stride + taps[None, :] - pad).ravel()
-                rows = rows[(rows >= 0) & (rows < in_len)]
-                cnt[i] = len(np.unique(rows))
+            cnt = _window_rows(starts, ends - starts + 1, w, stride, dil, starts * stride + j0 * dil - pad, in_len)
         total += int(cnt.sum())
         biggest = max(biggest, int(cnt.max()))
     return total, biggest
+
+
+def _single_taps(out_len: int, t_out: int, k_len: int, stride: int, dil: int, pad: int,
+                 in_len: int) -> tuple[int, int]:
+    """axis_rows with one tap per tap tile: for tap j the in-range outputs p (0 <= p*stride +
+    j*dil - pad < in_len) form one interval, whatever the output tiling; the largest count of
+    one (output tile, tap) pair is that interval's largest overlap with an aligned tile."""
+    j = np.arange(k_len, dtype=np.int64)
+    off = j * dil - pad
+    p_lo = np.maximum(0, -(off // stride))  # ceil(-off / stride)
+    p_hi = np.minimum(out_len - 1, (in_len - 1 - off) // stride)
+    n = np.maximum(0, p_hi - p_lo + 1)
+    total = int(n.sum())
+    live = n > 0
+    if not live.any():
+        return 0, 0
+    lo, hi = p_lo[live], p_hi[live]
+    k1, k2 = lo // t_out, hi // t_out
+    first = np.minimum(hi, k1 * t_out + t_out - 1) - lo + 1
+    last = hi - np.maximum(lo, k2 * t_out) + 1
+    best = np.where(k2 - k1 >= 2, t_out, np.maximum(first, last))
+    return total, int(best.max())
+
+
+def _window_rows(starts: np.ndarray, lens: np.ndarray, w: int, stride: int, dil: int, base: np.ndarray,
+                 in_len: int) -> np.ndarray:
+    """Per output tile (first output `starts`, `lens` outputs, first row `base`), the distinct
+    rows in [0, in_len) of {base + i*stride + j*dil : i < len, j < w}.
+
+    With g = gcd(stride, dil), s = stride/g, d = dil/g, a row is base + g*(i0*s + d*x) where
+    i0 = i mod d picks one of min(len, d) residue classes (distinct classes, distinct rows)
+    and x runs over the union of the runs [m*s, m*s + w - 1] for the m = 0..M-1 outputs of
+    the class: one run when w >= s, else M runs of w with period s.  Clipping to the input
+    bounds x to an interval, counted in closed form.  Work: tiles x min(len, d)."""
+    g = math.gcd(stride, dil)
+    s, d = stride // g, dil // g
+    n_cls = int(min(int(lens.max()), d))
+    i0 = np.arange(n_cls, dtype=np.int64)[None, :]
+    L = lens.astype(np.int64)[:, None]
+    M = np.where(i0 < L, -(-(L - i0) // d), 0)  # outputs of the tile in class i0
+    first_row = base.astype(np.int64)[:, None] + g * i0 * s
+    x_lo = np.maximum(0, -(first_row // (g * d)))  # ceil(-first_row / (g*d))
+    x_hi = (in_len - 1 - first_row) // (g * d)
+    if w >= s:
+        top = (M - 1) * s + w - 1
+        cnt = np.minimum(x_hi, top) - x_lo + 1
+    else:
+        def runs(X):  # elements of the union below X (X >= 0)
+            X = np.minimum(X, M * s)
+            return (X // s) * w + np.minimum(X % s, w)
+
+        cnt = runs(np.maximum(x_hi + 1, 0)) - runs(x_lo)
+    cnt = np.where(M > 0, np.maximum(cnt, 0), 0)
+    return cnt.sum(axis=1)
 
 
 # ---------------------------------------------------------------------------
