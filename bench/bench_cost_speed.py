@@ -11,6 +11,10 @@ time of
 * the same with no cache at all (every op searched from scratch),
 * ``cost_network`` over all 73 ops, fusion included, with a cold cache.
 
+Then the most extreme shapes the checker allows along one axis (a 1,000,000-wide row
+with a 100,000-tap kernel, strided and dilated windows): their cost is computed in
+closed form, so each takes a few milliseconds, not seconds.
+
 Target: well under 1 s for the cold-cache numbers.  Not a unit test (no timing
 assertions); run it by hand.
 """
@@ -114,6 +118,15 @@ def main(argv=None) -> int:
               f"{t3[0] * 1e3:6.1f} ms (cpu {t3[1] * 1e3:6.1f})")
         print(f"{'':>13}  ResNet-50 batch 1: latency {nc.latency_s * 1e3:.3f} ms, energy {nc.energy_j * 1e3:.2f} mJ, "
               f"off-chip {nc.offchip_bytes / 1e6:.1f} MB, fusion saved {nc.saved_offchip_bytes / 1e6:.2f} MB")
+    extreme = {"1x1,000,000 row, 1x100,000 kernel": conv2d(1, 1, 1, 1_000_000, 1, (1, 100_000), padding=(0, 1000)),
+               "stride 7, dilation 3": conv2d(1, 1, 1, 1_000_000, 1, (1, 5), stride=(1, 7), dilation=(1, 3),
+                                              padding=(0, 1000)),
+               "1x1000 kernel, dilation 999": conv2d(1, 1, 1, 1_000_000, 1, (1, 1000), dilation=(1, 999),
+                                                     padding=(0, 999))}
+    for label, w in extreme.items():
+        hw = PRESETS[args.hardware or "Eyeriss"]
+        wall, cpu = _time(lambda w=w, hw=hw: cost_op(w, hw, args.objective), args.repeat)
+        print(f"extreme shape {label}: {wall * 1e3:.1f} ms (cpu {cpu * 1e3:.1f}) on {hw.name}")
     print("(wall times are inflated when other processes share the CPUs; cpu = process time)")
     return 0
 

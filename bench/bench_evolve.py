@@ -6,6 +6,12 @@ front (when the last point of the final front was found, at generation granulari
 the front size, and the cache figures (distinct graphs, tiers, cost-cache hits).
 
     python bench/bench_evolve.py [FILE] [--search NAME] [--population P] [--generations G] [--seed S]
+                                 [--workers N]
+
+Evaluations per second are printed per wall second and per CPU second of this process
+(with ``--workers N`` the CPU seconds of the workers are not counted: compare wall
+seconds), with the load average: on a shared machine the wall figure is what the
+other processes leave, the CPU figure what one unloaded core gives.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--population", type=int, default=None)
     ap.add_argument("--generations", type=int, default=None)
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--workers", type=int, default=1, help="evaluate each generation in N processes")
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
@@ -73,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     def progress(gen: int, gens: int, evals: int, front: int) -> None:
         marks.append((gen, evals, time.perf_counter() - start))
 
+    load0 = os.getloadavg()[0]
     res = run_evolve(prog, name, generations=args.generations, population=args.population, seed=args.seed,
-                     progress=progress)
+                     progress=progress, workers=args.workers)
     wall = time.perf_counter() - start
     cpu = time.process_time() - cpu0
     ev = evaluator(prog, name)
@@ -91,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
           f"({res.infeasible} infeasible, {res.violating} violate constraints)")
     print(f"wall time       {wall:.2f} s")
     print(f"evaluations/s   {res.evaluations / wall:.2f} (wall clock); {res.evaluations / cpu:.2f} per CPU second "
-          f"({cpu:.2f} s of process time: what an unloaded core gives)")
+          f"({cpu:.2f} s of process time: what an unloaded core gives"
+          f"{'' if args.workers == 1 else f'; the {args.workers} workers not counted'})")
+    print(f"load average    {load0:.2f} before, {os.getloadavg()[0]:.2f} after ({os.cpu_count()} CPUs)")
     print(f"time to front   {to_front:.2f} s (the final front complete after generation {gen_front})")
     print(f"time to 99% HV  {_time_to_hv(res, marks, 0.99):.2f} s (hypervolume of the normalised objectives)")
     print(f"front size      {len(res.front)} ({len({_vec(p, spec) for p in res.front})} distinct objective vectors)")
