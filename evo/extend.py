@@ -32,11 +32,14 @@ from typing import Any, Callable
 
 from evo import ops
 
-__all__ = ["register_op", "load_plugins", "unregister_op", "ParamSpec", "OpError", "Imports"]
+__all__ = ["register_op", "load_plugins", "unregister_op", "ParamSpec", "OpError", "Imports", "Call",
+           "NotConvertible"]
 
 ParamSpec = ops.ParamSpec
 OpError = ops.OpError
 Imports = ops.Imports
+Call = ops.Call
+NotConvertible = ops.NotConvertible
 
 _KINDS = ("int", "int2", "float", "bool")
 _loaded = False
@@ -75,7 +78,8 @@ def register_op(name: str, *, shape: Callable, code: Callable, params=(), module
                 expression x and the output expression y (elementwise single-input ops only); with
                 it the compiled CAM strategy differentiates through the op
     imports     evo.extend.Imports(modules=("nn.Softplus",), functions=("F.softplus",), methods=(...),
-                aten=("softplus",)): torch names `evoc import` converts to this op
+                aten=("softplus",), calls=(Call(...), ...)): torch names `evoc import` converts to this
+                op (a Call reads arguments: see evo.ops.base.Call), exactly as for a built-in op
     from_module (module, input shape) -> the op's arguments, for an imported nn module (default: none)
     activation  a pointwise nonlinearity: fuses into its producer's output path in the cost model
     """

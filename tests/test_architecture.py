@@ -4,7 +4,9 @@ under evo/ (imports inside functions included):
 * no import cycle between top-level parts (evo.api, evo.cli, evo.codegen,
   evo.compilation, evo.cost, evo.check, evo.frontend, evo.ir, evo.ops, evo.passes,
   evo.runtime, evo.evolve, evo.importer, ... and the package `evo` itself);
-* nothing outside evo/cli imports evo.cli (the command line sits on top).
+* nothing outside evo/cli imports evo.cli (the command line sits on top);
+* evo/evolve reaches the checker through the public entry points of evo.check only
+  (no checker internals, no fabricated syntax-tree nodes).
 
 `importlib.import_module("evo.x")` with a literal name counts as an import.
 """
@@ -150,3 +152,45 @@ def test_the_scanner_sees_function_local_and_relative_imports(tmp_path):
     edges = {"evo.a": {"evo.b"}, "evo.b": {"evo.a"}, "evo.c": {"evo.a"}}
     assert cycles(edges) == [["evo.a", "evo.b"]]
     assert cycles({"evo.a": {"evo.b"}}) == []
+
+
+def _evolve_checker_uses(path: Path) -> list[str]:
+    """What a module imports from evo.check beyond its public entry points, and the evo.frontend.ast
+    nodes it constructs."""
+    import evo.check
+
+    public = set(evo.check.__all__)
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    bad, ast_names, ast_modules = [], set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [a.name for a in node.names]
+            if node.module == "evo.check":
+                bad += [f"from evo.check import {n}" for n in names if n.startswith("_") or n not in public]
+            elif node.module.startswith("evo.check."):
+                bad.append(f"from {node.module} import {', '.join(names)}")
+            elif node.module == "evo.frontend":
+                ast_modules |= {a.asname or a.name for a in node.names if a.name == "ast"}
+            elif node.module == "evo.frontend.ast":
+                ast_names |= {a.asname or a.name for a in node.names}
+        elif isinstance(node, ast.Import):
+            bad += [f"import {a.name}" for a in node.names if a.name.startswith("evo.check.")]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            if isinstance(f, ast.Name) and f.id in ast_names:
+                bad.append(f"constructs {f.id}")
+            if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id in ast_modules:
+                bad.append(f"constructs {f.value.id}.{f.attr}")
+    return bad
+
+
+def test_evolution_reaches_the_checker_through_its_public_entry_points_only(tmp_path):
+    found = {str(p.relative_to(ROOT)): _evolve_checker_uses(p) for p in sorted((EVO / "evolve").rglob("*.py"))}
+    assert not any(found.values()), {k: v for k, v in found.items() if v}
+    # the scan sees what it forbids
+    probe = tmp_path / "probe.py"
+    probe.write_text("from evo.check.lower import Lowerer\nfrom evo.check import _x, instantiate_network\n"
+                     "from evo.frontend import ast as A\n\ndef f():\n    return A.Num(None, 1, None, '1')\n")
+    assert _evolve_checker_uses(probe) == ["from evo.check.lower import Lowerer", "from evo.check import _x",
+                                           "constructs A.Num"]

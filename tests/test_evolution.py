@@ -527,3 +527,31 @@ def test_literal_value_mirrors_the_compiler():
         m = parse(f"hardware H {{ word = {text} }}", "<t>")
         q = Elaborator(Program(), Collector()).constant(m.items[0].items[0].value)
         assert _literal_value(num, unit) == (q.value, q.dim), text
+
+
+def test_the_checker_entry_points_build_the_variants_a_written_program_would_give():
+    """evo.check's public entry points the driver uses: a hardware variant equals the tier written
+    with those values; a network instance equals the network written with those defaults; a
+    variant the checker refuses raises its diagnostic."""
+    import evo.check as C
+    from evo.diagnostics import EvoError
+
+    checked = C.check_source(SMALL)
+    v = C.hardware_variant(checked, "Chip", [(("global", "size"), "16", "KiB"), (("pes",), "256", None)])
+    written = C.check_source(SMALL.replace("size = 64 KiB", "size = 16 KiB").replace("pes = 64", "pes = 256"))
+    w = written.hardware["Chip"]
+    def fields(h):
+        return (h.pes, h.frequency, h.word_bits, [(lv.kind, lv.name, lv.size, lv.bandwidth, lv.energy, lv.holds)
+                                                  for lv in h.levels])
+
+    assert fields(v) == fields(w)
+    assert v.levels[1].size == 16 * 1024 and v.pes == 256
+    with pytest.raises(EvoError) as e:  # a global memory smaller than the PE memory
+        C.hardware_variant(checked, "Chip", [(("global", "size"), "256", "B")])
+    assert e.value.diagnostics[0].code.startswith("E")
+    g = C.instantiate_network(checked, "Tiny", {"width": 4, "depth": 2})
+    ref = C.check_source(SMALL.replace("width: int = 8, depth: int = 1", "width: int = 4, depth: int = 2"))
+    assert [(n.op, n.shape) for n in g.nodes] == [(n.op, n.shape) for n in ref.graphs["Tiny"].nodes]
+    written = C.hardware_gene_values(checked, "S", ("Chip", "global", "size"))
+    assert [(q.value, q.dim, q.text) for q in written] == [(256, U.SIZE, "256 B"), (16 * 1024, U.SIZE, "16 KiB"),
+                                                          (64 * 1024, U.SIZE, "64 KiB")]

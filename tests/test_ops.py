@@ -148,7 +148,7 @@ def test_without_its_registration_the_op_is_unknown_everywhere():
 
 
 def test_a_builtin_activation_is_named_in_at_most_two_files():
-    for name in ("hardswish", "hardsigmoid", "silu"):
+    for name in ("hardswish", "hardsigmoid", "silu", "gelu"):
         files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "evo").rglob("*.py")
                        if re.search(rf"\b{name}\b", p.read_text(encoding="utf-8").lower()))
         assert files and len(files) <= 2, (name, files)
@@ -234,3 +234,28 @@ def test_the_language_reference_op_table_is_generated_from_the_registry():
     assert text == doc.render(text), "docs/language.md's op table is stale: run `python3 -m evo.ops.doc`"
     for name in ("conv2d", "hardswish", "softmax", "concat"):
         assert f"`{name}(" in doc.op_table()
+
+
+def test_the_importer_holds_no_op_alias():
+    """The importer reads every op's nn classes, functions and calls from the op's entry: none of
+    them is written in evo/importer/ (its tables are built from the registry)."""
+    from evo.ops import REGISTRY
+
+    def code(path: Path) -> str:  # the names written in code (not in strings or comments)
+        with tokenize.open(path) as f:
+            return " ".join(t.string for t in tokenize.generate_tokens(f.readline)
+                            if t.type in (tokenize.NAME, tokenize.OP) and t.string != "\n")
+
+    texts = {str(p.relative_to(ROOT)): code(p) for p in (ROOT / "evo" / "importer").glob("*.py")}
+    found = []
+    for name, d in REGISTRY.items():
+        im = d.imports
+        aliases = list(im.modules) + [f for f in im.functions if f.startswith(("F.", "operator."))]
+        aliases += [a for c in im.calls for a in c.names if a.startswith(("F.", "operator.", "nn."))]
+        for a in aliases:
+            pat = r"\b" + re.escape(a).replace(r"\.", r" \. ") + r"\b"
+            found += [f"{rel}: {a} ({name})" for rel, text in texts.items() if re.search(pat, text)]
+    assert not found, found
+    # the entries do declare them
+    assert "nn.Conv2d" in REGISTRY["conv2d"].imports.modules
+    assert any("F.max_pool2d" in c.names for c in REGISTRY["maxpool2d"].imports.calls)

@@ -7,6 +7,12 @@
    seq expansion under a size limit, shapes) and validate every hardware tier
    (units, required/unknown attributes, positive values, level order, extends);
 4. cam, target and evolve settings and references.
+
+Public entry points: `check_program`, `check_source` (-> :class:`Checked`), and for the
+evolve driver the variants of a checked program (evo/check/variants.py):
+`instantiate_network(checked, network, args)`, `hardware_variant(checked, tier, overrides)`,
+`hardware_gene_values(checked, evolve, path)`.  Nothing outside evo/check needs its
+internals (checkers, lowerer) for these.
 """
 
 from __future__ import annotations
@@ -20,8 +26,12 @@ from evo.check.hardware import HardwareChecker, HardwareSpec
 from evo.check.names import check_names
 from evo.check.program import Program, load
 from evo.check.settings import CamSpec, EvolveSpec, SettingsChecker, TargetSpec
+from evo.check.variants import hardware_gene_values, hardware_variant, instantiate_network
 from evo.diagnostics import Collector
 from evo.ir.node import Graph
+
+__all__ = ["Checked", "CamSpec", "EvolveSpec", "HardwareSpec", "Program", "TargetSpec", "check_program",
+           "check_source", "hardware_gene_values", "hardware_variant", "instantiate_network", "load"]
 
 
 @dataclass

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from evo import units as U
-from evo.diagnostics import Collector, Diagnostic, EvoError, Span
+from evo.diagnostics import Diagnostic, EvoError, Span
 from evo.evolve.writeback import WriteBackError  # noqa: F401 -- re-exported
 
 __all__ = ["METRIC_UNITS", "Evaluator", "EvolveResult", "WriteBackError", "evaluator", "format_metric", "run_evolve"]
@@ -247,27 +247,12 @@ class Evaluator:
             share_pe_halves(max(pes))
 
     # -- the genes as written ----------------------------------------------------
-    def _gene_ast(self, path: tuple[str, ...]):
-        from evo.frontend import ast as A
-
-        ev = self.program.evolves[self.spec.name]
-        for item in ev.items:
-            if isinstance(item, A.Gene) and tuple(item.path) == tuple(path):
-                return item
-        raise KeyError(path)
-
     def _literals(self, g) -> list[tuple[str, str | None]]:
         """Per value of a hardware gene: (number text, unit) that reads back exactly as
         written (`2 B/cycle` stays per cycle, so it follows a frequency gene)."""
-        from evo.check.lower import Lowerer
-        from evo.check.hardware import LEVEL_ATTRS, TOP_ATTRS
-        from evo.check.settings import SettingsChecker
+        from evo.check import hardware_gene_values
 
-        rest = g.path[1:]
-        dims = TOP_ATTRS[rest[0]][0] if len(rest) == 1 else LEVEL_ATTRS[rest[1]][0]
-        col = Collector(sources=self.program.sources)
-        sc = SettingsChecker(self.program, col, {}, self.checked.hardware, Lowerer(self.program, col).constant)
-        written = sc.domain(self._gene_ast(g.path), dims)
+        written = hardware_gene_values(self.checked, self.spec.name, g.path)
         if written is None or len(written) != len(g.values):  # cannot happen for a checked program
             written = tuple(U.Quantity(v, g.dim) if g.dim != U.COUNT else v for v in g.values)
         return [_quantity_literal(q) for q in written]
@@ -304,34 +289,15 @@ class Evaluator:
         return hit
 
     def _build_graph(self, args: dict[str, Any]):
+        from evo.check import instantiate_network
         from evo.passes import run_pipeline
 
         net = self.target.network
         if not args:
             return self.comp.graph(net)
-        raw = self.checked.instantiate(net, args)
-        self._check_cams(raw)
-        return run_pipeline(raw)
-
-    def _check_cams(self, raw) -> None:
-        """Every cam of the network must still hold on the new graph (its layers exist and
-        are [N, C, H, W], its class indices are in range), as the checker demands of the
-        written-back program."""
-        from evo.check.lower import Lowerer
-        from evo.check.settings import SettingsChecker
-
-        net = self.target.network
-        cams = [c for c in self.program.cams.values() if c.name in self.checked.cams and
-                self.checked.cams[c.name].network == net]
-        if not cams:
-            return
-        col = Collector(sources=self.program.sources)
-        sc = SettingsChecker(self.program, col, {net: raw}, self.checked.hardware,
-                             Lowerer(self.program, col).constant)
-        for c in cams:
-            sc.cam(c)
-        if col.diagnostics:
-            raise EvoError(col.diagnostics, self.program.sources)
+        # the instance, and every cam on the network checked against it (as the checker demands
+        # of the written-back program)
+        return run_pipeline(instantiate_network(self.checked, net, args, check_cams=True))
 
     def hardware(self, values: dict[str, Any]):
         """The target's tier with the hardware genes set, built and validated by the checker."""
@@ -348,31 +314,21 @@ class Evaluator:
         return hit
 
     def _build_tier(self, items):
-        from evo.check.lower import Lowerer
-        from evo.check.hardware import HardwareChecker
-        from evo.check.program import Program as Defs
+        from evo.check import hardware_variant
         from evo.evolve import Infeasible
-        from evo.frontend import ast as A
 
         if not items:
             return self.checked.hardware[self.tier]
-        span = self.spec.span or Span.unknown(self.comp.filename)
         spans = {g.path[1:]: g.span for g in self.hw_genes}
-        attrs = []
-        for path, num, unit in items:
-            sp = spans.get(tuple(path), span)
-            attrs.append(A.HwAttr(sp, tuple(path),
-                                  A.Num(sp, _read_number(num), unit, f"{num} {unit}" if unit else num)))
-        name = f"{self.tier}~{self.spec.name}"  # not an identifier: never collides with a definition
-        ext = A.Hardware(span, name, self.tier, tuple(attrs), span, span)
-        view = Defs(self.program.modules, self.program.sources, {**self.program.defs, name: ext})
-        col = Collector(sources=self.program.sources)
-        hc = HardwareChecker(view, col, Lowerer(view, col).constant)
-        raw = hc.resolve(name, [])
-        spec = hc.validate(ext, raw) if raw is not None else None
-        if col.diagnostics or spec is None:
-            msg = col.diagnostics[0].message if col.diagnostics else f"hardware '{self.tier}' cannot be built"
-            return Infeasible(msg)
+        overrides = [(path, num, unit, spans.get(tuple(path))) for path, num, unit in items]
+        try:
+            # named `<tier>~<evolve>`: not an identifier, never a definition's name
+            spec = hardware_variant(self.checked, self.tier, overrides, name=f"{self.tier}~{self.spec.name}",
+                                    span=self.spec.span or Span.unknown(self.comp.filename))
+        except EvoError as e:
+            return Infeasible(e.diagnostics[0].message)
+        if spec is None:
+            return Infeasible(f"hardware '{self.tier}' cannot be built")
         return spec
 
     def cost(self, gkey: tuple, graph, hkey: tuple, hw) -> dict[str, float]:

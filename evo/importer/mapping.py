@@ -1,54 +1,40 @@
-"""PyTorch modules and functions -> evo ops.
+"""PyTorch modules and calls -> evo ops, read from the op table.
 
-Every mapping returns the evo op name and its *full* argument dict in evo's
-normal form (every parameter present, pairs as 2-tuples), so that the emitter
-can compare instances argument by argument; the renderer drops arguments
-equal to evo's defaults.  Anything without an evo op raises
-:class:`NotConvertible` with a one-line reason.
+Every op names what it is imported from in its own entry (evo/ops): `imports.modules`
+(nn classes, converted by the entry's `from_module`), `imports.functions` / `.methods` /
+`.aten` (names called with the input alone) and `imports.calls` (functions, Tensor
+methods, operators and ATen ops with arguments, each with its parameter list and
+converter).  This module names no op: it builds the lookup tables from the registry
+(plugins included: they are read on use), binds a call's arguments to an alias'
+parameters and returns the op's *full* argument dict in evo's normal form (every
+parameter present, pairs as 2-tuples), so that the emitter can compare instances
+argument by argument; the renderer drops arguments equal to evo's defaults.  Anything
+without an evo op raises :class:`NotConvertible` with a one-line reason.
 """
 
 from __future__ import annotations
 
 import operator
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from evo import ops
+from evo.ops.base import Call, NotConvertible, pair  # noqa: F401  (re-exported: the importer's error)
 
+# a name called with the input alone (and maybe `inplace`)
+UNARY = Call((), ("input", "inplace"), lambda b, shapes: {}, {"inplace": False})
 
-class NotConvertible(Exception):
-    """`reason` says why (one line, no path: the caller adds where and what)."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
-
-
-def pair(v: Any) -> tuple[int, int]:
-    if isinstance(v, (tuple, list)):
-        if len(v) == 1:
-            return (int(v[0]), int(v[0]))
-        if len(v) != 2:
-            raise NotConvertible(f"a {len(v)}-D window/size where evo expects 2-D")
-        return (int(v[0]), int(v[1]))
-    return (int(v), int(v))
-
-
-# ----------------------------------------------------------------------- the op table's aliases
-#
-# Ops name the torch modules, functions, Tensor methods and ATen ops they import
-# from (`OpDef.imports`, evo/ops); the tables below add the ones that need more than
-# a name (argument conversion, checks).  Plugins register later than this module
-# is imported: the aliases are read from the op table on use.
+# calls that change nothing evo sees (no op): Tensor methods and ATen ops
+IDENTITY_METHODS = frozenset({"contiguous", "clone"})
+IDENTITY_ATEN = frozenset({"clone", "contiguous", "alias", "lift_fresh_copy"})
 
 
 def _resolve(name: str):
-    """A torch object for an alias ("nn.ReLU", "F.relu", "torch.relu"), or None."""
+    """A Python object for an alias ("nn.<Class>", "F.<name>", "torch.<name>", "operator.<name>"), or None."""
     head, _, attr = name.partition(".")
-    root = {"nn": nn, "F": F, "torch": torch}.get(head)
+    root = {"nn": nn, "F": F, "torch": torch, "operator": operator}.get(head)
     return getattr(root, attr, None) if root is not None and attr else None
 
 
@@ -56,8 +42,9 @@ _alias_cache: dict = {}
 
 
 def registry_aliases() -> dict:
-    """{"modules": {class: op}, "functions": {fn: (kind, display)}, "methods": {name: kind},
-    "aten": {name: op}} from the op table (cached until the table changes)."""
+    """The importer's tables, from the op table (cached until the table changes):
+    "modules" {class: op}, "classes" {class name: op}, "functions" {callable: (op, Call, display)},
+    "methods" {Tensor method: (op, Call)}, "aten" {ATen base name: (op, Call)}."""
     key = tuple((k, id(d)) for k, d in ops.REGISTRY.items())
     if _alias_cache.get("key") != key:
         mods: dict = {}
@@ -66,27 +53,39 @@ def registry_aliases() -> dict:
         aten: dict = {}
         classes: dict = {}
         for name, d in ops.REGISTRY.items():
-            for c in d.imports.classes:
+            im = d.imports
+            for c in im.classes:
                 classes[c] = name
-            for m in d.imports.modules:
+            for m in im.modules:
                 cls = _resolve(m)
                 if cls is not None:
                     mods[cls] = name
-            for f in d.imports.functions:
+            for f in im.functions:
                 fn = _resolve(f)
                 if fn is not None:
-                    fns[fn] = ("op:" + name, f)
-            for m in d.imports.methods:
-                meths[m] = "op:" + name
-            for a in d.imports.aten:
-                aten[a] = name
+                    fns[fn] = (name, UNARY, f)
+            for m in im.methods:
+                meths[m] = (name, UNARY)
+            for a in im.aten:
+                aten[a] = (name, UNARY)
+            for call in im.calls:
+                for alias in call.names:
+                    kind, _, base = alias.partition(".")
+                    if kind == "Tensor":
+                        meths[base] = (name, call)
+                    elif kind == "aten":
+                        aten[base] = (name, call)
+                    else:
+                        fn = _resolve(alias)
+                        if fn is not None:
+                            fns[fn] = (name, call, alias)
         _alias_cache.clear()
         _alias_cache.update(key=key, modules=mods, functions=fns, methods=meths, aten=aten, classes=classes)
     return _alias_cache
 
 
 def registry_args(op: str, given: dict | None = None) -> dict:
-    """The full arguments of an op the op table imports by name: `given` plus the defaults."""
+    """The full arguments of an op: `given` plus the defaults."""
     d = ops.REGISTRY[op]
     args = ops.normalize_args(d, given or {})
     missing = [k for k, v in args.items() if v is ops.REQUIRED]
@@ -148,7 +147,22 @@ _NO_OP = {
 
 def leaf_types() -> dict:
     """torch.nn class -> converter (module, input shape) -> (evo op, args)."""
-    return {**{cls: _registry_module(op) for cls, op in registry_aliases()["modules"].items()}, **LEAF_TYPES}
+    return {cls: _registry_module(op) for cls, op in registry_aliases()["modules"].items()}
+
+
+def passthrough_types() -> tuple:
+    """The nn classes of ops that are the identity at inference (their functional form returns the
+    input), which an exported eval-mode graph leaves out."""
+    out = []
+    for cls, op in registry_aliases()["modules"].items():
+        d = ops.REGISTRY[op]
+        try:
+            same = d.functional is not None and d.functional(ops.normalize_args(d, {}), ["x"]) == "x"
+        except (KeyError, TypeError, ValueError):
+            same = False
+        if same:
+            out.append(cls)
+    return tuple(out)
 
 
 def named_leaf(m: nn.Module) -> tuple[str, dict] | None:
@@ -215,219 +229,22 @@ def torch_name(m: nn.Module) -> str:
     return t.__name__
 
 
-def _conv(m: nn.Conv2d, shape) -> tuple[str, dict]:
-    if m.padding_mode != "zeros":
-        raise NotConvertible(f"padding_mode='{m.padding_mode}' (evo pads with zeros only)")
-    k, s, d = pair(m.kernel_size), pair(m.stride), pair(m.dilation)
-    pad = m.padding
-    if isinstance(pad, str):
-        if pad == "valid":
-            pad = (0, 0)
-        else:  # 'same': total padding d*(k-1) per dimension, split left/right
-            tot = [d[i] * (k[i] - 1) for i in range(2)]
-            if any(t % 2 for t in tot):
-                raise NotConvertible("padding='same' with an even kernel pads asymmetrically; evo pads "
-                                     "symmetrically")
-            pad = (tot[0] // 2, tot[1] // 2)
-    return "conv2d", {"out": m.out_channels, "kernel": k, "stride": s, "padding": pair(pad), "dilation": d,
-                      "groups": m.groups, "bias": m.bias is not None}
+# ----------------------------------------------------------------------- calls
+
+def function_alias(target) -> tuple[str, Call, str] | None:
+    """(evo op, its Call, display name) for a traced function target, or None."""
+    return registry_aliases()["functions"].get(target)
 
 
-def _linear(m: nn.Linear, shape) -> tuple[str, dict]:
-    if len(shape) < 2:
-        raise NotConvertible(f"applied to a {len(shape)}-D tensor; evo's linear takes [N, ..., features]")
-    return "linear", {"out": m.out_features, "bias": m.bias is not None}
+def method_alias(name: str) -> tuple[str, Call] | None:
+    """(evo op, its Call) for a Tensor method name, or None."""
+    return registry_aliases()["methods"].get(name)
 
 
-def _bn(rank_ok: tuple[int, ...], op: str):
-    def f(m, shape) -> tuple[str, dict]:
-        if not m.affine:
-            raise NotConvertible("affine=False (evo's batch norm always has weight and bias)")
-        if not m.track_running_stats:
-            raise NotConvertible("track_running_stats=False (evo's batch norm uses running statistics)")
-        if len(shape) not in rank_ok:
-            raise NotConvertible(f"applied to a {len(shape)}-D tensor")
-        return op, {"eps": float(m.eps)}
-    return f
-
-
-def _leaky(m: nn.LeakyReLU, shape):
-    return "leaky_relu", {"slope": float(m.negative_slope)}
-
-
-def _gelu(m: nn.GELU, shape):
-    if m.approximate != "none":
-        raise NotConvertible(f"approximate='{m.approximate}' (evo's gelu is the exact one)")
-    return "gelu", {}
-
-
-def _pool4(shape, what: str):
-    if len(shape) != 4:
-        raise NotConvertible(f"{what} of a {len(shape)}-D tensor; evo pools [N, C, H, W]")
-
-
-def max_pool_args(kernel, stride, padding, dilation, ceil_mode, return_indices=False) -> dict:
-    if return_indices:
-        raise NotConvertible("return_indices=True (evo's maxpool2d returns values only)")
-    k = pair(kernel)
-    return {"kernel": k, "stride": pair(stride) if stride not in (None, [], ()) else k, "padding": pair(padding),
-            "dilation": pair(dilation), "ceil": bool(ceil_mode)}
-
-
-def avg_pool_args(kernel, stride, padding, ceil_mode, count_include_pad, divisor_override=None) -> dict:
-    if divisor_override is not None:
-        raise NotConvertible("divisor_override is set (evo's avgpool2d divides by the window size)")
-    k = pair(kernel)
-    return {"kernel": k, "stride": pair(stride) if stride not in (None, [], ()) else k, "padding": pair(padding),
-            "ceil": bool(ceil_mode), "count_include_pad": bool(count_include_pad)}
-
-
-def _maxpool(m: nn.MaxPool2d, shape):
-    _pool4(shape, "max pooling")
-    return "maxpool2d", max_pool_args(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode,
-                                      m.return_indices)
-
-
-def _avgpool(m: nn.AvgPool2d, shape):
-    _pool4(shape, "average pooling")
-    return "avgpool2d", avg_pool_args(m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad,
-                                      m.divisor_override)
-
-
-def adaptive_size(size, shape) -> tuple[int, int]:
-    if isinstance(size, (tuple, list)):
-        if len(size) != 2:
-            raise NotConvertible("a non-2-D output size")
-        size = tuple(shape[-2 + i] if v is None else v for i, v in enumerate(size))
-    return pair(size)
-
-
-def _adaptive(m: nn.AdaptiveAvgPool2d, shape):
-    if len(shape) not in (3, 4):
-        raise NotConvertible(f"adaptive pooling of a {len(shape)}-D tensor")
-    return "adaptive_avgpool2d", {"size": adaptive_size(m.output_size, shape)}
-
-
-def _flatten(m: nn.Flatten, shape):
-    return "flatten", flatten_args(m.start_dim, m.end_dim, shape)
-
-
-def flatten_args(start: int, end: int, shape) -> dict:
-    r = len(shape)
-    if not -r <= start < r or not -r <= end < r:
-        raise NotConvertible("dimension out of range")
-    if start % r == 0:
-        raise NotConvertible("flattens the batch dimension (evo keeps the batch dimension N separate)")
-    return {"start": int(start), "end": int(end)}
-
-
-def _dropout(m: nn.Dropout, shape):
-    return "dropout", {"p": float(m.p)}
-
-
-def softmax_dim(dim, rank: int) -> int:
-    if dim is None:  # PyTorch's legacy implicit choice
-        return 0 if rank in (0, 1, 3) else 1
-    return int(dim)
-
-
-def _softmax(m: nn.Softmax, shape):
-    d = softmax_dim(m.dim, len(shape))
-    if d % len(shape) == 0:
-        raise NotConvertible("softmax over the batch dimension")
-    return "softmax", {"dim": d}
-
-
-LEAF_TYPES = {
-    nn.Conv2d: _conv, nn.Linear: _linear,
-    nn.BatchNorm2d: _bn((4,), "batchnorm2d"), nn.BatchNorm1d: _bn((2, 3), "batchnorm1d"),
-    nn.LeakyReLU: _leaky, nn.GELU: _gelu,
-    nn.MaxPool2d: _maxpool, nn.AvgPool2d: _avgpool, nn.AdaptiveAvgPool2d: _adaptive,
-    nn.Flatten: _flatten, nn.Dropout: _dropout, nn.Identity: lambda m, s: ("identity", {}),
-    nn.Softmax: _softmax,
-}
-
-
-# ----------------------------------------------------------------------- functions
-#
-# A functional call is described by its parameter names (in order) and defaults;
-# the converter binds the traced call's args/kwargs to them and hands the
-# bound dict to a small function returning one or more evo steps.
-
-# ops the op table imports by name take (input, inplace); their kind is "op:<name>"
-
-# name -> (parameter names, defaults)
-_SIGS: dict[str, tuple[list[str], dict]] = {
-    "unary": (["input", "inplace"], {"inplace": False}),
-    "gelu": (["input", "approximate"], {"approximate": "none"}),
-    "leaky_relu": (["input", "negative_slope", "inplace"], {"negative_slope": 0.01, "inplace": False}),
-    "hardtanh": (["input", "min_val", "max_val", "inplace"], {"min_val": -1.0, "max_val": 1.0, "inplace": False}),
-    "max_pool2d": (["input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"],
-                   {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False, "return_indices": False}),
-    "avg_pool2d": (["input", "kernel_size", "stride", "padding", "ceil_mode", "count_include_pad",
-                    "divisor_override"],
-                   {"stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True,
-                    "divisor_override": None}),
-    "adaptive_avg_pool2d": (["input", "output_size"], {}),
-    "flatten": (["input", "start_dim", "end_dim"], {"start_dim": 0, "end_dim": -1}),
-    "dropout": (["input", "p", "training", "inplace"], {"p": 0.5, "training": True, "inplace": False}),
-    "cat": (["tensors", "dim"], {"dim": 0}),
-    "softmax": (["input", "dim", "_stacklevel", "dtype"], {"dim": None, "_stacklevel": 3, "dtype": None}),
-    "add": (["input", "other", "alpha"], {"alpha": 1}),
-    "mul": (["input", "other"], {}),
-    "mean": (["input", "dim", "keepdim", "dtype"], {"dim": None, "keepdim": False, "dtype": None}),
-    "alias": (["input"], {}),
-}
-
-
-def _fn_table() -> dict:
-    t: dict[Any, tuple[str, str]] = {}  # target -> (kind, display name)
-    for name in ("gelu", "leaky_relu", "hardtanh", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "dropout",
-                 "softmax"):
-        if hasattr(F, name):
-            t[getattr(F, name)] = (name, f"F.{name}")
-    t[torch.flatten] = ("flatten", "torch.flatten")
-    for name in ("cat", "concat", "concatenate"):
-        if hasattr(torch, name):
-            t[getattr(torch, name)] = ("cat", f"torch.{name}")
-    t[torch.softmax] = ("softmax", "torch.softmax")
-    t[torch.add] = ("add", "torch.add")
-    t[torch.mul] = ("mul", "torch.mul")
-    t[torch.mean] = ("mean", "torch.mean")
-    t[operator.add] = ("add", "operator +")
-    t[operator.iadd] = ("add", "operator +=")
-    t[operator.mul] = ("mul", "operator *")
-    t[operator.imul] = ("mul", "operator *=")
-    if hasattr(torch, "max_pool2d"):
-        t[torch.max_pool2d] = ("max_pool2d", "torch.max_pool2d")
-    if hasattr(torch, "avg_pool2d"):
-        t[torch.avg_pool2d] = ("avg_pool2d", "torch.avg_pool2d")
-    if hasattr(torch, "adaptive_avg_pool2d"):
-        t[torch.adaptive_avg_pool2d] = ("adaptive_avg_pool2d", "torch.adaptive_avg_pool2d")
-    return t
-
-
-_FUNCTIONS = _fn_table()
-
-_METHODS = {
-    "flatten": "flatten", "softmax": "softmax", "add": "add", "add_": "add", "mul": "mul",
-    "mul_": "mul", "mean": "mean", "contiguous": "alias", "clone": "alias",
-}
-
-
-def functions() -> dict:
-    """Traced function target -> (kind, display name): the op table's aliases and the table above."""
-    return {**registry_aliases()["functions"], **_FUNCTIONS}
-
-
-def methods() -> dict:
-    """Tensor method name -> kind."""
-    return {**registry_aliases()["methods"], **_METHODS}
-
-
-def aten_op(base: str) -> str | None:
-    """The evo op an ATen op converts to by name alone (no arguments), or None."""
+def aten_alias(base: str) -> tuple[str, Call] | None:
+    """(evo op, its Call) for an ATen op's base name, or None."""
     return registry_aliases()["aten"].get(base)
+
 
 _NO_FN = {
     "interpolate": "no evo op for interpolation/upsampling", "upsample": "no evo op for upsampling",
@@ -452,9 +269,10 @@ def no_fn_reason(name: str) -> str:
     return _NO_FN.get(base, f"no evo op for {name}")
 
 
-def bind(kind: str, args: tuple, kwargs: dict) -> dict:
-    names, defaults = _SIGS[kind if kind in _SIGS else "unary"]
-    out = dict(defaults)
+def bind(call: Call, args: tuple, kwargs: dict) -> dict:
+    """The call's arguments by parameter name, defaults filled in."""
+    names = call.params
+    out = dict(call.defaults)
     if len(args) > len(names):
         raise NotConvertible("called with more arguments than expected")
     for n, v in zip(names, args):
@@ -466,56 +284,10 @@ def bind(kind: str, args: tuple, kwargs: dict) -> dict:
     return out
 
 
-def function_steps(kind: str, b: dict, shape) -> list[tuple[str, dict]]:
-    """Evo steps (op, args) for a bound functional call; `shape` is the first input's shape.
-
-    Ops taking several tensors (add, mul, cat) return a single step; the caller
-    supplies the tensor inputs."""
-    if kind.startswith("op:"):
-        return [(kind[3:], registry_args(kind[3:]))]
-    if kind == "gelu":
-        if b.get("approximate", "none") != "none":
-            raise NotConvertible(f"approximate='{b['approximate']}' (evo's gelu is the exact one)")
-        return [("gelu", {})]
-    if kind == "leaky_relu":
-        return [("leaky_relu", {"slope": float(b["negative_slope"])})]
-    if kind == "hardtanh":
-        if float(b["min_val"]) == 0.0 and float(b["max_val"]) == 6.0:
-            return [("relu6", {})]
-        raise NotConvertible("no evo op for hardtanh (only relu6 = hardtanh(0, 6))")
-    if kind == "max_pool2d":
-        _pool4(shape, "max pooling")
-        return [("maxpool2d", max_pool_args(b["kernel_size"], b["stride"], b["padding"], b["dilation"],
-                                            b["ceil_mode"], b["return_indices"]))]
-    if kind == "avg_pool2d":
-        _pool4(shape, "average pooling")
-        return [("avgpool2d", avg_pool_args(b["kernel_size"], b["stride"], b["padding"], b["ceil_mode"],
-                                            b["count_include_pad"], b["divisor_override"]))]
-    if kind == "adaptive_avg_pool2d":
-        if len(shape) not in (3, 4):
-            raise NotConvertible(f"adaptive pooling of a {len(shape)}-D tensor")
-        return [("adaptive_avgpool2d", {"size": adaptive_size(b["output_size"], shape)})]
-    if kind == "flatten":
-        return [("flatten", flatten_args(b["start_dim"], b["end_dim"], shape))]
-    if kind == "dropout":
-        return [("dropout", {"p": float(b["p"])})]
-    if kind == "softmax":
-        if b.get("dtype") is not None:
-            raise NotConvertible("softmax with a dtype")
-        d = softmax_dim(b["dim"], len(shape))
-        if d % len(shape) == 0:
-            raise NotConvertible("softmax over the batch dimension")
-        return [("softmax", {"dim": d})]
-    if kind == "mean":
-        dims = b["dim"]
-        if isinstance(dims, int):
-            dims = (dims,)
-        if dims is None or len(shape) != 4 or sorted(d % 4 for d in dims) != [2, 3] or b.get("dtype") is not None:
-            raise NotConvertible("a mean other than over the spatial dimensions (2, 3) of [N, C, H, W]")
-        steps = [("adaptive_avgpool2d", {"size": (1, 1)})]
-        if not b["keepdim"]:
-            steps.append(("flatten", {"start": 1, "end": -1}))
-        return steps
-    if kind == "alias":
-        return []
-    raise NotConvertible(f"no evo op for {kind}")
+def call_steps(op: str, call: Call, bound: dict, shapes: list) -> list[tuple[str, dict]]:
+    """Evo steps (op, full args) for a bound call whose tensor inputs have `shapes`: the entry's
+    converter's arguments for `op`, or the steps it returns."""
+    r = call.convert(bound, shapes)
+    if isinstance(r, dict):
+        return [(op, registry_args(op, r))]
+    return [(o, registry_args(o, a)) for o, a in r]

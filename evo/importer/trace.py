@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from evo import ops
 from evo.importer import mapping as M
 from evo.importer.mapping import NotConvertible
 
@@ -283,9 +284,9 @@ class _FxConverter:
         if n.op == "call_method":
             return f"Tensor.{n.target}"
         t = n.target
-        fns = M.functions()
-        if t in fns:
-            return fns[t][1]
+        alias = M.function_alias(t)
+        if alias is not None:
+            return alias[2]
         mod = getattr(t, "__module__", None) or ""
         name = getattr(t, "__name__", str(t))
         if mod in ("_operator", "operator"):
@@ -313,11 +314,11 @@ class _FxConverter:
             return self.dims_op("transpose", n.args, n.kwargs, out, self.display(n))
         if t is operator.getitem:
             raise NotConvertible("no evo op for indexing or slicing tensors")
-        fns = M.functions()
-        if t not in fns:
+        alias = M.function_alias(t)
+        if alias is None:
             raise NotConvertible(M.no_fn_reason(self.display(n)))
-        kind, _ = fns[t]
-        return self.apply(kind, n.args, n.kwargs, out, self.display(n))
+        op, call, _ = alias
+        return convert_call(op, call, n.args, n.kwargs, out, self.display(n), self.val, self.check_meta)
 
     def method(self, n: torch.fx.Node, out: Val) -> list[Step]:
         name = str(n.target)
@@ -327,10 +328,17 @@ class _FxConverter:
             return self.dims_op("permute", n.args, n.kwargs, out, "Tensor.permute")
         if name in ("transpose", "swapaxes", "swapdims"):
             return self.dims_op("transpose", n.args, n.kwargs, out, f"Tensor.{name}")
-        meths = M.methods()
-        if name not in meths:
+        if name in M.IDENTITY_METHODS:
+            x = n.args[0] if n.args else None
+            if not isinstance(x, torch.fx.Node):
+                raise NotConvertible("applied to a non-tensor")
+            self.check_meta([x])
+            return chain_steps([], self.val(x), out, f"Tensor.{name}")
+        alias = M.method_alias(name)
+        if alias is None:
             raise NotConvertible(M.no_fn_reason(name))
-        return self.apply(meths[name], n.args, n.kwargs, out, f"Tensor.{name}")
+        op, call = alias
+        return convert_call(op, call, n.args, n.kwargs, out, f"Tensor.{name}", self.val, self.check_meta)
 
     def dims_op(self, op: str, args, kwargs, out: Val, what: str) -> list[Step]:
         """x.permute(0, 2, 1) / torch.permute(x, (0, 2, 1)), x.transpose(1, 2) / torch.swapaxes:
@@ -369,32 +377,28 @@ class _FxConverter:
             raise NotConvertible("reshapes a non-tensor")
         return flatten_steps(self.val(x), out)
 
-    def apply(self, kind: str, args, kwargs, out: Val, what: str) -> list[Step]:
-        b = M.bind(kind, tuple(args), dict(kwargs))
-        if kind in ("add", "mul"):
-            a, o = b["input"], b["other"]
-            if not isinstance(a, torch.fx.Node) or not isinstance(o, torch.fx.Node):
-                raise NotConvertible(f"{'adds' if kind == 'add' else 'multiplies by'} a constant; evo's "
-                                     f"{'+' if kind == 'add' else '*'} combines two tensors")
-            if kind == "add" and b["alpha"] != 1:
-                raise NotConvertible("alpha != 1")
-            self.check_meta([a, o])
-            return [Step(kind, {}, [self.val(a), self.val(o)], out, origin=what)]
-        if kind == "cat":
-            ts = b["tensors"]
-            if not isinstance(ts, (list, tuple)) or not all(isinstance(t, torch.fx.Node) for t in ts):
-                raise NotConvertible("concatenates something other than a list of tensors")
-            self.check_meta(ts)
-            return [Step("concat", {"dim": int(b["dim"])}, [self.val(t) for t in ts], out, origin=what)]
-        x = b["input"]
-        if not isinstance(x, torch.fx.Node):
-            raise NotConvertible("applied to a non-tensor")
-        self.check_meta([x])
-        for k, v in b.items():
-            if k != "input" and _proxies(v):
-                raise NotConvertible(f"argument '{k}' is computed in the graph; evo needs a constant")
-        steps = M.function_steps(kind, b, self.val(x).shape)
-        return chain_steps(steps, self.val(x), out, what)
+
+
+def convert_call(op: str, call, args, kwargs, out: Val, what: str, val, check_meta=lambda nodes: None) -> list[Step]:
+    """Steps for a call the op table converts (`op`'s entry's Call): its arguments bound to the
+    Call's parameters, the tensors checked, the rest constants, then the entry's converter."""
+    b = M.bind(call, tuple(args), dict(kwargs))
+    tensors = []
+    for p in call.tensors:
+        v = b.get(p)
+        vs = list(v) if isinstance(v, (list, tuple)) else [v]
+        if not vs or not all(isinstance(t, torch.fx.Node) for t in vs):
+            raise NotConvertible(call.constant)
+        tensors.extend(vs)
+    check_meta(tensors)
+    for k, v in b.items():
+        if k not in call.tensors and _proxies(v):
+            raise NotConvertible(f"argument '{k}' is computed in the graph; evo needs a constant")
+    ins = [val(t) for t in tensors]
+    steps = M.call_steps(op, call, b, [x.shape for x in ins])
+    if len(steps) == 1:
+        return [Step(steps[0][0], steps[0][1], ins, out, origin=what)]
+    return chain_steps(steps, ins[0], out, what)
 
 
 def chain_steps(steps: list[tuple[str, dict]], x: Val, out: Val, what: str) -> list[Step]:
@@ -411,9 +415,8 @@ def chain_steps(steps: list[tuple[str, dict]], x: Val, out: Val, what: str) -> l
 
 
 def _flat_shape(shape, op, args):
-    if op == "adaptive_avgpool2d":
-        return tuple(shape[:-2]) + tuple(args["size"])
-    return shape
+    # the shape after one step of several (by the op's shape rule)
+    return tuple(ops.REGISTRY[op].shape([tuple(shape)], args))
 
 
 def flatten_steps(x: Val, out: Val) -> list[Step]:
@@ -618,8 +621,9 @@ class _ExportConverter:
         return root
 
     def restore_passthrough(self, c: Call) -> None:
-        """nn.Identity / nn.Dropout leave no node in an exported (eval-mode) graph; put them back into
-        nn.Sequential containers so that the stage indices stay those of the model."""
+        """Modules that are the identity at inference (the op table's: identity, dropout) leave no node
+        in an exported (eval-mode) graph; put them back into nn.Sequential containers so that the
+        stage indices stay those of the model."""
         m = c.module
         if not isinstance(m, nn.Sequential) or type(m).forward is not nn.Sequential.forward:
             return
@@ -635,7 +639,7 @@ class _ExportConverter:
             it = by_rel.get(nm)
             if it is None:
                 sub = m._modules[nm]
-                if isinstance(sub, (nn.Identity, nn.Dropout)) and cur is not None:
+                if isinstance(sub, M.passthrough_types()) and cur is not None:
                     op, args = M.module_op(sub, [cur.shape])
                     path = f"{c.path}.{nm}" if c.path else nm
                     it = Step(op, args, [cur], cur, path, sub, type_label(sub))
@@ -690,19 +694,7 @@ class _ExportConverter:
                 return args[i]
             return kw.get(name, default)
 
-        op = M.aten_op(base)
-        if op is not None:
-            return chain_steps([(op, M.registry_args(op))], x0(), out, what)
-        if base in ("gelu", "gelu_"):
-            if kw.get("approximate", "none") != "none":
-                raise NotConvertible("approximate gelu (evo's gelu is the exact one)")
-            return chain_steps([("gelu", {})], x0(), out, what)
-        if base in ("leaky_relu", "leaky_relu_"):
-            return chain_steps([("leaky_relu", {"slope": float(arg(1, "negative_slope", 0.01))})], x0(), out, what)
-        if base in ("hardtanh", "hardtanh_"):
-            if float(arg(1, "min_val", -1.0)) == 0.0 and float(arg(2, "max_val", 1.0)) == 6.0:
-                return chain_steps([("relu6", {})], x0(), out, what)
-            raise NotConvertible("no evo op for hardtanh (only relu6 = hardtanh(0, 6))")
+        # (ops that read their arguments here rather than through a Call in their entry)
         if base in ("mul", "mul_", "div", "div_") and len(args) > 1 and isinstance(args[1], (int, float)) \
                 and not isinstance(args[1], bool) and kw.get("rounding_mode") is None:
             c = float(args[1])  # times or over a constant: scale_by
@@ -770,59 +762,14 @@ class _ExportConverter:
             lo, hi = arg(1, "min", None), arg(2, "max", None)
             return chain_steps([("clamp", {"min": None if lo is None else float(lo),
                                            "max": None if hi is None else float(hi)})], x0(), out, what)
-        if base in ("add", "add_", "mul", "mul_"):
-            a, o = args[0], args[1] if len(args) > 1 else kw.get("other")
-            op = base.rstrip("_")
-            if not isinstance(a, torch.fx.Node) or not isinstance(o, torch.fx.Node):
-                raise NotConvertible(f"{'adds' if op == 'add' else 'multiplies by'} a constant; evo's "
-                                     f"{'+' if op == 'add' else '*'} combines two tensors")
-            if kw.get("alpha", 1) != 1:
-                raise NotConvertible("alpha != 1")
-            return [Step(op, {}, [self.val(a), self.val(o)], out, origin=what)]
-        if base in ("cat", "concat"):
-            ts = args[0]
-            if not all(isinstance(t, torch.fx.Node) for t in ts):
-                raise NotConvertible("concatenates something other than tensors")
-            return [Step("concat", {"dim": int(arg(1, "dim", 0))}, [self.val(t) for t in ts], out, origin=what)]
-        if base == "flatten":
-            x = x0()
-            return chain_steps([("flatten", M.flatten_args(int(arg(1, "start_dim", 0)), int(arg(2, "end_dim", -1)),
-                                                            x.shape))], x, out, what)
         if base in ("view", "reshape", "_unsafe_view"):
             return flatten_steps(x0(), out)
-        if base in ("clone", "contiguous", "alias", "dropout", "lift_fresh_copy"):
-            if base == "dropout":
-                return chain_steps([("dropout", {"p": float(arg(1, "p", 0.5))})], x0(), out, what)
+        if base in M.IDENTITY_ATEN:
             return chain_steps([], x0(), out, what)
-        if base in ("max_pool2d", "max_pool2d_with_indices"):
-            if base == "max_pool2d_with_indices":
-                raise NotConvertible("max pooling with indices")
-            x = x0()
-            M._pool4(x.shape, "max pooling")
-            a = M.max_pool_args(arg(1, "kernel_size", None), arg(2, "stride", None), arg(3, "padding", 0),
-                                arg(4, "dilation", 1), arg(5, "ceil_mode", False))
-            return chain_steps([("maxpool2d", a)], x, out, what)
-        if base == "avg_pool2d":
-            x = x0()
-            M._pool4(x.shape, "average pooling")
-            a = M.avg_pool_args(arg(1, "kernel_size", None), arg(2, "stride", None), arg(3, "padding", 0),
-                                arg(4, "ceil_mode", False), arg(5, "count_include_pad", True),
-                                arg(6, "divisor_override", None))
-            return chain_steps([("avgpool2d", a)], x, out, what)
-        if base in ("adaptive_avg_pool2d", "_adaptive_avg_pool2d"):
-            x = x0()
-            return chain_steps([("adaptive_avgpool2d", {"size": M.adaptive_size(arg(1, "output_size", None),
-                                                                                   x.shape)})], x, out, what)
-        if base == "mean":
-            x = x0()
-            b = {"dim": arg(1, "dim", None), "keepdim": bool(arg(2, "keepdim", False)), "dtype": kw.get("dtype")}
-            return chain_steps(M.function_steps("mean", b, x.shape), x, out, what)
-        if base in ("softmax", "_softmax"):
-            x = x0()
-            d = int(arg(1, "dim", 1))
-            if d % len(x.shape) == 0:
-                raise NotConvertible("softmax over the batch dimension")
-            return chain_steps([("softmax", {"dim": d})], x, out, what)
         if base == "getitem":
             raise NotConvertible("no evo op for indexing")
-        raise NotConvertible(M.no_fn_reason(base))
+        alias = M.aten_alias(base)
+        if alias is None:
+            raise NotConvertible(M.no_fn_reason(base))
+        op, call = alias
+        return convert_call(op, call, args, kw, out, what, self.val)

@@ -6,7 +6,7 @@ derivative and cost rules, flags, importer aliases and doc line (see
 
 * `conv.py`        conv2d, linear (layers with weights)
 * `norm.py`        batchnorm2d, batchnorm1d, layernorm, layernorm2d
-* `activation.py`  the pointwise nonlinearities (relu, sigmoid, ..., leaky_relu)
+* `activation.py`  the pointwise nonlinearities (relu, ...)
 * `pool.py`        maxpool2d, avgpool2d, adaptive_avgpool2d
 * `shape.py`       flatten, dropout, identity, softmax, concat
 * `dims.py`        permute, transpose, reshape, view, narrow, chunk, split, parameter
@@ -24,13 +24,14 @@ from evo.ir.node import Op
 from evo.ops import (activation, arith, attention, conv, dims, gradient, norm, pool, shape,  # noqa: F401  (registers the ops)
                      window)
 from evo.ops.arith import broadcast
-from evo.ops.base import (REGISTRY, REQUIRED, Imports, OpDef, OpError, ParamSpec, by_op, callable_ops, fmt_shape,
-                          language_op, language_ops, lit, lookup, normalize_args, of_node, param_count, register)
+from evo.ops.base import (REGISTRY, REQUIRED, Call, Imports, NotConvertible, OpDef, OpError, ParamSpec, by_op, callable_ops,
+                          fmt_shape, language_op, language_ops, lit, lookup, normalize_args, of_node, param_count,
+                          register)
 
 # Ops written with operators, not callable by name.
 OPERATOR_ONLY = {k for k, d in REGISTRY.items() if d.operator_only}
 
 
-__all__ = ["Op", "REGISTRY", "REQUIRED", "Imports", "OpDef", "OpError", "ParamSpec", "broadcast", "by_op",
+__all__ = ["Op", "REGISTRY", "REQUIRED", "Call", "Imports", "NotConvertible", "OpDef", "OpError", "ParamSpec", "broadcast", "by_op",
            "callable_ops", "fmt_shape", "language_op", "language_ops", "lit", "lookup", "normalize_args", "of_node",
            "param_count", "register", "OPERATOR_ONLY"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evo.ops.base import OpDef, OpError, eltwise_cost, fmt_shape, register
+from evo.ops.base import Call, Imports, NotConvertible, OpDef, OpError, eltwise_cost, fmt_shape, register
 from evo.ops.gradient import RESHAPE
 
 
@@ -45,16 +45,31 @@ def _mul_grad(b, n, g):
     return out
 
 
+def _plain_add(b, shapes):
+    if b["alpha"] != 1:
+        raise NotConvertible("alpha != 1")
+    return {}
+
+
+_ADD_CALLS = (Call(("torch.add", "operator.add", "operator.iadd", "Tensor.add", "Tensor.add_", "aten.add", "aten.add_"),
+                   ("input", "other", "alpha"), _plain_add, {"alpha": 1}, tensors=("input", "other"),
+                   constant="adds a constant; evo's + combines two tensors"),)
+_MUL_CALLS = (Call(("torch.mul", "operator.mul", "operator.imul", "Tensor.mul", "Tensor.mul_", "aten.mul", "aten.mul_"),
+                   ("input", "other"), lambda b, shapes: {}, tensors=("input", "other"),
+                   constant="multiplies by a constant; evo's * combines two tensors"),)
+
 _ARITH_DOC = dict(doc_args="two tensors (operators only: `add` and `mul` are not callable by name)",
                   doc_shape="broadcasting: dimensions aligned from the right, each pair equal or one of them 1 "
                             "(E0301)")
 register(OpDef("add", (), lambda s, a: broadcast(s[0], s[1], "add"), n_inputs=2,
                functional=lambda a, xs: f"{xs[0]} + {xs[1]}", torch="+", doc="elementwise add (broadcasting)",
                fusion="join", operator_only=True, grad=_add_grad, cost=eltwise_cost(1, 2),
+               imports=Imports(calls=_ADD_CALLS),
                doc_call="a + b", **_ARITH_DOC))
 register(OpDef("mul", (), lambda s, a: broadcast(s[0], s[1], "multiply"), n_inputs=2,
                functional=lambda a, xs: f"{xs[0]} * {xs[1]}", torch="*", doc="elementwise multiply (broadcasting)",
                fusion="join", operator_only=True, grad=_mul_grad, cost=eltwise_cost(1, 2),
+               imports=Imports(calls=_MUL_CALLS),
                # in a gradient: the K-batched gradient times the forward value
                grad_code=lambda a, ins, k, const, path: [f"{{out}} = _evo_kmul({ins[0]}, {ins[1]}, {k})"],
                doc_call="a * b", **_ARITH_DOC))

@@ -14,6 +14,19 @@ HOW AN ENTRY DECLARES ITS DERIVATIVE (adding an op is one visit to its family fi
   evo/ops/gradient.py.  Name gradient ops `<op>_grad` (never the name of a forward op).
 * evo/passes/ and evo/codegen/ name no op (tests/test_ops.py checks it): do not add a case there.
 
+HOW AN ENTRY DECLARES ITS IMPORTER ALIASES (evo/importer holds no op's aliases or converters):
+
+* `imports=Imports(modules=("nn.ReLU",), functions=("F.relu",), methods=("relu",), aten=("relu",))`:
+  nn classes, and functions / Tensor methods / ATen ops called with the input alone; an nn class
+  converts through `from_module=lambda m, shape: {args}` (read its attributes; raise
+  NotConvertible(reason) for settings evo cannot express).
+* a call with arguments is a `Call` in `Imports(calls=(...))`: its names ("F.max_pool2d",
+  "torch.flatten", "Tensor.flatten", "operator.add", "aten.max_pool2d": ATen by base name), its
+  parameter names in order (tensors first), a converter `(bound args, input shapes) -> {args}`
+  (or [(op, args), ...] steps) and the defaults; `tensors=` names the tensor parameters when
+  they are not just "input".  See pool.py, shape.py, arith.py, activation.py.
+* plugins (`evo.extend.register_op(..., imports=..., from_module=...)`) take the same road.
+
 An :class:`OpDef` holds everything about one op, built-in or user-defined
 alike: its arguments (types, defaults, ranges), the shape rule (exact PyTorch
 output-size formulas), its parameter tensors, the `nn.Module` constructor and
@@ -50,6 +63,15 @@ class OpError(Exception):
         self.hint = hint
 
 
+class NotConvertible(Exception):
+    """Raised by an importer converter (an entry's `from_module` or `Call.convert`) for what evo cannot
+    express; `reason` says why (one line, no path: the importer adds where and what)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 REQUIRED = object()
 
 
@@ -62,6 +84,29 @@ class ParamSpec:
     max: float | None = None
     doc: str = ""
     choices: tuple = ()  # kind "str": the strings allowed
+
+
+@dataclass(frozen=True)
+class Call:
+    """A torch function, Tensor method, Python operator or ATen op that the importer converts to the
+    op with arguments read from the call.
+
+    names     "F.max_pool2d", "torch.flatten", "Tensor.flatten", "operator.add", "aten.max_pool2d" (ATen ops by
+              their base name, without the overload)
+    params    the call's parameters in order, the tensor(s) first ("input", ...)
+    convert   (bound {parameter: value}, input shapes) -> the op's arguments (a dict; defaults are
+              filled in), or steps [(op, args), ...] applied one after another (torch.mean over H and
+              W: a pooling, then a flatten); raise NotConvertible(reason) for what evo cannot express
+    defaults  {parameter: default} of the optional parameters
+    tensors   the parameters holding the tensor inputs (a list parameter for torch.cat)
+    constant  the reason given when one of those is not a tensor
+    """
+    names: tuple[str, ...]
+    params: tuple[str, ...]
+    convert: Callable
+    defaults: dict = field(default_factory=dict)
+    tensors: tuple[str, ...] = ("input",)
+    constant: str = "applied to a non-tensor"
 
 
 @dataclass(frozen=True)
@@ -81,6 +126,8 @@ class Imports:
     # through `from_module`, which reads their attributes (a module whose attributes do not fit
     # is traced through like any other)
     classes: tuple[str, ...] = ()
+    # calls with arguments (F.max_pool2d(x, 3, 2), torch.cat([a, b], 1), aten.max_pool2d(x, [3, 3]))
+    calls: tuple[Call, ...] = ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -144,7 +191,9 @@ class OpDef:
     cost: Callable | None = None
     # --- importer
     imports: Imports = Imports()
-    from_module: Callable | None = None  # (module, input shape) -> args, for ops with arguments
+    # (module, input shape) -> args of an imported nn module (`imports.modules`, `.classes`): read its
+    # attributes, raise NotConvertible(reason) for settings evo cannot express
+    from_module: Callable | None = None
     # --- docs (the op table in docs/language.md is generated from these)
     doc_call: str = ""   # how it is written (default `name(x)`)
     doc_args: str = ""   # the arguments after the input (defaults)
@@ -284,6 +333,17 @@ def eltwise_cost(ops_per_element: int, n_in: int = 1, params: bool = False) -> C
 def view_cost(W, a, ins, out):
     """Moves nothing: a view of its input."""
     return W.CopyWorkload(numel(ins[0]), numel(out), view=True)
+
+
+def pair(v: Any) -> tuple[int, int]:
+    """An importer's reading of a torch size argument (int or 1-/2-sequence) as an int pair."""
+    if isinstance(v, (tuple, list)):
+        if len(v) == 1:
+            return (int(v[0]), int(v[0]))
+        if len(v) != 2:
+            raise NotConvertible(f"a {len(v)}-D window/size where evo expects 2-D")
+        return (int(v[0]), int(v[1]))
+    return (int(v), int(v))
 
 
 def normalize_args(d: OpDef, given: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from evo.ops.base import (OpDef, OpError, ParamSpec, concrete, fmt_shape, join, kwargs_src, lit, numel, rank, register)
+from evo.ops.base import (Imports, NotConvertible, OpDef, OpError, ParamSpec, concrete, fmt_shape, join, kwargs_src, lit,
+                          numel, pair, rank, register)
 from evo.ops.gradient import CONV2D_T, LINEAR_T
 
 
@@ -65,6 +66,24 @@ def _conv_cost(W, a, ins, out):
                     a["groups"], a["bias"])
 
 
+def _conv_from_module(m, shape):
+    if m.padding_mode != "zeros":
+        raise NotConvertible(f"padding_mode='{m.padding_mode}' (evo pads with zeros only)")
+    k, s, d = pair(m.kernel_size), pair(m.stride), pair(m.dilation)
+    pad = m.padding
+    if isinstance(pad, str):
+        if pad == "valid":
+            pad = (0, 0)
+        else:  # 'same': total padding d*(k-1) per dimension, split left/right
+            tot = [d[i] * (k[i] - 1) for i in range(2)]
+            if any(t % 2 for t in tot):
+                raise NotConvertible("padding='same' with an even kernel pads asymmetrically; evo pads "
+                                     "symmetrically")
+            pad = (tot[0] // 2, tot[1] // 2)
+    return {"out": m.out_channels, "kernel": k, "stride": s, "padding": pair(pad), "dilation": d,
+            "groups": m.groups, "bias": m.bias is not None}
+
+
 register(OpDef(
     "conv2d",
     (ParamSpec("out", "int", min=1, doc="output channels"),
@@ -76,6 +95,7 @@ register(OpDef(
      ParamSpec("bias", "bool", True)),
     _conv_shape, module=_conv_module, weights=_conv_weights, torch="nn.Conv2d", parametric=True,
     fusion="producer", grad=_conv_grad, cost=_conv_cost, doc="2-D convolution",
+    imports=Imports(modules=("nn.Conv2d",)), from_module=_conv_from_module,
     doc_call="conv2d(x, out, kernel, ...)",
     doc_args="`out` int ≥ 1; `kernel` int or [h, w] ≥ 1; `stride` ≥ 1 (1); `padding` ≥ 0 (0); `dilation` ≥ 1 "
              "(1); `groups` int ≥ 1 (1); `bias` bool (true)",
@@ -98,6 +118,12 @@ def _linear_grad(b, n, g):
     return [(0, b.add(LINEAR_T, (g,), {}, b.gshape(x), n.span, n.path, f"d_{n.name or 'linear'}"))]
 
 
+def _linear_from_module(m, shape):
+    if len(shape) < 2:
+        raise NotConvertible(f"applied to a {len(shape)}-D tensor; evo's linear takes [N, ..., features]")
+    return {"out": m.out_features, "bias": m.bias is not None}
+
+
 register(OpDef(
     "linear",
     (ParamSpec("out", "int", min=1, doc="output features"), ParamSpec("bias", "bool", True)),
@@ -107,6 +133,7 @@ register(OpDef(
     if s else {},
     torch="nn.Linear", doc="fully connected layer", parametric=True, fusion="producer", affine=True,
     grad=_linear_grad, cost=lambda W, a, ins, out: W.linear(numel(ins[0][:-1]), ins[0][-1], a["out"], a["bias"]),
+    imports=Imports(modules=("nn.Linear",)), from_module=_linear_from_module,
     doc_call="linear(x, out, bias=true)", doc_args="`out` int ≥ 1; `bias` bool (true)",
     doc_shape="input `[N, ..., F]` (at least 2-D, E0300) → `[N, ..., out]`: the last dimension is the features "
               "(channels-last maps, tokens). `weight [out, F]`, `bias [out]`"))

@@ -4,8 +4,8 @@ dimensions and over the channels (LayerNorm2d)."""
 from __future__ import annotations
 
 from evo.ir.node import Op
-from evo.ops.base import (Imports, OpDef, OpError, ParamSpec, concrete, eltwise_cost, join, kwargs_src, lit, numel,
-                          rank, register)
+from evo.ops.base import (Imports, NotConvertible, OpDef, OpError, ParamSpec, concrete, eltwise_cost, join, kwargs_src,
+                          lit, numel, rank, register)
 from evo.ops.gradient import SCALE
 
 
@@ -30,6 +30,18 @@ def _bn_grad(b, n, g):
     return [(0, b.add(SCALE, (g,), {"eps": n.attr("eps")}, b.gshape(x), n.span, n.path, f"d_{n.name or 'bn'}"))]
 
 
+def _bn_from_module(rank_ok: tuple[int, ...]):
+    def f(m, shape):
+        if not m.affine:
+            raise NotConvertible("affine=False (evo's batch norm always has weight and bias)")
+        if not m.track_running_stats:
+            raise NotConvertible("track_running_stats=False (evo's batch norm uses running statistics)")
+        if len(shape) not in rank_ok:
+            raise NotConvertible(f"applied to a {len(shape)}-D tensor")
+        return {"eps": float(m.eps)}
+    return f
+
+
 for _name, _rank_n, _cls, _affine, _shape_doc in (
         ("batchnorm2d", 4, "BatchNorm2d", False,
          "input 4-D; same shape. `weight`, `bias`, `running_mean`, `running_var` `[C]`, `num_batches_tracked`"),
@@ -42,6 +54,8 @@ for _name, _rank_n, _cls, _affine, _shape_doc in (
             _cls),
         weights=_bn_weights, torch=f"nn.{_cls}", elementwise=True, parametric=True, fusion="norm",
         affine=_affine, grad=_bn_grad, cost=eltwise_cost(2, 1, params=True),
+        imports=Imports(modules=(f"nn.{_cls}",)),
+        from_module=_bn_from_module((_rank_n,) if isinstance(_rank_n, int) else _rank_n),
         doc="batch normalisation (eval mode)", doc_call=f"{_name}(x, eps=1e-5)", doc_args="`eps` number ≥ 0 (1e-5)",
         doc_shape=_shape_doc))
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from evo.ir.node import Op
-from evo.ops.base import (Imports, OpDef, OpError, ParamSpec, concrete, eltwise_cost, fmt_shape, join, kwargs_src, lit,
-                          norm_dim, numel, register, same_shape, view_cost)
+from evo.ops.base import (Call, Imports, NotConvertible, OpDef, OpError, ParamSpec, concrete, eltwise_cost, fmt_shape,
+                          join, kwargs_src, lit, norm_dim, numel, register, same_shape, view_cost)
 from evo.ops.gradient import RESHAPE, SLICE
 
 SOFTMAX_T = Op("softmax_grad")  # the gradient of softmax (not elementwise: a product with its Jacobian)
@@ -31,12 +31,27 @@ def passthrough_grad(b, n, g):
     return [(0, g)]
 
 
+def flatten_args(start: int, end: int, shape) -> dict:
+    """The importer's reading of torch.flatten(x, start, end) (evo keeps the batch dimension)."""
+    r = len(shape)
+    if not -r <= start < r or not -r <= end < r:
+        raise NotConvertible("dimension out of range")
+    if start % r == 0:
+        raise NotConvertible("flattens the batch dimension (evo keeps the batch dimension N separate)")
+    return {"start": int(start), "end": int(end)}
+
+
 register(OpDef(
     "flatten", (ParamSpec("start", "int", 1), ParamSpec("end", "int", -1)), _flatten_shape,
     module=lambda a, s: f"nn.Flatten({join(kwargs_src(a, [('start', 1, 'start_dim'), ('end', -1, 'end_dim')]))})",
     functional=lambda a, xs: f"torch.flatten({join(xs[0], [lit(a['start'])] if a['end'] == -1 else [lit(a['start']), lit(a['end'])])})",
     torch="torch.flatten", doc="flatten dimensions start..end into one", affine=True, grad=_reshape_grad,
     cost=view_cost, doc_call="flatten(x, start=1, end=-1)",
+    imports=Imports(("nn.Flatten",), calls=(Call(
+        ("torch.flatten", "Tensor.flatten", "aten.flatten"), ("input", "start_dim", "end_dim"),
+        lambda b, shapes: flatten_args(int(b["start_dim"]), int(b["end_dim"]), shapes[0]),
+        {"start_dim": 0, "end_dim": -1}),)),
+    from_module=lambda m, shape: flatten_args(m.start_dim, m.end_dim, shape),
     doc_args="`start` int (1); `end` int (−1); negative counts from the end",
     doc_shape="dimensions `start..end` (inclusive) multiplied into one; both in range (E0206), `end` not before "
               "`start` (E0203), the flattened dimensions known integers"))
@@ -46,7 +61,14 @@ register(OpDef(
     module=lambda a, s: f"nn.Dropout({lit(a['p'])})",
     functional=lambda a, xs: xs[0],  # eval mode: identity
     torch="nn.Dropout", elementwise=True, affine=True, doc="dropout (identity in eval mode)",
-    grad=passthrough_grad, cost=view_cost, doc_call="dropout(x, p=0.5)", doc_args="`p` number in [0, 1] (0.5)",
+    grad=passthrough_grad, cost=view_cost,
+    imports=Imports(("nn.Dropout",), calls=(
+        Call(("F.dropout",), ("input", "p", "training", "inplace"), lambda b, shapes: {"p": float(b["p"])},
+             {"p": 0.5, "training": True, "inplace": False}),
+        Call(("aten.dropout",), ("input", "p", "train"), lambda b, shapes: {"p": float(b["p"])},
+             {"p": 0.5, "train": False}))),
+    from_module=lambda m, shape: {"p": float(m.p)},
+    doc_call="dropout(x, p=0.5)", doc_args="`p` number in [0, 1] (0.5)",
     doc_shape="same shape; the identity at inference"))
 
 def _stochastic_depth_training(a, xs, shapes):
@@ -92,6 +114,7 @@ register(OpDef(
 register(OpDef(
     "identity", (), same_shape, module=lambda a, s: "nn.Identity()",
     functional=lambda a, xs: xs[0], torch="nn.Identity", elementwise=True, affine=True, doc="identity",
+    imports=Imports(("nn.Identity",)),
     grad=passthrough_grad, cost=view_cost, doc_args="—", doc_shape="same shape"))
 
 
@@ -124,11 +147,27 @@ def _softmax_grad_code(a, ins, k, const, path):
 register(OpDef(SOFTMAX_T, (), None, n_inputs=None, gradient_only=True, grad_code=_softmax_grad_code,
                cost=eltwise_cost(2, 2), doc="gradient of softmax w.r.t. its input"))
 
+def _softmax_dim(dim, shape, dtype=None) -> dict:
+    if dtype is not None:
+        raise NotConvertible("softmax with a dtype")
+    d = (0 if len(shape) in (0, 1, 3) else 1) if dim is None else int(dim)  # None: PyTorch's legacy choice
+    if d % len(shape) == 0:
+        raise NotConvertible("softmax over the batch dimension")
+    return {"dim": d}
+
+
+_SOFTMAX_IMPORTS = Imports(("nn.Softmax",), calls=(
+    Call(("F.softmax", "torch.softmax", "Tensor.softmax"), ("input", "dim", "_stacklevel", "dtype"),
+         lambda b, shapes: _softmax_dim(b["dim"], shapes[0], b["dtype"]), {"dim": None, "_stacklevel": 3, "dtype": None}),
+    Call(("aten.softmax", "aten._softmax"), ("input", "dim", "half_to_float"),
+         lambda b, shapes: _softmax_dim(b["dim"], shapes[0]), {"dim": 1, "half_to_float": False})))
+
 register(OpDef(
     "softmax", (ParamSpec("dim", "int", 1),), _softmax_shape,
     module=lambda a, s: f"nn.Softmax({lit(a['dim'])})",
     functional=lambda a, xs: f"torch.softmax({xs[0]}, {lit(a['dim'])})",
     torch="torch.softmax", doc="softmax along a dimension", grad=_softmax_grad, cost=_softmax_cost,
+    imports=_SOFTMAX_IMPORTS, from_module=lambda m, shape: _softmax_dim(m.dim, shape),
     doc_call="softmax(x, dim=1)", doc_args="`dim` int (1), in range", doc_shape="same shape"))
 
 
@@ -168,5 +207,9 @@ register(OpDef(
     functional=lambda a, xs: f"torch.cat(({', '.join(xs)},), {lit(a['dim'])})",
     torch="torch.cat", doc="concatenate tensors along a dimension", grad=_concat_grad,
     cost=lambda W, a, ins, out: W.CopyWorkload(sum(numel(s) for s in ins), numel(out)),
+    imports=Imports(calls=(Call(("torch.cat", "torch.concat", "torch.concatenate", "aten.cat", "aten.concat"),
+                                ("tensors", "dim"), lambda b, shapes: {"dim": int(b["dim"])}, {"dim": 0},
+                                tensors=("tensors",),
+                                constant="concatenates something other than a list of tensors"),)),
     doc_call="concat(a, b, ..., dim=1)", doc_args="tensors first, then `dim` int (1), in range",
     doc_shape="one or more tensors of one rank (E0300), equal outside `dim` (E0301); the sizes along `dim` add up"))
