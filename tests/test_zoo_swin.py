@@ -127,6 +127,41 @@ def test_maxvit_imports_loads_strict_and_computes_the_logits(tmp_path, capsys):
     assert want.std() > 1e-2
 
 
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_swin_gradcam_at_the_last_stage_equals_hooks_and_backward(family):
+    """Grad-CAM at `permute` (the last stage's normalised map, channels first: [N, C, 4, 4]), every
+    strategy, against a forward hook on the mirror's `permute` module and one backward of the
+    top-1 logits; the explainers read the blocks' buffers (relative_position_index) too."""
+    from evo.importer import from_torch
+
+    model = globals()[family]()
+    src = from_torch(model, torch.randn(1, 3, 32, 32))
+    prog = evo.compile(src + textwrap.dedent("""
+        cam Explain {
+            network = SwinTransformer
+            layer = permute
+            upsample = none
+            normalize = none
+        }
+        """))
+    net = prog.build("SwinTransformer").eval()
+    net.load_state_dict(model.state_dict(), strict=True)
+    torch.manual_seed(3)
+    x = torch.randn(2, 3, 32, 32)
+    acts = {}
+    hook = model.permute.register_forward_hook(lambda mod, i, o: acts.__setitem__("a", o))
+    logits = model(x)
+    hook.remove()
+    top = logits.argmax(1)
+    (g,) = torch.autograd.grad(logits.gather(1, top[:, None]).sum(), acts["a"])
+    a = acts["a"].detach()
+    want = torch.relu((g.mean((2, 3), keepdim=True) * a).sum(1))
+    assert want.shape == (2, 4, 4) and (want > 0).any()
+    for strategy in ("autograd", "forward", "compiled"):
+        res = prog.explainer("Explain", net, strategy=strategy)(x)
+        torch.testing.assert_close(res.maps, want, rtol=1e-4, atol=1e-6, msg=strategy)
+
+
 # ----------------------------------------------------------------------------- the ops one by one
 
 ATTN = textwrap.dedent("""\

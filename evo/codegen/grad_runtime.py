@@ -88,10 +88,11 @@ def _evo_bn_scale(bn):
 
 def _evo_sub(model, path):
     # a submodule by its path, through _modules (never an nn.Module attribute of the same name)
-    # (the last part may be a learnable tensor: a parameter of its block)
+    # (the last part may be a learnable tensor or a buffer of its block)
     m = model
     for part in path.split("."):
-        m = m._modules[part] if part in m._modules else m._parameters[part]
+        m = m._modules[part] if part in m._modules else (
+            m._parameters[part] if part in m._parameters else m._buffers[part])
     return m
 
 
