@@ -162,6 +162,41 @@ def test_swin_gradcam_at_the_last_stage_equals_hooks_and_backward(family):
         torch.testing.assert_close(res.maps, want, rtol=1e-4, atol=1e-6, msg=strategy)
 
 
+def test_swin_gradcam_of_the_channels_last_last_stage_equals_hooks_and_backward():
+    """Grad-CAM at `features` (the last stage's output, channels last [N, 4, 4, C]; `grid = [4, 4]`
+    states its layout), every strategy, against a forward hook on the mirror's `features`, one
+    backward of the top-1 logits and the permute to [N, C, H, W] written here."""
+    from evo.importer import from_torch
+
+    model = swin_t()
+    src = from_torch(model, torch.randn(1, 3, 32, 32))
+    prog = evo.compile(src + textwrap.dedent("""
+        cam Explain {
+            network = SwinTransformer
+            layer = features
+            grid = [4, 4]
+            upsample = none
+            normalize = none
+        }
+        """))
+    net = prog.build("SwinTransformer").eval()
+    net.load_state_dict(model.state_dict(), strict=True)
+    torch.manual_seed(4)
+    x = torch.randn(2, 3, 32, 32)
+    acts = {}
+    hook = model.features.register_forward_hook(lambda mod, i, o: acts.__setitem__("a", o))
+    logits = model(x)
+    hook.remove()
+    top = logits.argmax(1)
+    (g,) = torch.autograd.grad(logits.gather(1, top[:, None]).sum(), acts["a"])
+    a, g = acts["a"].detach().permute(0, 3, 1, 2), g.permute(0, 3, 1, 2)  # [N, H, W, C] -> [N, C, H, W]
+    want = torch.relu((g.mean((2, 3), keepdim=True) * a).sum(1))
+    assert want.shape == (2, 4, 4) and (want > 0).any()
+    for strategy in ("autograd", "forward", "compiled"):
+        res = prog.explainer("Explain", net, strategy=strategy)(x)
+        torch.testing.assert_close(res.maps, want, rtol=1e-4, atol=1e-6, msg=strategy)
+
+
 # ----------------------------------------------------------------------------- the ops one by one
 
 ATTN = textwrap.dedent("""\
