@@ -594,5 +594,3 @@ class SettingsChecker:
         return v
 
 
-def _fmt_shape(s) -> str:
-    return "[" + ", ".join(str(x) for x in s) + "]"

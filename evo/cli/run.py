@@ -205,11 +205,13 @@ def main(args) -> int:
         load_weights(model, wpath)
     overrides = {"strategy": args.strategy} if args.strategy else {}
     exp = prog.explainer(name, model, **overrides)
+    from evo.ir.node import fmt_shape
+
     g = prog.graph(spec.network)
     shape = g.node(g.inputs[0]).shape
     if len(shape) != 4 or shape[1] not in (1, 3):
         raise UsageError(f"evoc run feeds images to networks whose input is [N, 1, H, W] (grey) or "
-                         f"[N, 3, H, W] (RGB); '{safe(spec.network)}' takes {list(shape)}")
+                         f"[N, 3, H, W] (RGB); '{safe(spec.network)}' takes {fmt_shape(shape)}")
     channels = int(shape[1])
     size = (int(shape[2]), int(shape[3]))
     # a grey network reads images as grey (its statistics: one value each)

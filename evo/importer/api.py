@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from evo.importer.trace import Problems, TraceFailed, trace_export, trace_fx
+from evo.ir.node import fmt_shape
 
 
 class ConversionError(Exception):
@@ -75,7 +76,7 @@ def _convert(module: nn.Module, x: torch.Tensor, net_name: str, label: str, veri
             module(x)
     except Exception as e:  # noqa: BLE001 -- any failure of the user's model is reported, not raised
         first = (str(e).strip().splitlines() or [""])[0]
-        msg = f"the model fails on the example input of shape {list(x.shape)}: {type(e).__name__}: {first}"
+        msg = f"the model fails on the example input of shape {fmt_shape(x.shape)}: {type(e).__name__}: {first}"
         raise ConversionError(label, [msg]) from None
     from evo.importer import training
 

@@ -39,6 +39,11 @@ class Op(str, metaclass=_OpNames):
 Shape = tuple  # of int | str (a free symbol such as "N")
 
 
+def fmt_shape(shape) -> str:
+    """A shape as the one text every message and listing shows: ``[N, 3, 224, 224]``."""
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
 @dataclass(frozen=True)
 class Node:
     id: int

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from evo.frontend.names import show_listed, show_module_path
-from evo.ir.node import Graph, Node
+from evo.ir.node import Graph, Node, fmt_shape
 
 
 def _val(v) -> str:
@@ -14,18 +14,14 @@ def _val(v) -> str:
     if isinstance(v, tuple):
         return "(" + ", ".join(_val(x) for x in v) + ")"
     if hasattr(v, "shape") and hasattr(v, "dtype"):  # a folded constant tensor
-        return f"<const {list(v.shape)}>"
+        return f"<const {fmt_shape(v.shape)}>"
     return str(v)
-
-
-def shape_str(shape) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 def node_line(n: Node) -> str:
     ins = ", ".join(f"%{i}" for i in n.inputs)
     attrs = ", ".join(f"{k}={_val(v)}" for k, v in n.attrs)
-    s = f"%{n.id} = {n.op.value}({ins}{', ' if ins and attrs else ''}{attrs}) : {shape_str(n.shape)}"
+    s = f"%{n.id} = {n.op.value}({ins}{', ' if ins and attrs else ''}{attrs}) : {fmt_shape(n.shape)}"
     extra = []
     if n.path is not None:
         extra.append(f"module={show_module_path(n.path)}")

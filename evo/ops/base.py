@@ -49,7 +49,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from evo.ir.node import Op
+from evo.ir.node import Op, fmt_shape  # noqa: F401 - re-exported: the ops' messages use it
 
 
 class OpError(Exception):
@@ -268,10 +268,6 @@ def tuple_lit(v) -> str:
     """A tuple literal written out in full (`lit` shortens an equal pair to one number, as
     PyTorch's int-or-pair arguments take it; a shape or a list of dims must stay a tuple)."""
     return "(" + ", ".join(lit(x) for x in v) + ("," if len(v) == 1 else "") + ")"
-
-
-def fmt_shape(shape: tuple) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 def rank(shape: tuple, want: int | tuple[int, ...], what: str) -> None:

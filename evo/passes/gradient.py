@@ -29,7 +29,7 @@ from typing import Callable
 
 from evo import ops
 from evo.diagnostics import Span
-from evo.ir.node import Graph, Node, Op
+from evo.ir.node import Graph, Node, Op, fmt_shape
 from evo.ops.gradient import CONST, WEIGHTED_SUM, derivative_grad
 
 
@@ -99,7 +99,7 @@ def explain_graph(g: Graph, layer_path: str) -> Graph:
                             n.shape, n.span, n.path, n.name)
     logits = b.nodes[remap[out_id]]
     if len(logits.shape) != 2:
-        raise NotDifferentiable(f"the network's output is {list(logits.shape)}, not [N, classes]")
+        raise NotDifferentiable(f"the network's output is {fmt_shape(logits.shape)}, not [N, classes]")
     seed = b.add(Op.INPUT, (), {"role": "gseed"}, (KB, logits.shape[1]), logits.span, name="gseed")
     # reverse sweep: grads[node] = list of gradient node ids to be summed
     grads: dict[int, list[int]] = {remap[out_id]: [seed]}

@@ -6,7 +6,7 @@ table, and the IR does not import it (ir <- ops <- passes)."""
 from __future__ import annotations
 
 from evo import ops
-from evo.ir.node import Graph, Op
+from evo.ir.node import Graph, Op, fmt_shape
 
 
 class IRError(AssertionError):
@@ -30,8 +30,8 @@ def _check_shape(g: Graph, n, shapes: dict) -> None:
     except ops.OpError as e:
         raise IRError(f"{g.name}: node {n.id} ({n.op.value}): {e.message}") from None
     if want != n.shape:
-        raise IRError(f"{g.name}: node {n.id} ({n.op.value}) has shape {list(n.shape)}, but its inputs give "
-                      f"{list(want)}")
+        raise IRError(f"{g.name}: node {n.id} ({n.op.value}) has shape {fmt_shape(n.shape)}, but its inputs give "
+                      f"{fmt_shape(want)}")
 
 
 def verify(g: Graph) -> Graph:
