@@ -2,7 +2,9 @@
 
 Write `codes.UNDEFINED_NAME` rather than the literal "E0100"; `CODES` maps each code to a
 one-line description (docs/language.md lists them; the golden tests check that each code
-is produced by at least one bad program in tests/bad/)."""
+is produced by at least one bad program in tests/bad/).  No other module under evo/ spells
+a code as a string literal, and every constant here is in CODES or WARNINGS and in
+docs/language.md's table (tests/test_one_home.py)."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from evo import codes as C
 from evo import ops
 from evo.check.program import Program
 from evo.diagnostics import Abort, Collector, Span, did_you_mean
@@ -88,7 +89,7 @@ class Evaluator:
         return Abort()
 
     def tensor_binop(self, op: str, a, b, e: A.BinOp, ctx, bind):
-        raise self.fail("E0200", f"'{op}' on tensors needs a network to build", e.span)
+        raise self.fail(C.TYPE_MISMATCH, f"'{op}' on tensors needs a network to build", e.span)
 
     def builtin_call(self, e: A.Call, ctx):
         """min(...) and max(...) of numbers."""
@@ -96,10 +97,10 @@ class Evaluator:
         if any(v is POISON for v in vals):
             return POISON
         if len(vals) < 2 or e.kwargs:
-            raise self.fail("E0104", f"{e.func}() takes two or more numbers", e.span)
+            raise self.fail(C.WRONG_NUMBER_OF_ARGUMENTS, f"{e.func}() takes two or more numbers", e.span)
         for v, a in zip(vals, e.args):
             if not is_number(v):
-                raise self.fail("E0200", f"{e.func}() needs numbers, not {type_name(v)}", a.span)
+                raise self.fail(C.TYPE_MISMATCH, f"{e.func}() needs numbers, not {type_name(v)}", a.span)
         return min(vals) if e.func == "min" else max(vals)
 
     def eval_bool(self, e, ctx: Ctx) -> bool:
@@ -107,7 +108,7 @@ class Evaluator:
         if v is POISON:
             raise Abort()
         if not isinstance(v, bool):
-            raise self.fail("E0204" if isinstance(v, TensorV) else "E0200",
+            raise self.fail(C.CONDITION_IS_NOT_COMPILE_TIME if isinstance(v, TensorV) else C.TYPE_MISMATCH,
                             f"a condition must be a compile-time bool, not {type_name(v)}", e.span,
                             "compare values, e.g. stride != 1")
         return v
@@ -119,7 +120,7 @@ class Evaluator:
         if isinstance(v, bool) or not isinstance(v, int):
             if isinstance(v, float) and v.is_integer():
                 return int(v)
-            raise self.fail("E0200", f"{what} must be an int, not {type_name(v)}", e.span)
+            raise self.fail(C.TYPE_MISMATCH, f"{what} must be an int, not {type_name(v)}", e.span)
         return v
 
     def eval(self, e, ctx: Ctx, bind: str | None = None) -> Any:
@@ -131,7 +132,7 @@ class Evaluator:
             return e.value
         parsed = parse_unit(e.unit)
         if parsed is None:
-            raise self.fail("E0411", f"unknown unit '{e.unit}'", e.span)
+            raise self.fail(C.UNKNOWN_UNIT, f"unknown unit '{e.unit}'", e.span)
         scale, dim = parsed
         if dim == COUNT:
             v = e.value * scale
@@ -147,7 +148,7 @@ class Evaluator:
     def e_Name(self, e: A.Name, ctx, bind):
         if e.id in ctx.env:
             return ctx.env[e.id]
-        raise self.fail("E0100", f"'{e.id}' is not bound on this path", e.span,
+        raise self.fail(C.UNDEFINED_NAME, f"'{e.id}' is not bound on this path", e.span,
                         "it is bound only in one branch of an 'if'; bind it in both")
 
     def e_ListExpr(self, e: A.ListExpr, ctx, bind):
@@ -162,10 +163,10 @@ class Evaluator:
             return POISON
         if e.op == "not":
             if not isinstance(v, bool):
-                raise self.fail("E0200", f"'not' needs a bool, not {type_name(v)}", e.operand.span)
+                raise self.fail(C.TYPE_MISMATCH, f"'not' needs a bool, not {type_name(v)}", e.operand.span)
             return not v
         if isinstance(v, bool) or not isinstance(v, (int, float, Quantity)):
-            raise self.fail("E0200", f"unary '{e.op}' needs a number, not {type_name(v)}", e.operand.span)
+            raise self.fail(C.TYPE_MISMATCH, f"unary '{e.op}' needs a number, not {type_name(v)}", e.operand.span)
         if isinstance(v, Quantity):
             return Quantity(-v.value if e.op == "-" else v.value, v.dim)
         return -v if e.op == "-" else v
@@ -177,14 +178,14 @@ class Evaluator:
             if a is POISON:
                 return POISON
             if not isinstance(a, bool):
-                raise self.fail("E0200", f"'{op}' needs bools, not {type_name(a)}", e.left.span)
+                raise self.fail(C.TYPE_MISMATCH, f"'{op}' needs bools, not {type_name(a)}", e.left.span)
             if (op == "and" and not a) or (op == "or" and a):
                 return a
             b = self.eval(e.right, ctx)
             if b is POISON:
                 return POISON
             if not isinstance(b, bool):
-                raise self.fail("E0200", f"'{op}' needs bools, not {type_name(b)}", e.right.span)
+                raise self.fail(C.TYPE_MISMATCH, f"'{op}' needs bools, not {type_name(b)}", e.right.span)
             return b
         a = self.eval(e.left, ctx)
         b = self.eval(e.right, ctx)
@@ -199,28 +200,28 @@ class Evaluator:
             return self.quantity_binop(op, a, b, e)
         if op in ("==", "!="):
             if type_name(a) != type_name(b) and not (is_number(a) and is_number(b)):
-                raise self.fail("E0200", f"cannot compare {type_name(a)} with {type_name(b)}", e.span)
+                raise self.fail(C.TYPE_MISMATCH, f"cannot compare {type_name(a)} with {type_name(b)}", e.span)
             return (a == b) if op == "==" else (a != b)
         for v, sub in ((a, e.left), (b, e.right)):
             if not is_number(v):
-                raise self.fail("E0200", f"'{op}' needs numbers, not {type_name(v)}", sub.span)
+                raise self.fail(C.TYPE_MISMATCH, f"'{op}' needs numbers, not {type_name(v)}", sub.span)
         if op in ("<", "<=", ">", ">="):
             return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
         if op in ("/", "//", "%") and b == 0:
-            raise self.fail("E0201", "division by zero", e.right.span)
+            raise self.fail(C.DIVISION_BY_ZERO, "division by zero", e.right.span)
         r = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b,
              "//": lambda: a // b, "%": lambda: a % b}[op]()
         if isinstance(r, float) and not math.isfinite(r):
-            raise self.fail("E0203", "the result is not a finite number", e.span)
+            raise self.fail(C.VALUE_OUT_OF_RANGE, "the result is not a finite number", e.span)
         if isinstance(r, int) and abs(r) > 10 ** 18:
-            raise self.fail("E0203", "the result is too large", e.span)
+            raise self.fail(C.VALUE_OUT_OF_RANGE, "the result is too large", e.span)
         return r
 
     def quantity_binop(self, op: str, a, b, e):
         qa, qb = isinstance(a, Quantity), isinstance(b, Quantity)
         if op in ("+", "-", "<", "<=", ">", ">=", "==", "!="):
             if not (qa and qb) or a.dim != b.dim:
-                raise self.fail("E0400", f"'{op}' needs quantities of one dimension, got {type_name(a)} and "
+                raise self.fail(C.WRONG_UNIT, f"'{op}' needs quantities of one dimension, got {type_name(a)} and "
                                 f"{type_name(b)}", e.span)
             x, y = a.value, b.value
             return {"+": lambda: Quantity(x + y, a.dim), "-": lambda: Quantity(x - y, a.dim),
@@ -232,9 +233,9 @@ class Evaluator:
                 return Quantity(q.value * s, q.dim)
         if op == "/" and qa and not qb and is_number(b):
             if b == 0:
-                raise self.fail("E0201", "division by zero", e.right.span)
+                raise self.fail(C.DIVISION_BY_ZERO, "division by zero", e.right.span)
             return Quantity(a.value / b, a.dim)
-        raise self.fail("E0400", f"'{op}' is not defined for {type_name(a)} and {type_name(b)}", e.span)
+        raise self.fail(C.WRONG_UNIT, f"'{op}' is not defined for {type_name(a)} and {type_name(b)}", e.span)
 
     def e_Attr(self, e: A.Attr, ctx, bind):
         v = self.eval(e.obj, ctx)
@@ -245,21 +246,21 @@ class Evaluator:
             if e.attr in idx:
                 i = idx[e.attr]
                 if len(v.shape) <= i:
-                    raise self.fail("E0300", f"'.{e.attr}' needs a 4-D tensor, this one is "
+                    raise self.fail(C.WRONG_TENSOR_RANK, f"'.{e.attr}' needs a 4-D tensor, this one is "
                                     f"{ops.fmt_shape(v.shape)}", e.span)
                 return self.dim(v.shape[i], e)
             if e.attr == "shape":
                 return tuple(v.shape)
             if e.attr == "rank":
                 return len(v.shape)
-            raise self.fail("E0113", f"tensors have no attribute '{e.attr}'", e.span,
+            raise self.fail(C.UNKNOWN_ATTRIBUTE_OF_A_TENSOR, f"tensors have no attribute '{e.attr}'", e.span,
                             did_you_mean(e.attr, ["channels", "height", "width", "shape", "rank"])
                             or "use .channels, .height, .width, .shape[i] or .rank")
-        raise self.fail("E0113", f"{type_name(v)} has no attribute '{e.attr}'", e.span)
+        raise self.fail(C.UNKNOWN_ATTRIBUTE_OF_A_TENSOR, f"{type_name(v)} has no attribute '{e.attr}'", e.span)
 
     def dim(self, d, e):
         if not isinstance(d, int):
-            raise self.fail("E0204", f"this dimension is the symbol '{d}', not known at compile time", e.span)
+            raise self.fail(C.CONDITION_IS_NOT_COMPILE_TIME, f"this dimension is the symbol '{d}', not known at compile time", e.span)
         return d
 
     def e_Index(self, e: A.Index, ctx, bind):
@@ -269,17 +270,17 @@ class Evaluator:
             return POISON
         if isinstance(v, TupleV):  # one output of a block that returns several
             if isinstance(i, bool) or not isinstance(i, int):
-                raise self.fail("E0200", f"an index must be an int, not {type_name(i)}", e.index.span)
+                raise self.fail(C.TYPE_MISMATCH, f"an index must be an int, not {type_name(i)}", e.index.span)
             if not -len(v.items) <= i < len(v.items):
-                raise self.fail("E0206", f"index {i} is out of range for {len(v.items)} values", e.index.span)
+                raise self.fail(C.INDEX_OUT_OF_RANGE, f"index {i} is out of range for {len(v.items)} values", e.index.span)
             return v.items[i]
         if not isinstance(v, tuple):
-            raise self.fail("E0200", f"cannot index {type_name(v)}", e.obj.span,
+            raise self.fail(C.TYPE_MISMATCH, f"cannot index {type_name(v)}", e.obj.span,
                             "index a tensor's shape: x.shape[i]")
         if isinstance(i, bool) or not isinstance(i, int):
-            raise self.fail("E0200", f"an index must be an int, not {type_name(i)}", e.index.span)
+            raise self.fail(C.TYPE_MISMATCH, f"an index must be an int, not {type_name(i)}", e.index.span)
         if not -len(v) <= i < len(v):
-            raise self.fail("E0206", f"index {i} is out of range for {len(v)} items", e.index.span)
+            raise self.fail(C.INDEX_OUT_OF_RANGE, f"index {i} is out of range for {len(v)} items", e.index.span)
         r = v[i]
         if isinstance(r, str) and isinstance(e.obj, A.Attr) and e.obj.attr == "shape":
             return self.dim(r, e)

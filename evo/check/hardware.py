@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from evo import codes as C
 from evo.check.program import Program
 from evo.diagnostics import Abort, Collector, Note, Span, did_you_mean
 from evo.frontend import ast as A
@@ -224,13 +225,13 @@ class HardwareChecker:
             return self.raw[name]
         hw: A.Hardware = self.prog.hardware[name]
         if name in stack:
-            self.col.error("E0409", "hardware tiers extend each other in a cycle: " + " -> ".join(stack + [name]),
+            self.col.error(C.UNKNOWN_BASE_HARDWARE, "hardware tiers extend each other in a cycle: " + " -> ".join(stack + [name]),
                            hw.name_span)
             return None
         if hw.extends is not None:
             base_def = self.prog.hardware.get(hw.extends)
             if base_def is None:
-                self.col.error("E0409", f"hardware '{name}' extends unknown hardware '{hw.extends}'",
+                self.col.error(C.UNKNOWN_BASE_HARDWARE, f"hardware '{name}' extends unknown hardware '{hw.extends}'",
                                hw.extends_span, did_you_mean(hw.extends, self.prog.hardware))
                 self.raw[name] = None
                 return None
@@ -245,11 +246,11 @@ class HardwareChecker:
         for item in hw.items:
             if isinstance(item, A.HwLevel):
                 if item.kind not in LEVEL_KINDS:
-                    self.col.error("E0407", f"unknown memory level kind '{item.kind}'", item.kind_span,
+                    self.col.error(C.UNKNOWN_MEMORY_LEVEL_KIND, f"unknown memory level kind '{item.kind}'", item.kind_span,
                                    did_you_mean(item.kind, LEVEL_KINDS) or "levels are offchip, global and pe")
                     continue
                 if item.kind in own_levels:
-                    self.col.error("E0408", f"a second '{item.kind}' level", item.kind_span,
+                    self.col.error(C.DUPLICATE_MEMORY_LEVEL, f"a second '{item.kind}' level", item.kind_span,
                                    "a tier has exactly one offchip, one global and one pe level",
                                    [Note("first one here", own_levels[item.kind].kind_span)])
                     continue
@@ -257,10 +258,10 @@ class HardwareChecker:
                 attrs = {}
                 for a in item.attrs:
                     if len(a.path) != 1:
-                        self.col.error("E0403", f"unknown level attribute '{'.'.join(a.path)}'", a.span)
+                        self.col.error(C.UNKNOWN_HARDWARE_ATTRIBUTE, f"unknown level attribute '{'.'.join(a.path)}'", a.span)
                         continue
                     if a.path[0] in attrs:
-                        self.col.error("E0102", f"attribute '{a.path[0]}' is set twice", a.span)
+                        self.col.error(C.NAME_BOUND_TWICE, f"attribute '{a.path[0]}' is set twice", a.span)
                     attrs[a.path[0]] = (self.value(a.value, a.path[0]), a)
                 r.levels[item.kind] = (item, attrs)  # a level block redefines that level entirely
                 if hw.extends is None:
@@ -271,14 +272,14 @@ class HardwareChecker:
                 continue
             key = ".".join(item.path)
             if key in seen_top:
-                self.col.error("E0102", f"attribute '{key}' is set twice", item.span)
+                self.col.error(C.NAME_BOUND_TWICE, f"attribute '{key}' is set twice", item.span)
             seen_top.add(key)
             if len(item.path) == 1:
                 r.top[item.path[0]] = (self.value(item.value, item.path[0]), item)
             elif len(item.path) == 2 and item.path[0] in LEVEL_KINDS:
                 kind, attr = item.path
                 if kind not in r.levels:
-                    self.col.error("E0410", f"'{key}' sets an attribute of a '{kind}' level this tier does not have",
+                    self.col.error(C.MISSING_MEMORY_LEVEL, f"'{key}' sets an attribute of a '{kind}' level this tier does not have",
                                    item.span, f"define the level: {kind} NAME {{ ... }}")
                     continue
                 lv, attrs = r.levels[kind]
@@ -286,7 +287,7 @@ class HardwareChecker:
                 attrs[attr] = (self.value(item.value, attr), item)
                 r.levels[kind] = (lv, attrs)
             else:
-                self.col.error("E0403", f"unknown hardware attribute '{key}'", item.span,
+                self.col.error(C.UNKNOWN_HARDWARE_ATTRIBUTE, f"unknown hardware attribute '{key}'", item.span,
                                did_you_mean(key, list(TOP_ATTRS) + list(TOP_WORDS)
                                             + [f"{k}.{a}" for k in LEVEL_KINDS for a in (*LEVEL_ATTRS, *LEVEL_WORDS)]))
         self.raw[name] = r
@@ -299,19 +300,19 @@ class HardwareChecker:
         want = " or ".join(f"{U.NOUN[d]} (e.g. {U.EXAMPLE[d]})" for d in dims)
         if isinstance(v, U.Quantity):
             if v.dim not in dims:
-                self.col.error("E0400", f"'{key}' is the {what} and needs {want}, but {v} is {U.NOUN.get(v.dim, v.dim)}",
+                self.col.error(C.WRONG_UNIT, f"'{key}' is the {what} and needs {want}, but {v} is {U.NOUN.get(v.dim, v.dim)}",
                                item.value.span)
                 return None
             return v
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            self.col.error("E0200", f"'{key}' needs {want}", item.value.span)
+            self.col.error(C.TYPE_MISMATCH, f"'{key}' needs {want}", item.value.span)
             return None
         if dims == (U.COUNT,):
             if not isinstance(v, int) and not float(v).is_integer():
-                self.col.error("E0200", f"'{key}' must be a whole number, got {v}", item.value.span)
+                self.col.error(C.TYPE_MISMATCH, f"'{key}' must be a whole number, got {v}", item.value.span)
                 return None
             return int(v)
-        self.col.error("E0401", f"'{key}' is the {what} and needs a unit: {want}", item.value.span,
+        self.col.error(C.MISSING_UNIT, f"'{key}' is the {what} and needs a unit: {want}", item.value.span,
                        f"write e.g. {key} = {U.EXAMPLE[dims[0]]}")
         return None
 
@@ -328,7 +329,7 @@ class HardwareChecker:
             spec = TOP_ATTRS.get(key)
             if spec is None:
                 known = list(TOP_ATTRS) + list(TOP_WORDS)
-                self.col.error("E0403", f"unknown hardware attribute '{key}'", item.span,
+                self.col.error(C.UNKNOWN_HARDWARE_ATTRIBUTE, f"unknown hardware attribute '{key}'", item.span,
                                did_you_mean(key, known) or f"attributes are {', '.join(known)}")
                 continue
             q = self.quantity(key, v, item, spec[0], spec[3])
@@ -336,11 +337,11 @@ class HardwareChecker:
                 continue
             val = q.value if isinstance(q, U.Quantity) else q
             if val <= 0:
-                self.col.error("E0404", f"'{key}' must be positive, got {q}", item.value.span)
+                self.col.error(C.VALUE_MUST_BE_POSITIVE, f"'{key}' must be positive, got {q}", item.value.span)
                 continue
             why = out_of_range(key, val)
             if why:
-                self.col.error("E0203", f"'{key}' {why}, got {q}", item.value.span)
+                self.col.error(C.VALUE_OUT_OF_RANGE, f"'{key}' {why}, got {q}", item.value.span)
                 continue
             top[key] = val
         shape = [r.top.get(k) for k in ("rows", "cols")]
@@ -349,7 +350,7 @@ class HardwareChecker:
         for key, (dims, req, default, what) in TOP_ATTRS.items():
             if key not in top and key not in r.top:
                 if req:
-                    self.col.error("E0402", f"hardware '{hw.name}' needs '{key}' ({what})", hw.name_span,
+                    self.col.error(C.MISSING_HARDWARE_ATTRIBUTE, f"hardware '{hw.name}' needs '{key}' ({what})", hw.name_span,
                                    f"add e.g. {key} = {U.EXAMPLE[dims[0]] if dims[0] != U.COUNT else 168}")
                 else:
                     top[key] = default
@@ -359,26 +360,26 @@ class HardwareChecker:
         if order != want:
             for (k, sp), w in zip(r.order, want):
                 if k != w:
-                    self.col.error("E0405", f"memory level '{k}' is out of order: levels go offchip, global, pe "
+                    self.col.error(C.MEMORY_LEVELS_OUT_OF_ORDER, f"memory level '{k}' is out of order: levels go offchip, global, pe "
                                    "(far to near)", sp)
                     break
         if (shape[0] is None) != (shape[1] is None):
             given, missing = ("rows", "cols") if shape[0] is not None else ("cols", "rows")
-            self.col.error("E0402", f"hardware '{hw.name}' gives the array's {given} but not its {missing}",
+            self.col.error(C.MISSING_HARDWARE_ATTRIBUTE, f"hardware '{hw.name}' gives the array's {given} but not its {missing}",
                            r.top[given][1].span, f"add {missing} = ..., or leave both out")
         elif top.get("rows") and top.get("cols") and top.get("pes") and top["rows"] * top["cols"] != top["pes"]:
             item = r.top["pes"][1] if "pes" in r.top else r.top["rows"][1]
-            self.col.error("E0404", f"the PE array is {top['rows']} x {top['cols']} = {top['rows'] * top['cols']} "
+            self.col.error(C.VALUE_MUST_BE_POSITIVE, f"the PE array is {top['rows']} x {top['cols']} = {top['rows'] * top['cols']} "
                            f"PEs, but pes = {top['pes']}", item.value.span,
                            "leave pes out (rows x cols gives it) or make them agree")
         if words["dataflow"] == "row_stationary" and not top.get("rows"):
             item = r.top["dataflow"][1]
-            self.col.error("E0402", "the row_stationary dataflow needs the array's shape", item.value.span,
+            self.col.error(C.MISSING_HARDWARE_ATTRIBUTE, "the row_stationary dataflow needs the array's shape", item.value.span,
                            "add rows = ... and cols = ... (e.g. rows = 12; cols = 14)")
         levels = []
         for kind in LEVEL_KINDS:
             if kind not in r.levels:
-                self.col.error("E0410", f"hardware '{hw.name}' has no '{kind}' level", hw.name_span,
+                self.col.error(C.MISSING_MEMORY_LEVEL, f"hardware '{hw.name}' has no '{kind}' level", hw.name_span,
                                f"add: {kind} NAME {{ ... }}")
                 continue
             lv, attrs = r.levels[kind]
@@ -392,11 +393,11 @@ class HardwareChecker:
                 spec = LEVEL_ATTRS.get(key)
                 if spec is None:
                     known = list(LEVEL_ATTRS) + list(LEVEL_WORDS)
-                    self.col.error("E0403", f"unknown attribute '{key}' of the {kind} level", item.span,
+                    self.col.error(C.UNKNOWN_HARDWARE_ATTRIBUTE, f"unknown attribute '{key}' of the {kind} level", item.span,
                                    did_you_mean(key, known) or f"level attributes are {', '.join(known)}")
                     continue
                 if kind == "offchip" and key.endswith("_size"):
-                    self.col.error("E0403", f"the offchip level has no '{key}' (it holds every operand, "
+                    self.col.error(C.UNKNOWN_HARDWARE_ATTRIBUTE, f"the offchip level has no '{key}' (it holds every operand, "
                                    "unbounded or of one size)", item.span)
                     continue
                 q = self.quantity(key, v, item, spec[0], spec[1])
@@ -404,7 +405,7 @@ class HardwareChecker:
                     vals[key] = None
                     continue
                 if q.value <= 0:
-                    self.col.error("E0404", f"'{key}' of the {kind} level must be positive, got {q}",
+                    self.col.error(C.VALUE_MUST_BE_POSITIVE, f"'{key}' of the {kind} level must be positive, got {q}",
                                    item.value.span)
                     vals[key] = None
                     continue
@@ -413,7 +414,7 @@ class HardwareChecker:
                     val = q.value * top.get("frequency", 0)
                 why = out_of_range(key, val) if val else None
                 if why:
-                    self.col.error("E0203", f"'{key}' of the {kind} level {why}, got {q}"
+                    self.col.error(C.VALUE_OUT_OF_RANGE, f"'{key}' of the {kind} level {why}, got {q}"
                                    + (f" ({U.format_quantity(val, U.BANDWIDTH)})" if q.dim == U.BANDWIDTH_CYCLE else ""),
                                    item.value.span)
                     vals[key] = None
@@ -426,24 +427,24 @@ class HardwareChecker:
                 for o in OPERANDS:
                     k = f"{o}_size"
                     if k in attrs and o not in holds:
-                        self.col.error("E0403", f"'{k}' reserves space for {o}s, which the {kind} level "
+                        self.col.error(C.UNKNOWN_HARDWARE_ATTRIBUTE, f"'{k}' reserves space for {o}s, which the {kind} level "
                                        "does not hold", attrs[k][1].span, "add it to holds, or drop the size")
                     elif k not in attrs and o in holds:
-                        self.col.error("E0402", f"the {kind} level '{lv.name}' splits its capacity but gives "
+                        self.col.error(C.MISSING_HARDWARE_ATTRIBUTE, f"the {kind} level '{lv.name}' splits its capacity but gives "
                                        f"no '{k}'", lv.kind_span,
                                        f"add {k} = ..., or leave {o}s out of holds = [...]")
                 total = sum(v for _, v in split)
                 if "size" not in attrs:
                     vals["size"] = total
                 elif vals.get("size") is not None and total > vals["size"] * (1 + 1e-12):
-                    self.col.error("E0404", f"the {kind} level's operand sizes add up to "
+                    self.col.error(C.VALUE_MUST_BE_POSITIVE, f"the {kind} level's operand sizes add up to "
                                    f"{U.format_quantity(total, U.SIZE)}, more than its size "
                                    f"{U.format_quantity(vals['size'], U.SIZE)}", attrs["size"][1].value.span)
             if "holds" in vals and kind == "offchip" and holds != OPERANDS:
-                self.col.error("E0403", "the offchip level holds every operand", attrs["holds"][1].value.span)
+                self.col.error(C.UNKNOWN_HARDWARE_ATTRIBUTE, "the offchip level holds every operand", attrs["holds"][1].value.span)
             for key in LEVEL_REQUIRED[kind]:
                 if key not in attrs and not (key == "size" and split_keys):
-                    self.col.error("E0402", f"the {kind} level '{lv.name}' needs '{key}' "
+                    self.col.error(C.MISSING_HARDWARE_ATTRIBUTE, f"the {kind} level '{lv.name}' needs '{key}' "
                                    f"({LEVEL_ATTRS[key][1]})", lv.kind_span,
                                    f"add e.g. {key} = {U.EXAMPLE[LEVEL_ATTRS[key][0][0]]}")
             levels.append(LevelSpec(kind, lv.name, vals.get("size"), vals.get("bandwidth") or 0.0,
@@ -454,12 +455,12 @@ class HardwareChecker:
         lv = {x.kind: x for x in levels}
         g, pe = lv["global"], lv["pe"]
         if g.size is not None and pe.size is not None and pe.size > g.size:
-            self.col.error("E0406", f"the PE memory '{pe.name}' ({U.format_quantity(pe.size, U.SIZE)} per PE) is "
+            self.col.error(C.PE_MEMORY_LARGER_THAN_GLOBAL_MEMORY, f"the PE memory '{pe.name}' ({U.format_quantity(pe.size, U.SIZE)} per PE) is "
                            f"larger than the global memory '{g.name}' ({U.format_quantity(g.size, U.SIZE)})",
                            pe.span, "the per-PE memory must be smaller than the global memory")
             return None
         if lv["offchip"].size is not None and g.size is not None and g.size > lv["offchip"].size:
-            self.col.error("E0406", f"the global memory '{g.name}' is larger than the off-chip memory",
+            self.col.error(C.PE_MEMORY_LARGER_THAN_GLOBAL_MEMORY, f"the global memory '{g.name}' is larger than the off-chip memory",
                            g.span)
             return None
         return HardwareSpec(hw.name, float(top["frequency"]), int(top["pes"]), int(top["macs_per_pe"]),
@@ -477,7 +478,7 @@ class HardwareChecker:
             if isinstance(v, _Words) and not v.is_list and v.words[0] in DATAFLOWS:
                 return v.words[0]
             got = v.words[0] if isinstance(v, _Words) and not v.is_list else None
-            self.col.error("E0412", f"'dataflow' must be one of {', '.join(DATAFLOWS)}"
+            self.col.error(C.INVALID_HARDWARE_WORD, f"'dataflow' must be one of {', '.join(DATAFLOWS)}"
                            + (f", not '{got}'" if got else ""), item.value.span,
                            did_you_mean(got, DATAFLOWS) if got else None)
             return None
@@ -485,17 +486,17 @@ class HardwareChecker:
             if isinstance(v, _Words):
                 bad = [w for w in v.words if w not in OPERANDS]
                 if bad:
-                    self.col.error("E0412", f"'{bad[0]}' is not an operand; a level holds input, weight "
+                    self.col.error(C.INVALID_HARDWARE_WORD, f"'{bad[0]}' is not an operand; a level holds input, weight "
                                    "and output", item.value.span, did_you_mean(bad[0], OPERANDS))
                     return None
                 if len(set(v.words)) != len(v.words):
-                    self.col.error("E0102", "an operand is listed twice in 'holds'", item.value.span)
+                    self.col.error(C.NAME_BOUND_TWICE, "an operand is listed twice in 'holds'", item.value.span)
                     return None
                 return v.words
-            self.col.error("E0412", f"'holds' of the {kind} level is a list of operands", item.value.span,
+            self.col.error(C.INVALID_HARDWARE_WORD, f"'holds' of the {kind} level is a list of operands", item.value.span,
                            "e.g. holds = [input, output] (weights bypass this level)")
             return None
         if isinstance(v, bool):
             return v
-        self.col.error("E0412", f"'{key}' must be true or false", item.value.span, f"write {key} = true")
+        self.col.error(C.INVALID_HARDWARE_WORD, f"'{key}' must be true or false", item.value.span, f"write {key} = true")
         return None

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from evo import codes as C
 from evo import limits, ops
 from evo.check.evaluate import POISON, Evaluator, TensorV, TupleV, Ctx, fmt_number, is_number, join, type_name
 from evo.check.program import Program
@@ -116,7 +117,7 @@ class Lowerer(Evaluator):
             try:
                 return self._network(net, args, args_span)
             except RecursionError:  # a safety net: the limits below should make this unreachable
-                self.col.error("E0202", f"network '{net.name}' nests too deeply to be instantiated",
+                self.col.error(C.EXPANSION_TOO_LARGE, f"network '{net.name}' nests too deeply to be instantiated",
                                net.name_span, "flatten nested blocks or expressions")
                 return None
 
@@ -139,10 +140,10 @@ class Lowerer(Evaluator):
                     v = self.eval(p.default, Ctx("", env))
                     env[p.name] = self.check_param_type(p, v, p.default.span, f"network '{net.name}'")
                 else:
-                    raise self.fail("E0107", f"network '{net.name}' needs a value for parameter '{p.name}'",
+                    raise self.fail(C.MISSING_ARGUMENT, f"network '{net.name}' needs a value for parameter '{p.name}'",
                                     p.span, f"give it a default, e.g. {p.name}: int = 10")
             for extra in args:
-                raise self.fail("E0105", f"network '{net.name}' has no parameter '{extra}'",
+                raise self.fail(C.UNKNOWN_KEYWORD_ARGUMENT, f"network '{net.name}' has no parameter '{extra}'",
                                 args_span or net.name_span,
                                 did_you_mean(extra, [p.name for p in net.params[1:]]))
             ctx = Ctx("", env, 0, f"network '{net.name}'")
@@ -156,7 +157,7 @@ class Lowerer(Evaluator):
             else:
                 outs = [(self.eval(net.expr, ctx), net.expr)]
             if outs is None:
-                raise self.fail("E0111", f"network '{net.name}' does not return a value", net.name_span)
+                raise self.fail(C.MISSING_RETURN, f"network '{net.name}' does not return a value", net.name_span)
         except Abort:
             return None
         if len(self.col.diagnostics) > n_before:
@@ -164,7 +165,7 @@ class Lowerer(Evaluator):
         out_ids = []
         for v, e in _flatten_outputs(outs):
             if not isinstance(v, TensorV):
-                self.col.error("E0205", f"a network returns tensors, not {type_name(v)}", e.span)
+                self.col.error(C.NOT_A_TENSOR, f"a network returns tensors, not {type_name(v)}", e.span)
                 return None
             out_ids.append(v.nid)
         if net.expr is not None and isinstance(net.expr, A.Seq):
@@ -183,18 +184,18 @@ class Lowerer(Evaluator):
     def input_shape(self, net: A.Network, p: A.Param) -> tuple:
         t = p.type
         if t is None or t.name != "Tensor" or t.dims is None:
-            raise self.fail("E0304", f"the first parameter of network '{net.name}' must be its input tensor "
+            raise self.fail(C.INVALID_INPUT_DECLARATION, f"the first parameter of network '{net.name}' must be its input tensor "
                             "with a declared shape", p.span,
                             f"write e.g. {p.name}: Tensor[N, 3, 224, 224]")
         for i, d in enumerate(t.dims):
             if isinstance(d, str) and i > 0:
-                raise self.fail("E0304", f"dimension {i} of the input is the symbol '{d}'; only the first "
+                raise self.fail(C.INVALID_INPUT_DECLARATION, f"dimension {i} of the input is the symbol '{d}'; only the first "
                                 "(batch) dimension may be symbolic", t.span,
                                 "give channels and spatial sizes as integers")
             if isinstance(d, int) and d <= 0:
-                raise self.fail("E0304", f"dimension {i} of the input must be positive, got {d}", t.span)
+                raise self.fail(C.INVALID_INPUT_DECLARATION, f"dimension {i} of the input must be positive, got {d}", t.span)
             if isinstance(d, int) and d > MAX_INT_ARG:
-                raise self.fail("E0203", limits.exceeded("int_argument", d, f"dimension {i} of the input"),
+                raise self.fail(C.VALUE_OUT_OF_RANGE, limits.exceeded("int_argument", d, f"dimension {i} of the input"),
                                 t.span, limits.LIMITS["int_argument"].how())
         return tuple(t.dims)
 
@@ -215,7 +216,7 @@ class Lowerer(Evaluator):
                     pass
         for name, got in (("params", params), ("activation_bytes", act)):
             if got > limits.value(name):
-                self.col.error("E0202", limits.exceeded(name, got, f"network '{net.name}' has too many "
+                self.col.error(C.EXPANSION_TOO_LARGE, limits.exceeded(name, got, f"network '{net.name}' has too many "
                                                         f"{'parameters' if name == 'params' else 'activation bytes'}"),
                                net.name_span, limits.LIMITS[name].how())
                 return False
@@ -240,7 +241,7 @@ class Lowerer(Evaluator):
     def limit(self, span: Span) -> Fatal:
         """The layer limit: reported once, it ends the network (every later statement
         would exceed it again)."""
-        self.col.error("E0202", f"the network expands to more than {MAX_EXPANDED:,} layers", span,
+        self.col.error(C.EXPANSION_TOO_LARGE, f"the network expands to more than {MAX_EXPANDED:,} layers", span,
                        "reduce the repeat/for counts, or " + limits.LIMITS["layers"].how())
         return Fatal()
 
@@ -260,7 +261,7 @@ class Lowerer(Evaluator):
                     if s.training:
                         self.b.train_outputs.append(v.nid)
                 elif s.training and v is not POISON:
-                    self.col.error("E0205", f"a training-only statement binds a tensor, not {type_name(v)}",
+                    self.col.error(C.NOT_A_TENSOR, f"a training-only statement binds a tensor, not {type_name(v)}",
                                    s.value.span)
             elif isinstance(s, A.Return):
                 vals = []
@@ -283,11 +284,11 @@ class Lowerer(Evaluator):
     def tensor_binop(self, op: str, a, b, e: A.BinOp, ctx, bind):
         """`a + b`, `a * b` on tensors: the add and mul ops."""
         if op not in ("+", "*"):
-            raise self.fail("E0200", f"'{op}' is not defined on tensors", e.span,
+            raise self.fail(C.TYPE_MISMATCH, f"'{op}' is not defined on tensors", e.span,
                             "tensors support + and * (elementwise)")
         for v, sub in ((a, e.left), (b, e.right)):
             if not isinstance(v, TensorV):
-                raise self.fail("E0200", f"cannot {'add' if op == '+' else 'multiply'} a tensor and "
+                raise self.fail(C.TYPE_MISMATCH, f"cannot {'add' if op == '+' else 'multiply'} a tensor and "
                                 f"{type_name(v)}", sub.span, "both operands must be tensors")
         d = ops.lookup("add" if op == "+" else "mul")
         try:
@@ -303,14 +304,14 @@ class Lowerer(Evaluator):
         kw = {}
         for k in e.kwargs:
             if k.name in kw:
-                raise self.fail("E0106", f"argument '{k.name}' is given twice", k.name_span)
+                raise self.fail(C.ARGUMENT_GIVEN_TWICE, f"argument '{k.name}' is given twice", k.name_span)
             kw[k.name] = (self.eval(k.value, ctx), k.value.span, k.name_span)
         if any(v is POISON for v, _ in pos) or any(v[0] is POISON for v in kw.values()):
             return POISON
         block = self.prog.blocks.get(e.func)
         if block is not None:
             if not pos:
-                raise self.fail("E0107", f"block '{e.func}' needs its input tensor as first argument", e.span)
+                raise self.fail(C.MISSING_ARGUMENT, f"block '{e.func}' needs its input tensor as first argument", e.span)
             x, xspan = pos[0]
             return self.call_block(block, x, xspan, pos[1:], kw, ctx, bind, e.span, None)
         d = ops.language_op(e.func)
@@ -320,26 +321,26 @@ class Lowerer(Evaluator):
             inputs, rest = [], pos
             for v, sp in rest:
                 if isinstance(v, TensorV):
-                    raise self.fail("E0205", f"{d.name} takes no tensor input", sp)
+                    raise self.fail(C.NOT_A_TENSOR, f"{d.name} takes no tensor input", sp)
         elif d.n_inputs is None:
             k = 0
             while k < len(pos) and isinstance(pos[k][0], TensorV):
                 k += 1
             inputs, rest = pos[:k], pos[k:]
             if not inputs:
-                raise self.fail("E0205", f"{d.name} needs tensors as its first arguments", e.span)
+                raise self.fail(C.NOT_A_TENSOR, f"{d.name} needs tensors as its first arguments", e.span)
         else:
             if not pos:
-                raise self.fail("E0107", f"{d.name} needs its input tensor as first argument", e.span,
+                raise self.fail(C.MISSING_ARGUMENT, f"{d.name} needs its input tensor as first argument", e.span,
                                 f"write {d.name}(x, ...)")
             n_in = d.n_inputs
             if n_in > 1 and (len(pos) < n_in or not all(isinstance(v, TensorV) for v, _ in pos[:n_in])):
-                raise self.fail("E0107", f"{d.name} needs {n_in} tensors as its first arguments", e.span,
+                raise self.fail(C.MISSING_ARGUMENT, f"{d.name} needs {n_in} tensors as its first arguments", e.span,
                                 f"write {d.name}({', '.join(f'x{i + 1}' for i in range(n_in))}, ...)")
             inputs, rest = pos[:n_in], pos[n_in:]
         for v, sp in inputs:
             if not isinstance(v, TensorV):
-                raise self.fail("E0205", f"the first argument of {d.name} must be a tensor, not {type_name(v)}",
+                raise self.fail(C.NOT_A_TENSOR, f"the first argument of {d.name} must be a tensor, not {type_name(v)}",
                                 sp)
         return self.apply_op(d, inputs, rest, kw, ctx, bind, e.span, e.func_span, None)
 
@@ -351,8 +352,8 @@ class Lowerer(Evaluator):
         if len(pos) > len(params):
             extra = pos[len(params)][1]
             if not params:
-                raise self.fail("E0104", f"{d.name} takes no arguments besides its input", extra)
-            raise self.fail("E0104", f"{d.name} takes at most {len(params)} argument"
+                raise self.fail(C.WRONG_NUMBER_OF_ARGUMENTS, f"{d.name} takes no arguments besides its input", extra)
+            raise self.fail(C.WRONG_NUMBER_OF_ARGUMENTS, f"{d.name} takes at most {len(params)} argument"
                             f"{'s' if len(params) != 1 else ''} after its input "
                             f"({', '.join(p.name for p in params)}), got {len(pos)}", extra)
         for p, (v, sp) in zip(params, pos):
@@ -360,16 +361,16 @@ class Lowerer(Evaluator):
         names = [p.name for p in params]
         for k, (v, sp, nsp) in kw.items():
             if k not in names:
-                raise self.fail("E0105", f"{d.name} has no argument '{k}'", nsp,
+                raise self.fail(C.UNKNOWN_KEYWORD_ARGUMENT, f"{d.name} has no argument '{k}'", nsp,
                                 did_you_mean(k, names) or (f"its arguments are {', '.join(names)}" if names
                                                            else f"{d.name} takes no arguments"))
             if k in given:
-                raise self.fail("E0106", f"argument '{k}' of {d.name} is given twice", nsp)
+                raise self.fail(C.ARGUMENT_GIVEN_TWICE, f"argument '{k}' of {d.name} is given twice", nsp)
             given[k], spans[k] = v, sp
         for p in params:
             if p.name not in given:
                 if p.default is ops.REQUIRED:
-                    raise self.fail("E0107", f"{d.name} needs argument '{p.name}'" +
+                    raise self.fail(C.MISSING_ARGUMENT, f"{d.name} needs argument '{p.name}'" +
                                     (f" ({p.doc})" if p.doc else ""), span,
                                     f"e.g. {d.name}({'x, ' if d.n_inputs == 1 else ''}{p.name}=...)")
                 continue
@@ -405,25 +406,25 @@ class Lowerer(Evaluator):
         """The path of a module bound to `name`.  PyTorch modules set `self.training`, so
         no submodule can be called that."""
         if name in RESERVED_MODULE_NAMES:
-            raise self.fail("E0005", f"{q(name)} cannot name a layer: PyTorch modules reserve it", span,
+            raise self.fail(C.KEYWORD_AS_NAME, f"{q(name)} cannot name a layer: PyTorch modules reserve it", span,
                             f"choose another name, e.g. {q(name + '_')}")
         return join(scope, name)
 
     def check_arg(self, d: ops.OpDef, p: ops.ParamSpec, v: Any, span: Span) -> Any:
         def bad(what):
-            return self.fail("E0200", f"argument '{p.name}' of {d.name} must be {what}, not {type_name(v)}", span)
+            return self.fail(C.TYPE_MISMATCH, f"argument '{p.name}' of {d.name} must be {what}, not {type_name(v)}", span)
 
         def rng(x):
             if isinstance(x, float) and not math.isfinite(x):
-                raise self.fail("E0203", f"argument '{p.name}' of {d.name} must be a finite number, got {x}", span)
+                raise self.fail(C.VALUE_OUT_OF_RANGE, f"argument '{p.name}' of {d.name} must be a finite number, got {x}", span)
             if isinstance(x, int) and abs(x) > MAX_INT_ARG:
-                raise self.fail("E0203", limits.exceeded("int_argument", abs(x), f"argument '{p.name}' of {d.name}"),
+                raise self.fail(C.VALUE_OUT_OF_RANGE, limits.exceeded("int_argument", abs(x), f"argument '{p.name}' of {d.name}"),
                                 span, limits.LIMITS["int_argument"].how())
             if p.min is not None and x < p.min:
-                raise self.fail("E0203", f"argument '{p.name}' of {d.name} must be at least "
+                raise self.fail(C.VALUE_OUT_OF_RANGE, f"argument '{p.name}' of {d.name} must be at least "
                                 f"{fmt_number(p.min)}, got {fmt_number(x)}", span)
             if p.max is not None and x > p.max:
-                raise self.fail("E0203", f"argument '{p.name}' of {d.name} must be at most "
+                raise self.fail(C.VALUE_OUT_OF_RANGE, f"argument '{p.name}' of {d.name} must be at most "
                                 f"{fmt_number(p.max)}, got {fmt_number(x)}", span)
             return x
 
@@ -448,7 +449,7 @@ class Lowerer(Evaluator):
             if not isinstance(v, str):
                 raise bad("a string")
             if p.choices and v not in p.choices:
-                raise self.fail("E0203", f"argument '{p.name}' of {d.name} must be "
+                raise self.fail(C.VALUE_OUT_OF_RANGE, f"argument '{p.name}' of {d.name} must be "
                                 f"{' or '.join(quote(c) for c in p.choices)}, got {quote(v)}", span)
             return v
         if p.kind == "int2":
@@ -470,10 +471,10 @@ class Lowerer(Evaluator):
               "bool": lambda: isinstance(v, bool),
               "Tensor": lambda: isinstance(v, TensorV)}.get(t)
         if ok is None:
-            raise self.fail("E0200", f"unknown type '{t}' for parameter '{p.name}'", p.type.span,
+            raise self.fail(C.TYPE_MISMATCH, f"unknown type '{t}' for parameter '{p.name}'", p.type.span,
                             did_you_mean(t, ["int", "float", "bool", "Tensor"]))
         if not ok():
-            raise self.fail("E0200", f"parameter '{p.name}' of {owner} is {t}, got {type_name(v)}", span)
+            raise self.fail(C.TYPE_MISMATCH, f"parameter '{p.name}' of {owner} is {t}, got {type_name(v)}", span)
         if t == "float":
             return float(v)
         return v
@@ -482,26 +483,26 @@ class Lowerer(Evaluator):
     def call_block(self, b: A.Block, x, xspan: Span, pos, kw, ctx: Ctx, bind, span: Span,
                    stage_path: str | None):
         if not isinstance(x, TensorV):
-            raise self.fail("E0205", f"the first argument of block '{b.name}' must be a tensor, not "
+            raise self.fail(C.NOT_A_TENSOR, f"the first argument of block '{b.name}' must be a tensor, not "
                             f"{type_name(x)}", xspan)
         if ctx.depth >= MAX_DEPTH:
-            raise self.fail("E0202", f"blocks are nested more than {MAX_DEPTH} deep", span)
+            raise self.fail(C.EXPANSION_TOO_LARGE, f"blocks are nested more than {MAX_DEPTH} deep", span)
         params = b.params
         if len(pos) > len(params) - 1:
-            raise self.fail("E0104", f"block '{b.name}' takes {len(params) - 1} argument"
+            raise self.fail(C.WRONG_NUMBER_OF_ARGUMENTS, f"block '{b.name}' takes {len(params) - 1} argument"
                             f"{'s' if len(params) != 2 else ''} after its input, got {len(pos)}", span)
         env: dict[str, Any] = {params[0].name: x}
         if params[0].type is not None and params[0].type.name != "Tensor":
-            raise self.fail("E0200", f"the first parameter of block '{b.name}' is its input tensor",
+            raise self.fail(C.TYPE_MISMATCH, f"the first parameter of block '{b.name}' is its input tensor",
                             params[0].span)
         self.check_declared_input(b, x, xspan)
         given = {p.name: (v, sp) for p, (v, sp) in zip(params[1:], pos)}
         for k, (v, sp, nsp) in kw.items():
             if k not in [p.name for p in params[1:]]:
-                raise self.fail("E0105", f"block '{b.name}' has no parameter '{k}'", nsp,
+                raise self.fail(C.UNKNOWN_KEYWORD_ARGUMENT, f"block '{b.name}' has no parameter '{k}'", nsp,
                                 did_you_mean(k, [p.name for p in params[1:]]))
             if k in given:
-                raise self.fail("E0106", f"argument '{k}' is given twice", nsp)
+                raise self.fail(C.ARGUMENT_GIVEN_TWICE, f"argument '{k}' is given twice", nsp)
             given[k] = (v, sp)
         for p in params[1:]:
             if p.name in given:
@@ -509,9 +510,9 @@ class Lowerer(Evaluator):
             elif p.default is not None:
                 v, sp = self.eval(p.default, Ctx(ctx.scope, dict(env), ctx.depth)), p.default.span
             else:
-                raise self.fail("E0107", f"block '{b.name}' needs argument '{p.name}'", span)
+                raise self.fail(C.MISSING_ARGUMENT, f"block '{b.name}' needs argument '{p.name}'", span)
             if isinstance(v, TensorV):
-                raise self.fail("E0205", f"only the first argument of block '{b.name}' may be a tensor", sp,
+                raise self.fail(C.NOT_A_TENSOR, f"only the first argument of block '{b.name}' may be a tensor", sp,
                                 "pass further tensors by combining them before the call")
             env[p.name] = self.check_param_type(p, v, sp, f"block '{b.name}'")
         if stage_path is not None:
@@ -536,7 +537,7 @@ class Lowerer(Evaluator):
                 self.b.reserve(path, b.body)
                 outs = self.exec_body(b.body, inner)
                 if outs is None:
-                    raise self.fail("E0111", f"block '{b.name}' does not return a value on this path", span)
+                    raise self.fail(C.MISSING_RETURN, f"block '{b.name}' does not return a value on this path", span)
         except Abort:
             self._add_note(n0, note)
             raise
@@ -545,7 +546,7 @@ class Lowerer(Evaluator):
             if v is POISON:
                 raise Abort()
             if not isinstance(v, TensorV):
-                raise self.fail("E0205", f"block '{b.name}' must return tensors, not {type_name(v)}", e.span)
+                raise self.fail(C.NOT_A_TENSOR, f"block '{b.name}' must return tensors, not {type_name(v)}", e.span)
         self.b.scopes.append(Scope(path, "block", b.name, ctx.scope, x.nid, tuple(v.nid for v, _ in outs), span))
         if len(outs) == 1:
             self.b.values[path] = outs[0][0].nid
@@ -561,11 +562,11 @@ class Lowerer(Evaluator):
         want = ops.fmt_shape(t.dims)
         note = [Note(f"'{b.name}' declares its input as Tensor{want}", t.span)]
         if len(t.dims) != len(x.shape):
-            raise self.fail("E0300", f"block '{b.name}' takes a {len(t.dims)}-D input, got a {len(x.shape)}-D "
+            raise self.fail(C.WRONG_TENSOR_RANK, f"block '{b.name}' takes a {len(t.dims)}-D input, got a {len(x.shape)}-D "
                             f"tensor of shape {ops.fmt_shape(x.shape)}", xspan, notes=note)
         for i, (w, d) in enumerate(zip(t.dims, x.shape)):
             if isinstance(w, int) and w != d:
-                raise self.fail("E0301", f"dimension {i} of the input of block '{b.name}' must be {w}, got {d} "
+                raise self.fail(C.SHAPE_MISMATCH, f"dimension {i} of the input of block '{b.name}' must be {w}, got {d} "
                                 f"(shape {ops.fmt_shape(x.shape)})", xspan, notes=note)
 
     def _add_note(self, n0: int, notes) -> None:
@@ -583,7 +584,7 @@ class Lowerer(Evaluator):
         if x is POISON:
             return POISON
         if not isinstance(x, TensorV):
-            raise self.fail("E0205", f"seq needs a tensor input, not {type_name(x)}", e.input.span)
+            raise self.fail(C.NOT_A_TENSOR, f"seq needs a tensor input, not {type_name(x)}", e.input.span)
         if own_path is not None:
             path = own_path
         elif bind:
@@ -603,11 +604,11 @@ class Lowerer(Evaluator):
             kw = {}
             for k in st.kwargs:
                 if k.name in kw:
-                    raise self.fail("E0106", f"argument '{k.name}' is given twice", k.name_span)
+                    raise self.fail(C.ARGUMENT_GIVEN_TWICE, f"argument '{k.name}' is given twice", k.name_span)
                 kw[k.name] = (self.eval(k.value, ectx), k.value.span, k.name_span)
             for v, sp in pos + [(v[0], v[1]) for v in kw.values()]:
                 if isinstance(v, TensorV):
-                    raise self.fail("E0205", "a seq stage takes no tensor arguments: the previous stage's output "
+                    raise self.fail(C.NOT_A_TENSOR, "a seq stage takes no tensor arguments: the previous stage's output "
                                     "is its input", sp, "use a block, or compute this outside the seq")
                 if v is POISON:
                     raise Abort()
@@ -615,7 +616,7 @@ class Lowerer(Evaluator):
             if block is not None:
                 cur = self.call_block(block, cur, st.span, pos, kw, sctx, None, st.span, stage_path)
                 if isinstance(cur, TupleV):
-                    raise self.fail("E0205", f"block '{st.func}' returns several values; a seq stage must "
+                    raise self.fail(C.NOT_A_TENSOR, f"block '{st.func}' returns several values; a seq stage must "
                                     "return one tensor", st.span)
             else:
                 d = ops.language_op(st.func)
@@ -623,7 +624,7 @@ class Lowerer(Evaluator):
                     raise Abort()
                 if d.module is None or d.n_inputs != 1:
                     why = "it takes several tensors" if d.n_inputs != 1 else "it has no PyTorch module form"
-                    raise self.fail("E0205", f"{d.name} cannot be a seq stage ({why})",
+                    raise self.fail(C.NOT_A_TENSOR, f"{d.name} cannot be a seq stage ({why})",
                                     st.span, "apply it outside the seq")
                 cur = self.apply_op(d, [(cur, st.span)], pos, kw, sctx, None, st.span, st.span, stage_path)
             self.b.values[stage_path] = cur.nid
@@ -651,16 +652,16 @@ class Lowerer(Evaluator):
             elif isinstance(st, A.StageRepeat):
                 n = self.eval_int(st.count, ectx, "a repeat count")
                 if n < 0:
-                    raise self.fail("E0203", f"a repeat count must not be negative, got {n}", st.count.span)
+                    raise self.fail(C.VALUE_OUT_OF_RANGE, f"a repeat count must not be negative, got {n}", st.count.span)
                 if n > MAX_EXPANDED:
-                    raise self.fail("E0202", f"repeat {n:,} expands past the limit of {MAX_EXPANDED:,} layers",
+                    raise self.fail(C.EXPANSION_TOO_LARGE, f"repeat {n:,} expands past the limit of {MAX_EXPANDED:,} layers",
                                     st.count.span, "reduce the count")
                 self.loop(st, range(n), None, env, ctx, out)
             elif isinstance(st, A.StageFor):
                 a = self.eval_int(st.start, ectx, "a range start")
                 b = self.eval_int(st.stop, ectx, "a range end")
                 if b - a > MAX_EXPANDED:
-                    raise self.fail("E0202", f"for {st.var} in {a}..{b} expands past the limit of "
+                    raise self.fail(C.EXPANSION_TOO_LARGE, f"for {st.var} in {a}..{b} expands past the limit of "
                                     f"{MAX_EXPANDED:,} layers", st.span, "reduce the range")
                 self.loop(st, range(a, b), st.var, env, ctx, out)
 
@@ -679,7 +680,7 @@ class Lowerer(Evaluator):
         they make no layers, so the layer limit does not bound them, but they take time."""
         self.b.idle += n
         if self.b.idle > MAX_EXPANDED:
-            raise self.fail("E0202", f"the seq's if/repeat/for stages run more than {MAX_EXPANDED:,} times "
+            raise self.fail(C.EXPANSION_TOO_LARGE, f"the seq's if/repeat/for stages run more than {MAX_EXPANDED:,} times "
                             "without adding a stage", st.span, "remove loops that expand to no stage")
 
 

@@ -6,6 +6,7 @@ Static: runs on the syntax tree of every block and network, used or not.
 
 from __future__ import annotations
 
+from evo import codes as C
 from evo import ops
 from evo.check.program import Program
 from evo.diagnostics import Collector, Note, did_you_mean
@@ -42,19 +43,19 @@ class _BodyChecker:
         defined: set[str] = set()
         for p in d.params:
             if p.name in seen:
-                self.col.error("E0102", f"parameter {q(p.name)} is declared twice", p.span)
+                self.col.error(C.NAME_BOUND_TWICE, f"parameter {q(p.name)} is declared twice", p.span)
             seen.add(p.name)
             if p.default is not None:
                 self.expr(p.default, defined)
             defined.add(p.name)
         if isinstance(d, A.Network):
             if not d.params:
-                self.col.error("E0304", f"network '{d.name}' has no input tensor", d.name_span,
+                self.col.error(C.INVALID_INPUT_DECLARATION, f"network '{d.name}' has no input tensor", d.name_span,
                                "declare it first, e.g. network Net(x: Tensor[N, 3, 224, 224])")
         if d.body is not None:
             returns = self.stmts(d.body, defined)
             if not returns:
-                self.col.error("E0111", f"{'network' if isinstance(d, A.Network) else 'block'} '{d.name}' "
+                self.col.error(C.MISSING_RETURN, f"{'network' if isinstance(d, A.Network) else 'block'} '{d.name}' "
                                "does not return a value on every path", d.name_span,
                                "end the body with 'return <tensor>'")
         else:
@@ -65,12 +66,12 @@ class _BodyChecker:
         returned = False
         for s in stmts:
             if returned:
-                self.col.error("E0112", "statement after 'return' is never reached", s.span,
+                self.col.error(C.STATEMENT_AFTER_RETURN, "statement after 'return' is never reached", s.span,
                                "remove it or move the return to the end")
                 break
             if isinstance(s, A.Assign):
                 if s.training and self.where:
-                    self.col.error("E0120", f"a training-only submodule is declared in a network's body, "
+                    self.col.error(C.TRAINING_ONLY_MISUSE, f"a training-only submodule is declared in a network's body, "
                                    f"not in {self.where}", s.span,
                                    "declare it in the network that uses the block, e.g. "
                                    "'training aux = Aux(block_output)'")
@@ -80,7 +81,7 @@ class _BodyChecker:
                 if s.training:
                     self.training.add(s.name)
                 if s.name in defined:
-                    self.col.error("E0102", f"{q(s.name)} is already bound; each name is bound once per path",
+                    self.col.error(C.NAME_BOUND_TWICE, f"{q(s.name)} is already bound; each name is bound once per path",
                                    s.name_span, f"use a new name, e.g. {q(s.name + '2')}")
                 defined.add(s.name)
             elif isinstance(s, A.Return):
@@ -104,7 +105,7 @@ class _BodyChecker:
             return
         if isinstance(e, A.Name):
             if e.id in self.training and not self.in_training:
-                self.col.error("E0120", f"{q(e.id)} is training-only: the eval path cannot use it", e.span,
+                self.col.error(C.TRAINING_ONLY_MISUSE, f"{q(e.id)} is training-only: the eval path cannot use it", e.span,
                                "only other 'training' statements may read it; in training the network "
                                "also returns it")
             elif e.id not in defined:
@@ -114,7 +115,7 @@ class _BodyChecker:
                     hint = f"did you mean {q(close)}?"
                 if e.id in self.prog.defs:
                     hint = f"{q(e.id)} is a {type(self.prog.defs[e.id]).__name__.lower()}; call it with ( )"
-                self.col.error("E0100", f"{q(e.id)} is not defined", e.span, hint)
+                self.col.error(C.UNDEFINED_NAME, f"{q(e.id)} is not defined", e.span, hint)
         elif isinstance(e, A.Call):
             self.callee(e.func, e.func_span, e)
             for a in e.args:
@@ -160,15 +161,15 @@ class _BodyChecker:
         what = "layer or block"
         if func in self.prog.defs:
             kind = type(self.prog.defs[func]).__name__.lower()
-            self.col.error("E0103", f"'{func}' is a {kind}, not a layer or block", span,
+            self.col.error(C.UNKNOWN_LAYER_OR_BLOCK, f"'{func}' is a {kind}, not a layer or block", span,
                            "networks cannot be called; turn the shared part into a block" if kind == "network"
                            else None)
             return
         if func in ops.OPERATOR_ONLY:
-            self.col.error("E0103", f"'{func}' is written as an operator", span,
+            self.col.error(C.UNKNOWN_LAYER_OR_BLOCK, f"'{func}' is written as an operator", span,
                            f"write a {'+' if func == 'add' else '*'} b")
             return
-        self.col.error("E0103", f"unknown {what} '{func}'", span,
+        self.col.error(C.UNKNOWN_LAYER_OR_BLOCK, f"unknown {what} '{func}'", span,
                        did_you_mean(func, self.callables) or "see docs/language.md for the built-in layers")
 
     def block_arity(self, b: A.Block, call, stage: bool) -> None:
@@ -178,7 +179,7 @@ class _BodyChecker:
         # argument; in a seq stage it is implicit.
         avail = params[1:] if stage else params
         if npos > len(avail):
-            self.col.error("E0104", f"block '{b.name}' takes {len(avail)} positional argument"
+            self.col.error(C.WRONG_NUMBER_OF_ARGUMENTS, f"block '{b.name}' takes {len(avail)} positional argument"
                            f"{'s' if len(avail) != 1 else ''}{' in a seq stage' if stage else ''}, "
                            f"got {npos}", call.span,
                            "in a seq the input tensor is passed implicitly" if stage else None)
@@ -187,14 +188,14 @@ class _BodyChecker:
         given = set(names[:npos])
         for k in call.kwargs:
             if k.name not in names:
-                self.col.error("E0105", f"block '{b.name}' has no parameter '{k.name}'", k.name_span,
+                self.col.error(C.UNKNOWN_KEYWORD_ARGUMENT, f"block '{b.name}' has no parameter '{k.name}'", k.name_span,
                                did_you_mean(k.name, names))
             elif k.name in given:
-                self.col.error("E0106", f"argument '{k.name}' is given twice", k.name_span)
+                self.col.error(C.ARGUMENT_GIVEN_TWICE, f"argument '{k.name}' is given twice", k.name_span)
             given.add(k.name)
         for p in avail:
             if p.name not in given and p.default is None:
-                self.col.error("E0107", f"block '{b.name}' needs argument '{p.name}'", call.span,
+                self.col.error(C.MISSING_ARGUMENT, f"block '{b.name}' needs argument '{p.name}'", call.span,
                                f"pass it, e.g. {b.name}(..., {p.name}=...)",
                                [Note(f"'{b.name}' is defined here", b.name_span)])
 
@@ -225,7 +226,7 @@ def _check_recursion(prog: Program, calls: dict, col: Collector) -> None:
                 key = frozenset(cycle)
                 if key not in reported:
                     reported.add(key)
-                    col.error("E0108", "recursive block: " + " -> ".join(cycle), call.span,
+                    col.error(C.RECURSIVE_BLOCK, "recursive block: " + " -> ".join(cycle), call.span,
                               "blocks are expanded at compile time; use repeat or for in a seq")
             elif state.get(callee) is None:
                 state[callee] = 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from evo import codes as C
 from evo import limits
 from evo import units as U
 from evo.cam_methods import GRADIENT_FREE, METHODS  # noqa: F401  (the one list of CAM methods)
@@ -130,7 +131,7 @@ class SettingsChecker:
         if isinstance(s.value, A.Name) and s.value.id in choices:
             return s.value.id
         got = s.value.id if isinstance(s.value, A.Name) else None
-        self.col.error("E0504", f"'{s.name}' must be one of {', '.join(choices)}" +
+        self.col.error(C.INVALID_CAM_SETTING, f"'{s.name}' must be one of {', '.join(choices)}" +
                        (f", not '{got}'" if got else ""), s.value.span,
                        did_you_mean(got, choices) if got else None)
         return None
@@ -152,11 +153,11 @@ class SettingsChecker:
         out: dict[str, A.Setting] = {}
         for s in node.settings if hasattr(node, "settings") else [i for i in node.items if isinstance(i, A.Setting)]:
             if s.name not in allowed:
-                self.col.error("E0510", f"unknown setting '{s.name}'", s.name_span,
+                self.col.error(C.UNKNOWN_SETTING, f"unknown setting '{s.name}'", s.name_span,
                                did_you_mean(s.name, allowed) or f"settings are {', '.join(allowed)}")
                 continue
             if s.name in out:
-                self.col.error("E0102", f"'{s.name}' is set twice", s.name_span)
+                self.col.error(C.NAME_BOUND_TWICE, f"'{s.name}' is set twice", s.name_span)
                 continue
             out[s.name] = s
         return out
@@ -169,9 +170,9 @@ class SettingsChecker:
                                "samples", "grid"))
         for req in ("network", "layer"):
             if req not in st:
-                self.col.error("E0509", f"cam '{c.name}' needs '{req}'", c.name_span,
+                self.col.error(C.MISSING_SETTING, f"cam '{c.name}' needs '{req}'", c.name_span,
                                f"add: {req} = ...")
-        net = self.ref(st["network"], A.Network, "network", "E0500") if "network" in st else None
+        net = self.ref(st["network"], A.Network, "network", C.UNKNOWN_NETWORK) if "network" in st else None
         graph = self.graphs.get(net) if net else None
         layers: tuple[str, ...] = ()
         grid = None
@@ -179,7 +180,7 @@ class SettingsChecker:
             v = self.value(st["grid"].value)
             if (not isinstance(v, tuple) or len(v) != 2
                     or not all(isinstance(d, int) and not isinstance(d, bool) and 1 <= d <= 1 << 20 for d in v)):
-                self.col.error("E0504", "'grid' must be a list of two positive ints [H, W]", st["grid"].value.span,
+                self.col.error(C.INVALID_CAM_SETTING, "'grid' must be a list of two positive ints [H, W]", st["grid"].value.span,
                                "e.g. grid = [14, 14] for 196 patch tokens")
             else:
                 grid = (v[0], v[1])
@@ -187,19 +188,19 @@ class SettingsChecker:
             v = st["layer"].value
             items = v.items if isinstance(v, A.ListExpr) else (v,)
             if not items:
-                self.col.error("E0504", "'layer' needs at least one layer", v.span)
+                self.col.error(C.INVALID_CAM_SETTING, "'layer' needs at least one layer", v.span)
             paths = []
             for it in items:
                 p = path_of(it)
                 if p is None:
-                    self.col.error("E0501", "'layer' must be a name path such as layer4 or layer4.1.conv2",
+                    self.col.error(C.UNKNOWN_LAYER_PATH, "'layer' must be a name path such as layer4 or layer4.1.conv2",
                                    it.span)
                     continue
                 paths.append(p)
                 if graph is not None:
                     node = graph.value(p)
                     if node is None:
-                        self.col.error("E0501", f"network '{net}' has no layer '{show_path(p)}'", it.span,
+                        self.col.error(C.UNKNOWN_LAYER_PATH, f"network '{net}' has no layer '{show_path(p)}'", it.span,
                                        _did_you_mean_path(p, [k for k, _ in graph.values]))
                     else:
                         try:
@@ -208,7 +209,7 @@ class SettingsChecker:
                             hint = ("pick a convolutional layer before global pooling" if len(node.shape) not in (3, 4)
                                     else "state the grid in the cam: grid = [H, W] (the H*W patch tokens are "
                                          "the last ones; the tokens before them are dropped)")
-                            self.col.error("E0502", f"the CAM layer '{show_path(p)}' {e}", it.span, hint)
+                            self.col.error(C.CAM_LAYER_NOT_SPATIAL, f"the CAM layer '{show_path(p)}' {e}", it.span, hint)
             layers = tuple(paths)
         method = "gradcam"
         if "method" in st:
@@ -227,20 +228,20 @@ class SettingsChecker:
         mean = self.floats(st["mean"], channels) if "mean" in st else None
         std = self.floats(st["std"], channels) if "std" in st else None
         if std is not None and any(x <= 0 for x in std):
-            self.col.error("E0203", "'std' values must be positive", st["std"].value.span)
+            self.col.error(C.VALUE_OUT_OF_RANGE, "'std' values must be positive", st["std"].value.span)
         labels = self.strings(st["labels"]) if "labels" in st else None
         seed = 0
         if "seed" in st:
             v = self.value(st["seed"].value)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0 or v >= 2 ** 63:
-                self.col.error("E0203", "'seed' must be an int >= 0", st["seed"].value.span)
+                self.col.error(C.VALUE_OUT_OF_RANGE, "'seed' must be an int >= 0", st["seed"].value.span)
             else:
                 seed = v
         samples = None
         if "samples" in st:
             v = self.value(st["samples"].value)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1 or v > 10_000:
-                self.col.error("E0203", "'samples' must be an int in 1..10000", st["samples"].value.span)
+                self.col.error(C.VALUE_OUT_OF_RANGE, "'samples' must be an int in 1..10000", st["samples"].value.span)
             else:
                 samples = v
         flags = {}
@@ -249,7 +250,7 @@ class SettingsChecker:
             if key in st:
                 v = self.value(st[key].value)
                 if not isinstance(v, bool):
-                    self.col.error("E0504", f"'{key}' must be true or false", st[key].value.span)
+                    self.col.error(C.INVALID_CAM_SETTING, f"'{key}' must be true or false", st[key].value.span)
                 else:
                     flags[key] = v
         if method == "cam" and graph is not None and layers and len(self.col.diagnostics) == n0:
@@ -272,7 +273,7 @@ class SettingsChecker:
             except NotDifferentiable:
                 folded = False
             if not folded:
-                self.col.error("E0502", f"method cam needs global pooling and an affine head (linear, flatten, "
+                self.col.error(C.CAM_LAYER_NOT_SPATIAL, f"method cam needs global pooling and an affine head (linear, flatten, "
                                f"batchnorm1d, dropout) after layer '{p}'", s.value.span,
                                "pick the last feature map before global pooling, or use gradcam")
                 return
@@ -288,10 +289,10 @@ class SettingsChecker:
         def idx(e) -> int | None:
             x = self.value(e)
             if isinstance(x, bool) or not isinstance(x, int):
-                self.col.error("E0504", "a class index must be an int", e.span)
+                self.col.error(C.INVALID_CAM_SETTING, "a class index must be an int", e.span)
                 return None
             if x < 0 or (n_classes is not None and x >= n_classes):
-                self.col.error("E0203", f"class {x} is out of range" +
+                self.col.error(C.VALUE_OUT_OF_RANGE, f"class {x} is out of range" +
                                (f": the network has {n_classes} classes (0..{n_classes - 1})" if n_classes else ""),
                                e.span)
                 return None
@@ -301,27 +302,27 @@ class SettingsChecker:
             return (v.id,)
         if isinstance(v, A.Call) and v.func == "topk":
             if len(v.args) != 1 or v.kwargs:
-                self.col.error("E0504", "topk takes one count, e.g. topk(3)", v.span)
+                self.col.error(C.INVALID_CAM_SETTING, "topk takes one count, e.g. topk(3)", v.span)
                 return None
             k = self.value(v.args[0])
             if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-                self.col.error("E0504", "topk needs a positive int", v.args[0].span)
+                self.col.error(C.INVALID_CAM_SETTING, "topk needs a positive int", v.args[0].span)
                 return None
             if n_classes is not None and k > n_classes:
-                self.col.error("E0203", f"topk({k}) asks for more classes than the network's {n_classes}",
+                self.col.error(C.VALUE_OUT_OF_RANGE, f"topk({k}) asks for more classes than the network's {n_classes}",
                                v.args[0].span)
                 return None
             return ("topk", k)
         if isinstance(v, A.ListExpr):
             out = [idx(e) for e in v.items]
             if not out:
-                self.col.error("E0504", "the class list is empty", v.span)
+                self.col.error(C.INVALID_CAM_SETTING, "the class list is empty", v.span)
                 return None
             return None if None in out else ("list", tuple(out))
         if isinstance(v, (A.Num, A.UnaryOp)):
             i = idx(v)
             return None if i is None else ("index", i)
-        self.col.error("E0504", "'class' must be top1, topk(k), an index, a list of indices or all", v.span,
+        self.col.error(C.INVALID_CAM_SETTING, "'class' must be top1, topk(k), an index, a list of indices or all", v.span,
                        did_you_mean(v.id, ["top1", "all", "topk"]) if isinstance(v, A.Name) else None)
         return None
 
@@ -335,7 +336,7 @@ class SettingsChecker:
         v = self.value(s.value)
         if not (isinstance(v, tuple) and len(v) == n and all(isinstance(x, (int, float)) and not isinstance(x, bool)
                                                              for x in v)):
-            self.col.error("E0504", f"'{s.name}' must be a list of {n} number{'s' if n != 1 else ''}, one per input "
+            self.col.error(C.INVALID_CAM_SETTING, f"'{s.name}' must be a list of {n} number{'s' if n != 1 else ''}, one per input "
                            "channel", s.value.span)
             return None
         return tuple(float(x) for x in v)
@@ -343,7 +344,7 @@ class SettingsChecker:
     def strings(self, s: A.Setting):
         v = self.value(s.value)
         if not (isinstance(v, tuple) and all(isinstance(x, str) for x in v)):
-            self.col.error("E0504", f"'{s.name}' must be a list of strings", s.value.span)
+            self.col.error(C.INVALID_CAM_SETTING, f"'{s.name}' must be a list of strings", s.value.span)
             return None
         return v
 
@@ -353,20 +354,20 @@ class SettingsChecker:
         st = self.settings(t, ("network", "hardware", "cam", "batch", "fps", "objective"))
         for req in ("network", "hardware"):
             if req not in st:
-                self.col.error("E0509", f"target '{t.name}' needs '{req}'", t.name_span, f"add: {req} = ...")
-        net = self.ref(st["network"], A.Network, "network", "E0500") if "network" in st else None
-        hw = self.ref(st["hardware"], A.Hardware, "hardware tier", "E0503") if "hardware" in st else None
-        cam = self.ref(st["cam"], A.Cam, "cam", "E0505") if "cam" in st else None
+                self.col.error(C.MISSING_SETTING, f"target '{t.name}' needs '{req}'", t.name_span, f"add: {req} = ...")
+        net = self.ref(st["network"], A.Network, "network", C.UNKNOWN_NETWORK) if "network" in st else None
+        hw = self.ref(st["hardware"], A.Hardware, "hardware tier", C.UNKNOWN_HARDWARE) if "hardware" in st else None
+        cam = self.ref(st["cam"], A.Cam, "cam", C.UNKNOWN_CAM) if "cam" in st else None
         if cam and net and cam in cams and cams[cam].network != net:
-            self.col.error("E0504", f"cam '{cam}' explains network '{cams[cam].network}', but this target runs "
+            self.col.error(C.INVALID_CAM_SETTING, f"cam '{cam}' explains network '{cams[cam].network}', but this target runs "
                            f"'{net}'", st["cam"].value.span)
         batch = 1
         if "batch" in st:
             b = self.value(st["batch"].value)
             if isinstance(b, bool) or not isinstance(b, int) or b < 1:
-                self.col.error("E0203", "'batch' must be a positive int", st["batch"].value.span)
+                self.col.error(C.VALUE_OUT_OF_RANGE, "'batch' must be a positive int", st["batch"].value.span)
             elif b > limits.value("batch"):
-                self.col.error("E0203", limits.exceeded("batch", b, "'batch'"), st["batch"].value.span,
+                self.col.error(C.VALUE_OUT_OF_RANGE, limits.exceeded("batch", b, "'batch'"), st["batch"].value.span,
                                limits.LIMITS["batch"].how())
             else:
                 batch = b
@@ -374,7 +375,7 @@ class SettingsChecker:
         if "fps" in st:
             f = self.value(st["fps"].value)
             if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1e12:
-                self.col.error("E0203", "'fps' must be a positive number below 1e12", st["fps"].value.span)
+                self.col.error(C.VALUE_OUT_OF_RANGE, "'fps' must be a positive number below 1e12", st["fps"].value.span)
             else:
                 fps = float(f)
         objective = self.word(st["objective"], OBJECTIVES) if "objective" in st else "latency"
@@ -387,21 +388,21 @@ class SettingsChecker:
         n0 = len(self.col.diagnostics)
         st = self.settings(ev, ("target", "population", "generations", "seed"))
         if "target" not in st:
-            self.col.error("E0509", f"evolve '{ev.name}' needs 'target'", ev.name_span, "add: target = ...")
+            self.col.error(C.MISSING_SETTING, f"evolve '{ev.name}' needs 'target'", ev.name_span, "add: target = ...")
             return None
-        tname = self.ref(st["target"], A.Target, "target", "E0506")
+        tname = self.ref(st["target"], A.Target, "target", C.UNKNOWN_TARGET)
         tgt = targets.get(tname) if tname else None
         nums = {"population": 32, "generations": 20, "seed": 0}
         for key, lo in (("population", 2), ("generations", 1), ("seed", 0)):
             if key in st:
                 v = self.value(st[key].value)
                 if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-                    self.col.error("E0203", f"'{key}' must be an int >= {lo}", st[key].value.span)
+                    self.col.error(C.VALUE_OUT_OF_RANGE, f"'{key}' must be an int >= {lo}", st[key].value.span)
                 elif key != "seed" and v > limits.value(key):
-                    self.col.error("E0203", limits.exceeded(key, v, f"'{key}'"), st[key].value.span,
+                    self.col.error(C.VALUE_OUT_OF_RANGE, limits.exceeded(key, v, f"'{key}'"), st[key].value.span,
                                    limits.LIMITS[key].how())
                 elif key == "seed" and v >= 2 ** 63:
-                    self.col.error("E0203", "'seed' must be below 2**63", st[key].value.span)
+                    self.col.error(C.VALUE_OUT_OF_RANGE, "'seed' must be below 2**63", st[key].value.span)
                 else:
                     nums[key] = v
         genes: list[GeneSpec] = []
@@ -413,16 +414,16 @@ class SettingsChecker:
                 g = self.gene(item, tgt)
                 if g is not None:
                     if g.path in seen:
-                        self.col.error("E0102", f"gene '{g.name}' is declared twice", item.path_span)
+                        self.col.error(C.NAME_BOUND_TWICE, f"gene '{g.name}' is declared twice", item.path_span)
                     seen.add(g.path)
                     genes.append(g)
             elif isinstance(item, A.Objective):
                 for m, sp in zip(item.metrics, item.metric_spans):
                     if m not in METRICS:
-                        self.col.error("E0508", f"unknown metric '{m}'", sp,
+                        self.col.error(C.UNKNOWN_METRIC, f"unknown metric '{m}'", sp,
                                        did_you_mean(m, METRICS) or f"metrics are {', '.join(METRICS)}")
                     elif any(m == o for o, _ in objectives):
-                        self.col.error("E0102", f"metric '{m}' is an objective twice", sp)
+                        self.col.error(C.NAME_BOUND_TWICE, f"metric '{m}' is an objective twice", sp)
                     else:
                         objectives.append((m, "min" if item.sense == "minimize" else "max"))
             elif isinstance(item, A.Require):
@@ -431,16 +432,16 @@ class SettingsChecker:
                     if r is not None:
                         constraints.append(r)
         if not any(isinstance(i, A.Objective) for i in ev.items):
-            self.col.error("E0509", f"evolve '{ev.name}' needs an objective", ev.name_span,
+            self.col.error(C.MISSING_SETTING, f"evolve '{ev.name}' needs an objective", ev.name_span,
                            "add e.g.: minimize latency, energy")
         if not genes and len(self.col.diagnostics) == n0:
-            self.col.error("E0509", f"evolve '{ev.name}' declares no genes", ev.name_span,
+            self.col.error(C.MISSING_SETTING, f"evolve '{ev.name}' declares no genes", ev.name_span,
                            "add e.g.: gene classes in [10, 100]")
         space = 1
         for g in genes:
             space *= len(g.values)
         if space > limits.value("search_space"):
-            self.col.error("E0511", limits.exceeded("search_space", space, f"evolve '{ev.name}' searches "
+            self.col.error(C.INVALID_GENE_DOMAIN, limits.exceeded("search_space", space, f"evolve '{ev.name}' searches "
                                                     "too many candidates"), ev.name_span,
                            "narrow the gene domains, or " + limits.LIMITS["search_space"].how())
         if len(self.col.diagnostics) > n0:
@@ -450,25 +451,25 @@ class SettingsChecker:
 
     def constraint(self, c) -> tuple[str, str, float] | None:
         if not (isinstance(c, A.BinOp) and c.op in ("<=", "<", ">=", ">", "==") and isinstance(c.left, A.Name)):
-            self.col.error("E0512", "a constraint is 'metric <= value' (or <, >=, >, ==)", c.span,
+            self.col.error(C.INVALID_CONSTRAINT, "a constraint is 'metric <= value' (or <, >=, >, ==)", c.span,
                            "e.g. require params <= 12M")
             return None
         m = c.left.id
         if m not in METRICS:
-            self.col.error("E0508", f"unknown metric '{m}'", c.left.span, did_you_mean(m, METRICS))
+            self.col.error(C.UNKNOWN_METRIC, f"unknown metric '{m}'", c.left.span, did_you_mean(m, METRICS))
             return None
         v = self.value(c.right)
         dim = METRICS[m][0]
         if isinstance(v, U.Quantity):
             if v.dim != dim:
-                self.col.error("E0400", f"'{m}' is a {dim or 'plain number'}, but {v} is {U.NOUN.get(v.dim, v.dim)}", c.right.span)
+                self.col.error(C.WRONG_UNIT, f"'{m}' is a {dim or 'plain number'}, but {v} is {U.NOUN.get(v.dim, v.dim)}", c.right.span)
                 return None
             v = v.value
         elif isinstance(v, bool) or not isinstance(v, (int, float)):
-            self.col.error("E0512", f"the bound of '{m}' must be a number", c.right.span)
+            self.col.error(C.INVALID_CONSTRAINT, f"the bound of '{m}' must be a number", c.right.span)
             return None
         elif dim not in (None, U.COUNT):
-            self.col.error("E0401", f"the bound of '{m}' needs a unit, e.g. {U.EXAMPLE[dim]}", c.right.span)
+            self.col.error(C.MISSING_UNIT, f"the bound of '{m}' needs a unit, e.g. {U.EXAMPLE[dim]}", c.right.span)
             return None
         return (m, c.op, float(v))
 
@@ -481,7 +482,7 @@ class SettingsChecker:
             params = [p for p in net.params[1:]] if net else []
             pnames = [p.name for p in params]
             if path[0] not in pnames:
-                self.col.error("E0507", f"network '{tgt.network}' has no parameter '{path[0]}'", g.path_span,
+                self.col.error(C.UNKNOWN_GENE, f"network '{tgt.network}' has no parameter '{path[0]}'", g.path_span,
                                did_you_mean(path[0], pnames) or
                                "a gene names a network parameter or a hardware attribute (Tier.attr)")
                 return None
@@ -494,16 +495,16 @@ class SettingsChecker:
                 ok = {"int": isinstance(v, int) and not isinstance(v, bool), "bool": isinstance(v, bool),
                       "float": isinstance(v, (int, float)) and not isinstance(v, bool)}.get(t, True)
                 if not ok or isinstance(v, U.Quantity):
-                    self.col.error("E0511", f"gene '{path[0]}' takes {t} values, got {v!r}", g.span)
+                    self.col.error(C.INVALID_GENE_DOMAIN, f"gene '{path[0]}' takes {t} values, got {v!r}", g.span)
                     return None
             return GeneSpec(path, "network", values, None, g.path_span)
         hw_name = path[0]
         if hw_name not in self.prog.hardware:
-            self.col.error("E0507", f"unknown gene '{'.'.join(path)}': '{hw_name}' is not a hardware tier",
+            self.col.error(C.UNKNOWN_GENE, f"unknown gene '{'.'.join(path)}': '{hw_name}' is not a hardware tier",
                            g.path_span, did_you_mean(hw_name, self.prog.hardware))
             return None
         if hw_name != tgt.hardware:
-            self.col.error("E0507", f"gene '{'.'.join(path)}' changes hardware '{hw_name}', but target "
+            self.col.error(C.UNKNOWN_GENE, f"gene '{'.'.join(path)}' changes hardware '{hw_name}', but target "
                            f"'{tgt.name}' runs on '{tgt.hardware}'", g.path_span)
             return None
         rest = path[1:]
@@ -513,7 +514,7 @@ class SettingsChecker:
             dims = LEVEL_ATTRS[rest[1]][0]
         else:
             key = ".".join(rest)
-            self.col.error("E0507", f"hardware has no attribute '{key}'", g.path_span,
+            self.col.error(C.UNKNOWN_GENE, f"hardware has no attribute '{key}'", g.path_span,
                            did_you_mean(key, list(TOP_ATTRS) + [f"{k}.{a}" for k in LEVEL_KINDS for a in LEVEL_ATTRS]))
             return None
         values = self.domain(g, dims)
@@ -524,22 +525,22 @@ class SettingsChecker:
         for v in values:
             if isinstance(v, U.Quantity):
                 if v.dim not in dims:
-                    self.col.error("E0400", f"gene '{'.'.join(path)}' needs a {dims[0]}, but {v} is {U.NOUN.get(v.dim, v.dim)}",
+                    self.col.error(C.WRONG_UNIT, f"gene '{'.'.join(path)}' needs a {dims[0]}, but {v} is {U.NOUN.get(v.dim, v.dim)}",
                                    g.span)
                     return None
                 x = v.value * (hw.frequency if v.dim == U.BANDWIDTH_CYCLE and hw else 1.0)
             elif isinstance(v, (int, float)) and not isinstance(v, bool) and dims == (U.COUNT,):
                 x = v
             else:
-                self.col.error("E0401", f"gene '{'.'.join(path)}' needs values with units, e.g. "
+                self.col.error(C.MISSING_UNIT, f"gene '{'.'.join(path)}' needs values with units, e.g. "
                                f"{U.EXAMPLE[dims[0]]}", g.span)
                 return None
             if x <= 0:
-                self.col.error("E0404", f"gene '{'.'.join(path)}' values must be positive", g.span)
+                self.col.error(C.VALUE_MUST_BE_POSITIVE, f"gene '{'.'.join(path)}' values must be positive", g.span)
                 return None
             why = out_of_range(rest[-1], x)
             if why:
-                self.col.error("E0203", f"gene '{'.'.join(path)}' values {why}, got {v}", g.span)
+                self.col.error(C.VALUE_OUT_OF_RANGE, f"gene '{'.'.join(path)}' values {why}, got {v}", g.span)
                 return None
             base.append(x)
         return GeneSpec(path, "hardware", tuple(base), dims[0], g.path_span)
@@ -555,27 +556,27 @@ class SettingsChecker:
             if qa or isinstance(b, U.Quantity) or isinstance(s, U.Quantity):
                 if not (qa and isinstance(b, U.Quantity) and a.dim == b.dim and
                         (isinstance(s, U.Quantity) and s.dim == a.dim)):
-                    self.col.error("E0511", "a range of quantities needs the same unit on start, end and step",
+                    self.col.error(C.INVALID_GENE_DOMAIN, "a range of quantities needs the same unit on start, end and step",
                                    d.span, "e.g. 64 KiB..512 KiB step 64 KiB")
                     return None
                 a0, b0, s0, dim = a.value, b.value, s.value, a.dim
             else:
                 if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b, s)):
-                    self.col.error("E0511", "a range needs numbers", d.span)
+                    self.col.error(C.INVALID_GENE_DOMAIN, "a range needs numbers", d.span)
                     return None
                 a0, b0, s0, dim = a, b, s, None
             if s0 <= 0:
-                self.col.error("E0511", "a range step must be positive", d.span)
+                self.col.error(C.INVALID_GENE_DOMAIN, "a range step must be positive", d.span)
                 return None
             n = int((b0 - a0) // s0) if b0 > a0 else 0
             if n * s0 + a0 < b0 - 1e-12 * max(1, abs(b0)):
                 n += 1
             if n <= 0:
-                self.col.error("E0511", f"the range is empty (ranges are half-open: {a0}..{b0} excludes {b0})",
+                self.col.error(C.INVALID_GENE_DOMAIN, f"the range is empty (ranges are half-open: {a0}..{b0} excludes {b0})",
                                d.span)
                 return None
             if n > MAX_GENE_VALUES:
-                self.col.error("E0511", f"the range has {n:,} values, more than {MAX_GENE_VALUES:,}", d.span)
+                self.col.error(C.INVALID_GENE_DOMAIN, f"the range has {n:,} values, more than {MAX_GENE_VALUES:,}", d.span)
                 return None
             ints = all(isinstance(x, int) for x in (a0, s0)) and dim is None
             vals = [a0 + i * s0 for i in range(n)]
@@ -586,10 +587,10 @@ class SettingsChecker:
         if v is None:
             return None
         if not isinstance(v, tuple) or not v:
-            self.col.error("E0511", "a gene domain is a list [a, b, ...] or a range a..b step s", d.span)
+            self.col.error(C.INVALID_GENE_DOMAIN, "a gene domain is a list [a, b, ...] or a range a..b step s", d.span)
             return None
         if len(set(map(repr, v))) != len(v):
-            self.col.error("E0511", "the gene's values repeat", d.span)
+            self.col.error(C.INVALID_GENE_DOMAIN, "the gene's values repeat", d.span)
             return None
         return v
 

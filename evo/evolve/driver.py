@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evo import codes as C
 from evo import units as U
 from evo.diagnostics import Diagnostic, EvoError, Span
 from evo.evolve.writeback import WriteBackError  # noqa: F401 -- re-exported
@@ -663,7 +664,7 @@ def run_evolve(prog, name: str, generations: int | None = None, population: int 
         from evo.diagnostics import did_you_mean
 
         hint = did_you_mean(name, evolves) or (f"defined: {', '.join(sorted(evolves))}" if evolves else None)
-        raise EvoError(Diagnostic("E0506", f"no evolve block named '{name}'",
+        raise EvoError(Diagnostic(C.UNKNOWN_TARGET, f"no evolve block named '{name}'",
                                   Span.unknown(prog.compilation.filename), hint))
     spec = evolves[name]
     gens = spec.generations if generations is None else generations

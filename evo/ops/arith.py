@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from evo import codes as C
 from evo.ops.base import Call, Imports, NotConvertible, OpDef, OpError, eltwise_cost, fmt_shape, register
 from evo.ops.gradient import RESHAPE
 
@@ -17,7 +18,7 @@ def broadcast(a: tuple, b: tuple, what: str) -> tuple:
             out.append(y)
         else:
             raise OpError(f"cannot {what} tensors of shapes {fmt_shape(a)} and {fmt_shape(b)}: dimension "
-                          f"{max(len(a), len(b)) - 1 - i} is {x} vs {y}", None, "E0301",
+                          f"{max(len(a), len(b)) - 1 - i} is {x} vs {y}", None, C.SHAPE_MISMATCH,
                           "shapes must be equal or broadcastable (a dimension of 1 stretches)")
     return tuple(reversed(out))
 

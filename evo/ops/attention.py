@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 
+from evo import codes as C
 from evo.ir.node import Op
 from evo.ops.base import (Imports, OpDef, OpError, ParamSpec, concrete, fmt_shape, join, lit, norm_dim, numel, rank,
                           register)
@@ -63,7 +64,7 @@ def _mha_shape(shapes, a):
     dim = concrete(x[2], "the embedding size")
     concrete(x[1], "the token count")
     if dim % a["heads"]:
-        raise OpError(f"heads={a['heads']} does not divide the embedding size {dim}", "heads", "E0302",
+        raise OpError(f"heads={a['heads']} does not divide the embedding size {dim}", "heads", C.CHANNELS_NOT_DIVISIBLE_BY_GROUPS,
                       f"the embedding size {dim} splits evenly over the heads: choose a divisor of {dim}")
     return x
 
@@ -185,19 +186,19 @@ def _sdpa_shape(shapes, a):
     for i, (s, what) in enumerate(((q, "query"), (k, "key"), (v, "value"))):
         if len(s) < 3:
             raise OpError(f"scaled_dot_product_attention's {what} must be at least 3-D [N, ..., L, E], got "
-                          f"{fmt_shape(s)}", f"#{i}", "E0300")
+                          f"{fmt_shape(s)}", f"#{i}", C.WRONG_TENSOR_RANK)
         if len(s) != len(q):
-            raise OpError(f"the {what} is {len(s)}-D but the query is {len(q)}-D", f"#{i}", "E0300")
+            raise OpError(f"the {what} is {len(s)}-D but the query is {len(q)}-D", f"#{i}", C.WRONG_TENSOR_RANK)
         for d in s[1:]:
             concrete(d, f"a dimension of the {what}")
     if q[:-2] != k[:-2] or q[:-2] != v[:-2]:
         raise OpError(f"query {fmt_shape(q)}, key {fmt_shape(k)} and value {fmt_shape(v)} differ before their "
-                      "last two dimensions", "#1", "E0301")
+                      "last two dimensions", "#1", C.SHAPE_MISMATCH)
     if k[-1] != q[-1]:
-        raise OpError(f"the key's last dimension {k[-1]} differs from the query's {q[-1]}", "#1", "E0301",
+        raise OpError(f"the key's last dimension {k[-1]} differs from the query's {q[-1]}", "#1", C.SHAPE_MISMATCH,
                       "query and key must have the same size E")
     if v[-2] != k[-2]:
-        raise OpError(f"the value has {v[-2]} positions but the key {k[-2]}", "#2", "E0301",
+        raise OpError(f"the value has {v[-2]} positions but the key {k[-2]}", "#2", C.SHAPE_MISMATCH,
                       "key and value must have the same length S")
     return tuple(q[:-1]) + (v[-1],)
 
@@ -255,7 +256,7 @@ def _expand_shape(shapes, a):
     t, like = shapes
     if len(t) < 1 or t[0] != 1:
         raise OpError(f"expand repeats a tensor whose first dimension is 1 over the batch; got {fmt_shape(t)}",
-                      "#0", "E0301", "declare it with a leading 1, e.g. parameter([1, 1, 768])")
+                      "#0", C.SHAPE_MISMATCH, "declare it with a leading 1, e.g. parameter([1, 1, 768])")
     return (like[0],) + tuple(t[1:])
 
 
@@ -282,12 +283,12 @@ def _select_shape(shapes, a):
     (x,) = shapes
     d = norm_dim(a["dim"], len(x), "dim")
     if d == 0:
-        raise OpError("select takes from the batch dimension 0", "dim", "E0203",
+        raise OpError("select takes from the batch dimension 0", "dim", C.VALUE_OUT_OF_RANGE,
                       "select dimension 1 or above (the tokens: dim=1)")
     size = concrete(x[d], "the selected dimension")
     if not -size <= a["index"] < size:
         raise OpError(f"index {a['index']} is out of range for dimension {a['dim']} of size {size}", "index",
-                      "E0206")
+                      C.INDEX_OUT_OF_RANGE)
     return tuple(x[:d]) + tuple(x[d + 1:])
 
 
@@ -324,7 +325,7 @@ register(OpDef(SELECT_T, (), None, n_inputs=None, gradient_only=True, grad_code=
 def _mean_dims(a, r: int) -> tuple[int, ...]:
     dims = sorted({norm_dim(d, r, "dims") for d in a["dims"]})
     if 0 in dims:
-        raise OpError("mean over the batch dimension 0", "dims", "E0203", "average dimensions 1 or above")
+        raise OpError("mean over the batch dimension 0", "dims", C.VALUE_OUT_OF_RANGE, "average dimensions 1 or above")
     return tuple(dims)
 
 
@@ -332,7 +333,7 @@ def _mean_shape(shapes, a):
     (x,) = shapes
     dims = _mean_dims(a, len(x))
     if len(dims) != len(a["dims"]):
-        raise OpError(f"dimensions {list(a['dims'])} name one dimension twice", "dims", "E0203")
+        raise OpError(f"dimensions {list(a['dims'])} name one dimension twice", "dims", C.VALUE_OUT_OF_RANGE)
     for d in dims:
         concrete(x[d], "an averaged dimension")
     if a["keepdim"]:

@@ -49,13 +49,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from evo import codes as C
 from evo.ir.node import Op, fmt_shape  # noqa: F401 - re-exported: the ops' messages use it
 
 
 class OpError(Exception):
     """A shape or argument error; `arg` names the offending argument (or None for the input)."""
 
-    def __init__(self, message: str, arg: str | None = None, code: str = "E0301", hint: str | None = None):
+    def __init__(self, message: str, arg: str | None = None, code: str = C.SHAPE_MISMATCH, hint: str | None = None):
         super().__init__(message)
         self.message = message
         self.arg = arg
@@ -275,12 +276,12 @@ def rank(shape: tuple, want: int | tuple[int, ...], what: str) -> None:
     if len(shape) not in wants:
         exp = " or ".join(f"{w}-D" for w in wants)
         raise OpError(f"{what} expects a {exp} input, got a {len(shape)}-D tensor of shape {fmt_shape(shape)}",
-                      None, "E0300")
+                      None, C.WRONG_TENSOR_RANK)
 
 
 def concrete(d, what: str) -> int:
     if not isinstance(d, int):
-        raise OpError(f"{what} must be a known integer, not the symbol '{d}'", None, "E0304")
+        raise OpError(f"{what} must be a known integer, not the symbol '{d}'", None, C.INVALID_INPUT_DECLARATION)
     return d
 
 
@@ -310,7 +311,7 @@ def same_shape(shapes, a):
 
 def norm_dim(d: int, rank_: int, arg: str) -> int:
     if not -rank_ <= d < rank_:
-        raise OpError(f"dimension {d} is out of range for a {rank_}-D tensor", arg, "E0206")
+        raise OpError(f"dimension {d} is out of range for a {rank_}-D tensor", arg, C.INDEX_OUT_OF_RANGE)
     return d % rank_
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from evo import codes as C
 from evo.ops.base import (Imports, NotConvertible, OpDef, OpError, ParamSpec, concrete, fmt_shape, join, kwargs_src, lit,
                           numel, pair, rank, register)
 from evo.ops.gradient import CONV2D_T, LINEAR_T
@@ -17,15 +18,15 @@ def _conv_shape(shapes, a):
     c = concrete(x[1], "the channel count")
     g = a["groups"]
     if c % g:
-        raise OpError(f"groups={g} does not divide the {c} input channels", "groups", "E0302")
+        raise OpError(f"groups={g} does not divide the {c} input channels", "groups", C.CHANNELS_NOT_DIVISIBLE_BY_GROUPS)
     if a["out"] % g:
-        raise OpError(f"groups={g} does not divide the {a['out']} output channels", "groups", "E0302")
+        raise OpError(f"groups={g} does not divide the {a['out']} output channels", "groups", C.CHANNELS_NOT_DIVISIBLE_BY_GROUPS)
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = a["kernel"], a["stride"], a["padding"], a["dilation"]
     h, w = concrete(x[2], "the height"), concrete(x[3], "the width")
     oh, ow = _conv_out(h, kh, sh, ph, dh), _conv_out(w, kw, sw, pw, dw)
     if oh <= 0 or ow <= 0:
         raise OpError(f"the output would be {oh}x{ow}: a {kh}x{kw} kernel (dilation {dh}) does not fit "
-                      f"the {h}x{w} input with padding {ph}", "kernel", "E0303")
+                      f"the {h}x{w} input with padding {ph}", "kernel", C.OUTPUT_SIZE_IS_NOT_POSITIVE)
     return (x[0], a["out"], oh, ow)
 
 
@@ -108,7 +109,7 @@ def _linear_shape(shapes, a):
     (x,) = shapes
     if len(x) < 2:
         raise OpError(f"linear expects an input [N, ..., features], got a {len(x)}-D tensor of shape "
-                      f"{fmt_shape(x)}", None, "E0300", "flatten the input first, e.g. linear(flatten(x), ...)")
+                      f"{fmt_shape(x)}", None, C.WRONG_TENSOR_RANK, "flatten the input first, e.g. linear(flatten(x), ...)")
     concrete(x[-1], "the feature count")
     return tuple(x[:-1]) + (a["out"],)
 

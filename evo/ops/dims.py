@@ -10,6 +10,7 @@ are views (no traffic).
 
 from __future__ import annotations
 
+from evo import codes as C
 from evo.ir.node import Op
 from evo.ops.base import (Imports, OpDef, OpError, ParamSpec, fmt_shape, lit, norm_dim, numel, register,
                           tuple_lit, view_cost)
@@ -45,15 +46,15 @@ def _permute_shape(shapes, a):
     r = len(x)
     dims = a["dims"]
     if len(dims) != r:
-        raise OpError(f"permute of a {r}-D tensor needs {r} dimensions, got {len(dims)}", "dims", "E0203",
+        raise OpError(f"permute of a {r}-D tensor needs {r} dimensions, got {len(dims)}", "dims", C.VALUE_OUT_OF_RANGE,
                       f"give a permutation of 0..{r - 1}, e.g. {list(range(r))}")
     norm = [norm_dim(d, r, "dims") for d in dims]
     if sorted(norm) != list(range(r)):
         dup = next(d for d in norm if norm.count(d) > 1)
         raise OpError(f"{list(dims)} is not a permutation of the {r} dimensions: dimension {dup} appears twice",
-                      "dims", "E0203", f"each of 0..{r - 1} must appear once")
+                      "dims", C.VALUE_OUT_OF_RANGE, f"each of 0..{r - 1} must appear once")
     if norm[0] != 0:
-        raise OpError(f"permute moves the batch dimension 0 (to position {norm.index(0)})", "dims", "E0203",
+        raise OpError(f"permute moves the batch dimension 0 (to position {norm.index(0)})", "dims", C.VALUE_OUT_OF_RANGE,
                       "evo keeps the batch dimension first: start the permutation with 0")
     return tuple(x[d] for d in norm)
 
@@ -96,7 +97,7 @@ def _transpose_shape(shapes, a):
     d0, d1 = norm_dim(a["dim0"], r, "dim0"), norm_dim(a["dim1"], r, "dim1")
     for d, arg in ((d0, "dim0"), (d1, "dim1")):
         if d == 0 and d0 != d1:
-            raise OpError("transpose moves the batch dimension 0", arg, "E0203",
+            raise OpError("transpose moves the batch dimension 0", arg, C.VALUE_OUT_OF_RANGE,
                           "evo keeps the batch dimension first: transpose dimensions 1 and above")
     out = list(x)
     out[d0], out[d1] = out[d1], out[d0]
@@ -124,11 +125,11 @@ def _reshape_shape(shapes, a):
     want = list(a["shape"])
     free = [i for i, d in enumerate(want) if d == -1]
     if len(free) > 1:
-        raise OpError(f"reshape to {list(want)}: only one dimension may be -1", "shape", "E0203")
+        raise OpError(f"reshape to {list(want)}: only one dimension may be -1", "shape", C.VALUE_OUT_OF_RANGE)
     bad = [d for d in want if d < -1 or d == 0]
     if bad:
         raise OpError(f"reshape to {list(want)}: dimension {bad[0]} is not a size (sizes are ≥ 1, or -1 once)",
-                      "shape", "E0203")
+                      "shape", C.VALUE_OUT_OF_RANGE)
     sym = [d for d in x if not isinstance(d, int)]
     known_in = numel([d for d in x if isinstance(d, int)])
     known_out = numel([d for d in want if d != -1])
@@ -137,20 +138,20 @@ def _reshape_shape(shapes, a):
         if not free or known_in != known_out:
             have = " x ".join(str(d) for d in x)
             raise OpError(f"cannot reshape {fmt_shape(x)} ({have} elements) to {list(want)}: the sizes other than "
-                          f"the batch multiply to {known_out}, not {known_in}", "shape", "E0305",
+                          f"the batch multiply to {known_out}, not {known_in}", "shape", C.ELEMENT_COUNT_MISMATCH,
                           "write -1 for the batch dimension and sizes whose product is the rest")
         want[free[0]] = sym[0]
     elif free:
         if known_in % known_out:
             raise OpError(f"cannot reshape {fmt_shape(x)} ({known_in} elements) to {list(want)}: {known_in} is "
-                          f"not a multiple of {known_out}", "shape", "E0305")
+                          f"not a multiple of {known_out}", "shape", C.ELEMENT_COUNT_MISMATCH)
         want[free[0]] = known_in // known_out
     elif known_in != known_out:
         raise OpError(f"cannot reshape {fmt_shape(x)} ({known_in} elements) to {list(want)} ({known_out} "
-                      "elements)", "shape", "E0305", "the sizes must multiply to the input's element count")
+                      "elements)", "shape", C.ELEMENT_COUNT_MISMATCH, "the sizes must multiply to the input's element count")
     if want[0] != x[0]:
         raise OpError(f"reshape to {list(want)} changes the batch dimension ({x[0]} -> {want[0]})", "shape",
-                      "E0305", "evo keeps the batch dimension first: give it as -1")
+                      C.ELEMENT_COUNT_MISMATCH, "evo keeps the batch dimension first: give it as -1")
     return tuple(want)
 
 
@@ -190,13 +191,13 @@ def _narrow_shape(shapes, a):
     (x,) = shapes
     d = norm_dim(a["dim"], len(x), "dim")
     if d == 0:
-        raise OpError("narrow cuts the batch dimension 0", "dim", "E0203", "narrow dimension 1 or above")
+        raise OpError("narrow cuts the batch dimension 0", "dim", C.VALUE_OUT_OF_RANGE, "narrow dimension 1 or above")
     size = x[d]
     if a["start"] >= size:
-        raise OpError(f"start {a['start']} is past the end of dimension {a['dim']} (size {size})", "start", "E0203")
+        raise OpError(f"start {a['start']} is past the end of dimension {a['dim']} (size {size})", "start", C.VALUE_OUT_OF_RANGE)
     if a["start"] + a["length"] > size:
         raise OpError(f"start {a['start']} + length {a['length']} runs past dimension {a['dim']} (size {size})",
-                      "length", "E0203")
+                      "length", C.VALUE_OUT_OF_RANGE)
     out = list(x)
     out[d] = a["length"]
     return tuple(out)
@@ -234,10 +235,10 @@ def _split_dim(shapes, a):
     (x,) = shapes
     d = norm_dim(a["dim"], len(x), "dim")
     if d == 0:
-        raise OpError(f"{'chunk' if 'chunks' in a else 'split'} cuts the batch dimension 0", "dim", "E0203",
+        raise OpError(f"{'chunk' if 'chunks' in a else 'split'} cuts the batch dimension 0", "dim", C.VALUE_OUT_OF_RANGE,
                       "split dimension 1 or above (e.g. the channels: dim=1)")
     if not isinstance(x[d], int):
-        raise OpError(f"dimension {a['dim']} is the symbol '{x[d]}'", "dim", "E0304")
+        raise OpError(f"dimension {a['dim']} is the symbol '{x[d]}'", "dim", C.INVALID_INPUT_DECLARATION)
     return x
 
 
@@ -268,7 +269,7 @@ def _split_shape(shapes, a):
     d = a["dim"] % len(x)
     if len(sizes) > 1 and sum(sizes) != x[d]:
         raise OpError(f"split sizes {list(sizes)} add up to {sum(sizes)}, but dimension {a['dim']} has size "
-                      f"{x[d]}", "size", "E0305")
+                      f"{x[d]}", "size", C.ELEMENT_COUNT_MISMATCH)
     return x
 
 

@@ -3,6 +3,7 @@ dimensions and over the channels (LayerNorm2d)."""
 
 from __future__ import annotations
 
+from evo import codes as C
 from evo.ir.node import Op
 from evo.ops.base import (Imports, NotConvertible, OpDef, OpError, ParamSpec, concrete, eltwise_cost, join, kwargs_src,
                           lit, numel, rank, register)
@@ -81,7 +82,7 @@ def _ln_shape(shapes, a):
     (x,) = shapes
     if a["dims"] >= len(x):
         raise OpError(f"layernorm over the last {a['dims']} dimensions of a {len(x)}-D tensor would include the "
-                      "batch dimension", "dims", "E0203", f"at most {len(x) - 1} for this input")
+                      "batch dimension", "dims", C.VALUE_OUT_OF_RANGE, f"at most {len(x) - 1} for this input")
     for d in _ln_normalized(a, x):
         concrete(d, "a normalised dimension")
     return x

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from evo import codes as C
 from evo.ops.base import (Call, Imports, NotConvertible, OpDef, OpError, ParamSpec, concrete, join, kwargs_src, lit, numel,
                           pair, rank, register)
 from evo.ops.gradient import EXPAND, UNPOOL_AVG, UNPOOL_MAX
@@ -23,13 +24,13 @@ def _pool_shape(name):
         dh, dw = a.get("dilation", (1, 1))
         if ph * 2 > kh or pw * 2 > kw:
             raise OpError(f"padding {max(ph, pw)} is more than half the kernel size {max(kh, kw)}", "padding",
-                          "E0203", "PyTorch requires padding <= kernel // 2")
+                          C.VALUE_OUT_OF_RANGE, "PyTorch requires padding <= kernel // 2")
         h, w = concrete(x[2], "the height"), concrete(x[3], "the width")
         oh = _pool_out(h, kh, sh, ph, dh, a["ceil"])
         ow = _pool_out(w, kw, sw, pw, dw, a["ceil"])
         if oh <= 0 or ow <= 0:
             raise OpError(f"the output would be {oh}x{ow}: the {kh}x{kw} window does not fit the {h}x{w} input",
-                          "kernel", "E0303")
+                          "kernel", C.OUTPUT_SIZE_IS_NOT_POSITIVE)
         return (x[0], x[1], oh, ow)
     return f
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from evo import codes as C
 from evo.ir.node import Op
 from evo.ops.base import (Call, Imports, NotConvertible, OpDef, OpError, ParamSpec, concrete, eltwise_cost, fmt_shape,
                           join, kwargs_src, lit, norm_dim, numel, register, same_shape, view_cost)
@@ -15,7 +16,7 @@ def _flatten_shape(shapes, a):
     s = norm_dim(a["start"], len(x), "start")
     e = norm_dim(a["end"], len(x), "end")
     if e < s:
-        raise OpError(f"end dimension {a['end']} comes before start dimension {a['start']}", "end", "E0203")
+        raise OpError(f"end dimension {a['end']} comes before start dimension {a['start']}", "end", C.VALUE_OUT_OF_RANGE)
     prod = 1
     for d in x[s:e + 1]:
         prod *= concrete(d, "a flattened dimension")
@@ -173,17 +174,17 @@ register(OpDef(
 
 def _concat_shape(shapes, a):
     if len(shapes) < 1:
-        raise OpError("concat needs at least one tensor", None, "E0107")
+        raise OpError("concat needs at least one tensor", None, C.MISSING_ARGUMENT)
     r = len(shapes[0])
     d = norm_dim(a["dim"], r, "dim")
     total = 0
     for i, s in enumerate(shapes):
         if len(s) != r:
-            raise OpError(f"concat input {i + 1} is {len(s)}-D but input 1 is {r}-D", f"#{i}", "E0300")
+            raise OpError(f"concat input {i + 1} is {len(s)}-D but input 1 is {r}-D", f"#{i}", C.WRONG_TENSOR_RANK)
         for j in range(r):
             if j != d and s[j] != shapes[0][j]:
                 raise OpError(f"concat input {i + 1} has shape {fmt_shape(s)}, which differs from "
-                              f"{fmt_shape(shapes[0])} outside dimension {a['dim']}", f"#{i}", "E0301")
+                              f"{fmt_shape(shapes[0])} outside dimension {a['dim']}", f"#{i}", C.SHAPE_MISMATCH)
         total += concrete(s[d], "the concatenated dimension")
     out = list(shapes[0])
     out[d] = total

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+from evo import codes as C
 from evo.ir.node import Op
 from evo.ops.base import (Imports, OpDef, OpError, ParamSpec, eltwise_cost, fmt_shape, lit, norm_dim, numel,
                           register, same_shape, tuple_lit, view_cost)
@@ -37,15 +38,15 @@ def _batched(x: tuple) -> bool:
 
 def _matmul_shape(shapes, a):
     if len(shapes) != 2:
-        raise OpError(f"matmul takes two tensors, got {len(shapes)}", None, "E0107", "write matmul(a, b)")
+        raise OpError(f"matmul takes two tensors, got {len(shapes)}", None, C.MISSING_ARGUMENT, "write matmul(a, b)")
     x, y = shapes
     for i, s in enumerate(shapes):
         if len(s) < 2:
             raise OpError(f"matmul operand {i + 1} is {len(s)}-D, {fmt_shape(s)}; matmul multiplies matrices "
-                          "(the last two dimensions)", f"#{i}", "E0300")
+                          "(the last two dimensions)", f"#{i}", C.WRONG_TENSOR_RANK)
     if x[-1] != y[-2]:
         raise OpError(f"matmul of {fmt_shape(x)} and {fmt_shape(y)}: the inner sizes differ ({x[-1]} vs "
-                      f"{y[-2]})", "#1", "E0301",
+                      f"{y[-2]})", "#1", C.SHAPE_MISMATCH,
                       "a [..., m, k] times b [..., k, n]; transpose(b, -2, -1) if b is [..., n, k]")
     bx, by = x[:-2], y[:-2]
     lead = []
@@ -58,7 +59,7 @@ def _matmul_shape(shapes, a):
             lead.append(q)
         else:
             raise OpError(f"matmul of {fmt_shape(x)} and {fmt_shape(y)}: the batch dimensions do not broadcast "
-                          f"({p} vs {q})", "#1", "E0301", "the dimensions before the last two must be equal or 1")
+                          f"({p} vs {q})", "#1", C.SHAPE_MISMATCH, "the dimensions before the last two must be equal or 1")
     return tuple(reversed(lead)) + (x[-2], y[-1])
 
 
@@ -132,16 +133,16 @@ def _roll_shape(shapes, a):
     if len(shifts) != len(dims):
         def n(k, what):
             return f"{k} {what}{'' if k == 1 else 's'}"
-        raise OpError(f"roll has {n(len(shifts), 'shift')} for {n(len(dims), 'dimension')}", "dims", "E0203",
+        raise OpError(f"roll has {n(len(shifts), 'shift')} for {n(len(dims), 'dimension')}", "dims", C.VALUE_OUT_OF_RANGE,
                       "give one shift per dimension")
     seen = set()
     for d in dims:
         nd = norm_dim(d, len(x), "dims")
         if nd == 0 and _batched(x):
-            raise OpError("roll moves elements along the batch dimension 0", "dims", "E0203",
+            raise OpError("roll moves elements along the batch dimension 0", "dims", C.VALUE_OUT_OF_RANGE,
                           "roll dimensions 1 and above (a channels-last map's height and width: [1, 2])")
         if nd in seen:
-            raise OpError(f"roll names dimension {d} twice", "dims", "E0203")
+            raise OpError(f"roll names dimension {d} twice", "dims", C.VALUE_OUT_OF_RANGE)
         seen.add(nd)
     return x
 
@@ -169,10 +170,10 @@ def _subsample_shape(shapes, a):
     (x,) = shapes
     d = norm_dim(a["dim"], len(x), "dim")
     if d == 0 and _batched(x):
-        raise OpError("subsample cuts the batch dimension 0", "dim", "E0203", "subsample dimension 1 or above")
+        raise OpError("subsample cuts the batch dimension 0", "dim", C.VALUE_OUT_OF_RANGE, "subsample dimension 1 or above")
     size = x[d]
     if a["start"] >= size:
-        raise OpError(f"start {a['start']} is past the end of dimension {a['dim']} (size {size})", "start", "E0203")
+        raise OpError(f"start {a['start']} is past the end of dimension {a['dim']} (size {size})", "start", C.VALUE_OUT_OF_RANGE)
     out = list(x)
     out[d] = (size - a["start"] + a["step"] - 1) // a["step"]
     return tuple(out)
@@ -226,14 +227,14 @@ def _pad_shape(shapes, a):
     (x,) = shapes
     p = tuple(a["padding"])
     if len(p) % 2 or not p:
-        raise OpError(f"pad needs (before, after) pairs, got {len(p)} numbers", "padding", "E0203",
+        raise OpError(f"pad needs (before, after) pairs, got {len(p)} numbers", "padding", C.VALUE_OUT_OF_RANGE,
                       "as F.pad: (last_before, last_after, second_last_before, ...)")
     k = len(p) // 2
     if k >= len(x) and _batched(x) or k > len(x):
         raise OpError(f"pad of {k} dimensions of a {len(x)}-D tensor would pad the batch dimension", "padding",
-                      "E0203", f"at most {len(x) - 1} pairs for this input")
+                      C.VALUE_OUT_OF_RANGE, f"at most {len(x) - 1} pairs for this input")
     if any(v < 0 for v in p):
-        raise OpError("pad amounts must be ≥ 0 (evo pads, it does not crop: use narrow)", "padding", "E0203")
+        raise OpError("pad amounts must be ≥ 0 (evo pads, it does not crop: use narrow)", "padding", C.VALUE_OUT_OF_RANGE)
     out = list(x)
     for i in range(k):
         out[len(x) - 1 - i] = x[len(x) - 1 - i] + p[2 * i] + p[2 * i + 1]
@@ -330,11 +331,11 @@ def _mask_shape(shapes, a):
     h, w = a["size"]
     wh, ww = _window(a)
     if h % wh or w % ww:
-        raise OpError(f"a {h}x{w} map does not split into {wh}x{ww} windows", "window", "E0305",
+        raise OpError(f"a {h}x{w} map does not split into {wh}x{ww} windows", "window", C.ELEMENT_COUNT_MISMATCH,
                       "pad the map to a multiple of the window first")
     sh, sw = a["shift"]
     if not (0 <= sh < wh and 0 <= sw < ww):
-        raise OpError(f"shift {[sh, sw]} must be below the window {[wh, ww]}", "shift", "E0203")
+        raise OpError(f"shift {[sh, sw]} must be below the window {[wh, ww]}", "shift", C.VALUE_OUT_OF_RANGE)
     t = wh * ww
     return ((h // wh) * (w // ww), 1, t, t)
 
@@ -368,19 +369,19 @@ register(OpDef(
 
 def _bias_shape(shapes, a):
     if len(shapes) != 2:
-        raise OpError(f"relative_bias takes a table and an index, got {len(shapes)} tensors", None, "E0107",
+        raise OpError(f"relative_bias takes a table and an index, got {len(shapes)} tensors", None, C.MISSING_ARGUMENT,
                       "write relative_bias(table, index)")
     table, index = shapes
     if len(table) < 2 or _batched(table):
         raise OpError(f"the table {fmt_shape(table)} must be a learned or computed [..., heads] tensor without "
-                      "the batch dimension", "#0", "E0300")
+                      "the batch dimension", "#0", C.WRONG_TENSOR_RANK)
     if _batched(index) or len(index) not in (1, 2):
         raise OpError(f"the index {fmt_shape(index)} must be a relative_position_index buffer, [T*T] or [T, T]",
-                      "#1", "E0300")
+                      "#1", C.WRONG_TENSOR_RANK)
     n = numel(index)
     t = math.isqrt(n)
     if t * t != n:
-        raise OpError(f"the index has {n} entries, not T*T", "#1", "E0305")
+        raise OpError(f"the index has {n} entries, not T*T", "#1", C.ELEMENT_COUNT_MISMATCH)
     return (table[-1], t, t)
 
 
@@ -441,9 +442,9 @@ register(OpDef(
 
 def _clamp_shape(shapes, a):
     if a["min"] is None and a["max"] is None:
-        raise OpError("clamp needs min or max", None, "E0107", "write clamp(x, max=4.6) or clamp(x, min=0.0)")
+        raise OpError("clamp needs min or max", None, C.MISSING_ARGUMENT, "write clamp(x, max=4.6) or clamp(x, min=0.0)")
     if a["min"] is not None and a["max"] is not None and a["min"] > a["max"]:
-        raise OpError(f"clamp's min {a['min']} is above its max {a['max']}", "min", "E0203")
+        raise OpError(f"clamp's min {a['min']} is above its max {a['max']}", "min", C.VALUE_OUT_OF_RANGE)
     return shapes[0]
 
 
