@@ -635,35 +635,42 @@ def _lstar(rgb):
 
 
 def test_colormaps():
+    """Overlay colours are matplotlib's own: cmap(x, bytes=True) is the reference."""
+    import matplotlib
+
     from evo.runtime import colormap as cm
 
-    for table in (cm.VIRIDIS, cm.TURBO):
-        assert table.shape == (256, 3) and table.dtype == np.uint8
-    # viridis: endpoints close to matplotlib's #440154 and #fde725, monotone lightness
-    assert np.abs(cm.VIRIDIS[0].astype(int) - [68, 1, 84]).max() <= 4
-    assert np.abs(cm.VIRIDIS[255].astype(int) - [253, 231, 37]).max() <= 4
-    lstar = _lstar(cm.VIRIDIS)
-    assert np.diff(lstar).min() > -0.1  # non-decreasing up to 8-bit quantisation
-    assert lstar[-1] - lstar[0] > 70
-    # turbo: the polynomial evaluated here independently; dark blue -> green -> dark red
-    t = np.array([0.0, 0.5, 1.0])
-    r = 0.13572138 + t * (
-        4.61539260 + t * (-42.66032258 + t * (132.13108234 + t * (-152.94239396 + t * 59.28637943)))
-    )
-    assert np.array_equal(
-        cm.TURBO[[0, 128, 255], 0].astype(int)[[0, 2]], np.rint(np.clip(r, 0, 1) * 255)[[0, 2]]
-    )
-    assert cm.TURBO[32, 2] > cm.TURBO[32, 0]  # blue side (the approximation starts near black)
-    assert cm.TURBO[255, 0] > cm.TURBO[255, 2]  # red end
-    assert cm.TURBO[128].argmax() == 1  # green middle
-    m = np.array([[0.0, 1.0], [-3.0, 7.0]])
-    out = cm.apply_colormap(m, "viridis")
-    assert out.shape == (2, 2, 3) and out.dtype == np.uint8
-    assert np.array_equal(out[0, 0], cm.VIRIDIS[0]) and np.array_equal(out[1, 1], cm.VIRIDIS[255])
-    assert np.array_equal(out[1, 0], cm.VIRIDIS[0])
-    assert np.array_equal(cm.apply_colormap(torch.full((1, 1), 0.5))[0, 0], cm.TURBO[128])
-    with pytest.raises(ValueError):
-        cm.apply_colormap(m, "jet")
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.random(2000), np.arange(257) / 256.0, np.arange(256) / 255.0,
+                        [-3.0, -1e-9, 0.0, 1.0, 1.0 + 1e-9, 7.0, np.inf, -np.inf]]).reshape(-1, 1)
+    for name in ("viridis", "magma", "jet", "turbo", "gray", "viridis_r"):
+        ref = matplotlib.colormaps[name](x, bytes=True)[..., :3]
+        for m in (x, x.astype(np.float32), torch.from_numpy(x)):
+            out = cm.apply_colormap(m, name)
+            assert out.shape == (len(x), 1, 3) and out.dtype == np.uint8
+            assert np.array_equal(out, ref), name
+        table = cm.get_colormap(name)
+        assert table.shape == (256, 3) and table.dtype == np.uint8 and not table.flags.writeable
+        # entry i is the colour of i / 255 (a 256-colour map's own i-th colour)
+        assert np.array_equal(table, matplotlib.colormaps[name](np.arange(256) / 255.0, bytes=True)[:, :3])
+    # the default is viridis: perceptually uniform, lightness increasing from low to high
+    assert cm.DEFAULT_COLORMAP == "viridis"
+    lstar = _lstar(cm.get_colormap())
+    assert np.diff(lstar).min() > -0.1 and lstar[-1] - lstar[0] > 70
+    assert np.array_equal(cm.apply_colormap(torch.full((1, 1), 0.5))[0, 0],
+                          matplotlib.colormaps["viridis"](0.5, bytes=True)[:3])
+    # NaN counts as 0 (matplotlib would give its transparent "bad" colour); integers are values
+    nan = cm.apply_colormap(np.array([[np.nan, 0.0]]))
+    assert np.array_equal(nan[0, 0], nan[0, 1])
+    assert np.array_equal(cm.apply_colormap(np.array([[0, 1]]), "jet"),
+                          matplotlib.colormaps["jet"](np.array([[0.0, 1.0]]), bytes=True)[..., :3])
+    with pytest.raises(ValueError, match="did you mean 'viridis'"):
+        cm.apply_colormap(x, "virdis")
+    with pytest.raises(ValueError, match="2-D"):
+        cm.apply_colormap(np.zeros(3))
+    with pytest.raises(TypeError):
+        cm.get_colormap(3)
+    assert "viridis" in cm.colormap_names() and "jet" in cm.colormap_names()
 
 
 # --------------------------------------------------------------------------- images
@@ -697,6 +704,8 @@ def test_list_and_load_images(tmp_path):
 
 
 def test_overlay_save_png_summary_json(tmp_path):
+    import matplotlib
+
     from evo.runtime import colormap as cm
     from evo.runtime import images
 
@@ -706,8 +715,11 @@ def test_overlay_save_png_summary_json(tmp_path):
     ov = images.overlay(orig, m, alpha=0.5)
     assert ov.shape == (20, 30, 3) and ov.dtype == np.uint8
     assert np.array_equal(images.overlay(orig, m, alpha=0.0), orig)
-    full = images.overlay(orig, np.ones((4, 6)), alpha=1.0, colormap="viridis")
-    assert np.array_equal(full, np.broadcast_to(cm.VIRIDIS[255], (20, 30, 3)))
+    full = images.overlay(orig, np.ones((4, 6)), alpha=1.0, colormap="magma")
+    assert np.array_equal(full, np.broadcast_to(cm.get_colormap("magma")[255], (20, 30, 3)))
+    # alpha 0.5 over grey 100 with the default (viridis) at a zero map: round((100 + c) / 2)
+    low = np.array(matplotlib.colormaps["viridis"](0.0, bytes=True)[:3], dtype=np.float64)
+    assert np.array_equal(images.overlay(orig, np.zeros((4, 6)), alpha=0.5)[0, 0], np.rint((100 + low) / 2))
     assert images.overlay(orig, torch.from_numpy(m)).shape == (20, 30, 3)
 
     p = images.save_png(ov, tmp_path / "out" / "ov.png")

@@ -97,3 +97,36 @@ def test_evoc_run_usage_errors(tmp_path):
     r = subprocess.run([sys.executable, "-m", "evo.cli", "run", str(QUICKSTART), "--weights", str(bad)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "does not match" in r.stderr
+
+
+def test_evoc_run_colormap(tmp_path):
+    """--colormap: the overlay is the map coloured with that matplotlib colormap (the map
+    recomputed through the library, the colours from matplotlib itself); the default is
+    viridis; an unknown name is a usage error with a did-you-mean, before any work."""
+    import matplotlib
+
+    from evo.runtime.images import load_images, resize_map
+
+    image = sorted((ROOT / "examples" / "images").glob("*.png"))[0]
+    outs = {}
+    for cmap in (None, "jet"):
+        out = tmp_path / f"out-{cmap}"
+        argv = [sys.executable, "-m", "evo.cli", "run", str(QUICKSTART), "--images", str(image), "--out", str(out),
+                "--alpha", "1", "--quiet"] + (["--colormap", cmap] if cmap else [])
+        r = subprocess.run(argv, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        outs[cmap or "viridis"] = np.asarray(Image.open(next(out.glob("*.png"))).convert("RGB"))
+    prog = evo.compile_file(QUICKSTART)
+    model = prog.build("QuickNet")
+    model.load_state_dict(torch.load(WEIGHTS, map_location="cpu", weights_only=True), strict=True)
+    spec = prog.cams["Shapes"]
+    x, originals = load_images([image], (64, 64), spec.mean, spec.std)
+    m = resize_map(prog.explainer("Shapes", model)(x).maps[0], originals[0].shape[:2])
+    for name, got in outs.items():
+        want = matplotlib.colormaps[name](m, bytes=True)[..., :3]  # alpha 1: the colours alone
+        assert np.array_equal(got, want), name
+    assert not np.array_equal(outs["jet"], outs["viridis"])
+    r = subprocess.run([sys.executable, "-m", "evo.cli", "run", str(QUICKSTART), "--images", str(image),
+                        "--out", str(tmp_path / "bad"), "--colormap", "virdis"], capture_output=True, text=True)
+    assert r.returncode == 2 and "did you mean 'viridis'" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "bad").exists()

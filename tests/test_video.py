@@ -146,3 +146,43 @@ def test_cli_run_video_errors(setup, tmp_path, capsys):
     assert evoc(["run", str(QUICKSTART), "--video", str(d / "in.mp4"), "--images", str(d)]) == 2
     assert "not both" in capsys.readouterr().err
     assert not (tmp_path / "o.mp4").exists() and not (tmp_path / "o.jsonl").exists()
+
+
+def test_grey_network_gets_grey_frames_like_images(setup, tmp_path, capsys):
+    """A 1-channel network: every frame is converted to grey exactly as an image file is
+    (the frame's map equals the map of the frame saved as PNG and run through the image
+    path), from the library and from `evoc run --video`."""
+    from evo.cli import main as evoc
+
+    d, _, _ = setup
+    src = QUICKSTART.read_text(encoding="utf-8").replace("Tensor[N, 3, 64, 64]", "Tensor[N, 1, 64, 64]")
+    src = src.replace("mean = [0.5, 0.5, 0.5]", "mean = [0.5]").replace("std = [0.25, 0.25, 0.25]", "std = [0.25]")
+    grey = tmp_path / "grey.evo"
+    grey.write_text(src, encoding="utf-8")
+    prog = evo.compile_file(grey)
+    torch.manual_seed(0)
+    model = prog.build("QuickNet").eval()
+    spec = prog.cams["Shapes"]
+    exp = prog.explainer("Shapes", model)
+    got = {}
+    rep = video.explain_video(exp, d / "in.mp4", size=(64, 64), mean=spec.mean, std=spec.std, batch=BATCH,
+                              on_frame=lambda i, frame, m, info: got.__setitem__(i, (m.clone(), info)))
+    assert rep.frames == N_FRAMES
+    frames = _decode(d / "in.mp4")
+    pngs = [save_png(f, tmp_path / "frames" / f"{i:03d}.png") for i, f in enumerate(frames)]
+    for start in range(0, N_FRAMES, BATCH):
+        x, _ = load_images(pngs[start:start + BATCH], (64, 64), spec.mean, spec.std)
+        assert x.shape[1] == 1
+        # the grey tensor by hand: Pillow's L conversion of the decoded frame, resized, normalised
+        want = np.asarray(Image.fromarray(frames[start]).convert("L").resize((64, 64), Image.Resampling.BILINEAR),
+                          dtype=np.float32) / 255
+        torch.testing.assert_close(x[0, 0], (torch.from_numpy(want) - 0.5) / 0.25)
+        ref = exp(x)
+        for j in range(x.shape[0]):
+            torch.testing.assert_close(got[start + j][0], ref.maps[j], atol=1e-6, rtol=0)
+            assert got[start + j][1]["class"] == int(ref.classes[j])
+    out = tmp_path / "grey.mp4"
+    assert evoc(["run", str(grey), "--video", str(d / "in.mp4"), "--out", str(out), "--batch", "4",
+                 "--quiet"]) == 0
+    assert len(_decode(out)) == N_FRAMES
+    capsys.readouterr()

@@ -28,6 +28,8 @@ def add_parser(sub) -> None:
     p.add_argument("--strategy", choices=("auto", "autograd", "forward", "compiled"),
                    help="override the cam's strategy")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
+    p.add_argument("--colormap", metavar="NAME", default="viridis", help="overlay colours: any matplotlib "
+                   "colormap (default viridis, perceptually uniform; jet gives the look of other CAM tools)")
     p.add_argument("--resume", action="store_true", help="skip images whose outputs exist (a re-run; also "
                    "under torchrun, where every rank explains its shard: see docs/scaling.md)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -184,6 +186,9 @@ def main(args) -> int:
                          f"{limits.LIMITS['batch'].how()}")
     if not (math.isfinite(args.alpha) and 0.0 <= args.alpha <= 1.0):
         raise UsageError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    from evo.runtime.colormap import colormap_names
+
+    pick("colormap", args.colormap, colormap_names(), list_defined=False)
     if args.video is not None and args.images:
         raise UsageError("give --images or --video, not both")
     if args.video is not None and args.resume:
@@ -251,8 +256,8 @@ def _run_images(args, prog_path, name, spec, exp, size, mean, std, wpath, dist) 
                       force=args.progress) as bar:
         try:
             part = explain_shard(exp, paths, stems, out, name, spec.method, size=size, mean=mean, std=std,
-                                 labels=spec.labels, batch=args.batch, alpha=args.alpha, rank=dist.rank,
-                                 world=dist.world, resume=args.resume,
+                                 labels=spec.labels, batch=args.batch, alpha=args.alpha, colormap=args.colormap,
+                                 rank=dist.rank, world=dist.world, resume=args.resume,
                                  write_png=lambda p, a: write_output(p, png_bytes(a), inputs=inputs),
                                  write_text=lambda p, t: write_output(p, t, inputs=inputs),
                                  progress=bar.update)
@@ -318,6 +323,7 @@ def _run_video(args, prog, name, spec, exp, size, mean, std, wpath) -> int:
 
             rep = explain_video(exp, src, size=size, mean=mean, std=std, labels=spec.labels, batch=args.batch,
                                 out_video=video_buf, out_jsonl=lines, alpha=args.alpha, video_format=fmt,
+                                colormap=args.colormap, channels=len(mean),
                                 progress=step)
     except VideoError as e:
         raise UsageError(str(e)) from None

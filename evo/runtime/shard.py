@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from evo.runtime.colormap import DEFAULT_COLORMAP
 from evo.runtime.images import dumps_json, load_images, overlay, save_png, summary
 
 
@@ -100,11 +101,12 @@ def _save_text(path: Path, text: str) -> None:
 
 def explain_shard(exp, paths: Sequence[str], stems: Sequence[str], out: Path, cam: str, method: str, *,
                   size, mean, std, labels, batch: int, alpha: float, rank: int = 0, world: int = 1,
+                  colormap: str = DEFAULT_COLORMAP,
                   resume: bool = False, write_png: Callable = _save_png, write_text: Callable = _save_text,
                   progress: Callable[[int], None] | None = None) -> ShardResult:
     """Explain rank `rank`'s shard of `paths` (of `world`), `batch` images at a time;
     per image write `<stem>_<cam>.png` (write_png(path, uint8 array)) and `.json`
-    (write_text(path, text)).  Returns this rank's entries, in order."""
+    (write_text(path, text)), the overlay coloured with `colormap`.  Returns this rank's entries, in order."""
     res = ShardResult()
     for start, stop in shard(len(paths), batch, rank, world):
         chunk = list(paths[start:stop])
@@ -139,7 +141,7 @@ def explain_shard(exp, paths: Sequence[str], stems: Sequence[str], out: Path, ca
                 if have[i]:
                     res.reused += 1
                 else:
-                    write_png(png, overlay(originals[i], m, alpha))
+                    write_png(png, overlay(originals[i], m, alpha, colormap))
                     write_text(js, text)
                     res.explained += 1
                 res.entries.append(info)

@@ -2,7 +2,8 @@
 video and one JSON line per frame, and measure the frames per second achieved.
 
 Every frame goes through exactly the preprocessing of an image file
-(`evo.runtime.images.preprocess`: RGB, bilinear resize, scale, normalise), so the
+(`evo.runtime.images.preprocess`: RGB, or grey for a 1-channel network, bilinear resize,
+scale, normalise), so the
 map of frame i equals the map of the same picture explained as an image; each JSON
 line is that frame's `images.summary` (class, class_name, score, peak, centroid,
 stats in the frame's pixels) plus `frame` and `time` (seconds, from the frame's
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from evo.runtime.colormap import DEFAULT_COLORMAP
 from evo.runtime.images import overlay, preprocess, summary, to_jsonable
 
 
@@ -165,18 +167,23 @@ class _Writer:
 
 def explain_video(exp, in_path, *, size, mean, std, labels=None, batch: int = 8, out_video=None,
                   out_jsonl=None, alpha: float = 0.5, video_format: str | None = None,
+                  colormap: str = DEFAULT_COLORMAP, channels: int | None = None,
                   on_frame: Callable | None = None, progress: Callable[[int], None] | None = None) -> VideoReport:
     """Explain every frame of `in_path` with the explainer `exp`, `batch` frames at a time.
 
     size (H, W): the network's input size; mean / std: the cam's normalisation;
     labels: class names.  `out_jsonl`: a path or a text file object for one JSON line
     per frame; `out_video`: a path or a binary file object (`video_format`, e.g. "mp4")
-    for the overlay video, at the input's frame rate.  `on_frame(i, frame, map, info)`
+    for the overlay video, at the input's frame rate, coloured with `colormap` (a
+    matplotlib name).  channels: the network's input channels, 3 (RGB) or 1 (grey: each
+    frame converted as an image file is; default: 1 when mean/std have one value).  `on_frame(i, frame, map, info)`
     is called for every frame (map: [H, W] tensor in [0, 1]).  `progress(n)` after each
     batch with the frames done so far.
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")
+    if channels is None:  # as load_images: grey statistics mean a grey network
+        channels = 1 if mean is not None and len(mean) == 1 else 3
     rate = video_rate(in_path)
     jsonl_path = None
     if out_jsonl is None or isinstance(out_jsonl, (str, Path)):
@@ -194,7 +201,7 @@ def explain_video(exp, in_path, *, size, mean, std, labels=None, batch: int = 8,
 
     def flush() -> None:
         nonlocal n, explain_s
-        x = torch.stack([preprocess(f, size, mean, std) for f, _ in pending], dim=0)
+        x = torch.stack([preprocess(f, size, mean, std, channels) for f, _ in pending], dim=0)
         if n == 0:
             exp(x[:1])  # warm-up (first-call set-up), not timed
         t = time.perf_counter()
@@ -212,7 +219,7 @@ def explain_video(exp, in_path, *, size, mean, std, labels=None, batch: int = 8,
             key = name if name is not None else str(cls)
             counts[key] = counts.get(key, 0) + 1
             if writer is not None:
-                writer.write(overlay(frame, maps[i], alpha))
+                writer.write(overlay(frame, maps[i], alpha, colormap))
             if on_frame is not None:
                 on_frame(n, frame, maps[i], info)
             n += 1
