@@ -108,12 +108,17 @@ def format_table(rows: list[dict]) -> str:
 def write_csv(rows: list[dict], path: Path) -> None:
     keys = ["method", "strategy"] + [k for k, _ in COLUMNS if any(k in r for r in rows)] + \
         ["explain_ms_per_image", "inference_ms_per_image", "ratio_to_inference"]
-    with open(path, "w", newline="") as f:
-        wr = csv.writer(f)
-        wr.writerow(keys)
-        for r in rows:
-            wr.writerow([r.get(k, "") if isinstance(r.get(k), str) else
-                         ("" if k not in r else f"{r[k]:.6g}") for k in keys])
+    import io
+
+    from evo.fileio import write_atomic
+
+    buf = io.StringIO(newline="")
+    wr = csv.writer(buf)
+    wr.writerow(keys)
+    for r in rows:
+        wr.writerow([r.get(k, "") if isinstance(r.get(k), str) else
+                     ("" if k not in r else f"{r[k]:.6g}") for k in keys])
+    write_atomic(path, buf.getvalue())
 
 
 def plot_curves(rows: list[dict], path: Path) -> bool:
@@ -142,6 +147,12 @@ def plot_curves(rows: list[dict], path: Path) -> bool:
     axes[0].set_ylabel("class probability")
     axes[1].legend(fontsize=7, ncol=2, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    import io
+
+    from evo.fileio import write_atomic
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
+    write_atomic(path, buf.getvalue())
     return True

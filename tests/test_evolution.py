@@ -416,6 +416,23 @@ def test_write_back_rewrites_imports(tmp_path):
     t = q.targets["T"]
     rep = q.cost(t.network, hardware=t.hardware, batch=t.batch, objective=t.objective)
     assert rep.metrics["latency"] == res.front[0].metrics["latency"]
+    # the library writes through the one safe writer: a rewrite keeps the file's mode, a
+    # symlinked output is refused (not written through), no temporary file is left behind
+    import stat
+
+    from evo.fileio import OutputError
+
+    paths[0].chmod(0o600)
+    assert res.write_programs(out) == paths
+    assert stat.S_IMODE(paths[0].stat().st_mode) == 0o600
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep\n", encoding="utf-8")
+    paths[0].unlink()
+    paths[0].symlink_to(victim)
+    with pytest.raises(OutputError, match="symbolic link"):
+        res.write_programs(out)
+    assert victim.read_text(encoding="utf-8") == "keep\n"
+    assert not [q.name for q in out.iterdir() if q.name.endswith(".tmp")]
 
 
 # ---------------------------------------------------------------------------- CLI and API

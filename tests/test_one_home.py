@@ -1,5 +1,6 @@
 """One home for what several parts share (issue #10): every diagnostic code is a named
-constant of evo/codes.py, documented in docs/language.md's table; one shape formatter."""
+constant of evo/codes.py, documented in docs/language.md's table; one shape formatter;
+one file writer (evo/fileio.py) for the library and the command line."""
 
 from __future__ import annotations
 
@@ -60,3 +61,76 @@ def test_one_shape_formatter():
                     and isinstance(n.value.args[0], ast.Attribute) and n.value.args[0].attr == "shape":
                 offenders.append(f"{p.relative_to(ROOT)}:{n.lineno}")
     assert not offenders, offenders
+
+
+# calls that write files, allowed only in evo/fileio.py (the one writer)
+WRITES = {"replace", "rename", "mkstemp", "write_text", "write_bytes", "mkdir", "makedirs"}
+
+
+def test_one_writer():
+    found = []
+    for p, tree in _sources():
+        if p == EVO / "fileio.py":
+            continue
+        for n in ast.walk(tree):
+            if not isinstance(n, ast.Call):
+                continue
+            f = n.func
+            name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+            owner = f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else ""
+            if name in ("replace", "rename") and owner not in ("os", "shutil"):
+                continue  # str.replace, dataclasses.replace, ...
+            mode = [a for a in n.args[1:2] if isinstance(a, ast.Constant)] + \
+                [k.value for k in n.keywords if k.arg == "mode" and isinstance(k.value, ast.Constant)]
+            writes_open = name == "open" and owner in ("", "io", "os") and any(
+                isinstance(m.value, str) and set(m.value) & set("wax") for m in mode)
+            if (name in WRITES and isinstance(f, ast.Attribute)) or writes_open:
+                found.append(f"{p.relative_to(ROOT)}:{n.lineno}: {ast.unparse(f)}")
+    # the grammar cache's private directory (0700; Lark writes the cache file itself)
+    found = [f for f in found if not (f.startswith("evo/frontend/parser.py:") and f.endswith("os.makedirs"))]
+    assert not found, "write files through evo.fileio.write_atomic / output_dir:\n" + "\n".join(found)
+
+
+def test_the_writer_is_safe(tmp_path):
+    import os
+    import stat
+
+    import numpy as np
+    import pytest
+
+    from evo.fileio import OutputError, output_dir, write_atomic
+    from evo.runtime.images import save_png, write_json
+
+    out = tmp_path / "d" / "o.json"
+    victim = tmp_path / "victim"
+    victim.write_text("keep", encoding="utf-8")
+    (out.parent).mkdir()
+    for planted in (out.with_name(out.name + ".tmp"), out.with_name("." + out.name + ".tmp")):
+        planted.symlink_to(victim)
+    write_json({"a": 1}, out)
+    assert out.read_text(encoding="utf-8") == '{\n  "a": 1\n}\n' and victim.read_text(encoding="utf-8") == "keep"
+    out.chmod(0o640)
+    save_png(np.zeros((2, 2, 3), np.uint8), out)  # a rewrite keeps the mode
+    assert stat.S_IMODE(out.stat().st_mode) == 0o640 and out.read_bytes().startswith(b"\x89PNG")
+    link = tmp_path / "link.txt"
+    link.symlink_to(victim)
+    with pytest.raises(OutputError, match="symbolic link"):
+        write_atomic(link, "x")
+    hard = tmp_path / "hard.txt"
+    os.link(victim, hard)
+    with pytest.raises(OutputError, match="hard link"):
+        write_atomic(hard, "x")
+    with pytest.raises(OutputError, match="the input"):
+        write_atomic(tmp_path / "." / "victim", "x", inputs=[victim])
+    with pytest.raises(OutputError, match="directory"):
+        write_atomic(tmp_path, "x")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "fifo")
+        with pytest.raises(OutputError, match="FIFO"):
+            write_atomic(tmp_path / "fifo", "x")
+    with pytest.raises(OutputError, match="not a directory"):
+        output_dir(victim)
+    with pytest.raises(OutputError, match="not a directory"):
+        write_atomic(victim / "x.txt", "x")
+    assert victim.read_text(encoding="utf-8") == "keep"
+    assert sorted(q.name for q in (tmp_path / "d").iterdir()) == [".o.json.tmp", "o.json", "o.json.tmp"]

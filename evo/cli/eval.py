@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from evo.cli.common import EXIT_OK, UsageError, compile_program, pick
+from evo.cli.output import output_dir, write_output
+from evo.fileio import OutputError
 
 
 def add_parser(sub) -> None:
@@ -76,17 +78,20 @@ def main(args) -> int:
             tqdm = None
         if tqdm is not None:
             progress = tqdm(total=len(methods or METHODS), desc="methods", unit="method", file=sys.stderr)
+    out = output_dir(args.out, f"--out {args.out}")  # before the work: a file given as --out is refused
     rows = leaderboard(prog, name, model, x, boxes, methods, args.batch, args.steps, args.seed, progress)
     if progress is not None:
         progress.close()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "leaderboard.json").write_text(json.dumps(
+    inputs = [args.file, *paths] + [str(p) for p in (bpath, wpath) if p]
+    write_output(out / "leaderboard.json", json.dumps(
         {"program": str(prog_path), "cam": name, "network": spec.network, "images": len(paths),
          "boxes": str(bpath) if bpath else None, "weights": str(wpath) if wpath else None,
-         "rows": rows}, indent=1) + "\n")
-    write_csv(rows, out / "leaderboard.csv")
-    plotted = plot_curves(rows, out / "curves.png")
+         "rows": rows}, indent=1) + "\n", inputs=inputs)
+    try:
+        write_csv(rows, out / "leaderboard.csv")
+        plotted = plot_curves(rows, out / "curves.png")
+    except OutputError as e:
+        raise UsageError(str(e)) from None
     print(f"cam {name} on {len(paths)} image{'s' if len(paths) != 1 else ''}"
           f"{' with boxes' if boxes else ''}: {len(rows)} methods (sorted by insertion AUC - deletion AUC)")
     print(format_table(rows))

@@ -611,40 +611,18 @@ class EvolveResult:
         return write_back(self, i, p, directory)
 
     def write_programs(self, directory: str | os.PathLike) -> list[Path]:
-        """Every front point as ``<directory>/<evolve>_<k>.evo`` (k from 1, the table's #)."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
+        """Every front point as ``<directory>/<evolve>_<k>.evo`` (k from 1, the table's #),
+        each through the safe atomic writer (`evo.fileio`; OutputError for an output that
+        must not be replaced)."""
+        from evo.fileio import output_dir, write_atomic
+
+        d = output_dir(directory)
         out = []
         for i in range(len(self.search.front)):
             path = d / f"{self.name}_{i + 1}.evo"
-            _atomic_write(path, self.program(i, d))
+            write_atomic(path, self.program(i, d))
             out.append(path)
         return out
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """The API's write (`write_programs`): a temporary file created exclusively beside `path`,
-    renamed over it (`evoc` itself writes through `evo.cli.output`, with more checks)."""
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 # ---------------------------------------------------------------------------- the search

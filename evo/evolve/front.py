@@ -476,8 +476,9 @@ def plot_front(
         if hasattr(path, "write"):
             path.write(data)
         else:
-            with open(path, "wb") as fh:
-                fh.write(data)
+            from evo.fileio import write_atomic
+
+            write_atomic(path, data)
     if fmt != "png":
         return path
     with Image.open(io.BytesIO(data)) as img:

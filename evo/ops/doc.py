@@ -62,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     if new != text:
-        DOC.write_text(new, encoding="utf-8")
+        from evo.fileio import write_atomic
+
+        write_atomic(DOC, new)
     return 0
 
 

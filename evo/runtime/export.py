@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -158,13 +156,9 @@ def torch_export_bytes(ep) -> bytes:
 
 
 def _write(path, data: bytes) -> str:
-    p = Path(path)
-    if p.parent and not p.parent.exists():
-        p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, p)  # never a half-written model
-    return str(p)
+    from evo.fileio import write_atomic
+
+    return str(write_atomic(path, data))  # never a half-written model
 
 
 def to_onnx(module: ExportedExplainer, x: torch.Tensor, path, opset: int = DEFAULT_OPSET) -> str:

@@ -198,12 +198,9 @@ def png_bytes(arr) -> bytes:
 def save_png(arr, path) -> str:
     """Write an image as PNG (parent directories are created); see `png_bytes`.
     Returns the path as a string."""
-    data = png_bytes(arr)
-    p = Path(path)
-    if p.parent and not p.parent.exists():
-        p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_bytes(data)
-    return str(p)
+    from evo.fileio import write_atomic
+
+    return str(write_atomic(path, png_bytes(arr)))
 
 
 def _r(v: float, nd: int = 6) -> float:
@@ -293,11 +290,9 @@ def dumps_json(obj) -> str:
 def write_json(obj, path) -> str:
     """Write dumps_json(obj) to path (parent directories are created, UTF-8, '\\n'
     line ends). Returns the path as a string."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with open(p, "w", encoding="utf-8", newline="\n") as f:
-        f.write(dumps_json(obj))
-    return str(p)
+    from evo.fileio import write_atomic
+
+    return str(write_atomic(path, dumps_json(obj)))
 
 
 def save_overlays(

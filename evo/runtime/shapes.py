@@ -258,9 +258,13 @@ def save_png(array: np.ndarray, path: str | Path) -> None:
     arr = np.asarray(array)
     if arr.dtype != np.uint8:
         raise ValueError(f"save_png expects uint8, got {arr.dtype}")
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(p, format="PNG", optimize=True)
+    import io
+
+    from evo.fileio import write_atomic
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", optimize=True)
+    write_atomic(path, buf.getvalue())
 
 
 class QuickNet(nn.Module):

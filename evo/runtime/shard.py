@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from evo.fileio import write_atomic
 from evo.runtime.colormap import DEFAULT_COLORMAP
 from evo.runtime.images import dumps_json, load_images, overlay, save_png, summary
 
@@ -92,11 +93,7 @@ def _save_png(path: Path, arr) -> None:
 
 
 def _save_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_atomic(path, text)
 
 
 def explain_shard(exp, paths: Sequence[str], stems: Sequence[str], out: Path, cam: str, method: str, *,

@@ -107,7 +107,8 @@ def video_frame_count(path) -> int | None:
 
 class _Writer:
     """Overlay frames -> an H.264 (or MPEG-4 Part 2) video in yuv420p; odd sizes are padded
-    by one pixel.  `target`: a path (written to a temporary file, then renamed) or a
+    by one pixel.  `target`: a path (encoded in memory, then written by the safe atomic
+    writer, `evo.fileio`; the container from the suffix unless `fmt` names one) or a
     binary file object (then `fmt` names the container, e.g. "mp4")."""
 
     def __init__(self, target, rate: float | None, fmt: str | None = None):
@@ -117,9 +118,9 @@ class _Writer:
         self.path = None
         if isinstance(target, (str, Path)):
             self.path = Path(target)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.tmp = self.path.with_name(f".{self.path.stem}.tmp{self.path.suffix}")
-            self.container = av.open(str(self.tmp), mode="w", format=fmt)
+            self.buf = io.BytesIO()
+            fmt = fmt or {".mkv": "matroska", ".mov": "mov", ".avi": "avi"}.get(self.path.suffix.lower(), "mp4")
+            self.container = av.open(self.buf, mode="w", format=fmt)
         else:
             self.container = av.open(target, mode="w", format=fmt or "mp4")
         self.rate = Fraction(rate).limit_denominator(1001) if rate else Fraction(25)
@@ -152,17 +153,14 @@ class _Writer:
             self.container.mux(packet)
 
     def close(self, keep: bool = True) -> None:
-        import os
-
         if self.stream is not None and keep:
             for packet in self.stream.encode():
                 self.container.mux(packet)
         self.container.close()
-        if self.path is not None:
-            if keep:
-                os.replace(self.tmp, self.path)
-            else:
-                self.tmp.unlink(missing_ok=True)
+        if self.path is not None and keep:
+            from evo.fileio import write_atomic
+
+            write_atomic(self.path, self.buf.getvalue())
 
 
 def explain_video(exp, in_path, *, size, mean, std, labels=None, batch: int = 8, out_video=None,
@@ -244,11 +242,9 @@ def explain_video(exp, in_path, *, size, mean, std, labels=None, batch: int = 8,
         if writer is not None:
             writer.close(keep=ok)
     if jsonl_path is not None:
-        jsonl_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = jsonl_path.with_name(f".{jsonl_path.name}.tmp")
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(lines_out.getvalue())
-        tmp.replace(jsonl_path)
+        from evo.fileio import write_atomic
+
+        write_atomic(jsonl_path, lines_out.getvalue())
     return VideoReport(n, width, height, rate, explain_s, time.perf_counter() - t0, batch,
                        None if out_video is None else str(out_video) if isinstance(out_video, (str, Path))
                        else "<stream>", str(out_jsonl) if jsonl_path is not None else "<stream>", counts)
