@@ -690,3 +690,43 @@ def test_cli_import_reports_problems_and_usage_errors(tmp_path, capsys):
     assert main(["import", str(tmp_path / "missing.py") + ":Net"]) == 2
     assert main(["import", str(tmp_path / "mymodel.py") + ":Nope"]) == 2
     assert main(["import", str(tmp_path / "mymodel.py") + ":Small", "--input-shape", "1,x"]) == 2
+    capsys.readouterr()
+
+
+def test_cli_import_errors_take_evocs_one_path(tmp_path, capsys):
+    """Every error of `evoc import` is printed like every other subcommand's, `evoc: error:`
+    (usage problems exit 2 before the model's code runs; a model that fails to import,
+    build or convert exits 1), never its own format."""
+    (tmp_path / "mymodel.py").write_text(CLI_MODEL + "\nMARK = []\n\ndef boom():\n    raise RuntimeError('no')\n")
+    from evo.cli import main
+
+    cases = [  # argv tail, exit status, text in the message
+        (["mymodel.py"], 2, "expected PYTHON_PATH:ATTR"),
+        (["missing.py:Net"], 2, "no such file"),
+        (["mymodel.py:Nope"], 2, "has no attribute 'Nope'"),
+        (["mymodel.py:MARK"], 2, "not an nn.Module"),
+        (["mymodel.py:Small", "--input-shape", "0,3"], 2, "--input-shape: '0'"),
+        (["mymodel.py:Small", "--name", "1x"], 2, "--name '1x'"),
+        (["mymodel.py:Small", "--name", "block"], 2, "--name 'block'"),
+        (["mymodel.py:Small", "-o", str(tmp_path)], 2, "is a directory"),
+        (["mymodel.py:Small", "-o", str(tmp_path / "mymodel.py")], 2, "refusing to overwrite"),
+        (["mymodel.py:boom"], 1, "calling boom() failed: RuntimeError: no"),
+        (["mymodel.py:Bad", "--input-shape", "1,3,8,8"], 1, "not convertible"),
+        (["mymodel.py:Small", "--input-shape", "N,5,16,16"], 1, "fails on the example input"),
+    ]
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        for tail, status, text in cases:
+            assert main(["import", *tail]) == status, tail
+            err = capsys.readouterr().err
+            first = err.splitlines()[0]
+            assert first.startswith("evoc: error: ") and text in err, (tail, err)
+            assert "Traceback" not in err and "evoc import:" not in err
+            if "N,5,16,16" in tail:
+                assert "hint: give the model's input shape with --input-shape (now N,5,16,16)" in err
+    finally:
+        os.chdir(cwd)
+    # usage errors come before the model's code runs: a bad shape with a failing factory is exit 2
+    assert main(["import", str(tmp_path / "mymodel.py") + ":boom", "--input-shape", "x"]) == 2
+    capsys.readouterr()

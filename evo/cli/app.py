@@ -7,7 +7,7 @@ import importlib
 import sys
 
 from evo.version import __version__
-from evo.cli.common import EXIT_INTERNAL, EXIT_OK, EXIT_PROGRAM, EXIT_USAGE, UsageError
+from evo.cli.common import EXIT_INTERNAL, EXIT_OK, EXIT_PROGRAM, EXIT_USAGE, CommandError, UsageError
 from evo.diagnostics import EvoError
 
 # The subcommands, in the order `evoc --help` lists them: name -> module.  Each module
@@ -94,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(f"evoc: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except CommandError as e:
+        print(f"evoc: error: {e}", file=sys.stderr)
+        if e.hint:
+            print(f"hint: {e.hint}", file=sys.stderr)
+        return EXIT_PROGRAM
     except KeyboardInterrupt:
         print("evoc: interrupted", file=sys.stderr)
         return 130

@@ -12,6 +12,17 @@ class UsageError(Exception):
     """A problem with the command line or the files it names: `evoc: error: ...`, exit 2."""
 
 
+class CommandError(Exception):
+    """Well-formed inputs the command cannot do its work with, other than an evo program's
+    own diagnostics (`EvoError`): a model that fails or cannot be converted, an exported
+    model that onnxruntime disagrees with.  `evoc: error: ...` and an optional
+    `hint: ...` line, exit 1 (like a program error)."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+
 def _read(path: str) -> tuple[str, str, Path | None]:
     """(text, display name, base dir) for a FILE argument; `-` reads stdin.  Through the
     one source reader: not a readable regular file is a usage error, not UTF-8 a

@@ -8,8 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from evo.cli.common import EXIT_OK, EXIT_USAGE
-from evo.cli.common import EXIT_PROGRAM as EXIT_PROBLEMS
+from evo.cli.common import EXIT_OK, CommandError, UsageError
 from evo.cli.output import write_output
 
 DEFAULT_SHAPE = "1,3,224,224"
@@ -32,19 +31,17 @@ def add_parser(subparsers) -> None:
                    help="skip compiling the result and comparing its outputs with the model's")
 
 
-class _Fail(Exception):
-    def __init__(self, msg: str, code: int):
-        super().__init__(msg)
-        self.code = code
-
-
 def main(args) -> int:
-    try:
-        model = load_model(args.target)
-        shape = parse_shape(args.input_shape)
-    except _Fail as e:
-        print(f"evoc import: error: {e}", file=sys.stderr)
-        return e.code
+    """Errors take evoc's one path: a bad target, shape or path is a UsageError (exit 2); a
+    model that fails to import, build or convert is a CommandError (exit 1)."""
+    shape = parse_shape(args.input_shape)
+    if args.name is not None:
+        from evo.importer.tree import legal_name
+
+        if not legal_name(args.name):
+            raise UsageError(f"--name '{args.name}': a network name is an evo identifier (letters, digits and _, "
+                             "not starting with a digit) and not a keyword or built-in function")
+    model = load_model(args.target)
     import torch
 
     from evo.importer.api import ConversionError, from_torch
@@ -54,10 +51,10 @@ def main(args) -> int:
     try:
         src = from_torch(model, x, name=args.name, verify=not args.no_verify)
     except ConversionError as e:
-        print(f"evoc import: {e}", file=sys.stderr)
+        hint = None
         if any(p.startswith("the model fails on the example input") for p in e.problems):
-            print(f"hint: give the model's input shape with --input-shape (now {args.input_shape})", file=sys.stderr)
-        return EXIT_PROBLEMS
+            hint = f"give the model's input shape with --input-shape (now {args.input_shape})"
+        raise CommandError(str(e), hint) from None
     model_file = args.target.rsplit(":", 1)[0]
     write_output(args.output, src, inputs=[model_file] if model_file.endswith(".py") else [])
     if args.output not in (None, "-"):
@@ -75,12 +72,12 @@ def parse_shape(text: str) -> tuple[int, ...]:
         try:
             d = int(p)
         except ValueError:
-            raise _Fail(f"--input-shape: '{p}' is not a positive integer", EXIT_USAGE) from None
+            raise UsageError(f"--input-shape: '{p}' is not a positive integer") from None
         if d <= 0:
-            raise _Fail(f"--input-shape: '{p}' is not a positive integer", EXIT_USAGE)
+            raise UsageError(f"--input-shape: '{p}' is not a positive integer")
         dims.append(d)
     if len(dims) < 2:
-        raise _Fail("--input-shape needs a batch dimension and at least one more, e.g. N,3,224,224", EXIT_USAGE)
+        raise UsageError("--input-shape needs a batch dimension and at least one more, e.g. N,3,224,224")
     return tuple(dims)
 
 
@@ -89,17 +86,17 @@ def load_model(target: str):
     from torch import nn
 
     if ":" not in target:
-        raise _Fail(f"'{target}': expected PYTHON_PATH:ATTR, e.g. models.py:Net", EXIT_USAGE)
+        raise UsageError(f"'{target}': expected PYTHON_PATH:ATTR, e.g. models.py:Net")
     path, attr = target.rsplit(":", 1)
     if not path or not attr:
-        raise _Fail(f"'{target}': expected PYTHON_PATH:ATTR, e.g. models.py:Net", EXIT_USAGE)
+        raise UsageError(f"'{target}': expected PYTHON_PATH:ATTR, e.g. models.py:Net")
     mod = _import(path)
     obj = mod
     for part in attr.split("."):
         if not hasattr(obj, part):
             have = sorted(k for k in vars(mod) if not k.startswith("_")) if obj is mod else []
             hint = f" (it defines: {', '.join(have[:12])})" if have else ""
-            raise _Fail(f"{path} has no attribute '{attr}'{hint}", EXIT_USAGE)
+            raise UsageError(f"{path} has no attribute '{attr}'{hint}")
         obj = getattr(obj, part)
     if isinstance(obj, nn.Module):
         return obj
@@ -107,11 +104,11 @@ def load_model(target: str):
         try:
             made = obj()
         except (Exception, SystemExit) as e:  # noqa: BLE001 -- the user's code (sys.exit included)
-            raise _Fail(f"calling {attr}() failed: {_what(e)}", EXIT_PROBLEMS) from None
+            raise CommandError(f"calling {attr}() failed: {_what(e)}") from None
         if isinstance(made, nn.Module):
             return made
-        raise _Fail(f"{attr}() returned {type(made).__name__}, not an nn.Module", EXIT_PROBLEMS)
-    raise _Fail(f"{attr} is a {type(obj).__name__}, not an nn.Module or a factory", EXIT_USAGE)
+        raise CommandError(f"{attr}() returned {type(made).__name__}, not an nn.Module")
+    raise UsageError(f"{attr} is a {type(obj).__name__}, not an nn.Module or a factory")
 
 
 def _what(e: BaseException) -> str:
@@ -124,18 +121,18 @@ def _import(path: str):
     p = Path(path)
     if path.endswith(".py") or os.sep in path or "/" in path:
         if not p.is_file():
-            raise _Fail(f"cannot read {path}: no such file", EXIT_USAGE)
+            raise UsageError(f"cannot read {path}: no such file")
         name = f"_evo_import_{p.stem}"
         spec = importlib.util.spec_from_file_location(name, p)
         if spec is None or spec.loader is None:
-            raise _Fail(f"cannot import {path}", EXIT_USAGE)
+            raise UsageError(f"cannot import {path}")
         mod = importlib.util.module_from_spec(spec)
         sys.modules[name] = mod
         sys.path.insert(0, str(p.resolve().parent))
         try:
             spec.loader.exec_module(mod)
         except (Exception, SystemExit) as e:  # noqa: BLE001 -- the user's code (sys.exit included)
-            raise _Fail(f"importing {path} failed: {_what(e)}", EXIT_PROBLEMS) from None
+            raise CommandError(f"importing {path} failed: {_what(e)}") from None
         finally:
             try:
                 sys.path.remove(str(p.resolve().parent))
@@ -148,7 +145,7 @@ def _import(path: str):
         return importlib.import_module(path)
     except ModuleNotFoundError as e:
         if e.name and path.startswith(e.name):
-            raise _Fail(f"no module named '{path}'", EXIT_USAGE) from None
-        raise _Fail(f"importing {path} failed: {type(e).__name__}: {e}", EXIT_PROBLEMS) from None
+            raise UsageError(f"no module named '{path}'") from None
+        raise CommandError(f"importing {path} failed: {type(e).__name__}: {e}") from None
     except (Exception, SystemExit) as e:  # noqa: BLE001 -- the user's code (sys.exit included)
-        raise _Fail(f"importing {path} failed: {_what(e)}", EXIT_PROBLEMS) from None
+        raise CommandError(f"importing {path} failed: {_what(e)}") from None
