@@ -186,6 +186,50 @@ def test_cli_export_errors(tmp_path, capsys):
     assert not list(tmp_path.glob("*.onnx"))
 
 
+def test_cli_export_that_onnxruntime_disagrees_with_is_an_error_never_exit_3(tmp_path, capsys, monkeypatch):
+    """onnxruntime runs the exported bytes for real; here they are made to differ from the
+    torch explainer (the classifier of the exported copy reversed, so the classes differ;
+    a batchnorm bias nudged by 0.02, so only the maps move; bytes that are no model).  A
+    disagreement is exit 1 with nothing written; float-rounding-sized map differences
+    with equal classes are a warning."""
+    import copy
+
+    from evo.cli import main as evoc
+    from evo.runtime import export as ex
+
+    real = ex.onnx_bytes
+
+    def skewed(how):
+        def onnx_bytes(module, x, opset=ex.DEFAULT_OPSET):
+            if how == "garbage":
+                return b"not an onnx model"
+            bad = copy.deepcopy(module)
+            with torch.no_grad():
+                w = dict(bad.named_parameters())
+                if how == "classes":
+                    w["explainer.model.fc.weight"].neg_()
+                else:
+                    w["explainer.model.features.9.bias"].add_(2e-2)  # a batchnorm shift: maps move a little
+            return real(bad, x, opset)
+        return onnx_bytes
+
+    for how, status in (("classes", 1), ("garbage", 1), ("maps", 0)):
+        monkeypatch.setattr(ex, "onnx_bytes", skewed(how))
+        out = tmp_path / f"{how}.onnx"
+        assert evoc(["export", str(QUICKSTART), "-o", str(out)]) == status, how
+        r = capsys.readouterr()
+        assert "Traceback" not in r.err and "internal error" not in r.err
+        if status == 1:
+            assert r.err.startswith("evoc: error: ") and "nothing was written" in r.err and not out.exists()
+            assert ("classes DIFFER" in r.err) if how == "classes" else ("onnxruntime cannot run" in r.err)
+        else:
+            assert out.exists() and "evoc: warning: onnxruntime's maps differ" in r.err, r.err
+        # --no-verify writes what was exported, unchecked
+        assert evoc(["export", str(QUICKSTART), "-o", str(out), "--no-verify"]) == 0
+        assert out.exists()
+        capsys.readouterr()
+
+
 def test_an_op_the_exporter_cannot_translate_is_a_program_error_naming_it():
     # eigengradcam takes an SVD, which ONNX has no operator for
     prog, model = _quickstart()
