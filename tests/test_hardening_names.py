@@ -3,7 +3,9 @@
 Every Python keyword, builtin, module dunder, name that Python mangles inside a class
 body, name of the generated code's own locals, helpers, classes and explainer
 attributes, and `nn.Module` attribute is used in every naming position of a program
-(layer, value, block, network, network input, block parameter, cam).  Each program's
+(layer, value, block, network, network input, block parameter, cam), plain and quoted
+(`` `block` ``, `` `def` ``, `` `__init__` ``, `` `block1-0` ``: evo keywords, which only a
+quoted name can spell, and texts that are no identifier at all).  Each program's
 generated file is imported in a fresh interpreter, every network is run and checked
 against a hand-written chain of its own submodules, and every explainer (each
 strategy) against Grad-CAM computed by hand with autograd (Selvaraju et al.: weights
@@ -56,17 +58,26 @@ def _chunks(names: list[str], k: int) -> list[list[str]]:
     return [names[i:i + k] for i in range(0, len(names), k)]
 
 
-def _layers_program(names: list[str]) -> str:
+def _plain(n: str) -> str:
+    return n
+
+
+def _quoted(n: str) -> str:
+    return f"`{n}`"
+
+
+def _layers_program(names: list[str], w=_plain) -> str:
     """Every name as a layer and as a value in one network; cams at the first layer
-    (every name in the heads) and at the last (every name in the trunk)."""
+    (every name in the heads) and at the last (every name in the trunk).  `w` writes a
+    name in source (plain, or quoted)."""
     body = ["    stem = conv2d(x, 3, 3, padding=1)"]
     prev = "stem"
     for k, n in enumerate(names):
         if k % 2 == 0:
-            body.append(f"    {n} = conv2d(tanh({prev}), 3, 1)")   # a layer
+            body.append(f"    {w(n)} = conv2d(tanh({prev}), 3, 1)")   # a layer
         else:
-            body.append(f"    {n} = tanh({prev}) + stem")          # a value
-        prev = n
+            body.append(f"    {w(n)} = tanh({prev}) + stem")          # a value
+        prev = w(n)
     body += [f"    last = conv2d({prev}, 3, 1)", "    pool = adaptive_avgpool2d(last, 1)",
              "    fc = linear(flatten(pool), 3)", "    return fc"]
     cams = "".join(f"cam C{s} {{ network = Net; layer = stem; method = gradcam; strategy = {s} }}\n"
@@ -75,18 +86,19 @@ def _layers_program(names: list[str]) -> str:
     return "network Net(x: Tensor[N, 3, 5, 5]) {\n" + "\n".join(body) + "\n}\n" + cams
 
 
-def _blocks_program(names: list[str]) -> str:
+def _blocks_program(names: list[str], w=_plain) -> str:
     """Every name as a block, as a block's input and as a block parameter (`min` and
     `max` are the language's own functions in call position, not blocks)."""
     out = []
     for n in names:
-        out.append(f"block {n}({n}, c: int = 3) {{\n    y = conv2d({n}, c, 1)\n    return relu(y)\n}}\n"
-                   f"block P_{n}(x, {n}: int = 3) {{\n    y = conv2d(x, {n}, 1)\n    return relu(y)\n}}\n")
+        out.append(f"block {w(n)}({w(n)}, c: int = 3) {{\n    y = conv2d({w(n)}, c, 1)\n    return relu(y)\n}}\n"
+                   f"block {w('P_' + n)}(x, {w(n)}: int = 3) {{\n    y = conv2d(x, {w(n)}, 1)\n"
+                   "    return relu(y)\n}\n")
     body = ["    stem = conv2d(x, 3, 3, padding=1)"]
     prev = "stem"
     for k, n in enumerate(names):
-        body.append(f"    b{k} = {n}({prev})")
-        body.append(f"    p{k} = P_{n}(b{k})")
+        body.append(f"    b{k} = {w(n)}({prev})")
+        body.append(f"    p{k} = {w('P_' + n)}(b{k})")
         prev = f"p{k}"
     body += [f"    pool = adaptive_avgpool2d({prev}, 1)", "    fc = linear(flatten(pool), 3)", "    return fc"]
     out.append("network Net(x: Tensor[N, 3, 5, 5]) {\n" + "\n".join(body) + "\n}\n")
@@ -94,20 +106,20 @@ def _blocks_program(names: list[str]) -> str:
     return "".join(out)
 
 
-def _networks_program(names: list[str]) -> str:
+def _networks_program(names: list[str], w=_plain) -> str:
     """Every name as a network whose input has the same name, each with a cam."""
-    return "".join(f"network {n}({n}: Tensor[N, 3, 5, 5]) {{\n    stem = conv2d({n}, 3, 3, padding=1)\n"
+    return "".join(f"network {w(n)}({w(n)}: Tensor[N, 3, 5, 5]) {{\n    stem = conv2d({w(n)}, 3, 3, padding=1)\n"
                    f"    pool = adaptive_avgpool2d(relu(stem), 1)\n    return linear(flatten(pool), 3)\n}}\n"
-                   f"cam C{k} {{ network = {n}; layer = stem; method = gradcam; strategy = compiled }}\n"
+                   f"cam C{k} {{ network = {w(n)}; layer = stem; method = gradcam; strategy = compiled }}\n"
                    for k, n in enumerate(names))
 
 
-def _cams_program(names: list[str]) -> str:
+def _cams_program(names: list[str], w=_plain) -> str:
     """Every name as a cam (of every strategy) of one network."""
     net = ("network Net(x: Tensor[N, 3, 5, 5]) {\n    stem = conv2d(x, 3, 3, padding=1)\n"
            "    pool = adaptive_avgpool2d(relu(stem), 1)\n    return linear(flatten(pool), 3)\n}\n")
     strategies = ("compiled", "autograd", "forward")
-    return net + "".join(f"cam {n} {{ network = Net; layer = stem; method = gradcam; "
+    return net + "".join(f"cam {w(n)} {{ network = Net; layer = stem; method = gradcam; "
                          f"strategy = {strategies[k % 3]} }}\n" for k, n in enumerate(names))
 
 
@@ -210,6 +222,72 @@ def test_every_reserved_word_in_every_naming_position(tmp_path):
             expected_cams += {"blocks": ["C0"], "networks": [f"C{k}" for k in range(len(names))],
                               "cams": names}[kind]
     assert sorted(_run_fresh(files)) == sorted(expected_cams)
+
+
+# Quoted names: the evo keywords (only a quoted name can spell them), Python keywords,
+# builtins, dunders and generated locals written quoted, and texts that are no identifier.
+QUOTED = sorted(EVO_KEYWORDS | {"evo", "extends", "def", "class", "return", "lambda", "None", "True", "self",
+                                "__builtins__", "__init__", "__name__", "__Net", "__x", "_h", "h", "torch", "nn",
+                                "F", "NETWORKS", "EXPLAINERS", "forward", "min", "max", "print", "exec",
+                                "block1-0", "a b", "1x", "0", "-", "x+y", "'", '"', "\\", "{x}", "ü", "日本", "#"})
+
+
+def test_quoted_keywords_in_every_naming_position(tmp_path):
+    """Every quoted name in every naming position, written with backticks everywhere it
+    appears (`` `block` `` = conv2d(...), block `` `def` ``(...), network `` `class` ``,
+    cam `` `return` ``); the generated files imported and run in a fresh interpreter."""
+    from evo.frontend.names import problem
+
+    assert all(problem(n) is None for n in QUOTED)
+    files, expected_cams = [], []
+    names = [n for n in QUOTED if n not in FIXED]
+    prog = evo.compile(_layers_program(names, _quoted), "qlayers.evo")
+    assert [k.split(".")[0] for k in prog.build("Net").state_dict()][2:4] == [names[0], names[0]]
+    p = tmp_path / "qlayers.py"
+    p.write_text(prog.emit_python(), encoding="utf-8")
+    files.append((str(p), {"Net": ["layers", names]}))
+    expected_cams += ["Ccompiled", "Cautograd", "Cforward", "Both"]
+    for kind, make in (("blocks", _blocks_program), ("networks", _networks_program), ("cams", _cams_program)):
+        use = [n for n in names if n not in ("min", "max")] if kind == "blocks" else names
+        prog = evo.compile(make(use, _quoted), f"q{kind}.evo")
+        assert sorted({"networks": prog.networks, "cams": prog.cams}.get(kind, use)) == sorted(use)
+        p = tmp_path / f"q{kind}.py"
+        p.write_text(prog.emit_python(), encoding="utf-8")
+        files.append((str(p), {"Net": ["blocks", use]} if kind == "blocks" else {}))
+        expected_cams += {"blocks": ["C0"], "networks": [f"C{k}" for k in range(len(use))], "cams": use}[kind]
+    assert sorted(_run_fresh(files)) == sorted(expected_cams)
+
+
+def test_a_block_named_like_a_builtin_function_is_refused_at_its_definition():
+    """`min` / `max` always mean the built-in functions: a block of that name (plain or
+    quoted) could never be called, and used to give a confusing E0104 at its calls."""
+    for name in ("min", "`max`"):
+        src = textwrap.dedent(f"""
+            block {name}(x, c: int = 3) {{
+                y = conv2d(x, c, 1)
+                return relu(y)
+            }}
+            network Net(x: Tensor[N, 3, 6, 6]) {{
+                a = {name}(x)
+                return linear(flatten(adaptive_avgpool2d(a, 1)), 3)
+            }}
+        """)
+        with pytest.raises(evo.EvoError) as info:
+            evo.compile(src)
+        d = info.value.diagnostics[0]
+        bare = name.strip("`")
+        assert (d.code, d.span.line, d.span.column) == ("E0101", 2, 7)
+        assert f"block '{bare}' would be hidden by the built-in function {bare}()" in d.message
+        assert len(info.value.diagnostics) == 1
+    # a layer or value of that name is an ordinary name, and min(...) stays the built-in
+    prog = evo.compile(textwrap.dedent("""
+        network Net(x: Tensor[N, 3, 6, 6], c: int = 5) {
+            min = conv2d(x, max(c, 4), 1)
+            max = relu(min)
+            return linear(flatten(adaptive_avgpool2d(max, 1)), min(c, 3))
+        }
+    """))
+    assert [k for k in prog.build("Net").state_dict()][:1] == ["min.weight"]
 
 
 def test_names_stay_unchanged_unless_they_collide():

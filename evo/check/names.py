@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from evo import codes as C
 from evo import ops
-from evo.check.program import Program
+from evo.check.program import BUILTIN_FUNCS, Program
 from evo.diagnostics import Collector, Note, did_you_mean
 from evo.frontend import ast as A
 from evo.frontend.names import is_plain, q
 
-BUILTIN_FUNCS = {"min", "max"}
+__all__ = ["BUILTIN_FUNCS", "check_names"]
 
 
 def check_names(prog: Program, col: Collector) -> None:

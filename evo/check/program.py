@@ -14,6 +14,9 @@ from evo.frontend import parse
 from evo.frontend.source import UnreadableSource, read_path
 from evo.frontend.parser import LANGUAGE_VERSIONS
 
+# The language's built-in functions of numbers (`min(a, b, ...)`, `max(...)`): no block may take their names.
+BUILTIN_FUNCS = frozenset({"min", "max"})
+
 KINDS = {A.Block: "block", A.Network: "network", A.Hardware: "hardware", A.Cam: "cam",
          A.Target: "target", A.Evolve: "evolve"}
 
@@ -160,6 +163,12 @@ def load(text: str, filename: str = "<string>", base_dir: str | Path | None = No
         for item in module.items:
             kind = KINDS.get(type(item))
             if kind is None:
+                continue
+            if isinstance(item, A.Block) and item.name in BUILTIN_FUNCS:
+                # a call `min(...)` always means the built-in: such a block could never be called
+                col.error(C.DUPLICATE_DEFINITION, f"block '{item.name}' would be hidden by the built-in function "
+                          f"{item.name}(): a call '{item.name}(...)' always means the built-in", item.name_span,
+                          f"rename the block, e.g. '{item.name}_block'")
                 continue
             prev = first.get(item.name)
             if prev is not None:
