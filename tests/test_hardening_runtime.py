@@ -186,3 +186,21 @@ def test_weights_and_images_that_are_not_regular_files_are_refused_without_block
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and why in r.stderr and "Traceback" not in r.stderr, (extra, r.stderr)
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_eval_feeds_a_grey_network_grey_images(tmp_path):
+    """evoc eval prepares images as evoc run does: a 1-channel network without mean/std got
+    3-channel images and ended in an internal error (exit 3)."""
+    src = QUICK.read_text(encoding="utf-8").replace("Tensor[N, 3, 64, 64]", "Tensor[N, 1, 64, 64]")
+    src = "\n".join(line for line in src.splitlines() if not line.strip().startswith(("mean =", "std =")))
+    prog = tmp_path / "grey.evo"
+    prog.write_text(src, encoding="utf-8")
+    out = tmp_path / "ev"
+    code, text = run(["eval", str(prog), "--images", *map(str, IMAGES[:2]), "--methods", "gradcam", "--steps", "2",
+                      "--out", str(out), "--quiet"])
+    assert code == 0, text
+    assert (out / "leaderboard.json").is_file() and "gradcam" in (out / "leaderboard.csv").read_text()
+    # a file given as --out is refused before the work (it was an internal error)
+    code, text = run(["eval", str(prog), "--images", str(IMAGES[0]), "--methods", "gradcam", "--out",
+                      str(prog), "--quiet"])
+    assert code == 2 and "not a directory" in text

@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
 
 def main(args) -> int:
     from evo.cam_methods import METHODS
-    from evo.cli.run import _images, load_program_weights
+    from evo.cli.run import _images, image_input, load_program_weights
     from evo.evaluation import format_table, leaderboard, plot_curves, read_boxes, write_csv
     from evo.runtime.images import load_images
 
@@ -46,15 +46,13 @@ def main(args) -> int:
     if args.methods and args.methods != "all":
         methods = [pick("method", m.strip(), METHODS, list_defined=False)
                    for m in args.methods.split(",") if m.strip()]
+        if not methods:
+            raise UsageError(f"--methods '{args.methods}' names no method (give M1,M2,... or all)")
     spec = cams[name]
     model = prog.build(spec.network)
     wpath = load_program_weights(model, prog_path, args.weights)
     paths = _images(prog_path, args.images)
-    g = prog.graph(spec.network)
-    shape = g.node(g.inputs[0]).shape
-    size = (int(shape[2]), int(shape[3]))
-    mean = spec.mean if spec.mean is not None else (0.485, 0.456, 0.406)
-    std = spec.std if spec.std is not None else (0.229, 0.224, 0.225)
+    size, mean, std = image_input(prog, name, spec, "evoc eval")  # grey networks get grey images
     try:
         x, originals = load_images(paths, size, mean, std)
     except Exception as e:  # noqa: BLE001 - an unreadable image

@@ -173,6 +173,28 @@ def load_weights(model, path: Path) -> None:
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi")
 
 
+def image_input(prog, name: str, spec, command: str = "evoc run") -> tuple[tuple[int, int], tuple, tuple]:
+    """(size, mean, std) for feeding images to the cam's network: its input must be
+    [N, 1, H, W] (grey: images are read as grey, statistics of one value each) or
+    [N, 3, H, W] (RGB); mean / std default to ImageNet's (their grey average for 1 channel)."""
+    from evo.ir.node import fmt_shape
+
+    g = prog.graph(spec.network)
+    shape = g.node(g.inputs[0]).shape
+    if len(shape) != 4 or shape[1] not in (1, 3):
+        raise UsageError(f"{command} feeds images to networks whose input is [N, 1, H, W] (grey) or "
+                         f"[N, 3, H, W] (RGB); '{safe(spec.network)}' takes {fmt_shape(shape)}")
+    channels = int(shape[1])
+    size = (int(shape[2]), int(shape[3]))
+    mean = spec.mean if spec.mean is not None else ((0.485, 0.456, 0.406) if channels == 3 else (0.449,))
+    std = spec.std if spec.std is not None else ((0.229, 0.224, 0.225) if channels == 3 else (0.226,))
+    for what, stats in (("mean", mean), ("std", std)):
+        if len(stats) != channels:
+            raise UsageError(f"cam '{safe(name)}' gives {len(stats)} {what} values for a network with {channels} "
+                             f"input channel{'s' if channels != 1 else ''}")
+    return size, tuple(mean), tuple(std)
+
+
 def main(args) -> int:
     import math
 
@@ -210,22 +232,7 @@ def main(args) -> int:
         load_weights(model, wpath)
     overrides = {"strategy": args.strategy} if args.strategy else {}
     exp = prog.explainer(name, model, **overrides)
-    from evo.ir.node import fmt_shape
-
-    g = prog.graph(spec.network)
-    shape = g.node(g.inputs[0]).shape
-    if len(shape) != 4 or shape[1] not in (1, 3):
-        raise UsageError(f"evoc run feeds images to networks whose input is [N, 1, H, W] (grey) or "
-                         f"[N, 3, H, W] (RGB); '{safe(spec.network)}' takes {fmt_shape(shape)}")
-    channels = int(shape[1])
-    size = (int(shape[2]), int(shape[3]))
-    # a grey network reads images as grey (its statistics: one value each)
-    mean = spec.mean if spec.mean is not None else ((0.485, 0.456, 0.406) if channels == 3 else (0.449,))
-    std = spec.std if spec.std is not None else ((0.229, 0.224, 0.225) if channels == 3 else (0.226,))
-    for what, stats in (("mean", mean), ("std", std)):
-        if len(stats) != channels:
-            raise UsageError(f"cam '{safe(name)}' gives {len(stats)} {what} values for a network with {channels} "
-                             f"input channel{'s' if channels != 1 else ''}")
+    size, mean, std = image_input(prog, name, spec)
     if args.video is not None:
         if wpath is None:
             warn_random_weights()
