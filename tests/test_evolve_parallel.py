@@ -135,3 +135,7 @@ def test_usage_errors(program, tmp_path, capsys):
     assert evoc(["evolve", str(program), "--workers", "2", "--cluster", "tcp://127.0.0.1:1",
                  "--out", str(tmp_path)]) == 2
     assert "not both" in capsys.readouterr().err
+    # a malformed address is a usage error at once (it was an internal error, exit 3)
+    assert evoc(["evolve", str(program), "--cluster", "nonsense", "--quiet", "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the cluster nonsense" in err and "Traceback" not in err

@@ -30,6 +30,15 @@ def main(args) -> int:
 
     if args.opset < ex.MIN_OPSET:
         raise UsageError(f"--opset must be at least {ex.MIN_OPSET}")
+    if args.format == "onnx":
+        try:
+            import onnx.defs
+
+            newest = onnx.defs.onnx_opset_version()
+        except ImportError:
+            newest = None
+        if newest is not None and args.opset > newest:
+            raise UsageError(f"--opset {args.opset}: the installed onnx knows opsets up to {newest}")
     prog = compile_program(args.file)
     cams = prog.cams
     if not cams:

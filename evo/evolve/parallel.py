@@ -101,6 +101,13 @@ class DaskEvaluator:
         except ImportError:  # pragma: no cover - the [distributed] extra is part of [test]
             raise RuntimeError("--cluster needs dask.distributed: pip install 'evo-lang[distributed]'") from None
         self.factory, self.ref = factory, ref
+        if isinstance(cluster, str):  # a malformed address: an OSError like an unreachable one
+            from distributed.comm.addressing import parse_address, parse_host_port
+
+            try:
+                parse_host_port(parse_address(cluster)[1])
+            except ValueError as e:
+                raise ConnectionError(f"{e} (expected a scheduler address such as tcp://host:8786)") from None
         self.own = not isinstance(cluster, Client)
         self.client = Client(cluster, set_as_default=False) if self.own else cluster
         self.workers = max(1, len(self.client.scheduler_info().get("workers", {})))
