@@ -15,6 +15,7 @@ strategy the gradient of the selected scores w.r.t. layer i comes from:
 from __future__ import annotations
 
 import functools
+import re
 import textwrap
 from dataclasses import dataclass
 from importlib import resources
@@ -153,6 +154,36 @@ def _from_grid(lay: Layout, a: str, tokens: str) -> str:
     parts = ([f"{tokens}[:, :{lay.skip}]"] if lay.skip else []) + [grid] + (
         [f"{tokens}[:, {end}:]"] if end < lay.tokens else [])
     return grid if len(parts) == 1 else f"torch.cat(({', '.join(parts)}), 1)"
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _free_dead(lines: list[str], keep: set[str], arg: str) -> list[str]:
+    """`lines` (flat `a = expr` statements) with each local deleted right after its last use, as the
+    network's own forward does (evo/codegen/python.py): the allocator then reuses the memory
+    instead of touching fresh pages for every intermediate (keeping them all alive made the
+    explainer's trunk up to ~1.8x slower than the forward it copies)."""
+    parsed = []
+    defined = {arg}
+    for line in lines:
+        lhs, sep, rhs = line.partition(" = ")
+        outs = [v.strip() for v in lhs.split(",")] if sep else []
+        if not sep or not all(_IDENT.fullmatch(v) for v in outs):
+            return lines  # not a flat assignment: leave the block as it is
+        ins = [v for v in _IDENT.findall(rhs) if v in defined]
+        defined.update(outs)
+        parsed.append((line, outs, ins))
+    last: dict[str, int] = {}
+    for k, (_, outs, ins) in enumerate(parsed):
+        for v in (*outs, *ins):
+            last[v] = k
+    out = []
+    for k, (line, outs, ins) in enumerate(parsed):
+        out.append(line)
+        if k + 1 < len(parsed):
+            dead = sorted({v for v in (*outs, *ins) if last[v] == k and v not in keep and v != arg})
+            if dead:
+                out.append("del " + ", ".join(dead))
+    return out
 
 
 def _needed(g: Graph, targets: set[int]) -> set[int]:
@@ -213,7 +244,7 @@ def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer, explain=No
             if lay.dropped:
                 side_vars[i].append(acts_vars[i])
             acts_vars[i] = gv
-    trunk = {"lines": t.lines,
+    trunk = {"lines": _free_dead(t.lines, set(acts_vars) | {v for sv in side_vars for v in sv}, t.var[inp.id]),
              "ret": f"({', '.join(acts_vars)},), ({', '.join('(' + ''.join(v + ', ' for v in sv) + ')' for sv in side_vars)},)"}
 
     # heads (forward) and compiled gradients

@@ -105,7 +105,8 @@ def _unpool_avg_code(a, ins, k, const, path):
 def _expand_code(a, ins, k, const, path):
     h, w = a["@shape"][2], a["@shape"][3]
     if tuple(a["size"]) == (1, 1):
-        return [f"{{out}} = {ins[0]}.expand(-1, -1, {h}, {w}) / {h * w}"]
+        # divide the [.., C, 1, 1] gradient, then expand it (a view: no [.., C, H, W] division)
+        return [f"{{out}} = ({ins[0]} / {h * w}).expand(-1, -1, {h}, {w})"]
     mh = const("mh", f"_evo_adaptive_matrix({h}, {a['size'][0]})")
     mw = const("mw", f"_evo_adaptive_matrix({w}, {a['size'][1]})")
     return [f"{{out}} = _evo_adaptive_grad({ins[0]}, {mh}, {mw})"]

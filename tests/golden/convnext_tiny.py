@@ -446,191 +446,341 @@ class ExplainExplain(nn.Module):
         h = self._h
         conv2d = h[0](x)
         layernorm2d = h[1](conv2d)
+        del conv2d
         conv2d2 = h[2](layernorm2d)
         permute = h[3](conv2d2)
+        del conv2d2
         layernorm = h[4](permute)
+        del permute
         linear = h[5](layernorm)
+        del layernorm
         gelu = h[6](linear)
+        del linear
         linear2 = h[7](gelu)
+        del gelu
         permute2 = h[8](linear2)
+        del linear2
         layer_scale = h[9]
         mul = layer_scale * permute2
+        del layer_scale, permute2
         add = mul + layernorm2d
+        del layernorm2d, mul
         conv2d3 = h[10](add)
         permute3 = h[11](conv2d3)
+        del conv2d3
         layernorm2 = h[12](permute3)
+        del permute3
         linear3 = h[13](layernorm2)
+        del layernorm2
         gelu2 = h[14](linear3)
+        del linear3
         linear4 = h[15](gelu2)
+        del gelu2
         permute4 = h[16](linear4)
+        del linear4
         layer_scale2 = h[17]
         mul2 = layer_scale2 * permute4
+        del layer_scale2, permute4
         add2 = mul2 + add
+        del add, mul2
         conv2d4 = h[18](add2)
         permute5 = h[19](conv2d4)
+        del conv2d4
         layernorm3 = h[20](permute5)
+        del permute5
         linear5 = h[21](layernorm3)
+        del layernorm3
         gelu3 = h[22](linear5)
+        del linear5
         linear6 = h[23](gelu3)
+        del gelu3
         permute6 = h[24](linear6)
+        del linear6
         layer_scale3 = h[25]
         mul3 = layer_scale3 * permute6
+        del layer_scale3, permute6
         add3 = mul3 + add2
+        del add2, mul3
         layernorm2d2 = h[26](add3)
+        del add3
         conv2d5 = h[27](layernorm2d2)
+        del layernorm2d2
         conv2d6 = h[28](conv2d5)
         permute7 = h[29](conv2d6)
+        del conv2d6
         layernorm4 = h[30](permute7)
+        del permute7
         linear7 = h[31](layernorm4)
+        del layernorm4
         gelu4 = h[32](linear7)
+        del linear7
         linear8 = h[33](gelu4)
+        del gelu4
         permute8 = h[34](linear8)
+        del linear8
         layer_scale4 = h[35]
         mul4 = layer_scale4 * permute8
+        del layer_scale4, permute8
         add4 = mul4 + conv2d5
+        del conv2d5, mul4
         conv2d7 = h[36](add4)
         permute9 = h[37](conv2d7)
+        del conv2d7
         layernorm5 = h[38](permute9)
+        del permute9
         linear9 = h[39](layernorm5)
+        del layernorm5
         gelu5 = h[40](linear9)
+        del linear9
         linear10 = h[41](gelu5)
+        del gelu5
         permute10 = h[42](linear10)
+        del linear10
         layer_scale5 = h[43]
         mul5 = layer_scale5 * permute10
+        del layer_scale5, permute10
         add5 = mul5 + add4
+        del add4, mul5
         conv2d8 = h[44](add5)
         permute11 = h[45](conv2d8)
+        del conv2d8
         layernorm6 = h[46](permute11)
+        del permute11
         linear11 = h[47](layernorm6)
+        del layernorm6
         gelu6 = h[48](linear11)
+        del linear11
         linear12 = h[49](gelu6)
+        del gelu6
         permute12 = h[50](linear12)
+        del linear12
         layer_scale6 = h[51]
         mul6 = layer_scale6 * permute12
+        del layer_scale6, permute12
         add6 = mul6 + add5
+        del add5, mul6
         layernorm2d3 = h[52](add6)
+        del add6
         conv2d9 = h[53](layernorm2d3)
+        del layernorm2d3
         conv2d10 = h[54](conv2d9)
         permute13 = h[55](conv2d10)
+        del conv2d10
         layernorm7 = h[56](permute13)
+        del permute13
         linear13 = h[57](layernorm7)
+        del layernorm7
         gelu7 = h[58](linear13)
+        del linear13
         linear14 = h[59](gelu7)
+        del gelu7
         permute14 = h[60](linear14)
+        del linear14
         layer_scale7 = h[61]
         mul7 = layer_scale7 * permute14
+        del layer_scale7, permute14
         add7 = mul7 + conv2d9
+        del conv2d9, mul7
         conv2d11 = h[62](add7)
         permute15 = h[63](conv2d11)
+        del conv2d11
         layernorm8 = h[64](permute15)
+        del permute15
         linear15 = h[65](layernorm8)
+        del layernorm8
         gelu8 = h[66](linear15)
+        del linear15
         linear16 = h[67](gelu8)
+        del gelu8
         permute16 = h[68](linear16)
+        del linear16
         layer_scale8 = h[69]
         mul8 = layer_scale8 * permute16
+        del layer_scale8, permute16
         add8 = mul8 + add7
+        del add7, mul8
         conv2d12 = h[70](add8)
         permute17 = h[71](conv2d12)
+        del conv2d12
         layernorm9 = h[72](permute17)
+        del permute17
         linear17 = h[73](layernorm9)
+        del layernorm9
         gelu9 = h[74](linear17)
+        del linear17
         linear18 = h[75](gelu9)
+        del gelu9
         permute18 = h[76](linear18)
+        del linear18
         layer_scale9 = h[77]
         mul9 = layer_scale9 * permute18
+        del layer_scale9, permute18
         add9 = mul9 + add8
+        del add8, mul9
         conv2d13 = h[78](add9)
         permute19 = h[79](conv2d13)
+        del conv2d13
         layernorm10 = h[80](permute19)
+        del permute19
         linear19 = h[81](layernorm10)
+        del layernorm10
         gelu10 = h[82](linear19)
+        del linear19
         linear20 = h[83](gelu10)
+        del gelu10
         permute20 = h[84](linear20)
+        del linear20
         layer_scale10 = h[85]
         mul10 = layer_scale10 * permute20
+        del layer_scale10, permute20
         add10 = mul10 + add9
+        del add9, mul10
         conv2d14 = h[86](add10)
         permute21 = h[87](conv2d14)
+        del conv2d14
         layernorm11 = h[88](permute21)
+        del permute21
         linear21 = h[89](layernorm11)
+        del layernorm11
         gelu11 = h[90](linear21)
+        del linear21
         linear22 = h[91](gelu11)
+        del gelu11
         permute22 = h[92](linear22)
+        del linear22
         layer_scale11 = h[93]
         mul11 = layer_scale11 * permute22
+        del layer_scale11, permute22
         add11 = mul11 + add10
+        del add10, mul11
         conv2d15 = h[94](add11)
         permute23 = h[95](conv2d15)
+        del conv2d15
         layernorm12 = h[96](permute23)
+        del permute23
         linear23 = h[97](layernorm12)
+        del layernorm12
         gelu12 = h[98](linear23)
+        del linear23
         linear24 = h[99](gelu12)
+        del gelu12
         permute24 = h[100](linear24)
+        del linear24
         layer_scale12 = h[101]
         mul12 = layer_scale12 * permute24
+        del layer_scale12, permute24
         add12 = mul12 + add11
+        del add11, mul12
         conv2d16 = h[102](add12)
         permute25 = h[103](conv2d16)
+        del conv2d16
         layernorm13 = h[104](permute25)
+        del permute25
         linear25 = h[105](layernorm13)
+        del layernorm13
         gelu13 = h[106](linear25)
+        del linear25
         linear26 = h[107](gelu13)
+        del gelu13
         permute26 = h[108](linear26)
+        del linear26
         layer_scale13 = h[109]
         mul13 = layer_scale13 * permute26
+        del layer_scale13, permute26
         add13 = mul13 + add12
+        del add12, mul13
         conv2d17 = h[110](add13)
         permute27 = h[111](conv2d17)
+        del conv2d17
         layernorm14 = h[112](permute27)
+        del permute27
         linear27 = h[113](layernorm14)
+        del layernorm14
         gelu14 = h[114](linear27)
+        del linear27
         linear28 = h[115](gelu14)
+        del gelu14
         permute28 = h[116](linear28)
+        del linear28
         layer_scale14 = h[117]
         mul14 = layer_scale14 * permute28
+        del layer_scale14, permute28
         add14 = mul14 + add13
+        del add13, mul14
         conv2d18 = h[118](add14)
         permute29 = h[119](conv2d18)
+        del conv2d18
         layernorm15 = h[120](permute29)
+        del permute29
         linear29 = h[121](layernorm15)
+        del layernorm15
         gelu15 = h[122](linear29)
+        del linear29
         linear30 = h[123](gelu15)
+        del gelu15
         permute30 = h[124](linear30)
+        del linear30
         layer_scale15 = h[125]
         mul15 = layer_scale15 * permute30
+        del layer_scale15, permute30
         add15 = mul15 + add14
+        del add14, mul15
         layernorm2d4 = h[126](add15)
+        del add15
         conv2d19 = h[127](layernorm2d4)
+        del layernorm2d4
         conv2d20 = h[128](conv2d19)
         permute31 = h[129](conv2d20)
+        del conv2d20
         layernorm16 = h[130](permute31)
+        del permute31
         linear31 = h[131](layernorm16)
+        del layernorm16
         gelu16 = h[132](linear31)
+        del linear31
         linear32 = h[133](gelu16)
+        del gelu16
         permute32 = h[134](linear32)
+        del linear32
         layer_scale16 = h[135]
         mul16 = layer_scale16 * permute32
+        del layer_scale16, permute32
         add16 = mul16 + conv2d19
+        del conv2d19, mul16
         conv2d21 = h[136](add16)
         permute33 = h[137](conv2d21)
+        del conv2d21
         layernorm17 = h[138](permute33)
+        del permute33
         linear33 = h[139](layernorm17)
+        del layernorm17
         gelu17 = h[140](linear33)
+        del linear33
         linear34 = h[141](gelu17)
+        del gelu17
         permute34 = h[142](linear34)
+        del linear34
         layer_scale17 = h[143]
         mul17 = layer_scale17 * permute34
+        del layer_scale17, permute34
         add17 = mul17 + add16
+        del add16, mul17
         conv2d22 = h[144](add17)
         permute35 = h[145](conv2d22)
+        del conv2d22
         layernorm18 = h[146](permute35)
+        del permute35
         linear35 = h[147](layernorm18)
+        del layernorm18
         gelu18 = h[148](linear35)
+        del linear35
         linear36 = h[149](gelu18)
+        del gelu18
         permute36 = h[150](linear36)
+        del linear36
         layer_scale18 = h[151]
         mul18 = layer_scale18 * permute36
+        del layer_scale18, permute36
         add18 = mul18 + add17
         return (add18,), ((),)
 
@@ -667,7 +817,7 @@ class ExplainExplain(nn.Module):
         d_ln_m1 = d_ln_dy.mean((-3,), keepdim=True)
         d_ln_m2 = (d_ln_dy * d_ln_xh).mean((-3,), keepdim=True)
         d_ln = (d_ln_r * (d_ln_dy - d_ln_m1 - d_ln_xh * d_ln_m2)).reshape(d_flatten.shape)
-        d_avgpool = d_ln.expand(-1, -1, 7, 7) / 49
+        d_avgpool = (d_ln / 49).expand(-1, -1, 7, 7)
         return linear, cls, d_avgpool.reshape(k, -1, 768, 7, 7).transpose(0, 1)
 
     def forward(self, x, classes=None, strategy=None):

@@ -1136,239 +1136,447 @@ class ExplainExplain(nn.Module):
         h = self._h
         conv2d = h[0](x)
         batchnorm2d = h[1](conv2d)
+        del conv2d
         silu = h[2](batchnorm2d)
+        del batchnorm2d
         conv2d2 = h[3](silu)
         batchnorm2d2 = h[4](conv2d2)
+        del conv2d2
         silu2 = h[5](batchnorm2d2)
+        del batchnorm2d2
         avgpool = F.adaptive_avg_pool2d(silu2, 1)
         fc1 = h[6](avgpool)
+        del avgpool
         activation = F.silu(fc1)
+        del fc1
         fc2 = h[7](activation)
+        del activation
         scale_activation = torch.sigmoid(fc2)
+        del fc2
         mul = scale_activation * silu2
+        del scale_activation, silu2
         conv2d3 = h[8](mul)
+        del mul
         batchnorm2d3 = h[9](conv2d3)
+        del conv2d3
         conv2d4 = h[10](batchnorm2d3)
+        del batchnorm2d3
         batchnorm2d4 = h[11](conv2d4)
+        del conv2d4
         silu3 = h[12](batchnorm2d4)
+        del batchnorm2d4
         conv2d5 = h[13](silu3)
+        del silu3
         batchnorm2d5 = h[14](conv2d5)
+        del conv2d5
         silu4 = h[15](batchnorm2d5)
+        del batchnorm2d5
         avgpool2 = F.adaptive_avg_pool2d(silu4, 1)
         fc1_2 = h[16](avgpool2)
+        del avgpool2
         activation2 = F.silu(fc1_2)
+        del fc1_2
         fc2_2 = h[17](activation2)
+        del activation2
         scale_activation2 = torch.sigmoid(fc2_2)
+        del fc2_2
         mul2 = scale_activation2 * silu4
+        del scale_activation2, silu4
         conv2d6 = h[18](mul2)
+        del mul2
         batchnorm2d6 = h[19](conv2d6)
+        del conv2d6
         conv2d7 = h[20](batchnorm2d6)
         batchnorm2d7 = h[21](conv2d7)
+        del conv2d7
         silu5 = h[22](batchnorm2d7)
+        del batchnorm2d7
         conv2d8 = h[23](silu5)
+        del silu5
         batchnorm2d8 = h[24](conv2d8)
+        del conv2d8
         silu6 = h[25](batchnorm2d8)
+        del batchnorm2d8
         avgpool3 = F.adaptive_avg_pool2d(silu6, 1)
         fc1_3 = h[26](avgpool3)
+        del avgpool3
         activation3 = F.silu(fc1_3)
+        del fc1_3
         fc2_3 = h[27](activation3)
+        del activation3
         scale_activation3 = torch.sigmoid(fc2_3)
+        del fc2_3
         mul3 = scale_activation3 * silu6
+        del scale_activation3, silu6
         conv2d9 = h[28](mul3)
+        del mul3
         batchnorm2d9 = h[29](conv2d9)
+        del conv2d9
         add = batchnorm2d9 + batchnorm2d6
+        del batchnorm2d6, batchnorm2d9
         conv2d10 = h[30](add)
+        del add
         batchnorm2d10 = h[31](conv2d10)
+        del conv2d10
         silu7 = h[32](batchnorm2d10)
+        del batchnorm2d10
         conv2d11 = h[33](silu7)
+        del silu7
         batchnorm2d11 = h[34](conv2d11)
+        del conv2d11
         silu8 = h[35](batchnorm2d11)
+        del batchnorm2d11
         avgpool4 = F.adaptive_avg_pool2d(silu8, 1)
         fc1_4 = h[36](avgpool4)
+        del avgpool4
         activation4 = F.silu(fc1_4)
+        del fc1_4
         fc2_4 = h[37](activation4)
+        del activation4
         scale_activation4 = torch.sigmoid(fc2_4)
+        del fc2_4
         mul4 = scale_activation4 * silu8
+        del scale_activation4, silu8
         conv2d12 = h[38](mul4)
+        del mul4
         batchnorm2d12 = h[39](conv2d12)
+        del conv2d12
         conv2d13 = h[40](batchnorm2d12)
         batchnorm2d13 = h[41](conv2d13)
+        del conv2d13
         silu9 = h[42](batchnorm2d13)
+        del batchnorm2d13
         conv2d14 = h[43](silu9)
+        del silu9
         batchnorm2d14 = h[44](conv2d14)
+        del conv2d14
         silu10 = h[45](batchnorm2d14)
+        del batchnorm2d14
         avgpool5 = F.adaptive_avg_pool2d(silu10, 1)
         fc1_5 = h[46](avgpool5)
+        del avgpool5
         activation5 = F.silu(fc1_5)
+        del fc1_5
         fc2_5 = h[47](activation5)
+        del activation5
         scale_activation5 = torch.sigmoid(fc2_5)
+        del fc2_5
         mul5 = scale_activation5 * silu10
+        del scale_activation5, silu10
         conv2d15 = h[48](mul5)
+        del mul5
         batchnorm2d15 = h[49](conv2d15)
+        del conv2d15
         add2 = batchnorm2d15 + batchnorm2d12
+        del batchnorm2d12, batchnorm2d15
         conv2d16 = h[50](add2)
+        del add2
         batchnorm2d16 = h[51](conv2d16)
+        del conv2d16
         silu11 = h[52](batchnorm2d16)
+        del batchnorm2d16
         conv2d17 = h[53](silu11)
+        del silu11
         batchnorm2d17 = h[54](conv2d17)
+        del conv2d17
         silu12 = h[55](batchnorm2d17)
+        del batchnorm2d17
         avgpool6 = F.adaptive_avg_pool2d(silu12, 1)
         fc1_6 = h[56](avgpool6)
+        del avgpool6
         activation6 = F.silu(fc1_6)
+        del fc1_6
         fc2_6 = h[57](activation6)
+        del activation6
         scale_activation6 = torch.sigmoid(fc2_6)
+        del fc2_6
         mul6 = scale_activation6 * silu12
+        del scale_activation6, silu12
         conv2d18 = h[58](mul6)
+        del mul6
         batchnorm2d18 = h[59](conv2d18)
+        del conv2d18
         conv2d19 = h[60](batchnorm2d18)
         batchnorm2d19 = h[61](conv2d19)
+        del conv2d19
         silu13 = h[62](batchnorm2d19)
+        del batchnorm2d19
         conv2d20 = h[63](silu13)
+        del silu13
         batchnorm2d20 = h[64](conv2d20)
+        del conv2d20
         silu14 = h[65](batchnorm2d20)
+        del batchnorm2d20
         avgpool7 = F.adaptive_avg_pool2d(silu14, 1)
         fc1_7 = h[66](avgpool7)
+        del avgpool7
         activation7 = F.silu(fc1_7)
+        del fc1_7
         fc2_7 = h[67](activation7)
+        del activation7
         scale_activation7 = torch.sigmoid(fc2_7)
+        del fc2_7
         mul7 = scale_activation7 * silu14
+        del scale_activation7, silu14
         conv2d21 = h[68](mul7)
+        del mul7
         batchnorm2d21 = h[69](conv2d21)
+        del conv2d21
         add3 = batchnorm2d21 + batchnorm2d18
+        del batchnorm2d18, batchnorm2d21
         conv2d22 = h[70](add3)
         batchnorm2d22 = h[71](conv2d22)
+        del conv2d22
         silu15 = h[72](batchnorm2d22)
+        del batchnorm2d22
         conv2d23 = h[73](silu15)
+        del silu15
         batchnorm2d23 = h[74](conv2d23)
+        del conv2d23
         silu16 = h[75](batchnorm2d23)
+        del batchnorm2d23
         avgpool8 = F.adaptive_avg_pool2d(silu16, 1)
         fc1_8 = h[76](avgpool8)
+        del avgpool8
         activation8 = F.silu(fc1_8)
+        del fc1_8
         fc2_8 = h[77](activation8)
+        del activation8
         scale_activation8 = torch.sigmoid(fc2_8)
+        del fc2_8
         mul8 = scale_activation8 * silu16
+        del scale_activation8, silu16
         conv2d24 = h[78](mul8)
+        del mul8
         batchnorm2d24 = h[79](conv2d24)
+        del conv2d24
         add4 = batchnorm2d24 + add3
+        del add3, batchnorm2d24
         conv2d25 = h[80](add4)
+        del add4
         batchnorm2d25 = h[81](conv2d25)
+        del conv2d25
         silu17 = h[82](batchnorm2d25)
+        del batchnorm2d25
         conv2d26 = h[83](silu17)
+        del silu17
         batchnorm2d26 = h[84](conv2d26)
+        del conv2d26
         silu18 = h[85](batchnorm2d26)
+        del batchnorm2d26
         avgpool9 = F.adaptive_avg_pool2d(silu18, 1)
         fc1_9 = h[86](avgpool9)
+        del avgpool9
         activation9 = F.silu(fc1_9)
+        del fc1_9
         fc2_9 = h[87](activation9)
+        del activation9
         scale_activation9 = torch.sigmoid(fc2_9)
+        del fc2_9
         mul9 = scale_activation9 * silu18
+        del scale_activation9, silu18
         conv2d27 = h[88](mul9)
+        del mul9
         batchnorm2d27 = h[89](conv2d27)
+        del conv2d27
         conv2d28 = h[90](batchnorm2d27)
         batchnorm2d28 = h[91](conv2d28)
+        del conv2d28
         silu19 = h[92](batchnorm2d28)
+        del batchnorm2d28
         conv2d29 = h[93](silu19)
+        del silu19
         batchnorm2d29 = h[94](conv2d29)
+        del conv2d29
         silu20 = h[95](batchnorm2d29)
+        del batchnorm2d29
         avgpool10 = F.adaptive_avg_pool2d(silu20, 1)
         fc1_10 = h[96](avgpool10)
+        del avgpool10
         activation10 = F.silu(fc1_10)
+        del fc1_10
         fc2_10 = h[97](activation10)
+        del activation10
         scale_activation10 = torch.sigmoid(fc2_10)
+        del fc2_10
         mul10 = scale_activation10 * silu20
+        del scale_activation10, silu20
         conv2d30 = h[98](mul10)
+        del mul10
         batchnorm2d30 = h[99](conv2d30)
+        del conv2d30
         add5 = batchnorm2d30 + batchnorm2d27
+        del batchnorm2d27, batchnorm2d30
         conv2d31 = h[100](add5)
         batchnorm2d31 = h[101](conv2d31)
+        del conv2d31
         silu21 = h[102](batchnorm2d31)
+        del batchnorm2d31
         conv2d32 = h[103](silu21)
+        del silu21
         batchnorm2d32 = h[104](conv2d32)
+        del conv2d32
         silu22 = h[105](batchnorm2d32)
+        del batchnorm2d32
         avgpool11 = F.adaptive_avg_pool2d(silu22, 1)
         fc1_11 = h[106](avgpool11)
+        del avgpool11
         activation11 = F.silu(fc1_11)
+        del fc1_11
         fc2_11 = h[107](activation11)
+        del activation11
         scale_activation11 = torch.sigmoid(fc2_11)
+        del fc2_11
         mul11 = scale_activation11 * silu22
+        del scale_activation11, silu22
         conv2d33 = h[108](mul11)
+        del mul11
         batchnorm2d33 = h[109](conv2d33)
+        del conv2d33
         add6 = batchnorm2d33 + add5
+        del add5, batchnorm2d33
         conv2d34 = h[110](add6)
+        del add6
         batchnorm2d34 = h[111](conv2d34)
+        del conv2d34
         silu23 = h[112](batchnorm2d34)
+        del batchnorm2d34
         conv2d35 = h[113](silu23)
+        del silu23
         batchnorm2d35 = h[114](conv2d35)
+        del conv2d35
         silu24 = h[115](batchnorm2d35)
+        del batchnorm2d35
         avgpool12 = F.adaptive_avg_pool2d(silu24, 1)
         fc1_12 = h[116](avgpool12)
+        del avgpool12
         activation12 = F.silu(fc1_12)
+        del fc1_12
         fc2_12 = h[117](activation12)
+        del activation12
         scale_activation12 = torch.sigmoid(fc2_12)
+        del fc2_12
         mul12 = scale_activation12 * silu24
+        del scale_activation12, silu24
         conv2d36 = h[118](mul12)
+        del mul12
         batchnorm2d36 = h[119](conv2d36)
+        del conv2d36
         conv2d37 = h[120](batchnorm2d36)
         batchnorm2d37 = h[121](conv2d37)
+        del conv2d37
         silu25 = h[122](batchnorm2d37)
+        del batchnorm2d37
         conv2d38 = h[123](silu25)
+        del silu25
         batchnorm2d38 = h[124](conv2d38)
+        del conv2d38
         silu26 = h[125](batchnorm2d38)
+        del batchnorm2d38
         avgpool13 = F.adaptive_avg_pool2d(silu26, 1)
         fc1_13 = h[126](avgpool13)
+        del avgpool13
         activation13 = F.silu(fc1_13)
+        del fc1_13
         fc2_13 = h[127](activation13)
+        del activation13
         scale_activation13 = torch.sigmoid(fc2_13)
+        del fc2_13
         mul13 = scale_activation13 * silu26
+        del scale_activation13, silu26
         conv2d39 = h[128](mul13)
+        del mul13
         batchnorm2d39 = h[129](conv2d39)
+        del conv2d39
         add7 = batchnorm2d39 + batchnorm2d36
+        del batchnorm2d36, batchnorm2d39
         conv2d40 = h[130](add7)
         batchnorm2d40 = h[131](conv2d40)
+        del conv2d40
         silu27 = h[132](batchnorm2d40)
+        del batchnorm2d40
         conv2d41 = h[133](silu27)
+        del silu27
         batchnorm2d41 = h[134](conv2d41)
+        del conv2d41
         silu28 = h[135](batchnorm2d41)
+        del batchnorm2d41
         avgpool14 = F.adaptive_avg_pool2d(silu28, 1)
         fc1_14 = h[136](avgpool14)
+        del avgpool14
         activation14 = F.silu(fc1_14)
+        del fc1_14
         fc2_14 = h[137](activation14)
+        del activation14
         scale_activation14 = torch.sigmoid(fc2_14)
+        del fc2_14
         mul14 = scale_activation14 * silu28
+        del scale_activation14, silu28
         conv2d42 = h[138](mul14)
+        del mul14
         batchnorm2d42 = h[139](conv2d42)
+        del conv2d42
         add8 = batchnorm2d42 + add7
+        del add7, batchnorm2d42
         conv2d43 = h[140](add8)
         batchnorm2d43 = h[141](conv2d43)
+        del conv2d43
         silu29 = h[142](batchnorm2d43)
+        del batchnorm2d43
         conv2d44 = h[143](silu29)
+        del silu29
         batchnorm2d44 = h[144](conv2d44)
+        del conv2d44
         silu30 = h[145](batchnorm2d44)
+        del batchnorm2d44
         avgpool15 = F.adaptive_avg_pool2d(silu30, 1)
         fc1_15 = h[146](avgpool15)
+        del avgpool15
         activation15 = F.silu(fc1_15)
+        del fc1_15
         fc2_15 = h[147](activation15)
+        del activation15
         scale_activation15 = torch.sigmoid(fc2_15)
+        del fc2_15
         mul15 = scale_activation15 * silu30
+        del scale_activation15, silu30
         conv2d45 = h[148](mul15)
+        del mul15
         batchnorm2d45 = h[149](conv2d45)
+        del conv2d45
         add9 = batchnorm2d45 + add8
+        del add8, batchnorm2d45
         conv2d46 = h[150](add9)
+        del add9
         batchnorm2d46 = h[151](conv2d46)
+        del conv2d46
         silu31 = h[152](batchnorm2d46)
+        del batchnorm2d46
         conv2d47 = h[153](silu31)
+        del silu31
         batchnorm2d47 = h[154](conv2d47)
+        del conv2d47
         silu32 = h[155](batchnorm2d47)
+        del batchnorm2d47
         avgpool16 = F.adaptive_avg_pool2d(silu32, 1)
         fc1_16 = h[156](avgpool16)
+        del avgpool16
         activation16 = F.silu(fc1_16)
+        del fc1_16, silu
         fc2_16 = h[157](activation16)
+        del activation16
         scale_activation16 = torch.sigmoid(fc2_16)
+        del fc2_16
         mul16 = scale_activation16 * silu32
+        del scale_activation16, silu32
         conv2d48 = h[158](mul16)
+        del mul16
         batchnorm2d48 = h[159](conv2d48)
+        del conv2d48
         conv2d49 = h[160](batchnorm2d48)
+        del batchnorm2d48
         batchnorm2d49 = h[161](conv2d49)
+        del conv2d49
         silu33 = h[162](batchnorm2d49)
         return (silu33,), ((),)
 

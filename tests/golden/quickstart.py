@@ -97,14 +97,23 @@ class ExplainShapes(nn.Module):
         h = self._h
         conv2d = h[0](x)
         batchnorm2d = h[1](conv2d)
+        del conv2d
         relu = h[2](batchnorm2d)
+        del batchnorm2d
         maxpool2d = h[3](relu)
+        del relu
         conv2d2 = h[4](maxpool2d)
+        del maxpool2d
         batchnorm2d2 = h[5](conv2d2)
+        del conv2d2
         relu2 = h[6](batchnorm2d2)
+        del batchnorm2d2
         maxpool2d2 = h[7](relu2)
+        del relu2
         conv2d3 = h[8](maxpool2d2)
+        del maxpool2d2
         batchnorm2d3 = h[9](conv2d3)
+        del conv2d3
         relu3 = h[10](batchnorm2d3)
         return (relu3,), ((),)
 

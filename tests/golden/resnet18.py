@@ -330,69 +330,125 @@ class ExplainExplain(nn.Module):
         h = self._h
         conv1 = h[0](x)
         bn1 = h[1](conv1)
+        del conv1
         act = torch.relu(bn1)
+        del bn1
         maxpool = F.max_pool2d(act, 3, stride=2, padding=1)
+        del act
         conv1_2 = h[2](maxpool)
         bn1_2 = h[3](conv1_2)
+        del conv1_2
         act1 = torch.relu(bn1_2)
+        del bn1_2
         conv2 = h[4](act1)
+        del act1
         bn2 = h[5](conv2)
+        del conv2
         add = bn2 + maxpool
+        del bn2, maxpool
         relu = torch.relu(add)
+        del add
         conv1_3 = h[6](relu)
         bn1_3 = h[7](conv1_3)
+        del conv1_3
         act1_2 = torch.relu(bn1_3)
+        del bn1_3
         conv2_2 = h[8](act1_2)
+        del act1_2
         bn2_2 = h[9](conv2_2)
+        del conv2_2
         add2 = bn2_2 + relu
+        del bn2_2
         relu2 = torch.relu(add2)
+        del add2
         conv1_4 = h[10](relu2)
         bn1_4 = h[11](conv1_4)
+        del conv1_4
         act1_3 = torch.relu(bn1_4)
+        del bn1_4
         conv2_3 = h[12](act1_3)
+        del act1_3
         bn2_3 = h[13](conv2_3)
+        del conv2_3
         conv2d = h[14](relu2)
+        del relu2
         batchnorm2d = h[15](conv2d)
+        del conv2d
         add3 = bn2_3 + batchnorm2d
+        del batchnorm2d, bn2_3
         relu3 = torch.relu(add3)
+        del add3
         conv1_5 = h[16](relu3)
         bn1_5 = h[17](conv1_5)
+        del conv1_5
         act1_4 = torch.relu(bn1_5)
+        del bn1_5
         conv2_4 = h[18](act1_4)
+        del act1_4
         bn2_4 = h[19](conv2_4)
+        del conv2_4
         add4 = bn2_4 + relu3
+        del bn2_4, relu3
         relu4 = torch.relu(add4)
+        del add4
         conv1_6 = h[20](relu4)
         bn1_6 = h[21](conv1_6)
+        del conv1_6
         act1_5 = torch.relu(bn1_6)
+        del bn1_6
         conv2_5 = h[22](act1_5)
+        del act1_5
         bn2_5 = h[23](conv2_5)
+        del conv2_5
         conv2d2 = h[24](relu4)
+        del relu4
         batchnorm2d2 = h[25](conv2d2)
+        del conv2d2
         add5 = bn2_5 + batchnorm2d2
+        del batchnorm2d2, bn2_5
         relu5 = torch.relu(add5)
+        del add5
         conv1_7 = h[26](relu5)
         bn1_7 = h[27](conv1_7)
+        del conv1_7
         act1_6 = torch.relu(bn1_7)
+        del bn1_7
         conv2_6 = h[28](act1_6)
+        del act1_6
         bn2_6 = h[29](conv2_6)
+        del conv2_6
         add6 = bn2_6 + relu5
+        del bn2_6, relu5
         relu6 = torch.relu(add6)
+        del add6
         conv1_8 = h[30](relu6)
         bn1_8 = h[31](conv1_8)
+        del conv1_8
         act1_7 = torch.relu(bn1_8)
+        del bn1_8
         conv2_7 = h[32](act1_7)
+        del act1_7
         bn2_7 = h[33](conv2_7)
+        del conv2_7
         conv2d3 = h[34](relu6)
+        del relu6
         batchnorm2d3 = h[35](conv2d3)
+        del conv2d3
         add7 = bn2_7 + batchnorm2d3
+        del batchnorm2d3, bn2_7
         relu7 = torch.relu(add7)
+        del add7
         conv1_9 = h[36](relu7)
         bn1_9 = h[37](conv1_9)
+        del conv1_9
         act1_8 = torch.relu(bn1_9)
+        del bn1_9
         conv2_8 = h[38](act1_8)
+        del act1_8
         bn2_8 = h[39](conv2_8)
+        del conv2_8
         add8 = bn2_8 + relu7
+        del bn2_8, relu7
         relu8 = torch.relu(add8)
         return (relu8,), ((),)
 

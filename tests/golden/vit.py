@@ -329,122 +329,214 @@ class ExplainExplain(nn.Module):
         h = self._h
         conv_proj = h[0](x)
         reshape = conv_proj.reshape(-1, 768, 196)
+        del conv_proj
         patches = reshape.permute(0, 2, 1)
         class_token = h[1]
         expand = class_token.expand(patches.shape[0], *class_token.shape[1:])
+        del class_token
         concat = torch.cat((expand, patches,), 1)
+        del expand, patches
         pos_embedding = h[2]
         add = concat + pos_embedding
+        del concat, pos_embedding
         ln_1 = h[3](add)
         self_attention = h[4](ln_1)
+        del ln_1
         y = self_attention + add
+        del add, self_attention
         ln_2 = h[5](y)
         linear = h[6](ln_2)
+        del ln_2
         gelu = h[7](linear)
+        del linear
         dropout = h[8](gelu)
+        del gelu
         linear2 = h[9](dropout)
+        del dropout
         dropout2 = h[10](linear2)
+        del linear2
         add2 = y + dropout2
+        del dropout2, y
         ln_1_2 = h[11](add2)
         self_attention2 = h[12](ln_1_2)
+        del ln_1_2
         y2 = self_attention2 + add2
+        del add2, self_attention2
         ln_2_2 = h[13](y2)
         linear3 = h[14](ln_2_2)
+        del ln_2_2
         gelu2 = h[15](linear3)
+        del linear3
         dropout3 = h[16](gelu2)
+        del gelu2
         linear4 = h[17](dropout3)
+        del dropout3
         dropout4 = h[18](linear4)
+        del linear4
         add3 = y2 + dropout4
+        del dropout4, y2
         ln_1_3 = h[19](add3)
         self_attention3 = h[20](ln_1_3)
+        del ln_1_3
         y3 = self_attention3 + add3
+        del add3, self_attention3
         ln_2_3 = h[21](y3)
         linear5 = h[22](ln_2_3)
+        del ln_2_3
         gelu3 = h[23](linear5)
+        del linear5
         dropout5 = h[24](gelu3)
+        del gelu3
         linear6 = h[25](dropout5)
+        del dropout5
         dropout6 = h[26](linear6)
+        del linear6
         add4 = y3 + dropout6
+        del dropout6, y3
         ln_1_4 = h[27](add4)
         self_attention4 = h[28](ln_1_4)
+        del ln_1_4
         y4 = self_attention4 + add4
+        del add4, self_attention4
         ln_2_4 = h[29](y4)
         linear7 = h[30](ln_2_4)
+        del ln_2_4
         gelu4 = h[31](linear7)
+        del linear7
         dropout7 = h[32](gelu4)
+        del gelu4
         linear8 = h[33](dropout7)
+        del dropout7
         dropout8 = h[34](linear8)
+        del linear8
         add5 = y4 + dropout8
+        del dropout8, y4
         ln_1_5 = h[35](add5)
         self_attention5 = h[36](ln_1_5)
+        del ln_1_5
         y5 = self_attention5 + add5
+        del add5, self_attention5
         ln_2_5 = h[37](y5)
         linear9 = h[38](ln_2_5)
+        del ln_2_5
         gelu5 = h[39](linear9)
+        del linear9
         dropout9 = h[40](gelu5)
+        del gelu5
         linear10 = h[41](dropout9)
+        del dropout9
         dropout10 = h[42](linear10)
+        del linear10
         add6 = y5 + dropout10
+        del dropout10, y5
         ln_1_6 = h[43](add6)
         self_attention6 = h[44](ln_1_6)
+        del ln_1_6
         y6 = self_attention6 + add6
+        del add6, self_attention6
         ln_2_6 = h[45](y6)
         linear11 = h[46](ln_2_6)
+        del ln_2_6
         gelu6 = h[47](linear11)
+        del linear11
         dropout11 = h[48](gelu6)
+        del gelu6
         linear12 = h[49](dropout11)
+        del dropout11
         dropout12 = h[50](linear12)
+        del linear12
         add7 = y6 + dropout12
+        del dropout12, y6
         ln_1_7 = h[51](add7)
         self_attention7 = h[52](ln_1_7)
+        del ln_1_7
         y7 = self_attention7 + add7
+        del add7, self_attention7
         ln_2_7 = h[53](y7)
         linear13 = h[54](ln_2_7)
+        del ln_2_7
         gelu7 = h[55](linear13)
+        del linear13
         dropout13 = h[56](gelu7)
+        del gelu7
         linear14 = h[57](dropout13)
+        del dropout13
         dropout14 = h[58](linear14)
+        del linear14
         add8 = y7 + dropout14
+        del dropout14, y7
         ln_1_8 = h[59](add8)
         self_attention8 = h[60](ln_1_8)
+        del ln_1_8
         y8 = self_attention8 + add8
+        del add8, self_attention8
         ln_2_8 = h[61](y8)
         linear15 = h[62](ln_2_8)
+        del ln_2_8
         gelu8 = h[63](linear15)
+        del linear15
         dropout15 = h[64](gelu8)
+        del gelu8
         linear16 = h[65](dropout15)
+        del dropout15
         dropout16 = h[66](linear16)
+        del linear16
         add9 = y8 + dropout16
+        del dropout16, y8
         ln_1_9 = h[67](add9)
         self_attention9 = h[68](ln_1_9)
+        del ln_1_9
         y9 = self_attention9 + add9
+        del add9, self_attention9
         ln_2_9 = h[69](y9)
         linear17 = h[70](ln_2_9)
+        del ln_2_9
         gelu9 = h[71](linear17)
+        del linear17
         dropout17 = h[72](gelu9)
+        del gelu9
         linear18 = h[73](dropout17)
+        del dropout17
         dropout18 = h[74](linear18)
+        del linear18
         add10 = y9 + dropout18
+        del dropout18, y9
         ln_1_10 = h[75](add10)
         self_attention10 = h[76](ln_1_10)
+        del ln_1_10
         y10 = self_attention10 + add10
+        del add10, self_attention10
         ln_2_10 = h[77](y10)
         linear19 = h[78](ln_2_10)
+        del ln_2_10
         gelu10 = h[79](linear19)
+        del linear19
         dropout19 = h[80](gelu10)
+        del gelu10
         linear20 = h[81](dropout19)
+        del dropout19
         dropout20 = h[82](linear20)
+        del linear20
         add11 = y10 + dropout20
+        del dropout20, y10
         ln_1_11 = h[83](add11)
         self_attention11 = h[84](ln_1_11)
+        del ln_1_11
         y11 = self_attention11 + add11
+        del add11, self_attention11
         ln_2_11 = h[85](y11)
         linear21 = h[86](ln_2_11)
+        del ln_2_11
         gelu11 = h[87](linear21)
+        del linear21
         dropout21 = h[88](gelu11)
+        del gelu11
         linear22 = h[89](dropout21)
+        del dropout21
         dropout22 = h[90](linear22)
+        del linear22
         add12 = y11 + dropout22
+        del dropout22, y11
         ln_1_12 = h[91](add12)
         ln_1_12_grid = ln_1_12[:, 1:197].reshape(-1, 14, 14, 768).permute(0, 3, 1, 2)
         return (ln_1_12_grid,), ((add12, ln_1_12, ),)
