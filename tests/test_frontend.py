@@ -741,7 +741,7 @@ def test_errors_in_a_block_instance_name_the_call_site():
 
 
 def test_expansion_limits_are_refused_fast():
-    t = time.perf_counter()
+    t = time.process_time()  # CPU time: a wall-clock bound fails on a loaded machine, not on slow code
     code, line, _, msg = first(net("    y = seq(x) { repeat 1000000000 { relu() } }\n    return y"))
     assert (code, line) == ("E0202", 2) and "100,000" in msg
     # loops that expand to nothing are bounded too
@@ -750,7 +750,7 @@ def test_expansion_limits_are_refused_fast():
     code, _, _, _ = first(net("    y = seq(x) { for i in 0..100000 { for j in 0..100000 { relu() } } }\n"
                               "    return y"))
     assert code == "E0202"
-    assert time.perf_counter() - t < 5
+    assert time.process_time() - t < 5
 
 
 def test_layer_limit_counts_layers():
