@@ -540,6 +540,41 @@ def test_every_mapped_function_and_module():
         assert op in src, op
 
 
+class DimOps(nn.Module):
+    """The dimension ops in their functional and method forms, and a learnable tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.scale = nn.Parameter(torch.rand(8, 1, 1) + 0.5)
+        self.fc = nn.Linear(8, 16)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.conv(x) * self.scale
+        a, b = torch.chunk(x, 2, dim=1)
+        parts = x.split([2, 6], 1)
+        y = torch.cat([b, a], 1) + torch.cat((parts[1], parts[0]), dim=1)
+        t = self.fc(y.permute(0, 2, 3, 1))             # linear on channels-last [N, H, W, C]
+        t = torch.permute(t, (0, 3, 1, 2)).reshape(x.shape[0], 4, 4, 8, 8)
+        t = torch.transpose(t, 1, 2).contiguous().view(x.shape[0], 16, 8, 8)
+        t = t.swapaxes(2, 3)
+        t = torch.relu(t.narrow(1, 0, 8))
+        return self.head(t.mean((2, 3)))
+
+
+def test_dimension_ops_and_learnable_tensors():
+    """permute / transpose / swapaxes / view / reshape / chunk / split / narrow and an nn.Parameter
+    used by its module: the program loads strict and gives the same logits (checked by _round_trip)."""
+    src = _round_trip(DimOps(), torch.randn(2, 3, 8, 8))
+    for text in ("scale = parameter([8, 1, 1])", "parts = chunk(mul, 2)", "parts_1 = split(mul, [2, 6])",
+                 "concat(parts[1], parts[0]) + concat(parts_1[1], parts_1[0])", "[0, 2, 3, 1]), 16)",
+                 "permute = permute(fc, [0, 3, 1, 2])",
+                 "reshape(permute, [-1, permute.channels // 4, 4, permute.height, permute.width])",
+                 "transpose(", "narrow(", "1, 0, 8)"):
+        assert text in src, (text, src)
+
+
 class ShapeFlow(nn.Module):
     """Control flow on a shape: torch.fx cannot trace it, torch.export can."""
 

@@ -20,7 +20,7 @@ from torch import nn
 import evo
 from evo import cli
 from tests.refcam import reference_cam
-from tests.zoo import efficientnet, mobilenetv3, regnet
+from tests.zoo import convnext, efficientnet, mobilenetv3, regnet, shufflenetv2
 from tests.zoo.common import StochasticDepth, stochastic_depth
 
 
@@ -31,6 +31,7 @@ def _randomized(model: nn.Module) -> nn.Module:
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 1.5)
+            if isinstance(m, (nn.BatchNorm2d, nn.LayerNorm)):
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
     return model.eval()
@@ -50,6 +51,9 @@ mobilenet_v3_large = _seeded(lambda: mobilenetv3.mobilenet_v3_large(10, width_mu
 mobilenet_v3_small = _seeded(lambda: mobilenetv3.mobilenet_v3_small(10, width_mult=0.25, blocks=5))
 regnet_y_400mf = _seeded(lambda: regnet.regnet_y_400mf(10, tiny=True))
 regnet_x_400mf = _seeded(lambda: regnet.regnet_x_400mf(10, tiny=True))
+# (a layer scale of 0.7, not 1e-6, so that the blocks' branches count in the logits and the CAM)
+convnext_tiny = _seeded(lambda: convnext.convnext_tiny(10, tiny=True, layer_scale=0.7))
+shufflenet_v2_x1_0 = _seeded(lambda: shufflenetv2.shufflenet_v2_x1_0(10, tiny=True))
 
 # name: (network name, last spatial layer, what the source must contain, at most this many lines)
 FAMILIES = {
@@ -65,6 +69,16 @@ FAMILIES = {
                                                       "block InvertedResidual(x", "hardswish()"], 100),
     "regnet_y_400mf": ("RegNet", "trunk_output", ["`block1-0` = ", "block SqueezeExcitation(x"], 80),
     "regnet_x_400mf": ("RegNet", "trunk_output", ["`block1-0` = "], 80),
+    # LayerNorm2d, Permute and the layer scale: `layernorm2d()`, `permute([...])`, `parameter(...)`
+    "convnext_tiny": ("ConvNeXt", "features", ["layer_scale = parameter([x.channels, 1, 1], init=0.7)",
+                                               "layernorm2d(eps=1e-6)", "permute([0, 2, 3, 1])",
+                                               "stochastic_depth(layer_scale * `block`, p)",
+                                               "block CNBlock(x"], 50),
+    # the stride-1 split (chunk, its pieces by index) and the channel shuffle (view, transpose, flatten)
+    "shufflenet_v2_x1_0": ("ShuffleNetV2", "conv5", ["parts = chunk(x, 2)", "seq(parts[1])",
+                                                     "concat(parts[0], branch2)", "transpose(view(concat, [-1, 2, "
+                                                     "concat.channels // 2, concat.height, concat.width]), 1, 2)",
+                                                     "block InvertedResidual(x"], 60),
 }
 
 
@@ -87,7 +101,7 @@ def test_family_imports_loads_strict_and_explains_like_autograd(family, tmp_path
     for text in must:
         assert text in src, text
     assert len(src.splitlines()) <= max_lines, src
-    assert src.count("\nblock ") >= 3
+    assert src.count("\nblock ") >= (2 if family == "shufflenet_v2_x1_0" else 3)  # (ShuffleNet: one class)
     rc, _, err = run_cli(capsys, "fmt", "--check", out)
     assert rc == 0, err
 

@@ -41,7 +41,10 @@ from evo.importer.tree import (
     BinE,
     BlockE,
     ClassInfo,
+    DimE,
     IfS,
+    IndexE,
+    ListE,
     Lit,
     Name,
     OpE,
@@ -366,6 +369,9 @@ class Emitter:
                     return nm
 
         stmts: list = []
+        # values a reshape writes its shape from (`v.channels // 2`) and several-output values
+        # (`parts[0]`) are bound to a name
+        needs_name = {it.inputs[0] for it in c.items if isinstance(it, Step) and it.op in ("view", "reshape")}
 
         def get(v: Val):
             e = expr_of.get(v)
@@ -378,17 +384,21 @@ class Emitter:
                 rel = _rel(c.path, it.path) if it.path else None
                 if it.op in ("add", "mul"):
                     e = BinE("+" if it.op == "add" else "*", get(it.inputs[0]), get(it.inputs[1]))
+                elif it.op == "@index":
+                    e = IndexE(get(it.inputs[0]), it.args["index"])
                 else:
                     loc = rel if rel and legal_name(rel) else None
-                    e = OpE(it.op, [get(v) for v in it.inputs],
-                            {k: make_lit(v, k, loc) for k, v in it.args.items()})
-                parametric = ops.REGISTRY[it.op].parametric if it.op in ops.REGISTRY else it.op in TEMPLATES
+                    e = OpE(it.op, [get(v) for v in it.inputs], _arg_nodes(it, loc, get))
+                d = ops.REGISTRY.get(it.op)
+                parametric = d.parametric if d is not None else it.op in TEMPLATES
                 name = None
                 if rel and bindable(rel) and rel not in bound:
                     name = rel
                 elif parametric:
                     raise _Internal(f"cannot name {it.path}")
-                elif uses.get(it.out, 0) > 1:
+                elif d is not None and d.pieces is not None:
+                    name = fresh("parts")
+                elif uses.get(it.out, 0) > 1 or it.out in needs_name:
                     name = fresh(_temp_base(it.op))
                 out = it.out
             else:
@@ -466,6 +476,62 @@ class Emitter:
 
 class _Internal(Exception):
     pass
+
+
+def _arg_nodes(it: Step, loc: str | None, get) -> dict:
+    """A step's arguments as template nodes: literals (block parameters where instances differ);
+    a shape as a list merged element by element, a reshape's written from its input's dimensions."""
+    args = {}
+    for k, v in it.args.items():
+        if k == "shape" and it.op == "parameter":
+            args[k] = ListE([make_lit(int(d), "shape", loc) for d in v])
+        elif k == "shape" and it.op in ("view", "reshape"):
+            args[k] = _view_shape(get(it.inputs[0]), it.inputs[0].shape, it.out.shape, loc)
+        else:
+            args[k] = make_lit(v, k, loc)
+    return args
+
+
+def _dim_attr(i: int, rank: int) -> str:
+    if i == 1:
+        return "channels"
+    if rank == 4 and i in (2, 3):
+        return "height" if i == 2 else "width"
+    return f"shape[{i}]"
+
+
+def _view_shape(ref, a: tuple, b: tuple, loc: str | None) -> ListE:
+    """The target shape of a reshape from `a` to `b`, the batch written -1 and each size that is one
+    of the input's a dimension of it (`v.height`); a dimension split in several is written as
+    constants and the largest piece from the input (`[2, v.channels // 2]`)."""
+    if not isinstance(ref, Name):
+        return ListE([make_lit(-1, "shape", loc)] + [make_lit(int(d), "shape", loc) for d in b[1:]])
+    r, q = len(a), len(b)
+    lead = 1
+    while lead < min(r, q) and a[lead] == b[lead]:
+        lead += 1
+    trail = 0
+    while trail < min(r, q) - lead and a[r - 1 - trail] == b[q - 1 - trail]:
+        trail += 1
+    mid_a, mid_b = a[lead:r - trail], b[lead:q - trail]
+    big = None
+    if len(mid_a) == 1 and len(mid_b) > 1:
+        big = max(range(len(mid_b)), key=lambda k: (mid_b[k], -k))
+    items: list = [make_lit(-1, "shape", loc)]
+    for i in range(1, q):
+        if i < lead:
+            items.append(DimE(ref, _dim_attr(i, r)))
+        elif i >= q - trail:
+            items.append(DimE(ref, _dim_attr(r - (q - i), r)))
+        elif big is not None and i - lead == big:
+            rest = 1
+            for k, d in enumerate(mid_b):
+                if k != big:
+                    rest *= d
+            items.append(DimE(ref, _dim_attr(lead, r), rest))
+        else:
+            items.append(make_lit(int(b[i]), "shape", loc))
+    return ListE(items)
 
 
 def _temp_base(s: str) -> str:

@@ -15,6 +15,7 @@ without an evo op raises :class:`NotConvertible` with a one-line reason.
 from __future__ import annotations
 
 import operator
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -171,11 +172,19 @@ def named_leaf(m: nn.Module) -> tuple[str, dict] | None:
     op = registry_aliases()["classes"].get(type(m).__name__)
     if op is None or type(m).__module__.startswith("torch.nn"):
         return None
+    hit = _named_cache.get(m)
+    if hit is not None and hit[0] == op:
+        return hit[1]
     d = ops.REGISTRY[op]
     try:
-        return op, registry_args(op, d.from_module(m, None))
+        res = op, registry_args(op, d.from_module(m, None))
     except (ValueError, TypeError, AttributeError, NotConvertible):
-        return None
+        res = None
+    _named_cache[m] = (op, res)
+    return res
+
+
+_named_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module -> (op, named_leaf's answer)
 
 
 def supported_leaf(m: nn.Module) -> type | None:

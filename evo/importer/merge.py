@@ -14,9 +14,12 @@ from evo.importer.tree import (
     BinE,
     BlockE,
     Const,
+    DimE,
     Expr,
     Hole,
     IfS,
+    IndexE,
+    ListE,
     Lit,
     Name,
     OpE,
@@ -73,6 +76,12 @@ class Merger:
         if isinstance(n0, BinE):
             return BinE(n0.op, self.node([(i, n.left) for i, n in items]),
                         self.node([(i, n.right) for i, n in items]))
+        if isinstance(n0, ListE):
+            return ListE([self.node([(i, n.items[k]) for i, n in items]) for k in range(len(n0.items))])
+        if isinstance(n0, DimE):
+            return DimE(self.node([(i, n.ref) for i, n in items]), n0.attr, n0.div)
+        if isinstance(n0, IndexE):
+            return IndexE(self.node([(i, n.ref) for i, n in items]), n0.index)
         if isinstance(n0, SeqE):
             inp = self.node([(i, n.input) for i, n in items])
             return SeqE(inp, self.stages([(i, n.stages) for i, n in items]))
@@ -252,7 +261,7 @@ class Merger:
         raise TypeError(type(p))
 
 
-_NOT_CHANNELS = {"kernel", "stride", "padding", "dilation", "dim", "start", "end", "size"}
+_NOT_CHANNELS = {"kernel", "stride", "padding", "dilation", "dim", "start", "end", "size", "shape", "chunks"}
 
 
 def _varying(items) -> int:
@@ -339,7 +348,7 @@ def _relation(m: Merger, params: list[Param], vals: dict) -> Expr | None:
     return None
 
 
-_NO_DEFAULT_ROLES = {"out", "size"}
+_NO_DEFAULT_ROLES = {"out", "size", "shape"}
 
 
 def name_params(params: list[Param], insts: list[Call], taken: set[str]) -> None:

@@ -14,9 +14,12 @@ from evo.importer.tree import (
     BinE,
     BlockE,
     Const,
+    DimE,
     Expr,
     Hole,
     IfS,
+    IndexE,
+    ListE,
     Name,
     OpE,
     Param,
@@ -58,6 +61,14 @@ class Renderer:
                 return f"{x}.channels // {r.k}"
         raise TypeError(type(r))
 
+    def arg_text(self, h) -> str:
+        """An argument: a hole's resolution, or a list of them, or a dimension of a value."""
+        if isinstance(h, ListE):
+            return "[" + ", ".join(self.arg_text(x) for x in h.items) + "]"
+        if isinstance(h, DimE):
+            return self.expr(h)
+        return self.res_text(h)
+
     def const(self, h) -> Any:
         return h.res.value if isinstance(h, Hole) and isinstance(h.res, Const) else None
 
@@ -82,7 +93,7 @@ class Renderer:
                 continue
             c = self.const(h)
             if ps.default is ops.REQUIRED:
-                out.append(self.res_text(h))
+                out.append(self.arg_text(h))
                 continue
             default = ps.default
             if ps.name == "stride" and default is None:
@@ -90,9 +101,9 @@ class Renderer:
             if c is not None and default is not None and _eq(c, default):
                 continue
             if op in _POSITIONAL:  # dropout(0.2), leaky_relu(x, 0.1): one argument, read positionally
-                out.append(self.res_text(h))
+                out.append(self.arg_text(h))
                 continue
-            out.append(f"{ps.name}={self.res_text(h)}")
+            out.append(f"{ps.name}={self.arg_text(h)}")
         return out
 
     def block_args(self, var: Variant, args: dict) -> list[str]:
@@ -125,6 +136,13 @@ class Renderer:
             if isinstance(n.right, BinE) and prec[n.right.op] <= prec[n.op]:
                 b = f"({b})"
             return f"{a} {n.op} {b}"
+        if isinstance(n, DimE):
+            s = f"{self.expr(n.ref)}.{n.attr}"
+            return f"{s} // {n.div}" if n.div != 1 else s
+        if isinstance(n, IndexE):
+            return f"{self.expr(n.ref)}[{n.index}]"
+        if isinstance(n, ListE):
+            return self.arg_text(n)
         if isinstance(n, SeqE):
             return f"seq({self.expr(n.input, True)}) {{\n{self.stages(n.stages, '        ')}}}"
         raise TypeError(type(n))

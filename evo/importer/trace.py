@@ -167,6 +167,8 @@ def trace_fx(model: nn.Module, example: torch.Tensor, problems: Problems,
              training_only: tuple[str, ...] = ()) -> Call:
     from torch.fx.passes.shape_prop import ShapeProp
 
+    for m in model.modules():  # modules matched by class name are checked by running them: not while tracing
+        M.named_leaf(m)
     root = _Rec("", model, (), {}, None)
     tracer = _Tracer(root)
     try:
@@ -243,12 +245,19 @@ class _FxConverter:
                 continue
             if n.op == "get_attr":
                 self.used_attrs.add(str(n.target))
+                step = self.own_parameter(n, rec)
+                if step is not None:
+                    call.items.append(step)
+                    continue
                 self.p.not_convertible(where, type_label(rec.module), f"uses the parameter or buffer "
                                        f"'{n.target}' directly; evo parameters live in layers only")
                 self.val(n)
                 continue
             if not n.users and n.op != "call_module":
                 continue  # dead code
+            if _pieces_call(n):  # chunk / split: several outputs, taken by getitem
+                call.items.extend(self.node_steps(n, call, rec))
+                continue
             if _shape_of(n) is None:
                 self.meta.add(n)
                 continue
@@ -279,6 +288,21 @@ class _FxConverter:
             return []
         self.p.not_convertible(where, what, f"unsupported graph node {n.op} {n.target}")
         return []
+
+    def own_parameter(self, n: torch.fx.Node, rec: _Rec) -> Step | None:
+        """`self.layer_scale` read by the module that owns it: a learnable tensor declared in the
+        block, `layer_scale = parameter([C, 1, 1], init=...)` (its state_dict key stays)."""
+        target = str(n.target)
+        owner, _, name = target.rpartition(".")
+        if owner != rec.path:
+            return None
+        t = rec.module._parameters.get(name)
+        if not isinstance(t, nn.Parameter) or t.dim() == 0:
+            return None
+        flat = t.detach().flatten()
+        init = _short_float(float(flat[0]), t.dtype) if bool((flat == flat[0]).all()) else 0.0
+        return Step("parameter", {"shape": tuple(int(d) for d in t.shape), "init": init}, [], self.val(n),
+                    target, None, "nn.Parameter")
 
     def display(self, n: torch.fx.Node) -> str:
         if n.op == "call_method":
@@ -313,7 +337,7 @@ class _FxConverter:
         if t in (torch.transpose, torch.swapaxes, torch.swapdims):
             return self.dims_op("transpose", n.args, n.kwargs, out, self.display(n))
         if t is operator.getitem:
-            raise NotConvertible("no evo op for indexing or slicing tensors")
+            return self.getitem(n, out)
         alias = M.function_alias(t)
         if alias is None:
             raise NotConvertible(M.no_fn_reason(self.display(n)))
@@ -375,8 +399,15 @@ class _FxConverter:
         x = n.args[0]
         if not isinstance(x, torch.fx.Node) or x in self.meta:
             raise NotConvertible("reshapes a non-tensor")
-        return flatten_steps(self.val(x), out)
+        op = "reshape" if n.target in (torch.reshape, "reshape") else "view"
+        return view_steps(op, self.val(x), out)
 
+    def getitem(self, n: torch.fx.Node, out: Val) -> list[Step]:
+        """A piece of chunk / split (`parts[0]`); other indexing has no evo op."""
+        src, i = n.args[0], n.args[1] if len(n.args) > 1 else None
+        if isinstance(src, torch.fx.Node) and _pieces_call(src) and isinstance(i, int):
+            return [Step("@index", {"index": i}, [self.val(src)], out, origin="getitem")]
+        raise NotConvertible("no evo op for indexing or slicing tensors")
 
 
 def convert_call(op: str, call, args, kwargs, out: Val, what: str, val, check_meta=lambda nodes: None) -> list[Step]:
@@ -417,6 +448,36 @@ def chain_steps(steps: list[tuple[str, dict]], x: Val, out: Val, what: str) -> l
 def _flat_shape(shape, op, args):
     # the shape after one step of several (by the op's shape rule)
     return tuple(ops.REGISTRY[op].shape([tuple(shape)], args))
+
+
+def _short_float(v: float, dtype: torch.dtype) -> float:
+    """The shortest decimal that is `v` in `dtype` (1e-6, not float32's 9.999999974752427e-07)."""
+    for digits in range(1, 18):
+        s = float(f"{v:.{digits}g}")
+        if torch.tensor(s, dtype=dtype).item() == v:
+            return s
+    return v
+
+
+
+def view_steps(op: str, x: Val, out: Val) -> list[Step]:
+    """x.view(...) / x.reshape(...): a flatten when it is one, else evo's view / reshape to the traced
+    shape with the batch written -1 (the emitter writes the sizes from the input's dimensions)."""
+    steps = flatten_steps(x, out)
+    if op == "view" and len(steps) == 1 and steps[0].op == "reshape":
+        return [Step("view", steps[0].args, [x], out, origin="view")]
+    return steps
+
+
+def _pieces_call(n: torch.fx.Node) -> bool:
+    """A chunk / split call (several outputs, taken by getitem): by the op table's aliases."""
+    if n.op == "call_method":
+        alias = M.method_alias(str(n.target))
+    elif n.op == "call_function":
+        alias = M.function_alias(n.target)
+    else:
+        return False
+    return alias is not None and alias[0] in ("chunk", "split")
 
 
 def flatten_steps(x: Val, out: Val) -> list[Step]:

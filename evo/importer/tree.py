@@ -88,6 +88,28 @@ class BinE:
 
 
 @dataclass(eq=False)
+class ListE:
+    """A list argument whose elements merge one by one (a shape: `[x.channels, 1, 1]`)."""
+    items: list
+
+
+@dataclass(eq=False)
+class DimE:
+    """A dimension of a named value: `ref.channels`, `ref.height`, `ref.width`, `ref.shape[i]`,
+    optionally divided by a constant (`ref.channels // 2`)."""
+    ref: Any
+    attr: str  # "channels", "height", "width" or "shape[i]"
+    div: int = 1
+
+
+@dataclass(eq=False)
+class IndexE:
+    """A piece of a value with several outputs (chunk, split): `parts[0]`."""
+    ref: Any
+    index: int
+
+
+@dataclass(eq=False)
 class SeqE:
     input: Any
     stages: list
@@ -252,6 +274,12 @@ def key(n) -> Any:
         return ("Bin", n.op, key(n.left), key(n.right))
     if isinstance(n, SeqE):
         return ("S", key(n.input))
+    if isinstance(n, ListE):
+        return ("List", tuple(key(i) for i in n.items))
+    if isinstance(n, DimE):
+        return ("Dim", key(n.ref), n.attr, n.div)
+    if isinstance(n, IndexE):
+        return ("Idx", key(n.ref), n.index)
     if isinstance(n, SOp):
         return ("SO", n.op, tuple((k, key(v)) for k, v in n.args.items()))
     if isinstance(n, SBlock):
@@ -298,6 +326,9 @@ def lits_of(n, out: list) -> list:
     elif isinstance(n, BinE):
         lits_of(n.left, out)
         lits_of(n.right, out)
+    elif isinstance(n, ListE):
+        for x in n.items:
+            lits_of(x, out)
     elif isinstance(n, SeqE):
         lits_of(n.input, out)
         for s in n.stages:

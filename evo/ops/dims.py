@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from evo import codes as C
 from evo.ir.node import Op
-from evo.ops.base import (Imports, OpDef, OpError, ParamSpec, fmt_shape, lit, norm_dim, numel, register,
-                          tuple_lit, view_cost)
+from evo.ops.base import (Call, Imports, NotConvertible, OpDef, OpError, ParamSpec, fmt_shape, lit, norm_dim,
+                          numel, register, tuple_lit, view_cost)
 from evo.ops.gradient import RESHAPE
 
 NARROW_T = Op("narrow_grad")  # the gradient of narrow: zero-padded back to the input's size
@@ -73,12 +73,28 @@ def _permute_grad(b, n, g):
                       f"d_{n.name or 'permute'}"))]
 
 
+def _permute_from_module(m, shape):
+    """torchvision's Permute module (ConvNeXt): its `dims` attribute, checked by running it."""
+    import torch
+
+    dims = getattr(m, "dims", None)
+    if (not isinstance(dims, (list, tuple)) or not dims or not all(isinstance(d, int) for d in dims)
+            or sorted(dims) != list(range(len(dims))) or dims[0] != 0 or any(True for _ in m.children())
+            or any(True for _ in m.parameters()) or any(True for _ in m.buffers())):
+        raise ValueError("not a batch-first Permute")
+    x = torch.randn(*[2 + i for i in range(len(dims))])
+    with torch.no_grad():
+        if not torch.equal(type(m).forward(m, x), x.permute(*dims)):  # (not m(x): a tracer may intercept calls)
+            raise ValueError("computes something else than a permute")
+    return {"dims": tuple(dims)}
+
+
 register(OpDef(
     "permute", (ParamSpec("dims", "ints", doc="a permutation of the dimensions"),), _permute_shape,
     module=lambda a, s: f"{{EvoPermute}}({lit(tuple(a['dims']))})", helper=PERMUTE_HELPER,
     functional=lambda a, xs: f"{xs[0]}.permute({', '.join(lit(d) for d in a['dims'])})",
     torch="Tensor.permute", doc="reorder the dimensions", affine=True, grad=_permute_grad, cost=_permute_cost,
-    imports=Imports(methods=("permute",), aten=()),
+    imports=Imports(methods=("permute",), aten=(), classes=("Permute",)), from_module=_permute_from_module,
     doc_call="permute(x, dims)", doc_args="`dims` list of ints: a permutation of the dimensions, starting with 0",
     doc_shape="`len(dims)` = rank and each dimension once (E0203); the batch dimension stays first (E0203); "
               "output dimension i is input dimension `dims[i]`. A copy unless only size-1 dimensions move"))
@@ -187,6 +203,29 @@ for _name, _method, _imports in (("reshape", "reshape", Imports(methods=("reshap
                   "dimension stays first (write −1 for a free batch `N`). A view (no traffic)"))
 
 
+def _cut_dim(what: str, dim, shapes) -> int:
+    """The importer's dimension of a narrow / chunk / split call (not the batch dimension)."""
+    r = len(shapes[0])
+    d = int(dim) % r
+    if d == 0:
+        raise NotConvertible(f"{what} the batch dimension (evo keeps the batch dimension whole)")
+    return d
+
+
+def _narrow_call(b, shapes):
+    return {"dim": _cut_dim("cuts", b["dim"], shapes), "start": int(b["start"]), "length": int(b["length"])}
+
+
+def _chunk_call(b, shapes):
+    return {"chunks": int(b["chunks"]), "dim": _cut_dim("splits", b["dim"], shapes)}
+
+
+def _split_call(b, shapes):
+    size = b["split_size_or_sections"]
+    size = (int(size),) if isinstance(size, int) else tuple(int(v) for v in size)
+    return {"size": size, "dim": _cut_dim("splits", b["dim"], shapes)}
+
+
 def _narrow_shape(shapes, a):
     (x,) = shapes
     d = norm_dim(a["dim"], len(x), "dim")
@@ -225,7 +264,7 @@ register(OpDef(
     _narrow_shape, functional=lambda a, xs: f"{xs[0]}.narrow({lit(a['dim'])}, {lit(a['start'])}, "
                                             f"{lit(a['length'])})",
     torch="torch.narrow", doc="a slice of one dimension", affine=True, grad=_narrow_grad, cost=view_cost,
-    imports=Imports(methods=("narrow",), functions=("torch.narrow",)),
+    imports=Imports(calls=(Call(("torch.narrow", "Tensor.narrow"), ("input", "dim", "start", "length"), _narrow_call),)),
     doc_call="narrow(x, dim, start, length)", doc_args="`dim` int, in range, not 0; `start` int ≥ 0; "
                                                       "`length` int ≥ 1",
     doc_shape="dimension `dim` cut to `start..start+length` (E0203 past the end). A view"))
@@ -276,7 +315,8 @@ def _split_shape(shapes, a):
 register(OpDef(
     "chunk", (ParamSpec("chunks", "int", min=1), ParamSpec("dim", "int", 1)), _split_dim,
     pieces=_chunk_pieces, torch="torch.chunk", doc="split into equal pieces (several outputs)", affine=True,
-    imports=Imports(methods=("chunk",), functions=("torch.chunk",)),
+    imports=Imports(calls=(Call(("torch.chunk", "Tensor.chunk"), ("input", "chunks", "dim"), _chunk_call,
+                                 {"dim": 0}),)),
     doc_call="a = chunk(x, chunks, dim=1)", doc_args="`chunks` int ≥ 1; `dim` int (1: the channels), in range, not 0",
     doc_shape="as torch.chunk: pieces of `ceil(size / chunks)`, the last shorter; the value holds the pieces "
               "(`a[0]`, `a[1]`, …), each a view (narrow)"))
@@ -284,7 +324,8 @@ register(OpDef(
 register(OpDef(
     "split", (ParamSpec("size", "ints", min=1), ParamSpec("dim", "int", 1)), _split_shape,
     pieces=_split_pieces, torch="torch.split", doc="split into pieces of given sizes (several outputs)",
-    affine=True, imports=Imports(methods=("split",), functions=("torch.split",)),
+    affine=True, imports=Imports(calls=(Call(("torch.split", "Tensor.split"), ("input", "split_size_or_sections", "dim"),
+                                              _split_call, {"dim": 0}),)),
     doc_call="a = split(x, size, dim=1)", doc_args="`size` int ≥ 1, or a list of sizes; `dim` int (1), in range, not 0",
     doc_shape="as torch.split: pieces of `size` (the last shorter), or of the listed sizes, which add up to the "
               "dimension (E0305); each piece a view (narrow)"))

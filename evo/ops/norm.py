@@ -113,6 +113,27 @@ def _ln2d_module(a, s):
     return f"{{EvoLayerNorm2d}}({join(str(s[0][1]), kw)})"
 
 
+def _ln2d_from_module(m, shape):
+    """torchvision's LayerNorm2d (ConvNeXt): an nn.LayerNorm over C whose forward permutes
+    [N, C, H, W] to channels-last, normalises and permutes back; matched by its class name and
+    checked by running it against that computation."""
+    import torch
+    import torch.nn.functional as F
+
+    if (not isinstance(m, torch.nn.LayerNorm) or len(m.normalized_shape) != 1 or m.weight is None
+            or any(True for _ in m.children())):
+        raise ValueError("not a channels-first LayerNorm2d")
+    c = m.normalized_shape[0]
+    x = torch.randn(2, c, 3, 3, generator=torch.Generator().manual_seed(0), dtype=m.weight.dtype,
+                    device=m.weight.device)
+    with torch.no_grad():
+        want = F.layer_norm(x.permute(0, 2, 3, 1), m.normalized_shape, m.weight, m.bias, m.eps).permute(0, 3, 1, 2)
+        # the class's forward itself (not m(x): a tracer may be intercepting module calls)
+        if not torch.allclose(type(m).forward(m, x), want, rtol=1e-5, atol=1e-6):
+            raise ValueError("computes something else than permute -> layer_norm -> permute")
+    return {"eps": float(m.eps), "bias": m.bias is not None}
+
+
 def _ln_grad(b, n, g):
     x = b.nodes[n.inputs[0]]
     if n.op == "layernorm2d":
@@ -165,6 +186,7 @@ register(OpDef(
     _ln2d_shape, module=_ln2d_module, helper=LAYERNORM2D_HELPER,
     weights=lambda a, s: ({"weight": (s[0][1],)} | ({"bias": (s[0][1],)} if a["bias"] else {})) if s else {},
     torch="LayerNorm2d", parametric=True, grad=_ln_grad, cost=_ln_cost,
+    imports=Imports(classes=("LayerNorm2d",)), from_module=_ln2d_from_module,
     doc="layer normalisation over the channels of [N, C, H, W] (ConvNeXt's LayerNorm2d)",
     doc_call="layernorm2d(x, eps=1e-5, bias=true)", doc_args="`eps` number ≥ 0 (1e-5); `bias` bool (true)",
     doc_shape="input 4-D; same shape; each pixel's C values normalised (permute → LayerNorm → permute). "
