@@ -61,12 +61,17 @@ FAMILIES = {
                                                      "block SqueezeExcitation(x"], 70),
     "efficientnet_v2_s": ("EfficientNet", "features", ["`block` = seq(x)", "stochastic_depth(`block`, p)",
                                                        "block FusedMBConv(x", "block MBConv(x"], 90),
-    # (the importer cannot yet merge InvertedResidual's instances, with and without squeeze-excitation,
-    # into one block: nothing on the module says which has it; each instance is its own short block)
+    # InvertedResidual's instances, with and without the expansion conv and squeeze-excitation, are one
+    # block: the expansion where the width changes, the squeeze-excitation on a flag (nothing on the
+    # module says which instance has it)
     "mobilenet_v3_large": ("MobileNetV3", "features", ["`block` = seq(x)", "block SqueezeExcitation(x",
-                                                      "block InvertedResidual(x", "hardswish()"], 100),
+                                                      "block InvertedResidual(x", "hardswish()",
+                                                      "if x.channels != hidden {",
+                                                      "if has_squeeze_excitation {"], 60),
     "mobilenet_v3_small": ("MobileNetV3", "features", ["`block` = seq(x)", "block SqueezeExcitation(x",
-                                                      "block InvertedResidual(x", "hardswish()"], 100),
+                                                      "block InvertedResidual(x", "hardswish()",
+                                                      "if x.channels != hidden {",
+                                                      "if has_squeeze_excitation {"], 60),
     "regnet_y_400mf": ("RegNet", "trunk_output", ["`block1-0` = ", "block SqueezeExcitation(x"], 80),
     "regnet_x_400mf": ("RegNet", "trunk_output", ["`block1-0` = "], 80),
     # LayerNorm2d, Permute and the layer scale: `layernorm2d()`, `permute([...])`, `parameter(...)`
@@ -102,6 +107,8 @@ def test_family_imports_loads_strict_and_explains_like_autograd(family, tmp_path
         assert text in src, text
     assert len(src.splitlines()) <= max_lines, src
     assert src.count("\nblock ") >= (2 if family == "shufflenet_v2_x1_0" else 3)  # (ShuffleNet: one class)
+    if family.startswith("mobilenet"):
+        assert src.count("\nblock InvertedResidual") == 1, src
     rc, _, err = run_cli(capsys, "fmt", "--check", out)
     assert rc == 0, err
 

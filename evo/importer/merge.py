@@ -4,6 +4,7 @@ that differs becomes a compile-time `if` on a parameter or module attribute."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -130,6 +131,10 @@ class Merger:
             return [self.node([(i, st[k]) for i, st in items]) for k in range(n)]
         if not self.allow_if:
             raise NoMerge()
+        try:
+            return self.align_to_longest(items)
+        except NoMerge:
+            pass
         n = min(len(st) for _, st in items)
         pmax = 0
         while pmax < n and len({keys[i][pmax] for i, _ in items}) == 1:
@@ -149,7 +154,10 @@ class Merger:
         for i, st in mids:
             groups.setdefault(tuple(key(x) for x in st), []).append(i)
         nonempty = [i for i, st in mids if st]
-        pred = self.predicate(list(groups.values()), prefer_true=set(nonempty))
+        try:
+            pred = self.predicate(list(groups.values()), prefer_true=set(nonempty))
+        except NoMerge:
+            pred = self.flag(mids, groups)
         a = [(i, st) for i, st in mids if self.eval(pred, i)]
         b = [(i, st) for i, st in mids if not self.eval(pred, i)]
         then = self.stages(a) if any(st for _, st in a) else []
@@ -157,6 +165,62 @@ class Merger:
         if not then:
             pred, then, orelse = negate(pred), orelse or [], None
         return pre + [SIf(pred, then, orelse)] + suf
+
+    def align_to_longest(self, items: list[tuple[int, list]]) -> list:
+        """Stage lists that are each the longest one with some stages left out (MobileNetV3's
+        InvertedResidual: the expansion conv where the width changes, the squeeze-excitation where
+        configured): each is aligned to the longest by dynamic programming (equal stage kinds,
+        fewest differing literals), and every run of stages some instances lack becomes an `if`."""
+        ref_i, ref = max(items, key=lambda t: len(t[1]))
+        rkeys = [key(s) for s in ref]
+        n_ref = len(ref)
+        where: dict[int, list[int]] = {}
+        for i, st in items:
+            if i == ref_i:
+                where[i] = list(range(n_ref))
+                continue
+            where[i] = _align(st, ref, rkeys)
+        present = [frozenset(i for i, _ in items if b in where[i]) for b in range(n_ref)]
+        everyone = frozenset(i for i, _ in items)
+        at = {i: {b: k for k, b in enumerate(where[i])} for i, _ in items}
+        st_of = dict(items)
+
+        def merged(b: int, who) -> Any:
+            return self.node([(i, st_of[i][at[i][b]]) for i in sorted(who, key=list(st_of).index)])
+
+        anchors = {b: merged(b, everyone) for b in range(n_ref) if present[b] == everyone}
+        out: list = []
+        b = 0
+        while b < n_ref:
+            if b in anchors:
+                out.append(anchors[b])
+                b += 1
+                continue
+            run = [b]
+            while run[-1] + 1 < n_ref and present[run[-1] + 1] == present[b]:
+                run.append(run[-1] + 1)
+            who = present[b]
+            sub = [(i, [st_of[i][at[i][c]] for c in run]) for i, _ in items if i in who]
+            groups = [[i for i, _ in items if i in who], [i for i, _ in items if i not in who]]
+            try:
+                pred = self.predicate(groups, prefer_true=set(who))
+            except NoMerge:
+                pred = self.presence_flag(ref[run[0]], who, everyone)
+            out.append(SIf(pred, self.stages(sub), None))
+            b = run[-1] + 1
+        return out
+
+    def presence_flag(self, stage, who, everyone) -> PBool:
+        what = _snake(stage.var.cls.base_name if isinstance(stage, SBlock) else stage.op)
+        name = f"has_{what}"
+        if not legal_name(name):
+            raise NoMerge()
+        p = self.extra_param(name, {i: i in who for i in range(len(self.insts))})
+        if p.name != name or any(p.values.get(i) != (i in who) for i in everyone):
+            raise NoMerge()
+        if p not in self.extra:
+            self.extra.append(p)
+        return PBool(p)
 
     def align_cost(self, items, p: int, s: int) -> int:
         cost = 0
@@ -210,6 +274,29 @@ class Merger:
                 return self.orient(p, insts, prefer_true)
         raise NoMerge()
 
+    def flag(self, mids: list[tuple[int, list]], groups: dict):
+        """A bool parameter that chooses between optional or alternative single stages where nothing
+        on the modules tells them apart (MobileNetV3's squeeze-excitation, its two activations):
+        `if has_squeeze_excitation { SqueezeExcitation() }`, `if use_<op> { <op>() } else ...`.
+        Longer differences stay separate blocks."""
+        if not self.allow_if or any(len(st) > 1 for _, st in mids):
+            raise NoMerge()
+        by = dict(mids)
+        nonempty = [g for g in groups.values() if by[g[0]]]
+        first = max(nonempty, key=len)  # the most common single stage is the flag's true side
+        stage = by[first[0]][0]
+        what = _snake(stage.var.cls.base_name if isinstance(stage, SBlock) else stage.op)
+        name = f"{'has' if len(nonempty) == 1 else 'use'}_{what}"
+        if not legal_name(name):
+            raise NoMerge()
+        chosen = set(first)
+        p = self.extra_param(name, {i: i in chosen for i in range(len(self.insts))})
+        if p.name != name or any(p.values.get(i) != (i in chosen) for i, _ in mids):
+            raise NoMerge()  # one flag per name and meaning
+        if p not in self.extra:
+            self.extra.append(p)
+        return PBool(p)
+
     def orient(self, p, insts, prefer_true: set[int]):
         t = {i for i in insts if self.eval(p, i)}
         if prefer_true and not (t & prefer_true) and prefer_true != set(insts):
@@ -259,6 +346,52 @@ class Merger:
             a, b = self.eval(p.a, i), self.eval(p.b, i)
             return (a and b) if p.op == "and" else (a or b)
         raise TypeError(type(p))
+
+
+def _stage_cost(a, b) -> int:
+    """How many literals differ between two stages of one kind."""
+    la, lb = lits_of(a, []), lits_of(b, [])
+
+    def tied(ls):  # which int literals repeat the first one (a depthwise conv's groups = out)
+        first = next((x.value for x in ls if x.kind == "int"), None)
+        return [x.kind == "int" and x.value == first for x in ls]
+
+    cost = sum(1 for x, y in zip(la, lb) if repr(x.value) != repr(y.value)) + abs(len(la) - len(lb))
+    return cost + 2 * sum(1 for x, y in zip(tied(la), tied(lb)) if x != y)
+
+
+def _align(st: list, ref: list, rkeys: list) -> list[int]:
+    """The positions in `ref` of `st`'s stages: `st` as a subsequence of `ref` (equal keys), with the
+    fewest differing literals (NoMerge when it is not one)."""
+    inf = float("inf")
+    m, n = len(st), len(ref)
+    keys = [key(s) for s in st]
+    dp = [[inf] * (n + 1) for _ in range(m + 1)]
+    for j in range(n + 1):
+        dp[0][j] = 0
+    for a in range(1, m + 1):
+        for j in range(a, n + 1):
+            best = dp[a][j - 1]
+            if keys[a - 1] == rkeys[j - 1] and dp[a - 1][j - 1] < inf:
+                best = min(best, dp[a - 1][j - 1] + _stage_cost(st[a - 1], ref[j - 1]))
+            dp[a][j] = best
+    if dp[m][n] == inf:
+        raise NoMerge()
+    pos: list[int] = []
+    a, j = m, n
+    while a > 0:  # on a tie, match the later stage (what is left out is rather in front)
+        if keys[a - 1] == rkeys[j - 1] and dp[a][j] == dp[a - 1][j - 1] + _stage_cost(st[a - 1], ref[j - 1]):
+            pos.append(j - 1)
+            a, j = a - 1, j - 1
+        else:
+            j -= 1
+    return pos[::-1]
+
+
+def _snake(name: str) -> str:
+    """SqueezeExcitation -> squeeze_excitation."""
+    out = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+    return re.sub(r"[^a-z0-9_]", "_", out)
 
 
 _NOT_CHANNELS = {"kernel", "stride", "padding", "dilation", "dim", "start", "end", "size", "shape", "chunks"}
