@@ -20,7 +20,7 @@ from torch import nn
 import evo
 from evo import cli
 from tests.refcam import reference_cam
-from tests.zoo import convnext, efficientnet, mobilenetv3, regnet, shufflenetv2
+from tests.zoo import convnext, densenet, efficientnet, mobilenetv3, regnet, shufflenetv2
 from tests.zoo.common import StochasticDepth, stochastic_depth
 
 
@@ -54,6 +54,7 @@ regnet_x_400mf = _seeded(lambda: regnet.regnet_x_400mf(10, tiny=True))
 # (a layer scale of 0.7, not 1e-6, so that the blocks' branches count in the logits and the CAM)
 convnext_tiny = _seeded(lambda: convnext.convnext_tiny(10, tiny=True, layer_scale=0.7))
 shufflenet_v2_x1_0 = _seeded(lambda: shufflenetv2.shufflenet_v2_x1_0(10, tiny=True))
+densenet121 = _seeded(lambda: densenet.densenet121(10, tiny=True))
 
 # name: (network name, last spatial layer, what the source must contain, at most this many lines)
 FAMILIES = {
@@ -84,6 +85,12 @@ FAMILIES = {
                                                      "concat(parts[0], branch2)", "transpose(view(concat, [-1, 2, "
                                                      "concat.channels // 2, concat.height, concat.width]), 1, 2)",
                                                      "block InvertedResidual(x"], 60),
+    # the dense layer takes the list of previous features and concatenates them first: it is one
+    # block of one input, the concat written at each call site
+    "densenet121": ("DenseNet", "features", ["block _DenseLayer(x)", "denselayer1 = _DenseLayer(x)",
+                                             "denselayer2 = _DenseLayer(concat(x, denselayer1))",
+                                             "return concat(x, denselayer1, denselayer2)",
+                                             "denseblock2 = _DenseBlock(transition1)"], 50),
 }
 
 

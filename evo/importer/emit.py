@@ -81,6 +81,7 @@ class Emitter:
     # ---------------------------------------------------------------- prepare
     def prepare(self) -> None:
         resolve_aliases(self.root)
+        hoist_input_concat(self.root)
         self.regroup(self.root)
         self.classify(self.root, None)
         r = self.root
@@ -603,6 +604,27 @@ def resolve_aliases(root: Call) -> None:
 
     collect(root)
     subst(root)
+
+
+def hoist_input_concat(c: Call) -> None:
+    """A module that takes several tensors and first concatenates them all (DenseNet's _DenseLayer,
+    called with the list of previous features) becomes a block of one input: the concat moves to
+    the call site (`denselayer2 = DenseLayer(concat(x, denselayer1))`)."""
+    items: list = []
+    for it in c.items:
+        if isinstance(it, Call):
+            hoist_input_concat(it)
+            first = it.items[0] if it.items else None
+            if (it.n_tensor_args > 1 and isinstance(first, Step) and first.op == "concat" and first.path is None
+                    and first.inputs == it.inputs
+                    and not any(v in it.inputs for x in it.items[1:] for v in _item_inputs(x))
+                    and not any(v in it.inputs for v in it.outputs)):
+                items.append(first)
+                it.items = it.items[1:]
+                it.inputs = [first.out]
+                it.n_tensor_args = 1
+        items.append(it)
+    c.items = items
 
 
 def _bound_names(tpl) -> set[str]:

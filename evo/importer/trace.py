@@ -118,7 +118,9 @@ class _Tracer(torch.fx.Tracer):
         path = self.path_of_module(m)
         if is_leaf(m):
             return super().call_module(m, forward, args, kwargs)
-        rec = _Rec(path, m, args, kwargs, self.cur)
+        # (the arguments as they are now: a list the caller appends to later, as DenseNet's
+        # features, must not grow here)
+        rec = _Rec(path, m, _snapshot(args), _snapshot(kwargs), self.cur)
         self.cur.items.append(("call", rec))
         self.cur = rec
         try:
@@ -132,6 +134,14 @@ class _Tracer(torch.fx.Tracer):
         n = super().create_node(kind, target, args, kwargs, name, type_expr)
         self.cur.items.append(("node", n))
         return n
+
+
+def _snapshot(obj):
+    if isinstance(obj, (list, tuple)):
+        return tuple(_snapshot(x) for x in obj)
+    if isinstance(obj, dict):
+        return {k: _snapshot(v) for k, v in obj.items()}
+    return obj
 
 
 def _proxies(obj) -> list:

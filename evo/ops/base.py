@@ -97,7 +97,8 @@ class Call:
     params    the call's parameters in order, the tensor(s) first ("input", ...)
     convert   (bound {parameter: value}, input shapes) -> the op's arguments (a dict; defaults are
               filled in), or steps [(op, args), ...] applied one after another (torch.mean over H and
-              W: a pooling, then a flatten); raise NotConvertible(reason) for what evo cannot express
+              W: a pooling, then a flatten; [] for none: the input itself); raise NotConvertible(reason)
+              for what evo cannot express
     defaults  {parameter: default} of the optional parameters
     tensors   the parameters holding the tensor inputs (a list parameter for torch.cat)
     constant  the reason given when one of those is not a tensor

@@ -203,13 +203,19 @@ def _concat_grad(b, n, g):
     return out
 
 
+def _concat_call(b, shapes):
+    """torch.cat's arguments; the concatenation of one tensor is that tensor (no step: DenseNet's
+    first dense layer concatenates the list [x])."""
+    return [] if len(shapes) == 1 else {"dim": int(b["dim"])}
+
+
 register(OpDef(
     "concat", (ParamSpec("dim", "int", 1),), _concat_shape, n_inputs=None,
     functional=lambda a, xs: f"torch.cat(({', '.join(xs)},), {lit(a['dim'])})",
     torch="torch.cat", doc="concatenate tensors along a dimension", grad=_concat_grad,
     cost=lambda W, a, ins, out: W.CopyWorkload(sum(numel(s) for s in ins), numel(out)),
     imports=Imports(calls=(Call(("torch.cat", "torch.concat", "torch.concatenate", "aten.cat", "aten.concat"),
-                                ("tensors", "dim"), lambda b, shapes: {"dim": int(b["dim"])}, {"dim": 0},
+                                ("tensors", "dim"), _concat_call, {"dim": 0},
                                 tensors=("tensors",),
                                 constant="concatenates something other than a list of tensors"),)),
     doc_call="concat(a, b, ..., dim=1)", doc_args="tensors first, then `dim` int (1), in range",
