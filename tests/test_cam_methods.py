@@ -178,3 +178,28 @@ def test_costly_explainers_warn_at_compile_time(capsys):
         assert main(["check", str(f)]) == 0
     err = capsys.readouterr().err
     assert "warning[W0520]" in err and "hint: use strategy = compiled" in err
+
+
+def test_method_cam_is_written_unquoted():
+    """`cam` is a keyword, yet `method = cam` reads as the method (the grammar's
+    word_value), means the same as "cam", and evoc fmt keeps it plain."""
+    from evo.frontend.fmt import format_source
+
+    base = ARCHS["residual"][0]
+    plain = base.replace("layer = layer2", "layer = layer2\n    method = cam")
+    quoted = base.replace("layer = layer2", "layer = layer2\n    method = \"cam\"")
+    assert plain != base
+    p1, p2 = evo.compile(plain), evo.compile(quoted)
+    assert p1.cams["C"].method == p2.cams["C"].method == "cam"
+    _, model, _, x = arch("residual")
+    m1 = p1.explainer("C", model, upsample="none", normalize="none")(x).maps
+    m2 = p2.explainer("C", model, upsample="none", normalize="none")(x).maps
+    assert torch.equal(m1, m2)
+    out = format_source(plain)
+    assert "    method = cam\n" in out and "`cam`" not in out
+    assert format_source(out) == out
+    # the word is a value only: a keyword is still refused as a name or in an expression
+    for bad in (plain.replace("method = cam", "method = cam + 1"),
+                base.replace("layer = layer2", "layer = cam.x")):
+        with pytest.raises(EvoError):
+            evo.compile(bad)

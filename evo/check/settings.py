@@ -214,7 +214,7 @@ class SettingsChecker:
         method = "gradcam"
         if "method" in st:
             v = st["method"].value
-            # `cam` is a keyword of the language: the original CAM is written method = "cam"
+            # the original CAM: `method = cam` (a keyword read as a word there) or "cam"
             method = v.value if isinstance(v, A.Str) and v.value in METHODS else self.word(st["method"], METHODS)
         strategy = self.word(st["strategy"], STRATEGIES) if "strategy" in st else "auto"
         upsample = self.word(st["upsample"], UPSAMPLE) if "upsample" in st else "bilinear"

@@ -58,6 +58,12 @@ class Name(Node):
 
 
 @dataclass(frozen=True)
+class Word(Name):
+    """A keyword written as a setting's value (`method = cam`): a name that the
+    formatter keeps plain."""
+
+
+@dataclass(frozen=True)
 class Attr(Node):
     obj: "Expr"
     attr: str  # a name or a decimal index (path component like layer1.0)

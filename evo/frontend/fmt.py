@@ -43,6 +43,13 @@ def number(e: A.Num) -> str:
     return f"{numpart}{e.unit}" if e.unit in _COUNT_UNITS else f"{numpart} {e.unit}"
 
 
+def _setting_value(e) -> str:
+    # a keyword standing as a setting's value (`method = cam`) stays plain there
+    if isinstance(e, A.Word):
+        return e.id
+    return expr(e)
+
+
 def expr(e, ind: str = "") -> str:
     if isinstance(e, A.Num):
         return number(e)
@@ -320,7 +327,7 @@ class _Printer:
             self.out.append(f"{kw} {show(it.name)} {{{self.trailing_open(it)}\n")
             self.open_block(it.span.line)
             for s in it.settings:
-                self.line(s, IND, f"{show_setting(s.name)} = {expr(s.value)}")
+                self.line(s, IND, f"{show_setting(s.name)} = {_setting_value(s.value)}")
             self.close(it.span.end, IND)
             self.out.append("}\n")
         elif isinstance(it, A.Evolve):
@@ -328,7 +335,7 @@ class _Printer:
             self.open_block(it.span.line)
             for x in it.items:
                 if isinstance(x, A.Setting):
-                    self.line(x, IND, f"{show_setting(x.name)} = {expr(x.value)}")
+                    self.line(x, IND, f"{show_setting(x.name)} = {_setting_value(x.value)}")
                 elif isinstance(x, A.Gene):
                     d = x.domain
                     if isinstance(d, A.Range):

@@ -353,6 +353,14 @@ class ToAst(Transformer):
         tok, value = c
         return A.Setting(self._span(meta), self._id(tok), value, self._tspan(tok))
 
+    @v_args(meta=True)
+    def setting_word(self, meta, c):
+        tok, word = c
+        return A.Setting(self._span(meta), self._id(tok), A.Word(self._tspan(word), str(word)), self._tspan(tok))
+
+    def word_value(self, c):
+        return c[0]
+
     def attr_name(self, c):
         return c[0]
 
