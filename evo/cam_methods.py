@@ -21,6 +21,10 @@ passes: extra passes per image beyond one inference, as a formula of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from evo.ir.node import Graph
 
 
 @dataclass(frozen=True)
@@ -70,3 +74,35 @@ RANDOM: tuple[str, ...] = tuple(m.name for m in _TABLE if m.random)
 
 def method(name: str) -> CamMethod:
     return BY_NAME[name]
+
+
+@dataclass(frozen=True)
+class Passes:
+    """Extra forward passes of a gradient-free method, per image: `count` forwards of
+    the whole network (`scope` "network") or of the head after `layer` ("head")."""
+    scope: str
+    layer: str
+    count: int
+    what: str
+
+
+def free_passes(g: Graph, spec) -> list[Passes]:
+    """The forwards a gradient-free method runs beyond one inference, per image (no
+    backward pass): scorecam C network forwards, iscam / sscam C x samples,
+    ablationcam C and reciprocam h*w head forwards; eigencam, kpcacam, fem, randomcam
+    and cam none.  The one source of the work estimate and of the cost model's
+    explainer cost (evo/cost/network.py) and of the work estimate (evo/cam_work.py)."""
+    info = BY_NAME[spec.method]
+    samples = spec.samples or info.samples
+    out = []
+    for layer in spec.layers:
+        node = g.value(layer)
+        c, h, w = int(node.shape[1]), int(node.shape[2]), int(node.shape[3])
+        if spec.method in ("scorecam", "iscam", "sscam"):
+            n = c * (1 if spec.method == "scorecam" else samples)
+            out.append(Passes("network", layer, n, f"{n:,} network forwards for {layer}"))
+        elif spec.method == "ablationcam":
+            out.append(Passes("head", layer, c, f"{c:,} head forwards at {layer}"))
+        elif spec.method == "reciprocam":
+            out.append(Passes("head", layer, h * w, f"{h * w:,} head forwards at {layer}"))
+    return out

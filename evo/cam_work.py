@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from evo.cam_methods import BY_NAME
+from evo.cam_methods import BY_NAME, free_passes
 from evo.ir.node import Graph
 
 LIMIT = 10.0
@@ -84,16 +84,11 @@ def estimate(g: Graph, spec, strategy: str, folded=None) -> Work:
                 f = folded[i] if folded is not None and strategy == "compiled" else False
                 extra += 0 if f else k * hm * (2 if info.hessian else 1)
                 what.append(f"{k} backward pass{'es' if k != 1 else ''} of the head at {layer}")
-        elif spec.method in ("scorecam", "iscam", "sscam"):
-            n = c * (1 if spec.method == "scorecam" else samples)
-            extra += n * total
-            what.append(f"{n:,} network forwards for {layer}")
-        elif spec.method == "ablationcam":
-            extra += c * hm
-            what.append(f"{c:,} head forwards at {layer}")
-        elif spec.method == "reciprocam":
-            extra += h * w * hm
-            what.append(f"{h * w:,} head forwards at {layer}")
+    if info.kind != "gradient":
+        for p in free_passes(g, spec):
+            head, _ = head_nodes(g, g.value(p.layer).id)
+            extra += p.count * (total if p.scope == "network" else _macs(g, head))
+            what.append(p.what)
     if spec.method == "smoothgradcampp":
         extra = samples * (total + extra)
         what = [f"{samples} noisy passes of " + ", ".join(what)]

@@ -546,3 +546,61 @@ def test_prog_cost_errors():
         prog.cost("Nope", hardware="Eyeriss")
     with pytest.raises(ValueError):
         prog.cost("ResNet18", hardware="Eyeriss", batch=0)
+
+
+# ---------------------------------------------------------------------------
+# gradient-free CAM methods: forwards only, no backward (issue 13)
+
+FREE = TINY + """
+network Small(x: Tensor[N, 3, 8, 8]) {
+    stem = relu(conv2d(x, 8, 3, padding=1))
+    pool = adaptive_avgpool2d(stem, 1)
+    return linear(flatten(pool), 4)
+}
+network HeadOnly(x: Tensor[N, 8, 8, 8]) {
+    pool = adaptive_avgpool2d(x, 1)
+    return linear(flatten(pool), 4)
+}
+""" + "".join(f"cam {m.capitalize()} {{\n network = Small\n layer = stem\n method = {m}\n{extra}}}\n"
+              for m, extra in (("scorecam", ""), ("iscam", " samples = 3\n"), ("sscam", " samples = 2\n"),
+                               ("ablationcam", ""), ("reciprocam", ""), ("eigencam", ""), ("kpcacam", ""),
+                               ("fem", ""), ("randomcam", ""), ("cam", ""), ("gradcam", "")))
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_gradient_free_methods_cost_their_forwards_only(batch):
+    """scorecam runs C = 8 network forwards per image, iscam 8 x 3 and sscam 8 x 2;
+    ablationcam 8 and reciprocam 8*8 = 64 forwards of the head (avgpool + linear);
+    eigencam, kpcacam, fem, randomcam and cam nothing more: no backward pass, no
+    strategy.  The head's cost is that of a network made of the head alone, at
+    batch count x B; the work estimate counts the same passes in MACs."""
+    from evo.cam_work import estimate
+
+    prog = evo.compile(FREE, "<free>")
+    g, hw = prog.graph("Small"), prog.hardware["Tiny"]
+    base = cost_graph(g, hw, batch)
+    head = prog.graph("HeadOnly")
+    network_forwards = {"Scorecam": 8, "Iscam": 24, "Sscam": 16}
+    head_forwards = {"Ablationcam": 8, "Reciprocam": 64}
+    for cam in ("Scorecam", "Iscam", "Sscam", "Ablationcam", "Reciprocam", "Eigencam", "Kpcacam", "Fem",
+                "Randomcam", "Cam"):
+        c = explainer_cost(g, prog.cams[cam], hw, batch)
+        assert c["strategy"] == "none" and c["strategies"] == {}, cam
+        n = network_forwards.get(cam, 0)
+        extra = n * base.latency_s
+        extra_e = n * base.energy_j
+        if cam in head_forwards:
+            h = cost_graph(head, hw, batch * head_forwards[cam])
+            extra, extra_e = h.latency_s, h.energy_j
+        assert close(c["latency_s"], base.latency_s + extra, 1e-9), cam
+        assert close(c["energy_j"], base.energy_j + extra_e, 1e-9), cam
+        # the work estimate, per image in MACs: conv 8*8 * 8 * 3*3*3 = 13,824, the pooling's
+        # 8 * 64 = 512 adds, linear 8*4 = 32; the head is the pooling and the linear layer
+        w = estimate(g, prog.cams[cam], "none")
+        total, hm = 13824 + 512 + 32, 512 + 32
+        assert w.inference_macs == total
+        ratio = 1 + (n * total + head_forwards.get(cam, 0) * hm) / total
+        assert w.ratio == pytest.approx(ratio, rel=1e-12), cam
+    # a gradient method still has its strategies (and a backward for autograd)
+    g_cost = explainer_cost(g, prog.cams["Gradcam"], hw, batch)
+    assert set(g_cost["strategies"]) >= {"compiled", "autograd"}

@@ -342,16 +342,18 @@ def _closed(full: Graph, part: Graph) -> Graph:
 def explainer_cost(g: Graph, spec, hw, batch: int = 1, objective: str = "latency",
                    strategy: str | None = None,
                    explain: Callable[[str, bool], Graph] | None = None) -> dict[str, Any]:
-    """Network inference plus the chosen strategy's gradient work."""
+    """Network inference plus the chosen strategy's gradient work; a gradient-free
+    method (no strategy: "none") costs what it runs: the forwards of
+    `evo.cam_methods.free_passes` (`count` network forwards = count x inference; `count`
+    head forwards = the head at batch count x B), no backward pass."""
+    from evo.cam_methods import BY_NAME
+
     base = cost_graph(g, hw, batch, objective)
     s = strategy or spec.strategy
     extras: dict[str, dict] = {}
-    if spec.method in ("eigencam", "scorecam"):  # no gradient
+    if BY_NAME[spec.method].kind != "gradient":
         s = "none"
-        extra = {"extra_latency_s": 0.0, "extra_energy_j": 0.0}
-        if spec.method == "scorecam":
-            c = sum(g.value(layer).shape[1] for layer in spec.layers)
-            extra = {"extra_latency_s": base.latency_s * c, "extra_energy_j": base.energy_j * c}
+        extra = _free_cost(g, spec, hw, batch, objective, base)
     else:
         extras = cam_costs(g, spec, hw, batch, objective, explain)
         if s == "auto":
@@ -361,6 +363,29 @@ def explainer_cost(g: Graph, spec, hw, batch: int = 1, objective: str = "latency
             "latency_s": base.latency_s + extra["extra_latency_s"],
             "energy_j": base.energy_j + extra["extra_energy_j"],
             "inference_latency_s": base.latency_s, "inference_energy_j": base.energy_j}
+
+
+def _free_cost(g: Graph, spec, hw, batch: int, objective: str, base: NetworkCost) -> dict[str, float]:
+    from evo.cam_methods import free_passes
+    from evo.passes.gradient import head_nodes
+
+    hwc = as_hardware(hw)
+    lat = en = 0.0
+    for p in free_passes(g, spec):
+        if p.scope == "network":
+            lat += p.count * base.latency_s
+            en += p.count * base.energy_j
+        else:
+            head, _ = head_nodes(g, g.value(p.layer).id)
+            items = graph_ops(_closed(g, g.with_(nodes=tuple(head))), batch * p.count)
+            if items:
+                c = cost_network(items, hwc, objective)
+                lat += c.latency_s
+                en += c.energy_j
+    if spec.aug_smooth:  # six augmented inputs, each a whole explanation
+        lat = 6 * (base.latency_s + lat) - base.latency_s
+        en = 6 * (base.energy_j + en) - base.energy_j
+    return {"extra_latency_s": lat, "extra_energy_j": en}
 
 
 def format_cam(cam: dict, batch: int, fps_budget: float | None) -> str:
