@@ -203,3 +203,131 @@ def test_method_cam_is_written_unquoted():
                 base.replace("layer = layer2", "layer = cam.x")):
         with pytest.raises(EvoError):
             evo.compile(bad)
+
+
+@pytest.mark.parametrize("method", ["scorecam", "iscam", "sscam", "ablationcam", "reciprocam", "smoothgradcampp"])
+def test_progress_is_called_once_per_pass(method):
+    """exp(x, progress=fn) calls fn(done, total) once per pass (one batched forward of
+    the network or the head, one noisy sample), the count computed here by hand from
+    the layer's shape; the maps are the same with and without the callback."""
+    prog, model, _, x = arch("residual")
+    x = torch.cat([x, x.flip(-1), x * 0.5, x.flip(-2)])  # 8 images: several batches of 32 masked inputs
+    store = {}
+    hook = model.get_submodule("layer2").register_forward_hook(lambda m, i, o: store.__setitem__("a", o))
+    with torch.no_grad():
+        model(x)
+    hook.remove()
+    b, c, h, w = store["a"].shape
+    samples = {"iscam": 2, "sscam": 2, "smoothgradcampp": 3}.get(method)
+    kw = {"samples": samples} if samples else {}
+    exp = prog.explainer("C", model, layer="layer2", method=method, upsample="none", normalize="none", **kw)
+    calls = []
+    with_cb = exp(x, progress=lambda done, total: calls.append((done, total)))
+    without = exp(x)
+    assert torch.equal(with_cb.maps, without.maps)
+    chunks = lambda n: -(-n // 32)  # noqa: E731  (the runtime's batch of 32 masked inputs)
+    expected = {"scorecam": chunks(b * c), "iscam": chunks(b * c) * 2, "sscam": 2 * b * -(-c // 32),
+                "ablationcam": chunks(b * c), "reciprocam": chunks(b * h * w), "smoothgradcampp": 3}[method]
+    assert len(calls) == expected > 1
+    assert [d for d, _ in calls] == list(range(1, expected + 1))
+    assert all(t == expected for _, t in calls)
+    # a one-pass method never calls back
+    calls.clear()
+    prog.explainer("C", model, layer="layer2", method="gradcam")(x, progress=lambda d, t: calls.append(d))
+    assert calls == []
+
+
+def test_evoc_run_draws_a_pass_bar_for_many_pass_methods(tmp_path):
+    """evoc run hands the explainer a PassProgress (a tqdm bar over the passes)."""
+    from evo.cli.progress import PassProgress
+    from tests.test_cli import _Tty
+
+    tty = _Tty()
+    bar = PassProgress(file=tty)
+    prog, model, _, x = arch("residual")
+    exp = prog.explainer("C", model, layer="layer2", method="ablationcam")
+    exp(x, progress=bar)
+    exp(x, progress=bar)  # a second batch restarts the bar
+    n = bar.calls
+    assert n % 2 == 0 and n >= 2
+    assert bar.bar.n == bar.bar.total == n // 2
+    bar.close()
+    assert "pass" in tty.getvalue()
+    quiet = PassProgress(file=_Tty(), enabled=False)
+    exp(x, progress=quiet)
+    assert quiet.bar.disable and quiet.calls == n // 2
+
+
+def test_all_class_maps_are_built_in_bounded_chunks():
+    """class = all keeps the maps at layer resolution until they are read; maps_range /
+    map_chunks build them a few classes at a time (equal to the maps built at once, and
+    to an independent upsample + min-max of the raw maps written here), and the largest
+    tensor allocated while streaming is capped by the chunk, not by the class count."""
+    import torch.nn.functional as F
+    from torch.profiler import ProfilerActivity, profile
+
+    prog, model, _, x = arch("residual")
+    exp = prog.explainer("C", model, layer="layer2", method="gradcam", classes="all", strategy="compiled")
+    r = exp(x)
+    b, k = r.classes.shape
+    hh, ww = x.shape[-2:]
+    assert k >= 6 and r._maps is None  # nothing at input resolution yet
+    raw = r.raw[0].to(torch.float64)
+    up = F.interpolate(raw.reshape(b * k, 1, *raw.shape[-2:]), size=(hh, ww), mode="bilinear",
+                       align_corners=False).reshape(b, k, hh, ww)
+    lo, hi = up.amin(dim=(-2, -1), keepdim=True), up.amax(dim=(-2, -1), keepdim=True)
+    ref = torch.where(hi > lo, (up - lo) / (hi - lo).clamp_min(1e-300), torch.zeros_like(up))
+    chunks = list(r.map_chunks(2))
+    assert [(s, e) for s, e, _ in chunks] == [(i, min(k, i + 2)) for i in range(0, k, 2)]
+    streamed = torch.cat([m for _, _, m in chunks], dim=1)
+    _close(streamed.to(torch.float64), ref)
+    full = r.maps
+    assert full.shape == (b, k, hh, ww) and torch.equal(streamed, full)
+    assert torch.equal(r.maps_range(3, 5), full[:, 3:5])
+
+    def largest(fn):
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
+        return max(max(e.cpu_memory_usage, 0) for e in prof.events())
+
+    one_map = b * hh * ww * 4  # bytes of one class's maps for the batch
+    r1, r2 = exp(x), exp(x)  # explained: only the maps are built under the profiler
+    streaming = largest(lambda: [m.sum() for _, _, m in r1.map_chunks(2)])
+    at_once = largest(lambda: r2.maps)
+    assert streaming <= 2 * one_map < k * one_map <= at_once
+
+
+def test_evoc_run_streams_every_class_map(tmp_path, capsys):
+    """evoc run --maps writes <stem>_<cam>_maps.npy [K, H, W] per image: every explained
+    class's map, equal to the explainer's maps."""
+    import numpy as np
+    from PIL import Image
+
+    from evo.cli import main
+    from evo.runtime.images import load_images
+
+    src = ARCHS["residual"][0].replace("layer = layer2", "layer = layer2\n    class = all")
+    prog_file = tmp_path / "res.evo"
+    prog_file.write_text(src)
+    rng = np.random.default_rng(0)
+    imgs = []
+    for i in range(3):
+        p = tmp_path / f"im{i}.png"
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(p)
+        imgs.append(p)
+    out = tmp_path / "out"
+    rc = main(["run", str(prog_file), "--images", *map(str, imgs), "--out", str(out), "--maps", "--batch", "2",
+               "--quiet"])
+    capsys.readouterr()
+    assert rc == 0
+    prog = evo.compile(src)
+    model = prog.build(prog.cams["C"].network)
+    exp = prog.explainer("C", model)
+    x, _ = load_images([str(p) for p in imgs], (32, 32), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    ref = exp(x)
+    summary = __import__("json").loads((out / "summary.json").read_text())
+    for i, e in enumerate(summary["images"]):
+        arr = np.load(e["maps"])
+        assert arr.dtype == np.float32 and arr.shape == tuple(ref.maps.shape[1:])
+        assert e["map_classes"] == ref.classes[i].tolist()
+        assert np.abs(arr - ref.maps[i].numpy()).max() <= 1e-4  # batches of 2 vs 3: conv rounding

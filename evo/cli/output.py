@@ -10,6 +10,7 @@ when `out` is None or ``-``; `output_dir(path)` prepares a directory for several
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Iterable
@@ -19,7 +20,7 @@ from evo import fileio
 from evo.cli.common import UsageError
 from evo.fileio import same_file
 
-__all__ = ["output_dir", "plot_format", "same_file", "write_output"]
+__all__ = ["output_dir", "plot_format", "same_file", "stream_output", "write_output"]
 
 
 def write_output(out: str | os.PathLike | None, data: str | bytes, *, inputs: Iterable = (),
@@ -39,6 +40,39 @@ def write_output(out: str | os.PathLike | None, data: str | bytes, *, inputs: It
         return fileio.write_atomic(out, data, inputs=inputs, label=label)
     except fileio.OutputError as e:
         raise UsageError(str(e)) from None
+
+
+@contextlib.contextmanager
+def stream_output(out: str | os.PathLike, *, inputs: Iterable = (), label: str | None = None):
+    """Write the file `out` piece by piece: yields a binary file (a fresh temporary file in
+    the output's directory) that is renamed over `out` when the block ends without an
+    error, and removed otherwise; the same rules as `write_output`."""
+    p = Path(out)
+    label = label or str(out)
+    if "\0" in str(p):
+        raise UsageError("an output path cannot contain a NUL byte")
+    _make_parent(p, label)
+    mode = _check_target(p, label, inputs)
+    if mode is None:
+        mode = 0o666 & ~_umask()
+    try:
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    except OSError as e:
+        raise UsageError(f"cannot write {label}: {e.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+        os.replace(tmp, p)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise UsageError(f"cannot write {label}: {e.strerror or e}") from None
+        raise
 
 
 def output_dir(path: str | os.PathLike, label: str | None = None) -> Path:

@@ -33,6 +33,42 @@ def progress_bar(total: int, desc: str, *, unit: str = "it", enabled: bool = Tru
         bar.close()
 
 
+class PassProgress:
+    """The ``progress(done, total)`` callback of a generated explainer (one call per
+    pass of a many-pass method: scorecam, sscam, iscam, ablationcam, reciprocam,
+    smoothgradcampp), drawn as a second tqdm bar under the images bar; it restarts
+    with every batch (``done`` starts again at 1)."""
+
+    def __init__(self, desc: str = "passes", *, enabled: bool = True, force: bool = False, file=None):
+        from tqdm import tqdm
+
+        file = sys.stderr if file is None else file
+        try:
+            tty = bool(file.isatty())
+        except (AttributeError, ValueError):
+            tty = False
+        self.bar = tqdm(total=0, desc=desc, unit="pass", file=file, disable=not (enabled and (force or tty)),
+                        leave=False, dynamic_ncols=True, position=1, mininterval=0.2)
+        self.calls = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        self.calls += 1
+        if done <= self.bar.n:  # a new batch
+            self.bar.reset(total=total)
+        if total != self.bar.total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
+
+    def __enter__(self) -> PassProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class EvolveProgress:
     """The ``progress(generation, generations, evaluations, front_size)`` callback of
     `evo.evolve.search`, drawn as a tqdm bar over generations."""

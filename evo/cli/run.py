@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from evo.cli.common import UsageError, compile_program, pick
-from evo.cli.output import output_dir, write_output
+from evo.cli.output import output_dir, stream_output, write_output
 
 BUNDLED = Path(__file__).resolve().parents[1] / "data"
 
@@ -32,6 +32,10 @@ def add_parser(sub) -> None:
                    "colormap (default viridis, perceptually uniform; jet gives the look of other CAM tools)")
     p.add_argument("--resume", action="store_true", help="skip images whose outputs exist (a re-run; also "
                    "under torchrun, where every rank explains its shard: see docs/scaling.md)")
+    p.add_argument("--maps", action="store_true",
+                   help="also write every explained class's map of each image to <stem>_<cam>_maps.npy "
+                        "([K, H, W] float32 at the network's input size), streamed a few classes at a time "
+                        "(class = all never holds every map of a batch at once)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
 
@@ -249,7 +253,8 @@ def main(args) -> int:
 
 
 def _run_images(args, prog_path, name, spec, exp, size, mean, std, wpath, dist) -> int:
-    from evo.cli.progress import progress_bar
+    from evo.cam_methods import BY_NAME
+    from evo.cli.progress import PassProgress, progress_bar
     from evo.runtime.images import dumps_json, png_bytes
     from evo.runtime.shard import ShardError, explain_shard, gather, shard
 
@@ -259,15 +264,18 @@ def _run_images(args, prog_path, name, spec, exp, size, mean, std, wpath, dist) 
     inputs = [args.file, *paths] + ([str(wpath)] if wpath else [])
     mine = sum(stop - start for start, stop in shard(len(paths), args.batch, dist.rank, dist.world))
     t0 = time.perf_counter()
+    many = BY_NAME[exp.method].passes != ""  # a many-pass method: a second bar, over its passes
     with progress_bar(mine, "explain", unit="image", enabled=not args.quiet and dist.leader,
-                      force=args.progress) as bar:
+                      force=args.progress) as bar, \
+            PassProgress(enabled=many and not args.quiet and dist.leader, force=args.progress) as passes:
         try:
             part = explain_shard(exp, paths, stems, out, name, spec.method, size=size, mean=mean, std=std,
                                  labels=spec.labels, batch=args.batch, alpha=args.alpha, colormap=args.colormap,
                                  rank=dist.rank, world=dist.world, resume=args.resume,
                                  write_png=lambda p, a: write_output(p, png_bytes(a), inputs=inputs),
                                  write_text=lambda p, t: write_output(p, t, inputs=inputs),
-                                 progress=bar.update)
+                                 progress=bar.update, passes=passes if many else None,
+                                 write_maps=(lambda p: stream_output(p, inputs=inputs)) if args.maps else None)
             report = {"entries": part.entries, "explained": part.explained, "reused": part.reused, "error": None}
         except (ShardError, UsageError) as e:  # every rank must reach the gather, then all stop
             report = {"error": str(e)}

@@ -26,7 +26,12 @@ class CamResult:
 
     maps     -- [B, H, W] (one class per image: `top1` or a single index) or
                 [B, K, H, W] (topk / list / all), upsampled to the input size unless
-                upsample is "none", in [0, 1] when normalize is "minmax".
+                upsample is "none", in [0, 1] when normalize is "minmax". With
+                several classes the maps stay at layer resolution (`raw`) until
+                `maps` is first read; it is then built CAM_CHUNK classes at a time.
+                maps_range(start, stop) gives classes start..stop-1 only and
+                map_chunks(n) yields them n classes at a time, so B x K x H x W
+                floats never need to exist at once (`evoc run --maps` streams them).
     classes  -- LongTensor [B] or [B, K]: the explained class indices.
     scores   -- the selected logits, same shape as `classes`.
     raw      -- list with one entry per CAM layer: the relu'd maps before upsampling
@@ -35,17 +40,52 @@ class CamResult:
                 or "none" for eigencam / scorecam).
     """
 
-    __slots__ = ("classes", "maps", "raw", "scores", "strategy")
+    __slots__ = ("_finish", "_maps", "classes", "raw", "scores", "strategy")
 
-    def __init__(self, maps, classes, scores, raw, strategy):
-        self.maps = maps
+    def __init__(self, maps, classes, scores, raw, strategy, finish=None):
+        self._maps = maps
+        self._finish = finish  # (raws [B, K, h, w] per layer, input size, upsample, normalize, inference)
         self.classes = classes
         self.scores = scores
         self.raw = raw
         self.strategy = strategy
 
+    @property
+    def maps(self):
+        if self._maps is None and self._finish is not None:
+            parts = [m for _, _, m in self.map_chunks(CAM_CHUNK)]
+            self._maps = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        return self._maps
+
+    @maps.setter
+    def maps(self, value):
+        self._maps = value
+        self._finish = None
+
+    def maps_range(self, start, stop):
+        """The maps of class columns start..stop-1: [B, stop - start, H, W] (the
+        upsampled, normalised maps of those classes only)."""
+        if self._finish is None:
+            m = self._maps if self._maps.dim() == 4 else self._maps.unsqueeze(1)
+            return m[:, start:stop]
+        raws, size, up, norm, inference = self._finish
+        with torch.inference_mode(inference), torch.no_grad():
+            return _cam_maps([r[:, start:stop] for r in raws], size, up, norm)
+
+    def map_chunks(self, chunk=None):
+        """Yield (start, stop, maps [B, stop - start, H, W]) over the class columns,
+        `chunk` classes at a time (default CAM_CHUNK): at most B x chunk x H x W
+        floats of maps exist at once."""
+        k = self._finish[0][0].shape[1] if self._finish is not None else (
+            self._maps.shape[1] if self._maps.dim() == 4 else 1)
+        step = max(1, int(chunk or CAM_CHUNK))
+        for start in range(0, k, step):
+            stop = min(k, start + step)
+            yield start, stop, self.maps_range(start, stop)
+
     def __repr__(self):
-        maps = None if self.maps is None else tuple(self.maps.shape)
+        maps = tuple(self._maps.shape) if self._maps is not None else (
+            "not built yet" if self._finish is not None else None)
         classes = None if self.classes is None else tuple(self.classes.shape)
         return (
             f"CamResult(maps={maps}, classes={classes}, layers={len(self.raw)}, strategy={self.strategy!r})"
@@ -114,6 +154,35 @@ def _cam_classes_2d(logits, classes):
     if classes.dim() == 1:
         classes = classes.unsqueeze(1)
     return classes
+
+
+class _CamProgress:
+    # explain(..., progress=fn): fn(done, total) once per pass of a many-pass method (one
+    # batched forward of the network or the head, or one noisy sample); each loop announces
+    # its passes (plan) before it runs them, so `total` grows by layer / augmentation
+    __slots__ = ("done", "fn", "total")
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.done = 0
+        self.total = 0
+
+    def plan(self, n):
+        self.total += int(n)
+
+    def step(self):
+        self.done += 1
+        self.fn(self.done, self.total)
+
+
+def _cam_plan(progress, n):
+    if progress is not None:
+        progress.plan(n)
+
+
+def _cam_step(progress):
+    if progress is not None:
+        progress.step()
 
 
 # --------------------------------------------------------------------------- CAM math
@@ -288,7 +357,7 @@ def randomcam(acts, seed=0, smooth=False):
     return cam_from_channel_weights(acts, w.to(device=acts.device, dtype=acts.dtype).unsqueeze(1), smooth)
 
 
-def scorecam(model_fn, x, acts, classes, batch_size=32, smooth=False):
+def scorecam(model_fn, x, acts, classes, batch_size=32, smooth=False, progress=None):
     """Score-CAM [B, K, h, w].
 
     For every channel c of image b: upsample acts[b, c] to the input size (bilinear,
@@ -299,7 +368,8 @@ def scorecam(model_fn, x, acts, classes, batch_size=32, smooth=False):
     relu(sum_c w_c A_c). The B*C masked inputs are run in chunks of `batch_size`
     (image-major, channel-minor), under torch.no_grad().
     classes: LongTensor [B] or [B, K] (or a select_classes spec, then the logits of
-    model_fn(x) are used to select).
+    model_fn(x) are used to select). progress: None or a _CamProgress (one step per
+    chunk), as for iscam, sscam, ablationcam and reciprocam.
     """
     b, c, h, w = acts.shape
     size = (int(x.shape[-2]), int(x.shape[-1]))
@@ -314,12 +384,14 @@ def scorecam(model_fn, x, acts, classes, batch_size=32, smooth=False):
         n = b * c
         flat_acts = acts.reshape(n, 1, h, w)
         chunks = []
+        _cam_plan(progress, -(-n // batch_size))
         for start in range(0, n, batch_size):
             idx = torch.arange(start, min(n, start + batch_size), device=acts.device)
             bi = torch.div(idx, c, rounding_mode="floor")
             mask = normalize(upsample(flat_acts[idx], size, "bilinear"), "minmax")  # [m, 1, H, W]
             out = model_fn(x[bi] * mask.to(x.dtype))
             chunks.append(out.gather(1, cls[bi]))  # [m, K]
+            _cam_step(progress)
         scores = torch.cat(chunks, dim=0).reshape(b, c, k)
         weights = torch.softmax(scores.transpose(1, 2), dim=-1)  # [B, K, C]
         return cam_from_channel_weights(acts, weights, smooth)
@@ -331,7 +403,7 @@ def _cam_masks(x, acts_rows):
     return normalize(upsample(acts_rows, size, "bilinear"), "minmax").to(x.dtype)
 
 
-def iscam(model_fn, x, acts, classes, batch_size=32, samples=10, smooth=False):
+def iscam(model_fn, x, acts, classes, batch_size=32, samples=10, smooth=False, progress=None):
     """IS-CAM [B, K, h, w] (Integrated Score-CAM): like scorecam, but the score of
     channel c is the mean over i = 1..samples of the logit of x * (i / samples) *
     mask_c (the masked input scaled along the path from 0 to x); weights =
@@ -347,6 +419,7 @@ def iscam(model_fn, x, acts, classes, batch_size=32, samples=10, smooth=False):
     flat = acts.reshape(n, 1, h, w)
     batch_size = max(1, int(batch_size))
     total = torch.zeros(n, k, dtype=torch.float64, device=acts.device)
+    _cam_plan(progress, -(-n // batch_size) * int(samples))
     with torch.no_grad():
         for start in range(0, n, batch_size):
             idx = torch.arange(start, min(n, start + batch_size), device=acts.device)
@@ -354,6 +427,7 @@ def iscam(model_fn, x, acts, classes, batch_size=32, samples=10, smooth=False):
             masked = x[bi] * _cam_masks(x, flat[idx])
             for i in range(1, int(samples) + 1):
                 total[idx] += model_fn(masked * (i / samples)).gather(1, cls[bi]).to(torch.float64)
+                _cam_step(progress)
     weights = torch.softmax((total / samples).reshape(b, c, k).transpose(1, 2), dim=-1)
     return cam_from_channel_weights(acts, weights.to(acts.dtype), smooth)
 
@@ -361,7 +435,7 @@ def iscam(model_fn, x, acts, classes, batch_size=32, samples=10, smooth=False):
 _CAM_NOISE_BLOCK = 32  # channels per noise draw in sscam: the random stream does not depend on batch_size
 
 
-def sscam(model_fn, x, acts, classes, samples=35, std=2.0, seed=0, smooth=False):
+def sscam(model_fn, x, acts, classes, samples=35, std=2.0, seed=0, smooth=False, progress=None):
     """SS-CAM [B, K, h, w] (Smoothed Score-CAM, torchcam's defaults): the score of
     channel c is the mean over `samples` draws of the logit of x * (mask_c + noise),
     noise ~ N(0, std^2) per pixel of the input-size mask; weights = softmax over
@@ -377,6 +451,7 @@ def sscam(model_fn, x, acts, classes, samples=35, std=2.0, seed=0, smooth=False)
     hh, ww = int(x.shape[-2]), int(x.shape[-1])
     gen = torch.Generator().manual_seed(int(seed))
     total = torch.zeros(b, c, k, dtype=torch.float64, device=acts.device)
+    _cam_plan(progress, int(samples) * b * -(-c // _CAM_NOISE_BLOCK))
     with torch.no_grad():
         for _ in range(int(samples)):
             for bi in range(b):
@@ -387,11 +462,12 @@ def sscam(model_fn, x, acts, classes, samples=35, std=2.0, seed=0, smooth=False)
                     masks = _cam_masks(x, acts[bi, c0:c1].unsqueeze(1)) + noise
                     out = model_fn(x[bi].unsqueeze(0) * masks)  # [m, N]
                     total[bi, c0:c1] += out[:, cls[bi]].to(torch.float64)
+                    _cam_step(progress)
     weights = torch.softmax((total / samples).transpose(1, 2), dim=-1)
     return cam_from_channel_weights(acts, weights.to(acts.dtype), smooth)
 
 
-def ablationcam(head_fn, acts, classes, batch_size=32, smooth=False):
+def ablationcam(head_fn, acts, classes, batch_size=32, smooth=False, progress=None):
     """Ablation-CAM [B, K, h, w], batched: for every channel c of image b the head is
     run on the activation with channel c set to 0 (many ablated channels per
     forward, `batch_size` at a time, under torch.no_grad()); with y the selected
@@ -408,6 +484,7 @@ def ablationcam(head_fn, acts, classes, batch_size=32, smooth=False):
         y = head_fn(acts, torch.arange(b, device=acts.device)).gather(1, cls)  # [B, K]
         n = b * c
         parts = []
+        _cam_plan(progress, -(-n // batch_size))
         for start in range(0, n, batch_size):
             idx = torch.arange(start, min(n, start + batch_size), device=acts.device)
             bi = torch.div(idx, c, rounding_mode="floor")
@@ -415,12 +492,13 @@ def ablationcam(head_fn, acts, classes, batch_size=32, smooth=False):
             rows = acts[bi].clone()
             rows[torch.arange(idx.numel(), device=acts.device), ci] = 0
             parts.append(head_fn(rows, bi).gather(1, cls[bi]))  # [m, K]
+            _cam_step(progress)
         yc = torch.cat(parts).reshape(b, c, -1).transpose(1, 2)  # [B, K, C]
         weights = _cam_div0(y.unsqueeze(2) - yc, y.unsqueeze(2).expand_as(yc))
         return cam_from_channel_weights(acts, weights, smooth)
 
 
-def reciprocam(head_fn, acts, classes, batch_size=32):
+def reciprocam(head_fn, acts, classes, batch_size=32, progress=None):
     """Recipro-CAM [B, K, h, w] (gradient-free): for every position (i, j) the head is
     run on the activation masked to that position (A * e_ij, every channel, all
     other positions 0); the map at (i, j) is the softmax probability of the
@@ -433,6 +511,7 @@ def reciprocam(head_fn, acts, classes, batch_size=32):
     batch_size = max(1, int(batch_size))
     with torch.no_grad():
         parts = []
+        _cam_plan(progress, -(-n // batch_size))
         for start in range(0, n, batch_size):
             idx = torch.arange(start, min(n, start + batch_size), device=acts.device)
             bi = torch.div(idx, p, rounding_mode="floor")
@@ -441,6 +520,7 @@ def reciprocam(head_fn, acts, classes, batch_size=32):
             onehot[torch.arange(idx.numel(), device=acts.device), pi] = 1
             rows = acts[bi] * onehot.reshape(-1, 1, h, w)
             parts.append(torch.softmax(head_fn(rows, bi), dim=1).gather(1, cls[bi]))  # [m, K]
+            _cam_step(progress)
         return torch.cat(parts).reshape(b, p, -1).transpose(1, 2).reshape(b, -1, h, w).to(acts.dtype)
 
 
@@ -876,6 +956,18 @@ def _cam_elementwise(d, acts):
     return expand_channel_weights(d, acts.shape) if d.dim() == 3 else d
 
 
+def _cam_trunk(exp, x, strategy):
+    # the network up to the CAM layers; for the autograd strategy it runs under
+    # inference_mode too (only the head is differentiated): its side values are cloned
+    # out of inference mode so that the head may save them for backward (grads_autograd
+    # clones the layer activation it differentiates)
+    if strategy != "autograd" or torch.is_inference_mode_enabled():
+        return exp.trunk(x)
+    with torch.inference_mode():
+        acts, sides = exp.trunk(x)
+    return acts, tuple(tuple(v.clone() for v in side) for side in sides)
+
+
 def _cam_heads(exp, sides):
     heads, rows = [], []
     for i, side in enumerate(sides):
@@ -896,18 +988,20 @@ _CAM_CHANNEL = ("gradcam", "finercam", "shapleycam")  # need only mean_ij of the
 _CAM_ELEMENT = ("hirescam", "xgradcam", "gradcampp", "layercam", "gradcam_elementwise", "eigengradcam")
 
 
-def cam_raw(exp, x, classes, strategy):
+def cam_raw(exp, x, classes, strategy, progress=None):
     """The raw maps of every CAM layer of explainer `exp` for input x: (list of
     [B, K, h_l, w_l] (relu'd, at layer resolution), logits [B, N], classes [B, K]).
     exp provides method, seed, eigen_smooth, layers, model, trunk(x), head<i>(acts,
     *side) and, for the compiled strategy and cam, compiled<i>(acts, *side, spec,
-    coef). classes: a select_classes spec or a LongTensor [B] / [B, K]."""
+    coef). classes: a select_classes spec or a LongTensor [B] / [B, K]. progress: None
+    or a _CamProgress (stepped once per pass of a many-pass method)."""
     method = exp.method
     smooth = bool(exp.eigen_smooth)
-    acts, sides = exp.trunk(x)
+    acts, sides = _cam_trunk(exp, x, strategy)
     heads, rows = _cam_heads(exp, sides)
     if method == "smoothgradcampp":
-        return _cam_smoothgradcampp(exp, x, acts, heads, classes, strategy, smooth, exp.samples or 4)
+        return _cam_smoothgradcampp(exp, x, acts, heads, classes, strategy, smooth, exp.samples or 4,
+                                    progress=progress)
     if not _cam_uses_gradient(method):
         logits = heads[0](acts[0])
         cls = _cam_classes_2d(logits, classes)
@@ -917,7 +1011,7 @@ def cam_raw(exp, x, classes, strategy):
                 _, _, j = getattr(exp, f"compiled{i}")(a, *sides[i], cls)
                 raws.append(cam_weights(a, j * (a.shape[2] * a.shape[3]), smooth))
                 continue
-            raws.append(_cam_free(exp, method, x, a, rows[i], cls, smooth))
+            raws.append(_cam_free(exp, method, x, a, rows[i], cls, smooth, progress))
         return raws, logits, cls
     coef = None
     cls = classes
@@ -942,7 +1036,7 @@ def cam_raw(exp, x, classes, strategy):
     return raws, logits, cls
 
 
-def _cam_free(exp, method, x, a, rows, cls, smooth):
+def _cam_free(exp, method, x, a, rows, cls, smooth, progress=None):
     k = cls.shape[1]
     b, _, h, w = a.shape
     if method == "eigencam":
@@ -954,19 +1048,20 @@ def _cam_free(exp, method, x, a, rows, cls, smooth):
     if method == "randomcam":
         return randomcam(a, exp.seed, smooth).expand(b, k, h, w)
     if method == "scorecam":
-        return scorecam(exp.model, x, a, cls, smooth=smooth)
+        return scorecam(exp.model, x, a, cls, smooth=smooth, progress=progress)
     if method == "iscam":
-        return iscam(exp.model, x, a, cls, samples=exp.samples or 10, smooth=smooth)
+        return iscam(exp.model, x, a, cls, samples=exp.samples or 10, smooth=smooth, progress=progress)
     if method == "sscam":
-        return sscam(exp.model, x, a, cls, samples=exp.samples or 35, seed=exp.seed, smooth=smooth)
+        return sscam(exp.model, x, a, cls, samples=exp.samples or 35, seed=exp.seed, smooth=smooth,
+                     progress=progress)
     if method == "ablationcam":
-        return ablationcam(rows, a, cls, smooth=smooth)
+        return ablationcam(rows, a, cls, smooth=smooth, progress=progress)
     if method == "reciprocam":
-        return reciprocam(rows, a, cls)
+        return reciprocam(rows, a, cls, progress=progress)
     raise ValueError(f"unknown CAM method {method!r}")
 
 
-def _cam_smoothgradcampp(exp, x, acts, heads, classes, strategy, smooth, samples=4, std=0.3):
+def _cam_smoothgradcampp(exp, x, acts, heads, classes, strategy, smooth, samples=4, std=0.3, progress=None):
     # Smooth Grad-CAM++ (torchcam's defaults: 4 samples, noise std 0.3 on the input)
     logits = heads[0](acts[0])
     cls = _cam_classes_2d(logits, classes)
@@ -975,10 +1070,11 @@ def _cam_smoothgradcampp(exp, x, acts, heads, classes, strategy, smooth, samples
     g2 = [None] * n
     g3 = [None] * n
     gen = torch.Generator().manual_seed(int(exp.seed))
+    _cam_plan(progress, samples)
     for _ in range(samples):
         noise = torch.randn(x.shape, generator=gen, dtype=torch.float32) * std
         xs = x + noise.to(device=x.device, dtype=x.dtype)
-        acts_s, sides_s = exp.trunk(xs)
+        acts_s, sides_s = _cam_trunk(exp, xs, strategy)
         heads_s, _ = _cam_heads(exp, sides_s)
         for i in range(n):
             side, head = sides_s[i], heads_s[i]
@@ -987,6 +1083,7 @@ def _cam_smoothgradcampp(exp, x, acts, heads, classes, strategy, smooth, samples
             g1[i] = d if g1[i] is None else g1[i] + d
             g2[i] = d * d if g2[i] is None else g2[i] + d * d
             g3[i] = d * d * d if g3[i] is None else g3[i] + d * d * d
+        _cam_step(progress)
     raws = []
     for i, a in enumerate(acts):
         m1, m2, m3 = g1[i] / samples, g2[i] / samples, g3[i] / samples
@@ -999,39 +1096,46 @@ def _cam_smoothgradcampp(exp, x, acts, heads, classes, strategy, smooth, samples
 _CAM_AUGMENTATIONS = ((False, 1.0), (False, 0.9), (False, 1.1), (True, 1.0), (True, 0.9), (True, 1.1))
 
 
-def _cam_aug_smooth(exp, x, classes, strategy):
+def _cam_aug_smooth(exp, x, classes, strategy, progress=None):
     # pytorch-grad-cam's aug_smooth (ttach: horizontal flip x brightness 0.9 / 1 / 1.1):
     # every augmented input explains the classes chosen on the clean input; each raw map
     # is flipped back, min-max normalised at layer resolution, and the six are averaged
-    raws, logits, cls = cam_raw(exp, x, classes, strategy)
+    raws, logits, cls = cam_raw(exp, x, classes, strategy, progress)
     acc = [normalize(r, "minmax") for r in raws]
     for flip, factor in _CAM_AUGMENTATIONS[1:]:
         xa = (torch.flip(x, dims=(-1,)) if flip else x) * factor
-        r_a, _, _ = cam_raw(exp, xa, cls, strategy)
+        r_a, _, _ = cam_raw(exp, xa, cls, strategy, progress)
         for i, r in enumerate(r_a):
             acc[i] = acc[i] + normalize(torch.flip(r, dims=(-1,)) if flip else r, "minmax")
     return [r / len(_CAM_AUGMENTATIONS) for r in acc], logits, cls
 
 
-def explain(exp, x, classes=None, strategy=None):
+def explain(exp, x, classes=None, strategy=None, progress=None):
     """What a generated explainer's forward does: the maps of exp.method for x.
 
     classes: None (the cam's own setting), a select_classes spec or a LongTensor.
     strategy: None (the explainer's) or autograd | forward | compiled.
+    progress: None or a callable progress(done, total), called once per pass of a
+    many-pass method (scorecam, iscam, sscam, ablationcam, reciprocam: one batched
+    forward; smoothgradcampp: one noisy sample); `total` counts the passes announced so
+    far (it grows by layer and, with aug_smooth, by augmentation). The maps do not
+    depend on it.
     Gradient-free methods and the forward / compiled strategies run under
     torch.inference_mode(); autograd differentiates the head only (the trunk runs
-    under no_grad).
+    under inference_mode too, the head under enable_grad).
     """
     spec = exp.classes if classes is None else classes
     strategy = strategy or exp.strategy
     single = (isinstance(spec, torch.Tensor) and spec.dim() == 1) or (
         not isinstance(spec, torch.Tensor) and spec[0] in ("top1", "index"))
-    ctx = torch.no_grad() if strategy == "autograd" else torch.inference_mode()
+    grad = strategy == "autograd" and _cam_uses_gradient(exp.method)
+    ctx = torch.no_grad() if grad else torch.inference_mode()
     with ctx:
+        tick = None if progress is None else _CamProgress(progress)
         if exp.aug_smooth:
-            raws, logits, cls = _cam_aug_smooth(exp, x, spec, strategy)
+            raws, logits, cls = _cam_aug_smooth(exp, x, spec, strategy, tick)
         else:
-            raws, logits, cls = cam_raw(exp, x, spec, strategy)
+            raws, logits, cls = cam_raw(exp, x, spec, strategy, tick)
         scores = gather_scores(logits, cls)
         if not _cam_uses_gradient(exp.method):
             strategy = "none"
@@ -1043,6 +1147,9 @@ def _cam_uses_gradient(method):
     return method in _CAM_CHANNEL + _CAM_ELEMENT + ("smoothgradcampp",)
 
 
+CAM_CHUNK = 16  # classes upsampled at a time when the maps of several classes are built
+
+
 def finish_maps(
     raws, cls, scores, input_size, upsample_mode="bilinear", normalize_mode="minmax", single=False,
     strategy="none",
@@ -1050,7 +1157,25 @@ def finish_maps(
     """Raw per-layer maps [B, K, h_l, w_l] -> CamResult: one layer: upsample ->
     normalize; several layers: combine_layers (each resized to the input size, or to
     the largest layer's grid when upsample is "none", min-max normalised, averaged)
-    -> normalize. single: keep only the first class column ([B, H, W] maps)."""
+    -> normalize. single: keep only the first class column ([B, H, W] maps), built
+    here; several classes: the maps are built when first read, CAM_CHUNK classes at a
+    time (CamResult.maps / maps_range / map_chunks)."""
+    size = (int(input_size[-2]), int(input_size[-1]))
+    if not single:
+        if scores is not None and scores.dim() == 1:
+            scores = scores.unsqueeze(1)
+        fin = (list(raws), size, upsample_mode, normalize_mode, torch.is_inference_mode_enabled())
+        return CamResult(None, cls, scores, raws, strategy, fin)
+    maps = _cam_maps([r[:, :1] for r in raws], size, upsample_mode, normalize_mode)[:, 0]
+    raws = [r[:, 0] for r in raws]
+    cls = cls[:, 0]
+    if scores is not None and scores.dim() == 2:
+        scores = scores[:, 0]
+    return CamResult(maps, cls, scores, raws, strategy)
+
+
+def _cam_maps(raws, input_size, upsample_mode, normalize_mode):
+    # raw maps [B, k, h_l, w_l] per layer -> maps [B, k, H, W] (see finish_maps)
     if len(raws) == 1:
         maps = raws[0]
         if upsample_mode != "none":
@@ -1062,13 +1187,4 @@ def finish_maps(
         else:
             size = (int(input_size[-2]), int(input_size[-1]))
         maps = combine_layers(raws, size, upsample_mode)
-    maps = normalize(maps, normalize_mode)
-    if single:
-        maps = maps[:, 0]
-        raws = [r[:, 0] for r in raws]
-        cls = cls[:, 0]
-        if scores is not None and scores.dim() == 2:
-            scores = scores[:, 0]
-    elif scores is not None and scores.dim() == 1:
-        scores = scores.unsqueeze(1)
-    return CamResult(maps, cls, scores, raws, strategy)
+    return normalize(maps, normalize_mode)

@@ -157,7 +157,7 @@ def _from_grid(lay: Layout, a: str, tokens: str) -> str:
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def _free_dead(lines: list[str], keep: set[str], arg: str) -> list[str]:
+def _free_dead(lines: list[str], keep: set[str], arg: str = "") -> list[str]:
     """`lines` (flat `a = expr` statements) with each local deleted right after its last use, as the
     network's own forward does (evo/codegen/python.py): the allocator then reuses the memory
     instead of touching fresh pages for every intermediate (keeping them all alive made the
@@ -267,7 +267,8 @@ def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer, explain=No
             hf.var[ln.id] = av
         for n in hn:
             hf.forward_node(n)
-        head_defs.append({"name": f"head{i}", "args": ", ".join(["acts"] + sargs), "lines": hf.lines,
+        head_defs.append({"name": f"head{i}", "args": ", ".join(["acts"] + sargs),
+                          "lines": _free_dead(hf.lines, {hf.var[g.outputs[0]]}),
                           "ret": hf.var[g.outputs[0]]})
         if cfg.strategy == "compiled" or cfg.method == "cam":
             compiled_defs.append(_compiled_def(explain(cfg.layers[i], True), i, handles, consts, const_names,

@@ -15,6 +15,7 @@ files are written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -81,6 +82,31 @@ def output_paths(out: Path, stem: str, cam: str) -> tuple[Path, Path]:
     return out / f"{stem}_{cam}.png", out / f"{stem}_{cam}.json"
 
 
+def maps_path(out: Path, stem: str, cam: str) -> Path:
+    """Every explained class's map of one image (`evoc run --maps`): [K, H, W] float32 .npy."""
+    return out / f"{stem}_{cam}_maps.npy"
+
+
+def stream_maps(result, files) -> None:
+    """Write the maps of `result` (a CamResult of B images) to `files` (one binary file
+    per image) as .npy arrays [K, H, W] float32, CAM_CHUNK classes at a time
+    (CamResult.map_chunks): at most B x CAM_CHUNK x H x W floats of maps exist at once."""
+    import numpy as np
+    import torch
+
+    started = False
+    for start, stop, m in result.map_chunks():
+        if not started:
+            k = result.classes.shape[1] if result.classes.dim() == 2 else 1
+            for f in files:
+                np.lib.format.write_array_header_1_0(
+                    f, {"descr": "<f4", "fortran_order": False, "shape": (k, int(m.shape[-2]), int(m.shape[-1]))})
+            started = True
+        arr = m.detach().to("cpu", torch.float32).contiguous().numpy()
+        for i, f in enumerate(files):
+            f.write(arr[i].astype("<f4", copy=False).tobytes())
+
+
 @dataclass
 class ShardResult:
     entries: list[dict] = field(default_factory=list)   # this rank's images, in order
@@ -100,15 +126,23 @@ def explain_shard(exp, paths: Sequence[str], stems: Sequence[str], out: Path, ca
                   size, mean, std, labels, batch: int, alpha: float, rank: int = 0, world: int = 1,
                   colormap: str = DEFAULT_COLORMAP,
                   resume: bool = False, write_png: Callable = _save_png, write_text: Callable = _save_text,
-                  progress: Callable[[int], None] | None = None) -> ShardResult:
+                  progress: Callable[[int], None] | None = None,
+                  passes: Callable[[int, int], None] | None = None,
+                  write_maps: Callable | None = None) -> ShardResult:
     """Explain rank `rank`'s shard of `paths` (of `world`), `batch` images at a time;
     per image write `<stem>_<cam>.png` (write_png(path, uint8 array)) and `.json`
-    (write_text(path, text)), the overlay coloured with `colormap`.  Returns this rank's entries, in order."""
+    (write_text(path, text)), the overlay coloured with `colormap`.  progress(n): n more images done; passes(done, total):
+    the explainer's per-pass callback (many-pass methods); write_maps(path): a context
+    manager giving a binary file, for `<stem>_<cam>_maps.npy` with every explained
+    class's map (streamed, see stream_maps; None: no such file).  Returns this
+    rank's entries, in order."""
     res = ShardResult()
     for start, stop in shard(len(paths), batch, rank, world):
         chunk = list(paths[start:stop])
         outs = [output_paths(out, stems[k], cam) for k in range(start, stop)]
-        have = [resume and png.is_file() and js.is_file() for png, js in outs]
+        mpaths = [maps_path(out, stems[k], cam) for k in range(start, stop)]
+        have = [resume and png.is_file() and js.is_file() and (write_maps is None or mp.is_file())
+                for (png, js), mp in zip(outs, mpaths)]
         if all(have):
             for (_, js) in outs:
                 try:
@@ -121,8 +155,12 @@ def explain_shard(exp, paths: Sequence[str], stems: Sequence[str], out: Path, ca
                 x, originals = load_images(chunk, size, mean, std)
             except Exception as e:  # noqa: BLE001 - an unreadable image
                 raise ShardError(f"cannot read an image in {', '.join(chunk)}: {e}") from None
-            r = exp(x)
-            maps = r.maps
+            r = exp(x) if passes is None else exp(x, progress=passes)
+            if write_maps is not None:
+                with contextlib.ExitStack() as stack:
+                    stream_maps(r, [stack.enter_context(write_maps(mp)) for mp in mpaths])
+            # the overlay shows the first explained class: only its maps are built
+            maps = r.maps if r.classes.dim() == 1 else r.maps_range(0, 1)
             for i, path in enumerate(chunk):
                 png, js = outs[i]
                 m = maps[i] if maps.dim() == 3 else maps[i, 0]
@@ -132,6 +170,9 @@ def explain_shard(exp, paths: Sequence[str], stems: Sequence[str], out: Path, ca
                 info = summary(m, cls, cname, score, original_size=originals[i].shape[:2])
                 info.update({"image": str(path), "overlay": str(png), "cam": cam, "method": method,
                              "strategy": r.strategy})
+                if write_maps is not None:
+                    info["maps"] = str(mpaths[i])
+                    info["map_classes"] = [int(c) for c in (r.classes[i].reshape(-1))]
                 text = dumps_json(info)
                 # as read back from the file: a resumed entry is then the same object
                 info = json.loads(text)

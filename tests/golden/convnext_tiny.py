@@ -252,7 +252,8 @@ class ExplainExplain(nn.Module):
     cheapest on EdgeNPU (autograd +54.1 µs, compiled +54.1 µs, forward +2.21 ms)).
 
     exp(x) -> CamResult with .maps, .classes, .scores; exp(x, classes=...) explains
-    other classes (a select_classes spec or a LongTensor).  exp.export_module()
+    other classes (a select_classes spec or a LongTensor); exp(x, progress=fn) calls
+    fn(done, total) once per pass of a many-pass method (scorecam, sscam, ...).  exp.export_module()
     returns a module whose forward(x) returns (maps, classes, scores).
     """
 
@@ -789,7 +790,9 @@ class ExplainExplain(nn.Module):
         h = self._h
         avgpool = F.adaptive_avg_pool2d(acts, 1)
         layernorm2d = h[152](avgpool)
+        del avgpool
         flatten = h[153](layernorm2d)
+        del layernorm2d
         linear = h[154](flatten)
         return linear
 
@@ -820,8 +823,8 @@ class ExplainExplain(nn.Module):
         d_avgpool = (d_ln / 49).expand(-1, -1, 7, 7)
         return linear, cls, d_avgpool.reshape(k, -1, 768, 7, 7).transpose(0, 1)
 
-    def forward(self, x, classes=None, strategy=None):
-        return explain(self, x, classes, strategy)
+    def forward(self, x, classes=None, strategy=None, progress=None):
+        return explain(self, x, classes, strategy, progress)
 
     def export_module(self):
         return _EvoExportWrapper(self)

@@ -69,7 +69,8 @@ class ExplainExplain(nn.Module):
     on EdgeChip (autograd +10.4 µs, compiled +2.61 µs, forward +167 µs)).
 
     exp(x) -> CamResult with .maps, .classes, .scores; exp(x, classes=...) explains
-    other classes (a select_classes spec or a LongTensor).  exp.export_module()
+    other classes (a select_classes spec or a LongTensor); exp(x, progress=fn) calls
+    fn(done, total) once per pass of a many-pass method (scorecam, sscam, ...).  exp.export_module()
     returns a module whose forward(x) returns (maps, classes, scores).
     """
 
@@ -160,6 +161,7 @@ class ExplainExplain(nn.Module):
         h = self._h
         pool = F.adaptive_avg_pool2d(acts, 1)
         flatten = torch.flatten(pool, 1)
+        del pool
         fc = h[15](flatten)
         return fc
 
@@ -177,8 +179,8 @@ class ExplainExplain(nn.Module):
         j = self._j0
         return fc, cls, torch.einsum("bkn,nc->bkc", coef.to(j.dtype), j)
 
-    def forward(self, x, classes=None, strategy=None):
-        return explain(self, x, classes, strategy)
+    def forward(self, x, classes=None, strategy=None, progress=None):
+        return explain(self, x, classes, strategy, progress)
 
     def export_module(self):
         return _EvoExportWrapper(self)

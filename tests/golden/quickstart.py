@@ -43,7 +43,8 @@ class ExplainShapes(nn.Module):
     cheapest on EdgeNPU (autograd +5.16 µs, compiled +1.31 µs, forward +83.4 µs)).
 
     exp(x) -> CamResult with .maps, .classes, .scores; exp(x, classes=...) explains
-    other classes (a select_classes spec or a LongTensor).  exp.export_module()
+    other classes (a select_classes spec or a LongTensor); exp(x, progress=fn) calls
+    fn(done, total) once per pass of a many-pass method (scorecam, sscam, ...).  exp.export_module()
     returns a module whose forward(x) returns (maps, classes, scores).
     """
 
@@ -122,6 +123,7 @@ class ExplainShapes(nn.Module):
         h = self._h
         pool = F.adaptive_avg_pool2d(acts, 1)
         flatten = torch.flatten(pool, 1)
+        del pool
         fc = h[11](flatten)
         return fc
 
@@ -139,8 +141,8 @@ class ExplainShapes(nn.Module):
         j = self._j0
         return fc, cls, torch.einsum("bkn,nc->bkc", coef.to(j.dtype), j)
 
-    def forward(self, x, classes=None, strategy=None):
-        return explain(self, x, classes, strategy)
+    def forward(self, x, classes=None, strategy=None, progress=None):
+        return explain(self, x, classes, strategy, progress)
 
     def export_module(self):
         return _EvoExportWrapper(self)

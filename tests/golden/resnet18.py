@@ -247,7 +247,8 @@ class ExplainExplain(nn.Module):
     head folds to channel weights)).
 
     exp(x) -> CamResult with .maps, .classes, .scores; exp(x, classes=...) explains
-    other classes (a select_classes spec or a LongTensor).  exp.export_module()
+    other classes (a select_classes spec or a LongTensor); exp(x, progress=fn) calls
+    fn(done, total) once per pass of a many-pass method (scorecam, sscam, ...).  exp.export_module()
     returns a module whose forward(x) returns (maps, classes, scores).
     """
 
@@ -457,6 +458,7 @@ class ExplainExplain(nn.Module):
         h = self._h
         avgpool = F.adaptive_avg_pool2d(acts, 1)
         flatten = torch.flatten(avgpool, 1)
+        del avgpool
         fc = h[40](flatten)
         return fc
 
@@ -474,8 +476,8 @@ class ExplainExplain(nn.Module):
         j = self._j0
         return fc, cls, torch.einsum("bkn,nc->bkc", coef.to(j.dtype), j)
 
-    def forward(self, x, classes=None, strategy=None):
-        return explain(self, x, classes, strategy)
+    def forward(self, x, classes=None, strategy=None, progress=None):
+        return explain(self, x, classes, strategy, progress)
 
     def export_module(self):
         return _EvoExportWrapper(self)
