@@ -13,7 +13,8 @@ kind:
               explainer is built (the original CAM)
 forward_tangents (gradient kinds): "channel" when per-channel weights are enough
   (the forward strategy then needs one JVP per channel), "element" when the method
-  needs the full gradient (one JVP per element of the layer).
+  needs the full gradient (one JVP per element of the layer), "none" when the forward
+  strategy does not apply (fullgrad: gradients w.r.t. the input and every bias layer).
 passes: extra passes per image beyond one inference, as a formula of
   C (channels), P (positions h*w) and S (samples); see `passes()`.
 """
@@ -38,6 +39,7 @@ class CamMethod:
     passes: str = ""                # extra forward passes: "" | "C" (head) | "CN" (network) | "P" | "S"
     samples: int = 1                # noisy / integration samples where the method takes several
     hessian: bool = False           # needs a Hessian-vector product
+    whole: bool = False             # gradients w.r.t. the input and every bias layer (not one CAM layer)
 
 
 _TABLE = (
@@ -64,6 +66,8 @@ _TABLE = (
     CamMethod("reciprocam", "free", "Recipro-CAM, Byun & Lee 2022 (arXiv 2209.14074)", smooth=False, passes="P"),
     CamMethod("randomcam", "free", "RandomCAM (pytorch-grad-cam): uniform random channel weights, a baseline",
               random=True),
+    CamMethod("fullgrad", "gradient", "FullGrad, Srinivas & Fleuret 2019 (arXiv 1905.00780)", "none",
+              smooth=False, whole=True),
 )
 
 BY_NAME: dict[str, CamMethod] = {m.name: m for m in _TABLE}

@@ -84,6 +84,14 @@ def estimate(g: Graph, spec, strategy: str, folded=None) -> Work:
                 f = folded[i] if folded is not None and strategy == "compiled" else False
                 extra += 0 if f else k * hm * (2 if info.hessian else 1)
                 what.append(f"{k} backward pass{'es' if k != 1 else ''} of the head at {layer}")
+    if info.whole:  # fullgrad: one backward of the whole network per class (forward: a JVP per input element)
+        inp = g.node(g.inputs[0]).shape
+        n_in = 1
+        for d in inp[1:]:
+            n_in *= int(d)
+        extra = (n_in if strategy == "forward" else k) * total
+        what = [f"{n_in:,} JVPs of the network" if strategy == "forward"
+                else f"{k} backward pass{'es' if k != 1 else ''} of the whole network"]
     if info.kind != "gradient":
         for p in free_passes(g, spec):
             head, _ = head_nodes(g, g.value(p.layer).id)

@@ -28,7 +28,7 @@ from evo.frontend.dump import dump
 from evo.ir.node import Graph, Op
 from evo.ir.printer import print_graph
 from evo.passes import run_pipeline
-from evo.passes.gradient import NotDifferentiable, compiled_explain_graph
+from evo.passes.gradient import NotDifferentiable, compiled_explain_graph, fullgrad_graph
 
 # explain(layer, fold) -> the explain graph of `layer` (folded or not); raises NotDifferentiable
 ExplainFn = Callable[[str, bool], Graph]
@@ -83,6 +83,17 @@ def choose_strategy(g: Graph, spec: CamSpec, explain: ExplainFn | None = None, h
         return "none", "cam reads the class weights of the affine head when the explainer is built"
     if spec.method in GRADIENT_FREE:
         return "none", f"{spec.method} needs no gradient"
+    if spec.method == "fullgrad":  # the whole network's gradient: compiled where it can be emitted
+        if s in ("compiled", "auto"):
+            try:
+                fullgrad_graph(g)
+            except NotDifferentiable as e:
+                if s == "compiled":
+                    raise
+                return "autograd", f"auto: compiled is not possible ({e})"
+            return "compiled", ("auto: compiled (the gradients w.r.t. the input and every bias layer emitted as "
+                                "ops)" if s == "auto" else "")
+        return s, ""
     if s == "compiled":
         for layer in spec.layers:
             explain(layer, True)  # raises NotDifferentiable

@@ -331,3 +331,83 @@ def test_evoc_run_streams_every_class_map(tmp_path, capsys):
         assert arr.dtype == np.float32 and arr.shape == tuple(ref.maps.shape[1:])
         assert e["map_classes"] == ref.classes[i].tolist()
         assert np.abs(arr - ref.maps[i].numpy()).max() <= 1e-4  # batches of 2 vs 3: conv rounding
+
+
+def _fullgrad_reference(model, x, classes):
+    """pytorch-grad-cam's FullGrad written from its definition with forward hooks and
+    autograd: every nn.Conv2d with a bias and every nn.BatchNorm2d (implicit bias
+    beta - mean * gamma / sqrt(var + eps)); per image the gradient of its class's logit
+    w.r.t. the input and those layers' outputs; each channel map of |grad * input| and
+    |grad * bias| scaled by (t - min) / (1e-7 + max(t - min)), resized bilinearly to the
+    input size, all summed (loops over images and layers, float64)."""
+    import torch.nn.functional as F
+
+    seen = []
+
+    def hook(mod, inp, out):
+        seen.append((mod, out))
+
+    mods = [m for m in model.modules()
+            if (isinstance(m, torch.nn.Conv2d) and m.bias is not None) or isinstance(m, torch.nn.BatchNorm2d)]
+    hooks = [m.register_forward_hook(hook) for m in mods]
+    try:
+        xi = x.clone().requires_grad_(True)
+        logits = model(xi)
+    finally:
+        for h in hooks:
+            h.remove()
+    size = tuple(x.shape[-2:])
+
+    def post(t):  # [C, h, w] -> [H, W]
+        out = torch.zeros(size, dtype=torch.float64)
+        for ch in t:
+            ch = ch - ch.min()
+            ch = ch / (1e-7 + ch.max())
+            out += F.interpolate(ch[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+        return out
+
+    maps = []
+    for b in range(x.shape[0]):
+        gs = torch.autograd.grad(logits[b, int(classes[b])], [xi] + [o for _, o in seen], retain_graph=True,
+                                 allow_unused=True)
+        m = post((gs[0][b] * x[b]).abs().double())
+        for (mod, out), g in zip(seen, gs[1:]):
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                bias = mod.bias - mod.running_mean * mod.weight / torch.sqrt(mod.running_var + mod.eps)
+            else:
+                bias = mod.bias
+            g = torch.zeros_like(out) if g is None else g
+            m += post((g[b] * bias.detach()[:, None, None]).abs().double())
+        maps.append(m)
+    return torch.stack(maps)
+
+
+@pytest.mark.parametrize("name", list(ARCHS))
+@pytest.mark.parametrize("strategy", ["autograd", "compiled"])
+def test_fullgrad_matches_reference(name, strategy):
+    prog, model, layers, x = arch(name)
+    top = model(x).argmax(1)
+    r = _raw(prog, model, x, layers[0], "fullgrad", strategy)
+    assert r.strategy == strategy and r.maps.shape == (x.shape[0], *x.shape[-2:])
+    _close(r.maps.to(torch.float64), _fullgrad_reference(model, x, top))
+    # another class, and two at once (class-batched)
+    other = (top + 1) % model(x).shape[1]
+    r2 = prog.explainer("C", model, method="fullgrad", strategy=strategy, upsample="none", normalize="none",
+                        classes="topk(2)")(x)
+    second = r2.classes[:, 1]
+    _close(r2.maps[:, 1].to(torch.float64), _fullgrad_reference(model, x, second))
+    r3 = prog.explainer("C", model, method="fullgrad", strategy=strategy, upsample="none",
+                        normalize="none")(x, classes=other)
+    _close(r3.maps.to(torch.float64), _fullgrad_reference(model, x, other))
+
+
+def test_fullgrad_refuses_the_forward_strategy():
+    prog, model, _, x = arch("residual")
+    with pytest.raises(EvoError, match="fullgrad.*autograd, compiled or auto"):
+        prog.explainer("C", model, method="fullgrad", strategy="forward")
+    src = ARCHS["residual"][0].replace("layer = layer2", "layer = layer2\n    method = fullgrad\n    strategy = forward")
+    with pytest.raises(EvoError) as e:
+        evo.compile(src)
+    assert "E0504" in str(e.value) and "fullgrad" in str(e.value) and "autograd, compiled or auto" in str(e.value)
+    ok = evo.compile(src.replace("strategy = forward", "strategy = auto"))
+    assert ok.explainer("C", model).strategy == "compiled"

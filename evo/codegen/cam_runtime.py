@@ -997,6 +997,9 @@ def cam_raw(exp, x, classes, strategy, progress=None):
     or a _CamProgress (stepped once per pass of a many-pass method)."""
     method = exp.method
     smooth = bool(exp.eigen_smooth)
+    if method == "fullgrad":  # the whole network's gradients: no CAM layer
+        m, logits, cls = fullgrad(exp, x, classes, strategy)
+        return [m], logits, cls
     acts, sides = _cam_trunk(exp, x, strategy)
     heads, rows = _cam_heads(exp, sides)
     if method == "smoothgradcampp":
@@ -1093,6 +1096,70 @@ def _cam_smoothgradcampp(exp, x, acts, heads, classes, strategy, smooth, samples
     return raws, logits, cls
 
 
+def _cam_bias(module):
+    # FullGrad's bias [C] of a layer: a conv's bias, or batchnorm's implicit one
+    # beta - running_mean * gamma / sqrt(running_var + eps) (the paper's implementation)
+    if getattr(module, "running_var", None) is not None:
+        var = module.running_var
+        w = module.weight if module.weight is not None else torch.ones_like(var)
+        b = module.bias if module.bias is not None else torch.zeros_like(var)
+        return (b - module.running_mean * w / torch.sqrt(var + module.eps)).detach()
+    return module.bias.detach()
+
+
+def _cam_fullgrad_part(t, size):
+    # t [B, K, C, h, w] -> |t|, each channel map of each image and class scaled to [0, 1] by
+    # (t - min) / (max - min + 1e-7) (pytorch-grad-cam's scale_cam_image), resized to `size`
+    # (bilinear), summed over the channels: [B, K, H, W]
+    t = t.abs()
+    t = t - t.amin(dim=(-2, -1), keepdim=True)
+    t = t / (t.amax(dim=(-2, -1), keepdim=True) + 1e-7)
+    b, k, c = t.shape[:3]
+    t = upsample(t.reshape(b, k * c, t.shape[-2], t.shape[-1]), size, "bilinear")
+    return t.reshape(b, k, c, t.shape[-2], t.shape[-1]).sum(dim=2)
+
+
+def fullgrad(exp, x, classes, strategy):
+    """FullGrad [B, K, H, W] (Srinivas & Fleuret 2019, as pytorch-grad-cam's FullGrad).
+
+    With G_x the gradient of the explained score w.r.t. the input and G_l w.r.t. the
+    output of every layer l with a bias b_l (exp.full: every conv2d with a bias and every
+    batchnorm2d, whose implicit bias is beta - mean * gamma / sqrt(var + eps)), the map is
+    sum_c post(|G_x * x|_c) + sum_l sum_c post(|b_l,c G_l,c|), where post scales each
+    channel map of each image to [0, 1] ((t - min) / (max - min + 1e-7)) and resizes it
+    bilinearly to the input size. The explainer's CAM layer is not used.
+    strategy: autograd (one backward of the whole network per class column,
+    torch.autograd.grad w.r.t. the input and the bias layers' outputs only) or compiled
+    (exp.full_compiled: the same gradients emitted as ops). The forward strategy would
+    need one JVP per input element and is refused.
+    Returns (maps [B, K, H, W], logits [B, N], classes [B, K]).
+    """
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    biases = exp.full_biases()
+    if strategy == "compiled":
+        logits, cls, grads = exp.full_compiled(x, classes)
+    elif strategy == "autograd":
+        if torch.is_inference_mode_enabled():
+            raise RuntimeError("fullgrad: the autograd strategy cannot run inside torch.inference_mode()")
+        xi = x.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            logits, outs = exp.full(xi)
+            cls = _cam_classes_2d(logits.detach(), classes)
+            sel = logits.gather(1, cls)
+            k = cls.shape[1]
+            cols = [torch.autograd.grad(sel[:, j].sum(), [xi, *outs], retain_graph=j < k - 1, allow_unused=True,
+                                        materialize_grads=True) for j in range(k)]
+        grads = [torch.stack([c[i] for c in cols], dim=1) for i in range(len(cols[0]))]
+        logits = logits.detach()
+    else:
+        raise ValueError("fullgrad needs the gradient w.r.t. the input and every bias layer: strategy autograd "
+                         "or compiled (forward would need one JVP per input element)")
+    m = _cam_fullgrad_part(grads[0] * x.detach().unsqueeze(1), size)
+    for g, bias in zip(grads[1:], biases):
+        m = m + _cam_fullgrad_part(g * bias.to(g.dtype).reshape(1, 1, -1, 1, 1), size)
+    return m, logits, cls
+
+
 _CAM_AUGMENTATIONS = ((False, 1.0), (False, 0.9), (False, 1.1), (True, 1.0), (True, 0.9), (True, 1.1))
 
 
@@ -1144,7 +1211,7 @@ def explain(exp, x, classes=None, strategy=None, progress=None):
 
 
 def _cam_uses_gradient(method):
-    return method in _CAM_CHANNEL + _CAM_ELEMENT + ("smoothgradcampp",)
+    return method in _CAM_CHANNEL + _CAM_ELEMENT + ("smoothgradcampp", "fullgrad")
 
 
 CAM_CHUNK = 16  # classes upsampled at a time when the maps of several classes are built

@@ -26,8 +26,15 @@ from evo.codegen.names import MODULE_ATTRS, Namer, explainer_namer
 from evo.codegen.python import doc_text, environment
 from evo.ir.node import Graph, Node, Op
 from evo.ops import gradient as G
-from evo.passes.gradient import GRADIENT_OPS, compiled_explain_graph, head_nodes, seed_dependent
 from evo.ops.tokens import Layout, cam_layout
+from evo.passes.gradient import (
+    GRADIENT_OPS,
+    bias_taps,
+    compiled_explain_graph,
+    fullgrad_graph,
+    head_nodes,
+    seed_dependent,
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -63,7 +70,8 @@ class ExplainConfig:
 # What the explainer template defines on the class (its buffers avoid these).
 _EXPLAINER_ATTRS = frozenset({"model", "_h", "network", "method", "layers", "strategy", "classes", "upsample_mode",
                               "normalize_mode", "labels", "trunk", "derivatives", "export_module", "strategy_note",
-                              "source", "seed", "eigen_smooth", "aug_smooth", "samples", "forward"})
+                              "source", "seed", "eigen_smooth", "aug_smooth", "samples", "forward", "full",
+                              "full_biases", "full_compiled"})
 
 
 class _Flat:
@@ -270,9 +278,10 @@ def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer, explain=No
         head_defs.append({"name": f"head{i}", "args": ", ".join(["acts"] + sargs),
                           "lines": _free_dead(hf.lines, {hf.var[g.outputs[0]]}),
                           "ret": hf.var[g.outputs[0]]})
-        if cfg.strategy == "compiled" or cfg.method == "cam":
+        if (cfg.strategy == "compiled" and cfg.method != "fullgrad") or cfg.method == "cam":
             compiled_defs.append(_compiled_def(explain(cfg.layers[i], True), i, handles, consts, const_names,
                                                layouts[i]))
+    fullgrad = _fullgrad_def(g, cfg.strategy, handles, consts, const_names) if cfg.method == "fullgrad" else None
 
     ctx = {
         "name": cls_name,
@@ -286,7 +295,7 @@ def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer, explain=No
         "aug_smooth": repr(bool(cfg.aug_smooth)), "samples": repr(cfg.samples),
         "paths": [repr(p) for p, _ in sorted(handles.items(), key=lambda kv: kv[1])],
         "consts": consts,
-        "trunk": trunk, "heads": head_defs, "compiled": compiled_defs,
+        "trunk": trunk, "heads": head_defs, "compiled": compiled_defs, "fullgrad": fullgrad,
         "n_layers": len(cfg.layers),
     }
     return cls_name, environment().get_template("explainer.py.j2").render(**ctx)
@@ -345,6 +354,48 @@ def _compiled_def(eg: Graph, i: int, handles, consts, const_names: Namer, lay: L
         grad, shape = gv, (lay.channels, lay.h, lay.w)
     return {"index": i, "args": ", ".join(args), "pre": pre, "logits": logits, "folded": False,
             "grad_lines": f.lines, "grad": grad, "shape": shape}
+
+
+def _fullgrad_def(g: Graph, strategy: str, handles, consts, const_names: Namer) -> dict:
+    """FullGrad's functions: `full(x)` (the whole network flat, returning the logits and the
+    output of every bias layer), `full_biases()` and, for the compiled strategy,
+    `full_compiled(x, spec)` (the gradients w.r.t. the input and those outputs as ops)."""
+    taps = bias_taps(g)
+    namer = explainer_namer()
+    f = _Flat(g, handles, namer, consts, const_names)
+    biases = [f.const("fullgrad_bias", f"_cam_bias(m({t.path!r}))") for t in taps]
+    f.var[g.inputs[0]] = namer.fresh("x")
+    need = _needed(g, {g.outputs[0]} | {t.id for t in taps})
+    for n in g.nodes:
+        if n.id in need and n.op != Op.INPUT:
+            f.forward_node(n)
+    logits = f.var[g.outputs[0]]
+    outs = [f.var[t.id] for t in taps]
+    d = {"lines": _free_dead(f.lines, {logits, *outs}), "logits": logits, "outs": "".join(v + ", " for v in outs),
+         "biases": "".join(b + ", " for b in biases), "compiled": None}
+    if strategy != "compiled":
+        return d
+    eg = fullgrad_graph(g)
+    namer = explainer_namer()
+    f = _Flat(eg, handles, namer, consts, const_names)
+    dep = _grad_dependent(eg)
+    f.var[eg.value("acts").id] = namer.fresh("acts")
+    want_idx = {n.inputs[ops.of_node(n).indices_input] for n in eg.nodes
+                if n.op != Op.INPUT and ops.of_node(n).indices_input is not None}
+    for n in eg.nodes:
+        if n.op == Op.INPUT or n.id in dep:
+            continue
+        f.forward_node(n, want_indices=n.id in want_idx)
+    pre = list(f.lines)
+    f.lines = []
+    seed = next(n for n in eg.nodes if n.op == Op.INPUT and n.attr("role") == "gseed")
+    f.var[seed.id] = "gseed"
+    for n in eg.nodes:
+        if n.id in dep and n.op != Op.INPUT:
+            f.grad_node(n, "k")
+    d["compiled"] = {"pre": pre, "logits": f.var[eg.outputs[0]], "grad_lines": f.lines,
+                     "grads": [(f.var[o], tuple(eg.node(o).shape[1:])) for o in eg.outputs[1:]]}
+    return d
 
 
 def explainer_sources(plans, names: Namer) -> tuple[list[str], list[tuple[str, str]]]:

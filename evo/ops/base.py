@@ -160,6 +160,9 @@ class OpDef:
     # with `tensor`: a buffer instead of a parameter, "persistent" (in the state_dict: Swin's
     # relative_position_index) or "constant" (non-persistent: a mask computed from the shapes)
     buffer: str = ""
+    # fullgrad_bias(attrs) -> bool: the module adds a per-channel bias [C] to a [N, C, H, W] output
+    # (conv2d with a bias, batchnorm2d: an implicit one), a layer of FullGrad (method fullgrad)
+    fullgrad_bias: Callable[[dict], bool] | None = None
     # pieces(attrs, input shape) -> [narrow attrs]: an op with several outputs (chunk, split), each
     # a `narrow` of the input; the call's value is the tuple of pieces
     pieces: Callable | None = None

@@ -57,6 +57,7 @@ for _name, _rank_n, _cls, _affine, _shape_doc in (
         affine=_affine, grad=_bn_grad, cost=eltwise_cost(2, 1, params=True),
         imports=Imports(modules=(f"nn.{_cls}",)),
         from_module=_bn_from_module((_rank_n,) if isinstance(_rank_n, int) else _rank_n),
+        fullgrad_bias=(lambda a: True) if _rank_n == 4 else None,
         doc="batch normalisation (eval mode)", doc_call=f"{_name}(x, eps=1e-5)", doc_args="`eps` number ≥ 0 (1e-5)",
         doc_shape=_shape_doc))
 

@@ -130,6 +130,70 @@ def explain_graph(g: Graph, layer_path: str) -> Graph:
                  (remap[out_id], ga), (), (("acts", a_id),), (("layer", layer_path),), g.span)
 
 
+def bias_taps(g: Graph) -> list[Node]:
+    """FullGrad's layers (pytorch-grad-cam's choice: every conv2d with a bias and every
+    batchnorm2d, an implicit bias; the op entries say so, `fullgrad_bias`) on a path from
+    the input to the output, in order."""
+    head, _ = head_nodes(g, g.inputs[0])
+    out = []
+    for n in head:
+        d = ops.lookup(n.op)
+        if d is not None and d.fullgrad_bias is not None and d.fullgrad_bias(n.attr_dict):
+            out.append(n)
+    return out
+
+
+def fullgrad_graph(g: Graph) -> Graph:
+    """The gradient of the selected scores w.r.t. the network's input and w.r.t. the
+    output of every bias layer (`bias_taps`), emitted as ops: the explain graph of the
+    input (the whole network is the head) whose outputs are (logits, d/d input,
+    d/d tap_1, ...).  Raises NotDifferentiable as explain_graph does."""
+    inp = g.node(g.inputs[0])
+    taps = [n.id for n in bias_taps(g)]
+    head, _ = head_nodes(g, inp.id)
+    out_id = g.outputs[0]
+    if out_id not in {n.id for n in head}:
+        raise NotDifferentiable("the output does not depend on the input")
+    b = _Builder()
+    remap: dict[int, int] = {inp.id: b.add(Op.INPUT, (), {"role": "acts"}, inp.shape, inp.span, name="acts")}
+    for n in head:
+        remap[n.id] = b.add(n.op, [remap[i] for i in n.inputs], {k: v for k, v in n.attrs if k != "fuse"},
+                            n.shape, n.span, n.path, n.name)
+    logits = b.nodes[remap[out_id]]
+    if len(logits.shape) != 2:
+        raise NotDifferentiable(f"the network's output is {list(logits.shape)}, not [N, classes]")
+    seed = b.add(Op.INPUT, (), {"role": "gseed"}, (KB, logits.shape[1]), logits.span, name="gseed")
+    grads: dict[int, list[int]] = {remap[out_id]: [seed]}
+    head_ids = set(remap.values())
+    summed: dict[int, int] = {}
+    for n in reversed(head):
+        nid = remap[n.id]
+        gl = grads.get(nid)
+        if not gl:
+            continue
+        gsum = _sum(b, gl, b.nodes[nid])
+        summed[n.id] = gsum
+        node = b.nodes[nid]
+        rule = rule_of(node.op)
+        if rule is None:
+            d = ops.lookup(node.op)
+            if d is not None and not d.builtin:
+                raise NotDifferentiable(f"the user-defined op '{d.name}' has no derivative")
+            raise NotDifferentiable(f"no gradient rule for {node.op.value}")
+        for inp_idx, gin in rule(b, node, gsum):
+            src = node.inputs[inp_idx]
+            if src in head_ids:
+                grads.setdefault(src, []).append(gin)
+    a_id = remap[inp.id]
+    if not grads.get(a_id) or any(t not in summed for t in taps):
+        raise NotDifferentiable("the output does not depend on the input")
+    ga = _sum(b, grads[a_id], b.nodes[a_id])
+    return Graph(f"{g.name}@fullgrad", tuple(b.nodes), tuple(x for x in range(len(b.nodes))
+                                                            if b.nodes[x].op == Op.INPUT),
+                 (remap[out_id], ga, *(summed[t] for t in taps)), (), (("acts", a_id),),
+                 (("layer", "fullgrad"),), g.span)
+
+
 def _gshape(node: Node) -> tuple:
     return (KB,) + tuple(node.shape[1:])
 

@@ -126,6 +126,9 @@ def make_explainer(prog, cam: str, model=None, overrides: dict | None = None):
     spec = prog.cams[cam]
     graph = prog.graph(spec.network)
     spec = apply_overrides(spec, graph, dict(overrides or {}))
+    if spec.method == "fullgrad" and spec.strategy == "forward":
+        raise _bad("method fullgrad needs the gradient w.r.t. the input and every bias layer: strategy autograd, "
+                   "compiled or auto (forward would need one JVP per input element)")
     try:
         strategy, note = comp.strategy(spec, graph)
     except NotDifferentiable as e:
