@@ -25,6 +25,7 @@ ValueError; `evoc` reports it as a usage error, exit 2) with one clear line:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
@@ -101,6 +102,17 @@ def write_atomic(path: str | os.PathLike, data: str | bytes, *, inputs: Iterable
     """Write `data` to `path` atomically (see the module's rules).  `inputs`: paths the
     caller read, which `path` may not be; `label`: how messages name the output
     (default: the path).  Returns the path written."""
+    blob = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    with stream_atomic(path, inputs=inputs, label=label) as f:
+        f.write(blob)
+    return Path(path)
+
+
+@contextlib.contextmanager
+def stream_atomic(path: str | os.PathLike, *, inputs: Iterable = (), label: str | None = None):
+    """Write the file `path` piece by piece, with `write_atomic`'s rules: yields a binary
+    file (a fresh temporary file in the output's directory, created exclusively) that is
+    renamed over `path` when the block ends without an error, and removed otherwise."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"write_atomic: expected a path, got {type(path).__name__}")
     p = Path(path)
@@ -115,14 +127,13 @@ def write_atomic(path: str | os.PathLike, data: str | bytes, *, inputs: Iterable
     mode = _check_target(p, label, inputs)
     if mode is None:
         mode = 0o666 & ~umask()
-    blob = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     try:
         fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     except OSError as e:
         raise OutputError(f"cannot write {label}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(blob)
+            yield f
             f.flush()
             os.fchmod(f.fileno(), mode)
         os.replace(tmp, p)
@@ -134,7 +145,6 @@ def write_atomic(path: str | os.PathLike, data: str | bytes, *, inputs: Iterable
         if isinstance(e, OSError):
             raise OutputError(f"cannot write {label}: {e.strerror or e}") from None
         raise
-    return p
 
 
 def output_dir(path: str | os.PathLike, label: str | None = None) -> Path:

@@ -254,7 +254,7 @@ class SettingsChecker:
                 else:
                     flags[key] = v
         if method == "fullgrad" and strategy == "forward":
-            self.col.error("E0504", "method fullgrad needs the gradient w.r.t. the input and every bias layer, "
+            self.col.error(C.INVALID_CAM_SETTING, "method fullgrad needs the gradient w.r.t. the input and every bias layer, "
                                     "which the forward strategy does not give (one JVP per input element)",
                            st["strategy"].value.span, "use strategy = autograd, compiled or auto")
         if method == "cam" and graph is not None and layers and len(self.col.diagnostics) == n0:

@@ -44,35 +44,13 @@ def write_output(out: str | os.PathLike | None, data: str | bytes, *, inputs: It
 
 @contextlib.contextmanager
 def stream_output(out: str | os.PathLike, *, inputs: Iterable = (), label: str | None = None):
-    """Write the file `out` piece by piece: yields a binary file (a fresh temporary file in
-    the output's directory) that is renamed over `out` when the block ends without an
-    error, and removed otherwise; the same rules as `write_output`."""
-    p = Path(out)
-    label = label or str(out)
-    if "\0" in str(p):
-        raise UsageError("an output path cannot contain a NUL byte")
-    _make_parent(p, label)
-    mode = _check_target(p, label, inputs)
-    if mode is None:
-        mode = 0o666 & ~_umask()
+    """Write the file `out` piece by piece (evo.fileio.stream_atomic's rules): yields a binary
+    file renamed over `out` when the block ends without an error; bad outputs are usage errors."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    except OSError as e:
-        raise UsageError(f"cannot write {label}: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
+        with fileio.stream_atomic(out, inputs=inputs, label=label) as f:
             yield f
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-        os.replace(tmp, p)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise UsageError(f"cannot write {label}: {e.strerror or e}") from None
-        raise
+    except fileio.OutputError as e:
+        raise UsageError(str(e)) from None
 
 
 def output_dir(path: str | os.PathLike, label: str | None = None) -> Path:

@@ -1147,13 +1147,13 @@ def fullgrad(exp, x, classes, strategy):
             cls = _cam_classes_2d(logits.detach(), classes)
             sel = logits.gather(1, cls)
             k = cls.shape[1]
-            cols = [torch.autograd.grad(sel[:, j].sum(), [xi, *outs], retain_graph=j < k - 1, allow_unused=True,
-                                        materialize_grads=True) for j in range(k)]
+            cols = [torch.autograd.grad(sel[:, j].sum(), [xi, *outs], retain_graph=j < k - 1,
+                                        allow_unused=True, materialize_grads=True) for j in range(k)]
         grads = [torch.stack([c[i] for c in cols], dim=1) for i in range(len(cols[0]))]
         logits = logits.detach()
     else:
-        raise ValueError("fullgrad needs the gradient w.r.t. the input and every bias layer: strategy autograd "
-                         "or compiled (forward would need one JVP per input element)")
+        raise ValueError("fullgrad needs the gradient w.r.t. the input and every bias layer: strategy "
+                         "autograd or compiled (forward would need one JVP per input element)")
     m = _cam_fullgrad_part(grads[0] * x.detach().unsqueeze(1), size)
     for g, bias in zip(grads[1:], biases):
         m = m + _cam_fullgrad_part(g * bias.to(g.dtype).reshape(1, 1, -1, 1, 1), size)

@@ -161,7 +161,7 @@ def fullgrad_graph(g: Graph) -> Graph:
                             n.shape, n.span, n.path, n.name)
     logits = b.nodes[remap[out_id]]
     if len(logits.shape) != 2:
-        raise NotDifferentiable(f"the network's output is {list(logits.shape)}, not [N, classes]")
+        raise NotDifferentiable(f"the network's output is {fmt_shape(logits.shape)}, not [N, classes]")
     seed = b.add(Op.INPUT, (), {"role": "gseed"}, (KB, logits.shape[1]), logits.span, name="gseed")
     grads: dict[int, list[int]] = {remap[out_id]: [seed]}
     head_ids = set(remap.values())

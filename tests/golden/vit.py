@@ -171,7 +171,8 @@ class ExplainExplain(nn.Module):
     +763 ms)).
 
     exp(x) -> CamResult with .maps, .classes, .scores; exp(x, classes=...) explains
-    other classes (a select_classes spec or a LongTensor).  exp.export_module()
+    other classes (a select_classes spec or a LongTensor); exp(x, progress=fn) calls
+    fn(done, total) once per pass of a many-pass method (scorecam, sscam, ...).  exp.export_module()
     returns a module whose forward(x) returns (maps, classes, scores).
     """
 
@@ -546,16 +547,26 @@ class ExplainExplain(nn.Module):
         h = self._h
         acts_t = torch.cat((tokens[:, :1], acts.permute(0, 2, 3, 1).reshape(-1, 196, 768)), 1)
         self_attention = h[92](acts_t)
+        del acts_t
         y = self_attention + side0
+        del self_attention
         ln_2 = h[93](y)
         linear = h[94](ln_2)
+        del ln_2
         gelu = h[95](linear)
+        del linear
         dropout = h[96](gelu)
+        del gelu
         linear2 = h[97](dropout)
+        del dropout
         dropout2 = h[98](linear2)
+        del linear2
         add = y + dropout2
+        del dropout2, y
         ln = h[99](add)
+        del add
         select = ln.select(1, 0)
+        del ln
         head = h[100](select)
         return head
 
@@ -624,8 +635,8 @@ class ExplainExplain(nn.Module):
         d_self_attention_grid = d_self_attention[:, 1:197].reshape(-1, 14, 14, 768).permute(0, 3, 1, 2)
         return head, cls, d_self_attention_grid.reshape(k, -1, 768, 14, 14).transpose(0, 1)
 
-    def forward(self, x, classes=None, strategy=None):
-        return explain(self, x, classes, strategy)
+    def forward(self, x, classes=None, strategy=None, progress=None):
+        return explain(self, x, classes, strategy, progress)
 
     def export_module(self):
         return _EvoExportWrapper(self)
