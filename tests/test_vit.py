@@ -293,3 +293,91 @@ def test_vit_example_is_torchvisions_vit_b_16(capsys):
     assert "self_attention [attention: Q K^T]" in out and "self_attention [attention: P V]" in out
     assert "attention: " in out and "of the latency" in out and "T x T score matrices" in out
     assert "17.6 GMAC" in out  # ViT-B/16: 17.6 G multiply-accumulates at 224x224
+
+
+# ----------------------------------------------------------------- evoc import
+
+def vit_tiny_factory():
+    """`evoc import tests.test_vit:vit_tiny_factory`: the tiny mirror with non-trivial tokens and norms."""
+    torch.manual_seed(0)
+    m = vit_tiny(10).eval()
+    with torch.no_grad():
+        m.class_token.normal_()
+        for name, p in m.named_parameters():
+            if "ln" in name:
+                p.add_(0.2 * torch.randn_like(p))
+    return m
+
+
+def vit_b16_shape_factory():
+    """ViT-B/16's structure (patch 16, 12 layers of 12 heads) at width 48, on 64x64 images."""
+    from tests.zoo.vit import VisionTransformer
+
+    torch.manual_seed(1)
+    return VisionTransformer(64, 16, 12, 12, 48, 96, num_classes=7).eval()
+
+
+@pytest.mark.parametrize("factory, size, layers", [("vit_tiny_factory", 32, 2), ("vit_b16_shape_factory", 64, 12)])
+def test_evoc_import_of_vit_loads_strict_with_equal_logits_and_explains(factory, size, layers, tmp_path, capsys):
+    out = tmp_path / "vit.evo"
+    rc, _, err = _run_cli(capsys, "import", f"tests.test_vit:{factory}", "--input-shape", f"1,3,{size},{size}",
+                          "-o", out)
+    assert rc == 0, err
+    src = out.read_text()
+    # readable: one block per encoder layer class, attention as one op, the class token a parameter
+    assert src.count("block EncoderBlock(x") == 1 and src.count("= EncoderBlock(") == layers
+    for text in ("multihead_attention(ln_1, ", "class_token = parameter([1, 1, ", "pos_embedding = parameter([1, ",
+                 "expand(class_token, ", "select(encoder, 1, 0)", "layernorm(x, eps=1e-6)"):
+        assert text in src, text
+    assert len(src.splitlines()) <= 50 + layers, src
+    rc, _, err = _run_cli(capsys, "fmt", "--check", out)
+    assert rc == 0, err
+    model = globals()[factory]()
+    prog = evo.compile(src + f"\ncam Explain {{\n    network = VisionTransformer\n"
+                             f"    layer = encoder.layers.encoder_layer_{layers - 1}.ln_1\n}}\n")
+    net = prog.build("VisionTransformer").eval()
+    assert list(net.state_dict()) == list(model.state_dict())
+    net.load_state_dict(model.state_dict(), strict=True)
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), model(x), rtol=1e-5, atol=1e-5)
+    if factory == "vit_tiny_factory":  # the imported program's CAM, every strategy, against the reference
+        cls = model(x).argmax(1)
+        want = _reference(model, x, model.encoder.layers.encoder_layer_1.ln_1, "gradcam", cls)
+        for strategy in ("autograd", "forward", "compiled"):
+            got = prog.explainer("Explain", net, strategy=strategy, upsample="none", normalize="none")(x)
+            torch.testing.assert_close(got.maps, want, rtol=1e-4, atol=1e-6, msg=strategy)
+
+
+def test_import_refuses_cross_attention_and_attention_weights():
+    from torch import nn
+
+    from evo.importer.api import ConversionError
+
+    class Cross(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.fc = nn.Linear(8, 3)
+
+        def forward(self, x):
+            t = x.flatten(2).transpose(1, 2)
+            return self.fc(self.attn(t, t.relu(), t, need_weights=False)[0].mean(1))
+
+    with pytest.raises(ConversionError) as e:
+        evo.from_torch(Cross().eval(), torch.randn(1, 8, 2, 2))
+    assert "cross-attention" in str(e.value)
+
+    class Seq(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = nn.MultiheadAttention(8, 2)  # batch_first=False: [T, N, D]
+            self.fc = nn.Linear(8, 3)
+
+        def forward(self, x):
+            t = x.flatten(2).transpose(1, 2)
+            return self.fc(self.attn(t, t, t)[0].mean(1))
+
+    with pytest.raises(ConversionError) as e:
+        evo.from_torch(Seq().eval(), torch.randn(1, 8, 2, 2))
+    assert "batch_first" in str(e.value)

@@ -127,7 +127,7 @@ _NO_OP = {
     "LocalResponseNorm": "no evo op for local response normalisation",
     "Embedding": "no evo op for embeddings", "EmbeddingBag": "no evo op for embeddings",
     "RNN": "no evo op for recurrent layers", "LSTM": "no evo op for recurrent layers",
-    "GRU": "no evo op for recurrent layers", "MultiheadAttention": "no evo op for attention",
+    "GRU": "no evo op for recurrent layers",
     "Transformer": "no evo op for attention", "TransformerEncoder": "no evo op for attention",
     "TransformerEncoderLayer": "no evo op for attention", "TransformerDecoder": "no evo op for attention",
     "TransformerDecoderLayer": "no evo op for attention",

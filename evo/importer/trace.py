@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from evo import ops
@@ -208,6 +209,7 @@ class _FxConverter:
         self.meta: set[torch.fx.Node] = set()  # non-tensor values (sizes)
         self.leaf_calls: dict[str, int] = {}
         self.used_attrs: set[str] = set()
+        self.tuple_calls: dict = {}  # call_module node of a module returning a tuple (attention) -> (path, module)
 
     def convert(self, root: _Rec, graph: torch.fx.Graph) -> Call:
         call = Call("", self.model)
@@ -267,6 +269,8 @@ class _FxConverter:
                 continue  # dead code
             if _pieces_call(n):  # chunk / split: several outputs, taken by getitem
                 call.items.extend(self.node_steps(n, call, rec))
+                continue
+            if n.op == "call_module" and self.tuple_module(n):  # attention: (output, weights), taken by getitem
                 continue
             if _shape_of(n) is None:
                 self.meta.add(n)
@@ -348,6 +352,8 @@ class _FxConverter:
             return self.dims_op("transpose", n.args, n.kwargs, out, self.display(n))
         if t is operator.getitem:
             return self.getitem(n, out)
+        if t is F.scaled_dot_product_attention:
+            return self.sdpa(n, out)
         alias = M.function_alias(t)
         if alias is None:
             raise NotConvertible(M.no_fn_reason(self.display(n)))
@@ -362,6 +368,8 @@ class _FxConverter:
             return self.dims_op("permute", n.args, n.kwargs, out, "Tensor.permute")
         if name in ("transpose", "swapaxes", "swapdims"):
             return self.dims_op("transpose", n.args, n.kwargs, out, f"Tensor.{name}")
+        if name == "expand":
+            return self.expand(n, out)
         if name in M.IDENTITY_METHODS:
             x = n.args[0] if n.args else None
             if not isinstance(x, torch.fx.Node):
@@ -412,12 +420,85 @@ class _FxConverter:
         op = "reshape" if n.target in (torch.reshape, "reshape") else "view"
         return view_steps(op, self.val(x), out)
 
+    def tuple_module(self, n: torch.fx.Node) -> bool:
+        """nn.MultiheadAttention returns (output, weights): its call is kept until `[0]` takes the
+        output (a self-attention: query, key and value the same tensor, no masks)."""
+        path = str(n.target)
+        m = self.model.get_submodule(path)
+        base = M.supported_leaf(m)
+        if base is None or M.registry_aliases()["modules"].get(base) != "multihead_attention":
+            return False
+        self.leaf_calls[path] = self.leaf_calls.get(path, 0) + 1
+        self.tuple_calls[n] = (path, m)
+        return True
+
+    def attention_step(self, n: torch.fx.Node, out: Val) -> list[Step]:
+        path, m = self.tuple_calls[n]
+        b = _bind_args(["query", "key", "value", "key_padding_mask", "need_weights", "attn_mask",
+                        "average_attn_weights", "is_causal"], list(n.args), dict(n.kwargs))
+        q, k, v = b.get("query"), b.get("key"), b.get("value")
+        where = f"{path} ({type_label(m)})"
+        if not isinstance(q, torch.fx.Node) or k is not q or v is not q:
+            raise NotConvertible(f"{where}: cross-attention (query, key and value differ); evo's "
+                                 "multihead_attention is self-attention")
+        if b.get("key_padding_mask") is not None or b.get("attn_mask") is not None or b.get("is_causal"):
+            raise NotConvertible(f"{where}: called with a mask")
+        self.check_meta([q])
+        try:
+            op, args = M.module_op(m, [self.val(q).shape])
+        except NotConvertible as e:
+            raise NotConvertible(f"{where}: {e.reason}") from None
+        return [Step(op, args, [self.val(q)], out, path, m, type_label(m))]
+
     def getitem(self, n: torch.fx.Node, out: Val) -> list[Step]:
-        """A piece of chunk / split (`parts[0]`); other indexing has no evo op."""
+        """A piece of chunk / split (`parts[0]`), attention's output (`attn(x, x, x)[0]`) or one
+        position of a dimension (`x[:, 0]`: the class token); other indexing has no evo op."""
         src, i = n.args[0], n.args[1] if len(n.args) > 1 else None
         if isinstance(src, torch.fx.Node) and _pieces_call(src) and isinstance(i, int):
             return [Step("@index", {"index": i}, [self.val(src)], out, origin="getitem")]
+        if isinstance(src, torch.fx.Node) and src in self.tuple_calls:
+            if i != 0:
+                raise NotConvertible("uses the attention weights (need_weights); evo's multihead_attention "
+                                     "returns the output only")
+            return self.attention_step(src, out)
+        if isinstance(src, torch.fx.Node) and src not in self.meta and self.val(src).shape is not None:
+            idx = i if isinstance(i, tuple) else (i,)
+            full = slice(None, None, None)
+            ints = [d for d, v in enumerate(idx) if isinstance(v, int) and not isinstance(v, bool)]
+            if len(ints) == 1 and all(v == full for d, v in enumerate(idx) if d != ints[0]) and ints[0] > 0:
+                return [Step("select", {"dim": ints[0], "index": int(idx[ints[0]])}, [self.val(src)], out,
+                             origin="getitem")]
         raise NotConvertible("no evo op for indexing or slicing tensors")
+
+    def sdpa(self, n: torch.fx.Node, out: Val) -> list[Step]:
+        """F.scaled_dot_product_attention(q, k, v): no mask, no dropout, the default scale."""
+        b = _bind_args(["query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"],
+                       list(n.args), dict(n.kwargs))
+        qkv = [b.get(k) for k in ("query", "key", "value")]
+        if not all(isinstance(t, torch.fx.Node) for t in qkv):
+            raise NotConvertible("query, key and value must be tensors")
+        if b.get("attn_mask") is not None or b.get("dropout_p", 0.0) or b.get("is_causal") \
+                or b.get("scale") is not None or b.get("enable_gqa"):
+            raise NotConvertible("a mask, dropout, causal attention or another scale (evo's "
+                                 "scaled_dot_product_attention is softmax(q k^T / sqrt(E)) v)")
+        self.check_meta(qkv)
+        return [Step("scaled_dot_product_attention", {}, [self.val(t) for t in qkv], out,
+                     origin="F.scaled_dot_product_attention")]
+
+    def expand(self, n: torch.fx.Node, out: Val) -> list[Step]:
+        """`t.expand(x.shape[0], -1, ...)`: a tensor with first dimension 1 over x's batch."""
+        t = n.args[0]
+        sizes = list(n.args[1:])
+        if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
+            sizes = list(sizes[0])
+        if not isinstance(t, torch.fx.Node) or t in self.meta or n.kwargs:
+            raise NotConvertible("expands a non-tensor")
+        ts = self.val(t).shape
+        like = _batch_source(sizes[0]) if sizes else None
+        if (like is None or ts is None or ts[0] != 1 or any(s != -1 and s != d for s, d in zip(sizes[1:], ts[1:]))
+                or len(sizes) != len(ts)):
+            raise NotConvertible("an expand other than over the batch of a tensor (t.expand(x.shape[0], -1, ...))")
+        return [Step("expand", {}, [self.val(t), self.val(like)], out, origin="Tensor.expand")]
 
 
 def convert_call(op: str, call, args, kwargs, out: Val, what: str, val, check_meta=lambda nodes: None) -> list[Step]:
@@ -458,6 +539,33 @@ def chain_steps(steps: list[tuple[str, dict]], x: Val, out: Val, what: str) -> l
 def _flat_shape(shape, op, args):
     # the shape after one step of several (by the op's shape rule)
     return tuple(ops.REGISTRY[op].shape([tuple(shape)], args))
+
+
+def _batch_source(size) -> torch.fx.Node | None:
+    """The tensor whose batch size `size` is: x.shape[0], x.size(0) or x.size()[0]."""
+    if not isinstance(size, torch.fx.Node):
+        return None
+    if size.op == "call_method" and size.target == "size" and len(size.args) == 2 and size.args[1] == 0:
+        return size.args[0] if isinstance(size.args[0], torch.fx.Node) else None
+    if size.op == "call_function" and size.target is operator.getitem and size.args[1] == 0:
+        src = size.args[0]
+        if isinstance(src, torch.fx.Node) and ((src.op == "call_function" and src.target is getattr
+                                                 and src.args[1] == "shape")
+                                                or (src.op == "call_method" and src.target == "size"
+                                                    and len(src.args) == 1)):
+            return src.args[0] if isinstance(src.args[0], torch.fx.Node) else None
+    return None
+
+
+def _bind_args(names: list[str], args: list, kw: dict) -> dict:
+    if len(args) > len(names):
+        raise NotConvertible("called with more arguments than expected")
+    out = dict(zip(names, args))
+    for k, v in kw.items():
+        if k not in names or k in out:
+            raise NotConvertible(f"argument '{k}' is not supported")
+        out[k] = v
+    return out
 
 
 def _short_float(v: float, dtype: torch.dtype) -> float:

@@ -186,12 +186,18 @@ def _adaptive_size(size, shape) -> tuple[int, int]:
 
 
 def _spatial_mean(b, shapes):
-    """torch.mean over H and W of [N, C, H, W]: a global average pooling (then a flatten unless keepdim)."""
+    """torch.mean over H and W of [N, C, H, W]: a global average pooling (then a flatten unless keepdim);
+    over other dimensions after the batch (tokens: x.mean(1), channels-last maps): evo's mean."""
     dims = b["dim"]
     if isinstance(dims, int):
         dims = (dims,)
-    if dims is None or len(shapes[0]) != 4 or sorted(d % 4 for d in dims) != [2, 3] or b.get("dtype") is not None:
-        raise NotConvertible("a mean other than over the spatial dimensions (2, 3) of [N, C, H, W]")
+    if dims is None or b.get("dtype") is not None:
+        raise NotConvertible("a mean over every dimension (the batch too) or with a dtype")
+    shape = shapes[0]
+    if len(shape) != 4 or sorted(d % 4 for d in dims) != [2, 3]:
+        if any(d % len(shape) == 0 for d in dims):
+            raise NotConvertible("a mean over the batch dimension")
+        return [("mean", {"dims": tuple(int(d) for d in dims), "keepdim": bool(b["keepdim"])})]
     steps = [("adaptive_avgpool2d", {"size": (1, 1)})]
     if not b["keepdim"]:
         steps.append(("flatten", {"start": 1, "end": -1}))
