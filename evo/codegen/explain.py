@@ -301,6 +301,17 @@ def explainer_class(g: Graph, cfg: ExplainConfig, class_names: Namer, explain=No
     return cls_name, environment().get_template("explainer.py.j2").render(**ctx)
 
 
+def _forward_independent(f: "_Flat", eg: Graph, dep: set[int]) -> None:
+    """The forward lines of `eg`'s nodes that do not depend on the gradient seed (`dep`),
+    asking for the indices of the maxpools whose unpooling needs them."""
+    want_idx = {n.inputs[ops.of_node(n).indices_input] for n in eg.nodes
+                if n.op != Op.INPUT and ops.of_node(n).indices_input is not None}
+    for n in eg.nodes:
+        if n.op == Op.INPUT or n.id in dep:
+            continue
+        f.forward_node(n, want_indices=n.id in want_idx)
+
+
 def _compiled_def(eg: Graph, i: int, handles, consts, const_names: Namer, lay: Layout | None = None) -> dict:
     namer = explainer_namer()
     f = _Flat(eg, handles, namer, consts, const_names)
@@ -322,12 +333,7 @@ def _compiled_def(eg: Graph, i: int, handles, consts, const_names: Namer, lay: L
         f.lines.append(f"{av} = {_from_grid(lay, f.var[acts_in.id], tok)}")
         f.var[acts_in.id] = av
     # which maxpools need their indices
-    want_idx = {n.inputs[ops.of_node(n).indices_input] for n in eg.nodes
-                if n.op != Op.INPUT and ops.of_node(n).indices_input is not None}
-    for n in eg.nodes:
-        if n.op == Op.INPUT or n.id in dep:
-            continue
-        f.forward_node(n, want_indices=n.id in want_idx)
+    _forward_independent(f, eg, dep)
     logits = f.var[eg.outputs[0]]
     pre = list(f.lines)
     f.lines = []
@@ -380,12 +386,7 @@ def _fullgrad_def(g: Graph, strategy: str, handles, consts, const_names: Namer) 
     f = _Flat(eg, handles, namer, consts, const_names)
     dep = _grad_dependent(eg)
     f.var[eg.value("acts").id] = namer.fresh("acts")
-    want_idx = {n.inputs[ops.of_node(n).indices_input] for n in eg.nodes
-                if n.op != Op.INPUT and ops.of_node(n).indices_input is not None}
-    for n in eg.nodes:
-        if n.op == Op.INPUT or n.id in dep:
-            continue
-        f.forward_node(n, want_indices=n.id in want_idx)
+    _forward_independent(f, eg, dep)
     pre = list(f.lines)
     f.lines = []
     seed = next(n for n in eg.nodes if n.op == Op.INPUT and n.attr("role") == "gseed")

@@ -111,16 +111,7 @@ def explain_graph(g: Graph, layer_path: str) -> Graph:
             continue
         gsum = _sum(b, gl, b.nodes[nid])
         node = b.nodes[nid]
-        rule = rule_of(node.op)
-        if rule is None:
-            d = ops.lookup(node.op)
-            if d is not None and not d.builtin:
-                raise NotDifferentiable(f"the user-defined op '{d.name}' has no derivative")
-            raise NotDifferentiable(f"no gradient rule for {node.op.value}")
-        for inp_idx, gin in rule(b, node, gsum):
-            src = node.inputs[inp_idx]
-            if src in head_ids:
-                grads.setdefault(src, []).append(gin)
+        _backprop(b, node, gsum, head_ids, grads)
     a_id = remap[layer.id]
     if not grads.get(a_id):
         raise NotDifferentiable("the output does not depend on the CAM layer")
@@ -174,16 +165,7 @@ def fullgrad_graph(g: Graph) -> Graph:
         gsum = _sum(b, gl, b.nodes[nid])
         summed[n.id] = gsum
         node = b.nodes[nid]
-        rule = rule_of(node.op)
-        if rule is None:
-            d = ops.lookup(node.op)
-            if d is not None and not d.builtin:
-                raise NotDifferentiable(f"the user-defined op '{d.name}' has no derivative")
-            raise NotDifferentiable(f"no gradient rule for {node.op.value}")
-        for inp_idx, gin in rule(b, node, gsum):
-            src = node.inputs[inp_idx]
-            if src in head_ids:
-                grads.setdefault(src, []).append(gin)
+        _backprop(b, node, gsum, head_ids, grads)
     a_id = remap[inp.id]
     if not grads.get(a_id) or any(t not in summed for t in taps):
         raise NotDifferentiable("the output does not depend on the input")
@@ -290,6 +272,21 @@ def fold_affine(eg: Graph) -> Graph:
     nodes += [const, ws]
     return eg.with_(nodes=tuple(nodes), inputs=tuple(n.id for n in nodes if n.op == Op.INPUT),
                     outputs=(logits_id, ws.id))
+
+
+def _backprop(b, node: Node, gsum: int, head_ids: set[int], grads: dict[int, list[int]]) -> None:
+    """Add `node`'s input gradients (from its entry's rule, given the summed output gradient
+    `gsum`) to `grads`, for the inputs inside the differentiated region `head_ids`."""
+    rule = rule_of(node.op)
+    if rule is None:
+        d = ops.lookup(node.op)
+        if d is not None and not d.builtin:
+            raise NotDifferentiable(f"the user-defined op '{d.name}' has no derivative")
+        raise NotDifferentiable(f"no gradient rule for {node.op.value}")
+    for inp_idx, gin in rule(b, node, gsum):
+        src = node.inputs[inp_idx]
+        if src in head_ids:
+            grads.setdefault(src, []).append(gin)
 
 
 def compiled_explain_graph(g: Graph, layer_path: str, fold: bool = True) -> Graph:
