@@ -23,7 +23,7 @@ from importlib import resources
 from evo import ops
 from evo.check.settings import CamSpec
 from evo.codegen.names import MODULE_ATTRS, Namer, explainer_namer
-from evo.codegen.python import doc_text, environment
+from evo.codegen.python import doc_text, environment, free_after_last_use
 from evo.ir.node import Graph, Node, Op
 from evo.ops import gradient as G
 from evo.ops.tokens import Layout, cam_layout
@@ -162,6 +162,8 @@ def _from_grid(lay: Layout, a: str, tokens: str) -> str:
     parts = ([f"{tokens}[:, :{lay.skip}]"] if lay.skip else []) + [grid] + (
         [f"{tokens}[:, {end}:]"] if end < lay.tokens else [])
     return grid if len(parts) == 1 else f"torch.cat(({', '.join(parts)}), 1)"
+
+
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -180,18 +182,7 @@ def _free_dead(lines: list[str], keep: set[str], arg: str = "") -> list[str]:
         ins = [v for v in _IDENT.findall(rhs) if v in defined]
         defined.update(outs)
         parsed.append((line, outs, ins))
-    last: dict[str, int] = {}
-    for k, (_, outs, ins) in enumerate(parsed):
-        for v in (*outs, *ins):
-            last[v] = k
-    out = []
-    for k, (line, outs, ins) in enumerate(parsed):
-        out.append(line)
-        if k + 1 < len(parsed):
-            dead = sorted({v for v in (*outs, *ins) if last[v] == k and v not in keep and v != arg})
-            if dead:
-                out.append("del " + ", ".join(dead))
-    return out
+    return free_after_last_use(parsed, {*keep, arg})
 
 
 def _needed(g: Graph, targets: set[int]) -> set[int]:

@@ -171,6 +171,24 @@ def _needed_statements(fwd: list[tuple[str, list[str], list[str]]], rets) -> lis
     return kept
 
 
+def free_after_last_use(statements: list[tuple[str, list[str], list[str]]], keep) -> list[str]:
+    """The lines of `statements` (line, variables set, variables read) with a `del` of every
+    variable not in `keep` right after the statement that uses it last (unless it is the last
+    statement), so that the allocator reuses its memory instead of touching fresh pages."""
+    last: dict[str, int] = {}
+    for k, (_, outs, ins) in enumerate(statements):
+        for v in (*outs, *ins):
+            last[v] = k
+    lines = []
+    for k, (line, outs, ins) in enumerate(statements):
+        lines.append(line)
+        if k + 1 < len(statements):
+            dead = sorted({v for v in (*outs, *ins) if last[v] == k and v not in keep})
+            if dead:
+                lines.append("del " + ", ".join(dead))
+    return lines
+
+
 def _forward_body(fwd: list[tuple[str, list[str], list[str]]], rets: list[str], arg: str,
                   train_rets: list[str] | None = None) -> list[str]:
     """The lines of a forward from its statements (line, variables set, variables read).
@@ -189,18 +207,7 @@ def _forward_body(fwd: list[tuple[str, list[str], list[str]]], rets: list[str], 
         in_eval = {id(st) for st in kept}
         train = [st for st in _needed_statements(fwd, rets + train_rets) if id(st) not in in_eval]
     train_reads = {v for st in train for v in st[2]}
-    last: dict[str, int] = {}
-    for k, (_, outs, ins) in enumerate(kept):
-        for v in (*outs, *ins):
-            last[v] = k
-    lines = []
-    for k, (line, outs, ins) in enumerate(kept):
-        lines.append(line)
-        if k + 1 < len(kept):
-            dead = sorted({v for v in (*outs, *ins)
-                           if last[v] == k and v not in rets and v != arg and v not in train_reads})
-            if dead:
-                lines.append("del " + ", ".join(dead))
+    lines = free_after_last_use(kept, {*rets, arg, *train_reads})
     if train_rets:
         lines.append("if self.training:")
         lines.extend("    " + st[0] for st in train)
