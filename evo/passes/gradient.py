@@ -77,19 +77,14 @@ def head_nodes(g: Graph, layer_id: int) -> tuple[list[Node], list[int]]:
     return head, side
 
 
-def explain_graph(g: Graph, layer_path: str) -> Graph:
-    layer = g.value(layer_path)
-    if layer is None:
-        raise KeyError(layer_path)
-    if g.outputs[0] == layer.id:
-        raise NotDifferentiable("the CAM layer is the network's output")
-    head, side = head_nodes(g, layer.id)
-    out_id = g.outputs[0]
-    if out_id not in {n.id for n in head}:
-        raise NotDifferentiable(f"the output does not depend on layer '{layer_path}'")
+def _reverse_sweep(g: Graph, root: Node, head: list[Node], side, out_id: int):
+    """The differentiated region of `g` from `root` (an input "acts") to the output `out_id`:
+    `head` copied into a new builder with the `side` values it reads as inputs, a seed
+    input "gseed" [KB, classes] and the reverse sweep through each op entry's rule.
+    Returns (builder, remap: g's ids -> the builder's, grads: the gradient nodes still to
+    sum per builder id, summed: g's id -> its summed gradient)."""
     b = _Builder()
-    remap: dict[int, int] = {}
-    remap[layer.id] = b.add(Op.INPUT, (), {"role": "acts"}, layer.shape, layer.span, name="acts")
+    remap: dict[int, int] = {root.id: b.add(Op.INPUT, (), {"role": "acts"}, root.shape, root.span, name="acts")}
     for k, sid in enumerate(side):
         sn = g.node(sid)
         remap[sid] = b.add(Op.INPUT, (), {"role": "side", "source": sn.name or f"%{sid}"}, sn.shape, sn.span,
@@ -103,15 +98,29 @@ def explain_graph(g: Graph, layer_path: str) -> Graph:
     seed = b.add(Op.INPUT, (), {"role": "gseed"}, (KB, logits.shape[1]), logits.span, name="gseed")
     # reverse sweep: grads[node] = list of gradient node ids to be summed
     grads: dict[int, list[int]] = {remap[out_id]: [seed]}
-    head_ids = {remap[n.id] for n in head} | {remap[layer.id]}
+    head_ids = {remap[n.id] for n in head} | {remap[root.id]}
+    summed: dict[int, int] = {}
     for n in reversed(head):
         nid = remap[n.id]
         gl = grads.get(nid)
         if not gl:
             continue
-        gsum = _sum(b, gl, b.nodes[nid])
-        node = b.nodes[nid]
-        _backprop(b, node, gsum, head_ids, grads)
+        summed[n.id] = gsum = _sum(b, gl, b.nodes[nid])
+        _backprop(b, b.nodes[nid], gsum, head_ids, grads)
+    return b, remap, grads, summed
+
+
+def explain_graph(g: Graph, layer_path: str) -> Graph:
+    layer = g.value(layer_path)
+    if layer is None:
+        raise KeyError(layer_path)
+    if g.outputs[0] == layer.id:
+        raise NotDifferentiable("the CAM layer is the network's output")
+    head, side = head_nodes(g, layer.id)
+    out_id = g.outputs[0]
+    if out_id not in {n.id for n in head}:
+        raise NotDifferentiable(f"the output does not depend on layer '{layer_path}'")
+    b, remap, grads, _ = _reverse_sweep(g, layer, head, side, out_id)
     a_id = remap[layer.id]
     if not grads.get(a_id):
         raise NotDifferentiable("the output does not depend on the CAM layer")
@@ -145,27 +154,7 @@ def fullgrad_graph(g: Graph) -> Graph:
     out_id = g.outputs[0]
     if out_id not in {n.id for n in head}:
         raise NotDifferentiable("the output does not depend on the input")
-    b = _Builder()
-    remap: dict[int, int] = {inp.id: b.add(Op.INPUT, (), {"role": "acts"}, inp.shape, inp.span, name="acts")}
-    for n in head:
-        remap[n.id] = b.add(n.op, [remap[i] for i in n.inputs], {k: v for k, v in n.attrs if k != "fuse"},
-                            n.shape, n.span, n.path, n.name)
-    logits = b.nodes[remap[out_id]]
-    if len(logits.shape) != 2:
-        raise NotDifferentiable(f"the network's output is {fmt_shape(logits.shape)}, not [N, classes]")
-    seed = b.add(Op.INPUT, (), {"role": "gseed"}, (KB, logits.shape[1]), logits.span, name="gseed")
-    grads: dict[int, list[int]] = {remap[out_id]: [seed]}
-    head_ids = set(remap.values())
-    summed: dict[int, int] = {}
-    for n in reversed(head):
-        nid = remap[n.id]
-        gl = grads.get(nid)
-        if not gl:
-            continue
-        gsum = _sum(b, gl, b.nodes[nid])
-        summed[n.id] = gsum
-        node = b.nodes[nid]
-        _backprop(b, node, gsum, head_ids, grads)
+    b, remap, grads, summed = _reverse_sweep(g, inp, head, (), out_id)
     a_id = remap[inp.id]
     if not grads.get(a_id) or any(t not in summed for t in taps):
         raise NotDifferentiable("the output does not depend on the input")
