@@ -259,3 +259,65 @@ def test_the_importer_holds_no_op_alias():
     # the entries do declare them
     assert "nn.Conv2d" in REGISTRY["conv2d"].imports.modules
     assert any("F.max_pool2d" in c.names for c in REGISTRY["maxpool2d"].imports.calls)
+
+
+# ops trace.py still converts by name (structural: a block's own nn.Parameter, a batch-sized expand,
+# attention's (output, weights) tuple and `x[:, i]`); every other conversion is an entry's `Call`
+TRACE_NAMES = {"parameter", "expand", "multihead_attention", "select", "scaled_dot_product_attention"}
+
+
+def test_the_tracer_converts_no_op_by_name():
+    """permute / transpose / view / reshape (fx) and mul or div by a number, matmul, roll, slice, pad,
+    clamp (ATen) are converted by `Call`s in their entries: evo/importer/trace.py writes no registered
+    op's name (but TRACE_NAMES) as a string literal, and each of these ops declares its aliases."""
+    from evo.importer import mapping as M
+    from evo.ops import REGISTRY
+
+    found = sorted({v for _, v in _string_literals(ROOT / "evo" / "importer" / "trace.py")} & set(REGISTRY))
+    assert set(found) <= TRACE_NAMES, found
+    tables = M.registry_aliases()
+    assert {c[0] for c in tables["functions"][torch.permute]} == {"permute"}
+    for name in ("transpose", "swapaxes", "swapdims"):
+        assert [c[0] for c in tables["methods"][name]] == ["transpose"]
+        assert [c[0] for c in tables["functions"][getattr(torch, name)]] == ["transpose"]
+    assert [c[0] for c in tables["methods"]["view"]] == ["view"]
+    assert [c[0] for c in tables["methods"]["reshape"]] == ["reshape"]
+    expected = {"mul": ["scale_by", "mul"], "div": ["scale_by"], "matmul": ["matmul"], "bmm": ["matmul"],
+                "roll": ["roll"], "slice": ["narrow"], "pad": ["pad"], "constant_pad_nd": ["pad"],
+                "clamp": ["clamp"], "permute": ["permute"], "transpose": ["transpose"], "view": ["reshape"],
+                "_unsafe_view": ["reshape"]}
+    for base, want in expected.items():
+        assert [c[0] for c in tables["aten"][base]] == want, base
+
+
+def test_a_guarded_call_takes_a_shared_name_only_when_its_guard_holds():
+    """aten.mul by a number is the entry scale_by's (its `when`), by a tensor mul's; aten.div by a
+    tensor has no candidate (no evo op for division), by zero is refused by scale_by's converter."""
+    from evo.importer import mapping as M
+    from evo.ops import NotConvertible
+
+    assert M.pick(M.aten_calls("mul"), ("x", 0.5), {})[0] == "scale_by"
+    assert M.pick(M.aten_calls("mul"), ("x", "y"), {})[0] == "mul"
+    assert M.pick(M.aten_calls("mul"), ("x", True), {})[0] == "mul"  # a bool is not a factor
+    assert M.pick(M.aten_calls("div"), ("x", "y"), {}) is None
+    assert M.pick(M.aten_calls("div"), ("x", 4.0), {"rounding_mode": "floor"}) is None
+    op, call, b = M.pick(M.aten_calls("div"), ("x", 4), {})
+    assert M.call_steps(op, call, b, [(1, 2)]) == [("scale_by", {"factor": 0.25})]
+    op, call, b = M.pick(M.aten_calls("div"), ("x", 0.0), {})
+    with pytest.raises(NotConvertible, match="divides by zero"):
+        M.call_steps(op, call, b, [(1, 2)])
+
+
+def test_varargs_bind_positional_dimensions_as_one_tuple():
+    from evo.importer import mapping as M
+
+    (op, call), = M.method_calls("permute")
+    assert M.bind(call, ("x", 0, 2, 1), {})["dims"] == (0, 2, 1)
+    assert M.bind(call, ("x", [0, 2, 1]), {})["dims"] == (0, 2, 1)
+    assert M.bind(call, ("x",), {"dims": (0, 2, 1)})["dims"] == (0, 2, 1)
+    assert M.call_steps(op, call, M.bind(call, ("x", 0, -1, 1), {}), [(1, 2, 3)]) == [("permute", {"dims": (0, 2, 1)})]
+    (op, call), = M.method_calls("view")  # read from the traced output: a flatten, else a view
+    assert M.call_steps(op, call, M.bind(call, ("x", "n", -1), {}), [(2, 3, 4, 5)], (2, 60)) == \
+        [("flatten", {"start": 1, "end": -1})]
+    assert M.call_steps(op, call, M.bind(call, ("x", -1, 5, 12), {}), [(2, 3, 4, 5)], (2, 5, 12)) == \
+        [("view", {"shape": (-1, 5, 12)})]

@@ -44,8 +44,10 @@ _alias_cache: dict = {}
 
 def registry_aliases() -> dict:
     """The importer's tables, from the op table (cached until the table changes):
-    "modules" {class: op}, "classes" {class name: op}, "functions" {callable: (op, Call, display)},
-    "methods" {Tensor method: (op, Call)}, "aten" {ATen base name: (op, Call)}."""
+    "modules" {class: op}, "classes" {class name: op}, "functions" {callable: [(op, Call, display), ...]},
+    "methods" {Tensor method: [(op, Call), ...]}, "aten" {ATen base name: [(op, Call), ...]}: a name's
+    candidates in the order they are tried (the guarded calls, `Call.when`, first; then the last
+    registered call without a guard)."""
     key = tuple((k, id(d)) for k, d in ops.REGISTRY.items())
     if _alias_cache.get("key") != key:
         mods: dict = {}
@@ -53,6 +55,14 @@ def registry_aliases() -> dict:
         meths: dict = {}
         aten: dict = {}
         classes: dict = {}
+
+        def add(table, k, cand, call):
+            lst = table.setdefault(k, [])
+            if call.when is None:
+                lst[:] = [c for c in lst if c[1].when is not None]
+            lst.append(cand)
+            lst.sort(key=lambda c: c[1].when is None)
+
         for name, d in ops.REGISTRY.items():
             im = d.imports
             for c in im.classes:
@@ -64,22 +74,22 @@ def registry_aliases() -> dict:
             for f in im.functions:
                 fn = _resolve(f)
                 if fn is not None:
-                    fns[fn] = (name, UNARY, f)
+                    add(fns, fn, (name, UNARY, f), UNARY)
             for m in im.methods:
-                meths[m] = (name, UNARY)
+                add(meths, m, (name, UNARY), UNARY)
             for a in im.aten:
-                aten[a] = (name, UNARY)
+                add(aten, a, (name, UNARY), UNARY)
             for call in im.calls:
                 for alias in call.names:
                     kind, _, base = alias.partition(".")
                     if kind == "Tensor":
-                        meths[base] = (name, call)
+                        add(meths, base, (name, call), call)
                     elif kind == "aten":
-                        aten[base] = (name, call)
+                        add(aten, base, (name, call), call)
                     else:
                         fn = _resolve(alias)
                         if fn is not None:
-                            fns[fn] = (name, call, alias)
+                            add(fns, fn, (name, call, alias), call)
         _alias_cache.clear()
         _alias_cache.update(key=key, modules=mods, functions=fns, methods=meths, aten=aten, classes=classes)
     return _alias_cache
@@ -241,32 +251,53 @@ def torch_name(m: nn.Module) -> str:
 # ----------------------------------------------------------------------- calls
 
 def function_alias(target) -> tuple[str, Call, str] | None:
-    """(evo op, its Call, display name) for a traced function target, or None."""
-    return registry_aliases()["functions"].get(target)
+    """(evo op, its Call, display name) for a traced function target (its first candidate), or None."""
+    c = registry_aliases()["functions"].get(target)
+    return c[0] if c else None
 
 
-def method_alias(name: str) -> tuple[str, Call] | None:
-    """(evo op, its Call) for a Tensor method name, or None."""
-    return registry_aliases()["methods"].get(name)
+def function_calls(target) -> list:
+    """[(evo op, Call, display name), ...]: the candidates for a traced function target."""
+    return registry_aliases()["functions"].get(target, [])
 
 
-def aten_alias(base: str) -> tuple[str, Call] | None:
-    """(evo op, its Call) for an ATen op's base name, or None."""
-    return registry_aliases()["aten"].get(base)
+def method_calls(name: str) -> list:
+    """[(evo op, Call), ...]: the candidates for a Tensor method name."""
+    return registry_aliases()["methods"].get(name, [])
+
+
+def aten_calls(base: str) -> list:
+    """[(evo op, Call), ...]: the candidates for an ATen op's base name."""
+    return registry_aliases()["aten"].get(base, [])
+
+
+def pick(candidates, args: tuple, kwargs: dict) -> tuple[str, Call, dict] | None:
+    """(evo op, Call, bound arguments) of the first candidate that takes the call: a guarded one
+    (`Call.when`) whose arguments bind and whose guard holds, else the unguarded one (its binding
+    errors are the call's); None when no candidate takes it."""
+    for cand in candidates:
+        op, call = cand[0], cand[1]
+        if call.when is None:
+            return op, call, bind(call, args, kwargs)
+        try:
+            b = bind(call, args, kwargs)
+        except NotConvertible:
+            continue
+        if call.when(b):
+            return op, call, b
+    return None
 
 
 _NO_FN = {
     "interpolate": "no evo op for interpolation/upsampling", "upsample": "no evo op for upsampling",
     "pad": "no evo op for padding", "sub": "no evo op for subtraction", "truediv": "no evo op for division",
     "div": "no evo op for division", "matmul": "no evo op for matrix products (use nn.Linear)",
-    "bmm": "no evo op for matrix products", "permute": "no evo op for permuting dimensions",
-    "transpose": "no evo op for transposing", "unsqueeze": "no evo op for adding dimensions",
-    "squeeze": "no evo op for removing dimensions", "chunk": "no evo op for splitting tensors",
-    "split": "no evo op for splitting tensors", "getitem": "no evo op for indexing or slicing tensors",
+    "bmm": "no evo op for matrix products", "unsqueeze": "no evo op for adding dimensions",
+    "squeeze": "no evo op for removing dimensions", "getitem": "no evo op for indexing or slicing tensors",
     "layer_norm": "no evo op for layer normalisation", "conv2d": "a functional convolution with explicit "
     "weights (use nn.Conv2d)", "linear": "a functional linear layer with explicit weights (use nn.Linear)",
     "batch_norm": "a functional batch norm with explicit statistics (use nn.BatchNorm2d)",
-    "max": "no evo op for max over dimensions", "sum": "no evo op for sums", "exp": "no evo op for exp",
+    "max": "no evo op for max over dimensions", "sum": "no evo op for sums",
     "log_softmax": "no evo op for log-softmax", "neg": "no evo op for negation",
 }
 
@@ -279,9 +310,19 @@ def no_fn_reason(name: str) -> str:
 
 
 def bind(call: Call, args: tuple, kwargs: dict) -> dict:
-    """The call's arguments by parameter name, defaults filled in."""
+    """The call's arguments by parameter name, defaults filled in (the `varargs` parameter collects
+    the positional arguments from its place on)."""
     names = call.params
     out = dict(call.defaults)
+    args = tuple(args)
+    if call.varargs:
+        i = names.index(call.varargs)
+        if len(args) > i + 1 or (len(args) == i + 1 and not isinstance(args[i], (list, tuple))):
+            args = args[:i] + (tuple(args[i:]),)
+        elif len(args) == i + 1:
+            args = args[:i] + (tuple(args[i]),)
+        if len(args) <= i and call.varargs not in kwargs:
+            out.setdefault(call.varargs, ())
     if len(args) > len(names):
         raise NotConvertible("called with more arguments than expected")
     for n, v in zip(names, args):
@@ -293,10 +334,10 @@ def bind(call: Call, args: tuple, kwargs: dict) -> dict:
     return out
 
 
-def call_steps(op: str, call: Call, bound: dict, shapes: list) -> list[tuple[str, dict]]:
-    """Evo steps (op, full args) for a bound call whose tensor inputs have `shapes`: the entry's
-    converter's arguments for `op`, or the steps it returns."""
-    r = call.convert(bound, shapes)
+def call_steps(op: str, call: Call, bound: dict, shapes: list, out_shape=None) -> list[tuple[str, dict]]:
+    """Evo steps (op, full args) for a bound call whose tensor inputs have `shapes` (and whose traced
+    output has `out_shape`): the entry's converter's arguments for `op`, or the steps it returns."""
+    r = call.convert(bound, shapes, out_shape) if call.output else call.convert(bound, shapes)
     if isinstance(r, dict):
         return [(op, registry_args(op, r))]
     return [(o, registry_args(o, a)) for o, a in r]

@@ -344,30 +344,15 @@ class _FxConverter:
 
     def function(self, n: torch.fx.Node, out: Val) -> list[Step]:
         t = n.target
-        if t in (torch.reshape,):
-            return self.view(n, out)
-        if t is torch.permute:
-            return self.dims_op("permute", n.args, n.kwargs, out, "torch.permute")
-        if t in (torch.transpose, torch.swapaxes, torch.swapdims):
-            return self.dims_op("transpose", n.args, n.kwargs, out, self.display(n))
         if t is operator.getitem:
             return self.getitem(n, out)
         if t is F.scaled_dot_product_attention:
             return self.sdpa(n, out)
-        alias = M.function_alias(t)
-        if alias is None:
-            raise NotConvertible(M.no_fn_reason(self.display(n)))
-        op, call, _ = alias
-        return convert_call(op, call, n.args, n.kwargs, out, self.display(n), self.val, self.check_meta)
+        what = self.display(n)
+        return convert_call(M.function_calls(t), n.args, n.kwargs, out, what, self.val, self.check_meta, what)
 
     def method(self, n: torch.fx.Node, out: Val) -> list[Step]:
         name = str(n.target)
-        if name in ("view", "reshape"):
-            return self.view(n, out)
-        if name == "permute":
-            return self.dims_op("permute", n.args, n.kwargs, out, "Tensor.permute")
-        if name in ("transpose", "swapaxes", "swapdims"):
-            return self.dims_op("transpose", n.args, n.kwargs, out, f"Tensor.{name}")
         if name == "expand":
             return self.expand(n, out)
         if name in M.IDENTITY_METHODS:
@@ -376,49 +361,8 @@ class _FxConverter:
                 raise NotConvertible("applied to a non-tensor")
             self.check_meta([x])
             return chain_steps([], self.val(x), out, f"Tensor.{name}")
-        alias = M.method_alias(name)
-        if alias is None:
-            raise NotConvertible(M.no_fn_reason(name))
-        op, call = alias
-        return convert_call(op, call, n.args, n.kwargs, out, f"Tensor.{name}", self.val, self.check_meta)
-
-    def dims_op(self, op: str, args, kwargs, out: Val, what: str) -> list[Step]:
-        """x.permute(0, 2, 1) / torch.permute(x, (0, 2, 1)), x.transpose(1, 2) / torch.swapaxes:
-        evo's permute and transpose, which keep the batch first."""
-        x = args[0]
-        if not isinstance(x, torch.fx.Node):
-            raise NotConvertible("applied to a non-tensor")
-        self.check_meta([x])
-        rest = list(args[1:])
-        if _proxies(rest) or _proxies(kwargs):
-            raise NotConvertible("dimensions computed in the graph; evo needs constants")
-        r = len(self.val(x).shape)
-        if op == "permute":
-            dims = rest[0] if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else rest
-            dims = tuple(kwargs.get("dims", dims))
-            if len(dims) != r or sorted(int(d) % r for d in dims) != list(range(r)):
-                raise NotConvertible("not a permutation of the dimensions")
-            dims = tuple(int(d) % r for d in dims)
-            if dims[0] != 0:
-                raise NotConvertible("a permute that moves the batch dimension (evo keeps it first)")
-            return chain_steps([("permute", {"dims": dims})], self.val(x), out, what)
-        names = ("dim0", "dim1")
-        ds = [kwargs.get(k, rest[i] if i < len(rest) else None) for i, k in enumerate(names)]
-        if any(d is None for d in ds):
-            raise NotConvertible("a transpose without two dimensions")
-        d0, d1 = int(ds[0]), int(ds[1])
-        if d0 % r == d1 % r:
-            return chain_steps([], self.val(x), out, what)
-        if 0 in (d0 % r, d1 % r):
-            raise NotConvertible("a transpose of the batch dimension (evo keeps it first)")
-        return chain_steps([("transpose", {"dim0": d0, "dim1": d1})], self.val(x), out, what)
-
-    def view(self, n: torch.fx.Node, out: Val) -> list[Step]:
-        x = n.args[0]
-        if not isinstance(x, torch.fx.Node) or x in self.meta:
-            raise NotConvertible("reshapes a non-tensor")
-        op = "reshape" if n.target in (torch.reshape, "reshape") else "view"
-        return view_steps(op, self.val(x), out)
+        return convert_call(M.method_calls(name), n.args, n.kwargs, out, f"Tensor.{name}", self.val, self.check_meta,
+                            name)
 
     def tuple_module(self, n: torch.fx.Node) -> bool:
         """nn.MultiheadAttention returns (output, weights): its call is kept until `[0]` takes the
@@ -501,10 +445,16 @@ class _FxConverter:
         return [Step("expand", {}, [self.val(t), self.val(like)], out, origin="Tensor.expand")]
 
 
-def convert_call(op: str, call, args, kwargs, out: Val, what: str, val, check_meta=lambda nodes: None) -> list[Step]:
-    """Steps for a call the op table converts (`op`'s entry's Call): its arguments bound to the
-    Call's parameters, the tensors checked, the rest constants, then the entry's converter."""
-    b = M.bind(call, tuple(args), dict(kwargs))
+def convert_call(candidates, args, kwargs, out: Val, what: str, val, check_meta=lambda nodes: None,
+                 name: str = "") -> list[Step]:
+    """Steps for a call the op table converts: the first of the name's candidates (op, Call, ...) that
+    takes it (M.pick), its arguments bound to the Call's parameters, the tensors checked, the rest
+    constants (but the Call's `free` ones), then the entry's converter.  No candidate: the reason
+    `name` has no evo op."""
+    picked = M.pick(candidates, tuple(args), dict(kwargs))
+    if picked is None:
+        raise NotConvertible(M.no_fn_reason(name))
+    op, call, b = picked
     tensors = []
     for p in call.tensors:
         v = b.get(p)
@@ -514,10 +464,10 @@ def convert_call(op: str, call, args, kwargs, out: Val, what: str, val, check_me
         tensors.extend(vs)
     check_meta(tensors)
     for k, v in b.items():
-        if k not in call.tensors and _proxies(v):
+        if k not in call.tensors and k not in call.free and _proxies(v):
             raise NotConvertible(f"argument '{k}' is computed in the graph; evo needs a constant")
     ins = [val(t) for t in tensors]
-    steps = M.call_steps(op, call, b, [x.shape for x in ins])
+    steps = M.call_steps(op, call, b, [x.shape for x in ins], out.shape)
     if len(steps) == 1:
         return [Step(steps[0][0], steps[0][1], ins, out, origin=what)]
     return chain_steps(steps, ins[0], out, what)
@@ -578,46 +528,15 @@ def _short_float(v: float, dtype: torch.dtype) -> float:
 
 
 
-def view_steps(op: str, x: Val, out: Val) -> list[Step]:
-    """x.view(...) / x.reshape(...): a flatten when it is one, else evo's view / reshape to the traced
-    shape with the batch written -1 (the emitter writes the sizes from the input's dimensions)."""
-    steps = flatten_steps(x, out)
-    if op == "view" and len(steps) == 1 and steps[0].op == "reshape":
-        return [Step("view", steps[0].args, [x], out, origin="view")]
-    return steps
-
-
 def _pieces_call(n: torch.fx.Node) -> bool:
-    """A chunk / split call (several outputs, taken by getitem): by the op table's aliases."""
+    """A call of an op with several outputs, taken by getitem (chunk / split: the entry's `pieces`)."""
     if n.op == "call_method":
-        alias = M.method_alias(str(n.target))
+        cands = M.method_calls(str(n.target))
     elif n.op == "call_function":
-        alias = M.function_alias(n.target)
+        cands = M.function_calls(n.target)
     else:
         return False
-    return alias is not None and alias[0] in ("chunk", "split")
-
-
-def flatten_steps(x: Val, out: Val) -> list[Step]:
-    """x.view(...)/reshape(...) as a flatten, when the result is one."""
-    a, b = x.shape, out.shape
-    if a is None or b is None:
-        raise NotConvertible("reshapes a non-tensor")
-    if len(a) >= 1 and len(b) >= 1 and b[0] == a[0]:
-        for s in range(1, len(a)):
-            for e in range(s, len(a)):
-                prod = 1
-                for d in a[s:e + 1]:
-                    prod *= d
-                if tuple(a[:s]) + (prod,) + tuple(a[e + 1:]) == tuple(b):
-                    end = e - len(a) if e == len(a) - 1 else e
-                    if s == e and len(a) == len(b):
-                        return [Step("@alias", {}, [x], out, origin="view")]
-                    return [Step("flatten", {"start": s, "end": end}, [x], out, origin="view")]
-    if len(a) >= 1 and len(b) >= 2 and b[0] == a[0]:  # the batch kept first: a reshape of the rest
-        return [Step("reshape", {"shape": (-1,) + tuple(int(d) for d in b[1:])}, [x], out, origin="view")]
-    raise NotConvertible(f"reshapes {list(a)} to {list(b)}; evo keeps the batch dimension first and "
-                         "separate")
+    return any(ops.REGISTRY[c[0]].pieces is not None for c in cands)
 
 
 def _shape_of(n: torch.fx.Node):
@@ -862,93 +781,10 @@ class _ExportConverter:
 
     def aten(self, base: str, n, out: Val, what: str) -> list[Step]:
         args, kw = list(n.args), dict(n.kwargs)
-
-        def x0() -> Val:
+        if base in M.IDENTITY_ATEN:
             if not isinstance(args[0], torch.fx.Node):
                 raise NotConvertible("applied to a non-tensor")
-            return self.val(args[0])
-
-        def arg(i, name, default):
-            if i < len(args):
-                return args[i]
-            return kw.get(name, default)
-
-        # (ops that read their arguments here rather than through a Call in their entry)
-        if base in ("mul", "mul_", "div", "div_") and len(args) > 1 and isinstance(args[1], (int, float)) \
-                and not isinstance(args[1], bool) and kw.get("rounding_mode") is None:
-            c = float(args[1])  # times or over a constant: scale_by
-            if base.startswith("div"):
-                if c == 0.0:
-                    raise NotConvertible("divides by zero")
-                c = 1.0 / c
-            return chain_steps([("scale_by", {"factor": c})], x0(), out, what)
-        if base in ("matmul", "bmm"):
-            a, o = args[0], args[1]
-            if not isinstance(a, torch.fx.Node) or not isinstance(o, torch.fx.Node):
-                raise NotConvertible("a matrix product with a non-tensor")
-            return [Step("matmul", {}, [self.val(a), self.val(o)], out, origin=what)]
-        if base == "permute":
-            x = x0()
-            dims = tuple(int(d) % len(x.shape) for d in arg(1, "dims", ()))
-            if not dims or dims[0] != 0:
-                raise NotConvertible("a permute that moves the batch dimension (evo keeps it first)")
-            return chain_steps([("permute", {"dims": dims})], x, out, what)
-        if base in ("transpose", "swapaxes"):
-            x = x0()
-            d0, d1 = int(arg(1, "dim0", 0)), int(arg(2, "dim1", 1))
-            if d0 % len(x.shape) == d1 % len(x.shape):
-                return chain_steps([], x, out, what)
-            if 0 in (d0 % len(x.shape), d1 % len(x.shape)):
-                raise NotConvertible("a transpose of the batch dimension (evo keeps it first)")
-            return chain_steps([("transpose", {"dim0": d0, "dim1": d1})], x, out, what)
-        if base == "roll":
-            shifts, dims = arg(1, "shifts", ()), arg(2, "dims", ())
-            shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
-            dims = (dims,) if isinstance(dims, int) else tuple(dims)
-            if len(shifts) != len(dims) or not dims:
-                raise NotConvertible("a roll of the flattened tensor (no dims)")
-            return chain_steps([("roll", {"shifts": tuple(int(v) for v in shifts),
-                                          "dims": tuple(int(d) for d in dims)})], x0(), out, what)
-        if base == "slice":
-            x = x0()
-            d = int(arg(1, "dim", 0)) % len(x.shape)
-            size = x.shape[d]
-            start, end, step = arg(2, "start", None), arg(3, "end", None), int(arg(4, "step", 1))
-            start = 0 if start is None else int(start)
-            end = size if end is None else int(end)
-            start = max(0, start + size if start < 0 else start)
-            end = min(size, end + size if end < 0 else end)
-            if start == 0 and end >= size and step == 1:
-                return chain_steps([], x, out, what)
-            if d == 0:
-                raise NotConvertible("a slice of the batch dimension")
-            if step == 1:
-                return chain_steps([("narrow", {"dim": d, "start": start, "length": end - start})], x, out, what)
-            if end >= size or (size - start + step - 1) // step == (end - start + step - 1) // step:
-                return chain_steps([("subsample", {"dim": d, "start": start, "step": step})], x, out, what)
-            raise NotConvertible("a strided slice that stops before the end")
-        if base in ("pad", "constant_pad_nd"):
-            x = x0()
-            pad = tuple(int(v) for v in arg(1, "pad", ()))
-            mode = arg(2, "mode", "constant") if base == "pad" else "constant"
-            value = arg(3, "value", None) if base == "pad" else arg(2, "value", 0)
-            if mode != "constant" or value not in (None, 0, 0.0):
-                raise NotConvertible("padding other than with zeros")
-            if not any(pad):
-                return chain_steps([], x, out, what)
-            return chain_steps([("pad", {"padding": pad})], x, out, what)
-        if base in ("clamp", "clamp_"):
-            lo, hi = arg(1, "min", None), arg(2, "max", None)
-            return chain_steps([("clamp", {"min": None if lo is None else float(lo),
-                                           "max": None if hi is None else float(hi)})], x0(), out, what)
-        if base in ("view", "reshape", "_unsafe_view"):
-            return flatten_steps(x0(), out)
-        if base in M.IDENTITY_ATEN:
-            return chain_steps([], x0(), out, what)
+            return chain_steps([], self.val(args[0]), out, what)
         if base == "getitem":
             raise NotConvertible("no evo op for indexing")
-        alias = M.aten_alias(base)
-        if alias is None:
-            raise NotConvertible(M.no_fn_reason(base))
-        op, call = alias
-        return convert_call(op, call, args, kw, out, what, self.val)
+        return convert_call(M.aten_calls(base), args, kw, out, what, self.val, name=base)

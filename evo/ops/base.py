@@ -24,7 +24,10 @@ HOW AN ENTRY DECLARES ITS IMPORTER ALIASES (evo/importer holds no op's aliases o
   "torch.flatten", "Tensor.flatten", "operator.add", "aten.max_pool2d": ATen by base name), its
   parameter names in order (tensors first), a converter `(bound args, input shapes) -> {args}`
   (or [(op, args), ...] steps) and the defaults; `tensors=` names the tensor parameters when
-  they are not just "input".  See pool.py, shape.py, arith.py, activation.py.
+  they are not just "input"; `varargs=`, `free=`, `output=` and `when=` cover x.permute(0, 2, 1),
+  x.view(x.size(0), -1) (converted from the traced output shape) and a name shared by two ops
+  (aten.mul by a number is scale_by).  See pool.py, shape.py, arith.py, activation.py, dims.py,
+  window.py.
 * plugins (`evo.extend.register_op(..., imports=..., from_module=...)`) take the same road.
 
 An :class:`OpDef` holds everything about one op, built-in or user-defined
@@ -102,6 +105,14 @@ class Call:
     defaults  {parameter: default} of the optional parameters
     tensors   the parameters holding the tensor inputs (a list parameter for torch.cat)
     constant  the reason given when one of those is not a tensor
+    varargs   the parameter that takes the positional arguments from its place on (x.permute(0, 2, 1),
+              x.view(n, -1)) as one tuple; a single list or tuple there is the tuple itself
+    free      parameters the converter does not read as constants: they may be computed in the graph
+              (x.view(x.size(0), -1), converted from the shape it produced)
+    output    the converter also receives the traced output shape: convert(bound, shapes, out_shape)
+    when      bound -> bool: the call is this op only when it holds (aten.mul by a number is a
+              scale_by, by a tensor a mul): the importer tries the guarded calls of a name first, then
+              the one without a guard; a guarded call whose arguments do not bind is passed over
     """
     names: tuple[str, ...]
     params: tuple[str, ...]
@@ -109,6 +120,10 @@ class Call:
     defaults: dict = field(default_factory=dict)
     tensors: tuple[str, ...] = ("input",)
     constant: str = "applied to a non-tensor"
+    varargs: str = ""
+    free: tuple[str, ...] = ()
+    output: bool = False
+    when: Callable | None = None
 
 
 @dataclass(frozen=True)

@@ -89,12 +89,27 @@ def _permute_from_module(m, shape):
     return {"dims": tuple(dims)}
 
 
+def _permute_call(b, shapes):
+    """x.permute(0, 2, 1) / torch.permute(x, (0, 2, 1)) / aten.permute: a permutation that keeps the
+    batch first."""
+    r = len(shapes[0])
+    dims = tuple(b["dims"])
+    if len(dims) != r or sorted(int(d) % r for d in dims) != list(range(r)):
+        raise NotConvertible("not a permutation of the dimensions")
+    dims = tuple(int(d) % r for d in dims)
+    if dims[0] != 0:
+        raise NotConvertible("a permute that moves the batch dimension (evo keeps it first)")
+    return {"dims": dims}
+
+
 register(OpDef(
     "permute", (ParamSpec("dims", "ints", doc="a permutation of the dimensions"),), _permute_shape,
     module=lambda a, s: f"{{EvoPermute}}({lit(tuple(a['dims']))})", helper=PERMUTE_HELPER,
     functional=lambda a, xs: f"{xs[0]}.permute({', '.join(lit(d) for d in a['dims'])})",
     torch="Tensor.permute", doc="reorder the dimensions", affine=True, grad=_permute_grad, cost=_permute_cost,
-    imports=Imports(methods=("permute",), aten=(), classes=("Permute",)), from_module=_permute_from_module,
+    imports=Imports(classes=("Permute",), calls=(Call(("torch.permute", "Tensor.permute", "aten.permute"),
+                                                       ("input", "dims"), _permute_call, varargs="dims"),)),
+    from_module=_permute_from_module,
     doc_call="permute(x, dims)", doc_args="`dims` list of ints: a permutation of the dimensions, starting with 0",
     doc_shape="`len(dims)` = rank and each dimension once (E0203); the batch dimension stays first (E0203); "
               "output dimension i is input dimension `dims[i]`. A copy unless only size-1 dimensions move"))
@@ -125,12 +140,29 @@ def _transpose_grad(b, n, g):
     return [(0, b.add(n.op, (g,), n.attr_dict, b.gshape(x), n.span, None, f"d_{n.name or 'transpose'}"))]
 
 
+def _transpose_call(b, shapes):
+    """x.transpose(1, 2) / torch.swapaxes / aten.transpose: two dimensions other than the batch (the
+    same one twice: the input itself)."""
+    if b.get("dim0") is None or b.get("dim1") is None:
+        raise NotConvertible("a transpose without two dimensions")
+    r = len(shapes[0])
+    d0, d1 = int(b["dim0"]), int(b["dim1"])
+    if d0 % r == d1 % r:
+        return []
+    if 0 in (d0 % r, d1 % r):
+        raise NotConvertible("a transpose of the batch dimension (evo keeps it first)")
+    return {"dim0": d0, "dim1": d1}
+
+
+_TRANSPOSE_NAMES = ("torch.transpose", "torch.swapaxes", "torch.swapdims", "Tensor.transpose", "Tensor.swapaxes",
+                    "Tensor.swapdims", "aten.transpose", "aten.swapaxes")
+
 register(OpDef(
     "transpose", (ParamSpec("dim0", "int"), ParamSpec("dim1", "int")), _transpose_shape,
     module=lambda a, s: f"{{EvoPermute}}({lit(_transpose_perm(a, len(s[0])))})", helper=PERMUTE_HELPER,
     functional=lambda a, xs: f"{xs[0]}.transpose({lit(a['dim0'])}, {lit(a['dim1'])})",
     torch="torch.transpose", doc="swap two dimensions", affine=True, grad=_transpose_grad, cost=_permute_cost,
-    imports=Imports(methods=("transpose", "swapaxes"), aten=()),
+    imports=Imports(calls=(Call(_TRANSPOSE_NAMES, ("input", "dim0", "dim1"), _transpose_call),)),
     doc_call="transpose(x, dim0, dim1)", doc_args="`dim0`, `dim1` ints, in range",
     doc_shape="dimensions `dim0` and `dim1` swapped; both in range (E0206), neither the batch dimension 0 "
               "(E0203). A copy unless only size-1 dimensions move"))
@@ -191,8 +223,40 @@ def _reshape_grad_code(a, ins, k, const, path):
     return [f"{{out}} = {ins[0]}.reshape(-1, {', '.join(str(d) for d in a['@shape'][1:])})"]
 
 
-for _name, _method, _imports in (("reshape", "reshape", Imports(methods=("reshape",), functions=("torch.reshape",))),
-                                 ("view", "view", Imports(methods=("view",)))):
+def reshape_steps(a: tuple | None, b: tuple | None) -> list:
+    """An importer's steps for a reshape of `a` to `b` (x.view / x.reshape, read from the traced shapes):
+    none when nothing changes, a flatten when it is one, else a reshape with the batch written -1."""
+    if a is None or b is None:
+        raise NotConvertible("reshapes a non-tensor")
+    if len(a) >= 1 and len(b) >= 1 and b[0] == a[0]:
+        for s in range(1, len(a)):
+            for e in range(s, len(a)):
+                if tuple(a[:s]) + (numel(a[s:e + 1]),) + tuple(a[e + 1:]) == tuple(b):
+                    if s == e and len(a) == len(b):
+                        return []
+                    return [("flatten", {"start": s, "end": e - len(a) if e == len(a) - 1 else e})]
+    if len(a) >= 1 and len(b) >= 2 and b[0] == a[0]:  # the batch kept first: a reshape of the rest
+        return [("reshape", {"shape": (-1,) + tuple(int(d) for d in b[1:])})]
+    raise NotConvertible(f"reshapes {list(a)} to {list(b)}; evo keeps the batch dimension first and separate")
+
+
+def _view_call(b, shapes, out):
+    """x.view(...): as a reshape, but a reshape that is not a flatten stays a view."""
+    steps = reshape_steps(shapes[0], out)
+    return steps[0][1] if len(steps) == 1 and steps[0][0] == "reshape" else steps
+
+
+def _reshape_call(b, shapes, out):
+    return reshape_steps(shapes[0], out)
+
+
+# the sizes are read from the traced output (x.view(x.size(0), -1): computed in the graph)
+_RESHAPE_CALLS = dict(params=("input", "shape"), varargs="shape", free=("shape",), output=True,
+                      constant="reshapes a non-tensor")
+for _name, _method, _imports in (
+        ("reshape", "reshape", Imports(calls=(Call(("torch.reshape", "Tensor.reshape", "aten.reshape", "aten.view",
+                                                    "aten._unsafe_view"), convert=_reshape_call, **_RESHAPE_CALLS),))),
+        ("view", "view", Imports(calls=(Call(("Tensor.view",), convert=_view_call, **_RESHAPE_CALLS),)))):
     register(OpDef(
         _name, (ParamSpec("shape", "ints", doc="the new shape, -1 once for an inferred size"),), _reshape_shape,
         functional=_reshape_code(_method), torch=f"Tensor.{_method}", affine=True, grad=_reshape_grad,
@@ -224,6 +288,28 @@ def _split_call(b, shapes):
     size = b["split_size_or_sections"]
     size = (int(size),) if isinstance(size, int) else tuple(int(v) for v in size)
     return {"size": size, "dim": _cut_dim("splits", b["dim"], shapes)}
+
+
+def _slice_call(b, shapes):
+    """aten.slice (x[:, a:b], x[..., ::2] in an exported graph): the input itself when it takes
+    everything, a narrow, or a subsample when it runs to the end in steps."""
+    x = shapes[0]
+    d = int(b["dim"]) % len(x)
+    size = x[d]
+    start, end, step = b["start"], b["end"], int(b["step"])
+    start = 0 if start is None else int(start)
+    end = size if end is None else int(end)
+    start = max(0, start + size if start < 0 else start)
+    end = min(size, end + size if end < 0 else end)
+    if start == 0 and end >= size and step == 1:
+        return []
+    if d == 0:
+        raise NotConvertible("a slice of the batch dimension")
+    if step == 1:
+        return {"dim": d, "start": start, "length": end - start}
+    if end >= size or (size - start + step - 1) // step == (end - start + step - 1) // step:
+        return [("subsample", {"dim": d, "start": start, "step": step})]
+    raise NotConvertible("a strided slice that stops before the end")
 
 
 def _narrow_shape(shapes, a):
@@ -264,7 +350,9 @@ register(OpDef(
     _narrow_shape, functional=lambda a, xs: f"{xs[0]}.narrow({lit(a['dim'])}, {lit(a['start'])}, "
                                             f"{lit(a['length'])})",
     torch="torch.narrow", doc="a slice of one dimension", affine=True, grad=_narrow_grad, cost=view_cost,
-    imports=Imports(calls=(Call(("torch.narrow", "Tensor.narrow"), ("input", "dim", "start", "length"), _narrow_call),)),
+    imports=Imports(calls=(Call(("torch.narrow", "Tensor.narrow"), ("input", "dim", "start", "length"), _narrow_call),
+                           Call(("aten.slice",), ("input", "dim", "start", "end", "step"), _slice_call,
+                                {"dim": 0, "start": None, "end": None, "step": 1}))),
     doc_call="narrow(x, dim, start, length)", doc_args="`dim` int, in range, not 0; `start` int ≥ 0; "
                                                       "`length` int ≥ 1",
     doc_shape="dimension `dim` cut to `start..start+length` (E0203 past the end). A view"))

@@ -18,8 +18,8 @@ import math
 
 from evo import codes as C
 from evo.ir.node import Op
-from evo.ops.base import (Imports, OpDef, OpError, ParamSpec, eltwise_cost, fmt_shape, lit, norm_dim, numel,
-                          register, same_shape, tuple_lit, view_cost)
+from evo.ops.base import (Call, Imports, NotConvertible, OpDef, OpError, ParamSpec, eltwise_cost, fmt_shape, lit,
+                          norm_dim, numel, register, same_shape, tuple_lit, view_cost)
 
 MATMUL_T = Op("matmul_grad")        # the gradient of matmul w.r.t. one operand
 SUBSAMPLE_T = Op("subsample_grad")  # the gradient of a strided slice: scattered back into zeros
@@ -103,6 +103,8 @@ register(OpDef(
     functional=lambda a, xs: f"torch.matmul({xs[0]}, {xs[1]})",
     torch="torch.matmul", doc="batched matrix product (attention scores, attention-weighted values)",
     grad=_matmul_grad, cost=_matmul_cost,
+    imports=Imports(calls=(Call(("aten.matmul", "aten.bmm"), ("input", "other"), lambda b, shapes: {},
+                                tensors=("input", "other"), constant="a matrix product with a non-tensor"),)),
     doc_call="matmul(a, b)", doc_args="two tensors",
     doc_shape="`a [..., m, k]` times `b [..., k, n]` → `[..., m, n]`: both at least 2-D (E0300), the inner "
               "sizes equal (E0301), the dimensions before the last two broadcast (E0301). Costed as "
@@ -116,11 +118,28 @@ def _scale_grad(b, n, g):
     return [(0, b.add(n.op, (g,), n.attr_dict, b.gshape(x), n.span, None, f"d_{n.name or 'scale'}"))]
 
 
+def _by_number(b) -> bool:
+    """times or over a number (not a tensor, not a bool, no rounding)"""
+    v = b["other"]
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and b.get("rounding_mode") is None
+
+
+def _over(b, shapes):
+    c = float(b["other"])
+    if c == 0.0:
+        raise NotConvertible("divides by zero")
+    return {"factor": 1.0 / c}
+
+
 register(OpDef(
     "scale_by", (ParamSpec("factor", "float", doc="the constant factor"),), same_shape,
     functional=lambda a, xs: f"{xs[0]} * {lit(float(a['factor']))}",
     torch="x * c", doc="multiply by a constant", elementwise=True, affine=True, grad=_scale_grad,
     cost=eltwise_cost(1),
+    imports=Imports(calls=(Call(("aten.mul", "aten.mul_"), ("input", "other"), lambda b, shapes: {"factor": float(b["other"])},
+                                when=_by_number),
+                           Call(("aten.div", "aten.div_"), ("input", "other", "rounding_mode"), _over,
+                                {"rounding_mode": None}, when=_by_number))),
     doc_call="scale_by(x, factor)", doc_args="`factor` number (required)",
     doc_shape="same shape: every element times `factor` (`x * 0.125`, `x / 8`, `16 * x` import as this)"))
 
@@ -153,12 +172,22 @@ def _roll_grad(b, n, g):
     return [(0, b.add(n.op, (g,), attrs, b.gshape(x), n.span, None, f"d_{n.name or 'roll'}"))]
 
 
+def _roll_call(b, shapes):
+    shifts, dims = b["shifts"], b["dims"]
+    shifts = (shifts,) if isinstance(shifts, int) else tuple(shifts)
+    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+    if len(shifts) != len(dims) or not dims:
+        raise NotConvertible("a roll of the flattened tensor (no dims)")
+    return {"shifts": tuple(int(v) for v in shifts), "dims": tuple(int(d) for d in dims)}
+
+
 register(OpDef(
     "roll", (ParamSpec("shifts", "ints", doc="the shift of each dimension"),
              ParamSpec("dims", "ints", doc="the dimensions rolled")), _roll_shape,
     functional=lambda a, xs: f"torch.roll({xs[0]}, {tuple_lit(a['shifts'])}, {tuple_lit(a['dims'])})",
     torch="torch.roll", doc="cyclic shift (Swin's shifted windows)", affine=True, grad=_roll_grad,
     cost=lambda W, a, ins, out: W.CopyWorkload(numel(ins[0]), numel(out)),
+    imports=Imports(calls=(Call(("aten.roll",), ("input", "shifts", "dims"), _roll_call, {"shifts": (), "dims": ()}),)),
     doc_call="roll(x, shifts, dims)", doc_args="`shifts` list of ints; `dims` list of ints, as many, in range",
     doc_shape="same shape, elements shifted cyclically along each of `dims` (E0203: as many shifts as "
               "dimensions, each dimension once, never the batch; E0206 out of range). A copy"))
@@ -261,11 +290,22 @@ register(OpDef(PAD_T, (), None, n_inputs=None, gradient_only=True, grad_code=_pa
                cost=lambda W, a, ins, out: W.CopyWorkload(numel(out), numel(out)),
                doc="gradient of pad: the unpadded part"))
 
+def _pad_call(b, shapes):
+    """aten.pad / aten.constant_pad_nd with zeros (none: the input itself)."""
+    pad = tuple(int(v) for v in b["pad"])
+    if b.get("mode", "constant") != "constant" or b["value"] not in (None, 0, 0.0):
+        raise NotConvertible("padding other than with zeros")
+    return {"padding": pad} if any(pad) else []
+
+
 register(OpDef(
     "pad", (ParamSpec("padding", "ints", doc="(before, after) per dimension, last dimension first"),),
     _pad_shape, functional=lambda a, xs: f"F.pad({xs[0]}, {tuple_lit(a['padding'])})",
     torch="F.pad", doc="zero padding of the last dimensions", affine=True, grad=_pad_grad,
     cost=lambda W, a, ins, out: W.CopyWorkload(numel(ins[0]), numel(out)),
+    imports=Imports(calls=(Call(("aten.pad",), ("input", "pad", "mode", "value"), _pad_call,
+                                {"pad": (), "mode": "constant", "value": None}),
+                           Call(("aten.constant_pad_nd",), ("input", "pad", "value"), _pad_call, {"pad": (), "value": 0}))),
     doc_call="pad(x, padding)", doc_args="`padding` list of ints ≥ 0: (before, after) pairs, last dimension first",
     doc_shape="as F.pad with zeros: each padded dimension grows by its pair; never the batch (E0203). A copy"))
 
@@ -476,6 +516,9 @@ register(OpDef(
     "clamp", (ParamSpec("min", "float", None), ParamSpec("max", "float", None)), _clamp_shape,
     functional=_clamp_code, torch="torch.clamp", doc="limit to [min, max]", elementwise=True, grad=_clamp_grad,
     cost=eltwise_cost(1),
+    imports=Imports(calls=(Call(("aten.clamp", "aten.clamp_"), ("input", "min", "max"),
+                                lambda b, shapes: {k: None if b[k] is None else float(b[k]) for k in ("min", "max")},
+                                {"min": None, "max": None}),)),
     doc_call="clamp(x, min=none, max=none)", doc_args="`min`, `max` numbers (at least one given, min ≤ max)",
     doc_shape="same shape (E0107 without bounds, E0203 if min > max)"))
 
