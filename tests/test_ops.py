@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import ast
+import operator
 import re
 import textwrap
 import tokenize
@@ -251,7 +252,9 @@ def test_the_importer_holds_no_op_alias():
     for name, d in REGISTRY.items():
         im = d.imports
         aliases = list(im.modules) + [f for f in im.functions if f.startswith(("F.", "operator."))]
-        aliases += [a for c in im.calls for a in c.names if a.startswith(("F.", "operator.", "nn."))]
+        aliases += [a for c in im.calls for a in c.names if a.startswith(("F.", "operator.", "nn."))
+                    and a != "operator.getitem"]  # (Python's indexing, which the tracer also reads for
+        # a piece of chunk / split, attention's output and x.shape[0])
         for a in aliases:
             pat = r"\b" + re.escape(a).replace(r"\.", r" \. ") + r"\b"
             found += [f"{rel}: {a} ({name})" for rel, text in texts.items() if re.search(pat, text)]
@@ -263,7 +266,7 @@ def test_the_importer_holds_no_op_alias():
 
 # ops trace.py still converts by name (structural: a block's own nn.Parameter, a batch-sized expand,
 # attention's (output, weights) tuple and `x[:, i]`); every other conversion is an entry's `Call`
-TRACE_NAMES = {"parameter", "expand", "multihead_attention", "select", "scaled_dot_product_attention"}
+TRACE_NAMES = {"parameter", "expand", "multihead_attention"}
 
 
 def test_the_tracer_converts_no_op_by_name():
@@ -282,6 +285,8 @@ def test_the_tracer_converts_no_op_by_name():
         assert [c[0] for c in tables["functions"][getattr(torch, name)]] == ["transpose"]
     assert [c[0] for c in tables["methods"]["view"]] == ["view"]
     assert [c[0] for c in tables["methods"]["reshape"]] == ["reshape"]
+    assert [c[0] for c in tables["functions"][F.scaled_dot_product_attention]] == ["scaled_dot_product_attention"]
+    assert [c[0] for c in tables["functions"][operator.getitem]] == ["select"]
     expected = {"mul": ["scale_by", "mul"], "div": ["scale_by"], "matmul": ["matmul"], "bmm": ["matmul"],
                 "roll": ["roll"], "slice": ["narrow"], "pad": ["pad"], "constant_pad_nd": ["pad"],
                 "clamp": ["clamp"], "permute": ["permute"], "transpose": ["transpose"], "view": ["reshape"],
@@ -321,3 +326,27 @@ def test_varargs_bind_positional_dimensions_as_one_tuple():
         [("flatten", {"start": 1, "end": -1})]
     assert M.call_steps(op, call, M.bind(call, ("x", -1, 5, 12), {}), [(2, 3, 4, 5)], (2, 5, 12)) == \
         [("view", {"shape": (-1, 5, 12)})]
+
+
+class _Tokens(nn.Module):
+    """x.select(1, 0) (the entry's Call) and x[:, -1] (indexing) on [N, T, D] tokens."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.fc(x)
+        return y.select(1, 0) + y[:, -1]
+
+
+def test_select_imports_from_its_method_and_from_indexing():
+    x = torch.randn(2, 3, 4, generator=torch.Generator().manual_seed(0))
+    ref = _Tokens().eval()
+    src = from_torch(ref, x[:1], name="Imported")
+    assert "select(" in src and src.count("select(") == 2, src
+    net = evo.compile(src).build("Imported")
+    net.load_state_dict(ref.state_dict(), strict=True)
+    with torch.no_grad():
+        w, b = ref.fc.weight, ref.fc.bias  # by hand: the first token's and the last token's projections
+        assert torch.allclose(net(x), (x[:, 0] @ w.T + b) + (x[:, -1] @ w.T + b), atol=1e-6)

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from evo import ops
@@ -345,9 +344,9 @@ class _FxConverter:
     def function(self, n: torch.fx.Node, out: Val) -> list[Step]:
         t = n.target
         if t is operator.getitem:
-            return self.getitem(n, out)
-        if t is F.scaled_dot_product_attention:
-            return self.sdpa(n, out)
+            taken = self.take(n, out)
+            if taken is not None:
+                return taken
         what = self.display(n)
         return convert_call(M.function_calls(t), n.args, n.kwargs, out, what, self.val, self.check_meta, what)
 
@@ -394,9 +393,9 @@ class _FxConverter:
             raise NotConvertible(f"{where}: {e.reason}") from None
         return [Step(op, args, [self.val(q)], out, path, m, type_label(m))]
 
-    def getitem(self, n: torch.fx.Node, out: Val) -> list[Step]:
-        """A piece of chunk / split (`parts[0]`), attention's output (`attn(x, x, x)[0]`) or one
-        position of a dimension (`x[:, 0]`: the class token); other indexing has no evo op."""
+    def take(self, n: torch.fx.Node, out: Val) -> list[Step] | None:
+        """`parts[0]` (a piece of chunk / split) or `attn(x, x, x)[0]` (attention's output); other
+        indexing (None) converts through the op table (`x[:, 0]`)."""
         src, i = n.args[0], n.args[1] if len(n.args) > 1 else None
         if isinstance(src, torch.fx.Node) and _pieces_call(src) and isinstance(i, int):
             return [Step("@index", {"index": i}, [self.val(src)], out, origin="getitem")]
@@ -405,29 +404,7 @@ class _FxConverter:
                 raise NotConvertible("uses the attention weights (need_weights); evo's multihead_attention "
                                      "returns the output only")
             return self.attention_step(src, out)
-        if isinstance(src, torch.fx.Node) and src not in self.meta and self.val(src).shape is not None:
-            idx = i if isinstance(i, tuple) else (i,)
-            full = slice(None, None, None)
-            ints = [d for d, v in enumerate(idx) if isinstance(v, int) and not isinstance(v, bool)]
-            if len(ints) == 1 and all(v == full for d, v in enumerate(idx) if d != ints[0]) and ints[0] > 0:
-                return [Step("select", {"dim": ints[0], "index": int(idx[ints[0]])}, [self.val(src)], out,
-                             origin="getitem")]
-        raise NotConvertible("no evo op for indexing or slicing tensors")
-
-    def sdpa(self, n: torch.fx.Node, out: Val) -> list[Step]:
-        """F.scaled_dot_product_attention(q, k, v): no mask, no dropout, the default scale."""
-        b = _bind_args(["query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"],
-                       list(n.args), dict(n.kwargs))
-        qkv = [b.get(k) for k in ("query", "key", "value")]
-        if not all(isinstance(t, torch.fx.Node) for t in qkv):
-            raise NotConvertible("query, key and value must be tensors")
-        if b.get("attn_mask") is not None or b.get("dropout_p", 0.0) or b.get("is_causal") \
-                or b.get("scale") is not None or b.get("enable_gqa"):
-            raise NotConvertible("a mask, dropout, causal attention or another scale (evo's "
-                                 "scaled_dot_product_attention is softmax(q k^T / sqrt(E)) v)")
-        self.check_meta(qkv)
-        return [Step("scaled_dot_product_attention", {}, [self.val(t) for t in qkv], out,
-                     origin="F.scaled_dot_product_attention")]
+        return None
 
     def expand(self, n: torch.fx.Node, out: Val) -> list[Step]:
         """`t.expand(x.shape[0], -1, ...)`: a tensor with first dimension 1 over x's batch."""

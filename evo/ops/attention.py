@@ -16,7 +16,7 @@ import math
 
 from evo import codes as C
 from evo.ir.node import Op
-from evo.ops.base import (Imports, OpDef, OpError, ParamSpec, concrete, fmt_shape, join, lit, norm_dim, numel, rank,
+from evo.ops.base import (Call, Imports, NotConvertible, OpDef, OpError, ParamSpec, concrete, fmt_shape, join, lit, norm_dim, numel, rank,
                           register)
 from evo.ops.shape import passthrough_grad
 
@@ -232,12 +232,25 @@ def _sdpa_cost(W, a, ins, out):
     return attention_parts(W, lead, 1, q[-2], k[-2], q[-1], v[-1])
 
 
+def _sdpa_call(b, shapes):
+    """F.scaled_dot_product_attention(q, k, v): no mask, no dropout, the default scale."""
+    if b["attn_mask"] is not None or b["dropout_p"] or b["is_causal"] or b["scale"] is not None or b["enable_gqa"]:
+        raise NotConvertible("a mask, dropout, causal attention or another scale (evo's "
+                             "scaled_dot_product_attention is softmax(q k^T / sqrt(E)) v)")
+    return {}
+
+
 register(OpDef(
     "scaled_dot_product_attention", (), _sdpa_shape, n_inputs=3,
     functional=lambda a, xs: f"torch.softmax({xs[0]}.matmul({xs[1]}.transpose(-2, -1)) / {xs[0]}.shape[-1] ** 0.5, "
                              f"-1).matmul({xs[2]})",
     torch="F.scaled_dot_product_attention", grad=_sdpa_grad, cost=_sdpa_cost,
-    # (imported by evo/importer/trace.py, which checks the mask, dropout and scale arguments)
+    imports=Imports(calls=(Call(("F.scaled_dot_product_attention",),
+                                ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"),
+                                _sdpa_call, {"attn_mask": None, "dropout_p": 0.0, "is_causal": False, "scale": None,
+                                             "enable_gqa": False},
+                                tensors=("query", "key", "value"), constant="query, key and value must be tensors",
+                                free=("attn_mask",)),)),
     doc="softmax(q kᵀ / √E) v",
     doc_call="scaled_dot_product_attention(q, k, v)", doc_args="three tensors (no mask, no dropout, "
                                                                 "the default scale 1/√E)",
@@ -304,12 +317,30 @@ def _select_grad_code(a, ins, k, const, path):
     return [f"{{out}} = F.pad({ins[0]}.unsqueeze({a['dim']}), {lit(tuple(pad))})"]
 
 
+def _select_call(b, shapes):
+    return {"dim": int(b["dim"]), "index": int(b["index"])}
+
+
+def _index_call(b, shapes):
+    """x[:, i] (indexing): one position of one dimension after the batch, the others whole."""
+    idx = b["index"] if isinstance(b["index"], tuple) else (b["index"],)
+    full = slice(None, None, None)
+    ints = [d for d, v in enumerate(idx) if isinstance(v, int) and not isinstance(v, bool)]
+    if len(ints) == 1 and ints[0] > 0 and all(isinstance(v, slice) and v == full
+                                               for d, v in enumerate(idx) if d != ints[0]):
+        return {"dim": ints[0], "index": int(idx[ints[0]])}
+    raise NotConvertible("no evo op for indexing or slicing tensors")
+
+
 register(OpDef(
     "select", (ParamSpec("dim", "int"), ParamSpec("index", "int")), _select_shape,
     functional=lambda a, xs: f"{xs[0]}.select({lit(a['dim'])}, {lit(a['index'])})",
     torch="torch.select", affine=True, grad=_select_grad,
     cost=lambda W, a, ins, out: W.CopyWorkload(numel(out), numel(out), view=True),
-    imports=Imports(methods=("select",), functions=("torch.select",)),
+    imports=Imports(calls=(Call(("torch.select", "Tensor.select"), ("input", "dim", "index"), _select_call),
+                           # (the tracer takes a piece of chunk / split and attention's output itself)
+                           Call(("operator.getitem",), ("input", "index"), _index_call, free=("index",),
+                                constant="no evo op for indexing or slicing tensors"))),
     doc="one position of a dimension, the dimension removed (`x[:, 0]`: the class token)",
     doc_call="select(x, dim, index)", doc_args="`dim` int, in range, not 0; `index` int, in range "
                                                "(negative from the end)",
