@@ -350,3 +350,31 @@ def test_select_imports_from_its_method_and_from_indexing():
     with torch.no_grad():
         w, b = ref.fc.weight, ref.fc.bias  # by hand: the first token's and the last token's projections
         assert torch.allclose(net(x), (x[:, 0] @ w.T + b) + (x[:, -1] @ w.T + b), atol=1e-6)
+
+
+class _Leaky(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Conv2d(3, 4, 3), nn.LeakyReLU(0.1), nn.Dropout(0.2), nn.Flatten(),
+                                    nn.Linear(4 * 6 * 6, 2))
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+def test_the_renderer_reads_positional_arguments_from_the_entry(monkeypatch):
+    """dropout's and leaky_relu's entries say their argument is written positionally; the same
+    model renders it by name once the entry says otherwise (render.py names no op)."""
+    import dataclasses
+
+    from evo.ops import REGISTRY
+
+    model, x = _Leaky().eval(), torch.randn(1, 3, 8, 8)
+    src = from_torch(model, x, name="Imported")
+    assert "leaky_relu(0.1)" in src and "dropout(0.2)" in src, src
+    for name in ("dropout", "leaky_relu"):
+        assert REGISTRY[name].positional
+        monkeypatch.setitem(REGISTRY, name, dataclasses.replace(REGISTRY[name], positional=False))
+    src = from_torch(model, x, name="Imported")
+    assert "leaky_relu(slope=0.1)" in src and "dropout(p=0.2)" in src, src
+    assert not re.search(r"\b(dropout|leaky_relu)\b", (ROOT / "evo" / "importer" / "render.py").read_text())

@@ -100,7 +100,7 @@ class Renderer:
                 default = self.const(args.get("kernel"))
             if c is not None and default is not None and _eq(c, default):
                 continue
-            if op in _POSITIONAL:  # dropout(0.2), leaky_relu(x, 0.1): one argument, read positionally
+            if d.positional:  # the entry says: its optional argument written positionally
                 out.append(self.arg_text(h))
                 continue
             out.append(f"{ps.name}={self.arg_text(h)}")
@@ -215,9 +215,6 @@ class Renderer:
                 out.append(f"{ind}{self.stage_text(s)}\n")
                 k += 1
         return "".join(out)
-
-
-_POSITIONAL = {"dropout", "leaky_relu"}
 
 
 def _eq(a, b) -> bool:

@@ -72,6 +72,6 @@ register(OpDef(
     imports=Imports(("nn.LeakyReLU",), calls=(
         Call(("F.leaky_relu", "aten.leaky_relu", "aten.leaky_relu_"), ("input", "negative_slope", "inplace"),
              lambda b, shapes: {"slope": float(b["negative_slope"])}, {"negative_slope": 0.01, "inplace": False}),)),
-    from_module=lambda m, shape: {"slope": float(m.negative_slope)},
+    from_module=lambda m, shape: {"slope": float(m.negative_slope)}, positional=True,
     doc_call="leaky_relu(x, slope=0.01)", doc_args="`slope` number (0.01)",
     doc_shape="same shape"))

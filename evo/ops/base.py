@@ -214,6 +214,9 @@ class OpDef:
     # (module, input shape) -> args of an imported nn module (`imports.modules`, `.classes`): read its
     # attributes, raise NotConvertible(reason) for settings evo cannot express
     from_module: Callable | None = None
+    # the importer writes the op's optional arguments positionally, as PyTorch users read them:
+    # `dropout(x, 0.2)`, `leaky_relu(x, 0.1)` (else by name: `softmax(x, dim=2)`)
+    positional: bool = False
     # --- docs (the op table in docs/language.md is generated from these)
     doc_call: str = ""   # how it is written (default `name(x)`)
     doc_args: str = ""   # the arguments after the input (defaults)

@@ -68,7 +68,7 @@ register(OpDef(
              {"p": 0.5, "training": True, "inplace": False}),
         Call(("aten.dropout",), ("input", "p", "train"), lambda b, shapes: {"p": float(b["p"])},
              {"p": 0.5, "train": False}))),
-    from_module=lambda m, shape: {"p": float(m.p)},
+    from_module=lambda m, shape: {"p": float(m.p)}, positional=True,
     doc_call="dropout(x, p=0.5)", doc_args="`p` number in [0, 1] (0.5)",
     doc_shape="same shape; the identity at inference"))
 
