@@ -501,3 +501,35 @@ def test_eyeriss_example_tier_is_the_chip_as_published():
     sp = dict(c.mapping.spatial)
     assert sp["R"] == 3 and sp["P"] <= 14 and sp["R"] * max(sp.get(d, 1) for d in "NGKC") <= 12
     assert c.offchip.weight >= 64 * 64 * 9 * 2 and c.onchip.weight == 0.0  # filters bypass the GLB
+
+
+def test_measured_zeros_pass_through_the_ops_that_keep_them(monkeypatch):
+    """A functional op whose entry says `keeps_zeros` (transpose, permute, flatten) has its input's
+    zero fraction; one that computes (scale_by: no flag) is counted dense; the flag, not a name
+    list in evo.cost, decides."""
+    import dataclasses
+
+    import torch
+
+    import evo
+    from evo.cost.sparsity import measure
+    from evo.ops import REGISTRY
+
+    src = ("evo 0.1\nnetwork T(x: Tensor[N, 3, 8, 8]) {\n    features = seq(x) {\n        conv2d(4, 3, padding=1)\n"
+           "        relu()\n    }\n    t = transpose(features, 2, 3)\n    p = permute(t, [0, 1, 3, 2])\n"
+           "    s = scale_by(p, 2.0)\n    return linear(flatten(s), 2)\n}\n")
+    prog = evo.compile(src)
+    g, model = prog.graph("T"), prog.build("T")
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        relu = model.features(x)
+    frac = float((relu == 0).sum()) / relu.numel()  # by hand: the relu's zeros
+    assert 0.2 < frac < 0.8
+    zeros = measure(model, g, x)
+    by_op = {n.op: zeros[n.id] for n in g.nodes}
+    assert by_op["transpose"] == by_op["permute"] == frac
+    assert by_op["scale_by"] == 0.0 and by_op["flatten"] == 0.0  # after a computing op: dense
+    monkeypatch.setitem(REGISTRY, "transpose", dataclasses.replace(REGISTRY["transpose"], keeps_zeros=False))
+    zeros = measure(model, g, x)
+    assert zeros[g.nodes[3].id] == 0.0 and g.nodes[3].op == "transpose"
+    assert {n.op: zeros[n.id] for n in g.nodes}["permute"] == 0.0

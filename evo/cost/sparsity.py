@@ -5,7 +5,8 @@ fraction, for the cost model's zero gating, zero skipping and compression.
 module tree mirrors the graph's paths) once on a batch of images with forward hooks
 and returns, per IR node, the fraction of exact zeros in its output.  Nodes that are
 not modules (functional ops) take their input's fraction when they only move data
-(flatten, dropout, identity, reshape) and are otherwise counted dense (0.0): the model
+(the op entry's `keeps_zeros`: flatten, reshape, permute, dropout, ...) and are otherwise
+counted dense (0.0): the model
 never claims a saving it has not measured.  ``op_sparsity(graph, zeros, batch)`` turns
 that into ``{op name: (input zero fraction, output zero fraction)}`` for the ops of
 ``graph_ops`` (an op's output is that of the last member of its fused chain, its input
@@ -16,11 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from evo import ops
 from evo.ir.node import Graph, Op
 
 __all__ = ["calibrate", "measure", "op_sparsity"]
-
-_PASS_THROUGH = ("flatten", "dropout", "identity", "reshape")
 
 
 def measure(model: Any, graph: Graph, images: Any) -> dict[int, float]:
@@ -56,7 +56,7 @@ def measure(model: Any, graph: Graph, images: Any) -> dict[int, float]:
             zeros[n.id] = z_image
         elif n.path and n.path in seen:
             zeros[n.id] = seen[n.path]
-        elif n.op.value in _PASS_THROUGH and n.inputs:
+        elif n.inputs and n.op in ops.REGISTRY and ops.REGISTRY[n.op].keeps_zeros:
             zeros[n.id] = zeros.get(n.inputs[0], 0.0)
         else:
             zeros[n.id] = 0.0

@@ -282,7 +282,7 @@ def _expand_grad(b, n, g):
 register(OpDef(
     "expand", (), _expand_shape, n_inputs=2,
     functional=lambda a, xs: f"{xs[0]}.expand({xs[1]}.shape[0], *{xs[0]}.shape[1:])",
-    torch="Tensor.expand", affine=True, grad=_expand_grad,
+    torch="Tensor.expand", affine=True, keeps_zeros=True, grad=_expand_grad,
     cost=lambda W, a, ins, out: W.CopyWorkload(numel(ins[0]), numel(out), view=True),
     doc="a tensor with first dimension 1 repeated over another tensor's batch (a view)",
     doc_call="expand(t, x)", doc_args="two tensors: `t [1, ...]` (a `parameter`), `x` whose batch it takes",

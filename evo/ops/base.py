@@ -169,6 +169,9 @@ class OpDef:
     affine: bool = False       # output affine in the input: an affine head folds to channel weights
     fusion: str = ""           # "producer" (conv, linear), "join" (add, mul), "norm" (batch norms)
     gradient_only: bool = False  # emitted by the compiled-CAM pass only, not callable from programs
+    # the output holds the input's elements, moved or as they are (a view, a permute, a roll, dropout
+    # at inference): its zero fraction is the input's (evo.cost.sparsity passes it through)
+    keeps_zeros: bool = False
     operator_only: bool = False  # written with an operator (`+`), not callable by name
     builtin: bool = True       # False for ops registered through evo.extend
     tensor: bool = False       # a learnable tensor (`parameter`): an nn.Parameter at its path, not a module

@@ -106,7 +106,7 @@ register(OpDef(
     "permute", (ParamSpec("dims", "ints", doc="a permutation of the dimensions"),), _permute_shape,
     module=lambda a, s: f"{{EvoPermute}}({lit(tuple(a['dims']))})", helper=PERMUTE_HELPER,
     functional=lambda a, xs: f"{xs[0]}.permute({', '.join(lit(d) for d in a['dims'])})",
-    torch="Tensor.permute", doc="reorder the dimensions", affine=True, grad=_permute_grad, cost=_permute_cost,
+    torch="Tensor.permute", doc="reorder the dimensions", affine=True, keeps_zeros=True, grad=_permute_grad, cost=_permute_cost,
     imports=Imports(classes=("Permute",), calls=(Call(("torch.permute", "Tensor.permute", "aten.permute"),
                                                        ("input", "dims"), _permute_call, varargs="dims"),)),
     from_module=_permute_from_module,
@@ -161,7 +161,7 @@ register(OpDef(
     "transpose", (ParamSpec("dim0", "int"), ParamSpec("dim1", "int")), _transpose_shape,
     module=lambda a, s: f"{{EvoPermute}}({lit(_transpose_perm(a, len(s[0])))})", helper=PERMUTE_HELPER,
     functional=lambda a, xs: f"{xs[0]}.transpose({lit(a['dim0'])}, {lit(a['dim1'])})",
-    torch="torch.transpose", doc="swap two dimensions", affine=True, grad=_transpose_grad, cost=_permute_cost,
+    torch="torch.transpose", doc="swap two dimensions", affine=True, keeps_zeros=True, grad=_transpose_grad, cost=_permute_cost,
     imports=Imports(calls=(Call(_TRANSPOSE_NAMES, ("input", "dim0", "dim1"), _transpose_call),)),
     doc_call="transpose(x, dim0, dim1)", doc_args="`dim0`, `dim1` ints, in range",
     doc_shape="dimensions `dim0` and `dim1` swapped; both in range (E0206), neither the batch dimension 0 "
@@ -259,7 +259,7 @@ for _name, _method, _imports in (
         ("view", "view", Imports(calls=(Call(("Tensor.view",), convert=_view_call, **_RESHAPE_CALLS),)))):
     register(OpDef(
         _name, (ParamSpec("shape", "ints", doc="the new shape, -1 once for an inferred size"),), _reshape_shape,
-        functional=_reshape_code(_method), torch=f"Tensor.{_method}", affine=True, grad=_reshape_grad,
+        functional=_reshape_code(_method), torch=f"Tensor.{_method}", affine=True, keeps_zeros=True, grad=_reshape_grad,
         cost=view_cost, imports=_imports, grad_code=_reshape_grad_code if _name == "reshape" else None,
         doc=f"{'reshape' if _name == 'reshape' else 'reshape a contiguous tensor (torch view)'}",
         doc_call=f"{_name}(x, shape)", doc_args="`shape` list of ints ≥ 1, `-1` once (inferred)",

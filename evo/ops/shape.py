@@ -46,7 +46,7 @@ register(OpDef(
     "flatten", (ParamSpec("start", "int", 1), ParamSpec("end", "int", -1)), _flatten_shape,
     module=lambda a, s: f"nn.Flatten({join(kwargs_src(a, [('start', 1, 'start_dim'), ('end', -1, 'end_dim')]))})",
     functional=lambda a, xs: f"torch.flatten({join(xs[0], [lit(a['start'])] if a['end'] == -1 else [lit(a['start']), lit(a['end'])])})",
-    torch="torch.flatten", doc="flatten dimensions start..end into one", affine=True, grad=_reshape_grad,
+    torch="torch.flatten", doc="flatten dimensions start..end into one", affine=True, keeps_zeros=True, grad=_reshape_grad,
     cost=view_cost, doc_call="flatten(x, start=1, end=-1)",
     imports=Imports(("nn.Flatten",), calls=(Call(
         ("torch.flatten", "Tensor.flatten", "aten.flatten"), ("input", "start_dim", "end_dim"),
@@ -61,7 +61,7 @@ register(OpDef(
     "dropout", (ParamSpec("p", "float", 0.5, min=0.0, max=1.0),), same_shape,
     module=lambda a, s: f"nn.Dropout({lit(a['p'])})",
     functional=lambda a, xs: xs[0],  # eval mode: identity
-    torch="nn.Dropout", elementwise=True, affine=True, doc="dropout (identity in eval mode)",
+    torch="nn.Dropout", elementwise=True, affine=True, keeps_zeros=True, doc="dropout (identity in eval mode)",
     grad=passthrough_grad, cost=view_cost,
     imports=Imports(("nn.Dropout",), calls=(
         Call(("F.dropout",), ("input", "p", "training", "inplace"), lambda b, shapes: {"p": float(b["p"])},
@@ -102,7 +102,7 @@ register(OpDef(
                          ParamSpec("mode", "str", "row", choices=("row", "batch"))), same_shape,
     functional=lambda a, xs: xs[0],  # eval mode: identity
     training=_stochastic_depth_training,
-    torch="torchvision.ops.stochastic_depth", elementwise=True, affine=True,
+    torch="torchvision.ops.stochastic_depth", elementwise=True, affine=True, keeps_zeros=True,
     doc="stochastic depth (drops whole rows in training; identity in eval mode)",
     grad=passthrough_grad, cost=view_cost, imports=Imports(classes=("StochasticDepth",)),
     from_module=_stochastic_depth_from_module,
@@ -114,7 +114,8 @@ register(OpDef(
 
 register(OpDef(
     "identity", (), same_shape, module=lambda a, s: "nn.Identity()",
-    functional=lambda a, xs: xs[0], torch="nn.Identity", elementwise=True, affine=True, doc="identity",
+    functional=lambda a, xs: xs[0], torch="nn.Identity", elementwise=True, affine=True, keeps_zeros=True,
+    doc="identity",
     imports=Imports(("nn.Identity",)),
     grad=passthrough_grad, cost=view_cost, doc_args="—", doc_shape="same shape"))
 

@@ -185,7 +185,7 @@ register(OpDef(
     "roll", (ParamSpec("shifts", "ints", doc="the shift of each dimension"),
              ParamSpec("dims", "ints", doc="the dimensions rolled")), _roll_shape,
     functional=lambda a, xs: f"torch.roll({xs[0]}, {tuple_lit(a['shifts'])}, {tuple_lit(a['dims'])})",
-    torch="torch.roll", doc="cyclic shift (Swin's shifted windows)", affine=True, grad=_roll_grad,
+    torch="torch.roll", doc="cyclic shift (Swin's shifted windows)", affine=True, keeps_zeros=True, grad=_roll_grad,
     cost=lambda W, a, ins, out: W.CopyWorkload(numel(ins[0]), numel(out)),
     imports=Imports(calls=(Call(("aten.roll",), ("input", "shifts", "dims"), _roll_call, {"shifts": (), "dims": ()}),)),
     doc_call="roll(x, shifts, dims)", doc_args="`shifts` list of ints; `dims` list of ints, as many, in range",
