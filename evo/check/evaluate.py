@@ -55,6 +55,8 @@ def type_name(v: Any) -> str:
     if isinstance(v, Quantity):
         return f"quantity ({v.dim})"
     if isinstance(v, tuple):
+        if v and all(isinstance(x, TensorV) for x in v):
+            return f"list of {len(v)} tensor{'s' if len(v) != 1 else ''}"
         return "list"
     return type(v).__name__
 
@@ -198,6 +200,11 @@ class Evaluator:
     def scalar_binop(self, op: str, a, b, e: A.BinOp):
         if isinstance(a, Quantity) or isinstance(b, Quantity):
             return self.quantity_binop(op, a, b, e)
+        if op == "+" and isinstance(a, tuple) and isinstance(b, tuple):  # lists: concatenation
+            return a + b
+        if op == "+" and (isinstance(a, tuple) or isinstance(b, tuple)):
+            raise self.fail(C.TYPE_MISMATCH, f"'+' joins two lists, not {type_name(a)} and {type_name(b)}", e.span,
+                            "write the item as a list: xs + [y]")
         if op in ("==", "!="):
             if type_name(a) != type_name(b) and not (is_number(a) and is_number(b)):
                 raise self.fail(C.TYPE_MISMATCH, f"cannot compare {type_name(a)} with {type_name(b)}", e.span)

@@ -313,7 +313,8 @@ class Lowerer(Evaluator):
             if not pos:
                 raise self.fail(C.MISSING_ARGUMENT, f"block '{e.func}' needs its input tensor as first argument", e.span)
             x, xspan = pos[0]
-            return self.call_block(block, x, xspan, pos[1:], kw, ctx, bind, e.span, None)
+            return self.call_block(block, x, xspan, pos[1:], kw, ctx, bind, e.span, None,
+                                   args=e.args, kwargs={k.name: k.value for k in e.kwargs})
         d = ops.language_op(e.func)
         if d is None:  # reported by the names check
             raise Abort()
@@ -323,12 +324,21 @@ class Lowerer(Evaluator):
                 if isinstance(v, TensorV):
                     raise self.fail(C.NOT_A_TENSOR, f"{d.name} takes no tensor input", sp)
         elif d.n_inputs is None:
-            k = 0
-            while k < len(pos) and isinstance(pos[k][0], TensorV):
-                k += 1
-            inputs, rest = pos[:k], pos[k:]
-            if not inputs:
-                raise self.fail(C.NOT_A_TENSOR, f"{d.name} needs tensors as its first arguments", e.span)
+            if pos and isinstance(pos[0][0], tuple):  # `concat(xs)`, `concat([a, b])`: a list of tensors
+                inputs = self.tensor_list(pos[0][0], pos[0][1], e.args[0], f"the first argument of {d.name}")
+                rest = pos[1:]
+                for v, sp in rest:
+                    if isinstance(v, TensorV):
+                        raise self.fail(C.NOT_A_TENSOR, f"{d.name} takes its tensors either as a list or one by one, "
+                                        "not both", sp, "put every tensor in the list")
+            else:
+                k = 0
+                while k < len(pos) and isinstance(pos[k][0], TensorV):
+                    k += 1
+                inputs, rest = pos[:k], pos[k:]
+                if not inputs:
+                    raise self.fail(C.NOT_A_TENSOR, f"{d.name} needs tensors as its first arguments, or a list of "
+                                    "tensors", pos[0][1] if pos else e.span, f"write {d.name}(a, b) or {d.name}([a, b])")
         else:
             if not pos:
                 raise self.fail(C.MISSING_ARGUMENT, f"{d.name} needs its input tensor as first argument", e.span,
@@ -343,6 +353,24 @@ class Lowerer(Evaluator):
                 raise self.fail(C.NOT_A_TENSOR, f"the first argument of {d.name} must be a tensor, not {type_name(v)}",
                                 sp)
         return self.apply_op(d, inputs, rest, kw, ctx, bind, e.span, e.func_span, None)
+
+    def tensor_list(self, v, span: Span, e, what: str) -> list:
+        """The (tensor, span) items of a list of tensors given as `what` (each item's own span when
+        the list is written out); an empty list or an item that is no tensor is an error there."""
+        if not isinstance(v, tuple):
+            raise self.fail(C.NOT_A_TENSOR, f"{what} must be a list of tensors, not {type_name(v)}", span,
+                            "write the tensors as a list: [a, b]")
+        if not v:
+            raise self.fail(C.MISSING_ARGUMENT, f"{what} is an empty list; it needs at least one tensor", span)
+        spans = ([x.span for x in e.items] if isinstance(e, A.ListExpr) and len(e.items) == len(v)
+                 else [span] * len(v))
+        for i, (x, sp) in enumerate(zip(v, spans)):
+            if x is POISON:
+                raise Abort()
+            if not isinstance(x, TensorV):
+                raise self.fail(C.NOT_A_TENSOR, f"item {i} of {what} is {type_name(x)}; the list must hold tensors only",
+                                sp)
+        return list(zip(v, spans))
 
     def apply_op(self, d: ops.OpDef, inputs, pos, kw, ctx: Ctx, bind, span: Span, fspan: Span,
                  stage_path: str | None):
@@ -481,21 +509,33 @@ class Lowerer(Evaluator):
 
     # ------------------------------------------------------------------ blocks
     def call_block(self, b: A.Block, x, xspan: Span, pos, kw, ctx: Ctx, bind, span: Span,
-                   stage_path: str | None):
-        if not isinstance(x, TensorV):
-            raise self.fail(C.NOT_A_TENSOR, f"the first argument of block '{b.name}' must be a tensor, not "
-                            f"{type_name(x)}", xspan)
+                   stage_path: str | None, args=(), kwargs=None):
+        params = b.params
+        if stage_path is not None:
+            several = [p for p in params[1:] if tensor_kind(p)]
+            if tensor_kind(params[0]) == "list" or several:
+                why = (f"its input '{params[0].name}' is a list of tensors" if not several
+                       else f"it takes several tensors (parameter '{several[0].name}')")
+                raise self.fail(C.NOT_A_TENSOR, f"block '{b.name}' cannot be a seq stage: {why}", span,
+                                "a seq stage takes the previous stage's output only; call the block outside the seq")
+        exprs = {p.name: a for p, a in zip(params, args)}
+        exprs.update(kwargs or {})
+        x = self.block_tensor_arg(b, params[0], x, xspan, exprs.get(params[0].name), first=True, declared=False)
         if ctx.depth >= MAX_DEPTH:
             raise self.fail(C.EXPANSION_TOO_LARGE, f"blocks are nested more than {MAX_DEPTH} deep", span)
-        params = b.params
         if len(pos) > len(params) - 1:
             raise self.fail(C.WRONG_NUMBER_OF_ARGUMENTS, f"block '{b.name}' takes {len(params) - 1} argument"
                             f"{'s' if len(params) != 2 else ''} after its input, got {len(pos)}", span)
-        env: dict[str, Any] = {params[0].name: x}
         if params[0].type is not None and params[0].type.name != "Tensor":
             raise self.fail(C.TYPE_MISMATCH, f"the first parameter of block '{b.name}' is its input tensor",
                             params[0].span)
-        self.check_declared_input(b, x, xspan)
+        if isinstance(x, TensorV):
+            self.check_declared_input(b, params[0], x, xspan)
+        env: dict[str, Any] = {}
+        sig: list[tuple[str, Any]] = []
+        multi = tensor_kind(params[0]) == "list" or any(tensor_kind(p) for p in params[1:])
+        env[params[0].name] = x
+        sig.append((params[0].name, tuple(t.nid for t in x) if isinstance(x, tuple) else x.nid))
         given = {p.name: (v, sp) for p, (v, sp) in zip(params[1:], pos)}
         for k, (v, sp, nsp) in kw.items():
             if k not in [p.name for p in params[1:]]:
@@ -509,12 +549,24 @@ class Lowerer(Evaluator):
                 v, sp = given[p.name]
             elif p.default is not None:
                 v, sp = self.eval(p.default, Ctx(ctx.scope, dict(env), ctx.depth)), p.default.span
+                exprs[p.name] = p.default
             else:
                 raise self.fail(C.MISSING_ARGUMENT, f"block '{b.name}' needs argument '{p.name}'", span)
+            if v is POISON:
+                raise Abort()
+            if tensor_kind(p):
+                v = self.block_tensor_arg(b, p, v, sp, exprs.get(p.name), first=False)
+                sig.append((p.name, tuple(t.nid for t in v) if isinstance(v, tuple) else v.nid))
+                env[p.name] = v
+                continue
             if isinstance(v, TensorV):
-                raise self.fail(C.NOT_A_TENSOR, f"only the first argument of block '{b.name}' may be a tensor", sp,
-                                "pass further tensors by combining them before the call")
+                raise self.fail(C.NOT_A_TENSOR, f"parameter '{p.name}' of block '{b.name}' is a compile-time value, "
+                                f"not a tensor", sp, f"declare it '{p.name}: Tensor' to pass a tensor")
+            if isinstance(v, tuple) and any(isinstance(t, TensorV) for t in v):
+                raise self.fail(C.NOT_A_TENSOR, f"parameter '{p.name}' of block '{b.name}' is a compile-time value, "
+                                f"not a list of tensors", sp, f"declare it '{p.name}: Tensor[]' to pass a list of tensors")
             env[p.name] = self.check_param_type(p, v, sp, f"block '{b.name}'")
+        first_in = sig[0][1][0] if isinstance(sig[0][1], tuple) else sig[0][1]
         if stage_path is not None:
             path = stage_path
         elif bind:
@@ -547,27 +599,50 @@ class Lowerer(Evaluator):
                 raise Abort()
             if not isinstance(v, TensorV):
                 raise self.fail(C.NOT_A_TENSOR, f"block '{b.name}' must return tensors, not {type_name(v)}", e.span)
-        self.b.scopes.append(Scope(path, "block", b.name, ctx.scope, x.nid, tuple(v.nid for v, _ in outs), span))
+        self.b.scopes.append(Scope(path, "block", b.name, ctx.scope, first_in, tuple(v.nid for v, _ in outs), span,
+                                   tuple(sig) if multi else ()))
         if len(outs) == 1:
             self.b.values[path] = outs[0][0].nid
             return outs[0][0]
         return TupleV(tuple(v for v, _ in outs))
 
-    def check_declared_input(self, b: A.Block, x: TensorV, xspan: Span) -> None:
+    def block_tensor_arg(self, b: A.Block, p: A.Param, v, span: Span, e, first: bool, declared: bool = True):
+        """The value of a tensor parameter (`x`, `skip: Tensor`, `xs: Tensor[]`) of block `b`,
+        checked: a tensor (of the declared shape) or a non-empty list of tensors."""
+        what = "the first argument" if first else f"argument '{p.name}'"
+        if tensor_kind(p) == "list":
+            if isinstance(v, TensorV):
+                raise self.fail(C.NOT_A_TENSOR, f"{what} of block '{b.name}' must be a list of tensors, not "
+                                f"{type_name(v)}", span, "write it as a list: [x]")
+            return tuple(t for t, _ in self.tensor_list(v, span, e, f"{what} of block '{b.name}'"))
+        if not isinstance(v, TensorV):
+            hint = None
+            if isinstance(v, tuple) and v and all(isinstance(t, TensorV) for t in v):
+                hint = f"declare the parameter '{p.name}: Tensor[]' to take a list of tensors"
+            raise self.fail(C.NOT_A_TENSOR, f"{what} of block '{b.name}' must be a tensor, not {type_name(v)}",
+                            span, hint)
+        if declared:
+            self.check_declared_input(b, p, v, span)
+        return v
+
+    def check_declared_input(self, b: A.Block, p: A.Param, x: TensorV, xspan: Span) -> None:
         """`block B(x: Tensor[N, 64, H, W])`: the rank and the integer dimensions are checked
         at each use (a symbol matches any size)."""
-        t = b.params[0].type
+        t = p.type
         if t is None or t.dims is None:
             return
         want = ops.fmt_shape(t.dims)
-        note = [Note(f"'{b.name}' declares its input as Tensor{want}", t.span)]
+        first = p is b.params[0]
+        which = "input" if first else f"argument '{p.name}'"
+        note = [Note(f"'{b.name}' declares its {which} as Tensor{want}", t.span)]
         if len(t.dims) != len(x.shape):
-            raise self.fail(C.WRONG_TENSOR_RANK, f"block '{b.name}' takes a {len(t.dims)}-D input, got a {len(x.shape)}-D "
-                            f"tensor of shape {ops.fmt_shape(x.shape)}", xspan, notes=note)
+            raise self.fail(C.WRONG_TENSOR_RANK, f"block '{b.name}' takes a {len(t.dims)}-D {which}, got a "
+                            f"{len(x.shape)}-D tensor of shape {ops.fmt_shape(x.shape)}", xspan, notes=note)
         for i, (w, d) in enumerate(zip(t.dims, x.shape)):
             if isinstance(w, int) and w != d:
-                raise self.fail(C.SHAPE_MISMATCH, f"dimension {i} of the input of block '{b.name}' must be {w}, got {d} "
-                                f"(shape {ops.fmt_shape(x.shape)})", xspan, notes=note)
+                raise self.fail(C.SHAPE_MISMATCH, f"dimension {i} of {'the ' if first else ''}{which} of block "
+                                f"'{b.name}' must be {w}, "
+                                f"got {d} (shape {ops.fmt_shape(x.shape)})", xspan, notes=note)
 
     def _add_note(self, n0: int, notes) -> None:
         # Errors inside a block instance say which instance (the call site).
@@ -682,6 +757,15 @@ class Lowerer(Evaluator):
         if self.b.idle > MAX_EXPANDED:
             raise self.fail(C.EXPANSION_TOO_LARGE, f"the seq's if/repeat/for stages run more than {MAX_EXPANDED:,} times "
                             "without adding a stage", st.span, "remove loops that expand to no stage")
+
+
+def tensor_kind(p: A.Param) -> str | None:
+    """What a block parameter takes: "list" (`xs: Tensor[]`), "tensor" (`skip: Tensor`,
+    `skip: Tensor[N, 8, H, W]`) or None (a compile-time value; the first parameter, the
+    block's input, is a tensor unless declared a list)."""
+    if p.type is None or p.type.name != "Tensor":
+        return None
+    return "list" if p.type.is_list else "tensor"
 
 
 def _flatten_outputs(outs):

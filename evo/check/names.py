@@ -174,6 +174,16 @@ class _BodyChecker:
 
     def block_arity(self, b: A.Block, call, stage: bool) -> None:
         params = b.params
+        if stage:
+            several = [p for p in params[1:] if p.type is not None and p.type.name == "Tensor"]
+            first = params[0].type
+            if several or (first is not None and first.is_list):
+                why = (f"it takes several tensors (parameter {q(several[0].name)})" if several
+                       else f"its input {q(params[0].name)} is a list of tensors")
+                self.col.error(C.NOT_A_TENSOR, f"block {q(b.name)} cannot be a seq stage: {why}", call.span,
+                               "a seq stage takes the previous stage's output only; call the block outside the seq",
+                               [Note(f"{q(b.name)} is defined here", b.name_span)])
+                return
         npos = len(call.args) + (0 if stage else 0)
         # In a call the first parameter (the input tensor) is the first positional
         # argument; in a seq stage it is implicit.

@@ -189,7 +189,7 @@ def free_after_last_use(statements: list[tuple[str, list[str], list[str]]], keep
     return lines
 
 
-def _forward_body(fwd: list[tuple[str, list[str], list[str]]], rets: list[str], arg: str,
+def _forward_body(fwd: list[tuple[str, list[str], list[str]]], rets: list[str], params: set[str],
                   train_rets: list[str] | None = None) -> list[str]:
     """The lines of a forward from its statements (line, variables set, variables read).
 
@@ -207,7 +207,7 @@ def _forward_body(fwd: list[tuple[str, list[str], list[str]]], rets: list[str], 
         in_eval = {id(st) for st in kept}
         train = [st for st in _needed_statements(fwd, rets + train_rets) if id(st) not in in_eval]
     train_reads = {v for st in train for v in st[2]}
-    lines = free_after_last_use(kept, {*rets, arg, *train_reads})
+    lines = free_after_last_use(kept, {*rets, *params, *train_reads})
     if train_rets:
         lines.append("if self.training:")
         lines.extend("    " + st[0] for st in train)
@@ -305,12 +305,26 @@ class ModuleGen:
     def block_class(self, s: Scope, network: bool = False) -> str:
         namer = Namer()
         var: dict[int, str] = {}
+        lists: dict[tuple, str] = {}  # node ids of a list parameter -> its name in forward
         inp = self.g.node(s.input)
         if network:
             arg = namer.fresh(inp.name or "x")
+        elif s.args:  # several tensor parameters, or a list: forward takes them under their names
+            names = []
+            for pname, v in s.args:
+                a = namer.fresh(pname)
+                names.append(a)
+                if isinstance(v, tuple):
+                    lists.setdefault(tuple(v), a)
+                    for i, nid in enumerate(v):
+                        var.setdefault(nid, f"{a}[{i}]")
+                else:
+                    var.setdefault(v, a)
+            arg = ", ".join(names)
         else:
             arg = namer.fresh("x")
-        var[s.input] = arg
+        var.setdefault(s.input, arg)
+        params = {*var.values(), *arg.split(", ")}  # the forward's parameters (and their items): never deleted
         init: list[str] = []
         fwd: list[tuple[str, list[str], list[str]]] = []  # (line, variables set, variables read)
         registered: set[str] = set()
@@ -320,7 +334,7 @@ class ModuleGen:
             if n.op == Op.INPUT:
                 continue
             if n.scope == s.path:
-                self.emit_node(n, s, var, namer, init, fwd, registered)
+                self.emit_node(n, s, var, namer, init, fwd, registered, lists)
             else:
                 child = self.direct_child(s.path, n.scope)
                 if child in done_children:
@@ -331,8 +345,9 @@ class ModuleGen:
                 init.append(self.register(name, self.module_expr(cs)))
                 registered.add(name)
                 outs = [namer.fresh(self._out_name(cs, name)) for _ in cs.outputs]
-                call = f"{module_ref('self', name)}({var[cs.input]})"
-                fwd.append((f"{', '.join(outs)} = {call}", outs, [var[cs.input]]))
+                ins, reads = self.scope_args(cs, var)
+                call = f"{module_ref('self', name)}({', '.join(ins)})"
+                fwd.append((f"{', '.join(outs)} = {call}", outs, reads))
                 for o, v in zip(cs.outputs, outs):
                     var[o] = v
         for cs in self.children.get(s.path, []):
@@ -344,8 +359,19 @@ class ModuleGen:
         rets = [var[o] for o in s.outputs]
         train_rets = [var[o] for o in self.g.train_outputs] if network else []
         doc = f"network {s.label}" if network else f"block {s.label}"
-        cls = _ClassDef("", "nn.Module", doc, init, _forward_body(fwd, rets, arg, train_rets), arg)
+        cls = _ClassDef("", "nn.Module", doc, init, _forward_body(fwd, rets, params, train_rets), arg)
         return self.add_class(cls, s.label)
+
+    @staticmethod
+    def scope_args(cs: Scope, var: dict) -> tuple[list[str], list[str]]:
+        """The arguments of a call of child scope `cs` (a list argument as a list display) and
+        the variables they read."""
+        if not cs.args:
+            return [var[cs.input]], [var[cs.input]]
+        ins = []
+        for _, v in cs.args:
+            ins.append("[" + ", ".join(var[i] for i in v) + "]" if isinstance(v, tuple) else var[v])
+        return ins, sorted({var[i] for i in cs.input_ids()})
 
     def _scope_nodes(self, s: Scope):
         # the nodes of scope s and its descendants, in order
@@ -362,7 +388,7 @@ class ModuleGen:
         return f"self._modules[{name!r}] = {ctor}"
 
     def emit_node(self, n: Node, s: Scope, var: dict, namer: Namer, init: list, fwd: list,
-                  registered: set) -> None:
+                  registered: set, lists: dict | None = None) -> None:
         d = ops.of_node(n)
         ins = [var[i] for i in n.inputs]
         shapes = [self.g.node(i).shape for i in n.inputs]
@@ -385,7 +411,12 @@ class ModuleGen:
             registered.add(name)
             fwd.append((f"{out} = {module_ref('self', name)}({', '.join(ins)})", [out], ins))
         else:
-            expr = d.functional(n.attr_dict, ins)
+            whole = (lists or {}).get(tuple(n.inputs)) if d.n_inputs is None and d.functional_list else None
+            if whole is not None:  # the block's list parameter, whole: `torch.cat(xs, 1)`
+                expr = d.functional_list(n.attr_dict, whole)
+                ins = [whole]
+            else:
+                expr = d.functional(n.attr_dict, ins)
             train = d.training(n.attr_dict, ins, shapes) if d.training is not None else None
             if train is not None:  # differs in training (stochastic depth): torch's semantics there
                 expr = f"{train} if self.training else {expr}"

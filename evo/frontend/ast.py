@@ -187,6 +187,7 @@ Stmt = Union[Assign, Return, If]
 class TypeRef(Node):
     name: str
     dims: tuple[Union[int, str], ...] | None
+    is_list: bool = False  # `Tensor[]`: a list of tensors (a block parameter)
 
 
 @dataclass(frozen=True)

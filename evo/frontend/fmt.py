@@ -282,7 +282,9 @@ class _Printer:
             s = show(p.name)
             if p.type is not None:
                 s += f": {show(p.type.name)}"
-                if p.type.dims is not None:
+                if p.type.is_list:
+                    s += "[]"
+                elif p.type.dims is not None:
                     s += "[" + ", ".join(show(d) if isinstance(d, str) else str(d) for d in p.type.dims) + "]"
             if p.default is not None:
                 s += f" = {expr(p.default)}"

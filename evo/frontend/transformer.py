@@ -116,6 +116,10 @@ class ToAst(Transformer):
             dims = tuple(d for d in c[1:] if d is not None)
         return A.TypeRef(self._span(meta), name, dims)
 
+    @v_args(meta=True)
+    def type_list(self, meta, c):
+        return A.TypeRef(self._span(meta), self._id(c[0]), None, True)
+
     def dim(self, c):
         tok = c[0]
         return int(str(tok).replace("_", "")) if tok.type == "INT" else self._id(tok)

@@ -80,6 +80,20 @@ class Scope:
     input: int             # node id of the value that enters the scope
     outputs: tuple[int, ...]
     span: Span
+    # A block with several tensor parameters or a list parameter (`block B(xs: Tensor[],
+    # skip: Tensor)`): its tensor parameters in order, each (name, node id) or (name,
+    # (node ids...)) for a list; empty for a block of one tensor input (`input`, which is
+    # otherwise the first tensor passed).
+    args: tuple[tuple[str, Any], ...] = ()
+
+    def input_ids(self) -> tuple[int, ...]:
+        """Every node id that enters the scope (its input, or all its tensor arguments)."""
+        if not self.args:
+            return (self.input,)
+        out: list[int] = []
+        for _, v in self.args:
+            out.extend(v if isinstance(v, tuple) else (v,))
+        return tuple(out)
 
 
 @dataclass(frozen=True)

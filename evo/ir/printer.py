@@ -44,10 +44,16 @@ def print_graph(g: Graph) -> str:
         lines.append("  training return " + ", ".join(f"%{o}" for o in g.train_outputs))
     for s in g.scopes:
         if s.path:
-            lines.append(f"  scope {show_module_path(s.path)}: {s.kind} {show_listed(s.label)} in=%{s.input} out="
+            lines.append(f"  scope {show_module_path(s.path)}: {s.kind} {show_listed(s.label)} in={_scope_in(s)} out="
                          + ",".join(f"%{o}" for o in s.outputs))
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _scope_in(s) -> str:
+    if not s.args:
+        return f"%{s.input}"
+    return ",".join(f"[{','.join(f'%{i}' for i in v)}]" if isinstance(v, tuple) else f"%{v}" for _, v in s.args)
 
 
 def print_graphs(graphs) -> str:

@@ -155,6 +155,9 @@ class OpDef:
     n_inputs: int | None = 1  # None: variadic (concat)
     module: Callable[[dict, list[tuple]], str] | None = None  # nn.Module constructor source
     functional: Callable[[dict, list[str]], str] | None = None  # expression over input names
+    # a variadic op applied to a whole list (a block's `xs: Tensor[]` parameter, in order): the expression
+    # over the list's name (`torch.cat(xs, 1)`, as torch writes it); None: `functional` over its items
+    functional_list: Callable[[dict, str], str] | None = None
     # (attrs, input names, input shapes) -> the expression in training mode, where it differs from
     # `functional` (the inference form): a network's generated forward writes
     # `<training> if self.training else <functional>`

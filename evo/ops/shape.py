@@ -213,11 +213,13 @@ def _concat_call(b, shapes):
 register(OpDef(
     "concat", (ParamSpec("dim", "int", 1),), _concat_shape, n_inputs=None,
     functional=lambda a, xs: f"torch.cat(({', '.join(xs)},), {lit(a['dim'])})",
+    functional_list=lambda a, xs: f"torch.cat({xs}, {lit(a['dim'])})",
     torch="torch.cat", doc="concatenate tensors along a dimension", grad=_concat_grad,
     cost=lambda W, a, ins, out: W.CopyWorkload(sum(numel(s) for s in ins), numel(out)),
     imports=Imports(calls=(Call(("torch.cat", "torch.concat", "torch.concatenate", "aten.cat", "aten.concat"),
                                 ("tensors", "dim"), _concat_call, {"dim": 0},
                                 tensors=("tensors",),
                                 constant="concatenates something other than a list of tensors"),)),
-    doc_call="concat(a, b, ..., dim=1)", doc_args="tensors first, then `dim` int (1), in range",
+    doc_call="concat(a, b, ..., dim=1)", doc_args="tensors first, or one list of tensors (`concat(xs)`), "
+                                                  "then `dim` int (1), in range",
     doc_shape="one or more tensors of one rank (E0300), equal outside `dim` (E0301); the sizes along `dim` add up"))

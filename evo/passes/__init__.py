@@ -31,7 +31,7 @@ def dead_code_elimination(g: Graph) -> Graph:
         while path not in kept and path in scopes:
             kept.add(path)
             s = scopes[path]
-            work.append(s.input)
+            work.extend(s.input_ids())
             work.extend(s.outputs)
             path = s.parent or ""
 
@@ -46,7 +46,7 @@ def dead_code_elimination(g: Graph) -> Graph:
             keep_scope(n.scope)
         # a scope without nodes (a block returning its input) whose values are live
         for s in g.scopes:
-            if s.path not in kept and s.input in live and all(o in live for o in s.outputs):
+            if s.path not in kept and all(i in live for i in s.input_ids()) and all(o in live for o in s.outputs):
                 keep_scope(s.path)
         if not work:
             break

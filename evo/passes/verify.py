@@ -70,6 +70,6 @@ def verify(g: Graph) -> Graph:
         if nid not in seen:
             raise IRError(f"{g.name}: value path {p!r} names missing node {nid}")
     for s in g.scopes:
-        if s.input not in seen or any(o not in seen for o in s.outputs):
+        if any(i not in seen for i in s.input_ids()) or any(o not in seen for o in s.outputs):
             raise IRError(f"{g.name}: scope {s.path!r} refers to a missing node")
     return g
