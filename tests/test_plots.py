@@ -31,17 +31,23 @@ def _labels(fig):
 
 @pytest.mark.parametrize("fmt", ["png", "svg", "pdf"])
 def test_cost_plots_render_each_format_deterministically(tmp_path, fmt):
+    """The plot functions return the bytes (and write them to a stream given); a file is written by
+    the caller: CostReport.plot(path) through evo.fileio, the format by the suffix."""
     from evo.cost import plot
+    from evo.cost.network import CostReport
 
     net = _net()
     for name, fn in (("roofline", plot.plot_roofline), ("levels", plot.plot_levels), ("both", plot.plot_network)):
-        p = tmp_path / f"{name}.{fmt}"
-        fn(net, str(p))
-        data = p.read_bytes()
+        data = fn(net, format=fmt)
         assert data.startswith(MAGIC[fmt]) and len(data) > 1000, name
         again = io.BytesIO()
-        fn(net, again, format=fmt)
+        assert fn(net, again, format=fmt) == data
         assert again.getvalue() == data, name  # byte for byte
+        with pytest.raises(TypeError, match="write_atomic"):
+            fn(net, str(tmp_path / f"{name}.{fmt}"), format=fmt)  # the library writes no file
+    p = tmp_path / f"report.{fmt}"
+    rep = CostReport(network="n", hardware="Eyeriss", batch=1, objective="latency", cost=net, params=0)
+    assert rep.plot(p) == p and p.read_bytes() == plot.plot_network(net, format=fmt)
     if fmt == "svg":
         assert b"Date" not in data and b"Matplotlib v" not in data
     if fmt == "pdf":
@@ -64,7 +70,9 @@ def test_cost_plot_axes_carry_units():
     both = _labels(plot.network_figure(net))
     assert len(both) == 2 and all(lx.endswith(")") and ly.endswith(")") for lx, ly in both)
     with pytest.raises(ValueError, match=r"\.png, \.svg or \.pdf"):
-        plot.plot_roofline(net, "roof.jpg")
+        plot.plot_format("roof.jpg")
+    with pytest.raises(ValueError, match=r"\.png, \.svg or \.pdf"):
+        plot.plot_roofline(net, format="jpg")
 
 
 class _P:

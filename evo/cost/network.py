@@ -195,11 +195,18 @@ class CostReport:
         return to_csv(self.cost)
 
     def plot(self, path, format: str | None = None):
-        """Roofline and energy per level, side by side, written to `path` (a file name or a
-        binary file object) as PNG, SVG or PDF, chosen by the suffix or `format`."""
-        from evo.cost.plot import plot_network
+        """Roofline and energy per level, side by side, written to `path` (a file name, through
+        evo.fileio's atomic writer, or a binary file object) as PNG, SVG or PDF, chosen by the
+        suffix or `format` (a file object: png by default).  Returns `path`."""
+        from evo.cost.plot import network_figure, plot_format, render
 
-        return plot_network(self.cost, path, format=format)
+        if hasattr(path, "write"):
+            path.write(render(network_figure(self.cost), format or "png"))
+            return path
+        from evo.fileio import write_atomic
+
+        write_atomic(path, render(network_figure(self.cost), plot_format(path, format)))
+        return path
 
     def render_plot(self, format: str = "png") -> bytes:
         """The bytes of :meth:`plot` as `format` (png, svg or pdf)."""

@@ -7,18 +7,19 @@
   (B, SI-prefixed) per memory level.
 * :func:`network_figure`: both panels side by side in one figure.
 
-Every axis carries its unit.  :func:`save_figure` writes a figure as PNG, SVG or PDF,
-chosen by the file's suffix (or ``format=``), deterministically: the same figure gives
-the same bytes (no date, no software version, a fixed SVG hash salt).  The
-``plot_*`` functions render and save in one call; their target is a path or a binary
-file object.
+Every axis carries its unit.  :func:`render` gives a figure's bytes as PNG, SVG or PDF,
+deterministically: the same figure gives the same bytes (no date, no software version, a
+fixed SVG hash salt).  The ``plot_*`` functions draw and render in one call and return the
+bytes (and write them to a binary stream when given one).  This library writes no file:
+the caller does, through `evo.fileio.write_atomic` (`CostReport.plot(path)`, `evoc cost
+--plot`), with :func:`plot_format` choosing the format by the file's suffix.
 """
 
 from __future__ import annotations
 
 import io
 import os
-from typing import Any
+from typing import IO
 
 from evo.cost.model import NetworkCost
 from evo.cost.si import si_prefix
@@ -33,7 +34,6 @@ __all__ = [
     "plot_roofline",
     "render",
     "roofline_figure",
-    "save_figure",
 ]
 
 PLOT_FORMATS = ("png", "svg", "pdf")
@@ -63,25 +63,25 @@ def plot_format(path: str | os.PathLike, format: str | None = None) -> str:
     return fmt
 
 
-def save_figure(fig, target: Any, format: str | None = None) -> Any:
-    """Write `fig` to `target` (a path, or a binary file object with `format`, default
-    png) as PNG, SVG or PDF, byte for byte the same for the same figure.  Returns target."""
+def render(fig, format: str = "png") -> bytes:
+    """The bytes of `fig` saved as `format` (png, svg or pdf), byte for byte the same for the same
+    figure."""
     import matplotlib
 
-    if hasattr(target, "write"):
-        fmt = plot_format("", format or "png")
-    else:
-        fmt = plot_format(target, format)
-    with matplotlib.rc_context(_RC):
-        fig.savefig(target, format=fmt, dpi=DPI, metadata=_METADATA[fmt], facecolor="white")
-    return target
-
-
-def render(fig, format: str = "png") -> bytes:
-    """The bytes of `fig` saved as `format` (png, svg or pdf)."""
+    fmt = plot_format("", format or "png")
     buf = io.BytesIO()
-    save_figure(fig, buf, format)
+    with matplotlib.rc_context(_RC):
+        fig.savefig(buf, format=fmt, dpi=DPI, metadata=_METADATA[fmt], facecolor="white")
     return buf.getvalue()
+
+
+def _out(data: bytes, stream: IO[bytes] | None) -> bytes:
+    if stream is not None:
+        if not hasattr(stream, "write"):
+            raise TypeError("the plot functions return the bytes and write them to a binary stream only; "
+                            "write a file with CostReport.plot(path) or evo.fileio.write_atomic(path, data)")
+        stream.write(data)
+    return data
 
 
 def _figure(width_px: int, height_px: int):
@@ -190,15 +190,20 @@ def network_figure(net: NetworkCost, metric: str = "energy", size: tuple[int, in
     return fig
 
 
-def plot_roofline(net: NetworkCost, path: Any, size: tuple[int, int] = (800, 600), *, format: str | None = None):
-    return save_figure(roofline_figure(net, size), path, format)
+def plot_roofline(net: NetworkCost, stream: IO[bytes] | None = None, size: tuple[int, int] = (800, 600), *,
+                  format: str = "png") -> bytes:
+    """The roofline as `format` (png, svg or pdf): the bytes, also written to `stream` when given."""
+    return _out(render(roofline_figure(net, size), format), stream)
 
 
-def plot_levels(net: NetworkCost, path: Any, metric: str = "energy", size: tuple[int, int] = (1000, 600), *,
-                format: str | None = None):
-    return save_figure(levels_figure(net, metric, size), path, format)
+def plot_levels(net: NetworkCost, stream: IO[bytes] | None = None, metric: str = "energy",
+                size: tuple[int, int] = (1000, 600), *, format: str = "png") -> bytes:
+    """Energy (or bytes) per level and op as `format`: the bytes, also written to `stream` when given."""
+    return _out(render(levels_figure(net, metric, size), format), stream)
 
 
-def plot_network(net: NetworkCost, path: Any, metric: str = "energy", *, format: str | None = None):
-    """Roofline and per-level bars side by side, one file (PNG, SVG or PDF by suffix)."""
-    return save_figure(network_figure(net, metric), path, format)
+def plot_network(net: NetworkCost, stream: IO[bytes] | None = None, metric: str = "energy", *,
+                 format: str = "png") -> bytes:
+    """Roofline and per-level bars side by side as `format`: the bytes, also written to `stream`
+    when given."""
+    return _out(render(network_figure(net, metric), format), stream)

@@ -577,11 +577,15 @@ class EvolveResult:
     def plot(self, path, format: str | None = None):
         """Write :meth:`figure` to `path` (a file name, or a binary file object) as PNG,
         SVG or PDF, chosen by the suffix or `format`."""
-        from evo.cost.plot import save_figure
+        from evo.cost.plot import plot_format, render
 
-        target = path if hasattr(path, "write") else str(path)
-        save_figure(self.figure(), target, format)
-        return path if hasattr(path, "write") else Path(path)
+        if hasattr(path, "write"):
+            path.write(render(self.figure(), format or "png"))
+            return path
+        from evo.fileio import write_atomic
+
+        write_atomic(path, render(self.figure(), plot_format(path, format)))
+        return Path(path)
 
     # -- write-back -----------------------------------------------------------------
     def tier_name(self, point) -> str:
