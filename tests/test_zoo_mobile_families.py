@@ -85,10 +85,11 @@ FAMILIES = {
                                                      "concat(parts[0], branch2)", "transpose(view(concat, [-1, 2, "
                                                      "concat.channels // 2, concat.height, concat.width]), 1, 2)",
                                                      "block InvertedResidual(x"], 60),
-    # the dense layer takes the list of previous features and concatenates them first: it is one
-    # block of one input, the concat written at each call site
-    "densenet121": ("DenseNet", "features", ["block _DenseLayer(x)", "denselayer1 = _DenseLayer(x)",
-                                             "denselayer2 = _DenseLayer(concat(x, denselayer1))",
+    # the dense layer takes the list of previous features and concatenates them first, as torch's
+    # does: a block taking a list (`inputs: Tensor[]`), called with the growing list
+    "densenet121": ("DenseNet", "features", ["block _DenseLayer(inputs: Tensor[])", "concat(inputs)",
+                                             "denselayer1 = _DenseLayer([x])",
+                                             "denselayer2 = _DenseLayer([x, denselayer1])",
                                              "return concat(x, denselayer1, denselayer2)",
                                              "denseblock2 = _DenseBlock(transition1)"], 50),
 }
@@ -136,6 +137,10 @@ def test_family_imports_loads_strict_and_explains_like_autograd(family, tmp_path
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(net(x), model(x), rtol=1e-5, atol=1e-5)
+        if family == "densenet121":  # the generated dense layer is called with a list, as torch's is
+            feats = [torch.randn(2, 8, 8, 8), torch.randn(2, 4, 8, 8)]
+            torch.testing.assert_close(net.features.denseblock1.denselayer2(feats),
+                                       model.features.denseblock1.denselayer2(feats), rtol=1e-5, atol=1e-5)
     top = model(x).argmax(1)
     want = reference_cam(model, x, model.get_submodule(layer), "gradcam", top)
     assert want.dim() == 3 and want.shape[0] == 2 and (want > 0).any()

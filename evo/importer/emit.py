@@ -52,6 +52,7 @@ from evo.importer.tree import (
     SBlock,
     SeqE,
     SOp,
+    TensorsE,
     Variant,
     _mode,
     _rel,
@@ -81,7 +82,7 @@ class Emitter:
     # ---------------------------------------------------------------- prepare
     def prepare(self) -> None:
         resolve_aliases(self.root)
-        hoist_input_concat(self.root)
+        list_input_concat(self.root)
         self.regroup(self.root)
         self.classify(self.root, None)
         r = self.root
@@ -263,7 +264,16 @@ class Emitter:
         names = set()
         for c in insts:
             names |= set(c.module._modules)
-        for cand in ("x", "inp", "input", "x0", "x_in"):
+        cands: tuple[str, ...] = ("x", "inp", "input", "x0", "x_in")
+        if insts and all(c.list_input for c in insts):  # forward's own name for the list (`inputs`)
+            import inspect
+
+            try:
+                ps = list(inspect.signature(type(insts[0].module).forward).parameters)
+            except (TypeError, ValueError):
+                ps = []
+            cands = ((ps[1],) if len(ps) > 1 and legal_name(ps[1]) else ()) + ("inputs", "features", "xs")
+        for cand in cands:
             if cand not in names:
                 return cand
         return "x_"
@@ -311,7 +321,7 @@ class Emitter:
             tpl = m.body(items)
         params = resolve(m, len(insts))
         name_params(params, insts, _bound_names(tpl) | {inp})
-        return Variant("", ci.kind, params, tpl, insts, inp, ci)
+        return Variant("", ci.kind, params, tpl, insts, inp, ci, all(c.list_input for c in insts))
 
     def build_root(self) -> Variant:
         r = self.root
@@ -355,7 +365,7 @@ class Emitter:
     def statements(self, c: Call, inp: str) -> list:
         uses = _uses(c)
         expr_of: dict[Val, Any] = {}
-        if c.inputs:
+        if c.inputs and not c.list_input:
             expr_of[c.inputs[0]] = Name(inp)
         reserved = set(c.module._modules) | {inp} | RESERVED
         bound: set[str] = set()
@@ -387,6 +397,8 @@ class Emitter:
                     e = BinE("+" if it.op == "add" else "*", get(it.inputs[0]), get(it.inputs[1]))
                 elif it.op == "@index":
                     e = IndexE(get(it.inputs[0]), it.args["index"])
+                elif c.list_input and it is c.items[0]:  # the leading concat of the list: `concat(inputs)`
+                    e = OpE(it.op, [Name(inp)], _arg_nodes(it, None, get))
                 else:
                     loc = rel if rel and legal_name(rel) else None
                     e = OpE(it.op, [get(v) for v in it.inputs], _arg_nodes(it, loc, get))
@@ -408,7 +420,8 @@ class Emitter:
                     e = SeqE(get(it.inputs[0]), self.stage_list(it))
                 else:
                     v = self.variant_of[it]
-                    e = BlockE(v, get(it.inputs[0]), self.call_args(v, it, rel if legal_name(rel) else None))
+                    arg = TensorsE([get(x) for x in it.inputs]) if it.list_input else get(it.inputs[0])
+                    e = BlockE(v, arg, self.call_args(v, it, rel if legal_name(rel) else None))
                 if bindable(rel) and rel not in bound:
                     name = rel
                 elif _has_state(it.module):
@@ -453,7 +466,7 @@ class Emitter:
         return used
 
     def render_params(self, v: Variant) -> str:
-        out = [v.inp]
+        out = [f"{v.inp}: Tensor[]" if v.list_input else v.inp]
         for p in v.params:
             s = f"{p.name}: {p.kind}"
             if p.has_default:
@@ -606,25 +619,43 @@ def resolve_aliases(root: Call) -> None:
     subst(root)
 
 
-def hoist_input_concat(c: Call) -> None:
-    """A module that takes several tensors and first concatenates them all (DenseNet's _DenseLayer,
-    called with the list of previous features) becomes a block of one input: the concat moves to
-    the call site (`denselayer2 = DenseLayer(concat(x, denselayer1))`)."""
-    items: list = []
+def list_input_concat(c: Call) -> None:
+    """A module called with one list of tensors that first concatenates them all (DenseNet's
+    _DenseLayer, `torch.cat(inputs, 1)`) becomes a block taking the list (`inputs: Tensor[]`,
+    `concat(inputs)` first; called `_DenseLayer([x, denselayer1])`).  The list of one tensor
+    (torch.cat of [x], which the tracer records as no step) gets its concat back, so that every
+    instance has the same body."""
     for it in c.items:
+        if not isinstance(it, Call):
+            continue
+        list_input_concat(it)
+        if not it.list_input or not it.inputs:
+            it.list_input = False
+            continue
+        first = it.items[0] if it.items else None
+        leading = (isinstance(first, Step) and first.op == "concat" and first.path is None
+                   and first.inputs == it.inputs)
+        if len(it.inputs) == 1 and not leading:
+            v = it.inputs[0]
+            out = Val(v.shape)
+            _substitute(it, v, out)
+            first = Step("concat", {"dim": 1}, [v], out, origin="torch.cat")
+            it.items.insert(0, first)
+            leading = True
+        if (not leading or any(v in it.inputs for x in it.items[1:] for v in _item_inputs(x))
+                or any(v in it.inputs for v in it.outputs)):
+            it.list_input = False  # the list is used otherwise: not a list block
+            continue
+        it.n_tensor_args = 1
+
+
+def _substitute(c: Call, old: Val, new: Val) -> None:
+    """Every read of `old` inside `c` (its steps and nested calls) reads `new`."""
+    for it in c.items:
+        it.inputs = [new if v is old else v for v in it.inputs]
         if isinstance(it, Call):
-            hoist_input_concat(it)
-            first = it.items[0] if it.items else None
-            if (it.n_tensor_args > 1 and isinstance(first, Step) and first.op == "concat" and first.path is None
-                    and first.inputs == it.inputs
-                    and not any(v in it.inputs for x in it.items[1:] for v in _item_inputs(x))
-                    and not any(v in it.inputs for v in it.outputs)):
-                items.append(first)
-                it.items = it.items[1:]
-                it.inputs = [first.out]
-                it.n_tensor_args = 1
-        items.append(it)
-    c.items = items
+            _substitute(it, old, new)
+    c.outputs = [new if v is old else v for v in c.outputs]
 
 
 def _bound_names(tpl) -> set[str]:

@@ -34,6 +34,7 @@ from evo.importer.tree import (
     SeqE,
     SIf,
     SOp,
+    TensorsE,
     key,
     legal_name,
     lits_of,
@@ -55,8 +56,9 @@ class Merger:
         self.allow_if = allow_if
         self.holes: list[Hole] = []
         self.extra: list[Param] = []
+        # (a list input has no `.channels`: nothing is written from it)
         self.chan = {i: (c.inputs[0].shape[1] if c.inputs and c.inputs[0].shape and len(c.inputs[0].shape) > 1
-                         else None) for i, c in enumerate(insts)}
+                         and not c.list_input else None) for i, c in enumerate(insts)}
 
     # ---------------------------------------------------------------- nodes
     def node(self, items: list[tuple[int, Any]]):
@@ -77,6 +79,10 @@ class Merger:
         if isinstance(n0, BinE):
             return BinE(n0.op, self.node([(i, n.left) for i, n in items]),
                         self.node([(i, n.right) for i, n in items]))
+        if isinstance(n0, TensorsE):
+            if any(not isinstance(n, TensorsE) or len(n.items) != len(n0.items) for _, n in items):
+                raise NoMerge()
+            return TensorsE([self.node([(i, n.items[k]) for i, n in items]) for k in range(len(n0.items))])
         if isinstance(n0, ListE):
             return ListE([self.node([(i, n.items[k]) for i, n in items]) for k in range(len(n0.items))])
         if isinstance(n0, DimE):

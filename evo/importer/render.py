@@ -32,6 +32,7 @@ from evo.importer.tree import (
     SeqE,
     SIf,
     SOp,
+    TensorsE,
     Variant,
 )
 
@@ -143,6 +144,8 @@ class Renderer:
             return f"{self.expr(n.ref)}[{n.index}]"
         if isinstance(n, ListE):
             return self.arg_text(n)
+        if isinstance(n, TensorsE):
+            return "[" + ", ".join(self.expr(i, True) for i in n.items) + "]"
         if isinstance(n, SeqE):
             return f"seq({self.expr(n.input, True)}) {{\n{self.stages(n.stages, '        ')}}}"
         raise TypeError(type(n))

@@ -55,6 +55,7 @@ class Call:
     parent: Call | None = None
     n_tensor_args: int = 1
     synthetic: bool = False  # a ModuleList/ModuleDict grouped into a seq by the emitter
+    list_input: bool = False  # called with one list of tensors (DenseNet's _DenseLayer(features))
     training: bool = False  # a training-only submodule (`training name = ...`)
 
 
@@ -228,6 +229,8 @@ class _FxConverter:
             nodes = _proxies(rec.args) + _proxies(rec.kwargs)
             call.inputs = [self.val(n) for n in nodes if n not in self.meta]
             call.n_tensor_args = len(call.inputs)
+            call.list_input = (len(rec.args) == 1 and not rec.kwargs and isinstance(rec.args[0], tuple)
+                               and len(nodes) == len(rec.args[0]) == len(call.inputs))
             outs = _proxies(rec.out)
             call.outputs = [self.val(n) for n in outs]
             if rec.out is None or not outs:

@@ -94,6 +94,12 @@ class ListE:
 
 
 @dataclass(eq=False)
+class TensorsE:
+    """A list of tensors passed to a block that takes one (`_DenseLayer([x, denselayer1])`)."""
+    items: list
+
+
+@dataclass(eq=False)
 class DimE:
     """A dimension of a named value: `ref.channels`, `ref.height`, `ref.width`, `ref.shape[i]`,
     optionally divided by a constant (`ref.channels // 2`)."""
@@ -213,6 +219,7 @@ class Variant:
     insts: list  # Call
     inp: str
     cls: ClassInfo
+    list_input: bool = False  # the block's input is a list of tensors (`inputs: Tensor[]`)
 
 
 @dataclass(eq=False)
@@ -276,6 +283,8 @@ def key(n) -> Any:
         return ("S", key(n.input))
     if isinstance(n, ListE):
         return ("List", tuple(key(i) for i in n.items))
+    if isinstance(n, TensorsE):
+        return ("Tensors", tuple(key(i) for i in n.items))
     if isinstance(n, DimE):
         return ("Dim", key(n.ref), n.attr, n.div)
     if isinstance(n, IndexE):
@@ -326,7 +335,7 @@ def lits_of(n, out: list) -> list:
     elif isinstance(n, BinE):
         lits_of(n.left, out)
         lits_of(n.right, out)
-    elif isinstance(n, ListE):
+    elif isinstance(n, (ListE, TensorsE)):
         for x in n.items:
             lits_of(x, out)
     elif isinstance(n, SeqE):
