@@ -705,3 +705,69 @@ def test_library_is_standalone():
                 mods = [node.module]
             for m in mods:
                 assert not (m == "evo" or m.startswith("evo.")) or m.startswith("evo.cost"), (path, m)
+
+
+# ---------------------------------------------------------------------------
+# the search's shortcuts (evolution speed, docs/cost-model.md section 18) against direct forms
+def test_refetch_equals_its_definition():
+    """_refetch (in-place products under a per-candidate flag) against the definition: a
+    dim the tensor does not depend on multiplies the fetches when it sits outside the
+    innermost relevant dim with more than one trip; the PE side's copies take `alt` there
+    and `inside` elsewhere."""
+    import numpy as np
+
+    from evo.cost.mapping import _refetch
+
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        nd, M = int(rng.integers(2, 6)), 12
+        T = [rng.integers(1, 4, M).astype(float) for _ in range(nd)]
+        alt = [rng.integers(1, 5, M).astype(float) for _ in range(nd)]
+        ins = [rng.integers(1, 5, M).astype(float) for _ in range(nd)]
+        order = tuple(int(d) for d in rng.permutation(nd))
+        rel = rng.random(nd) < 0.5
+        mult, copies = _refetch(T, order, rel, M, alt, ins)
+        for m in range(M):
+            inner = max([k for k, d in enumerate(order) if rel[d] and T[d][m] > 1], default=-1)
+            want_m = want_c = 1.0
+            for k, d in enumerate(order):
+                if not rel[d]:
+                    want_m *= T[d][m] if k < inner else 1.0
+                    want_c *= alt[d][m] if k < inner else ins[d][m]
+            assert mult[m] == want_m and copies[m] == want_c
+
+
+def test_window_tables_equal_axis_rows():
+    """The remembered per-window tables give axis_rows for every key, filled in any order."""
+    import numpy as np
+
+    from evo.cost.mapping import Window, _window_lookup
+
+    win = Window("P", "R", 2, 1, 1, 15)
+    rng = np.random.default_rng(1)
+    for _ in range(3):  # later calls find part of the table filled
+        t_out, t_k = rng.integers(1, 10, 20), rng.integers(1, 4, 20)
+        for which in (0, 1):
+            got = _window_lookup(win, t_out, t_k, 8, 3, which)
+            want = [axis_rows(8, min(int(a), 8), 3, min(int(b), 3), 2, 1, 1, 15)[which] for a, b in zip(t_out, t_k)]
+            assert got.tolist() == want
+
+
+def test_enumerated_pe_half_equals_each_candidates_detail():
+    """The PE half's arrays (enumerated without the per-role breakdown, on dim-major arrays)
+    against each candidate re-evaluated alone: latency = max(compute, GLB, PE port) times."""
+    import numpy as np
+
+    from evo.cost.mapping import _Ctx, _pe_side, nest_for
+
+    clear_cache()
+    w = conv2d(1, 6, 4, 7, 7, 3, stride=2, padding=1)
+    for hw in (toy(pes=12, pe=96, glb_bw=8e9), replace(toy(pes=12, pe=96), rows=3, cols=4, dataflow="row_stationary")):
+        la, ea, detail, streaming, ta, Ba, need = _pe_side(_Ctx(nest_for(w), 1.0), hw)
+        assert not streaming and len(la) > 20
+        for i in np.linspace(0, len(la) - 1, 25).astype(int):
+            lm, spatial, roles, recv, cycles, active, tc, tg, tp, off = detail(int(i))
+            assert la[i] == max(tc, tg, tp) and ta[i] == tc and cycles / hw.frequency_hz == tc
+            assert math.prod(v for _, v in spatial) == need[i]
+            e = (tg * hw.glb.bandwidth_bps) * hw.glb.energy_per_byte_j + recv * hw.pe.energy_per_byte_j
+            assert close(ea[i], e)

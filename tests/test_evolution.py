@@ -572,3 +572,32 @@ def test_the_checker_entry_points_build_the_variants_a_written_program_would_giv
     written = C.hardware_gene_values(checked, "S", ("Chip", "global", "size"))
     assert [(q.value, q.dim, q.text) for q in written] == [(256, U.SIZE, "256 B"), (16 * 1024, U.SIZE, "16 KiB"),
                                                           (64 * 1024, U.SIZE, "64 KiB")]
+
+
+def test_neighbours_through_warm_caches_equal_fresh(prog):
+    """A candidate, its hardware-only neighbours (every hardware gene changed in turn) and its
+    network-only neighbours, costed through one warm evaluator (graph op lists and converted
+    tiers reused, mapping halves shared) and each from nothing (fresh evaluator, empty
+    caches, each tier's own PE half): the same figures."""
+    from evo.cost import clear_cache
+    from evo.cost.mapping import share_pe_halves
+    from evo.evolve.driver import Evaluator
+
+    spec = prog.evolves["S"]
+    base = {"width": 8, "depth": 2, "Chip.pes": 64, "Chip.global.size": 16384.0, "Chip.frequency": 200e6}
+    assert set(base) == {g.name for g in spec.genes}
+    other = {"width": 4, "depth": 1, "Chip.pes": 256, "Chip.global.size": 65536.0, "Chip.frequency": 100e6}
+    pts = [base] + [{**base, k: v} for k, v in other.items()]
+    try:
+        clear_cache()
+        warm = Evaluator(prog, "S")
+        cached = [warm(p) for p in pts]
+        assert len(warm.prepared) == 3 and len(warm.converted) == 4  # three graphs, four tiers
+        for p, got in zip(pts, cached):
+            clear_cache()
+            fresh = Evaluator(prog, "S")
+            share_pe_halves(1)
+            assert fresh(p) == got, p
+    finally:
+        clear_cache()
+        share_pe_halves(1)

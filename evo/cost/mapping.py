@@ -404,14 +404,26 @@ def _window_lookup(win: Window, t_out: np.ndarray, t_k: np.ndarray, D_out: int, 
     t_k = np.minimum(t_k, D_k).astype(np.int64, copy=False)
     key = t_out * (D_k + 1) + t_k
     size = (D_out + 1) * (D_k + 1)
-    if size <= _DENSE_LOOKUP:  # mark the keys present (linear time, no sort)
-        seen = np.zeros(size, dtype=bool)
-        seen[key] = True
-        uniq = np.flatnonzero(seen)
-        table = np.zeros(size)
-        table[uniq] = [axis_rows(D_out, int(u // (D_k + 1)), D_k, int(u % (D_k + 1)), win.stride, win.dil,
-                                 win.pad, win.in_len)[which] for u in uniq]
-        return table[key]
+    if size <= _DENSE_LOOKUP:  # a table per window and extents, filled as keys appear (no sort)
+        global _WIN_TABLE_ELEMENTS
+        tkey = (win, D_out, D_k, which)
+        table = _WIN_TABLES.get(tkey)
+        if table is None:
+            if _WIN_TABLE_ELEMENTS + size > _WIN_TABLE_MAX:
+                _WIN_TABLES.clear()
+                _WIN_TABLE_ELEMENTS = 0
+            table = _WIN_TABLES[tkey] = np.full(size, np.nan)
+            _WIN_TABLE_ELEMENTS += size
+        vals = table[key]
+        miss = np.isnan(vals)
+        if miss.any():
+            seen = np.zeros(size, dtype=bool)
+            seen[key[miss]] = True
+            uniq = np.flatnonzero(seen)
+            table[uniq] = [axis_rows(D_out, int(u // (D_k + 1)), D_k, int(u % (D_k + 1)), win.stride, win.dil,
+                                     win.pad, win.in_len)[which] for u in uniq]
+            vals = table[key]
+        return vals
     uniq, inv = np.unique(key, return_inverse=True)
     vals = np.array([axis_rows(D_out, int(u // (D_k + 1)), D_k, int(u % (D_k + 1)), win.stride, win.dil, win.pad,
                                win.in_len)[which] for u in uniq], dtype=np.float64)
@@ -419,6 +431,9 @@ def _window_lookup(win: Window, t_out: np.ndarray, t_k: np.ndarray, D_out: int, 
 
 
 _DENSE_LOOKUP = 1 << 16
+_WIN_TABLES: dict = {}  # (window, output extent, tap extent, which) -> axis_rows(...)[which] by key; NaN: not yet
+_WIN_TABLE_ELEMENTS = 0
+_WIN_TABLE_MAX = 1 << 23  # entries over all tables (64 MiB) before they are dropped
 
 
 def _footprint(ctx: _Ctx, t: TensorSpec, tiles: np.ndarray, which: int) -> np.ndarray:
@@ -426,10 +441,16 @@ def _footprint(ctx: _Ctx, t: TensorSpec, tiles: np.ndarray, which: int) -> np.nd
     M = tiles.shape[0]
     if t.const:
         return np.full(M, float(t.const))
-    f = np.full(M, float(t.count))
-    for d in t.plain:
-        i = ctx.idx[d]
-        f = f * (np.minimum(tiles[:, i], ctx.D[i]) if which == 1 else float(ctx.D[i]))
+    if which == 1:
+        f = np.full(M, float(t.count))
+        for d in t.plain:
+            i = ctx.idx[d]
+            f *= np.minimum(tiles[:, i], ctx.D[i])
+    else:  # whole extents: one number (products of integers, exact in any order)
+        c = float(t.count)
+        for d in t.plain:
+            c *= float(ctx.D[ctx.idx[d]])
+        f = np.full(M, c)
     for win in t.windows:
         io, ik = ctx.idx[win.out], ctx.idx[win.k]
         if which == 1:
@@ -446,12 +467,36 @@ def window_cap(win: Window, t_out, t_k):
     return np.minimum(np.minimum(t_out * t_k, span), win.in_len).astype(np.float64)
 
 
-def _maximal_grid(values: list[np.ndarray], feasible_fn) -> np.ndarray:
-    """All maximal feasible points of the lattice values[0] x values[1] x ... (rows of tile values)."""
+_GRIDS: dict = {}  # (nest, tile values) -> (lattice rows, {tensor name: largest-tile footprint})
+_GRIDS_MAX = 2048
+
+
+def _lattice(ctx: _Ctx, values: list[np.ndarray]) -> tuple[np.ndarray, dict]:
+    """The rows of values[0] x values[1] x ... and a memo of their footprints: a nest's lattice
+    is the same for every capacity, so tiers differing in a buffer size share it."""
+    key = (ctx.nest, tuple(tuple(int(x) for x in v) for v in values))
+    hit = _GRIDS.get(key)
+    if hit is None:
+        if len(_GRIDS) >= _GRIDS_MAX:
+            _GRIDS.clear()
+        shape = tuple(len(v) for v in values)
+        grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+        tiles = np.stack([values[k][g.ravel()] for k, g in enumerate(grids)], axis=1)
+        hit = _GRIDS[key] = (tiles, {})
+    return hit
+
+
+def _maximal_grid(values: list[np.ndarray], feasible_fn, lattice: tuple | None = None) -> np.ndarray:
+    """All maximal feasible points of the lattice values[0] x values[1] x ... (rows of tile values);
+    `lattice`: its rows from :func:`_lattice`, and `feasible_fn(tiles, footprints)`."""
     shape = tuple(len(v) for v in values)
-    grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
-    tiles = np.stack([values[k][g.ravel()] for k, g in enumerate(grids)], axis=1)
-    feas = feasible_fn(tiles).reshape(shape)
+    if lattice is None:
+        grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+        tiles = np.stack([values[k][g.ravel()] for k, g in enumerate(grids)], axis=1)
+        feas = feasible_fn(tiles).reshape(shape)
+    else:
+        tiles = lattice[0]
+        feas = feasible_fn(tiles, lattice[1]).reshape(shape)
     maximal = feas.copy()
     for ax in range(len(shape)):
         if shape[ax] == 1:
@@ -488,7 +533,7 @@ def _refetch(Tcols: list[np.ndarray], order: tuple[int, ...], rel: np.ndarray, M
             if allb:
                 flag = True
             elif anyb:
-                flag = gt if flag is False else (flag | gt)
+                flag = gt if flag is False else (flag | gt)  # (a new array: `gt` may be shared)
         elif flag is False:
             if copies is not None:
                 copies *= inside[d]
@@ -496,10 +541,11 @@ def _refetch(Tcols: list[np.ndarray], order: tuple[int, ...], rel: np.ndarray, M
             mult *= Tcols[d]
             if copies is not None:
                 copies *= alt[d]
-        else:
-            mult *= np.where(flag, Tcols[d], 1.0)
+        else:  # in place where the flag says (x * 1.0 == x: the same values as a full product)
+            np.multiply(mult, Tcols[d], out=mult, where=flag)
             if copies is not None:
-                copies *= np.where(flag, alt[d], inside[d])
+                np.multiply(copies, alt[d], out=copies, where=flag)
+                np.multiply(copies, inside[d], out=copies, where=~flag)
     return mult, copies
 
 
@@ -670,24 +716,34 @@ def _held(t: TensorSpec, level) -> bool:
 
 
 def _capacity_ok(ctx: _Ctx, level, tiles: np.ndarray, base: float, which: int = 1,
-                 skip: dict[str, float] | None = None) -> np.ndarray:
+                 skip: dict[str, float] | None = None, memo: dict | None = None) -> np.ndarray:
     """Do the tiles fit `level`: one shared size, or a size per operand (``split``); operands
-    the level does not hold take no space.  `base` bytes are already taken (shared size only)."""
+    the level does not hold take no space.  `base` bytes are already taken (shared size only).
+    `memo`: footprints of these tiles remembered by tensor name (``which`` = 1)."""
     skip = skip or {}
     word = ctx.word
+    if memo is not None and which == 1:
+        def fp(t, tiles=tiles):
+            f = memo.get(t.name)
+            if f is None:
+                f = memo[t.name] = _footprint(ctx, t, tiles, 1)
+            return f
+    else:
+        def fp(t, tiles=tiles):
+            return _footprint(ctx, t, tiles, which)
     if not level.split:
         need = np.full(tiles.shape[0], base)
         for t in ctx.nest.tensors:
             if not _held(t, level) or skip.get(t.name, 0.0) >= 1.0:
                 continue
-            need = need + _footprint(ctx, t, tiles, which) * word
+            need = need + fp(t) * word
         return need <= level.size_bytes
     ok = np.ones(tiles.shape[0], dtype=bool)
     for role, cap in level.split:
         need = np.zeros(tiles.shape[0])
         for t in ctx.nest.tensors:
             if t.role == role and skip.get(t.name, 0.0) < 1.0:
-                need = need + _footprint(ctx, t, tiles, which) * word
+                need = need + fp(t) * word
         ok &= need <= cap
     return ok
 
@@ -702,10 +758,10 @@ def _glb_side(ctx: _Ctx, hw: Hardware, resident: dict[str, float], ratios: tuple
     tile_vals = [np.array(_halvings(int(D[i])) if n in nest.glb_dims else (int(D[i]),), dtype=np.int64)
                  for i, n in enumerate(names)]
 
-    def feasible(tiles):
-        return _capacity_ok(ctx, hw.glb, tiles, res_bytes, skip=resident)
+    def feasible(tiles, memo):
+        return _capacity_ok(ctx, hw.glb, tiles, res_bytes, skip=resident, memo=memo)
 
-    tiles = _maximal_grid(tile_vals, feasible)
+    tiles = _maximal_grid(tile_vals, feasible, _lattice(ctx, tile_vals))
     streaming = tiles.shape[0] == 0
     orders = _orders(nest)
     if streaming:
@@ -760,8 +816,10 @@ def _glb_prep(ctx: _Ctx, tiles: np.ndarray, streaming: bool) -> dict:
             for win in t.windows:
                 full_k[:, ctx.idx[win.k]] = D[ctx.idx[win.k]]
             dsum[t.name] = _footprint(ctx, t, full_k, 0)
-    return {"M": tiles.shape[0], "T": T, "Tcols": [T[:, i].astype(np.float64) for i in range(len(D))],
-            "dsum": dsum}
+    Tcols = [T[:, i].astype(np.float64) for i in range(len(D))]
+    big = [_bigness(c) for c in Tcols]
+    return {"M": tiles.shape[0], "T": T, "Tcols": Tcols, "dsum": dsum, "big": big,
+            "any": tuple(b[0] for b in big)}
 
 
 def _glb_eval(ctx: _Ctx, prep: dict, order: tuple[int, ...], resident: dict[str, float],
@@ -769,8 +827,8 @@ def _glb_eval(ctx: _Ctx, prep: dict, order: tuple[int, ...], resident: dict[str,
     """Off-chip bytes per role for the prepared GLB tiles under one loop order (activations
     scaled by their compression ratios `ratios` = (input, output); partial sums dense)."""
     D = ctx.D
-    M, T, Tcols = prep["M"], prep["T"], prep["Tcols"]
-    live = tuple(d for d in order if (T[:, d] > 1).any())
+    M, Tcols, anyb = prep["M"], prep["Tcols"], prep["any"]
+    live = tuple(d for d in order if anyb[d])
     acc = {r: np.zeros(M) for r in _ROLES5}
     for t in ctx.nest.tensors:
         if held is not None and t.name not in held:
@@ -782,7 +840,7 @@ def _glb_eval(ctx: _Ctx, prep: dict, order: tuple[int, ...], resident: dict[str,
         if streaming:
             mult = np.full(M, float(np.prod(np.where(rel, 1, D))))
         else:
-            mult = np.ones(M) if t.const else _refetch(Tcols, live, rel, M)[0]
+            mult = np.ones(M) if t.const else _refetch(Tcols, live, rel, M, big=prep["big"])[0]
         base = prep["dsum"][t.name] * keep
         if t.role == "output":
             acc["output"] += base * ratios[1]
@@ -933,10 +991,10 @@ def _pe_side(ctx: _Ctx, hw: Hardware, skip: float = 0.0, ratios: tuple = (1.0, 1
             v = (1,)
         tile_vals.append(np.array(v, dtype=np.int64))
 
-    def feasible(tiles):
-        return _capacity_ok(ctx, hw.pe, tiles, 0.0)
+    def feasible(tiles, memo):
+        return _capacity_ok(ctx, hw.pe, tiles, 0.0, memo=memo)
 
-    ptiles = _maximal_grid(tile_vals, feasible)
+    ptiles = _maximal_grid(tile_vals, feasible, _lattice(ctx, tile_vals))
     streaming = ptiles.shape[0] == 0
     orders = _orders(nest, pe=True)
     if df in _DATAFLOW_ROLE:
@@ -951,7 +1009,7 @@ def _pe_side(ctx: _Ctx, hw: Hardware, skip: float = 0.0, ratios: tuple = (1.0, 1
     need = np.repeat(np.prod(sp, axis=1), Pn)  # PEs a candidate occupies
     prep = _pe_prep(ctx, hw, sp, ptiles, skip)
     for order in orders:
-        r = _pe_eval(ctx, hw, prep, order[0], streaming, ratios)
+        r = _pe_eval(ctx, hw, prep, order[0], streaming, ratios, full=False)
         lat_l.append(r["lat"])
         en_l.append(r["en"])
         tc_l.append(r["tc"])
@@ -987,13 +1045,15 @@ def _pe_prep(ctx: _Ctx, hw: Hardware, sp: np.ndarray, ptiles: np.ndarray, skip: 
     S, Pn = sp.shape[0], ptiles.shape[0]
     M = S * Pn
     share = -(-D[None, :] // sp)  # a PE's share of each dim, per spatial row
-    p = np.minimum(ptiles[None, :, :], share[:, None, :]).reshape(M, nd)  # a PE holds at most its share
-    s = np.broadcast_to(sp[:, None, :], (S, Pn, nd)).reshape(M, nd)
-    a = np.minimum(D[None, :], s * p)
+    # dim-major (one contiguous row per dim; p and a are their transposed views, M x nd)
+    pT = np.minimum(ptiles.T[:, None, :], share.T[:, :, None]).reshape(nd, M)  # a PE holds at most its share
+    sT = np.broadcast_to(sp.T[:, :, None], (nd, S, Pn)).reshape(nd, M)
+    aT = np.minimum(D[:, None], sT * pT)
+    p, a = pT.T, aT.T
     Df = D.astype(np.float64)
-    Tt = np.ceil(Df[:, None] / a.T)  # trip counts over array tiles, one row per dim
-    Tpt = np.ceil(Df[:, None] / p.T)  # trip counts over PE tiles
-    st = np.minimum(s.T.astype(np.float64), Tpt)
+    Tt = np.ceil(Df[:, None] / aT)  # trip counts over array tiles, one row per dim
+    Tpt = np.ceil(Df[:, None] / pT)  # trip counts over PE tiles
+    st = np.minimum(sT.astype(np.float64), Tpt)
     work = np.repeat(np.prod(share, axis=1).astype(np.float64), Pn)
     cycles = np.ceil(work * nest.ops_per_point * (1.0 - skip) / hw.macs_per_pe)
     return {"M": M, "p": p, "T": Tt.T, "active": np.prod(st, axis=0),
@@ -1005,21 +1065,23 @@ def _pe_prep(ctx: _Ctx, hw: Hardware, sp: np.ndarray, ptiles: np.ndarray, skip: 
 
 
 def _pe_eval(ctx: _Ctx, hw: Hardware, prep: dict, order: tuple[int, ...], streaming: bool,
-             ratios: tuple = (1.0, 1.0)) -> dict:
+             ratios: tuple = (1.0, 1.0), full: bool = True) -> dict:
     """Cost of the prepared PE-half candidates under one loop order over array tiles.
 
     An operand the PE memory does not hold is read from (outputs: accumulated in) the GLB at
     every use, a multicast along the dims it does not depend on counting once.  An operand
     the GLB does not hold moves between off-chip memory and the PEs directly: its traffic
-    here is off-chip traffic (returned as ``off``), not GLB traffic."""
+    here is off-chip traffic (returned as ``off``), not GLB traffic.  ``full=False`` leaves
+    out the per-role breakdowns (``roles``, ``off_roles``: what `detail` reports), which the
+    enumeration does not read; the other figures do not depend on them."""
     nest, D, word = ctx.nest, ctx.D, ctx.word
     M, T, active = prep["M"], prep["T"], prep["active"]
     live = tuple(d for d in order if D[d] > 1)
     uniq = np.zeros(M)
     recv = np.zeros(M)
     off = np.zeros(M)
-    acc = {r: np.zeros(M) for r in _ROLES5}
-    off_acc = {r: np.zeros(M) for r in _ROLES5}
+    acc = {r: np.zeros(M) for r in _ROLES5} if full else {}
+    off_acc = {r: np.zeros(M) for r in _ROLES5} if full else {}
     points = float(nest.points)
     for t in nest.tensors:
         rel = ctx.rel_mask[t.name]
@@ -1054,29 +1116,39 @@ def _pe_eval(ctx: _Ctx, hw: Hardware, prep: dict, order: tuple[int, ...], stream
                 u_tot, r_tot = dsum_a * mult, dsum_p * copies
         recv += r_tot
         if _held(t, hw.glb):
-            for k, v in roles.items():
-                acc[k] += v
+            if full:
+                for k, v in roles.items():
+                    acc[k] += v
             uniq += u_tot
         else:  # between off-chip memory and the PEs
             scale = ratios[0] if t.role == "input" else 1.0
             for k, v in roles.items():
                 f = ratios[1] if (t.role == "output" and k == "output") else scale
-                off_acc[k] += v * f
-                off += v * f
+                vf = v * f
+                if full:
+                    off_acc[k] += vf
+                off += vf
     uniq_b, recv_b, off_b = uniq * word, recv * word, off * word
     t_glb = uniq_b / hw.glb.bandwidth_bps
     t_pe = recv_b / (active * hw.pe.bandwidth_bps)
     tc = prep["tc"]
-    return {"lat": np.maximum(np.maximum(tc, t_glb), t_pe),
-            "en": uniq_b * hw.glb.energy_per_byte_j + recv_b * hw.pe.energy_per_byte_j
-            + off_b * hw.offchip.energy_per_byte_j,
-            "tc": tc, "t_glb": t_glb, "t_pe": t_pe, "recv": recv_b, "cycles": prep["cycles"], "active": active,
-            "roles": {r: v * word for r, v in acc.items()}, "off": off_b,
-            "off_roles": {r: v * word for r, v in off_acc.items()}, "p": prep["p"], "T": T}
+    out = {"lat": np.maximum(np.maximum(tc, t_glb), t_pe),
+           "en": uniq_b * hw.glb.energy_per_byte_j + recv_b * hw.pe.energy_per_byte_j
+           + off_b * hw.offchip.energy_per_byte_j,
+           "tc": tc, "t_glb": t_glb, "t_pe": t_pe, "recv": recv_b, "cycles": prep["cycles"], "active": active,
+           "off": off_b, "p": prep["p"], "T": T}
+    if full:
+        out["roles"] = {r: v * word for r, v in acc.items()}
+        out["off_roles"] = {r: v * word for r, v in off_acc.items()}
+    return out
 
 
 def clear_search_cache() -> None:
+    global _WIN_TABLE_ELEMENTS
     _PE_CACHE.clear()
+    _GRIDS.clear()
+    _WIN_TABLES.clear()
+    _WIN_TABLE_ELEMENTS = 0
     _glb_side_cached.cache_clear()
     _compulsory.cache_clear()
 

@@ -189,6 +189,7 @@ class OpCost:
 def clear_cache() -> None:
     """Forget every cached op cost and mapping search."""
     _cost_cached.cache_clear()
+    _fits_need.cache_clear()
     clear_search_cache()
 
 
@@ -315,6 +316,13 @@ def _resident(nest, w: Workload, fin: bool, fout: bool, fin_el: int | None) -> d
 
 def _fits(nest, hw: Hardware, word: float, resident: dict[str, float]) -> bool:
     """Do the resident tensors fit in the GLB next to the op's smallest tiles?"""
+    return _fits_need(nest, tuple(sorted(resident.items()))) * word <= hw.glb.size_bytes
+
+
+@lru_cache(maxsize=8192)
+def _fits_need(nest, resident_items: tuple) -> float:
+    """Elements the GLB must hold for `_fits` (the tier only sets the size they are held against)."""
+    resident = dict(resident_items)
     names = nest.names
     need = 0.0
     for t in nest.tensors:
@@ -334,7 +342,7 @@ def _fits(nest, hw: Hardware, word: float, resident: dict[str, float]) -> bool:
             K = nest.sizes[names.index(win.k)]
             n *= float(window_cap(win, 1 if win.out in nest.glb_dims else out_len, K))
         need += n
-    return need * word <= hw.glb.size_bytes
+    return need
 
 
 def _whole(nest, t) -> float:

@@ -216,12 +216,21 @@ class CostReport:
 
 
 def cost_graph(g: Graph, hw, batch: int = 1, objective: str = "latency", fps: float | None = None,
-               fuse: bool = True, sparsity: dict | None = None) -> CostReport:
+               fuse: bool = True, sparsity: dict | None = None, prepared: tuple | None = None) -> CostReport:
     """`sparsity`: {op name: (input, output) zero fractions}, e.g. from
-    :func:`evo.cost.sparsity.op_sparsity` (``evoc cost --calibrate``)."""
+    :func:`evo.cost.sparsity.op_sparsity` (``evoc cost --calibrate``).  `prepared`: what
+    :func:`prepare_graph` returned for `g` and `batch` (a caller costing one graph on many
+    tiers builds its op list once; the figures are the same)."""
     hwc = as_hardware(hw)
-    net = cost_network(graph_ops(g, batch), hwc, objective, fuse=fuse, sparsity=sparsity)
-    return CostReport(g.name, hwc.name, batch, objective, net, param_count(g), fps)
+    items, params = prepared if prepared is not None else prepare_graph(g, batch)
+    net = cost_network(items, hwc, objective, fuse=fuse, sparsity=sparsity)
+    return CostReport(g.name, hwc.name, batch, objective, net, params, fps)
+
+
+def prepare_graph(g: Graph, batch: int = 1) -> tuple[tuple, int]:
+    """The tier-independent part of :func:`cost_graph`: the graph's (name, workload,
+    producers) items for `batch` and its parameter count."""
+    return tuple(graph_ops(g, batch)), param_count(g)
 
 
 # ---------------------------------------------------------------------------- CAM

@@ -239,6 +239,8 @@ class Evaluator:
         self.graphs: dict[tuple, Any] = {}
         self.tiers: dict[tuple, Any] = {}
         self.costs: dict[tuple, Any] = {}
+        self.prepared: dict[tuple, Any] = {}  # graph key -> (op items, parameter count)
+        self.converted: dict[tuple, Any] = {}  # tier key -> evo.cost.Hardware
         self.calls = 0
         self.cost_hits = 0
         pes = [int(v) for g in self.hw_genes if tuple(g.path[1:]) == ("pes",) for v in g.values]
@@ -333,8 +335,8 @@ class Evaluator:
         return spec
 
     def cost(self, gkey: tuple, graph, hkey: tuple, hw) -> dict[str, float]:
-        from evo.cost.hardware import HardwareError
-        from evo.cost.network import cost_graph, explainer_cost
+        from evo.cost.hardware import HardwareError, as_hardware
+        from evo.cost.network import cost_graph, explainer_cost, prepare_graph
         from evo.evolve import Infeasible
 
         key = (gkey, hkey)
@@ -344,10 +346,18 @@ class Evaluator:
         else:
             t = self.target
             try:
-                rep = cost_graph(graph, hw, batch=t.batch, objective=t.objective)
+                # the graph's op list once per graph, the tier converted once per tier: the
+                # same workload and tier objects then key the op-cost caches by identity
+                prep = self.prepared.get(gkey)
+                if prep is None:
+                    prep = self.prepared[gkey] = prepare_graph(graph, t.batch)
+                hwc = self.converted.get(hkey)
+                if hwc is None:
+                    hwc = self.converted[hkey] = as_hardware(hw)
+                rep = cost_graph(graph, hwc, batch=t.batch, objective=t.objective, prepared=prep)
                 m = dict(rep.metrics)
                 if self.need_cam:
-                    cam = explainer_cost(graph, self.cam, hw, t.batch, t.objective)
+                    cam = explainer_cost(graph, self.cam, hwc, t.batch, t.objective)
                     m["cam_latency"] = cam["latency_s"]
                     m["cam_energy"] = cam["energy_j"]
                 elif self.cam is not None:  # not computed: do not report inference figures as the cam's
