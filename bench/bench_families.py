@@ -14,6 +14,7 @@ non-trivial batch-norm statistics, imported with evo.from_torch and loaded stric
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import sys
@@ -27,7 +28,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import evo  # noqa: E402
-from tests.zoo import efficientnet, mobilenetv3, regnet  # noqa: E402
+from tests.zoo import densenet, efficientnet, mobilenetv3, regnet, shufflenetv2  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +48,8 @@ IMPORTED = {
     "mobilenet_v3_small": (mobilenetv3.mobilenet_v3_small, "features"),
     "regnet_y_400mf": (regnet.regnet_y_400mf, "trunk_output"),
     "regnet_x_400mf": (regnet.regnet_x_400mf, "trunk_output"),
+    "shufflenet_v2_x1_0": (shufflenetv2.shufflenet_v2_x1_0, "conv5"),
+    "densenet121": (densenet.densenet121, "features"),
 }
 
 
@@ -72,7 +75,7 @@ def _time(fn) -> float:
     return time.perf_counter() - t0
 
 
-def bench(name: str, batch: int, repeats: int) -> tuple[float, float]:
+def bench(name: str, batch: int, repeats: int) -> tuple[float, float, float, float]:
     if name in IMPORTED:
         prog, model, cam, size = imported(name)
         return measure(prog, model, cam, size, batch, repeats)
@@ -89,7 +92,7 @@ def bench(name: str, batch: int, repeats: int) -> tuple[float, float]:
     return measure(prog, prog.build(net), cam, size, batch, repeats)
 
 
-def measure(prog, model, cam: str, size: int, batch: int, repeats: int) -> tuple[float, float]:
+def measure(prog, model, cam: str, size: int, batch: int, repeats: int) -> tuple[float, float, float, float]:
     exp = prog.explainer(cam, model, strategy="compiled", upsample="none", normalize="none")
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
@@ -100,7 +103,7 @@ def measure(prog, model, cam: str, size: int, batch: int, repeats: int) -> tuple
         for _ in range(repeats):
             inf.append(_time(lambda: model(x)))
             ex.append(_time(lambda: exp(x)))
-    return statistics.median(inf), statistics.median(ex)
+    return statistics.median(inf), statistics.median(ex), min(inf), min(ex)
 
 
 def main() -> None:
@@ -110,10 +113,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=9)
     a = ap.parse_args()
     torch.set_num_threads(1)
-    print(f"{'family':<24} {'inference ms':>13} {'compiled explain ms':>20} {'ratio':>7}")
+    print(f"batch {a.batch}, {a.repeats} interleaved rounds, 1 thread; load average {os.getloadavg()[0]:.1f}")
+    print(f"{'family':<24} {'inference ms':>13} {'compiled explain ms':>20} {'ratio':>7} "
+          f"{'min inf ms':>11} {'min explain ms':>15} {'ratio':>7}")
     for name in a.family or sorted(FAMILIES) + list(IMPORTED):
-        inf, ex = bench(name, a.batch, a.repeats)
-        print(f"{name:<24} {inf * 1e3:>13.1f} {ex * 1e3:>20.1f} {ex / inf:>7.3f}", flush=True)
+        inf, ex, inf_min, ex_min = bench(name, a.batch, a.repeats)
+        print(f"{name:<24} {inf * 1e3:>13.1f} {ex * 1e3:>20.1f} {ex / inf:>7.3f} "
+              f"{inf_min * 1e3:>11.1f} {ex_min * 1e3:>15.1f} {ex_min / inf_min:>7.3f}", flush=True)
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -211,6 +211,69 @@ def test_a_token_layer_without_patch_embedding_asks_for_the_grid():
         assert torch.allclose(got.maps, want, atol=1e-6), strategy
 
 
+ROWS = """
+network M(x: Tensor[N, 3, 8, 8]) {
+    t = reshape(x, [-1, 12, 16])
+    a = layernorm(t)
+    y = multihead_attention(a, 2, bias=false)
+    z = y + t
+    n = layernorm(z)
+    f = linear(n, 24)
+    o = linear(gelu(f), 16)
+    u = o + z
+    out = linear(select(u, 1, 3), 4)
+    return out
+}
+
+cam C {
+    network = M
+    layer = a
+    grid = [3, 3]
+}
+"""
+
+
+def test_compiled_head_reading_one_token_runs_on_that_row_and_equals_autograd():
+    """The head reads token 3 only: the compiled strategy runs the MLP and norms on that row and the
+    attention for that query (restrict_rows), so its explain graph has no 12-token MLP; the map of
+    every token (tokens 3..11 folded 3x3) equals autograd through a hand-written head, for two
+    classes at once (attention without bias, a query row that is neither first nor last)."""
+    from evo.passes.gradient import compiled_explain_graph
+
+    prog = evo.compile(ROWS)
+    g = prog.graph("M")
+    shapes = {n.shape for n in compiled_explain_graph(g, "a").nodes}
+    assert ("N", 1, 24) in shapes and ("N", 12, 24) not in shapes and ("KB", 12, 24) not in shapes
+    assert ("N", 12, 24) in {n.shape for n in compiled_explain_graph(g, "a", fold=False).nodes}
+    model = prog.build("M", seed=1).eval()
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(4))
+    cls = torch.tensor([[0, 2], [3, 1]])
+    t = x.reshape(2, 12, 16)
+    a = model.a(t).detach().requires_grad_(True)
+
+    def head(a):  # written out: q, k, v from in_proj_weight, torch's attention, out_proj
+        q, k, v = F.linear(a, model.y.in_proj_weight).reshape(2, 12, 3, 2, 8).permute(2, 0, 3, 1, 4)
+        att = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(2, 12, 16)
+        z = F.linear(att, model.y.out_proj.weight) + t
+        u = model.o(F.gelu(model.f(model.n(z)))) + z
+        return model.out(u[:, 3])
+
+    with torch.no_grad():
+        assert torch.allclose(head(a), model(x), atol=1e-5)
+    want = []
+    for j in range(2):
+        (grad,) = torch.autograd.grad(head(a).gather(1, cls[:, j:j + 1]).sum(), a)
+        fold = a.detach()[:, 3:].reshape(2, 3, 3, 16).permute(0, 3, 1, 2)
+        gg = grad[:, 3:].reshape(2, 3, 3, 16).permute(0, 3, 1, 2)
+        want.append(torch.relu((gg * fold).sum(1)))  # hirescam: every token's own gradient
+    want = torch.stack(want, 1)
+    exp = prog.explainer("C", model, strategy="compiled", method="hirescam", upsample="none", normalize="none")
+    with torch.inference_mode():
+        got = exp(x, classes=cls)
+    assert got.maps.shape == want.shape == (2, 2, 3, 3) and float(want.abs().max()) > 0
+    assert torch.allclose(got.maps, want, atol=1e-5), float((got.maps - want).abs().max())
+
+
 @pytest.mark.parametrize("body, code, text", [
     ("y = multihead_attention(x, 3)", "E0302", "heads=3 does not divide the embedding size 16"),
     ("y = multihead_attention(flatten(x), 2)", "E0300", "expects a 3-D input"),

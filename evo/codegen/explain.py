@@ -107,6 +107,11 @@ class _Flat:
             self.indices[n.id] = idx
             self.lines.append(f"{out}, {idx} = {d.with_indices(n.attr_dict, ins)}")
             return
+        if d.forward_code is not None:  # an op of explain graphs only (attention for a few rows)
+            out = self.name_for(n)
+            mod = self.handle(n.path) if n.path is not None else "None"
+            self.lines.extend(line.replace("{out}", out) for line in d.forward_code(n.attr_dict, ins, mod))
+            return
         if n.path is not None and d.tensor:  # a learnable tensor: the parameter itself
             out = self.name_for(n)
             self.lines.append(f"{out} = {self.handle(n.path)}")

@@ -24,6 +24,7 @@ from evo.ir.node import Op
 from evo.ops import (activation, arith, attention, conv, dims, gradient, norm, pool, shape,  # noqa: F401  (registers the ops)
                      window)
 from evo.ops.arith import broadcast
+from evo.ops.dims import narrow_rows
 from evo.ops.base import (REGISTRY, REQUIRED, Call, Imports, NotConvertible, OpDef, OpError, ParamSpec, by_op, callable_ops,
                           fmt_shape, language_op, language_ops, lit, lookup, normalize_args, of_node, param_count,
                           register)
@@ -33,5 +34,5 @@ OPERATOR_ONLY = {k for k, d in REGISTRY.items() if d.operator_only}
 
 
 __all__ = ["Op", "REGISTRY", "REQUIRED", "Call", "Imports", "NotConvertible", "OpDef", "OpError", "ParamSpec", "broadcast", "by_op",
-           "callable_ops", "fmt_shape", "language_op", "language_ops", "lit", "lookup", "normalize_args", "of_node",
-           "param_count", "register", "OPERATOR_ONLY"]
+           "callable_ops", "fmt_shape", "language_op", "language_ops", "lit", "lookup", "narrow_rows", "normalize_args",
+           "of_node", "param_count", "register", "OPERATOR_ONLY"]

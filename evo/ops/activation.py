@@ -6,14 +6,15 @@ explainer writes g times that expression of the activation's input x and output 
 
 from __future__ import annotations
 
-from evo.ops.base import Call, Imports, NotConvertible, OpDef, ParamSpec, eltwise_cost, lit, register, same_shape
+from evo.ops.base import (Call, Imports, NotConvertible, OpDef, ParamSpec, eltwise_cost, lit, register, rowwise_any,
+                           same_shape)
 
 
 def _act(name, module, functional, ops_per_element, imports, derivative, doc="activation", **importer):
     register(OpDef(name, (), same_shape, **importer,
                    module=lambda a, s: module,
                    functional=lambda a, xs: functional.format(x=xs[0]),
-                   torch=module.replace("()", ""), elementwise=True, activation=True, doc=doc,
+                   torch=module.replace("()", ""), elementwise=True, activation=True, doc=doc, rowwise=rowwise_any,
                    derivative=lambda a, x, y: derivative.format(x=x, y=y), cost=eltwise_cost(ops_per_element),
                    imports=imports, doc_args="—", doc_shape="any shape; same shape"))
 
@@ -66,7 +67,7 @@ register(OpDef(
     "leaky_relu", (ParamSpec("slope", "float", 0.01),), same_shape,
     module=lambda a, s: f"nn.LeakyReLU({lit(a['slope'])})",
     functional=lambda a, xs: f"F.leaky_relu({xs[0]}, {lit(a['slope'])})",
-    torch="nn.LeakyReLU", elementwise=True, activation=True, doc="leaky ReLU",
+    torch="nn.LeakyReLU", elementwise=True, activation=True, doc="leaky ReLU", rowwise=rowwise_any,
     derivative=lambda a, x, y: f"torch.where({x} > 0, torch.ones_like({x}), torch.full_like({x}, {lit(a['slope'])}))",
     cost=eltwise_cost(1),
     imports=Imports(("nn.LeakyReLU",), calls=(

@@ -22,6 +22,8 @@ from evo.ops.shape import passthrough_grad
 
 MHA_T = Op("multihead_attention_grad")   # d MHA(x) / d x times g (self-attention: q = k = v = x)
 SDPA_T = Op("scaled_dot_product_attention_grad")  # d SDPA(q, k, v) / d q, k or v times g
+MHA_ROWS = Op("multihead_attention_rows")  # MHA(x)[:, start:start+length]: those query rows only
+MHA_ROWS_T = Op("multihead_attention_rows_grad")  # its gradient w.r.t. x (reusing the forward's q, k, v, P)
 SELECT_T = Op("select_grad")             # the gradient of select: zeros elsewhere
 MEAN_T = Op("mean_grad")                 # the gradient of a mean: spread evenly
 
@@ -146,6 +148,8 @@ register(OpDef(
     _mha_shape, module=_mha_module,
     helper=MHA_HELPER, weights=_mha_weights, torch="nn.MultiheadAttention", parametric=True,
     grad=_mha_grad, cost=lambda W, a, ins, out: _mha_parts(W, a, ins, out),
+    on_rows=lambda a, s, start, length: (MHA_ROWS, {"heads": a["heads"], "bias": a["bias"], "dim": s[0][2],
+                                                    "tokens": s[0][1], "start": start, "length": length}),
     imports=Imports(modules=("nn.MultiheadAttention",)), from_module=_mha_from_module,
     doc="multi-head self-attention (torchvision's ViT encoder)",
     doc_call="multihead_attention(x, heads, bias=true)",
@@ -177,6 +181,99 @@ def _mha_grad_parts(W, a, ins, out):
             ("attention: dQ", W.MatmulWorkload(t, dh, t, batch=kb * h)),
             ("attention: dK", W.MatmulWorkload(t, dh, t, batch=kb * h)),
             ("attention: d in_proj", W.linear(kb * t, 3 * dim, dim, False))]
+
+
+# ----------------------------------------------------------------- attention for a few query rows
+#
+# A head that reads only the class token (ViT: select(x, 1, 0) after the last block) needs the last
+# block's attention for that one query row: q of that token, k and v of all tokens, one row of P.  The
+# compiled CAM computes it so (`on_rows` above; evo/passes/gradient.py `restrict_rows`), names the
+# forward's q, k, v and P `{out}_q`, `{out}_k`, `{out}_v`, `{out}_p`, and its gradient reuses them.
+
+def _mha_rows_forward(a, ins, mod):
+    """x [B, T, D] -> MHA(x)[:, s:s+L] [B, L, D] with the module's parameters (`mod`): q from the L
+    rows, k and v from all T; as EvoSelfAttention.forward computes it, restricted to those rows."""
+    (x,) = ins
+    h, dim, s, n = a["heads"], a["dim"], a["start"], a["length"]
+    dh = dim // h
+    o = "{out}"
+    bq, bkv = (f"{o}_b[:{dim}]", f"{o}_b[{dim}:]") if a["bias"] else ("None", "None")
+    return [f"{o}_w = {mod}.in_proj_weight",
+            *([f"{o}_b = {mod}.in_proj_bias"] if a["bias"] else []),
+            f"{o}_q = F.linear({x}[:, {s}:{s + n}], {o}_w[:{dim}], {bq})",
+            f"{o}_q = {o}_q.unflatten(-1, ({h}, {dh})).transpose(1, 2)",
+            f"{o}_kv = F.linear({x}, {o}_w[{dim}:], {bkv})",
+            f"{o}_kv = {o}_kv.unflatten(-1, (2, {h}, {dh}))",
+            f"{o}_k, {o}_v = {o}_kv.permute(2, 0, 3, 1, 4)",
+            f"{o}_p = {o}_q.matmul({o}_k.transpose(-2, -1)) * {lit(dh ** -0.5)}",
+            f"{o}_p = torch.softmax({o}_p, -1)",
+            f"{o} = {mod}.out_proj({o}_p.matmul({o}_v).transpose(1, 2).flatten(2))"]
+
+
+def _mha_rows_grad(b, n, g):
+    x = b.nodes[n.inputs[0]]
+    return [(0, b.add(MHA_ROWS_T, (g, x.id, n.id), n.attr_dict, b.gshape(x), n.span, n.path,
+                      f"d_{n.name or 'attention'}"))]
+
+
+def _mha_rows_grad_code(a, ins, k, const, path):
+    """g [K*B, L, D] (the L rows), x [B, T, D], y: the forward, whose q [B, h, L, d], k, v [B, h, T, d]
+    and P [B, h, L, T] it reuses.  gO = g W_o; gS = s P (gO v^T - rowsum(gO v^T P)); dx = gS k W_q on
+    the L rows, plus, for the keys and values, sum over heads and rows of gS^T (q W_k) and P^T (gO W_v)
+    (the products taken in that order: L is small, so q W_k and gO W_v are small)."""
+    g, x, y = ins
+    h, dim, s, n, t = a["heads"], a["dim"], a["start"], a["length"], a["tokens"]
+    dh = dim // h
+    wi = const("wi", f"m({path!r}).in_proj_weight.detach()")
+    wo = const("wo", f"m({path!r}).out_proj.weight.detach()")
+    o = "{out}"
+    parts = ([f"{o}_dx[..., :{s}, :]"] if s else []) + [f"{o}_dq"] + ([f"{o}_dx[..., {s + n}:, :]"] if s + n < t else [])
+    return [f"{o}_go = _evo_k({g}, {k}).matmul({wo})",
+            f"{o}_go = {o}_go.unflatten(-1, ({h}, {dh})).transpose(-3, -2)",
+            f"{o}_gp = {o}_go.matmul({y}_v.transpose(-2, -1))",
+            f"{o}_gs = ({o}_gp * {y}_p).sum(-1, keepdim=True)",
+            f"{o}_gs = {y}_p * ({o}_gp - {o}_gs) * {lit(dh ** -0.5)}",
+            f"{o}_dq = {o}_gs.matmul({y}_k).transpose(-3, -2).flatten(-2)",
+            f"{o}_dq = {o}_dq.matmul({wi}[:{dim}])",
+            f"{o}_kw = {y}_q.matmul({wi}[{dim}:{2 * dim}].view({h}, {dh}, {dim}))",
+            f"{o}_gt = {o}_gs.flatten(-3, -2).transpose(-2, -1)",
+            f"{o}_dx = {o}_gt.matmul({o}_kw.flatten(1, 2))",
+            f"{o}_vw = {o}_go.matmul({wi}[{2 * dim}:].view({h}, {dh}, {dim})).flatten(-3, -2)",
+            f"{o}_pt = {y}_p.flatten(1, 2).transpose(-2, -1)",
+            f"{o}_dx = {o}_dx + {o}_pt.matmul({o}_vw)",
+            f"{o}_dq = {o}_dx[..., {s}:{s + n}, :] + {o}_dq",
+            f"{o} = " + (f"torch.cat(({', '.join(parts)}), -2)" if len(parts) > 1 else f"{o}_dq") + ".flatten(0, 1)"]
+
+
+def _mha_rows_cost(W, a, ins, out):
+    b, t, dim = ins[0]
+    h, n = a["heads"], a["length"]
+    return [("attention: q (rows)", W.linear(b * n, dim, dim, a["bias"])),
+            ("attention: k, v", W.linear(b * t, dim, 2 * dim, a["bias"])),
+            *attention_parts(W, b, h, n, t, dim // h, dim // h),
+            ("attention: out_proj (rows)", W.linear(b * n, dim, dim, a["bias"]))]
+
+
+def _mha_rows_grad_cost(W, a, ins, out):
+    kb, n, dim = ins[0]
+    b, t = ins[1][0], a["tokens"]
+    h = a["heads"]
+    dh = dim // h
+    return [("attention: d out_proj", W.linear(kb * n, dim, dim, False)),
+            ("attention: dP", W.MatmulWorkload(n, t, dh, batch=kb * h)),
+            ("attention: d softmax", W.EltwiseWorkload(kb * h * n * t, 2, 3)),
+            ("attention: dQ W_q", W.linear(kb * n, dim, dim, False)),
+            ("attention: q W_k", W.MatmulWorkload(n, dim, dh, batch=b * h)),
+            ("attention: dK", W.MatmulWorkload(t, dim, h * n, batch=kb)),
+            ("attention: gO W_v", W.MatmulWorkload(n, dim, dh, batch=kb * h)),
+            ("attention: dV", W.MatmulWorkload(t, dim, h * n, batch=kb))]
+
+
+register(OpDef(MHA_ROWS, (), None, grad=_mha_rows_grad, forward_code=_mha_rows_forward, cost=_mha_rows_cost,
+               doc="multi-head self-attention for a few query rows (a head that reads one token)"))
+register(OpDef(MHA_ROWS_T, (), None, n_inputs=None, gradient_only=True, grad_code=_mha_rows_grad_code,
+               cost=_mha_rows_grad_cost,
+               doc="gradient of multihead_attention_rows w.r.t. its input (reusing the forward's q, k, v, P)"))
 
 
 # ----------------------------------------------------------------- scaled dot-product attention
@@ -313,6 +410,8 @@ def _select_grad(b, n, g):
 
 
 def _select_grad_code(a, ins, k, const, path):
+    if a["size"] == 1:  # the whole dimension (a head restricted to the selected row)
+        return [f"{{out}} = {ins[0]}.unsqueeze({a['dim']})"]
     pad = [0, 0] * (a["rank"] - 1 - a["dim"]) + [a["index"], a["size"] - 1 - a["index"]]
     return [f"{{out}} = F.pad({ins[0]}.unsqueeze({a['dim']}), {lit(tuple(pad))})"]
 
@@ -336,6 +435,7 @@ register(OpDef(
     "select", (ParamSpec("dim", "int"), ParamSpec("index", "int")), _select_shape,
     functional=lambda a, xs: f"{xs[0]}.select({lit(a['dim'])}, {lit(a['index'])})",
     torch="torch.select", affine=True, grad=_select_grad,
+    reads_rows=lambda a, s: (a["index"] % s[1], 1, {"dim": 1, "index": 0}) if a["dim"] % len(s) == 1 else None,
     cost=lambda W, a, ins, out: W.CopyWorkload(numel(out), numel(out), view=True),
     imports=Imports(calls=(Call(("torch.select", "Tensor.select"), ("input", "dim", "index"), _select_call),
                            # (the tracer takes a piece of chunk / split and attention's output itself)

@@ -202,6 +202,22 @@ class OpDef:
     indices_input: int | None = None
     # with_indices(attrs, input names) -> expression of (values, argmax indices) (max pooling)
     with_indices: Callable | None = None
+    # --- token rows (the compiled CAM computes a head that reads one token, ViT's class token, on
+    # that token's row only: evo/passes/gradient.py `restrict_rows`)
+    # rowwise(attrs, input shapes) -> True where position i of the output's dimension 1 is a function
+    # of position i of each input's dimension 1 only (inputs broadcast along it aside): layer norm over
+    # the last dimension, linear on [N, T, F], elementwise ops
+    rowwise: Callable | None = None
+    # reads_rows(attrs, input shape) -> (start, length, attrs on those rows) where the op reads only
+    # positions start..start+length of its input's dimension 1 (select of the class token), or None
+    reads_rows: Callable | None = None
+    # on_rows(attrs, input shapes, start, length) -> (op, attrs): the op that computes only positions
+    # start..start+length of the output's dimension 1 from the whole input (attention: those query rows)
+    on_rows: Callable | None = None
+    # forward_code(attrs, input expressions, module expression) -> lines assigning `{out}` (and
+    # `{out}_...`): how the explainer writes an op that exists only in explain graphs (`on_rows`'s ops;
+    # the module expression is the layer at the node's path, whose parameters it reads)
+    forward_code: Callable | None = None
     # --- rules
     # grad(builder, node, gradient id) -> [(input index, gradient node id)]: the reverse-mode rule of
     # the compiled CAM strategy (see evo/passes/gradient.py for the builder)
@@ -335,6 +351,11 @@ def join(*parts) -> str:
 
 def same_shape(shapes, a):
     return shapes[0]
+
+
+def rowwise_any(a, shapes) -> bool:
+    """`rowwise` of an elementwise op: every position on its own."""
+    return True
 
 
 def norm_dim(d: int, rank_: int, arg: str) -> int:

@@ -134,6 +134,7 @@ register(OpDef(
     weights=lambda a, s: ({"weight": (a["out"], s[0][-1])} | ({"bias": (a["out"],)} if a["bias"] else {}))
     if s else {},
     torch="nn.Linear", doc="fully connected layer", parametric=True, fusion="producer", affine=True,
+    rowwise=lambda a, s: len(s[0]) >= 3,  # [N, T, F]: each token on its own
     grad=_linear_grad, cost=lambda W, a, ins, out: W.linear(numel(ins[0][:-1]), ins[0][-1], a["out"], a["bias"]),
     imports=Imports(modules=("nn.Linear",)), from_module=_linear_from_module,
     doc_call="linear(x, out, bias=true)", doc_args="`out` int ≥ 1; `bias` bool (true)",

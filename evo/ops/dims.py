@@ -358,6 +358,12 @@ register(OpDef(
     doc_shape="dimension `dim` cut to `start..start+length` (E0203 past the end). A view"))
 
 
+def narrow_rows(start: int, length: int) -> tuple[Op, dict]:
+    """The op and attrs taking positions start..start+length of dimension 1 (a view): what the
+    compiled CAM reads of a value that a row-restricted head uses (evo/passes/gradient.py)."""
+    return Op("narrow"), {"dim": 1, "start": start, "length": length}
+
+
 def _split_dim(shapes, a):
     (x,) = shapes
     d = norm_dim(a["dim"], len(x), "dim")

@@ -175,6 +175,7 @@ register(OpDef(
                   ParamSpec("bias", "bool", True)),
     _ln_shape, module=_ln_module, weights=_ln_weights, torch="nn.LayerNorm", parametric=True,
     grad=_ln_grad, cost=_ln_cost, doc="layer normalisation over the last dimensions",
+    rowwise=lambda a, s: len(s[0]) - a["dims"] >= 2,  # dimension 1 not normalised
     imports=Imports(modules=("nn.LayerNorm",)),
     from_module=lambda m, shape: {"dims": len(m.normalized_shape), "eps": float(m.eps), "bias": m.bias is not None},
     doc_call="layernorm(x, dims=1, eps=1e-5, bias=true)",

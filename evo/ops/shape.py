@@ -5,7 +5,8 @@ from __future__ import annotations
 from evo import codes as C
 from evo.ir.node import Op
 from evo.ops.base import (Call, Imports, NotConvertible, OpDef, OpError, ParamSpec, concrete, eltwise_cost, fmt_shape,
-                          join, kwargs_src, lit, norm_dim, numel, register, same_shape, view_cost)
+                          join, kwargs_src, lit, norm_dim, numel, register, rowwise_any, same_shape,
+                          view_cost)
 from evo.ops.gradient import RESHAPE, SLICE
 
 SOFTMAX_T = Op("softmax_grad")  # the gradient of softmax (not elementwise: a product with its Jacobian)
@@ -62,6 +63,7 @@ register(OpDef(
     module=lambda a, s: f"nn.Dropout({lit(a['p'])})",
     functional=lambda a, xs: xs[0],  # eval mode: identity
     torch="nn.Dropout", elementwise=True, affine=True, keeps_zeros=True, doc="dropout (identity in eval mode)",
+    rowwise=rowwise_any,
     grad=passthrough_grad, cost=view_cost,
     imports=Imports(("nn.Dropout",), calls=(
         Call(("F.dropout",), ("input", "p", "training", "inplace"), lambda b, shapes: {"p": float(b["p"])},
@@ -115,7 +117,7 @@ register(OpDef(
 register(OpDef(
     "identity", (), same_shape, module=lambda a, s: "nn.Identity()",
     functional=lambda a, xs: xs[0], torch="nn.Identity", elementwise=True, affine=True, keeps_zeros=True,
-    doc="identity",
+    doc="identity", rowwise=rowwise_any,
     imports=Imports(("nn.Identity",)),
     grad=passthrough_grad, cost=view_cost, doc_args="—", doc_shape="same shape"))
 

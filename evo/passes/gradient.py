@@ -98,7 +98,11 @@ def _reverse_sweep(g: Graph, root: Node, head: list[Node], side, out_id: int):
     seed = b.add(Op.INPUT, (), {"role": "gseed"}, (KB, logits.shape[1]), logits.span, name="gseed")
     # reverse sweep: grads[node] = list of gradient node ids to be summed
     grads: dict[int, list[int]] = {remap[out_id]: [seed]}
-    head_ids = {remap[n.id] for n in head} | {remap[root.id]}
+    # the nodes that depend on the root (a `narrow` of a side value that restrict_rows added does not)
+    head_ids = {remap[root.id]}
+    for n in head:
+        if any(remap[i] in head_ids for i in n.inputs):
+            head_ids.add(remap[n.id])
     summed: dict[int, int] = {}
     for n in reversed(head):
         nid = remap[n.id]
@@ -110,7 +114,106 @@ def _reverse_sweep(g: Graph, root: Node, head: list[Node], side, out_id: int):
     return b, remap, grads, summed
 
 
-def explain_graph(g: Graph, layer_path: str) -> Graph:
+def _row_dim(shape: tuple, out_rank: int) -> int:
+    """Which dimension of an input of `shape` lines up with dimension 1 of a broadcasting op's
+    output of rank `out_rank` (negative: none)."""
+    return 1 - (out_rank - len(shape))
+
+
+def _row_inputs(g: Graph, n: Node) -> list[bool] | None:
+    """Per input of the rowwise node `n`: True if it is read along the output's dimension 1 (to be
+    restricted with it), False if broadcast along it; None if neither (not restrictable)."""
+    out = []
+    for i in n.inputs:
+        s = g.node(i).shape
+        j = _row_dim(s, len(n.shape))
+        if j < 0 or s[j] == 1:
+            out.append(False)
+        elif j == 1 and s[1] == n.shape[1]:
+            out.append(True)
+        else:
+            return None
+    return out
+
+
+def restrict_rows(g: Graph, head: list[Node], out_id: int) -> list[Node]:
+    """`head` with the part that feeds a token-reading op (select of the class token: the op's
+    `reads_rows`) computed on the rows it reads only.  Going back from such a reader, a node whose
+    every reader reads the same rows is computed on those rows: a rowwise op (layer norm, linear on
+    tokens, elementwise: the entry's `rowwise`) on those rows of its inputs (a `narrow` of an input
+    computed in full), an attention (the entry's `on_rows`) for those query rows from its whole input.
+    ViT's class-token head then runs its last block's MLP and norms on one token, its attention for
+    one query, and so does their gradient (exact: the other rows' gradient is zero)."""
+    users: dict[int, list[Node]] = {}
+    for n in head:
+        for i in n.inputs:
+            users.setdefault(i, []).append(n)
+    rows: dict[int, tuple[int, int]] = {}  # node -> (start, length) of its dimension 1 that it computes
+    inputs: dict[int, list[bool]] = {}     # a restricted rowwise node: which inputs it narrows
+
+    def read(c: Node, nid: int) -> tuple[int, int] | None:
+        """The rows of `nid` that its reader `c` reads (None: all, or not known)."""
+        if c.id in inputs:  # a restricted rowwise reader reads its rows of the inputs it narrows
+            return rows[c.id] if all(ok for i, ok in zip(c.inputs, inputs[c.id]) if i == nid) else None
+        d = ops.lookup(c.op)
+        r = d.reads_rows(c.attr_dict, g.node(nid).shape) if d is not None and d.reads_rows is not None else None
+        return None if r is None else r[:2]
+
+    for n in reversed(head):
+        if n.id == out_id or n.id in g.outputs or len(n.shape) < 2 or not isinstance(n.shape[1], int):
+            continue
+        want = {read(c, n.id) for c in users.get(n.id, ())}
+        if len(want) != 1 or None in want or next(iter(want))[1] >= n.shape[1]:
+            continue
+        d = ops.lookup(n.op)
+        shapes = [g.node(i).shape for i in n.inputs]
+        if d is not None and d.rowwise is not None and d.rowwise(n.attr_dict, shapes):
+            which = _row_inputs(g, n)
+            if which is not None:
+                rows[n.id], inputs[n.id] = want.pop(), which
+        elif d is not None and d.on_rows is not None:
+            rows[n.id] = want.pop()
+    if not rows:
+        return head
+    next_id = max(m.id for m in g.nodes) + 1
+    narrowed: dict[tuple[int, int, int], int] = {}
+    out: list[Node] = []
+    for n in head:
+        d = ops.lookup(n.op)
+        if n.id in rows:
+            start, length = rows[n.id]
+            shape = (n.shape[0], length) + tuple(n.shape[2:])
+            if n.id in inputs:
+                ins = []
+                for i, cut in zip(n.inputs, inputs[n.id]):
+                    if cut and i not in rows:  # computed in full (or a side value): take the rows
+                        key = (i, start, length)
+                        if key not in narrowed:
+                            op, attrs = ops.narrow_rows(start, length)
+                            src = g.node(i)
+                            narrowed[key] = next_id
+                            out.append(Node(next_id, op, (i,), tuple(sorted(attrs.items())),
+                                            (src.shape[0], length) + tuple(src.shape[2:]), n.span, "", None, "rows"))
+                            next_id += 1
+                        i = narrowed[key]
+                    ins.append(i)
+                out.append(n.with_(inputs=tuple(ins), shape=shape))
+            else:
+                op, attrs = d.on_rows(n.attr_dict, [g.node(i).shape for i in n.inputs], start, length)
+                out.append(n.with_(op=op, attrs=tuple(sorted(attrs.items())), shape=shape))
+        elif any(i in rows for i in n.inputs) and d is not None and d.reads_rows is not None:
+            (i,) = n.inputs
+            attrs = d.reads_rows(n.attr_dict, g.node(i).shape)[2]
+            out.append(n.with_(attrs=tuple(sorted(attrs.items()))))
+        else:
+            out.append(n)
+    return out
+
+
+def explain_graph(g: Graph, layer_path: str, rows: bool = False) -> Graph:
+    """The explain graph of `layer_path` (see the module's docstring); with `rows`, a head that
+    reads one token computes on that token's row only (`restrict_rows`: what the compiled strategy
+    runs; without it, the whole head's gradient, the work autograd does)."""
     layer = g.value(layer_path)
     if layer is None:
         raise KeyError(layer_path)
@@ -120,6 +223,8 @@ def explain_graph(g: Graph, layer_path: str) -> Graph:
     out_id = g.outputs[0]
     if out_id not in {n.id for n in head}:
         raise NotDifferentiable(f"the output does not depend on layer '{layer_path}'")
+    if rows:
+        head = restrict_rows(g, head, out_id)
     b, remap, grads, _ = _reverse_sweep(g, layer, head, side, out_id)
     a_id = remap[layer.id]
     if not grads.get(a_id):
@@ -279,6 +384,8 @@ def _backprop(b, node: Node, gsum: int, head_ids: set[int], grads: dict[int, lis
 
 
 def compiled_explain_graph(g: Graph, layer_path: str, fold: bool = True) -> Graph:
-    eg = explain_graph(g, layer_path)
+    """What the compiled strategy runs (`fold`: an affine head folded, a token-reading head on its
+    rows); without `fold`, the plain gradient program (the work autograd does: the cost model's)."""
+    eg = explain_graph(g, layer_path, rows=fold)
     return fold_affine(eg) if fold else eg
 
