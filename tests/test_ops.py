@@ -378,3 +378,44 @@ def test_the_renderer_reads_positional_arguments_from_the_entry(monkeypatch):
     src = from_torch(model, x, name="Imported")
     assert "leaky_relu(slope=0.1)" in src and "dropout(p=0.2)" in src, src
     assert not re.search(r"\b(dropout|leaky_relu)\b", (ROOT / "evo" / "importer" / "render.py").read_text())
+
+
+def test_tensor_operators_and_reshape_flags_are_read_from_the_entries(monkeypatch):
+    """`a * b` on tensors is the op whose entry says operator="*"; without one the operator is
+    refused with the operators the entries do declare.  The importer writes the operator from the
+    same field, and a reshape's shape from the input's dimensions by the entry's `reshapes`."""
+    import dataclasses
+
+    from evo.ops import REGISTRY, by_operator
+
+    assert by_operator("+").name == "add" and by_operator("*").name == "mul" and by_operator("-") is None
+    assert {k for k, d in REGISTRY.items() if d.reshapes} == {"view", "reshape"}
+    prog = "evo 0.1\nnetwork T(x: Tensor[N, 4]) {\n    a = linear(x, 4)\n    return a * x\n}\n"
+    assert evo.compile(prog).graph("T").nodes[-1].op == "mul"
+    monkeypatch.setitem(REGISTRY, "mul", dataclasses.replace(REGISTRY["mul"], operator=""))
+    with pytest.raises(evo.EvoError) as e:
+        evo.compile(prog)
+    assert "'*' is not defined on tensors" in str(e.value) and "tensors support + (elementwise)" in str(e.value)
+
+
+class _Gate(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 8)
+
+    def forward(self, x):
+        h = self.fc(x)
+        y = h.view(x.size(0), 2, 4)
+        return (y * y).flatten(1) + h
+
+
+def test_the_importer_writes_operators_and_reshapes_from_the_entries():
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    ref = _Gate().eval()
+    src = from_torch(ref, x[:1], name="Imported")
+    assert " * " in src and " + " in src and "view(" in src, src
+    net = evo.compile(src).build("Imported")
+    net.load_state_dict(ref.state_dict(), strict=True)
+    with torch.no_grad():
+        h = x @ ref.fc.weight.T + ref.fc.bias  # by hand
+        assert torch.allclose(net(x), h * h + h, atol=1e-6)

@@ -282,15 +282,16 @@ class Lowerer(Evaluator):
 
     # ------------------------------------------------------------------ expressions
     def tensor_binop(self, op: str, a, b, e: A.BinOp, ctx, bind):
-        """`a + b`, `a * b` on tensors: the add and mul ops."""
-        if op not in ("+", "*"):
+        """`a + b`, `a * b` on tensors: the ops whose entry names the operator (add, mul)."""
+        d = ops.by_operator(op)
+        if d is None:
+            have = " and ".join(x.operator for x in ops.REGISTRY.values() if x.operator)
             raise self.fail(C.TYPE_MISMATCH, f"'{op}' is not defined on tensors", e.span,
-                            "tensors support + and * (elementwise)")
+                            f"tensors support {have} (elementwise)")
         for v, sub in ((a, e.left), (b, e.right)):
             if not isinstance(v, TensorV):
                 raise self.fail(C.TYPE_MISMATCH, f"cannot {'add' if op == '+' else 'multiply'} a tensor and "
                                 f"{type_name(v)}", sub.span, "both operands must be tensors")
-        d = ops.lookup("add" if op == "+" else "mul")
         try:
             shape = d.shape([a.shape, b.shape], {})
         except ops.OpError as err:
@@ -415,12 +416,11 @@ class Lowerer(Evaluator):
             else:
                 sp = spans.get(err.arg, span)
             raise self.fail(err.code, err.message, sp, err.hint) from None
-        if d.pieces is not None:  # several outputs: one narrow of the input each
-            narrow = ops.lookup("narrow")
+        if d.pieces is not None:  # several outputs: one op of the input each (a narrow)
             outs = []
-            for pa in d.pieces(attrs, shapes[0]):
-                ps = narrow.shape(shapes, pa)
-                outs.append(self.add(narrow.op, (inputs[0][0].nid,), pa, ps, span, ctx.scope, None, ""))
+            for piece, pa in d.pieces(attrs, shapes[0]):
+                pd = ops.lookup(piece)
+                outs.append(self.add(pd.op, (inputs[0][0].nid,), pa, pd.shape(shapes, pa), span, ctx.scope, None, ""))
             return TupleV(tuple(outs))
         if stage_path is not None:
             path = stage_path

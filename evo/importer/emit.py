@@ -382,7 +382,7 @@ class Emitter:
         stmts: list = []
         # values a reshape writes its shape from (`v.channels // 2`) and several-output values
         # (`parts[0]`) are bound to a name
-        needs_name = {it.inputs[0] for it in c.items if isinstance(it, Step) and it.op in ("view", "reshape")}
+        needs_name = {it.inputs[0] for it in c.items if isinstance(it, Step) and _reshapes(it.op)}
 
         def get(v: Val):
             e = expr_of.get(v)
@@ -393,8 +393,9 @@ class Emitter:
         for it in c.items:
             if isinstance(it, Step):
                 rel = _rel(c.path, it.path) if it.path else None
-                if it.op in ("add", "mul"):
-                    e = BinE("+" if it.op == "add" else "*", get(it.inputs[0]), get(it.inputs[1]))
+                d = ops.REGISTRY.get(it.op)
+                if d is not None and d.operator:
+                    e = BinE(d.operator, get(it.inputs[0]), get(it.inputs[1]))
                 elif it.op == "@index":
                     e = IndexE(get(it.inputs[0]), it.args["index"])
                 elif c.list_input and it is c.items[0]:  # the leading concat of the list: `concat(inputs)`
@@ -402,7 +403,6 @@ class Emitter:
                 else:
                     loc = rel if rel and legal_name(rel) else None
                     e = OpE(it.op, [get(v) for v in it.inputs], _arg_nodes(it, loc, get))
-                d = ops.REGISTRY.get(it.op)
                 parametric = d.parametric if d is not None else it.op in TEMPLATES
                 name = None
                 if rel and bindable(rel) and rel not in bound:
@@ -497,13 +497,19 @@ def _arg_nodes(it: Step, loc: str | None, get) -> dict:
     a shape as a list merged element by element, a reshape's written from its input's dimensions."""
     args = {}
     for k, v in it.args.items():
-        if k == "shape" and it.op == "parameter":
-            args[k] = ListE([make_lit(int(d), "shape", loc) for d in v])
-        elif k == "shape" and it.op in ("view", "reshape"):
+        d = ops.REGISTRY.get(it.op)
+        if k == "shape" and d is not None and d.tensor:  # a learnable tensor's shape, element by element
+            args[k] = ListE([make_lit(int(x), "shape", loc) for x in v])
+        elif k == "shape" and _reshapes(it.op):
             args[k] = _view_shape(get(it.inputs[0]), it.inputs[0].shape, it.out.shape, loc)
         else:
             args[k] = make_lit(v, k, loc)
     return args
+
+
+def _reshapes(op: str) -> bool:
+    d = ops.REGISTRY.get(op)
+    return d is not None and d.reshapes
 
 
 def _dim_attr(i: int, rank: int) -> str:

@@ -176,6 +176,10 @@ class OpDef:
     # at inference): its zero fraction is the input's (evo.cost.sparsity passes it through)
     keeps_zeros: bool = False
     operator_only: bool = False  # written with an operator (`+`), not callable by name
+    operator: str = ""         # the binary operator a program writes it with on two tensors ("+", "*")
+    # its `shape` argument is the output's shape (view, reshape): the importer writes it from the
+    # input's dimensions (`v.channels // 2`) and binds that input to a name
+    reshapes: bool = False
     builtin: bool = True       # False for ops registered through evo.extend
     tensor: bool = False       # a learnable tensor (`parameter`): an nn.Parameter at its path, not a module
     # with `tensor`: a buffer instead of a parameter, "persistent" (in the state_dict: Swin's
@@ -184,8 +188,8 @@ class OpDef:
     # fullgrad_bias(attrs) -> bool: the module adds a per-channel bias [C] to a [N, C, H, W] output
     # (conv2d with a bias, batchnorm2d: an implicit one), a layer of FullGrad (method fullgrad)
     fullgrad_bias: Callable[[dict], bool] | None = None
-    # pieces(attrs, input shape) -> [narrow attrs]: an op with several outputs (chunk, split), each
-    # a `narrow` of the input; the call's value is the tuple of pieces
+    # pieces(attrs, input shape) -> [(op, attrs)]: an op with several outputs (chunk, split), each
+    # piece one op of the input (a `narrow`); the call's value is the tuple of pieces
     pieces: Callable | None = None
     # helper: (class name, source) of a small nn.Module class the generated file defines when the op
     # is used as a module (torch has no nn.Permute or channels-first LayerNorm); the constructor
@@ -281,6 +285,11 @@ def language_op(name: str) -> OpDef | None:
     """The op a program names `name` (None for unknown, gradient-only and folded ops)."""
     d = REGISTRY.get(name)
     return d if d is not None and d.shape is not None else None
+
+
+def by_operator(symbol: str) -> OpDef | None:
+    """The op a program writes with the binary operator `symbol` on two tensors ("+": add), or None."""
+    return next((d for d in REGISTRY.values() if d.operator == symbol), None)
 
 
 def callable_ops() -> set[str]:

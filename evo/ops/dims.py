@@ -259,7 +259,8 @@ for _name, _method, _imports in (
         ("view", "view", Imports(calls=(Call(("Tensor.view",), convert=_view_call, **_RESHAPE_CALLS),)))):
     register(OpDef(
         _name, (ParamSpec("shape", "ints", doc="the new shape, -1 once for an inferred size"),), _reshape_shape,
-        functional=_reshape_code(_method), torch=f"Tensor.{_method}", affine=True, keeps_zeros=True, grad=_reshape_grad,
+        functional=_reshape_code(_method), torch=f"Tensor.{_method}", affine=True, keeps_zeros=True, reshapes=True,
+        grad=_reshape_grad,
         cost=view_cost, imports=_imports, grad_code=_reshape_grad_code if _name == "reshape" else None,
         doc=f"{'reshape' if _name == 'reshape' else 'reshape a contiguous tensor (torch view)'}",
         doc_call=f"{_name}(x, shape)", doc_args="`shape` list of ints ≥ 1, `-1` once (inferred)",
@@ -379,7 +380,7 @@ def _chunk_pieces(a, x):
     d = a["dim"] % len(x)
     size = x[d]
     step = -(-size // a["chunks"])  # torch.chunk: ceil(size / chunks) each, the last one shorter
-    return [{"dim": d, "start": s, "length": min(step, size - s)} for s in range(0, size, step)]
+    return [("narrow", {"dim": d, "start": s, "length": min(step, size - s)}) for s in range(0, size, step)]
 
 
 def _split_pieces(a, x):
@@ -388,10 +389,10 @@ def _split_pieces(a, x):
     sizes = a["size"]
     if len(sizes) == 1:  # torch.split(x, n): pieces of n, the last one shorter
         n = sizes[0]
-        return [{"dim": d, "start": s, "length": min(n, size - s)} for s in range(0, size, n)]
+        return [("narrow", {"dim": d, "start": s, "length": min(n, size - s)}) for s in range(0, size, n)]
     out, start = [], 0
     for n in sizes:
-        out.append({"dim": d, "start": start, "length": n})
+        out.append(("narrow", {"dim": d, "start": start, "length": n}))
         start += n
     return out
 
