@@ -25,10 +25,10 @@ from evo.check import Checked, check_program
 from evo.check.program import Program, load
 from evo.check.settings import GRADIENT_FREE, CamSpec
 from evo.frontend.dump import dump
-from evo.ir.node import Graph, Op
+from evo.ir.node import Graph
 from evo.ir.printer import print_graph
 from evo.passes import run_pipeline
-from evo.passes.gradient import NotDifferentiable, compiled_explain_graph, fullgrad_graph
+from evo.passes.gradient import NotDifferentiable, compiled_explain_graph, fullgrad_graph, is_folded
 
 # explain(layer, fold) -> the explain graph of `layer` (folded or not); raises NotDifferentiable
 ExplainFn = Callable[[str, bool], Graph]
@@ -78,7 +78,7 @@ def choose_strategy(g: Graph, spec: CamSpec, explain: ExplainFn | None = None, h
     s = requested or spec.strategy
     if spec.method == "cam":  # the original CAM reads the class weights of an affine head
         for layer in spec.layers:
-            if not any(n.op == Op.CONST for n in explain(layer, True).nodes):  # raises NotDifferentiable
+            if not is_folded(explain(layer, True)):  # raises NotDifferentiable
                 raise NotDifferentiable(f"method cam needs global pooling and an affine head after layer '{layer}'")
         return "none", "cam reads the class weights of the affine head when the explainer is built"
     if spec.method in GRADIENT_FREE:
@@ -101,7 +101,7 @@ def choose_strategy(g: Graph, spec: CamSpec, explain: ExplainFn | None = None, h
     if s != "auto":
         return s, ""
     try:
-        folded = [any(n.op == Op.CONST for n in explain(layer, True).nodes) for layer in spec.layers]
+        folded = [is_folded(explain(layer, True)) for layer in spec.layers]
     except NotDifferentiable as e:
         return "autograd", f"auto: compiled is not possible ({e})"
     if hardware is not None:
@@ -237,8 +237,7 @@ class Compilation:
             g = self.ir[spec.network]
             possible: dict = {}
             try:
-                possible["compiled"] = [any(n.op == Op.CONST for n in self.explain_graph(g, layer).nodes)
-                                        for layer in spec.layers]
+                possible["compiled"] = [is_folded(self.explain_graph(g, layer)) for layer in spec.layers]
             except NotDifferentiable:
                 pass
             possible.update({"autograd": None, "forward": None})

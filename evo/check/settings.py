@@ -266,14 +266,13 @@ class SettingsChecker:
 
     def cam_head(self, s: A.Setting, graph: Graph, layers: tuple[str, ...]) -> None:
         """`method = cam` reads the class weights of an affine head (global pooling + linear)."""
-        from evo.ir.node import Op
         from evo.passes import run_pipeline
-        from evo.passes.gradient import NotDifferentiable, compiled_explain_graph
+        from evo.passes.gradient import NotDifferentiable, compiled_explain_graph, is_folded
 
         g = run_pipeline(graph)
         for p in layers:
             try:
-                folded = any(n.op == Op.CONST for n in compiled_explain_graph(g, p).nodes)
+                folded = is_folded(compiled_explain_graph(g, p))
             except NotDifferentiable:
                 folded = False
             if not folded:

@@ -267,10 +267,10 @@ def _gradient_part(eg: Graph) -> Graph:
     """The nodes of an explain graph that compute the gradient: everything that
     depends on the seed (gradient ops, their sums and products), and the folded
     CAM's weighted sum; the recomputed head is inference work."""
-    from evo.passes.gradient import seed_dependent
+    from evo.passes.gradient import folded_part, seed_dependent
 
     dep = seed_dependent(eg)
-    return eg.with_(nodes=tuple(n for n in eg.nodes if n.op != Op.INPUT and (n.id in dep or n.op == Op.WEIGHTED_SUM)))
+    return eg.with_(nodes=tuple(n for n in eg.nodes if n.op != Op.INPUT and (n.id in dep or folded_part(n))))
 
 
 def cam_costs(g: Graph, spec, hw, batch: int = 1, objective: str = "latency",
@@ -283,7 +283,7 @@ def cam_costs(g: Graph, spec, hw, batch: int = 1, objective: str = "latency",
     gradient into maps (`_combine`).  Strategies that are not possible for a layer
     (not differentiable) are left out.  `explain(layer, fold)` gives the explain graphs
     (a compilation hands in its cached ones; default: built here)."""
-    from evo.passes.gradient import NotDifferentiable, compiled_explain_graph, head_nodes
+    from evo.passes.gradient import NotDifferentiable, compiled_explain_graph, head_nodes, is_folded
 
     if explain is None:
         def explain(layer: str, fold: bool = True) -> Graph:
@@ -307,7 +307,7 @@ def cam_costs(g: Graph, spec, hw, batch: int = 1, objective: str = "latency",
         # compiled: the emitted gradient ops, all explained classes at once (batch k*B)
         try:
             eg = explain(layer, True)
-            folded = any(n.op == Op.WEIGHTED_SUM for n in eg.nodes)
+            folded = is_folded(eg)
             comp = cost_network(graph_ops(_closed(eg, _gradient_part(eg)), batch, k * batch, "grad:"), hwc, objective)
             add("compiled", comp)
             if not folded:

@@ -326,6 +326,17 @@ def is_affine_head(eg: Graph) -> bool:
     return True
 
 
+def is_folded(eg: Graph) -> bool:
+    """Did the explain graph's affine head fold (the map a weighted sum of the activations by the
+    class weights, no gradient ops)?"""
+    return any(n.op == WEIGHTED_SUM for n in eg.nodes)
+
+
+def folded_part(n: Node) -> bool:
+    """Is `n` the folded CAM's weighted sum (gradient work that does not depend on the seed)?"""
+    return n.op == WEIGHTED_SUM
+
+
 def seed_dependent(eg: Graph) -> set[int]:
     """Ids of the gradient seed and of every node of an explain graph that depends on it."""
     dep = {x.id for x in eg.nodes if x.op == Op.INPUT and x.attr("role") == "gseed"}
