@@ -213,7 +213,8 @@ def _error(src: str):
 
 HEAD = "block D(xs: Tensor[], c: int) {\n    return conv2d(concat(xs), c, 1)\n}\n" \
        "block T(x, skip: Tensor) {\n    return x + skip\n}\n" \
-       "block S(x, n: int) {\n    return x\n}\n"
+       "block S(x, n: int) {\n    return x\n}\n" \
+       "block B(x, n: int[]) {\n    return x\n}\n"
 
 
 @pytest.mark.parametrize("body, want", [
@@ -238,6 +239,8 @@ HEAD = "block D(xs: Tensor[], c: int) {\n    return conv2d(concat(xs), c, 1)\n}\
     ("    y = [x] + 1\n", ("E0200", 2, 9, "'+' joins two lists, not list of 1 tensor and int")),
     ("    y = seq(x) { T(x) }\n", ("E0205", 2, 18, "block 'T' cannot be a seq stage: it takes several tensors "
                                                  "(parameter 'skip')")),
+    ("    y = B(x, [1])\n", ("E0200", -2, 15, "'int[]' is not a type; only a list of tensors is declared with [] "
+                                           "('n: Tensor[]')")),
     ("    y = seq(x) { D(4) }\n", ("E0205", 2, 18, "block 'D' cannot be a seq stage: its input 'xs' is a list of "
                                                  "tensors")),
 ])

@@ -494,6 +494,9 @@ class Lowerer(Evaluator):
         if v is POISON or p.type is None:
             return v
         t = p.type.name
+        if p.type.is_list and t != "Tensor":
+            raise self.fail(C.TYPE_MISMATCH, f"'{t}[]' is not a type; only a list of tensors is declared with [] "
+                            f"('{p.name}: Tensor[]')", p.type.span, "leave a list of compile-time values untyped")
         ok = {"int": lambda: isinstance(v, int) and not isinstance(v, bool),
               "float": lambda: is_number(v),
               "bool": lambda: isinstance(v, bool),
@@ -502,7 +505,8 @@ class Lowerer(Evaluator):
             raise self.fail(C.TYPE_MISMATCH, f"unknown type '{t}' for parameter '{p.name}'", p.type.span,
                             did_you_mean(t, ["int", "float", "bool", "Tensor"]))
         if not ok():
-            raise self.fail(C.TYPE_MISMATCH, f"parameter '{p.name}' of {owner} is {t}, got {type_name(v)}", span)
+            raise self.fail(C.TYPE_MISMATCH, f"parameter '{p.name}' of {owner} is {t}{'[]' if p.type.is_list else ''}, "
+                            f"got {type_name(v)}", span)
         if t == "float":
             return float(v)
         return v
