@@ -204,6 +204,37 @@ def test_a_list_costs_what_the_same_tensors_one_by_one_cost(prog):
     assert [n.op for n in g1.nodes] == [n.op for n in g2.nodes]
 
 
+LOOP = """\
+block DenseBlock(x, growth: int, layers: int = 3) {
+    features = [x]
+    for i in 1..layers + 1 {
+        denselayer{i} = DenseLayer(features, growth)
+        features = features + [denselayer]
+    }
+    return concat(features)
+}
+"""
+
+
+def test_a_for_loop_grows_the_list_and_numbers_the_modules(prog, models):
+    """`_DenseBlock` as torchvision writes it (a loop appending each layer's output to the list
+    it passes on, `add_module(f"denselayer{i + 1}")`): the same network, module for module."""
+    start = SRC.index("block DenseBlock")
+    end = SRC.index("block Gate")
+    looped = evo.compile(SRC[:start] + LOOP + "\n" + SRC[end:])
+    assert looped.emit_python() == prog.emit_python()
+    assert format_source(LOOP) == LOOP
+    net, ref = models
+    net2 = looped.build("Net")
+    net2.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(2, 3, 12, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(net2.eval()(x), ref(x), rtol=1e-5, atol=1e-5)
+    deeper = evo.compile(SRC[:start] + LOOP.replace("layers: int = 3", "layers: int = 5") + "\n" + SRC[end:])
+    g = deeper.graph("Net")
+    assert [s.path for s in g.scopes if s.label == "DenseLayer"] == [f"block1.denselayer{i}" for i in range(1, 6)]
+
+
 def _error(src: str):
     with pytest.raises(evo.EvoError) as info:
         evo.compile(src)
@@ -241,6 +272,15 @@ HEAD = "block D(xs: Tensor[], c: int) {\n    return conv2d(concat(xs), c, 1)\n}\
                                                  "(parameter 'skip')")),
     ("    y = B(x, [1])\n", ("E0200", -2, 15, "'int[]' is not a type; only a list of tensors is declared with [] "
                                            "('n: Tensor[]')")),
+    ("    fs = [x]\n    for i in 0..2 {\n        c = conv2d(x, 3, 1)\n        fs = fs + [c]\n    }\n",
+     ("E0102", 4, 13, "'c' names a module in every iteration of the loop")),
+    ("    for i in 0..2 {\n        c{i + 0.5} = conv2d(x, 3, 1)\n    }\n",
+     ("E0200", 3, 11, "the number of a numbered name must be an int or a string, not float")),
+    ("    c{1} = conv2d(x, 3, 1)\n", ("E0102", 2, 5, "a numbered name (c{...}) is bound in a 'for' body only")),
+    ("    for i in 0..2 {\n        return x\n    }\n", ("E0112", 3, 9, "'return' inside a 'for' body")),
+    ("    for x in 0..2 {\n        y = x\n    }\n", ("E0102", 2, 9, "'x' is already bound; a loop variable is a "
+                                                                "new name")),
+    ("    for i in 0..2 {\n        y = relu(x)\n    }\n    z = y\n", ("E0100", 5, 9, "'y' is not defined")),
     ("    y = seq(x) { D(4) }\n", ("E0205", 2, 18, "block 'D' cannot be a seq stage: its input 'xs' is a list of "
                                                  "tensors")),
 ])

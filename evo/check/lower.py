@@ -101,6 +101,8 @@ class _Builder:
             elif isinstance(s, A.If):
                 todo.extend(s.then)
                 todo.extend(s.orelse or ())
+            elif isinstance(s, A.For):
+                todo.extend(s.body)
 
 
 class Lowerer(Evaluator):
@@ -109,6 +111,7 @@ class Lowerer(Evaluator):
     def __init__(self, prog: Program, col: Collector):
         super().__init__(prog, col)
         self.b = _Builder()
+        self.loops = 0  # `for` bodies being run
 
     # ------------------------------------------------------------------ entry
     def network(self, net: A.Network, args: dict[str, Any] | None = None,
@@ -250,14 +253,15 @@ class Lowerer(Evaluator):
         for s in stmts:
             if isinstance(s, A.Assign):
                 try:
-                    v = self.eval(s.value, ctx, bind=s.name)
+                    bind = s.name if s.number is None else self.numbered(s, ctx)
+                    v = self.eval(s.value, ctx, bind=bind)
                 except Fatal:
                     raise
                 except Abort:
-                    v = POISON
+                    v, bind = POISON, s.name
                 ctx.env[s.name] = v
                 if isinstance(v, TensorV):
-                    self.b.values.setdefault(join(ctx.scope, s.name), v.nid)
+                    self.b.values.setdefault(join(ctx.scope, bind), v.nid)
                     if s.training:
                         self.b.train_outputs.append(v.nid)
                 elif s.training and v is not POISON:
@@ -271,6 +275,8 @@ class Lowerer(Evaluator):
                         raise Abort()
                     vals.append((v, e))
                 return vals
+            elif isinstance(s, A.For):
+                self.exec_for(s, ctx)
             elif isinstance(s, A.If):
                 c = self.eval_bool(s.cond, ctx)
                 branch = s.then if c else s.orelse
@@ -279,6 +285,41 @@ class Lowerer(Evaluator):
                     if r is not None:
                         return r
         return None
+
+    def exec_for(self, s: A.For, ctx: Ctx) -> None:
+        """`for i in a..b { ... }`: the body once per i; names bound before the loop keep the value
+        the last iteration gave them (an accumulator), the others are the iteration's own."""
+        a = self.eval_int(s.start, ctx, "a range start")
+        b = self.eval_int(s.stop, ctx, "a range end")
+        if b - a > MAX_EXPANDED:
+            raise self.fail(C.EXPANSION_TOO_LARGE, f"for {s.var} in {a}..{b} expands past the limit of "
+                            f"{MAX_EXPANDED:,} layers", s.span, "reduce the range")
+        outer = set(ctx.env)
+        self.loops += 1
+        try:
+            for i in range(a, b):
+                self.tick(s.span, 0)
+                self.b.idle += 1
+                if self.b.idle > MAX_EXPANDED:
+                    raise self.fail(C.EXPANSION_TOO_LARGE, f"'for' loops run more than {MAX_EXPANDED:,} times",
+                                    s.span, "reduce the ranges")
+                env = dict(ctx.env)
+                env[s.var] = i
+                self.exec_body(s.body, Ctx(ctx.scope, env, ctx.depth, ctx.what))
+                for k in outer:
+                    ctx.env[k] = env[k]
+        finally:
+            self.loops -= 1
+
+    def numbered(self, s: A.Assign, ctx: Ctx) -> str:
+        """The module name of `name{number} = ...`: the name followed by the number's value."""
+        k = self.eval(s.number, ctx)
+        if k is POISON:
+            raise Abort()
+        if isinstance(k, bool) or not isinstance(k, (int, str)):
+            raise self.fail(C.TYPE_MISMATCH, f"the number of a numbered name must be an int or a string, not "
+                            f"{type_name(k)}", s.number.span)
+        return f"{s.name}{k}"
 
     # ------------------------------------------------------------------ expressions
     def tensor_binop(self, op: str, a, b, e: A.BinOp, ctx, bind):
@@ -436,6 +477,9 @@ class Lowerer(Evaluator):
         if name in RESERVED_MODULE_NAMES:
             raise self.fail(C.KEYWORD_AS_NAME, f"{q(name)} cannot name a layer: PyTorch modules reserve it", span,
                             f"choose another name, e.g. {q(name + '_')}")
+        if self.loops and join(scope, name) in self.b.used_paths:
+            raise self.fail(C.NAME_BOUND_TWICE, f"{q(name)} names a module in every iteration of the loop", span,
+                            f"number it: {name}{{i}} = ... (one module per iteration)")
         return join(scope, name)
 
     def check_arg(self, d: ops.OpDef, p: ops.ParamSpec, v: Any, span: Span) -> Any:

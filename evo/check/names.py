@@ -11,7 +11,7 @@ from evo import ops
 from evo.check.program import BUILTIN_FUNCS, Program
 from evo.diagnostics import Collector, Note, did_you_mean
 from evo.frontend import ast as A
-from evo.frontend.names import is_plain, q
+from evo.frontend.names import is_plain, q, show
 
 __all__ = ["BUILTIN_FUNCS", "check_names"]
 
@@ -41,6 +41,7 @@ class _BodyChecker:
         self.where = f"block {q(d.name)}" if isinstance(d, A.Block) else ""
         seen: set[str] = set()
         defined: set[str] = set()
+        self.params = {p.name for p in d.params}
         for p in d.params:
             if p.name in seen:
                 self.col.error(C.NAME_BOUND_TWICE, f"parameter {q(p.name)} is declared twice", p.span)
@@ -61,8 +62,9 @@ class _BodyChecker:
         else:
             self.expr(d.expr, defined)
 
-    def stmts(self, stmts, defined: set[str]) -> bool:
-        """Checks statements; returns whether every path returns."""
+    def stmts(self, stmts, defined: set[str], rebind: frozenset[str] = frozenset(), loop: bool = False) -> bool:
+        """Checks statements; returns whether every path returns.  In a `for` body (`loop`) the
+        names in `rebind` (bound before the loop, not parameters) may be bound again."""
         returned = False
         for s in stmts:
             if returned:
@@ -80,20 +82,39 @@ class _BodyChecker:
                 self.in_training = False
                 if s.training:
                     self.training.add(s.name)
-                if s.name in defined:
+                if s.number is not None:
+                    self.expr(s.number, defined)
+                    if not loop:
+                        self.col.error(C.NAME_BOUND_TWICE, f"a numbered name ({show(s.name)}{{...}}) is bound in a "
+                                       "'for' body only", s.name_span,
+                                       "it names one module per iteration; outside a loop write the name")
+                if s.name in defined and s.name in rebind and s.number is None:
+                    pass  # an accumulator of the loop (`features = features + [y]`)
+                elif s.name in defined:
                     self.col.error(C.NAME_BOUND_TWICE, f"{q(s.name)} is already bound; each name is bound once per path",
                                    s.name_span, f"use a new name, e.g. {q(s.name + '2')}")
                 defined.add(s.name)
             elif isinstance(s, A.Return):
                 for v in s.values:
                     self.expr(v, defined)
+                if loop:
+                    self.col.error(C.STATEMENT_AFTER_RETURN, "'return' inside a 'for' body", s.span,
+                                   "collect the values in a list and return after the loop")
                 returned = True
+            elif isinstance(s, A.For):
+                self.expr(s.start, defined)
+                self.expr(s.stop, defined)
+                if s.var in defined:
+                    self.col.error(C.NAME_BOUND_TWICE, f"{q(s.var)} is already bound; a loop variable is a new name",
+                                   s.var_span, f"use a new name, e.g. {q(s.var + '2')}")
+                outer = (rebind | defined) - self.params
+                self.stmts(s.body, set(defined) | {s.var}, frozenset(outer), True)
             elif isinstance(s, A.If):
                 self.expr(s.cond, defined)
                 d1 = set(defined)
-                r1 = self.stmts(s.then, d1)
+                r1 = self.stmts(s.then, d1, rebind, loop)
                 d2 = set(defined)
-                r2 = self.stmts(s.orelse, d2) if s.orelse is not None else False
+                r2 = self.stmts(s.orelse, d2, rebind, loop) if s.orelse is not None else False
                 # Names bound on some path are visible afterwards; whether they are
                 # bound on the path taken is checked when the network is instantiated.
                 defined |= (d1 if not r1 else set()) | (d2 if not r2 else set())

@@ -164,6 +164,9 @@ class Assign(Node):
     value: Expr
     name_span: Span
     training: bool = False  # `training aux = ...`: a training-only submodule (network bodies only)
+    # `denselayer{i} = ...` in a `for` body: the module (value path) is named `name` followed by the
+    # value of `number` (`denselayer1`, ...); the iteration reads the value as `name`
+    number: "Expr | None" = None
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,19 @@ class If(Node):
     orelse: tuple["Stmt", ...] | None
 
 
-Stmt = Union[Assign, Return, If]
+@dataclass(frozen=True)
+class For(Node):
+    """`for i in a..b { ... }` in a body: the statements once per `i` (a half-open range).  Names
+    bound before the loop may be rebound in it (`features = features + [y]`); names first bound
+    in it are the iteration's own."""
+    var: str
+    start: Expr
+    stop: Expr
+    body: tuple["Stmt", ...]
+    var_span: Span
+
+
+Stmt = Union[Assign, Return, If, For]
 
 
 # ------------------------------------------------------------------ definitions

@@ -37,7 +37,7 @@ def _dump(node, indent: int, out: list[str], label: str | None) -> None:
             if f.name in ("span", "comments", "filename") or f.name.endswith("_span") or f.name.endswith("_spans"):
                 continue
             v = getattr(node, f.name)
-            if f.name in ("training", "is_list") and v is False:  # shown only on `training name = ...`, `Tensor[]`
+            if (f.name in ("training", "is_list") and v is False) or (f.name == "number" and v is None):  # shown only on `training name = ...`, `Tensor[]`
                 continue
             s = _scalar(v)
             if s is not None:

@@ -198,6 +198,8 @@ class _Printer:
     def stmt(self, s, ind: str) -> None:
         if isinstance(s, A.Assign):
             lhs = ("training " if s.training else "") + show(s.name)
+            if s.number is not None:
+                lhs += f"{{{expr(s.number, ind)}}}"
             if isinstance(s.value, A.Seq):
                 self.leading(s.span.start, ind, s.span.line)
                 text = seq_text(s.value, ind, self, len(lhs) + 3)
@@ -213,6 +215,13 @@ class _Printer:
         elif isinstance(s, A.If):
             self.leading(s.span.start, ind, s.span.line)
             self.if_(s, ind, first=True)
+            self.mark(s)
+        elif isinstance(s, A.For):
+            self.leading(s.span.start, ind, s.span.line)
+            self.out.append(f"{ind}for {show(s.var)} in {expr(s.start, ind)}..{expr(s.stop, ind)} {{\n")
+            self.open_block(s.span.line)
+            self.stmts(s.body, ind + IND, s.span.end)
+            self.out.append(f"{ind}}}\n")
             self.mark(s)
 
     def if_(self, s: A.If, ind: str, first: bool) -> None:

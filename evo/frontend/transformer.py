@@ -142,6 +142,16 @@ class ToAst(Transformer):
         return A.Assign(self._span(meta), self._name(name), value, self._tspan(name), training=True)
 
     @v_args(meta=True)
+    def numbered_assign(self, meta, c):
+        name, number, value = c
+        return A.Assign(self._span(meta), self._name(name), value, self._tspan(name), number=number)
+
+    @v_args(meta=True)
+    def for_stmt(self, meta, c):
+        var, start, stop, body = c
+        return A.For(self._span(meta), self._name(var), start, stop, body, self._tspan(var))
+
+    @v_args(meta=True)
     def return_(self, meta, c):
         return A.Return(self._span(meta), tuple(c))
 
