@@ -69,13 +69,15 @@ def imported(name: str):
     return prog, model.eval(), "Explain", 224
 
 
-def _time(fn) -> float:
-    t0 = time.perf_counter()
+def _time(fn) -> tuple[float, float]:
+    """(wall, CPU) seconds of one call (single-threaded: the thread's CPU time is what the call
+    itself used, less disturbed by the other processes of a loaded machine than the wall time)."""
+    t0, c0 = time.perf_counter(), time.thread_time()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.thread_time() - c0
 
 
-def bench(name: str, batch: int, repeats: int) -> tuple[float, float, float, float]:
+def bench(name: str, batch: int, repeats: int) -> dict[str, float]:
     if name in IMPORTED:
         prog, model, cam, size = imported(name)
         return measure(prog, model, cam, size, batch, repeats)
@@ -92,7 +94,7 @@ def bench(name: str, batch: int, repeats: int) -> tuple[float, float, float, flo
     return measure(prog, prog.build(net), cam, size, batch, repeats)
 
 
-def measure(prog, model, cam: str, size: int, batch: int, repeats: int) -> tuple[float, float, float, float]:
+def measure(prog, model, cam: str, size: int, batch: int, repeats: int) -> dict[str, float]:
     exp = prog.explainer(cam, model, strategy="compiled", upsample="none", normalize="none")
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
@@ -103,7 +105,12 @@ def measure(prog, model, cam: str, size: int, batch: int, repeats: int) -> tuple
         for _ in range(repeats):
             inf.append(_time(lambda: model(x)))
             ex.append(_time(lambda: exp(x)))
-    return statistics.median(inf), statistics.median(ex), min(inf), min(ex)
+    out = {}
+    for j, kind in enumerate(("wall", "cpu")):
+        a, b = [t[j] for t in inf], [t[j] for t in ex]
+        out |= {f"{kind}_inf": statistics.median(a), f"{kind}_exp": statistics.median(b),
+                f"{kind}_min_inf": min(a), f"{kind}_min_exp": min(b)}
+    return out
 
 
 def main() -> None:
@@ -114,12 +121,16 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(1)
     print(f"batch {a.batch}, {a.repeats} interleaved rounds, 1 thread; load average {os.getloadavg()[0]:.1f}")
-    print(f"{'family':<24} {'inference ms':>13} {'compiled explain ms':>20} {'ratio':>7} "
-          f"{'min inf ms':>11} {'min explain ms':>15} {'ratio':>7}")
+    print("ms: inference / compiled explain, median (min); ratios explain / inference of the medians (mins)")
+    print(f"{'family':<24} {'wall ms':>26} {'wall ratio':>14} {'CPU ms':>26} {'CPU ratio':>14}")
     for name in a.family or sorted(FAMILIES) + list(IMPORTED):
-        inf, ex, inf_min, ex_min = bench(name, a.batch, a.repeats)
-        print(f"{name:<24} {inf * 1e3:>13.1f} {ex * 1e3:>20.1f} {ex / inf:>7.3f} "
-              f"{inf_min * 1e3:>11.1f} {ex_min * 1e3:>15.1f} {ex_min / inf_min:>7.3f}", flush=True)
+        r = bench(name, a.batch, a.repeats)
+        cells = []
+        for k in ("wall", "cpu"):
+            i, e, i0, e0 = r[f"{k}_inf"], r[f"{k}_exp"], r[f"{k}_min_inf"], r[f"{k}_min_exp"]
+            cells.append(f"{f'{i * 1e3:.1f} ({i0 * 1e3:.1f}) / {e * 1e3:.1f} ({e0 * 1e3:.1f})':>26} "
+                         f"{f'{e / i:.3f} ({e0 / i0:.3f})':>14}")
+        print(f"{name:<24} " + " ".join(cells), flush=True)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 

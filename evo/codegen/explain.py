@@ -87,6 +87,7 @@ class _Flat:
         self.var: dict[int, str] = {}
         self.lines: list[str] = []
         self.indices: dict[int, str] = {}  # maxpool node -> its indices variable
+        self.seed_used = False  # a gradient op read the seed's class indices (`gidx`)
 
     def handle(self, path: str) -> str:
         if path not in self.handles:
@@ -132,16 +133,21 @@ class _Flat:
         self.consts.append((name, init))
         return f"self.{name}"
 
-    def grad_node(self, n: Node, k: str) -> None:
+    def grad_node(self, n: Node, k: str, seed: tuple[int, str] | None = None) -> None:
         """A node of the gradient part, written as its entry says (`grad_code`), or a forward op
-        applied to a K-batched gradient with its functional form (add, permute, transpose)."""
+        applied to a K-batched gradient with its functional form (add, permute, transpose).
+        `seed`: (the seed node, the variable of its class indices) for an entry that reads it."""
         d = ops.of_node(n)
         ins = [self.var[i] for i in n.inputs]
         if d.indices_input is not None:
             ins[d.indices_input] = self.indices[n.inputs[d.indices_input]]
         out = self.name_for(n)
         if d.grad_code is not None:
-            for line in d.grad_code({**n.attr_dict, "@shape": tuple(n.shape)}, ins, k, self.const, n.path):
+            attrs = {**n.attr_dict, "@shape": tuple(n.shape)}
+            if seed is not None and n.inputs[:1] == (seed[0],):
+                attrs["@seed"] = seed[1]
+                self.seed_used = True
+            for line in d.grad_code(attrs, ins, k, self.const, n.path):
                 self.lines.append(line.replace("{out}", out))
         elif not d.gradient_only and d.functional is not None:
             self.lines.append(f"{out} = {d.functional(n.attr_dict, ins)}")
@@ -348,14 +354,14 @@ def _compiled_def(eg: Graph, i: int, handles, consts, const_names: Namer, lay: L
     f.var[seed.id] = "gseed"
     for n in eg.nodes:
         if n.id in dep and n.op != Op.INPUT:
-            f.grad_node(n, "k")
+            f.grad_node(n, "k", (seed.id, "gidx"))
     grad, shape = f.var[eg.outputs[1]], tuple(eg.value("acts").shape[1:])
     if lay is not None:
         gv = namer.fresh(f"{grad}_grid")
         f.lines.append(f"{gv} = {_to_grid(lay, grad)}")
         grad, shape = gv, (lay.channels, lay.h, lay.w)
     return {"index": i, "args": ", ".join(args), "pre": pre, "logits": logits, "folded": False,
-            "grad_lines": f.lines, "grad": grad, "shape": shape}
+            "grad_lines": f.lines, "grad": grad, "shape": shape, "seed_index": f.seed_used}
 
 
 def _fullgrad_def(g: Graph, strategy: str, handles, consts, const_names: Namer) -> dict:

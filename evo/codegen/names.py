@@ -36,7 +36,7 @@ def legal(base: str) -> str:
 # Locals that the explainer template writes itself (`h = self._h`, `cls`, `k`, ...):
 # a program's layer of one of these names would shadow them.
 EXPLAINER_LOCALS = frozenset({"self", "model", "m", "h", "b", "basis", "j", "spec", "cls", "cls2", "k", "gseed",
-                              "dt", "coef"})
+                              "gidx", "dt", "coef"})
 
 
 class Namer:

@@ -198,7 +198,9 @@ class OpDef:
     # grad_code(attrs, input expressions, k, const, path) -> [lines] assigning `{out}` (and `{out}_...`): how the
     # explainer writes this op where it computes a gradient (every gradient-only op; a forward op whose
     # functional form does not take a K-batched gradient, like `mul`); attrs["@shape"] is the node's shape,
-    # `const(base, init)` a buffer computed once from the model, `path` the forward layer's module path.
+    # `const(base, init)` a buffer computed once from the model, `path` the forward layer's module path;
+    # where the input is the one-hot gradient seed, attrs["@seed"] names its class indices [K*B] (None at
+    # run time when the explainer is given coefficients instead: the seed is then dense).
     # Without it a forward op applied to a gradient is written with `functional`
     grad_code: Callable | None = None
     # the input whose producer the explainer writes with its argmax indices (`with_indices`): grad_code

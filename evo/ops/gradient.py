@@ -64,6 +64,8 @@ def _conv_t_code(a, ins, k, const, path):
 
 def _linear_t_code(a, ins, k, const, path):
     w = const("w", f"m({path!r}).weight.detach()")
+    if "@seed" in a:  # the one-hot seed: the selected classes' rows of the weight (no product with it)
+        return [f"{{out}} = {ins[0]}.matmul({w}) if {a['@seed']} is None else {w}[{a['@seed']}]"]
     return [f"{{out}} = {ins[0]}.matmul({w})"]
 
 

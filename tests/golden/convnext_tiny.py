@@ -811,7 +811,8 @@ class ExplainExplain(nn.Module):
             gseed = _evo_seed(cls2, linear.shape[1], linear.dtype)
         else:
             gseed = coef.transpose(0, 1).reshape(-1, linear.shape[1]).to(linear.dtype)
-        d_linear = gseed.matmul(self._w)
+        gidx = cls2.t().reshape(-1) if coef is None else None  # the seed's one-hot columns
+        d_linear = gseed.matmul(self._w) if gidx is None else self._w[gidx]
         d_flatten = d_linear.reshape(-1, 768, 1, 1)
         d_ln_mu = avgpool.mean((-3,), keepdim=True)
         d_ln_r = torch.rsqrt(avgpool.var((-3,), unbiased=False, keepdim=True) + 1e-06)

@@ -601,7 +601,8 @@ class ExplainExplain(nn.Module):
             gseed = _evo_seed(cls2, head.shape[1], head.dtype)
         else:
             gseed = coef.transpose(0, 1).reshape(-1, head.shape[1]).to(head.dtype)
-        d_head = gseed.matmul(self._w)
+        gidx = cls2.t().reshape(-1) if coef is None else None  # the seed's one-hot columns
+        d_head = gseed.matmul(self._w) if gidx is None else self._w[gidx]
         d_select = d_head.unsqueeze(1)
         d_ln_mu = add.mean((-1,), keepdim=True)
         d_ln_r = torch.rsqrt(add.var((-1,), unbiased=False, keepdim=True) + 1e-06)
