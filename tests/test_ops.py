@@ -264,21 +264,22 @@ def test_the_importer_holds_no_op_alias():
     assert any("F.max_pool2d" in c.names for c in REGISTRY["maxpool2d"].imports.calls)
 
 
-# ops trace.py still converts by name (structural: a block's own nn.Parameter, a batch-sized expand,
-# attention's (output, weights) tuple and `x[:, i]`); every other conversion is an entry's `Call`
-TRACE_NAMES = {"parameter", "expand", "multihead_attention"}
-
-
 def test_the_tracer_converts_no_op_by_name():
     """permute / transpose / view / reshape (fx) and mul or div by a number, matmul, roll, slice, pad,
-    clamp (ATen) are converted by `Call`s in their entries: evo/importer/trace.py writes no registered
-    op's name (but TRACE_NAMES) as a string literal, and each of these ops declares its aliases."""
+    clamp (ATen), sdpa, x[:, i], t.expand(x.shape[0], ...), a block's own nn.Parameter and attention's
+    (output, weights) are converted by what their entries declare: evo/importer/trace.py writes no
+    registered op's name as a string literal, and each of these ops declares its aliases (mapping.py's
+    only such literals are torch functions without an op: F.pad, torch.matmul, F.conv2d, F.linear)."""
     from evo.importer import mapping as M
     from evo.ops import REGISTRY
 
     found = sorted({v for _, v in _string_literals(ROOT / "evo" / "importer" / "trace.py")} & set(REGISTRY))
-    assert set(found) <= TRACE_NAMES, found
+    assert not found, found
+    assert REGISTRY["multihead_attention"].imports.output[0] == 0
+    assert REGISTRY["multihead_attention"].imports.module_call.tensors == ("query",)
+    assert M.tensor_op(nn.Parameter(torch.full((1, 4), 0.25))) == ("parameter", {"shape": (1, 4), "init": 0.25})
     tables = M.registry_aliases()
+    assert [c[0] for c in tables["methods"]["expand"]] == ["expand"]
     assert {c[0] for c in tables["functions"][torch.permute]} == {"permute"}
     for name in ("transpose", "swapaxes", "swapdims"):
         assert [c[0] for c in tables["methods"][name]] == ["transpose"]

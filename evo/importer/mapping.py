@@ -241,6 +241,40 @@ def module_op(m: nn.Module, in_shapes: list[tuple], out_shape: tuple | None = No
     return leaf_types()[base](m, shape)
 
 
+def _entry_of(m: nn.Module):
+    base = supported_leaf(m)
+    op = registry_aliases()["modules"].get(base) if base is not None else None
+    return ops.REGISTRY[op] if op is not None else None
+
+
+def tuple_output(m: nn.Module) -> tuple[int, str] | None:
+    """(index of the op's output, reason for another) for a module whose op's entry says it returns
+    a tuple (`Imports.output`: nn.MultiheadAttention), else None."""
+    d = _entry_of(m)
+    return d.imports.output if d is not None else None
+
+
+def module_call(m: nn.Module) -> Call:
+    """How a call of the module binds (`Imports.module_call` of its op's entry; the input alone
+    without one)."""
+    d = _entry_of(m)
+    return d.imports.module_call if d is not None and d.imports.module_call is not None else UNARY
+
+
+def tensor_op(t) -> tuple[str, dict] | None:
+    """(evo op, full args) for a tensor a block reads itself, by the op that imports its class
+    (an nn.Parameter: `parameter`, its shape and value from the entry's `from_module`), or None."""
+    mods = registry_aliases()["modules"]
+    op = next((mods[c] for c in type(t).__mro__ if c in mods), None)
+    if op is None:
+        return None
+    d = ops.REGISTRY[op]
+    try:
+        return op, registry_args(op, d.from_module(t, None) if d.from_module is not None else {})
+    except NotConvertible:
+        return None
+
+
 def torch_name(m: nn.Module) -> str:
     t = type(m)
     if t.__module__.startswith("torch.nn"):

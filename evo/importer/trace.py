@@ -307,18 +307,17 @@ class _FxConverter:
 
     def own_parameter(self, n: torch.fx.Node, rec: _Rec) -> Step | None:
         """`self.layer_scale` read by the module that owns it: a learnable tensor declared in the
-        block, `layer_scale = parameter([C, 1, 1], init=...)` (its state_dict key stays)."""
+        block (the op that imports the tensor's class: `layer_scale = parameter([C, 1, 1], init=...)`;
+        its state_dict key stays)."""
         target = str(n.target)
         owner, _, name = target.rpartition(".")
         if owner != rec.path:
             return None
         t = rec.module._parameters.get(name)
-        if not isinstance(t, nn.Parameter) or t.dim() == 0:
+        res = M.tensor_op(t) if t is not None else None
+        if res is None:
             return None
-        flat = t.detach().flatten()
-        init = _short_float(float(flat[0]), t.dtype) if bool((flat == flat[0]).all()) else 0.0
-        return Step("parameter", {"shape": tuple(int(d) for d in t.shape), "init": init}, [], self.val(n),
-                    target, None, "nn.Parameter")
+        return Step(res[0], res[1], [], self.val(n), target, None, f"nn.{type(t).__name__}")
 
     def display(self, n: torch.fx.Node) -> str:
         if n.op == "call_method":
@@ -355,8 +354,6 @@ class _FxConverter:
 
     def method(self, n: torch.fx.Node, out: Val) -> list[Step]:
         name = str(n.target)
-        if name == "expand":
-            return self.expand(n, out)
         if name in M.IDENTITY_METHODS:
             x = n.args[0] if n.args else None
             if not isinstance(x, torch.fx.Node):
@@ -367,62 +364,43 @@ class _FxConverter:
                             name)
 
     def tuple_module(self, n: torch.fx.Node) -> bool:
-        """nn.MultiheadAttention returns (output, weights): its call is kept until `[0]` takes the
-        output (a self-attention: query, key and value the same tensor, no masks)."""
+        """A module whose op's entry says it returns a tuple (nn.MultiheadAttention: (output,
+        weights)): its call is kept until indexing takes the output."""
         path = str(n.target)
         m = self.model.get_submodule(path)
-        base = M.supported_leaf(m)
-        if base is None or M.registry_aliases()["modules"].get(base) != "multihead_attention":
+        if M.tuple_output(m) is None:
             return False
         self.leaf_calls[path] = self.leaf_calls.get(path, 0) + 1
         self.tuple_calls[n] = (path, m)
         return True
 
-    def attention_step(self, n: torch.fx.Node, out: Val) -> list[Step]:
+    def tuple_step(self, n: torch.fx.Node, i, out: Val) -> list[Step]:
+        """Item `i` of a tuple-returning module's call: the op's output, the call bound and checked by
+        its entry's `module_call`."""
         path, m = self.tuple_calls[n]
-        b = _bind_args(["query", "key", "value", "key_padding_mask", "need_weights", "attn_mask",
-                        "average_attn_weights", "is_causal"], list(n.args), dict(n.kwargs))
-        q, k, v = b.get("query"), b.get("key"), b.get("value")
         where = f"{path} ({type_label(m)})"
-        if not isinstance(q, torch.fx.Node) or k is not q or v is not q:
-            raise NotConvertible(f"{where}: cross-attention (query, key and value differ); evo's "
-                                 "multihead_attention is self-attention")
-        if b.get("key_padding_mask") is not None or b.get("attn_mask") is not None or b.get("is_causal"):
-            raise NotConvertible(f"{where}: called with a mask")
-        self.check_meta([q])
+        index, reason = M.tuple_output(m)
+        if i != index:
+            raise NotConvertible(reason)
         try:
-            op, args = M.module_op(m, [self.val(q).shape])
+            call = M.module_call(m)
+            b = M.bind(call, tuple(n.args), dict(n.kwargs))
+            ins = _call_tensors(call, b, self.check_meta)
+            call.convert(b, [self.val(x).shape for x in ins])  # the entry's checks of the other arguments
+            op, args = M.module_op(m, [self.val(x).shape for x in ins])
         except NotConvertible as e:
             raise NotConvertible(f"{where}: {e.reason}") from None
-        return [Step(op, args, [self.val(q)], out, path, m, type_label(m))]
+        return [Step(op, args, [self.val(x) for x in ins], out, path, m, type_label(m))]
 
     def take(self, n: torch.fx.Node, out: Val) -> list[Step] | None:
-        """`parts[0]` (a piece of chunk / split) or `attn(x, x, x)[0]` (attention's output); other
-        indexing (None) converts through the op table (`x[:, 0]`)."""
+        """`parts[0]` (a piece of chunk / split) or `attn(x, x, x)[0]` (a tuple-returning module's
+        output); other indexing (None) converts through the op table (`x[:, 0]`)."""
         src, i = n.args[0], n.args[1] if len(n.args) > 1 else None
         if isinstance(src, torch.fx.Node) and _pieces_call(src) and isinstance(i, int):
             return [Step("@index", {"index": i}, [self.val(src)], out, origin="getitem")]
         if isinstance(src, torch.fx.Node) and src in self.tuple_calls:
-            if i != 0:
-                raise NotConvertible("uses the attention weights (need_weights); evo's multihead_attention "
-                                     "returns the output only")
-            return self.attention_step(src, out)
+            return self.tuple_step(src, i, out)
         return None
-
-    def expand(self, n: torch.fx.Node, out: Val) -> list[Step]:
-        """`t.expand(x.shape[0], -1, ...)`: a tensor with first dimension 1 over x's batch."""
-        t = n.args[0]
-        sizes = list(n.args[1:])
-        if len(sizes) == 1 and isinstance(sizes[0], (list, tuple)):
-            sizes = list(sizes[0])
-        if not isinstance(t, torch.fx.Node) or t in self.meta or n.kwargs:
-            raise NotConvertible("expands a non-tensor")
-        ts = self.val(t).shape
-        like = _batch_source(sizes[0]) if sizes else None
-        if (like is None or ts is None or ts[0] != 1 or any(s != -1 and s != d for s, d in zip(sizes[1:], ts[1:]))
-                or len(sizes) != len(ts)):
-            raise NotConvertible("an expand other than over the batch of a tensor (t.expand(x.shape[0], -1, ...))")
-        return [Step("expand", {}, [self.val(t), self.val(like)], out, origin="Tensor.expand")]
 
 
 def convert_call(candidates, args, kwargs, out: Val, what: str, val, check_meta=lambda nodes: None,
@@ -435,6 +413,17 @@ def convert_call(candidates, args, kwargs, out: Val, what: str, val, check_meta=
     if picked is None:
         raise NotConvertible(M.no_fn_reason(name))
     op, call, b = picked
+    tensors = _call_tensors(call, b, check_meta)
+    ins = [val(t) for t in tensors]
+    steps = M.call_steps(op, call, b, [x.shape for x in ins], out.shape)
+    if len(steps) == 1:
+        return [Step(steps[0][0], steps[0][1], ins, out, origin=what)]
+    return chain_steps(steps, ins[0], out, what)
+
+
+def _call_tensors(call, b: dict, check_meta) -> list:
+    """The tensor nodes of a bound call (its `tensors`, then the tensor whose batch size `batch_of`
+    reads), checked; its other arguments must be constants (but its `free` ones)."""
     tensors = []
     for p in call.tensors:
         v = b.get(p)
@@ -442,15 +431,16 @@ def convert_call(candidates, args, kwargs, out: Val, what: str, val, check_meta=
         if not vs or not all(isinstance(t, torch.fx.Node) for t in vs):
             raise NotConvertible(call.constant)
         tensors.extend(vs)
+    if call.batch_of:
+        v = b.get(call.batch_of) or ()
+        like = _batch_source(v[0]) if v else None
+        if like is not None:
+            tensors.append(like)
     check_meta(tensors)
     for k, v in b.items():
         if k not in call.tensors and k not in call.free and _proxies(v):
             raise NotConvertible(f"argument '{k}' is computed in the graph; evo needs a constant")
-    ins = [val(t) for t in tensors]
-    steps = M.call_steps(op, call, b, [x.shape for x in ins], out.shape)
-    if len(steps) == 1:
-        return [Step(steps[0][0], steps[0][1], ins, out, origin=what)]
-    return chain_steps(steps, ins[0], out, what)
+    return tensors
 
 
 def chain_steps(steps: list[tuple[str, dict]], x: Val, out: Val, what: str) -> list[Step]:
@@ -485,27 +475,6 @@ def _batch_source(size) -> torch.fx.Node | None:
                                                     and len(src.args) == 1)):
             return src.args[0] if isinstance(src.args[0], torch.fx.Node) else None
     return None
-
-
-def _bind_args(names: list[str], args: list, kw: dict) -> dict:
-    if len(args) > len(names):
-        raise NotConvertible("called with more arguments than expected")
-    out = dict(zip(names, args))
-    for k, v in kw.items():
-        if k not in names or k in out:
-            raise NotConvertible(f"argument '{k}' is not supported")
-        out[k] = v
-    return out
-
-
-def _short_float(v: float, dtype: torch.dtype) -> float:
-    """The shortest decimal that is `v` in `dtype` (1e-6, not float32's 9.999999974752427e-07)."""
-    for digits in range(1, 18):
-        s = float(f"{v:.{digits}g}")
-        if torch.tensor(s, dtype=dtype).item() == v:
-            return s
-    return v
-
 
 
 def _pieces_call(n: torch.fx.Node) -> bool:

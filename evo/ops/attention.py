@@ -142,6 +142,22 @@ def _mha_from_module(m, shape):
     return {"heads": int(m.num_heads), "bias": m.in_proj_bias is not None}
 
 
+def _mha_call(b, shapes):
+    """`attn(x, x, x, need_weights=False)`: self-attention (query, key and value one tensor), no mask."""
+    if b["key"] is not b["query"] or b["value"] is not b["query"]:
+        raise NotConvertible(_CROSS)
+    if b["key_padding_mask"] is not None or b["attn_mask"] is not None or b["is_causal"]:
+        raise NotConvertible("called with a mask")
+    return {}
+
+
+_CROSS = "cross-attention (query, key and value differ); evo's multihead_attention is self-attention"
+_MHA_CALL = Call((), ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights",
+                      "is_causal"), _mha_call,
+                 {"key": None, "value": None, "key_padding_mask": None, "need_weights": True, "attn_mask": None,
+                  "average_attn_weights": True, "is_causal": False},
+                 tensors=("query",), constant=_CROSS, free=("key", "value", "key_padding_mask", "attn_mask"))
+
 register(OpDef(
     "multihead_attention", (ParamSpec("heads", "int", min=1, doc="the number of heads"),
                             ParamSpec("bias", "bool", True)),
@@ -150,7 +166,10 @@ register(OpDef(
     grad=_mha_grad, cost=lambda W, a, ins, out: _mha_parts(W, a, ins, out),
     on_rows=lambda a, s, start, length: (MHA_ROWS, {"heads": a["heads"], "bias": a["bias"], "dim": s[0][2],
                                                     "tokens": s[0][1], "start": start, "length": length}),
-    imports=Imports(modules=("nn.MultiheadAttention",)), from_module=_mha_from_module,
+    imports=Imports(modules=("nn.MultiheadAttention",), module_call=_MHA_CALL,
+                    output=(0, "uses the attention weights (need_weights); evo's multihead_attention returns the "
+                               "output only")),
+    from_module=_mha_from_module,
     doc="multi-head self-attention (torchvision's ViT encoder)",
     doc_call="multihead_attention(x, heads, bias=true)",
     doc_args="`heads` int ≥ 1, divides D (E0302); `bias` bool (true)",
@@ -376,10 +395,23 @@ def _expand_grad(b, n, g):
     return [(0, g)]
 
 
+def _expand_call(b, shapes):
+    """`t.expand(x.shape[0], -1, ...)`: t (first dimension 1) over x's batch (`batch_of`: x is the
+    second input)."""
+    sizes = b["sizes"]
+    ts = shapes[0]
+    if (len(shapes) < 2 or ts is None or ts[0] != 1 or len(sizes) != len(ts)
+            or any(s != -1 and s != d for s, d in zip(sizes[1:], ts[1:]))):
+        raise NotConvertible("an expand other than over the batch of a tensor (t.expand(x.shape[0], -1, ...))")
+    return {}
+
+
 register(OpDef(
     "expand", (), _expand_shape, n_inputs=2,
     functional=lambda a, xs: f"{xs[0]}.expand({xs[1]}.shape[0], *{xs[0]}.shape[1:])",
     torch="Tensor.expand", affine=True, keeps_zeros=True, grad=_expand_grad,
+    imports=Imports(calls=(Call(("Tensor.expand",), ("input", "sizes"), _expand_call, varargs="sizes", batch_of="sizes",
+                                free=("sizes",), constant="expands a non-tensor"),)),
     cost=lambda W, a, ins, out: W.CopyWorkload(numel(ins[0]), numel(out), view=True),
     doc="a tensor with first dimension 1 repeated over another tensor's batch (a view)",
     doc_call="expand(t, x)", doc_args="two tensors: `t [1, ...]` (a `parameter`), `x` whose batch it takes",

@@ -26,8 +26,13 @@ HOW AN ENTRY DECLARES ITS IMPORTER ALIASES (evo/importer holds no op's aliases o
   (or [(op, args), ...] steps) and the defaults; `tensors=` names the tensor parameters when
   they are not just "input"; `varargs=`, `free=`, `output=` and `when=` cover x.permute(0, 2, 1),
   x.view(x.size(0), -1) (converted from the traced output shape) and a name shared by two ops
-  (aten.mul by a number is scale_by).  See pool.py, shape.py, arith.py, activation.py, dims.py,
-  window.py.
+  (aten.mul by a number is scale_by); `batch_of=` a size read from another tensor's batch
+  (t.expand(x.shape[0], -1): expand(t, x)).  See pool.py, shape.py, arith.py, activation.py, dims.py,
+  window.py, attention.py.
+* an nn module whose call takes more than its input (nn.MultiheadAttention(q, k, v, ...)) gives
+  `Imports(module_call=Call((), params, check))`; one returning a tuple gives `output=(index,
+  reason)`.  A tensor a block reads itself converts by the op that imports its class
+  (`modules=("nn.Parameter",)`, `from_module(tensor, None)`).
 * plugins (`evo.extend.register_op(..., imports=..., from_module=...)`) take the same road.
 
 An :class:`OpDef` holds everything about one op, built-in or user-defined
@@ -105,6 +110,8 @@ class Call:
     defaults  {parameter: default} of the optional parameters
     tensors   the parameters holding the tensor inputs (a list parameter for torch.cat)
     constant  the reason given when one of those is not a tensor
+    batch_of  a parameter whose first value is another tensor's batch size (`x.shape[0]`, `x.size(0)`):
+              that tensor is the op's next input (t.expand(x.shape[0], -1, -1): expand(t, x))
     varargs   the parameter that takes the positional arguments from its place on (x.permute(0, 2, 1),
               x.view(n, -1)) as one tuple; a single list or tuple there is the tuple itself
     free      parameters the converter does not read as constants: they may be computed in the graph
@@ -121,6 +128,7 @@ class Call:
     tensors: tuple[str, ...] = ("input",)
     constant: str = "applied to a non-tensor"
     varargs: str = ""
+    batch_of: str = ""
     free: tuple[str, ...] = ()
     output: bool = False
     when: Callable | None = None
@@ -145,6 +153,12 @@ class Imports:
     classes: tuple[str, ...] = ()
     # calls with arguments (F.max_pool2d(x, 3, 2), torch.cat([a, b], 1), aten.max_pool2d(x, [3, 3]))
     calls: tuple[Call, ...] = ()
+    # how a call of the imported nn module binds (its forward's parameters, `names` empty): the
+    # tensors it takes and a converter that checks the other arguments ({} or NotConvertible)
+    module_call: Call | None = None
+    # the module returns a tuple: (the index of the op's output, the reason for taking another)
+    # (nn.MultiheadAttention's (output, weights): `attn(x, x, x)[0]`)
+    output: tuple[int, str] | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -432,9 +432,31 @@ def _parameter_shape(shapes, a):
     return tuple(a["shape"])
 
 
+def _short_float(v: float, dtype) -> float:
+    """The shortest decimal that is `v` in `dtype` (1e-6, not float32's 9.999999974752427e-07)."""
+    import torch
+
+    for digits in range(1, 18):
+        s = float(f"{v:.{digits}g}")
+        if torch.tensor(s, dtype=dtype).item() == v:
+            return s
+    return v
+
+
+def _parameter_from_tensor(t, shape):
+    """An nn.Parameter a block reads itself (`self.layer_scale`): its shape, and the value it holds
+    when every element holds it (else 0.0)."""
+    if t.dim() == 0:
+        raise NotConvertible("a 0-D parameter")
+    flat = t.detach().flatten()
+    init = _short_float(float(flat[0]), t.dtype) if bool((flat == flat[0]).all()) else 0.0
+    return {"shape": tuple(int(d) for d in t.shape), "init": init}
+
+
 register(OpDef(
     "parameter", (ParamSpec("shape", "ints", min=1, doc="the tensor's shape"), ParamSpec("init", "float", 0.0)),
     _parameter_shape, n_inputs=0, tensor=True, parametric=True,
+    imports=Imports(modules=("nn.Parameter",)), from_module=_parameter_from_tensor,
     module=lambda a, s: f"nn.Parameter(torch.full({tuple_lit(a['shape'])}, {lit(a['init'])}))",
     torch="nn.Parameter", doc="a learnable tensor of the block (ConvNeXt's layer scale, a class token)",
     doc_call="name = parameter(shape, init=0.0)",
