@@ -289,3 +289,44 @@ def test_misuse_is_reported_at_the_offending_argument(body, want):
     got = _error(src)
     line_off = HEAD.count("\n")
     assert (got[0], got[1] - line_off, got[2], got[3]) == want
+
+
+def test_densenet_imports_with_list_blocks_and_the_dense_loop():
+    """torchvision's DenseNet structure (tests/zoo/densenet.py) with dense blocks of 3, 5 and 2
+    layers: one `_DenseLayer(inputs: Tensor[])`, one `_DenseBlock(x, layers: int)` looping over
+    its layers; strict load, logits, and Grad-CAM inside a dense block (a layer whose output
+    every later layer of its block reads through the list) equal to autograd's."""
+    from tests.zoo import densenet
+
+    torch.manual_seed(0)
+    model = _randomized(densenet.DenseNet(4, (3, 5, 2), 8, 2, 10))
+    x = torch.randn(2, 3, 32, 32)
+    src = evo.from_torch(model, x[:1])
+    assert format_source(src) == src
+    for text in ("block _DenseLayer(inputs: Tensor[]) {\n    norm1 = batchnorm2d(concat(inputs))\n",
+                 "block _DenseBlock(x, layers: int) {\n    features = [x]\n    for i in 1..layers + 1 {\n"
+                 "        denselayer{i} = _DenseLayer(features)\n        features = features + [denselayer]\n"
+                 "    }\n    return concat(features)\n}\n",
+                 "denseblock1 = _DenseBlock(pool0, 3)", "denseblock2 = _DenseBlock(transition1, 5)",
+                 "denseblock3 = _DenseBlock(transition2, 2)"):
+        assert text in src, text
+    assert src.count("\nblock ") == 4 and len(src.splitlines()) < 60, src
+    layer = "features.denseblock2.denselayer2"
+    prog = evo.compile(src + f"\ncam C {{\n    network = DenseNet\n    layer = {layer}\n    upsample = none\n"
+                             "    normalize = none\n}\n")
+    net = prog.build("DenseNet")
+    assert list(net.state_dict()) == list(model.state_dict())
+    net.load_state_dict(model.state_dict(), strict=True)
+    net.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), model(x), rtol=1e-5, atol=1e-5)
+        top = model(x).argmax(1)
+    for shift in range(10):
+        classes = (top + shift) % 10
+        want = reference_cam(model, x, model.get_submodule(layer), "gradcam", classes)
+        if (want > 0).any():
+            break
+    assert (want > 0).any()
+    for strategy in ("autograd", "forward", "compiled"):
+        res = prog.explainer("C", net, strategy=strategy)(x, classes)
+        torch.testing.assert_close(res.maps, want, rtol=1e-5, atol=1e-5, msg=strategy)

@@ -86,11 +86,13 @@ FAMILIES = {
                                                      "concat.channels // 2, concat.height, concat.width]), 1, 2)",
                                                      "block InvertedResidual(x"], 60),
     # the dense layer takes the list of previous features and concatenates them first, as torch's
-    # does: a block taking a list (`inputs: Tensor[]`), called with the growing list
+    # does: a block taking a list (`inputs: Tensor[]`); the dense block is torch's loop that appends
+    # each layer's output to the list it passes on
     "densenet121": ("DenseNet", "features", ["block _DenseLayer(inputs: Tensor[])", "concat(inputs)",
-                                             "denselayer1 = _DenseLayer([x])",
-                                             "denselayer2 = _DenseLayer([x, denselayer1])",
-                                             "return concat(x, denselayer1, denselayer2)",
+                                             "features = [x]\n    for i in 1..3 {\n"
+                                             "        denselayer{i} = _DenseLayer(features)\n"
+                                             "        features = features + [denselayer]\n    }\n"
+                                             "    return concat(features)",
                                              "denseblock2 = _DenseBlock(transition1)"], 50),
 }
 

@@ -46,6 +46,7 @@ from evo.importer.tree import (
     IndexE,
     ListE,
     Lit,
+    LoopS,
     Name,
     OpE,
     Ret,
@@ -57,6 +58,7 @@ from evo.importer.tree import (
     _mode,
     _rel,
     full_key,
+    key,
     bindable,
     legal_name,
     make_lit,
@@ -281,6 +283,9 @@ class Emitter:
     def build_class(self, ci: ClassInfo) -> None:
         inp = self.input_name(ci.insts)
         bodies = [self.build_instance(c, inp) for c in ci.insts]
+        if ci.kind == "body":
+            taken = {inp} | {m for c in ci.insts for m in c.module._modules} | RESERVED
+            bodies = [fold_dense_loop(b, taken) for b in bodies]
         groups: list[list[int]]
         try:
             groups = [list(range(len(ci.insts)))]
@@ -625,6 +630,51 @@ def resolve_aliases(root: Call) -> None:
     subst(root)
 
 
+def fold_dense_loop(stmts: list, taken: set[str]) -> list:
+    """A body that calls one list block with the growing list of every earlier output and returns
+    their concatenation (torchvision's _DenseBlock: `denselayer1 = _DenseLayer([x])`, `denselayer2 =
+    _DenseLayer([x, denselayer1])`, ..., `return concat(x, denselayer1, ...)`) becomes the loop
+    that appends to the list (`for i in 1..n + 1 { denselayer{i} = _DenseLayer(features) ... }`)."""
+    def numbered(name: str):
+        m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*?)(\d+)", name)
+        return (m.group(1), int(m.group(2))) if m and legal_name(m.group(1)) and not m.group(2).startswith("0") \
+            else None
+
+    def vals(args: dict):
+        return tuple((k, key(v), getattr(v, "value", None)) for k, v in args.items())
+
+    for p, s0 in enumerate(stmts):
+        if not (isinstance(s0, Assign) and not s0.training and isinstance(s0.expr, BlockE)
+                and isinstance(s0.expr.input, TensorsE) and len(s0.expr.input.items) == 1
+                and isinstance(s0.expr.input.items[0], Name) and numbered(s0.name)):
+            continue
+        prefix, start = numbered(s0.name)
+        first, var, args = s0.expr.input.items[0], s0.expr.var, s0.expr.args
+        names = [s0.name]
+        q = p + 1
+        while q < len(stmts):
+            s = stmts[q]
+            want = [first.id] + names
+            if not (isinstance(s, Assign) and not s.training and s.name == f"{prefix}{start + len(names)}"
+                    and isinstance(s.expr, BlockE) and s.expr.var is var and vals(s.expr.args) == vals(args)
+                    and isinstance(s.expr.input, TensorsE)
+                    and [getattr(x, "id", None) for x in s.expr.input.items] == want):
+                break
+            names.append(s.name)
+            q += 1
+        ret = stmts[q] if q < len(stmts) else None
+        if (len(names) < 2 or not isinstance(ret, Ret) or len(ret.exprs) != 1 or not isinstance(ret.exprs[0], OpE)
+                or ret.exprs[0].op != "concat"
+                or [getattr(x, "id", None) for x in ret.exprs[0].inputs] != [first.id] + names):
+            continue
+        used = taken | set(names) | {prefix, first.id} | _bound_names(stmts)
+        acc = next(c for c in ("features", "feats", "xs", "features_") if c not in used)
+        index = next(c for c in ("i", "k", "j", "i_") if c not in used and c != acc)
+        loop = LoopS(prefix, start, Lit(len(names), "layers", "int"), var, first, args, acc, index)
+        return stmts[:p] + [loop, Ret([OpE("concat", [Name(acc)], ret.exprs[0].args)])] + stmts[q + 1:]
+    return stmts
+
+
 def list_input_concat(c: Call) -> None:
     """A module called with one list of tensors that first concatenates them all (DenseNet's
     _DenseLayer, `torch.cat(inputs, 1)`) becomes a block taking the list (`inputs: Tensor[]`,
@@ -670,6 +720,8 @@ def _bound_names(tpl) -> set[str]:
     def walk(n):
         if isinstance(n, Assign):
             out.add(n.name)
+        elif isinstance(n, LoopS):
+            out.update((n.acc, n.index, n.prefix))
         elif isinstance(n, IfS):
             for s in n.then:
                 walk(s)

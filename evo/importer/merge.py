@@ -22,6 +22,7 @@ from evo.importer.tree import (
     IndexE,
     ListE,
     Lit,
+    LoopS,
     Name,
     OpE,
     Param,
@@ -100,6 +101,10 @@ class Merger:
             return Assign(n0.name, self.node([(i, n.expr) for i, n in items]), n0.training)
         if isinstance(n0, Ret):
             return Ret([self.node([(i, n.exprs[k]) for i, n in items]) for k in range(len(n0.exprs))])
+        if isinstance(n0, LoopS):
+            return LoopS(n0.prefix, n0.start, self.node([(i, n.count) for i, n in items]), n0.var,
+                         self.node([(i, n.first) for i, n in items]),
+                         {a: self.node([(i, n.args[a]) for i, n in items]) for a in n0.args}, n0.acc, n0.index)
         raise TypeError(type(n0))
 
     # ---------------------------------------------------------------- statements

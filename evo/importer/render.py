@@ -20,6 +20,7 @@ from evo.importer.tree import (
     IfS,
     IndexE,
     ListE,
+    LoopS,
     Name,
     OpE,
     Param,
@@ -174,6 +175,16 @@ class Renderer:
                 out.append(f"{ind}return {', '.join(self.expr(e, True) for e in s.exprs)}\n")
             elif isinstance(s, IfS):
                 out.append(f"{ind}if {self.pred(s.pred)} {{\n{self.stmts(s.then, ind + '    ')}{ind}}}\n")
+            elif isinstance(s, LoopS):
+                n = self.const(s.count)
+                stop = str(s.start + n) if n is not None else f"{self.res_text(s.count)} + {s.start}" if s.start \
+                    else self.res_text(s.count)
+                call = f"{s.var.name}({', '.join([s.acc] + self.block_args(s.var, s.args))})"
+                acc, name = quoting.show(s.acc), quoting.show(s.prefix)
+                out.append(f"{ind}{acc} = [{self.expr(s.first, True)}]\n"
+                           f"{ind}for {s.index} in {s.start}..{stop} {{\n"
+                           f"{ind}    {name}{{{s.index}}} = {call}\n"
+                           f"{ind}    {acc} = {acc} + [{name}]\n{ind}}}\n")
         return "".join(out)
 
     def stage_text(self, s) -> str:

@@ -153,6 +153,20 @@ class Ret:
 
 
 @dataclass(eq=False)
+class LoopS:
+    """A dense block's loop (torchvision's _DenseBlock): `acc = [first]`, then for i in start..start+count
+    `prefix{i} = var(acc, args...)` and `acc = acc + [prefix]`."""
+    prefix: str
+    start: int
+    count: Any  # Lit / Hole: the number of layers
+    var: Any  # Variant of the block called
+    first: Any
+    args: dict
+    acc: str = "features"
+    index: str = "i"
+
+
+@dataclass(eq=False)
 class IfS:
     pred: Any
     then: list
@@ -297,6 +311,9 @@ def key(n) -> Any:
         return ("A", n.name, key(n.expr))
     if isinstance(n, Ret):
         return ("R", tuple(key(e) for e in n.exprs))
+    if isinstance(n, LoopS):
+        return ("Loop", n.prefix, n.start, key(n.count), id(n.var), key(n.first), n.acc, n.index,
+                tuple((k, key(v)) for k, v in n.args.items()))
     raise TypeError(type(n))
 
 
@@ -347,6 +364,11 @@ def lits_of(n, out: list) -> list:
             lits_of(v, out)
     elif isinstance(n, Assign):
         lits_of(n.expr, out)
+    elif isinstance(n, LoopS):
+        lits_of(n.count, out)
+        lits_of(n.first, out)
+        for v in n.args.values():
+            lits_of(v, out)
     elif isinstance(n, Ret):
         for e in n.exprs:
             lits_of(e, out)
