@@ -75,11 +75,13 @@ def render(fig, format: str = "png") -> bytes:
     return buf.getvalue()
 
 
-def _out(data: bytes, stream: IO[bytes] | None) -> bytes:
+def _out(draw, format: str, stream: IO[bytes] | None) -> bytes:
+    """The bytes of the figure `draw()` makes, also written to `stream` when given."""
+    if stream is not None and not hasattr(stream, "write"):
+        raise TypeError("the plot functions return the bytes and write them to a binary stream only; "
+                        "write a file with CostReport.plot(path) or evo.fileio.write_atomic(path, data)")
+    data = render(draw(), format)
     if stream is not None:
-        if not hasattr(stream, "write"):
-            raise TypeError("the plot functions return the bytes and write them to a binary stream only; "
-                            "write a file with CostReport.plot(path) or evo.fileio.write_atomic(path, data)")
         stream.write(data)
     return data
 
@@ -193,17 +195,17 @@ def network_figure(net: NetworkCost, metric: str = "energy", size: tuple[int, in
 def plot_roofline(net: NetworkCost, stream: IO[bytes] | None = None, size: tuple[int, int] = (800, 600), *,
                   format: str = "png") -> bytes:
     """The roofline as `format` (png, svg or pdf): the bytes, also written to `stream` when given."""
-    return _out(render(roofline_figure(net, size), format), stream)
+    return _out(lambda: roofline_figure(net, size), format, stream)
 
 
 def plot_levels(net: NetworkCost, stream: IO[bytes] | None = None, metric: str = "energy",
                 size: tuple[int, int] = (1000, 600), *, format: str = "png") -> bytes:
     """Energy (or bytes) per level and op as `format`: the bytes, also written to `stream` when given."""
-    return _out(render(levels_figure(net, metric, size), format), stream)
+    return _out(lambda: levels_figure(net, metric, size), format, stream)
 
 
 def plot_network(net: NetworkCost, stream: IO[bytes] | None = None, metric: str = "energy", *,
                  format: str = "png") -> bytes:
     """Roofline and per-level bars side by side as `format`: the bytes, also written to `stream`
     when given."""
-    return _out(render(network_figure(net, metric), format), stream)
+    return _out(lambda: network_figure(net, metric), format, stream)

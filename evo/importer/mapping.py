@@ -130,7 +130,7 @@ _NO_OP = {
     "AdaptiveMaxPool3d": "no evo op for adaptive max pooling",
     "BatchNorm3d": "evo has 1-D and 2-D batch normalisation only",
     "SyncBatchNorm": "no evo op for synchronised batch normalisation (convert it to BatchNorm2d first)",
-    "LayerNorm": "no evo op for layer normalisation", "GroupNorm": "no evo op for group normalisation",
+    "GroupNorm": "no evo op for group normalisation",
     "InstanceNorm1d": "no evo op for instance normalisation",
     "InstanceNorm2d": "no evo op for instance normalisation",
     "InstanceNorm3d": "no evo op for instance normalisation",
