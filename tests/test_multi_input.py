@@ -276,6 +276,9 @@ HEAD = "block D(xs: Tensor[], c: int) {\n    return conv2d(concat(xs), c, 1)\n}\
      ("E0102", 4, 13, "'c' names a module in every iteration of the loop")),
     ("    for i in 0..2 {\n        c{i + 0.5} = conv2d(x, 3, 1)\n    }\n",
      ("E0200", 3, 11, "the number of a numbered name must be an int or a string, not float")),
+    ("    for i in 1..3 {\n        c{i} = conv2d(x, 3, 1)\n    }\n    c1 = conv2d(x, 3, 1)\n",
+     ("E0102", 5, 10, "a module named 'c1' already exists here (a numbered name of a loop, or a generated name, "
+                      "took it)")),
     ("    c{1} = conv2d(x, 3, 1)\n", ("E0102", 2, 5, "a numbered name (c{...}) is bound in a 'for' body only")),
     ("    for i in 0..2 {\n        return x\n    }\n", ("E0112", 3, 9, "'return' inside a 'for' body")),
     ("    for x in 0..2 {\n        y = x\n    }\n", ("E0102", 2, 9, "'x' is already bound; a loop variable is a "
@@ -330,3 +333,63 @@ def test_densenet_imports_with_list_blocks_and_the_dense_loop():
     for strategy in ("autograd", "forward", "compiled"):
         res = prog.explainer("C", net, strategy=strategy)(x, classes)
         torch.testing.assert_close(res.maps, want, rtol=1e-5, atol=1e-5, msg=strategy)
+
+
+SEQ_SRC = """\
+block Layer(inputs: Tensor[], growth: int) {
+    return conv2d(relu(concat(inputs)), growth, 3, padding=1)
+}
+
+block Dense(x, layers: int) {
+    features = [x]
+    for i in 1..layers + 1 {
+        layer{i} = Layer(features, 2)
+        features = features + [layer]
+    }
+    return concat(features)
+}
+
+network Net(x: Tensor[N, 3, 8, 8]) = seq(x) {
+    conv2d(4, 3, padding=1)
+    for k in 1..3 { Dense(k) }
+    adaptive_avgpool2d(1)
+    flatten
+    linear(5)
+}
+
+cam C {
+    network = Net
+    layer = "2.layer1"
+    upsample = none
+    normalize = none
+}
+"""
+
+
+def test_a_block_with_the_dense_loop_is_a_seq_stage():
+    """The variadic concat inside a block used as a seq stage: an nn.Sequential of dense blocks
+    (module `2.layer2`), against the forward written out with the functional ops."""
+    prog = evo.compile(SEQ_SRC)
+    torch.manual_seed(0)
+    net = prog.build("Net").eval()
+    sd = net.state_dict()
+    assert [k for k in sd if k.endswith("weight")] == ["0.weight", "1.layer1.conv2d_0.weight",
+                                                      "2.layer1.conv2d_0.weight", "2.layer2.conv2d_0.weight",
+                                                      "5.weight"]
+
+    def dense(t, p, layers):
+        feats = [t]
+        for i in range(1, layers + 1):
+            w = f"{p}.layer{i}.conv2d_0"
+            feats.append(F.conv2d(F.relu(torch.cat(feats, 1)), sd[w + ".weight"], sd[w + ".bias"], padding=1))
+        return torch.cat(feats, 1)
+
+    x = torch.randn(2, 3, 8, 8)
+    t = dense(dense(F.conv2d(x, sd["0.weight"], sd["0.bias"], padding=1), "1", 1), "2", 2)
+    want = F.linear(torch.flatten(F.adaptive_avg_pool2d(t, 1), 1), sd["5.weight"], sd["5.bias"])
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), want, rtol=1e-5, atol=1e-5)
+    maps = {s: prog.explainer("C", net, strategy=s)(x).maps for s in ("autograd", "forward", "compiled")}
+    assert maps["autograd"].abs().sum() > 0
+    for s in ("forward", "compiled"):
+        torch.testing.assert_close(maps[s], maps["autograd"], rtol=1e-5, atol=1e-5, msg=s)

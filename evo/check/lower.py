@@ -477,9 +477,12 @@ class Lowerer(Evaluator):
         if name in RESERVED_MODULE_NAMES:
             raise self.fail(C.KEYWORD_AS_NAME, f"{q(name)} cannot name a layer: PyTorch modules reserve it", span,
                             f"choose another name, e.g. {q(name + '_')}")
-        if self.loops and join(scope, name) in self.b.used_paths:
-            raise self.fail(C.NAME_BOUND_TWICE, f"{q(name)} names a module in every iteration of the loop", span,
-                            f"number it: {name}{{i}} = ... (one module per iteration)")
+        if join(scope, name) in self.b.used_paths:
+            if self.loops:
+                raise self.fail(C.NAME_BOUND_TWICE, f"{q(name)} names a module in every iteration of the loop", span,
+                                f"number it: {name}{{i}} = ... (one module per iteration)")
+            raise self.fail(C.NAME_BOUND_TWICE, f"a module named {q(name)} already exists here (a numbered name of "
+                            "a loop, or a generated name, took it)", span, "choose another name")
         return join(scope, name)
 
     def check_arg(self, d: ops.OpDef, p: ops.ParamSpec, v: Any, span: Span) -> Any:

@@ -649,6 +649,8 @@ def fold_dense_loop(stmts: list, taken: set[str]) -> list:
                 and isinstance(s0.expr.input.items[0], Name) and numbered(s0.name)):
             continue
         prefix, start = numbered(s0.name)
+        if prefix in taken:
+            continue
         first, var, args = s0.expr.input.items[0], s0.expr.var, s0.expr.args
         names = [s0.name]
         q = p + 1
