@@ -393,3 +393,41 @@ def test_a_block_with_the_dense_loop_is_a_seq_stage():
     assert maps["autograd"].abs().sum() > 0
     for s in ("forward", "compiled"):
         torch.testing.assert_close(maps[s], maps["autograd"], rtol=1e-5, atol=1e-5, msg=s)
+
+
+class _Fuse(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(6, 4, 1)
+
+    def forward(self, a, b):
+        return self.conv(torch.cat([a, b], 1))
+
+
+class _TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 3, 3, padding=1)
+        self.fuse1 = _Fuse()
+        self.fuse2 = _Fuse()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        s = self.stem(x)
+        y = self.fuse1(x, s) + self.fuse2(s, x)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(y, 1), 1))
+
+
+def test_a_module_of_several_tensors_it_concatenates_first_imports_as_a_list_block():
+    """forward(self, a, b) doing torch.cat([a, b], 1) first: a block taking the list (called with
+    [x, s]), as a traced list would be; strict load and logits."""
+    torch.manual_seed(0)
+    model = _TwoInputs().eval()
+    x = torch.randn(2, 3, 8, 8)
+    src = evo.from_torch(model, x[:1])
+    assert "block _Fuse(inputs: Tensor[]) {\n    conv = conv2d(concat(inputs), 4, 1)\n" in src, src
+    assert "fuse1 = _Fuse([x, stem])" in src and "fuse2 = _Fuse([stem, x])" in src, src
+    net = evo.compile(src).build("_TwoInputs")
+    net.load_state_dict(model.state_dict(), strict=True)
+    with torch.no_grad():
+        torch.testing.assert_close(net.eval()(x), model(x), rtol=1e-5, atol=1e-5)

@@ -274,7 +274,7 @@ class Emitter:
                 ps = list(inspect.signature(type(insts[0].module).forward).parameters)
             except (TypeError, ValueError):
                 ps = []
-            cands = ((ps[1],) if len(ps) > 1 and legal_name(ps[1]) else ()) + ("inputs", "features", "xs")
+            cands = ((ps[1],) if len(ps) == 2 and legal_name(ps[1]) else ()) + ("inputs", "features", "xs")
         for cand in cands:
             if cand not in names:
                 return cand
@@ -687,12 +687,15 @@ def list_input_concat(c: Call) -> None:
         if not isinstance(it, Call):
             continue
         list_input_concat(it)
-        if not it.list_input or not it.inputs:
-            it.list_input = False
-            continue
         first = it.items[0] if it.items else None
         leading = (isinstance(first, Step) and first.op == "concat" and first.path is None
                    and first.inputs == it.inputs)
+        # (called with several tensors it concatenates first, as the torch.export trace sees a
+        # list: the same block)
+        if not it.inputs or not (it.list_input or (leading and it.n_tensor_args > 1)):
+            it.list_input = False
+            continue
+        it.list_input = True
         if len(it.inputs) == 1 and not leading:
             v = it.inputs[0]
             out = Val(v.shape)
