@@ -431,3 +431,55 @@ def test_a_module_of_several_tensors_it_concatenates_first_imports_as_a_list_blo
     net.load_state_dict(model.state_dict(), strict=True)
     with torch.no_grad():
         torch.testing.assert_close(net.eval()(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+class _Gate(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 1)
+
+    def forward(self, x, skip):
+        return self.conv(x) * torch.sigmoid(skip)
+
+
+class _Gated(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.body = nn.Conv2d(4, 4, 3, padding=1)
+        self.gate1 = _Gate(4)
+        self.gate2 = _Gate(4)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        s = self.stem(x)
+        b = self.body(s)
+        y = self.gate1(b, s)
+        z = self.gate2(y, skip=b)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(z, 1), 1))
+
+
+def test_a_module_of_several_tensor_parameters_imports_as_a_block_of_several_inputs():
+    """forward(self, x, skip): `block _Gate(x, skip: Tensor)` called `_Gate(body, stem)` (a tensor
+    passed by keyword binds its parameter too); strict load, logits, and Grad-CAM at `stem`
+    (read by the gate as its skip and, through `body`, as its x) equal to autograd's."""
+    torch.manual_seed(0)
+    model = _Gated().eval()
+    x = torch.randn(2, 3, 8, 8)
+    src = evo.from_torch(model, x[:1])
+    assert "block _Gate(x, skip: Tensor) {\n" in src and src.count("\nblock ") == 1, src
+    assert "gate1 = _Gate(body, stem)" in src and "gate2 = _Gate(gate1, body)" in src, src
+    assert format_source(src) == src
+    prog = evo.compile(src + "\ncam C {\n    network = _Gated\n    layer = stem\n    upsample = none\n"
+                             "    normalize = none\n}\n")
+    net = prog.build("_Gated")
+    net.load_state_dict(model.state_dict(), strict=True)
+    net.eval()
+    assert "    def forward(self, x, skip):\n" in prog.emit_python()
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), model(x), rtol=1e-5, atol=1e-5)
+        top = model(x).argmax(1)
+    want = reference_cam(model, x, model.stem, "gradcam", top)
+    for strategy in ("autograd", "forward", "compiled"):
+        res = prog.explainer("C", net, strategy=strategy)(x, top)
+        torch.testing.assert_close(res.maps, want, rtol=1e-5, atol=1e-5, msg=strategy)

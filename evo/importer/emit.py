@@ -169,9 +169,10 @@ class Emitter:
             self.role[c] = "inline"
         else:
             self.role[c] = "block"
-        if parent is not None and c.n_tensor_args != 1:
-            self.p.not_convertible(c.path, type_label(m), f"takes {c.n_tensor_args} tensor inputs; an evo block "
-                                   "takes one")
+        if parent is not None and c.n_tensor_args != 1 and not self.tensor_params(c):
+            self.p.not_convertible(c.path, type_label(m), f"takes {c.n_tensor_args} tensor inputs, not each as "
+                                   "a parameter of its forward; an evo block takes its tensors as parameters "
+                                   "or as one list")
         if self.kind[c] == "body":
             for it in c.items:
                 r = _item_rel(c, it)
@@ -262,6 +263,17 @@ class Emitter:
 
         walk(self.root)
 
+    def tensor_params(self, c: Call) -> list[str]:
+        """The names of the tensor parameters of a module called with several tensors, one per
+        forward parameter (`forward(self, x, skip)`): the block's `x, skip: Tensor`; [] if not."""
+        names = c.arg_names
+        if (c.list_input or len(names) < 2 or len(names) != len(c.inputs) or self.kind.get(c) == "seq"
+                or len(set(names)) != len(names)):
+            return []
+        if any(not legal_name(n) or n in c.module._modules for n in names):
+            return []
+        return list(names)
+
     def input_name(self, insts: list[Call]) -> str:
         names = set()
         for c in insts:
@@ -282,9 +294,16 @@ class Emitter:
 
     def build_class(self, ci: ClassInfo) -> None:
         inp = self.input_name(ci.insts)
+        several = [self.tensor_params(c) for c in ci.insts]
+        if several[0] and any(s != several[0] for s in several):
+            self.p.not_convertible(ci.insts[0].path, type_label(ci.insts[0].module), "its instances take "
+                                   "their tensors under different parameters")
+            return
+        if several[0]:
+            inp = several[0][0]
         bodies = [self.build_instance(c, inp) for c in ci.insts]
         if ci.kind == "body":
-            taken = {inp} | {m for c in ci.insts for m in c.module._modules} | RESERVED
+            taken = {inp, *several[0]} | {m for c in ci.insts for m in c.module._modules} | RESERVED
             bodies = [fold_dense_loop(b, taken) for b in bodies]
         groups: list[list[int]]
         try:
@@ -299,6 +318,7 @@ class Emitter:
                         for g in by.values()]
         for k, v in enumerate(variants):
             v.name = self.block_name(ci.base_name, k)
+            v.extra = several[0][1:]
             for c in v.insts:
                 self.variant_of[c] = v
         ci.variants = variants
@@ -325,7 +345,7 @@ class Emitter:
         else:
             tpl = m.body(items)
         params = resolve(m, len(insts))
-        name_params(params, insts, _bound_names(tpl) | {inp})
+        name_params(params, insts, _bound_names(tpl) | {inp, *self.tensor_params(insts[0])})
         return Variant("", ci.kind, params, tpl, insts, inp, ci, all(c.list_input for c in insts))
 
     def build_root(self) -> Variant:
@@ -371,7 +391,9 @@ class Emitter:
         uses = _uses(c)
         expr_of: dict[Val, Any] = {}
         if c.inputs and not c.list_input:
-            expr_of[c.inputs[0]] = Name(inp)
+            several = self.tensor_params(c) if c is not self.root else []
+            for v, name in reversed(list(zip(c.inputs, several or [inp]))):
+                expr_of[v] = Name(name)
         reserved = set(c.module._modules) | {inp} | RESERVED
         bound: set[str] = set()
         counters: Counter = Counter()
@@ -426,7 +448,8 @@ class Emitter:
                 else:
                     v = self.variant_of[it]
                     arg = TensorsE([get(x) for x in it.inputs]) if it.list_input else get(it.inputs[0])
-                    e = BlockE(v, arg, self.call_args(v, it, rel if legal_name(rel) else None))
+                    extra = [get(x) for x in it.inputs[1:]] if self.tensor_params(it) else []
+                    e = BlockE(v, arg, self.call_args(v, it, rel if legal_name(rel) else None), extra)
                 if bindable(rel) and rel not in bound:
                     name = rel
                 elif _has_state(it.module):
@@ -471,7 +494,7 @@ class Emitter:
         return used
 
     def render_params(self, v: Variant) -> str:
-        out = [f"{v.inp}: Tensor[]" if v.list_input else v.inp]
+        out = [f"{v.inp}: Tensor[]" if v.list_input else v.inp] + [f"{quoting.show(e)}: Tensor" for e in v.extra]
         for p in v.params:
             s = f"{p.name}: {p.kind}"
             if p.has_default:

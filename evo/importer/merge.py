@@ -76,7 +76,8 @@ class Merger:
                        {a: self.node([(i, n.args[a]) for i, n in items]) for a in n0.args})
         if isinstance(n0, BlockE):
             return BlockE(n0.var, self.node([(i, n.input) for i, n in items]),
-                          {a: self.node([(i, n.args[a]) for i, n in items]) for a in n0.args})
+                          {a: self.node([(i, n.args[a]) for i, n in items]) for a in n0.args},
+                          [self.node([(i, n.extra[k]) for i, n in items]) for k in range(len(n0.extra))])
         if isinstance(n0, BinE):
             return BinE(n0.op, self.node([(i, n.left) for i, n in items]),
                         self.node([(i, n.right) for i, n in items]))

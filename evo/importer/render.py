@@ -128,7 +128,8 @@ class Renderer:
             ins = [self.expr(i, True) for i in n.inputs]
             return f"{n.op}({', '.join(ins + self.op_args(n.op, n.args))})"
         if isinstance(n, BlockE):
-            return f"{n.var.name}({', '.join([self.expr(n.input, True)] + self.block_args(n.var, n.args))})"
+            ins = [self.expr(n.input, True)] + [self.expr(e, True) for e in n.extra]
+            return f"{n.var.name}({', '.join(ins + self.block_args(n.var, n.args))})"
         if isinstance(n, BinE):
             prec = {"+": 1, "*": 2}
             a = self.expr(n.left)

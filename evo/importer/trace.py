@@ -56,6 +56,8 @@ class Call:
     n_tensor_args: int = 1
     synthetic: bool = False  # a ModuleList/ModuleDict grouped into a seq by the emitter
     list_input: bool = False  # called with one list of tensors (DenseNet's _DenseLayer(features))
+    # called with several tensors: forward's parameter for each of `inputs` (in forward's order)
+    arg_names: list = field(default_factory=list)
     training: bool = False  # a training-only submodule (`training name = ...`)
 
 
@@ -231,6 +233,8 @@ class _FxConverter:
             call.n_tensor_args = len(call.inputs)
             call.list_input = (len(rec.args) == 1 and not rec.kwargs and isinstance(rec.args[0], tuple)
                                and len(nodes) == len(rec.args[0]) == len(call.inputs))
+            if len(call.inputs) > 1 and not call.list_input:
+                self.name_inputs(call, rec)
             outs = _proxies(rec.out)
             call.outputs = [self.val(n) for n in outs]
             if rec.out is None or not outs:
@@ -278,6 +282,26 @@ class _FxConverter:
                 self.meta.add(n)
                 continue
             call.items.extend(self.node_steps(n, call, rec))
+
+    def name_inputs(self, call: Call, rec: _Rec) -> None:
+        """The forward parameter each tensor argument binds (`forward(self, x, skip)`), when each
+        parameter gets one tensor or none."""
+        import inspect
+
+        try:
+            bound = inspect.signature(rec.module.forward).bind(*rec.args, **rec.kwargs)
+        except (TypeError, ValueError):
+            return
+        pairs = []
+        for name, v in bound.arguments.items():
+            ps = [n for n in _proxies(v) if n not in self.meta]
+            if len(ps) > 1 or not isinstance(v, (torch.fx.Proxy, torch.fx.Node)) and ps:
+                return
+            if ps:
+                pairs.append((name, ps[0]))
+        if len(pairs) == len(call.inputs):
+            call.inputs = [self.val(n) for _, n in pairs]
+            call.arg_names = [name for name, _ in pairs]
 
     def node_steps(self, n: torch.fx.Node, call: Call, rec: _Rec) -> list[Step]:
         out = self.val(n)

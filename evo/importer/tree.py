@@ -78,6 +78,7 @@ class BlockE:
     var: Variant
     input: Any
     args: dict
+    extra: list = field(default_factory=list)  # further tensor arguments (`B(x, skip)`)
 
 
 @dataclass(eq=False)
@@ -234,6 +235,7 @@ class Variant:
     inp: str
     cls: ClassInfo
     list_input: bool = False  # the block's input is a list of tensors (`inputs: Tensor[]`)
+    extra: list = field(default_factory=list)  # names of further tensor parameters (`skip: Tensor`)
 
 
 @dataclass(eq=False)
@@ -290,7 +292,8 @@ def key(n) -> Any:
     if isinstance(n, OpE):
         return ("O", n.op, tuple(key(i) for i in n.inputs), tuple((k, key(v)) for k, v in n.args.items()))
     if isinstance(n, BlockE):
-        return ("B", id(n.var), key(n.input), tuple((k, key(v)) for k, v in n.args.items()))
+        return ("B", id(n.var), key(n.input), tuple((k, key(v)) for k, v in n.args.items()),
+                tuple(key(e) for e in n.extra))
     if isinstance(n, BinE):
         return ("Bin", n.op, key(n.left), key(n.right))
     if isinstance(n, SeqE):
@@ -328,7 +331,8 @@ def full_key(n) -> Any:
     if isinstance(n, OpE):
         return ("O", n.op, tuple(full_key(i) for i in n.inputs), tuple((k, key(v)) for k, v in n.args.items()))
     if isinstance(n, BlockE):
-        return ("B", id(n.var), full_key(n.input), tuple((k, key(v)) for k, v in n.args.items()))
+        return ("B", id(n.var), full_key(n.input), tuple((k, key(v)) for k, v in n.args.items()),
+                tuple(full_key(e) for e in n.extra))
     if isinstance(n, BinE):
         return ("Bin", n.op, full_key(n.left), full_key(n.right))
     if isinstance(n, list):
@@ -347,6 +351,8 @@ def lits_of(n, out: list) -> list:
             lits_of(v, out)
     elif isinstance(n, BlockE):
         lits_of(n.input, out)
+        for e in n.extra:
+            lits_of(e, out)
         for v in n.args.values():
             lits_of(v, out)
     elif isinstance(n, BinE):
