@@ -483,3 +483,24 @@ def test_a_module_of_several_tensor_parameters_imports_as_a_block_of_several_inp
     for strategy in ("autograd", "forward", "compiled"):
         res = prog.explainer("C", net, strategy=strategy)(x, top)
         torch.testing.assert_close(res.maps, want, rtol=1e-5, atol=1e-5, msg=strategy)
+
+
+def test_densenet121_imports_in_one_dense_layer_and_one_dense_block():
+    """The full DenseNet-121 structure (58 dense layers in blocks of 6, 12, 24 and 16; at 32x32 to
+    stay fast): one list block, one looping block with its layer count, under 60 lines; strict
+    load and logits."""
+    from tests.zoo import densenet
+
+    torch.manual_seed(0)
+    model = densenet.densenet121().eval()
+    x = torch.randn(1, 3, 32, 32)
+    src = evo.from_torch(model, x)
+    assert format_source(src) == src
+    assert src.count("\nblock ") == 4 and len(src.splitlines()) < 60, src
+    assert "for i in 1..layers + 1 {\n        denselayer{i} = _DenseLayer(features)\n" in src
+    for k, (inp, n) in enumerate((("pool0", 6), ("transition1", 12), ("transition2", 24), ("transition3", 16))):
+        assert f"denseblock{k + 1} = _DenseBlock({inp}, {n})" in src
+    net = evo.compile(src).build("DenseNet")
+    net.load_state_dict(model.state_dict(), strict=True)
+    with torch.no_grad():
+        torch.testing.assert_close(net.eval()(x), model(x), rtol=1e-5, atol=1e-5)
