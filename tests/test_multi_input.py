@@ -279,6 +279,8 @@ HEAD = "block D(xs: Tensor[], c: int) {\n    return conv2d(concat(xs), c, 1)\n}\
     ("    for i in 1..3 {\n        c{i} = conv2d(x, 3, 1)\n    }\n    c1 = conv2d(x, 3, 1)\n",
      ("E0102", 5, 10, "a module named 'c1' already exists here (a numbered name of a loop, or a generated name, "
                       "took it)")),
+    ("    xs = [1]\n    for i in 0..20 {\n        xs = xs + xs\n    }\n",
+     ("E0203", 4, 14, "the list would hold 16,384 items; a list holds at most 10,000")),
     ("    c{1} = conv2d(x, 3, 1)\n", ("E0102", 2, 5, "a numbered name (c{...}) is bound in a 'for' body only")),
     ("    for i in 0..2 {\n        return x\n    }\n", ("E0112", 3, 9, "'return' inside a 'for' body")),
     ("    for x in 0..2 {\n        y = x\n    }\n", ("E0102", 2, 9, "'x' is already bound; a loop variable is a "

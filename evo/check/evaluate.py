@@ -21,6 +21,12 @@ from evo.frontend import ast as A
 from evo.units import COUNT, Quantity, parse_unit
 
 
+# The most items a list built with `+` may hold (a value range, like the ±10¹⁸ of integers): a
+# list doubled in a loop would otherwise exhaust memory, and one grown an item at a time costs
+# the square of its length.
+MAX_LIST = 10_000
+
+
 @dataclass(frozen=True)
 class TensorV:
     nid: int
@@ -201,6 +207,9 @@ class Evaluator:
         if isinstance(a, Quantity) or isinstance(b, Quantity):
             return self.quantity_binop(op, a, b, e)
         if op == "+" and isinstance(a, tuple) and isinstance(b, tuple):  # lists: concatenation
+            if len(a) + len(b) > MAX_LIST:
+                raise self.fail(C.VALUE_OUT_OF_RANGE, f"the list would hold {len(a) + len(b):,} items; a list holds "
+                                f"at most {MAX_LIST:,}", e.span)
             return a + b
         if op == "+" and (isinstance(a, tuple) or isinstance(b, tuple)):
             raise self.fail(C.TYPE_MISMATCH, f"'+' joins two lists, not {type_name(a)} and {type_name(b)}", e.span,
