@@ -31,10 +31,12 @@ import evo  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _time(fn) -> float:
-    t0 = time.perf_counter()
+def _time(fn) -> tuple[float, float]:
+    """(wall, CPU) seconds of one call (single-threaded: the thread's CPU time is what the call
+    used itself, less disturbed than the wall time by the other processes of a loaded machine)."""
+    t0, c0 = time.perf_counter(), time.thread_time()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.thread_time() - c0
 
 
 def main() -> None:
@@ -53,10 +55,9 @@ def main() -> None:
     exps = {s: prog.explainer("Explain", model, strategy=s, upsample="none", normalize="none") for s in strategies}
     print(f"ViT-B/16, 224x224, gradcam at encoder.layers.encoder_layer_11.ln_1; load average "
           f"{os.getloadavg()[0]:.1f}; {a.repeats} interleaved rounds; median (min) ms, ratio of medians (of mins)")
-    print(f"{'batch':>5} {'inference ms':>18} " + " ".join(f"{s + ' ms':>18} {'ratio':>13}" for s in strategies))
     for batch in a.batch or [1, 2]:
         x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-        times: dict[str, list[float]] = {s: [] for s in ["inference", *strategies]}
+        times: dict[str, list[tuple[float, float]]] = {s: [] for s in ["inference", *strategies]}
 
         def infer():
             with torch.inference_mode():
@@ -70,12 +71,17 @@ def main() -> None:
             times["inference"].append(_time(infer))
             for s in strategies:
                 times[s].append(_time(lambda s=s: exps[s](x)))
-        inf, inf_min = statistics.median(times["inference"]), min(times["inference"])
-        cells = []
-        for s in strategies:
-            t, t_min = statistics.median(times[s]), min(times[s])
-            cells.append(f"{f'{t * 1e3:.1f} ({t_min * 1e3:.1f})':>18} {f'{t / inf:.3f} ({t_min / inf_min:.3f})':>13}")
-        print(f"{batch:>5} {f'{inf * 1e3:.1f} ({inf_min * 1e3:.1f})':>18} " + " ".join(cells), flush=True)
+        for j, kind in enumerate(("wall", "CPU")):
+            if kind == "wall" and batch == (a.batch or [1, 2])[0]:
+                print(f"{'batch':>5} {'time':>4} {'inference ms':>18} "
+                      + " ".join(f"{s + ' ms':>18} {'ratio':>13}" for s in strategies))
+            col = {s: [t[j] for t in v] for s, v in times.items()}
+            inf, inf_min = statistics.median(col["inference"]), min(col["inference"])
+            cells = []
+            for s in strategies:
+                t, t_min = statistics.median(col[s]), min(col[s])
+                cells.append(f"{f'{t * 1e3:.1f} ({t_min * 1e3:.1f})':>18} {f'{t / inf:.3f} ({t_min / inf_min:.3f})':>13}")
+            print(f"{batch:>5} {kind:>4} {f'{inf * 1e3:.1f} ({inf_min * 1e3:.1f})':>18} " + " ".join(cells), flush=True)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
 
 
