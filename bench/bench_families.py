@@ -28,7 +28,8 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import evo  # noqa: E402
-from tests.zoo import densenet, efficientnet, mobilenetv3, regnet, shufflenetv2  # noqa: E402
+from tests.zoo import (densenet, efficientnet, googlenet, inception, mobilenetv3, regnet,  # noqa: E402
+                       shufflenetv2)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,7 +41,8 @@ FAMILIES = {
     "efficientnet_b0": (ROOT / "examples" / "efficientnet_b0.evo", "EfficientNetB0", {}, "Explain", 224),
 }
 
-# name -> (full-size tests/zoo mirror, last spatial layer), imported with evo.from_torch at 224x224
+# name -> (full-size tests/zoo mirror, last spatial layer[, input size]), imported with evo.from_torch
+# (224x224 unless stated; the training-only auxiliary classifiers stay in the module tree)
 IMPORTED = {
     "efficientnet_b0_imported": (efficientnet.efficientnet_b0, "features"),
     "efficientnet_v2_s": (efficientnet.efficientnet_v2_s, "features"),
@@ -50,11 +52,14 @@ IMPORTED = {
     "regnet_x_400mf": (regnet.regnet_x_400mf, "trunk_output"),
     "shufflenet_v2_x1_0": (shufflenetv2.shufflenet_v2_x1_0, "conv5"),
     "densenet121": (densenet.densenet121, "features"),
+    "googlenet": (googlenet.googlenet, "inception5b"),
+    "inception_v3": (inception.inception_v3, "Mixed_7c", 299),
 }
 
 
 def imported(name: str):
-    make, layer = IMPORTED[name]
+    make, layer, *size = IMPORTED[name]
+    size = size[0] if size else 224
     torch.manual_seed(0)
     mirror = make().eval()
     with torch.no_grad():
@@ -62,11 +67,11 @@ def imported(name: str):
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.2, 0.2)
                 m.running_var.uniform_(0.5, 1.5)
-    src = evo.from_torch(mirror, torch.randn(1, 3, 224, 224), name="Net", verify=False)
+    src = evo.from_torch(mirror, torch.randn(1, 3, size, size), name="Net", verify=False)
     prog = evo.compile(src + f"\ncam Explain {{\n    network = Net\n    layer = {layer}\n}}\n")
     model = prog.build("Net")
     model.load_state_dict(mirror.state_dict(), strict=True)
-    return prog, model.eval(), "Explain", 224
+    return prog, model.eval(), "Explain", size
 
 
 def _time(fn) -> tuple[float, float]:
