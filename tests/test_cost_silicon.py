@@ -105,6 +105,36 @@ def test_row_stationary_small_conv_on_a_3x4_array():
     assert free.latency_s <= c.latency_s * (1 + REL)
 
 
+def test_row_stationary_psums_that_do_not_fit_the_glb_spill_off_chip():
+    """Row stationary searches the PE schedule inside each GLB tile (docs/cost-model.md,
+    section 17).  conv 2 -> 2 channels, 4 x 4, 3 x 3 pad 1, 16-bit, on a 3 x 4 array whose
+    32 B (16-word) GLB holds ifmaps and psums (filters bypass it).  A pass works on whole
+    ofmap rows (Q = 4): the only tile that fits is one channel, one filter, one ofmap row
+    (ifmap 3 rows x 4 = 12 words + psums 4 words = 16); K, C and P take 2, 2 and 4 trips.
+    Either the ifmap is fetched again for the second filter (2 x 80 words) or the psums of
+    the first channel go back to DRAM and return (32 words each way): the spill is cheaper.
+      ifmap  80 words (rows 2 + 3 + 3 + 2 of 4 columns, 2 channels)     160 B
+      ofmap  32 words, psum writes 32, psum reads 32                      64 B each
+      filters: each of the 16 tile instances fetches its own 9 weights   288 B
+    The psums that leave the array between GLB tiles over C are read back into it once:
+    32 words = 64 B of psum reads at the GLB."""
+    w = conv2d(1, 2, 4, 4, 2, 3, padding=1, bias=False)
+    hw = toy(pes=12, rows=3, cols=4, dataflow="row_stationary", glb=32.0, glb_holds=("input", "output"), pe=32)
+    for objective in ("latency", "energy"):
+        c = cost_op(w, hw, objective)
+        g = dict(c.mapping.glb.tiles)
+        assert (g["K"], g["C"], g["P"], g["Q"]) == (1, 1, 1, 4)
+        assert c.offchip.input == 160 and c.offchip.output == 64 and c.offchip.weight == 288
+        assert c.offchip.psum_write == 64 and c.offchip.psum_read == 64
+        assert c.bypass_offchip_bytes == 288
+        assert c.onchip.psum_read == 64 and c.onchip.weight == 0
+        # every word the GLB takes from DRAM is read by the PEs (nothing re-streamed on top)
+        assert c.onchip.input >= c.offchip.input and c.onchip.output >= c.offchip.output
+    # the split search (free dataflow) prices the PE half as if the GLB kept whatever it revisits
+    free = cost_op(w, replace(hw, dataflow="any"))
+    assert free.offchip.psum_write < c.offchip.psum_write or free.offchip.input < 2 * c.offchip.input
+
+
 def test_weight_stationary_unrolls_weight_dims_only():
     w = conv2d(2, 8, 6, 6, 8, 3, padding=1)
     c = cost_op(w, toy(pes=64, rows=8, cols=8, dataflow="weight_stationary"))
@@ -312,6 +342,42 @@ def test_constrained_more_resources_never_worse(w, hw, what, objective, z):
     small = cost_op(w, hw, objective, sparsity=(z, z))
     large = cost_op(w, big, objective, sparsity=(z, z))
     assert large.metric() <= small.metric() * (1 + 1e-6)
+
+
+@st.composite
+def row_stationary(draw):
+    rows, cols = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    return toy(pes=rows * cols, rows=rows, cols=cols, glb=float(draw(st.integers(64, 4096))),
+               pe=float(draw(st.integers(8, 64))), dataflow="row_stationary",
+               glb_holds=draw(st.sampled_from([("input", "weight", "output"), ("input", "output")])),
+               compression=draw(st.booleans()), zero_gating=draw(st.booleans()))
+
+
+@HYP
+@given(convs(), row_stationary(), st.sampled_from(["latency", "energy", "edp"]), st.floats(0, 0.9))
+def test_row_stationary_joint_search_bounds(w, hw, objective, z):
+    """The PE schedule searched inside each GLB tile (small GLBs: tiles and spills): never
+    below compulsory traffic or the roofline, and the PEs read at least what the GLB fetches."""
+    c = cost_op(w, hw, objective, sparsity=(z, z))
+    assert c.offchip.total >= c.compulsory_offchip_bytes * (1 - REL)
+    assert c.latency_s >= c.roofline_latency_s * (1 - REL)
+    assert 0 <= c.utilization <= 1 + REL
+    if not c.mapping.streaming:
+        for role in ("input", "output"):
+            assert getattr(c.onchip, role) >= getattr(c.offchip, role) * (1 - REL) - 1e-9
+
+
+@HYP
+@given(convs(), row_stationary(), st.sampled_from(["cols", "rows", "glb", "bw"]), st.sampled_from(["latency", "energy"]))
+def test_row_stationary_joint_search_more_resources_never_worse(w, hw, what, objective):
+    if what in ("cols", "rows"):
+        rows, cols = (hw.rows, hw.cols * 2) if what == "cols" else (hw.rows * 2, hw.cols)
+        big = replace(hw, rows=rows, cols=cols, pes=rows * cols)
+    elif what == "glb":
+        big = hw.with_level("global", size_bytes=hw.glb.size_bytes * 2)
+    else:
+        big = hw.with_level("offchip", bandwidth_bps=hw.offchip.bandwidth_bps * 2)
+    assert cost_op(w, big, objective).metric() <= cost_op(w, hw, objective).metric() * (1 + 1e-6)
 
 
 @HYP

@@ -561,7 +561,7 @@ def _bigness(col: np.ndarray) -> tuple[bool, bool, np.ndarray]:
 def _glb_side_cached(nest: Nest, hw: Hardware, word: float, resident_items: tuple, ratios: tuple = (1.0, 1.0)):
     """`hw` is a :func:`_glb_view`: tiers that differ only in what the GLB half does not
     read (the PE array, the PE memory's size, the off-chip bandwidth) share an entry."""
-    lp, eb, db, streaming, Ab = _memo_detail(_glb_side(_Ctx(nest, word), hw, dict(resident_items), ratios))
+    lp, eb, db, streaming, Ab = _memo_detail(_glb_side(_Ctx(nest, word), hw, dict(resident_items), ratios))[:5]
     return lp, eb, db, streaming, Ab, {}
 
 
@@ -748,15 +748,15 @@ def _capacity_ok(ctx: _Ctx, level, tiles: np.ndarray, base: float, which: int = 
     return ok
 
 
-def _glb_side(ctx: _Ctx, hw: Hardware, resident: dict[str, float], ratios: tuple = (1.0, 1.0)):
+def _glb_side(ctx: _Ctx, hw: Hardware, resident: dict[str, float], ratios: tuple = (1.0, 1.0), whole: tuple = ()):
     """All GLB-half candidates: (port latency, energy, detail(i), streaming, off-chip bytes).  Only
     the per-candidate arrays are kept; detail(i) re-evaluates candidate i alone.  Operands the
     GLB does not hold are left to the PE half (they flow between off-chip and the PEs)."""
     nest, names, D = ctx.nest, ctx.names, ctx.D
     word = ctx.word
     res_bytes = sum(resident.get(t.name, 0.0) * _total_elems(ctx, t) for t in nest.tensors) * word
-    tile_vals = [np.array(_halvings(int(D[i])) if n in nest.glb_dims else (int(D[i]),), dtype=np.int64)
-                 for i, n in enumerate(names)]
+    tile_vals = [np.array(_halvings(int(D[i])) if n in nest.glb_dims and n not in whole else (int(D[i]),),
+                          dtype=np.int64) for i, n in enumerate(names)]
 
     def feasible(tiles, memo):
         return _capacity_ok(ctx, hw.glb, tiles, res_bytes, skip=resident, memo=memo)
@@ -797,7 +797,7 @@ def _glb_side(ctx: _Ctx, hw: Hardware, resident: dict[str, float], ratios: tuple
                           st if not streaming else "none", streaming)
         return lm, off, extra
 
-    return np.concatenate(lat_l), np.concatenate(en_l), detail, streaming, np.concatenate(off_l)
+    return np.concatenate(lat_l), np.concatenate(en_l), detail, streaming, np.concatenate(off_l), (tiles, orders)
 
 
 _ROLES5 = ("input", "weight", "output", "psum_read", "psum_write")
@@ -973,9 +973,8 @@ def _rs_candidates(ctx: _Ctx, hw: Hardware) -> np.ndarray:
     return np.unique(np.vstack(out), axis=0)
 
 
-def _pe_side(ctx: _Ctx, hw: Hardware, skip: float = 0.0, ratios: tuple = (1.0, 1.0)):
-    """All PE-half candidates: (latency, energy, detail(i), streaming, compute time, off-chip
-    bytes of the operands that bypass the GLB)."""
+def _pe_candidates(ctx: _Ctx, hw: Hardware):
+    """The PE half's candidates: (spatial rows, per-PE tiles, loop orders, streaming)."""
     nest, names, D = ctx.nest, ctx.names, ctx.D
     nd = len(names)
     df = _dataflow(nest, hw)
@@ -1002,7 +1001,14 @@ def _pe_side(ctx: _Ctx, hw: Hardware, skip: float = 0.0, ratios: tuple = (1.0, 1
     if streaming:
         ptiles = np.ones((1, nd), dtype=np.int64)
         orders = [(tuple(range(nd)), "none")]
-    sp = _spatial_candidates(ctx, hw)
+    return _spatial_candidates(ctx, hw), ptiles, orders, streaming
+
+
+def _pe_side(ctx: _Ctx, hw: Hardware, skip: float = 0.0, ratios: tuple = (1.0, 1.0)):
+    """All PE-half candidates: (latency, energy, detail(i), streaming, compute time, off-chip
+    bytes of the operands that bypass the GLB)."""
+    names = ctx.names
+    sp, ptiles, orders, streaming = _pe_candidates(ctx, hw)
     S, Pn = sp.shape[0], ptiles.shape[0]
     M = S * Pn
     lat_l, en_l, tc_l, off_l = [], [], [], []
@@ -1146,6 +1152,7 @@ def _pe_eval(ctx: _Ctx, hw: Hardware, prep: dict, order: tuple[int, ...], stream
 def clear_search_cache() -> None:
     global _WIN_TABLE_ELEMENTS
     _PE_CACHE.clear()
+    _TILE_PE.clear()
     _GRIDS.clear()
     _WIN_TABLES.clear()
     _WIN_TABLE_ELEMENTS = 0
@@ -1182,6 +1189,196 @@ def _pareto(lat: np.ndarray, en: np.ndarray, tert: np.ndarray | None = None) -> 
     return order[keep]
 
 
+# ---------------------------------------------------------------------------
+# row-stationary tiers: the PE schedule searched inside each GLB tile
+def _sub_nest(nest: Nest, ext: tuple[int, ...]) -> Nest:
+    """The loop nest of one GLB tile of extents `ext`.  A window whose output dim the tile does
+    not cover whole becomes an interior window (no padding: the rows its outputs and all the
+    taps touch), so a tile at an edge is priced as an interior one (a halo row at most over)."""
+    D = dict(nest.dims)
+    e = dict(zip(nest.names, ext))
+
+    def win(w: Window) -> Window:
+        if e[w.out] >= D[w.out]:
+            return w
+        return Window(w.out, w.k, w.stride, w.dil, 0, (e[w.out] - 1) * w.stride + (D[w.k] - 1) * w.dil + 1)
+
+    tensors = tuple(replace(t, windows=tuple(win(w) for w in t.windows)) if t.windows else t for t in nest.tensors)
+    return replace(nest, dims=tuple((n, int(v)) for n, v in zip(nest.names, ext)), tensors=tensors)
+
+
+def _tile_classes(D: np.ndarray, t: np.ndarray) -> list[tuple[tuple[int, ...], int]]:
+    """The GLB tile instances of tiles `t` over extents `D` by shape: (extents, how many); a dim
+    whose tile does not divide it has floor(D/t) whole tiles and one partial one."""
+    per = []
+    for d, v in zip(D.tolist(), t.tolist()):
+        v = min(v, d)
+        opts = [(v, d // v)]
+        if d % v:
+            opts.append((d % v, 1))
+        per.append(opts)
+    out = []
+    for combo in itertools.product(*per):
+        out.append((tuple(x for x, _ in combo), math.prod(n for _, n in combo)))
+    return out
+
+
+_TILE_PE: dict = {}
+_TILE_PE_MAX = 4096
+
+
+def _pe_in_tile(nest: Nest, hw: Hardware, word: float, skip: float, ratios: tuple, t: tuple[int, ...]):
+    """The PE half run inside every instance of the GLB tile `t` (`hw`: a :func:`_pe_view`):
+    candidates (spatial unrolling, per-PE tile, PE loop order) are those of a whole tile, each
+    priced on every instance (partial tiles clip it) and summed.  Returns per-candidate arrays
+    (compute, GLB-port and PE-link times, energy, bypass bytes, active PEs) and detail(j), or
+    None if no per-PE tile fits."""
+    key = (nest, hw, word, skip, ratios, t)
+    hit = _TILE_PE.get(key)
+    if hit is not None:
+        return hit
+    full = _Ctx(_sub_nest(nest, t), word)
+    sp, ptiles, orders, streaming = _pe_candidates(full, hw)
+    if streaming:
+        hit = None
+    else:
+        classes = [(full if ext == t else _Ctx(_sub_nest(nest, ext), word), n)
+                   for ext, n in _tile_classes(np.array(nest.sizes), np.array(t))]
+        preps = [(_pe_prep(c, hw, sp, ptiles, skip), c, n) for c, n in classes]
+        acc = {k: [] for k in ("tc", "t_glb", "t_pe", "en", "off", "active")}
+        for order in orders:
+            sums = dict.fromkeys(("tc", "t_glb", "t_pe", "en", "off"), 0.0)
+            for prep, c, n in preps:
+                r = _pe_eval(c, hw, prep, order[0], False, ratios, full=False)
+                for k in sums:
+                    sums[k] = sums[k] + r[k] * n
+                if c is full:
+                    act = r["active"]
+            for k in sums:
+                acc[k].append(sums[k])
+            acc["active"].append(act)
+        arrays = {k: np.concatenate(v) for k, v in acc.items()}
+        M = sp.shape[0] * ptiles.shape[0]
+        Pn = ptiles.shape[0]
+        names = nest.names
+
+        def detail(j: int):
+            oi, mi = divmod(j, M)
+            order, st = orders[oi]
+            si, pi = divmod(mi, Pn)
+            roles = dict.fromkeys(_ROLES5, 0.0)
+            off = dict.fromkeys(_ROLES5, 0.0)
+            recv = cycles = 0.0
+            lm = spatial = None
+            for c, n in classes:
+                r = _pe_eval(c, hw, _pe_prep(c, hw, sp[si:si + 1], ptiles[pi:pi + 1], skip), order, False, ratios)
+                for k in _ROLES5:
+                    roles[k] += float(r["roles"][k][0]) * n
+                    off[k] += float(r["off_roles"][k][0]) * n
+                recv += float(r["recv"][0]) * n
+                cycles += float(r["cycles"][0]) * n
+                if c is full:
+                    lm = LevelMapping("pe", tuple((d, int(r["p"][0, k])) for k, d in enumerate(names)),
+                                      tuple(names[i] for i in order if r["T"][0, i] > 1), st)
+                    spatial = tuple((d, int(sp[si, k])) for k, d in enumerate(names) if sp[si, k] > 1)
+            return lm, spatial, roles, off, recv, int(cycles)
+
+        hit = (arrays, lru_cache(maxsize=None)(detail), int(arrays["tc"].size))
+    if len(_TILE_PE) >= _TILE_PE_MAX:
+        _TILE_PE.clear()
+    _TILE_PE[key] = hit
+    return hit
+
+
+_RS_WHOLE = ("Q",)  # a row-stationary processing pass works on whole ofmap rows [E16, E17]
+
+
+def _joint_search(nest: Nest, hw: Hardware, word: float, objective: str, resident: dict[str, float],
+                  e_const: float, ratios: tuple, skip: float) -> SearchResult | None:
+    """The mapping of a row-stationary tier: the PE schedule runs inside each GLB tile, so
+    the data the PE-level loops revisit is the tile the GLB holds (it fits by construction),
+    partial sums leave the PEs at least once per GLB tile (one more GLB read for every
+    further tile over the output's reduction dims), and what the GLB cannot keep between
+    tiles crosses off-chip under the GLB loop order (the reuse rule).  GLB and PE traffic
+    are the sums over the GLB tile instances; off-chip bytes that a GLB tile refetches are
+    already re-read by the PEs in that instance, so nothing is re-streamed on top.  Searched
+    exactly over every (GLB tile, GLB loop order, PE candidate) triple.  None: no tile fits
+    a level (the split search's streaming model then applies)."""
+    ctx = _Ctx(nest, word)
+    _, _, gdetail, gstream, Ab, (tiles, gorders) = _glb_side(ctx, _glb_view(hw), resident, ratios, _RS_WHOLE)
+    if gstream:
+        return None
+    gdetail = lru_cache(maxsize=None)(gdetail)
+    pview = _pe_view(hw, hw.pes)
+    D = ctx.D
+    M, n_o = tiles.shape[0], len(gorders)
+    obw, gbw = hw.offchip.bandwidth_bps, hw.glb.bandwidth_bps
+    e_off, e_glb, e_pe = hw.offchip.energy_per_byte_j, hw.glb.energy_per_byte_j, hw.pe.energy_per_byte_j
+    out_t = next(t for t in nest.tensors if t.role == "output")
+    out_held = _held(out_t, hw.glb)
+    best, best_key, total = None, None, 0
+    for ti in range(M):
+        t = tuple(int(v) for v in np.minimum(tiles[ti], D))
+        res = _pe_in_tile(nest, pview, word, skip, ratios, t)
+        if res is None:
+            return None
+        arr, _, n_c = res
+        total += n_c * n_o
+        # partial sums of an output tile revisited by further GLB tiles over its reduction
+        # dims are read back into the PEs once per further visit
+        T = -(-D // np.maximum(1, np.array(t)))
+        t_irr = math.prod(int(T[i]) for i, n in enumerate(nest.names) if n not in out_t.rel)
+        full_k = tiles[ti:ti + 1].copy()
+        for win in out_t.windows:
+            full_k[:, ctx.idx[win.k]] = D[ctx.idx[win.k]]
+        reload = float(_footprint(ctx, out_t, full_k, 0)[0]) * (t_irr - 1) * word
+        active = arr["active"]
+        t_glb = arr["t_glb"] + (reload / gbw if out_held else 0.0)
+        t_pe = arr["t_pe"] + reload / (active * hw.pe.bandwidth_bps)
+        off_pe = arr["off"] + (0.0 if out_held else reload)
+        en = arr["en"] + reload * (e_pe + (e_glb if out_held else e_off))
+        A = Ab[np.arange(n_o) * M + ti]
+        L = np.maximum.reduce([np.broadcast_to(arr["tc"][None, :], (n_o, n_c)), np.broadcast_to(t_glb[None, :], (n_o, n_c)),
+                               np.broadcast_to((A / gbw)[:, None], (n_o, n_c)), np.broadcast_to(t_pe[None, :], (n_o, n_c)),
+                               (A[:, None] + off_pe[None, :]) / obw])
+        E = en[None, :] + (A * (e_off + e_glb))[:, None] + e_const
+        TC = np.broadcast_to(arr["tc"][None, :], (n_o, n_c))
+        if objective == "latency":
+            keys = (L, E, TC)
+        elif objective == "energy":
+            keys = (E, L, TC)
+        else:
+            keys = (E * L, L, E, TC)
+        flat = [k.ravel() for k in keys]
+        k = int(np.lexsort(tuple(reversed(flat)))[0])
+        key = tuple(float(f[k]) for f in flat)
+        if best_key is None or key < best_key:
+            best_key, best = key, (ti, k // n_c, k % n_c, reload)
+    ti, oi, j, reload = best
+    arr, pdetail, _ = _TILE_PE[(nest, pview, word, skip, ratios, tuple(int(v) for v in np.minimum(tiles[ti], D)))]
+    glb_map, off_glb_roles, _ = gdetail(oi * M + ti)
+    pe_map, spatial, onchip, off_pe, fill, cycles = pdetail(j)
+    onchip = dict(onchip)
+    off_pe = dict(off_pe)
+    if out_held:
+        onchip["psum_read"] += reload
+    else:
+        off_pe["psum_read"] += reload
+    fill += reload
+    offchip = {r: off_glb_roles[r] + off_pe.get(r, 0.0) for r in off_glb_roles}
+    off_total = sum(offchip.values())
+    off_glb = sum(off_glb_roles.values())
+    active = int(arr["active"][j])
+    tg = max(float(arr["t_glb"][j]) + (reload / gbw if out_held else 0.0), off_glb / gbw)
+    tp = float(arr["t_pe"][j]) + reload / (active * hw.pe.bandwidth_bps)
+    mapping = Mapping(glb_map, pe_map, spatial, total)
+    return SearchResult(
+        mapping=mapping, offchip=offchip, onchip=onchip, pe_fill_bytes=fill, compute_cycles=cycles,
+        active_pes=active, t_compute=float(arr["tc"][j]), t_offchip=off_total / obw, t_global=tg, t_pe=tp,
+        e_offchip=off_total * e_off, e_global=(off_glb + sum(onchip.values())) * e_glb, e_pe=fill * e_pe,
+        bypass_bytes=sum(off_pe.values()))
+
+
 def search(nest: Nest, hw: Hardware, word_bytes: float, objective: str = "latency",
            resident: dict[str, float] | None = None, e_const: float = 0.0,
            sparsity: tuple[float, float] = (0.0, 0.0)) -> SearchResult:
@@ -1199,6 +1396,10 @@ def search(nest: Nest, hw: Hardware, word_bytes: float, objective: str = "latenc
     z_in, z_out = float(sparsity[0]), float(sparsity[1])
     ratios = (hw.compression_ratio(z_in), hw.compression_ratio(z_out))
     skip = z_in if (hw.zero_skipping and nest.kind == "conv") else 0.0
+    if _dataflow(nest, hw) == "row_stationary":
+        r = _joint_search(nest, hw, float(word_bytes), objective, resident, e_const, ratios, skip)
+        if r is not None:
+            return r
     la, ea, da, _, ta, Ba, pe_half, bypass = _pe_side_for(nest, hw, float(word_bytes), skip, ratios)
     side = _glb_side_cached(nest, _glb_view(hw), float(word_bytes), tuple(sorted(resident.items())), ratios)
     lp, eb, db, _, Ab, _ = side
