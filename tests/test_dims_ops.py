@@ -193,3 +193,27 @@ hardware H {
     assert by["p"]["macs"] == 0 and by["p"]["offchip_bytes"]["total"] == 2 * 128 * 2
     for view in ("q", "r"):  # moving only size-1 dimensions, and reshaping, move nothing
         assert by[view]["macs"] == 0 and by[view]["level_bytes"] == {"offchip": 0.0, "global": 0.0, "pe": 0.0}
+
+
+@pytest.mark.parametrize("pick", ["select(t, 3, 1)", "narrow(t, 3, 1, 1)"])
+def test_compiled_gradient_of_a_middle_slice_pads_both_sides(pick):
+    """The gradient of the middle element of a size-3 dimension is padded by 1 before and 1
+    after: the pad must stay a tuple (F.pad takes no single int)."""
+    prog = evo.compile(f"""
+network Net(x: Tensor[N, 3, 4, 4]) {{
+    feat = conv2d(x, 3, 3, padding=1)
+    t = permute(feat, [0, 2, 3, 1])
+    y = {pick}
+    fc = linear(flatten(y * y), 5)
+    return fc
+}}
+cam C {{ network = Net; layer = feat; method = hirescam; upsample = none; normalize = none }}
+""")
+    torch.manual_seed(2)
+    model = prog.build("Net").eval()
+    x = torch.randn(3, 3, 4, 4)
+    cls = model(x).argmax(1)
+    ref = reference_cam(model, x, model.feat, "hirescam", cls)
+    got = prog.explainer("C", model, strategy="compiled")(x).maps
+    assert (ref > 0).any()
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)

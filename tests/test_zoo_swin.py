@@ -127,6 +127,55 @@ def test_maxvit_imports_loads_strict_and_computes_the_logits(tmp_path, capsys):
     assert want.std() > 1e-2
 
 
+# the last block's layers that are maps [N, C, H, W] in torchvision's MaxViT: its output (the head
+# is the classifier), the window attention's output (the head runs the grid attention: partition,
+# swap, attention with the relative-position bias, MLP, departition) and the MBConv's (both
+# attentions). Inside an attention the values are windows [N, groups, tokens, C], no map.
+MAXVIT_LAYERS = ["blocks", "blocks.1.layers.0.layers.window_attention", "blocks.1.layers.0.layers.MBconv"]
+
+
+@pytest.mark.parametrize("layer", MAXVIT_LAYERS)
+def test_maxvit_gradcam_at_the_last_block_equals_hooks_and_backward(layer):
+    """Grad-CAM and HiResCAM of the imported MaxViT-T (tiny mirror, strict load) at the last block,
+    every strategy and every class, against a forward hook on the mirror's module, one backward
+    of each logit and the standard reductions (channel-mean gradient, or the gradient, times
+    the activation, summed over channels, relu)."""
+    from evo.importer import from_torch
+
+    model = maxvit_t()
+    src = from_torch(model, torch.randn(1, 3, 32, 32))
+    prog = evo.compile(src + textwrap.dedent(f"""
+        cam Explain {{
+            network = MaxVit
+            layer = {layer}
+            upsample = none
+            normalize = none
+        }}
+        """))
+    net = prog.build("MaxVit").eval()
+    net.load_state_dict(model.state_dict(), strict=True)
+    torch.manual_seed(5)
+    x = torch.randn(2, 3, 32, 32)
+    module = model.blocks[-1] if layer == "blocks" else model.get_submodule(layer)
+    acts = {}
+    hook = module.register_forward_hook(lambda mod, i, o: acts.__setitem__("a", o))
+    logits = model(x)
+    hook.remove()
+    a = acts["a"].detach()
+    assert a.shape == (2, 32, 4, 4)  # channels first: the departition's output
+    # every class: one backward of that logit (summed over the batch) each, maps [B, classes, 4, 4]
+    g = torch.stack([torch.autograd.grad(logits[:, c].sum(), acts["a"], retain_graph=True)[0]
+                     for c in range(10)], 1)
+    a = a[:, None]
+    wants = {"gradcam": torch.relu((g.mean((3, 4), keepdim=True) * a).sum(2)),
+             "hirescam": torch.relu((g * a).sum(2))}
+    for method, want in wants.items():
+        assert want.shape == (2, 10, 4, 4) and (want > 1e-4).sum() >= 16  # not a degenerate comparison
+        for strategy in ("autograd", "forward", "compiled"):
+            res = prog.explainer("Explain", net, method=method, strategy=strategy, classes="all")(x)
+            torch.testing.assert_close(res.maps, want, rtol=1e-4, atol=1e-6, msg=f"{method} {strategy}")
+
+
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_swin_gradcam_at_the_last_stage_equals_hooks_and_backward(family):
     """Grad-CAM at `permute` (the last stage's normalised map, channels first: [N, C, 4, 4]), every
@@ -303,6 +352,7 @@ HEADS = {
     "clamp": "clamp(t, min=-0.3, max=0.4)",
     "exp": "exp(scale_by(t, 0.5))",
     "softmax": "softmax(t, dim=2)",
+    "narrow_middle": "narrow(t, 3, 1, 2)",  # zero padding back, as much before as after
 }
 
 

@@ -17,7 +17,7 @@ import math
 from evo import codes as C
 from evo.ir.node import Op
 from evo.ops.base import (Call, Imports, NotConvertible, OpDef, OpError, ParamSpec, concrete, fmt_shape, join, lit, norm_dim, numel, rank,
-                          register)
+                          register, tuple_lit)
 from evo.ops.shape import passthrough_grad
 
 MHA_T = Op("multihead_attention_grad")   # d MHA(x) / d x times g (self-attention: q = k = v = x)
@@ -445,7 +445,7 @@ def _select_grad_code(a, ins, k, const, path):
     if a["size"] == 1:  # the whole dimension (a head restricted to the selected row)
         return [f"{{out}} = {ins[0]}.unsqueeze({a['dim']})"]
     pad = [0, 0] * (a["rank"] - 1 - a["dim"]) + [a["index"], a["size"] - 1 - a["index"]]
-    return [f"{{out}} = F.pad({ins[0]}.unsqueeze({a['dim']}), {lit(tuple(pad))})"]
+    return [f"{{out}} = F.pad({ins[0]}.unsqueeze({a['dim']}), {tuple_lit(pad)})"]
 
 
 def _select_call(b, shapes):

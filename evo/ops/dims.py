@@ -339,7 +339,7 @@ def _narrow_grad(b, n, g):
 
 def _narrow_grad_code(a, ins, k, const, path):
     pad = [0, 0] * (a["rank"] - 1 - a["dim"]) + [a["start"], a["after"]]
-    return [f"{{out}} = F.pad({ins[0]}, {lit(tuple(pad))})"]
+    return [f"{{out}} = F.pad({ins[0]}, {tuple_lit(pad)})"]
 
 
 register(OpDef(NARROW_T, (), None, n_inputs=None, gradient_only=True, grad_code=_narrow_grad_code,
