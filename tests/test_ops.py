@@ -178,7 +178,7 @@ def _string_literals(path: Path) -> list[tuple[int, str]]:
 def test_passes_and_codegen_name_no_op():
     """The passes and the code generator read every op-specific rule (derivative, gradient code,
     flags) from the op's entry: no registered op's name appears there as a string literal or as
-    `Op.NAME` (but `add`, with which the gradient pass sums gradients, and the input node)."""
+    `Op.NAME` (the gradient pass sums gradients with the op whose entry says `operator="+"`)."""
     from evo.ops import REGISTRY
 
     names = set(REGISTRY)
@@ -190,7 +190,7 @@ def test_passes_and_codegen_name_no_op():
                 if v in names:
                     found.append(f"{rel}:{line}: {v!r}")
             for m in re.finditer(r"\bOp\.([A-Z][A-Z0-9_]*)\b", path.read_text(encoding="utf-8")):
-                if m.group(1).lower() in names and m.group(1) != "ADD":
+                if m.group(1).lower() in names:
                     found.append(f"{rel}: Op.{m.group(1)}")
     assert not found, found
     # and the scan does see a name where one is written
@@ -420,3 +420,66 @@ def test_the_importer_writes_operators_and_reshapes_from_the_entries():
     with torch.no_grad():
         h = x @ ref.fc.weight.T + ref.fc.bias  # by hand
         assert torch.allclose(net(x), h * h + h, atol=1e-6)
+
+
+def test_the_cost_tables_attention_line_is_the_entries_summary(monkeypatch):
+    """The cost table's attention line is the summary the attention entries declare (`cost_summary`):
+    the T x T traffic it shows is, by hand, Q K^T's output and partial sums, softmax's total and P V's
+    input over the steps labelled `attention: ...`; the same network with a summary that counts only
+    P V's input shows that sum under the new wording, and without a summary it has no such line
+    (evo/cost/report.py names no op and no step)."""
+    import dataclasses
+
+    from evo.cost import PRESETS
+    from evo.cost.network import cost_graph
+    from evo.cost.report import fmt_bytes
+    from evo.ops import REGISTRY, CostSummary
+
+    prog = evo.compile("evo 0.1\nnetwork T(x: Tensor[N, 16, 32]) {\n    y = multihead_attention(x, 2)\n"
+                       "    return linear(y, 8)\n}\n")
+    def cost():
+        return cost_graph(prog.graph("T"), PRESETS["Eyeriss"], batch=2)
+
+    rep = cost()
+    steps = {o.name.split("[attention: ")[1][:-1]: o.cost for o in rep.cost.ops if " [attention: " in o.name}
+    assert set(steps) == {"in_proj", "Q K^T", "softmax", "P V", "out_proj"}
+    off = steps["Q K^T"].offchip.output + steps["Q K^T"].offchip.psum + steps["softmax"].offchip.total \
+        + steps["P V"].offchip.input
+    glb = steps["Q K^T"].onchip.output + steps["Q K^T"].onchip.psum + steps["softmax"].onchip.total \
+        + steps["P V"].onchip.input
+    line = next(x for x in rep.table().splitlines() if x.startswith("attention: "))
+    assert line.endswith(f"(5 steps); T x T score matrices: off-chip {fmt_bytes(off)}, global {fmt_bytes(glb)}, "
+                         f"PE {line.rsplit('PE ', 1)[1]}") and glb > 0, line
+    only_pv = CostSummary("attention", "P operands", (("P V", ("input",)),))
+    for k, d in list(REGISTRY.items()):
+        if d.cost_summary is not None:
+            monkeypatch.setitem(REGISTRY, k, dataclasses.replace(d, cost_summary=only_pv))
+    line = next(x for x in cost().table().splitlines()
+                if x.startswith("attention: "))
+    assert f"(5 steps); P operands: off-chip {fmt_bytes(steps['P V'].offchip.input)}, global " \
+           f"{fmt_bytes(steps['P V'].onchip.input)}, PE " in line, line
+    for k, d in list(REGISTRY.items()):
+        monkeypatch.setitem(REGISTRY, k, dataclasses.replace(d, cost_summary=None))
+    assert not any(x.startswith("attention") for x in cost().table().splitlines())
+
+
+def test_the_operator_messages_and_the_list_join_are_the_entries(monkeypatch):
+    """`cannot multiply a tensor and int` takes its verb from mul's entry (`operator_verb`), `write a
+    * b` its operator from the entry; the op a block's list of tensors is joined with is the entry
+    with `list_join` (concat, dim 1)."""
+    import dataclasses
+
+    from evo.ops import REGISTRY, list_joiner
+
+    def message(body):
+        with pytest.raises(evo.EvoError) as e:
+            evo.compile("evo 0.1\nnetwork T(x: Tensor[N, 4]) {\n" + body + "}\n")
+        return str(e.value)
+
+    assert "cannot multiply a tensor and int" in message("    return x * 2\n")
+    assert "hint: write a * b" in message("    a = mul(x, x)\n    return a\n")
+    monkeypatch.setitem(REGISTRY, "mul", dataclasses.replace(REGISTRY["mul"], operator_verb="scale"))
+    assert "cannot scale a tensor and int" in message("    return x * 2\n")
+    assert list_joiner() is REGISTRY["concat"] and REGISTRY["concat"].list_join == {"dim": 1}
+    monkeypatch.setitem(REGISTRY, "concat", dataclasses.replace(REGISTRY["concat"], list_join=None))
+    assert list_joiner() is None

@@ -331,7 +331,7 @@ class Lowerer(Evaluator):
                             f"tensors support {have} (elementwise)")
         for v, sub in ((a, e.left), (b, e.right)):
             if not isinstance(v, TensorV):
-                raise self.fail(C.TYPE_MISMATCH, f"cannot {'add' if op == '+' else 'multiply'} a tensor and "
+                raise self.fail(C.TYPE_MISMATCH, f"cannot {d.operator_verb or 'apply ' + op + ' to'} a tensor and "
                                 f"{type_name(v)}", sub.span, "both operands must be tensors")
         try:
             shape = d.shape([a.shape, b.shape], {})

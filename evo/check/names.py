@@ -188,7 +188,7 @@ class _BodyChecker:
             return
         if func in ops.OPERATOR_ONLY:
             self.col.error(C.UNKNOWN_LAYER_OR_BLOCK, f"'{func}' is written as an operator", span,
-                           f"write a {'+' if func == 'add' else '*'} b")
+                           f"write a {ops.lookup(func).operator} b")
             return
         self.col.error(C.UNKNOWN_LAYER_OR_BLOCK, f"unknown {what} '{func}'", span,
                        did_you_mean(func, self.callables) or "see docs/language.md for the built-in layers")

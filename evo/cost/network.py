@@ -153,7 +153,7 @@ class CostReport:
 
         title = (f"{self.network} on {self.hardware}, batch {self.batch}, objective {self.objective}; "
                  f"{self.params:,} parameters")
-        text = format_table(self.cost, title=title)
+        text = format_table(self.cost, title=title, summaries=ops.cost_summaries())
         if self.cam:
             text += "\n" + format_cam(self.cam, self.batch, None)
         if self.fps_budget:

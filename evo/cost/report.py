@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Sequence
 
 from evo.cost.mapping import LevelMapping, Mapping
 from evo.cost.model import NetworkCost, NetworkOp, OpCost
@@ -102,8 +103,11 @@ def format_op(c: OpCost, name: str = "op") -> str:
     return "\n".join(lines)
 
 
-def format_table(net: NetworkCost, fps: float | None = None, title: str | None = None) -> str:
-    """The network as a fixed-width table: one row per op, then totals, bounds and fusion savings.
+def format_table(net: NetworkCost, fps: float | None = None, title: str | None = None,
+                 summaries: Sequence = ()) -> str:
+    """The network as a fixed-width table: one row per op, then totals, bounds and fusion savings,
+    and a line per summary of labelled steps (`summaries`: the op entries' `cost_summary`, e.g.
+    attention's, which evo/cost/network.py passes; see :func:`step_summary`).
 
     Level columns: bytes moved at that level (off-chip: DRAM reads + writes; global:
     GLB fills/drains + PE-side reads/writes; PE: scratchpad fills and drains, each
@@ -137,9 +141,7 @@ def format_table(net: NetworkCost, fps: float | None = None, title: str | None =
              (f"fusion: {len(net.fused_edges)} intermediate tensor{'s' if len(net.fused_edges) != 1 else ''} kept on chip, saving "
               f"{fmt_bytes(net.saved_offchip_bytes)} off-chip, {fmt_energy(net.saved_energy_j)}, "
               f"{fmt_time(net.saved_latency_s)}")]
-    att = attention_share(net)
-    if att:
-        lines.append(att)
+    lines += [line for s in summaries if (line := step_summary(net, s))]
     if fps:
         budget = 1.0 / fps
         verdict = "meets" if net.latency_s <= budget else "MISSES"
@@ -150,38 +152,45 @@ def format_table(net: NetworkCost, fps: float | None = None, title: str | None =
     return "\n".join(lines)
 
 
-def attention_share(net: NetworkCost) -> str:
-    """The attention summary line ('' without attention): the share of its steps (the projections,
-    Q K^T, softmax, P V, and their gradients in an explainer) in latency, energy and MACs, and the
-    traffic of the T x T score matrices on each memory level (the output of Q K^T, softmax's
-    input and output, the P operand of P V)."""
-    steps = [o for o in net.ops if " [attention: " in o.name]
+def step_summary(net: NetworkCost, s) -> str:
+    """A summary line ('' without such steps) of `s` (label, what, traffic: an op entry's
+    `cost_summary`, evo.ops.CostSummary): the share of the steps labelled `s.label` (for
+    attention: the projections, Q K^T, softmax, P V, and their gradients in an explainer) in
+    latency, energy and MACs, and the traffic of `s.what` on each memory level (for attention the
+    T x T score matrices: the output of Q K^T, softmax's input and output, the P operand of P V)."""
+    marker = f"[{s.label}: "
+    steps = [o for o in net.ops if f" {marker}" in o.name]
     if not steps:
         return ""
     lat = sum(o.cost.latency_s for o in steps)
     en = sum(o.cost.energy_j for o in steps)
     macs = sum(o.cost.macs for o in steps)
+    traffic = dict(s.traffic)
     off = glb = pe = 0.0
     for o in steps:
-        step = o.name.rsplit("[attention: ", 1)[1].rstrip("]")
+        step = o.name.rsplit(marker, 1)[1].rstrip("]")
         c = o.cost
-        if step == "Q K^T":
-            part = (c.offchip.output + c.offchip.psum, c.onchip.output + c.onchip.psum)
-        elif step == "softmax":
-            part = (c.offchip.total, c.onchip.total)
-        elif step == "P V":
-            part = (c.offchip.input, c.onchip.input)
-        else:
+        if step not in traffic:
             continue
+        fields = traffic[step]
+        part = (_fields(c.offchip, fields), _fields(c.onchip, fields))
         off, glb = off + part[0], glb + part[1]
         pe += c.level_bytes["pe"] * (part[1] / c.onchip.total if c.onchip.total else 0.0)
 
     def pct(a, b):
         return f"{100 * a / b:.0f}%" if b else "-"
 
-    return (f"attention: {pct(lat, net.latency_s)} of the latency, {pct(en, net.energy_j)} of the energy, "
-            f"{pct(macs, net.macs)} of the MACs ({len(steps)} steps); T x T score matrices: off-chip "
+    return (f"{s.label}: {pct(lat, net.latency_s)} of the latency, {pct(en, net.energy_j)} of the energy, "
+            f"{pct(macs, net.macs)} of the MACs ({len(steps)} steps); {s.what}: off-chip "
             f"{fmt_bytes(off)}, global {fmt_bytes(glb)}, PE {fmt_bytes(pe)}")
+
+
+def _fields(traffic, fields: tuple[str, ...]) -> float:
+    """The sum of some fields of a traffic record, in order (`output` + `psum`)."""
+    total = getattr(traffic, fields[0])
+    for f in fields[1:]:
+        total = total + getattr(traffic, f)
+    return total
 
 
 def _dominant(net: NetworkCost) -> str:

@@ -688,30 +688,34 @@ def fold_dense_loop(stmts: list, taken: set[str]) -> list:
             names.append(s.name)
             q += 1
         ret = stmts[q] if q < len(stmts) else None
-        if (len(names) < 2 or not isinstance(ret, Ret) or len(ret.exprs) != 1 or not isinstance(ret.exprs[0], OpE)
-                or ret.exprs[0].op != "concat"
+        join = ops.list_joiner()
+        if (len(names) < 2 or join is None or not isinstance(ret, Ret) or len(ret.exprs) != 1
+                or not isinstance(ret.exprs[0], OpE) or ret.exprs[0].op != join.name
                 or [getattr(x, "id", None) for x in ret.exprs[0].inputs] != [first.id] + names):
             continue
         used = taken | set(names) | {prefix, first.id} | _bound_names(stmts)
         acc = next(c for c in ("features", "feats", "xs", "features_") if c not in used)
         index = next(c for c in ("i", "k", "j", "i_") if c not in used and c != acc)
         loop = LoopS(prefix, start, Lit(len(names), "layers", "int"), var, first, args, acc, index)
-        return stmts[:p] + [loop, Ret([OpE("concat", [Name(acc)], ret.exprs[0].args)])] + stmts[q + 1:]
+        return stmts[:p] + [loop, Ret([OpE(join.name, [Name(acc)], ret.exprs[0].args)])] + stmts[q + 1:]
     return stmts
 
 
 def list_input_concat(c: Call) -> None:
     """A module called with one list of tensors that first concatenates them all (DenseNet's
     _DenseLayer, `torch.cat(inputs, 1)`) becomes a block taking the list (`inputs: Tensor[]`,
-    `concat(inputs)` first; called `_DenseLayer([x, denselayer1])`).  The list of one tensor
-    (torch.cat of [x], which the tracer records as no step) gets its concat back, so that every
-    instance has the same body."""
+    `concat(inputs)` first: the op whose entry has `list_join`; called `_DenseLayer([x, denselayer1])`).
+    The list of one tensor (torch.cat of [x], which the tracer records as no step) gets its concat
+    back, so that every instance has the same body."""
+    join = ops.list_joiner()
+    if join is None:
+        return
     for it in c.items:
         if not isinstance(it, Call):
             continue
         list_input_concat(it)
         first = it.items[0] if it.items else None
-        leading = (isinstance(first, Step) and first.op == "concat" and first.path is None
+        leading = (isinstance(first, Step) and first.op == join.name and first.path is None
                    and first.inputs == it.inputs)
         # (called with several tensors it concatenates first, as the torch.export trace sees a
         # list: the same block)
@@ -723,7 +727,7 @@ def list_input_concat(c: Call) -> None:
             v = it.inputs[0]
             out = Val(v.shape)
             _substitute(it, v, out)
-            first = Step("concat", {"dim": 1}, [v], out, origin="torch.cat")
+            first = Step(join.name, dict(join.list_join), [v], out, origin=join.torch)
             it.items.insert(0, first)
             leading = True
         if (not leading or any(v in it.inputs for x in it.items[1:] for v in _item_inputs(x))

@@ -481,7 +481,7 @@ def _relation(m: Merger, params: list[Param], vals: dict) -> Expr | None:
             continue
         for k in range(2, 9):
             if all(v == p.values[i] * k for i, v in vals.items()):
-                return Expr("mul", p, k)
+                return Expr("times", p, k)
         if all(v == (p.values[i] - 1) // 2 for i, v in vals.items()):
             return Expr("halfk", p)
     if all(chan.get(i) is not None for i in vals):

@@ -53,7 +53,7 @@ class Renderer:
             x = self.v.inp
             if r.kind == "chan":
                 return f"{x}.channels"
-            if r.kind == "mul":
+            if r.kind == "times":
                 return f"{r.param.name} * {r.k}"
             if r.kind == "halfk":
                 return f"({r.param.name} - 1) // 2"

@@ -220,7 +220,7 @@ class Param:
 
 @dataclass(eq=False)
 class Expr:
-    kind: str  # chan | mul | halfk | chanmul | chandiv
+    kind: str  # chan | times | halfk | chanmul | chandiv
     param: Param | None = None
     k: int = 1
 

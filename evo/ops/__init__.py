@@ -25,8 +25,8 @@ from evo.ops import (activation, arith, attention, conv, dims, gradient, norm, p
                      window)
 from evo.ops.arith import broadcast
 from evo.ops.dims import narrow_rows
-from evo.ops.base import (REGISTRY, REQUIRED, Call, Imports, NotConvertible, OpDef, OpError, ParamSpec, by_op, by_operator,
-                          callable_ops,
+from evo.ops.base import (REGISTRY, REQUIRED, Call, CostSummary, Imports, NotConvertible, OpDef, OpError, ParamSpec, by_op, by_operator,
+                          callable_ops, cost_summaries, list_joiner,
                           fmt_shape, language_op, language_ops, lit, lookup, normalize_args, of_node, param_count,
                           register)
 
@@ -34,6 +34,6 @@ from evo.ops.base import (REGISTRY, REQUIRED, Call, Imports, NotConvertible, OpD
 OPERATOR_ONLY = {k for k, d in REGISTRY.items() if d.operator_only}
 
 
-__all__ = ["Op", "REGISTRY", "REQUIRED", "Call", "Imports", "NotConvertible", "OpDef", "OpError", "ParamSpec", "broadcast", "by_op",
-           "by_operator", "callable_ops", "fmt_shape", "language_op", "language_ops", "lit", "lookup", "narrow_rows", "normalize_args",
+__all__ = ["Op", "REGISTRY", "REQUIRED", "Call", "CostSummary", "Imports", "NotConvertible", "OpDef", "OpError", "ParamSpec", "broadcast", "by_op",
+           "by_operator", "callable_ops", "cost_summaries", "list_joiner", "fmt_shape", "language_op", "language_ops", "lit", "lookup", "narrow_rows", "normalize_args",
            "of_node", "param_count", "register", "OPERATOR_ONLY"]

@@ -64,12 +64,12 @@ _ARITH_DOC = dict(doc_args="two tensors (operators only: `add` and `mul` are not
                             "(E0301)")
 register(OpDef("add", (), lambda s, a: broadcast(s[0], s[1], "add"), n_inputs=2,
                functional=lambda a, xs: f"{xs[0]} + {xs[1]}", torch="+", doc="elementwise add (broadcasting)",
-               fusion="join", operator_only=True, operator="+", grad=_add_grad, rowwise=rowwise_any, cost=eltwise_cost(1, 2),
+               fusion="join", operator_only=True, operator="+", operator_verb="add", grad=_add_grad, rowwise=rowwise_any, cost=eltwise_cost(1, 2),
                imports=Imports(calls=_ADD_CALLS),
                doc_call="a + b", **_ARITH_DOC))
 register(OpDef("mul", (), lambda s, a: broadcast(s[0], s[1], "multiply"), n_inputs=2,
                functional=lambda a, xs: f"{xs[0]} * {xs[1]}", torch="*", doc="elementwise multiply (broadcasting)",
-               fusion="join", operator_only=True, operator="*", grad=_mul_grad, rowwise=rowwise_any, cost=eltwise_cost(1, 2),
+               fusion="join", operator_only=True, operator="*", operator_verb="multiply", grad=_mul_grad, rowwise=rowwise_any, cost=eltwise_cost(1, 2),
                imports=Imports(calls=_MUL_CALLS),
                # in a gradient: the K-batched gradient times the forward value
                grad_code=lambda a, ins, k, const, path: [f"{{out}} = _evo_kmul({ins[0]}, {ins[1]}, {k})"],

@@ -16,7 +16,7 @@ import math
 
 from evo import codes as C
 from evo.ir.node import Op
-from evo.ops.base import (Call, Imports, NotConvertible, OpDef, OpError, ParamSpec, concrete, fmt_shape, join, lit, norm_dim, numel, rank,
+from evo.ops.base import (Call, CostSummary, Imports, NotConvertible, OpDef, OpError, ParamSpec, concrete, fmt_shape, join, lit, norm_dim, numel, rank,
                           register, tuple_lit)
 from evo.ops.shape import passthrough_grad
 
@@ -29,6 +29,13 @@ MEAN_T = Op("mean_grad")                 # the gradient of a mean: spread evenly
 
 
 # ----------------------------------------------------------------- cost helpers
+
+# the cost report's attention line over the steps labelled "attention: ..." (attention_parts and the
+# projections): the T x T score matrices are the output (and partial sums) of Q K^T, the input and
+# output of softmax and the P operand of P V
+ATTENTION = CostSummary("attention", "T x T score matrices",
+                        (("Q K^T", ("output", "psum")), ("softmax", ("total",)), ("P V", ("input",))))
+
 
 def attention_parts(W, batch: int, heads: int, tq: int, tk: int, d: int, dv: int) -> list:
     """The work of softmax(Q K^T / sqrt(d)) V for `batch * heads` independent heads:
@@ -163,7 +170,7 @@ register(OpDef(
                             ParamSpec("bias", "bool", True)),
     _mha_shape, module=_mha_module,
     helper=MHA_HELPER, weights=_mha_weights, torch="nn.MultiheadAttention", parametric=True,
-    grad=_mha_grad, cost=lambda W, a, ins, out: _mha_parts(W, a, ins, out),
+    grad=_mha_grad, cost=lambda W, a, ins, out: _mha_parts(W, a, ins, out), cost_summary=ATTENTION,
     on_rows=lambda a, s, start, length: (MHA_ROWS, {"heads": a["heads"], "bias": a["bias"], "dim": s[0][2],
                                                     "tokens": s[0][1], "start": start, "length": length}),
     imports=Imports(modules=("nn.MultiheadAttention",), module_call=_MHA_CALL,
@@ -178,7 +185,7 @@ register(OpDef(
               "`out_proj.weight [D, D]`, `out_proj.bias [D]`"))
 
 register(OpDef(MHA_T, (), None, n_inputs=None, gradient_only=True, grad_code=_mha_grad_code,
-               cost=lambda W, a, ins, out: _mha_grad_parts(W, a, ins, out),
+               cost=lambda W, a, ins, out: _mha_grad_parts(W, a, ins, out), cost_summary=ATTENTION,
                doc="gradient of multi-head self-attention w.r.t. its input"))
 
 
@@ -289,9 +296,10 @@ def _mha_rows_grad_cost(W, a, ins, out):
 
 
 register(OpDef(MHA_ROWS, (), None, grad=_mha_rows_grad, forward_code=_mha_rows_forward, cost=_mha_rows_cost,
+               cost_summary=ATTENTION,
                doc="multi-head self-attention for a few query rows (a head that reads one token)"))
 register(OpDef(MHA_ROWS_T, (), None, n_inputs=None, gradient_only=True, grad_code=_mha_rows_grad_code,
-               cost=_mha_rows_grad_cost,
+               cost=_mha_rows_grad_cost, cost_summary=ATTENTION,
                doc="gradient of multihead_attention_rows w.r.t. its input (reusing the forward's q, k, v, P)"))
 
 
@@ -360,7 +368,7 @@ register(OpDef(
     "scaled_dot_product_attention", (), _sdpa_shape, n_inputs=3,
     functional=lambda a, xs: f"torch.softmax({xs[0]}.matmul({xs[1]}.transpose(-2, -1)) / {xs[0]}.shape[-1] ** 0.5, "
                              f"-1).matmul({xs[2]})",
-    torch="F.scaled_dot_product_attention", grad=_sdpa_grad, cost=_sdpa_cost,
+    torch="F.scaled_dot_product_attention", grad=_sdpa_grad, cost=_sdpa_cost, cost_summary=ATTENTION,
     imports=Imports(calls=(Call(("F.scaled_dot_product_attention",),
                                 ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"),
                                 _sdpa_call, {"attn_mask": None, "dropout_p": 0.0, "is_causal": False, "scale": None,
@@ -537,4 +545,4 @@ register(OpDef(MEAN_T, (), None, n_inputs=None, gradient_only=True, grad_code=_m
                cost=lambda W, a, ins, out: W.EltwiseWorkload(numel(out), 1, 1),
                doc="gradient of a mean: the output gradient spread evenly"))
 
-__all__ = ["MHA_T", "SDPA_T", "SELECT_T", "MEAN_T", "attention_parts", "passthrough_grad"]
+__all__ = ["ATTENTION", "MHA_T", "SDPA_T", "SELECT_T", "MEAN_T", "attention_parts", "passthrough_grad"]

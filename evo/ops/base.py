@@ -161,6 +161,18 @@ class Imports:
     output: tuple[int, str] | None = None
 
 
+@dataclass(frozen=True)
+class CostSummary:
+    """A summary line of the cost report over the steps of the cost rules (several steps, each
+    `(label, workload)`) whose labels start with `label + ": "`: their share of the latency, energy
+    and MACs, and the traffic of `what` on each memory level, counted in the steps named in
+    `traffic` ((step, the traffic fields counted: "input", "output", "psum", "total"), ...).
+    The attention ops' entries share one (evo/ops/attention.py)."""
+    label: str
+    what: str
+    traffic: tuple[tuple[str, tuple[str, ...]], ...]
+
+
 @dataclass(frozen=True, eq=False)
 class OpDef:
     name: str
@@ -191,6 +203,10 @@ class OpDef:
     keeps_zeros: bool = False
     operator_only: bool = False  # written with an operator (`+`), not callable by name
     operator: str = ""         # the binary operator a program writes it with on two tensors ("+", "*")
+    operator_verb: str = ""    # the verb messages about the operator use ("cannot add a tensor and int")
+    # the arguments with which the op joins a list of tensors a block takes (concat: {"dim": 1}, DenseNet's
+    # `torch.cat(inputs, 1)`): the importer writes a block called with a list with this op first
+    list_join: dict | None = None
     # its `shape` argument is the output's shape (view, reshape): the importer writes it from the
     # input's dimensions (`v.channels // 2`) and binds that input to a name
     reshapes: bool = False
@@ -251,6 +267,8 @@ class OpDef:
     global_average: Callable | None = None
     # cost(W, attrs, input dims, output dims) -> workload, W being evo.cost.workload (None: costs nothing)
     cost: Callable | None = None
+    # the cost report's summary line over the labelled steps of its cost rule (attention), or None
+    cost_summary: CostSummary | None = None
     # --- importer
     imports: Imports = Imports()
     # (module, input shape) -> args of an imported nn module (`imports.modules`, `.classes`): read its
@@ -306,6 +324,20 @@ def language_op(name: str) -> OpDef | None:
 def by_operator(symbol: str) -> OpDef | None:
     """The op a program writes with the binary operator `symbol` on two tensors ("+": add), or None."""
     return next((d for d in REGISTRY.values() if d.operator == symbol), None)
+
+
+def list_joiner() -> OpDef | None:
+    """The op that joins a list of tensors a block takes (its entry's `list_join`), or None."""
+    return next((d for d in REGISTRY.values() if d.list_join is not None), None)
+
+
+def cost_summaries() -> list[CostSummary]:
+    """The cost report's summary lines the entries declare, each once, in registration order."""
+    out: list[CostSummary] = []
+    for d in REGISTRY.values():
+        if d.cost_summary is not None and d.cost_summary not in out:
+            out.append(d.cost_summary)
+    return out
 
 
 def callable_ops() -> set[str]:

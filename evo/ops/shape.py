@@ -215,7 +215,7 @@ def _concat_call(b, shapes):
 register(OpDef(
     "concat", (ParamSpec("dim", "int", 1),), _concat_shape, n_inputs=None,
     functional=lambda a, xs: f"torch.cat(({', '.join(xs)},), {lit(a['dim'])})",
-    functional_list=lambda a, xs: f"torch.cat({xs}, {lit(a['dim'])})",
+    functional_list=lambda a, xs: f"torch.cat({xs}, {lit(a['dim'])})", list_join={"dim": 1},
     torch="torch.cat", doc="concatenate tensors along a dimension", grad=_concat_grad,
     cost=lambda W, a, ins, out: W.CopyWorkload(sum(numel(s) for s in ins), numel(out)),
     imports=Imports(calls=(Call(("torch.cat", "torch.concat", "torch.concatenate", "aten.cat", "aten.concat"),

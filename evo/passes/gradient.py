@@ -275,9 +275,11 @@ def _gshape(node: Node) -> tuple:
 
 
 def _sum(b: _Builder, gl: list[int], like: Node) -> int:
+    """The sum of several gradients of one node, with the op a program writes `+`."""
+    plus = ops.by_operator("+")
     acc = gl[0]
     for other in gl[1:]:
-        acc = b.add(Op.ADD, (acc, other), {}, _gshape(like), like.span)
+        acc = b.add(plus.op, (acc, other), {}, _gshape(like), like.span)
     return acc
 
 
