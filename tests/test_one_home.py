@@ -158,3 +158,101 @@ def test_the_writer_is_safe(tmp_path):
         write_atomic(victim / "x.txt", "x")
     assert victim.read_text(encoding="utf-8") == "keep"
     assert sorted(q.name for q in (tmp_path / "d").iterdir()) == [".o.json.tmp", "o.json", "o.json.tmp"]
+
+
+# Where a registered op's name is written outside evo/ops/ as something other than an op: a word
+# that is also an op's name.  Each is (file, word): the word stays allowed in that file only.
+NOT_OP_NAMES = {
+    # a hardware level's `split` setting (its size shared among the operands), not the `split` op
+    ("evo/check/hardware.py", "split"), ("evo/cost/hardware.py", "split"),
+    # the CAM setting `mean` (the input normalisation) and a heat map's statistics, not the `mean` op
+    ("evo/check/settings.py", "mean"), ("evo/runtime/images.py", "mean"),
+    # torch function names without an evo alias (F.pad and torch.matmul in an fx graph, F.conv2d and
+    # F.linear with explicit weights), mapped to the reason the importer gives: names torch uses
+    ("evo/importer/mapping.py", "pad"), ("evo/importer/mapping.py", "matmul"),
+    ("evo/importer/mapping.py", "conv2d"), ("evo/importer/mapping.py", "linear"),
+}
+# the calls that name an op by their first argument: the IR's op type, the registry's look-ups, the
+# importer's steps and expressions
+OP_CALLS = {"Op", "lookup", "language_op", "by_op", "get", "Step", "OpE"}
+
+
+def _strings(node):
+    """The string constants of an expression that names one or several things: a constant, the
+    items of a set / tuple / list, set(...) / frozenset(...) / tuple(...) of one."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        yield node
+    elif isinstance(node, (ast.Set, ast.Tuple, ast.List)):
+        for e in node.elts:
+            yield from _strings(e)
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+            and node.func.id in ("set", "frozenset", "tuple") and node.args:
+        yield from _strings(node.args[0])
+
+
+def op_dispatch(tree, names: set[str]) -> list[tuple[int, str]]:
+    """(line, name) where a module chooses by an op's name: `Op("x")`, `lookup("x")`, `Step("x", ...)`,
+    `op == "x"`, `op in {"x", "y"}`, `{"x": ...}`, `{"x", "y"}`, `table["x"]`, `Op.X`."""
+    hits = []
+    for n in ast.walk(tree):
+        found = []
+        if isinstance(n, ast.Compare):
+            for side in (n.left, *n.comparators):
+                found += _strings(side)
+        elif isinstance(n, ast.Call):
+            f = n.func
+            if (f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")) in OP_CALLS:
+                found += _strings(n.args[0]) if n.args else []
+        elif isinstance(n, ast.Subscript):
+            found += _strings(n.slice)
+        elif isinstance(n, ast.Dict):
+            for k in n.keys:
+                found += _strings(k) if k is not None else []
+        elif isinstance(n, ast.Set):
+            found += _strings(n)
+        elif isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "Op" \
+                and n.attr.lower() in names:
+            hits.append((n.lineno, f"Op.{n.attr}"))
+        hits += [(c.lineno, c.value) for c in found if c.value in names]
+    return sorted(set(hits))
+
+
+def test_no_module_outside_the_op_table_chooses_by_an_op_name():
+    """Everything about an op is in its entry (issue #10): no module under evo/ outside evo/ops/
+    compares with, looks up, builds or tabulates a built-in op by its name (a flag or field of the
+    entry says what the module needs: `operator`, `operator_verb`, `list_join`, `cost_summary`,
+    `keeps_zeros`, `positional`, `reshapes`, the importer aliases ...)."""
+    from evo.ops import REGISTRY
+
+    names = {k for k, d in REGISTRY.items() if d.builtin}
+    found, allowed_seen = [], set()
+    for p, tree in _sources():
+        rel = str(p.relative_to(ROOT))
+        if rel.startswith("evo/ops/"):
+            continue
+        for line, name in op_dispatch(tree, names):
+            if (rel, name) in NOT_OP_NAMES:
+                allowed_seen.add((rel, name))
+            else:
+                found.append(f"{rel}:{line}: {name!r}")
+    assert not found, "read the op's entry (a flag or field of its OpDef) instead of its name:\n" + "\n".join(found)
+    # the allow-list holds nothing stale
+    assert allowed_seen == NOT_OP_NAMES, NOT_OP_NAMES - allowed_seen
+
+
+def test_the_op_name_scan_sees_each_pattern():
+    names = {"concat", "softmax", "add", "relu", "conv2d"}
+    probe = ast.parse(
+        "def f(n, ret, d, step, func):\n"
+        "    a = Op('relu')\n"                                   # 2
+        "    if ret.op != 'concat':\n"                           # 3
+        "        pass\n"
+        "    b = step in {'softmax', 'other'}\n"                 # 5
+        "    c = {'conv2d': 1, 'x': 2}\n"                        # 6
+        "    e = ops.lookup('add') or Op.RELU\n"                 # 7
+        "    g = Step('concat', {}, [], None)\n"                 # 8
+        "    h = d['softmax']\n"                                 # 9
+        "    i = func in ('add', 'mul')\n"                       # 10
+        "    return 'relu is an op', f'use concat', doc('conv2d')\n")  # 11: words in messages
+    assert op_dispatch(probe, names) == [(2, "relu"), (3, "concat"), (5, "softmax"), (6, "conv2d"), (7, "Op.RELU"),
+                                         (7, "add"), (8, "concat"), (9, "softmax"), (10, "add")]
