@@ -246,6 +246,54 @@ def test_swin_gradcam_of_the_channels_last_last_stage_equals_hooks_and_backward(
         torch.testing.assert_close(res.maps, want, rtol=1e-4, atol=1e-6, msg=strategy)
 
 
+def _hook_gradcam_nhwc(model, module, x):
+    """Grad-CAM of a channels-last [N, H, W, C] activation, written here: a forward hook on the
+    mirror's module, one backward of the top-1 logits, the permute to [N, C, H, W], then
+    relu(sum_c mean_hw(g) * a)."""
+    acts = {}
+    hook = module.register_forward_hook(lambda mod, i, o: acts.__setitem__("a", o))
+    logits = model(x)
+    hook.remove()
+    top = logits.argmax(1)
+    (g,) = torch.autograd.grad(logits.gather(1, top[:, None]).sum(), acts["a"])
+    a, g = acts["a"].detach().permute(0, 3, 1, 2), g.permute(0, 3, 1, 2)
+    return torch.relu((g.mean((2, 3), keepdim=True) * a).sum(1))
+
+
+@pytest.mark.parametrize("layer, hw", [("features", 4), ("norm", 4), ("features.1", 8), ("features.2", 4),
+                                       ("features.1.1.mlp", 8)])
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_swin_channels_last_cams_need_no_grid(family, layer, hw):
+    """Grad-CAM at channels-last layers [N, H, W, C] with no `grid`: the compiler follows the
+    layout from the patch embedding's permute through the window attention (reshapes into
+    windows and back, rolls), the residual adds and PatchMerging (strided slices, the concat
+    on the channels), and explains each as [N, C, H, W]; every strategy against the hooks."""
+    from evo.importer import from_torch
+
+    model = globals()[family]()
+    src = from_torch(model, torch.randn(1, 3, 32, 32))
+    prog = evo.compile(src + textwrap.dedent(f"""
+        cam Explain {{
+            network = SwinTransformer
+            layer = {layer}
+            upsample = none
+            normalize = none
+        }}
+        """))
+    net = prog.build("SwinTransformer").eval()
+    net.load_state_dict(model.state_dict(), strict=True)
+    torch.manual_seed(5)
+    x = torch.randn(2, 3, 32, 32)
+    module = model
+    for part in layer.split("."):
+        module = module[int(part)] if part.isdigit() else getattr(module, part)
+    want = _hook_gradcam_nhwc(model, module, x)
+    assert want.shape == (2, hw, hw) and (want > 0).any()
+    for strategy in ("autograd", "forward", "compiled"):
+        res = prog.explainer("Explain", net, strategy=strategy)(x)
+        torch.testing.assert_close(res.maps, want, rtol=1e-4, atol=1e-6, msg=strategy)
+
+
 # ----------------------------------------------------------------------------- the ops one by one
 
 ATTN = textwrap.dedent("""\

@@ -201,6 +201,9 @@ class OpDef:
     # the output holds the input's elements, moved or as they are (a view, a permute, a roll, dropout
     # at inference): its zero fraction is the input's (evo.cost.sparsity passes it through)
     keeps_zeros: bool = False
+    # its output is a channels-first map [N, C, H, W] whatever its input's layout (convolution, 2-D pooling
+    # and norms): a CAM layer there is explained as it is (evo/ops/tokens.py's layout inference)
+    channels_first: bool = False
     operator_only: bool = False  # written with an operator (`+`), not callable by name
     operator: str = ""         # the binary operator a program writes it with on two tensors ("+", "*")
     operator_verb: str = ""    # the verb messages about the operator use ("cannot add a tensor and int")

@@ -97,7 +97,7 @@ register(OpDef(
     _conv_shape, module=_conv_module, weights=_conv_weights, torch="nn.Conv2d", parametric=True,
     fusion="producer", grad=_conv_grad, cost=_conv_cost, doc="2-D convolution",
     imports=Imports(modules=("nn.Conv2d",)), from_module=_conv_from_module,
-    fullgrad_bias=lambda a: bool(a["bias"]),
+    fullgrad_bias=lambda a: bool(a["bias"]), channels_first=True,
     doc_call="conv2d(x, out, kernel, ...)",
     doc_args="`out` int ≥ 1; `kernel` int or [h, w] ≥ 1; `stride` ≥ 1 (1); `padding` ≥ 0 (0); `dilation` ≥ 1 "
              "(1); `groups` int ≥ 1 (1); `bias` bool (true)",

@@ -57,7 +57,7 @@ for _name, _rank_n, _cls, _affine, _shape_doc in (
         affine=_affine, grad=_bn_grad, cost=eltwise_cost(2, 1, params=True),
         imports=Imports(modules=(f"nn.{_cls}",)),
         from_module=_bn_from_module((_rank_n,) if isinstance(_rank_n, int) else _rank_n),
-        fullgrad_bias=(lambda a: True) if _rank_n == 4 else None,
+        fullgrad_bias=(lambda a: True) if _rank_n == 4 else None, channels_first=_rank_n == 4,
         doc="batch normalisation (eval mode)", doc_call=f"{_name}(x, eps=1e-5)", doc_args="`eps` number ≥ 0 (1e-5)",
         doc_shape=_shape_doc))
 
@@ -187,7 +187,7 @@ register(OpDef(
     "layernorm2d", (ParamSpec("eps", "float", 1e-5, min=0.0), ParamSpec("bias", "bool", True)),
     _ln2d_shape, module=_ln2d_module, helper=LAYERNORM2D_HELPER,
     weights=lambda a, s: ({"weight": (s[0][1],)} | ({"bias": (s[0][1],)} if a["bias"] else {})) if s else {},
-    torch="LayerNorm2d", parametric=True, grad=_ln_grad, cost=_ln_cost,
+    torch="LayerNorm2d", parametric=True, grad=_ln_grad, cost=_ln_cost, channels_first=True,
     imports=Imports(classes=("LayerNorm2d",)), from_module=_ln2d_from_module,
     doc="layer normalisation over the channels of [N, C, H, W] (ConvNeXt's LayerNorm2d)",
     doc_call="layernorm2d(x, eps=1e-5, bias=true)", doc_args="`eps` number ≥ 0 (1e-5); `bias` bool (true)",

@@ -137,7 +137,7 @@ register(OpDef(
     functional=_pool_functional("F.max_pool2d", [("dilation", (1, 1), "dilation")]),
     with_indices=lambda a, xs: f"F.max_pool2d({xs[0]}, {a['kernel']!r}, {a['stride']!r}, {a['padding']!r}, "
                                f"{a['dilation']!r}, {a['ceil']!r}, True)",
-    torch="nn.MaxPool2d", doc="max pooling (stride defaults to the kernel)", grad=_maxpool_grad,
+    torch="nn.MaxPool2d", doc="max pooling (stride defaults to the kernel)", grad=_maxpool_grad, channels_first=True,
     cost=_pool_cost("max"), imports=Imports(("nn.MaxPool2d",), calls=_MAX_CALLS), from_module=_max_from_module,
     doc_call="maxpool2d(x, kernel, ...)",
     doc_args="`kernel` int or [h, w] ≥ 1; `stride` ≥ 1 (= kernel); `padding` ≥ 0 (0); `dilation` ≥ 1 (1); "
@@ -151,7 +151,7 @@ register(OpDef(
     _pool_shape("avgpool2d"),
     module=_pool_module("AvgPool2d", [("count_include_pad", True, "count_include_pad")]),
     functional=_pool_functional("F.avg_pool2d", [("count_include_pad", True, "count_include_pad")]),
-    torch="nn.AvgPool2d", doc="average pooling (stride defaults to the kernel)", affine=True,
+    torch="nn.AvgPool2d", doc="average pooling (stride defaults to the kernel)", affine=True, channels_first=True,
     grad=_avgpool_grad, cost=_pool_cost("avg"), imports=Imports(("nn.AvgPool2d",), calls=_AVG_CALLS),
     from_module=_avg_from_module, doc_call="avgpool2d(x, kernel, ...)",
     doc_args="`kernel` int or [h, w] ≥ 1; `stride` ≥ 1 (= kernel); `padding` ≥ 0 (0); `ceil` bool (false); "
@@ -215,7 +215,7 @@ register(OpDef(
     "adaptive_avgpool2d", (ParamSpec("size", "int2", min=1),), _adaptive_shape,
     module=lambda a, s: f"nn.AdaptiveAvgPool2d({lit(a['size'])})",
     functional=lambda a, xs: f"F.adaptive_avg_pool2d({xs[0]}, {lit(a['size'])})",
-    torch="nn.AdaptiveAvgPool2d", doc="adaptive average pooling to a fixed output size", affine=True,
+    torch="nn.AdaptiveAvgPool2d", doc="adaptive average pooling to a fixed output size", affine=True, channels_first=True,
     grad=_adaptive_grad, cost=_adaptive_cost, global_average=lambda a: tuple(a["size"]) == (1, 1),
     imports=_ADAPTIVE_IMPORTS, from_module=lambda m, shape: {"size": _adaptive_size(m.output_size, shape)},
     doc_call="adaptive_avgpool2d(x, size)",
