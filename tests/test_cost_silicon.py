@@ -381,6 +381,37 @@ def test_row_stationary_joint_search_more_resources_never_worse(w, hw, what, obj
 
 
 @HYP
+@given(convs(), st.sampled_from(["any", "row_stationary", "weight_stationary"]), st.booleans(),
+       st.sampled_from([1e-4, 0.05, 5.0]), st.sampled_from(["energy", "edp"]))
+def test_energy_objective_counts_static_power(w, dataflow, narrow_glb, static, objective):
+    """Static power is drawn over the latency, so it is part of the energy the search minimises:
+    the pick with it is never worse, on the total energy (EDP), than the pick that ignores it."""
+    hw = toy(pes=12, rows=3, cols=4, dataflow=dataflow, glb=512.0 if narrow_glb else 1 << 14, pe=64,
+             glb_holds=("input", "output"), bw=1e8)
+    blind = cost_op(w, hw, objective)
+    seen = cost_op(w, replace(hw, static_power_w=static), objective)
+    assert close(seen.energy.static, static * seen.latency_s)
+    e_blind = blind.energy_j + static * blind.latency_s
+    assert seen.energy_j >= blind.energy_j * (1 - REL)
+    if objective == "energy":
+        assert seen.energy_j <= e_blind * (1 + REL)
+    else:
+        assert seen.energy_j * seen.latency_s <= e_blind * blind.latency_s * (1 + REL)
+
+
+@pytest.mark.parametrize("dataflow", ["any", "row_stationary"])
+def test_static_power_changes_the_least_energy_mapping(dataflow):
+    """A 4-channel 14x14 convolution on 3 x 4 PEs behind a 100 MB/s link: the mapping of least
+    dynamic energy is slow, and with 50 mW drawn over its latency it is not the least energy."""
+    w = conv2d(1, 4, 14, 14, 4, 3, padding=1)
+    hw = toy(pes=12, rows=3, cols=4, dataflow=dataflow, glb=512.0, pe=64, glb_holds=("input", "output"), bw=1e8)
+    blind = cost_op(w, hw, "energy")
+    seen = cost_op(w, replace(hw, static_power_w=0.05), "energy")
+    assert seen.energy_j < 0.95 * (blind.energy_j + 0.05 * blind.latency_s)
+    assert seen.latency_s < blind.latency_s and seen.energy_j - seen.energy.static > blind.energy_j
+
+
+@HYP
 @given(convs(), st.floats(0, 0.95))
 def test_sparsity_never_costs_more(w, z):
     hw = toy(pes=4, zero_gating=True, zero_skipping=True, compression=True)
@@ -560,13 +591,24 @@ def test_eyeriss_example_tier_is_the_chip_as_published():
     hw = as_hardware(evo.compile_file(root / "examples" / "eyeriss.evo").hardware["EyerissJSSC"])
     assert (hw.rows, hw.cols, hw.pes, hw.frequency_hz, hw.word_bits) == (12, 14, 168, 200e6, 16)
     assert hw.dataflow == "row_stationary" and hw.zero_gating and hw.compression and not hw.zero_skipping
-    assert hw.glb.holds == ("input", "output") and hw.glb.size_bytes == 108 * 1024
+    # [E17] V-A: 100 kB of the 108 kB buffer hold ifmaps and psums (8 kB: the next pass's filters)
+    assert hw.glb.holds == ("input", "output") and hw.glb.size_bytes == 100 * 1024
+    assert hw.glb.bandwidth_bps == 16 * 200e6  # psum GIN + GON, 64 bit each [E17] V-B
+    assert hw.offchip.bandwidth_bps == 8 * 60e6  # 64-bit link at 60 MHz in the measurements
+    assert hw.static_power_w == 0.125  # clock network and control: >= 45 % of 278 mW [E17] VI-A
     assert hw.pe.split == (("input", 24.0), ("weight", 448.0), ("output", 48.0)) and hw.pe.size_bytes == 520
     # VGG-16 conv1-2 (batch 3) maps row-stationary: filter rows down the columns, output rows across
     c = cost_op(conv2d(3, 64, 224, 224, 64, 3, padding=1), hw)
     sp = dict(c.mapping.spatial)
     assert sp["R"] == 3 and sp["P"] <= 14 and sp["R"] * max(sp.get(d, 1) for d in "NGKC") <= 12
     assert c.offchip.weight >= 64 * 64 * 9 * 2 and c.onchip.weight == 0.0  # filters bypass the GLB
+    # the chip's mapper minimises energy [E17]; with the clock drawn over the latency the
+    # least-energy mapping keeps more of the array busy than the least dynamic energy does
+    w = conv2d(3, 64, 224, 224, 64, 3, padding=1)
+    dyn = cost_op(w, replace(hw, static_power_w=0.0), "energy")
+    tot = cost_op(w, hw, "energy")
+    assert tot.active_pes > dyn.active_pes
+    assert tot.energy_j < dyn.energy_j + hw.static_power_w * dyn.latency_s
 
 
 def test_measured_zeros_pass_through_the_ops_that_keep_them(monkeypatch):

@@ -1341,7 +1341,7 @@ def _joint_search(nest: Nest, hw: Hardware, word: float, objective: str, residen
         L = np.maximum.reduce([np.broadcast_to(arr["tc"][None, :], (n_o, n_c)), np.broadcast_to(t_glb[None, :], (n_o, n_c)),
                                np.broadcast_to((A / gbw)[:, None], (n_o, n_c)), np.broadcast_to(t_pe[None, :], (n_o, n_c)),
                                (A[:, None] + off_pe[None, :]) / obw])
-        E = en[None, :] + (A * (e_off + e_glb))[:, None] + e_const
+        E = en[None, :] + (A * (e_off + e_glb))[:, None] + e_const + hw.static_power_w * L
         TC = np.broadcast_to(arr["tc"][None, :], (n_o, n_c))
         if objective == "latency":
             keys = (L, E, TC)
@@ -1387,7 +1387,8 @@ def search(nest: Nest, hw: Hardware, word_bytes: float, objective: str = "latenc
     `resident` maps tensor names to the fraction of that tensor already held in the
     GLB (fusion): its off-chip traffic is dropped and the resident part occupies GLB
     capacity.  `e_const` is the mapping-independent energy (MACs, operand accesses),
-    used only for EDP.  `sparsity` = (zero fraction of the input activation, of the
+    used only where the halves interact (EDP; energy on a tier with static power, which is
+    drawn over the latency and so part of the energy minimised).  `sparsity` = (zero fraction of the input activation, of the
     output): with the tier's ``zero_skipping`` the input's zeros skip cycles, with its
     ``compression`` both activations cross off-chip run-length coded."""
     if objective not in OBJECTIVES:
@@ -1410,24 +1411,27 @@ def search(nest: Nest, hw: Hardware, word_bytes: float, objective: str = "latenc
         if objective == "latency":
             target = max(pe_half.min_lat, glb_half.min_lat)
             ia, ib = pe_half.pick(target), glb_half.pick(target)
-        elif objective == "energy":
+        elif objective == "energy" and not hw.static_power_w:
             ia, ib = pe_half.pick(), glb_half.pick()
-        else:
+        else:  # EDP, or energy with a static power (drawn over the latency: the halves interact)
             if pe_half.keep is not None:  # materialise the masked candidates for the EDP product
                 idx = np.flatnonzero(pe_half.keep)
                 la, ea, ta, da = pe_half.lat[idx], pe_half.en[idx], pe_half.tert[idx], _Remap(pe_half.detail, idx)
             fa, fb = _pareto(la, ea, ta), _pareto(lb, eb)
             L = np.maximum(la[fa][:, None], lb[fb][None, :])
-            E = ea[fa][:, None] + eb[fb][None, :] + e_const
-            edp = (E * L).ravel()
+            E = ea[fa][:, None] + eb[fb][None, :] + e_const + hw.static_power_w * L
             T = np.broadcast_to(ta[fa][:, None], L.shape)
-            k = np.lexsort((np.arange(edp.size), T.ravel(), E.ravel(), L.ravel(), edp))[0]
+            if objective == "energy":
+                k = np.lexsort((np.arange(E.size), T.ravel(), L.ravel(), E.ravel()))[0]
+            else:
+                edp = (E * L).ravel()
+                k = np.lexsort((np.arange(edp.size), T.ravel(), E.ravel(), L.ravel(), edp))[0]
             ia, ib = int(fa[k // len(fb)]), int(fb[k % len(fb)])
     else:  # operands bypass the GLB: both halves share the off-chip link
         fa = np.unique(np.concatenate([_pareto(la, Ba, ta), _pareto(la, ea, ta), _pareto(Ba, ea, ta)]))
         fb = np.unique(np.concatenate([_pareto(lp, Ab), _pareto(lp, eb), _pareto(Ab, eb)]))
         L = np.maximum(np.maximum(la[fa][:, None], lp[fb][None, :]), (Ba[fa][:, None] + Ab[fb][None, :]) / bw)
-        E = ea[fa][:, None] + eb[fb][None, :] + e_const
+        E = ea[fa][:, None] + eb[fb][None, :] + e_const + hw.static_power_w * L
         T = np.broadcast_to(ta[fa][:, None], L.shape).ravel()
         tie = np.arange(L.size)
         if objective == "latency":
