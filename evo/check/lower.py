@@ -374,10 +374,18 @@ class Lowerer(Evaluator):
                         raise self.fail(C.NOT_A_TENSOR, f"{d.name} takes its tensors either as a list or one by one, "
                                         "not both", sp, "put every tensor in the list")
             else:
+                lead, pos = pos[:d.leading], pos[d.leading:]  # einsum("bij,bjk->bik", a, b): the equation first
+                for v, sp in lead:
+                    if isinstance(v, TensorV):
+                        raise self.fail(C.NOT_A_TENSOR, f"{d.name} takes its {d.params[0].name} before the tensors, "
+                                        "not a tensor", sp, f"write {d.doc_call or d.name + '(...)'}")
                 k = 0
                 while k < len(pos) and isinstance(pos[k][0], TensorV):
                     k += 1
-                inputs, rest = pos[:k], pos[k:]
+                inputs, rest = pos[:k], lead + pos[k:]
+                if not inputs and d.leading:
+                    raise self.fail(C.NOT_A_TENSOR, f"{d.name} needs tensors after its {d.params[0].name}",
+                                    pos[0][1] if pos else e.span, f"write {d.doc_call}")
                 if not inputs:
                     raise self.fail(C.NOT_A_TENSOR, f"{d.name} needs tensors as its first arguments, or a list of "
                                     "tensors", pos[0][1] if pos else e.span, f"write {d.name}(a, b) or {d.name}([a, b])")

@@ -126,7 +126,9 @@ class Renderer:
             return quoting.show(n.id)
         if isinstance(n, OpE):
             ins = [self.expr(i, True) for i in n.inputs]
-            return f"{n.op}({', '.join(ins + self.op_args(n.op, n.args))})"
+            args = self.op_args(n.op, n.args)
+            lead = ops.REGISTRY[n.op].leading if n.op in ops.REGISTRY else 0  # einsum's equation: first
+            return f"{n.op}({', '.join(args[:lead] + ins + args[lead:])})"
         if isinstance(n, BlockE):
             ins = [self.expr(n.input, True)] + [self.expr(e, True) for e in n.extra]
             return f"{n.var.name}({', '.join(ins + self.block_args(n.var, n.args))})"

@@ -96,8 +96,9 @@ block RelativePositionalMultiHeadAttention(x, heads: int, size: int, scale: floa
     relative_position_bias_table = parameter([(2 * size - 1) * (2 * size - 1), heads])
     relative_position_index = relative_position_index(size, flat=false)
     bias = relative_bias(relative_position_bias_table, relative_position_index)
-    attn = softmax(matmul(q, transpose(scale_by(k, scale), 3, 4)) + bias, dim=-1)
-    out = reshape(permute(matmul(attn, v), [0, 1, 3, 2, 4]), [-1, g, t, c])
+    dot = einsum("bghid,bghjd->bghij", q, scale_by(k, scale))
+    attn = softmax(dot + bias, dim=-1)
+    out = reshape(permute(einsum("bghij,bghjd->bghid", attn, v), [0, 1, 3, 2, 4]), [-1, g, t, c])
     merge = linear(out, c)
     return merge
 }

@@ -13,6 +13,7 @@ derivative and cost rules, flags, importer aliases and doc line (see
 * `arith.py`       add, mul (the `+` and `*` operators)
 * `window.py`      matmul, scale_by, roll, subsample, pad, the relative-position buffers and
                    relative_bias, window_mask, l2_normalize, clamp, exp (window attention)
+* `einsum.py`      einsum (torch.einsum, the equation checked)
 * `attention.py`   multihead_attention, scaled_dot_product_attention, expand, select, mean
 * `gradient.py`    the gradient-only ops of the compiled CAM strategy
 
@@ -21,8 +22,8 @@ User-defined ops take the same road (`evo.extend.register_op`).
 """
 
 from evo.ir.node import Op
-from evo.ops import (activation, arith, attention, conv, dims, gradient, norm, pool, shape,  # noqa: F401  (registers the ops)
-                     window)
+from evo.ops import (activation, arith, attention, conv, dims, einsum, gradient, norm, pool,  # noqa: F401  (registers the ops)
+                     shape, window)
 from evo.ops.arith import broadcast
 from evo.ops.dims import narrow_rows
 from evo.ops.base import (REGISTRY, REQUIRED, Call, CostSummary, Imports, NotConvertible, OpDef, OpError, ParamSpec, by_op, by_operator,

@@ -205,6 +205,9 @@ class OpDef:
     # and norms): a CAM layer there is explained as it is (evo/ops/tokens.py's layout inference)
     channels_first: bool = False
     operator_only: bool = False  # written with an operator (`+`), not callable by name
+    # how many of its arguments a program writes before the tensors, as torch does (einsum's equation:
+    # `einsum("bij,bjk->bik", a, b)`); they are its first params
+    leading: int = 0
     operator: str = ""         # the binary operator a program writes it with on two tensors ("+", "*")
     operator_verb: str = ""    # the verb messages about the operator use ("cannot add a tensor and int")
     # the arguments with which the op joins a list of tensors a block takes (concat: {"dim": 1}, DenseNet's

@@ -24,7 +24,7 @@ def _row(d: OpDef) -> str:
     return f"| `{call}` | {d.doc_args or '—'} | {torch} | {d.doc_shape or d.doc} |"
 
 
-FAMILIES = ("conv", "norm", "activation", "pool", "shape", "dims", "arith", "window", "attention")
+FAMILIES = ("conv", "norm", "activation", "pool", "shape", "dims", "arith", "window", "einsum", "attention")
 
 
 def _family(d: OpDef) -> int:
