@@ -65,8 +65,6 @@ def golden() -> Golden:
 # status (a non-integer printed on stderr, status 1).  At least one true end-to-end
 # subprocess test per command stays elsewhere (tests/test_run.py, test_import.py, ...).
 
-import contextlib  # noqa: E402
-import io  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 import evo
+from conftest import evoc_inprocess
 from evo.runtime.shapes import CLASSES, QuickNet, make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,16 +87,14 @@ def test_evoc_run_defaults_write_overlays_and_summaries(tmp_path):
 
 
 def test_evoc_run_usage_errors(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "evo.cli", "run", str(QUICKSTART), "--images", str(tmp_path / "nope")],
-                       capture_output=True, text=True)
+    # evoc's answers, in this process (the end-to-end process is the test above)
+    r = evoc_inprocess(["run", str(QUICKSTART), "--images", str(tmp_path / "nope")])
     assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "evo.cli", "run", str(QUICKSTART), "--cam", "Shape"],
-                       capture_output=True, text=True)
+    r = evoc_inprocess(["run", str(QUICKSTART), "--cam", "Shape"])
     assert r.returncode == 2 and "did you mean 'Shapes'" in r.stderr
     bad = tmp_path / "bad.pt"
     torch.save({"features.0.weight": torch.zeros(1)}, bad)
-    r = subprocess.run([sys.executable, "-m", "evo.cli", "run", str(QUICKSTART), "--weights", str(bad)],
-                       capture_output=True, text=True)
+    r = evoc_inprocess(["run", str(QUICKSTART), "--weights", str(bad)])
     assert r.returncode == 2 and "does not match" in r.stderr
 
 
@@ -111,9 +110,9 @@ def test_evoc_run_colormap(tmp_path):
     outs = {}
     for cmap in (None, "jet"):
         out = tmp_path / f"out-{cmap}"
-        argv = [sys.executable, "-m", "evo.cli", "run", str(QUICKSTART), "--images", str(image), "--out", str(out),
+        argv = ["run", str(QUICKSTART), "--images", str(image), "--out", str(out),
                 "--alpha", "1", "--quiet"] + (["--colormap", cmap] if cmap else [])
-        r = subprocess.run(argv, capture_output=True, text=True)
+        r = evoc_inprocess(argv)  # in this process: the colours are the point, not the process
         assert r.returncode == 0, r.stderr
         outs[cmap or "viridis"] = np.asarray(Image.open(next(out.glob("*.png"))).convert("RGB"))
     prog = evo.compile_file(QUICKSTART)
@@ -126,7 +125,7 @@ def test_evoc_run_colormap(tmp_path):
         want = matplotlib.colormaps[name](m, bytes=True)[..., :3]  # alpha 1: the colours alone
         assert np.array_equal(got, want), name
     assert not np.array_equal(outs["jet"], outs["viridis"])
-    r = subprocess.run([sys.executable, "-m", "evo.cli", "run", str(QUICKSTART), "--images", str(image),
-                        "--out", str(tmp_path / "bad"), "--colormap", "virdis"], capture_output=True, text=True)
+    r = evoc_inprocess(["run", str(QUICKSTART), "--images", str(image), "--out", str(tmp_path / "bad"),
+                        "--colormap", "virdis"])
     assert r.returncode == 2 and "did you mean 'viridis'" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "bad").exists()
