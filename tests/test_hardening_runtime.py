@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import evoc_batch
 from evo import limits
 from evo.cli import main
 from evo.runtime.images import ImageError, load_image, load_images, preprocess
@@ -153,12 +152,15 @@ def test_a_malicious_weights_file_is_refused_without_advice(tmp_path):
 
 
 def test_importer_target_calling_sys_exit_is_a_clean_error(tmp_path):
-    for body in ("import sys\nsys.exit(0)\n", "import sys\nsys.exit('bye')\n",
-                 "import sys\nfrom torch import nn\ndef Net():\n    sys.exit(3)\n"):
-        f = tmp_path / "m.py"
+    # each target in its own file; the three imports in one fresh interpreter (a sys.exit
+    # that escaped would end it with that status: conftest.evoc_batch reports it as such)
+    cases = []
+    for k, body in enumerate(("import sys\nsys.exit(0)\n", "import sys\nsys.exit('bye')\n",
+                              "import sys\nfrom torch import nn\ndef Net():\n    sys.exit(3)\n")):
+        f = tmp_path / f"m{k}.py"
         f.write_text(body, encoding="utf-8")
-        proc = subprocess.run([sys.executable, "-m", "evo.cli", "import", f"{f}:Net", "--input-shape", "N,3,8,8"],
-                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        cases.append({"argv": ["import", f"{f}:Net", "--input-shape", "N,3,8,8"], "cwd": ROOT})
+    for body, proc in zip((c["argv"][1] for c in cases), evoc_batch(cases, timeout=300)):
         assert proc.returncode in (1, 2), (body, proc.returncode, proc.stderr)
         assert "sys.exit" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -181,9 +183,9 @@ def test_weights_and_images_that_are_not_regular_files_are_refused_without_block
     prog = str(Path(__file__).resolve().parents[1] / "examples" / "quickstart.evo")
     cases = [(["--weights", str(fifo)], "FIFO"), (["--images", "/dev/zero"], "device"),
              (["--images", str(loop)], "symbolic links")]
-    for extra, why in cases:
-        r = subprocess.run([sys.executable, "-m", "evo.cli", "run", prog, *extra, "--out", str(tmp_path / "o")],
-                           capture_output=True, text=True, timeout=60)
+    # one fresh interpreter for the three, under one limit: a case that blocked would time it out
+    results = evoc_batch([["run", prog, *extra, "--out", str(tmp_path / "o")] for extra, _ in cases], timeout=90)
+    for (extra, why), r in zip(cases, results):
         assert r.returncode == 2 and why in r.stderr and "Traceback" not in r.stderr, (extra, r.stderr)
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
