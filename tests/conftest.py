@@ -120,9 +120,15 @@ def _driver_namespace() -> dict:
     return ns
 
 
-def evoc_inprocess(argv, stdin: str = "") -> SimpleNamespace:
-    """`evo.cli.main(argv)` here, as a process would answer (see above)."""
-    code, out, err = _driver_namespace()["run"]([str(a) for a in argv], stdin)
+def evoc_inprocess(argv, stdin: str = "", cwd=None) -> SimpleNamespace:
+    """`evo.cli.main(argv)` here (in `cwd` if given), as a process would answer (see above)."""
+    home = os.getcwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        code, out, err = _driver_namespace()["run"]([str(a) for a in argv], stdin)
+    finally:
+        os.chdir(home)
     return SimpleNamespace(returncode=code, stdout=out, stderr=err)
 
 

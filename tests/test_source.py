@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import evo
+from conftest import evoc_batch, evoc_inprocess
 from evo.frontend import source as S
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,11 +86,11 @@ def test_program_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path
     assert "NUL" in e.diagnostics[0].message
     # the command line: a usage error (exit 2), one line, no traceback, never blocks
     (tmp_path / "cli").mkdir()
+    # (both in one fresh interpreter under one limit: a FIFO that blocked would time it out)
     paths = special_paths(tmp_path / "cli")
-    r = cli("check", str(paths["fifo"]), timeout=30)
+    r, r2 = evoc_batch([["check", paths["fifo"]], ["check", paths["loop"]]], timeout=60)
     assert r.returncode == 2 and "FIFO" in r.stderr and "Traceback" not in r.stderr
-    r = cli("check", str(paths["loop"]))
-    assert r.returncode == 2 and "symbolic links" in r.stderr
+    assert r2.returncode == 2 and "symbolic links" in r2.stderr
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
@@ -104,13 +105,13 @@ def test_import_of_something_that_is_not_a_regular_file(tmp_path):
         d = e.diagnostics[0]
         assert (d.code, d.span.filename, d.span.line) == ("E0109", str(main), 1), kind
         assert WHY[kind] in d.message or (kind == "missing" and "not found" in d.message), (kind, d.message)
-    r = cli("check", str(tmp_path / "main_fifo.evo"), timeout=30)
-    assert r.returncode == 1 and "error[E0109]" in r.stderr and "Traceback" not in r.stderr
     # a NUL byte in the import path (written as an escape or raw)
     main = tmp_path / "nul.evo"
     main.write_text('import "a\\u0000b.evo"\n' + NET)
-    r = cli("check", str(main))
-    assert r.returncode == 1 and "Traceback" not in r.stderr
+    # both in one fresh interpreter under one limit: a FIFO that blocked would time it out
+    r, r2 = evoc_batch([["check", tmp_path / "main_fifo.evo"], ["check", main]], timeout=60)
+    assert r.returncode == 1 and "error[E0109]" in r.stderr and "Traceback" not in r.stderr
+    assert r2.returncode == 1 and "Traceback" not in r2.stderr
 
 
 def test_import_outside_the_tree_does_not_echo_other_files(tmp_path):
@@ -122,7 +123,7 @@ def test_import_outside_the_tree_does_not_echo_other_files(tmp_path):
     e = api_error(evo.compile_file, proj / "main.evo")
     assert e.diagnostics[0].code == "E0109" and "not an evo program" in e.diagnostics[0].message
     assert "hunter2" not in str(e) and "password" not in str(e)
-    r = cli("check", str(proj / "main.evo"))
+    r = evoc_inprocess(["check", proj / "main.evo"])
     assert r.returncode == 1 and "hunter2" not in r.stderr + r.stdout
     # also relative paths that climb out of the tree
     (proj / "up.evo").write_text('import "../secret.txt"\n' + NET)
@@ -159,7 +160,8 @@ def test_compile_resolves_imports_from_base_dir_then_cwd_and_absolute(tmp_path, 
 
 def test_stdin_imports_are_relative_to_the_current_directory(tmp_path):
     (tmp_path / "lib.evo").write_text(LIB)
-    r = cli("check", "-", cwd=tmp_path, stdin='import "lib.evo"\nnetwork M(x: Tensor[N, 2]) {\n    return B(x)\n}\n')
+    r = evoc_inprocess(["check", "-"], cwd=tmp_path,
+                       stdin='import "lib.evo"\nnetwork M(x: Tensor[N, 2]) {\n    return B(x)\n}\n')
     assert r.returncode == 0, r.stderr
 
 
