@@ -601,6 +601,77 @@ def test_network_name_and_input_shape():
     assert "network Tiny(x: Tensor[N, 3, 16, 16])" in src
 
 
+class PadMatmul(nn.Module):
+    """F.pad with zeros on the last dimensions (functional and module forms) and matrix products
+    (torch.matmul, torch.bmm, `@`), as an fx graph records them."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.zpad = nn.ZeroPad2d((1, 0, 0, 1))
+        self.w = nn.Parameter(torch.randn(9, 5))
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x):
+        y = F.pad(self.conv(x), (1, 1, 2, 0))                      # [N, 4, 8, 8]
+        y = torch.nn.functional.pad(self.zpad(y), (0, 0, 0, 0, 1, 0), mode="constant", value=0.0)
+        t = y.flatten(2)                                            # [N, 5, 81]
+        s = torch.softmax(torch.matmul(t, t.transpose(1, 2)), -1)  # [N, 5, 5]
+        u = torch.bmm(s, t).view(x.shape[0], 5, 9, 9)               # [N, 5, 9, 9]
+        v = (u @ self.w).mean(2)                                    # [N, 5, 5]
+        return self.fc(v.mean(1))
+
+
+def test_pad_and_matmul_import_through_their_op_entries():
+    """F.pad / nn.ZeroPad2d (constant mode, zeros, the last dimensions) and torch.matmul / torch.bmm /
+    `@` import as evo's pad and matmul: the program loads strict and gives the same logits to 1e-5
+    (_round_trip); the fx graph is the one converted (no fallback needed)."""
+    from evo.importer.trace import Problems, trace_fx
+
+    model = PadMatmul().eval()
+    x = torch.randn(2, 3, 8, 8)
+    problems = Problems()
+    trace_fx(model, x, problems, ())
+    assert not problems, problems.items
+    src = _round_trip(model, x)
+    assert src.count("pad(") == 3 and src.count("matmul(") == 3, src
+    assert "[1, 1, 2, 0]" in src and "[1, 0, 0, 1]" in src and "[0, 0, 0, 0, 1, 0]" in src, src
+
+
+class _Call(nn.Module):
+    def __init__(self, f, **mods):
+        super().__init__()
+        self.f = f
+        for k, m in mods.items():
+            self.add_module(k, m)
+
+    def forward(self, x):
+        return self.f(self, x)
+
+
+@pytest.mark.parametrize("model, problem", [
+    (_Call(lambda m, x: F.pad(x, (1, 1, 1, 1), mode="reflect")),
+     "(_Call: F.pad): reflect padding: evo's pad pads with zeros only (mode='constant', value=0)"),
+    (_Call(lambda m, x: F.pad(x, (1, 1), value=2.0)),
+     "(_Call: F.pad): padding with the value 2.0: evo's pad pads with zeros only"),
+    (_Call(lambda m, x: F.pad(x, (0, 0, 0, 0, 0, 0, 1, 0))),
+     "(_Call: F.pad): pads all 4 dimensions, the batch dimension included: evo's pad pads the last dimensions only"),
+    (_Call(lambda m, x: F.pad(x, (-1, 0))),
+     "(_Call: F.pad): negative padding (cropping): evo's pad only adds zeros (narrow crops)"),
+    (_Call(lambda m, x: m.p(x), p=nn.ReflectionPad2d(1)),
+     "p (nn.ReflectionPad2d): reflection padding: evo's pad pads with zeros only"),
+    (_Call(lambda m, x: m.p(x), p=nn.ConstantPad2d(1, 0.5)),
+     "p (nn.ConstantPad2d): padding with the value 0.5: evo's pad pads with zeros only"),
+    (_Call(lambda m, x: torch.matmul(x, x[0, 0, 0])),
+     "(_Call: torch.matmul): a product with a 1-D operand (second): evo's matmul multiplies matrices"),
+], ids=["reflect", "value", "batch", "negative", "ReflectionPad2d", "ConstantPad2d", "vector"])
+def test_pad_and_matmul_reasons_where_the_op_cannot_express_the_call(model, problem):
+    with pytest.raises(ConversionError) as ei:
+        from_torch(model, torch.randn(2, 3, 4, 4))
+    assert any(problem in p for p in ei.value.problems), ei.value.problems
+    assert not any("no evo op for padding" in p or "no evo op for matrix" in p for p in ei.value.problems)
+
+
 # =========================================================================== problems
 
 

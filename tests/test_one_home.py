@@ -167,9 +167,8 @@ NOT_OP_NAMES = {
     ("evo/check/hardware.py", "split"), ("evo/cost/hardware.py", "split"),
     # the CAM setting `mean` (the input normalisation) and a heat map's statistics, not the `mean` op
     ("evo/check/settings.py", "mean"), ("evo/runtime/images.py", "mean"),
-    # torch function names without an evo alias (F.pad and torch.matmul in an fx graph, F.conv2d and
-    # F.linear with explicit weights), mapped to the reason the importer gives: names torch uses
-    ("evo/importer/mapping.py", "pad"), ("evo/importer/mapping.py", "matmul"),
+    # torch function names without an evo alias (F.conv2d and F.linear with explicit weights), mapped
+    # to the reason the importer gives: names torch uses
     ("evo/importer/mapping.py", "conv2d"), ("evo/importer/mapping.py", "linear"),
 }
 # the calls that name an op by their first argument: the IR's op type, the registry's look-ups, the

@@ -150,9 +150,9 @@ _NO_OP = {
     "Dropout3d": "no evo op for channel dropout (only nn.Dropout)",
     "AlphaDropout": "no evo op for alpha dropout (only nn.Dropout)",
     "Bilinear": "no evo op for bilinear layers", "Unflatten": "no evo op for unflattening",
-    "ZeroPad2d": "no evo op for padding (fold it into the convolution's padding)",
-    "ConstantPad2d": "no evo op for padding", "ReflectionPad2d": "no evo op for padding",
-    "ReplicationPad2d": "no evo op for padding", "ChannelShuffle": "no evo op for channel shuffle",
+    **{f"{k}Pad{d}d": f"{k.lower()} padding: evo's pad pads with zeros only"
+       for k in ("Reflection", "Replication", "Circular") for d in (1, 2, 3)},
+    "ChannelShuffle": "no evo op for channel shuffle",
 }
 
 
@@ -324,11 +324,10 @@ def pick(candidates, args: tuple, kwargs: dict) -> tuple[str, Call, dict] | None
 
 _NO_FN = {
     "interpolate": "no evo op for interpolation/upsampling", "upsample": "no evo op for upsampling",
-    "pad": "no evo op for padding", "sub": "no evo op for subtraction", "truediv": "no evo op for division",
-    "div": "no evo op for division", "matmul": "no evo op for matrix products (use nn.Linear)",
-    "bmm": "no evo op for matrix products", "unsqueeze": "no evo op for adding dimensions",
+    "sub": "no evo op for subtraction", "truediv": "no evo op for division",
+    "div": "no evo op for division", "unsqueeze": "no evo op for adding dimensions",
     "squeeze": "no evo op for removing dimensions", "getitem": "no evo op for indexing or slicing tensors",
-    "layer_norm": "no evo op for layer normalisation", "conv2d": "a functional convolution with explicit "
+    "layer_norm": "a functional layer norm with explicit weights (use nn.LayerNorm)", "conv2d": "a functional convolution with explicit "
     "weights (use nn.Conv2d)", "linear": "a functional linear layer with explicit weights (use nn.Linear)",
     "batch_norm": "a functional batch norm with explicit statistics (use nn.BatchNorm2d)",
     "max": "no evo op for max over dimensions", "sum": "no evo op for sums",

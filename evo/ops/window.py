@@ -93,6 +93,16 @@ def _matmul_cost(W, a, ins, out):
     return W.MatmulWorkload(x[-2], y[-1], x[-1], batch=numel(out[:-2]))
 
 
+def _matmul_call(b, shapes):
+    """torch.matmul / torch.bmm / `a @ b` of two tensors, both at least 2-D (evo's matmul multiplies
+    matrices: torch's vector cases drop a dimension)."""
+    for i, s in enumerate(shapes):
+        if len(s) < 2:
+            raise NotConvertible(f"a product with a {len(s)}-D operand ({'first' if i == 0 else 'second'}): evo's "
+                                 "matmul multiplies matrices (both operands at least 2-D)")
+    return {}
+
+
 register(OpDef(MATMUL_T, (), None, n_inputs=None, gradient_only=True, grad_code=_matmul_grad_code,
                cost=lambda W, a, ins, out: W.MatmulWorkload(out[-2], out[-1], ins[0][-1] if a.get("side") == 0
                                                             else ins[0][-2], batch=numel(out[:-2])),
@@ -103,7 +113,8 @@ register(OpDef(
     functional=lambda a, xs: f"torch.matmul({xs[0]}, {xs[1]})",
     torch="torch.matmul", doc="batched matrix product (attention scores, attention-weighted values)",
     grad=_matmul_grad, cost=_matmul_cost,
-    imports=Imports(calls=(Call(("aten.matmul", "aten.bmm"), ("input", "other"), lambda b, shapes: {},
+    imports=Imports(calls=(Call(("torch.matmul", "torch.bmm", "operator.matmul", "Tensor.matmul", "Tensor.bmm",
+                                 "aten.matmul", "aten.bmm"), ("input", "other"), _matmul_call,
                                 tensors=("input", "other"), constant="a matrix product with a non-tensor"),)),
     doc_call="matmul(a, b)", doc_args="two tensors",
     doc_shape="`a [..., m, k]` times `b [..., k, n]` → `[..., m, n]`: both at least 2-D (E0300), the inner "
@@ -290,12 +301,31 @@ register(OpDef(PAD_T, (), None, n_inputs=None, gradient_only=True, grad_code=_pa
                cost=lambda W, a, ins, out: W.CopyWorkload(numel(out), numel(out)),
                doc="gradient of pad: the unpadded part"))
 
-def _pad_call(b, shapes):
-    """aten.pad / aten.constant_pad_nd with zeros (none: the input itself)."""
-    pad = tuple(int(v) for v in b["pad"])
-    if b.get("mode", "constant") != "constant" or b["value"] not in (None, 0, 0.0):
-        raise NotConvertible("padding other than with zeros")
+def _pad_args(pad, mode, value, shape) -> dict | list:
+    """evo's pad for torch's padding `pad` (last dimension first), `mode` and `value` of an input of
+    `shape` (no padding: [], the input itself); NotConvertible for what evo's pad cannot express."""
+    if mode != "constant":
+        raise NotConvertible(f"{mode} padding: evo's pad pads with zeros only (mode='constant', value=0)")
+    if value not in (None, 0, 0.0):
+        raise NotConvertible(f"padding with the value {value}: evo's pad pads with zeros only")
+    pad = tuple(int(v) for v in pad)
+    if any(v < 0 for v in pad):
+        raise NotConvertible("negative padding (cropping): evo's pad only adds zeros (narrow crops)")
+    if shape is not None and len(pad) // 2 >= len(shape):
+        raise NotConvertible(f"pads all {len(shape)} dimensions, the batch dimension included: evo's pad pads "
+                             "the last dimensions only")
     return {"padding": pad} if any(pad) else []
+
+
+def _pad_call(b, shapes):
+    """F.pad / aten.pad / aten.constant_pad_nd with zeros (none: the input itself)."""
+    return _pad_args(b["pad"], b.get("mode", "constant"), b["value"], shapes[0])
+
+
+def _pad_module(m, shape):
+    """nn.ZeroPad1d/2d/3d and nn.ConstantPad1d/2d/3d with value 0."""
+    r = _pad_args(m.padding, "constant", getattr(m, "value", 0), shape)
+    return r or {"padding": tuple(int(v) for v in m.padding)}
 
 
 register(OpDef(
@@ -303,9 +333,11 @@ register(OpDef(
     _pad_shape, functional=lambda a, xs: f"F.pad({xs[0]}, {tuple_lit(a['padding'])})",
     torch="F.pad", doc="zero padding of the last dimensions", affine=True, grad=_pad_grad,
     cost=lambda W, a, ins, out: W.CopyWorkload(numel(ins[0]), numel(out)),
-    imports=Imports(calls=(Call(("aten.pad",), ("input", "pad", "mode", "value"), _pad_call,
+    imports=Imports(modules=tuple(f"nn.{k}Pad{d}d" for k in ("Zero", "Constant") for d in (1, 2, 3)),
+                    calls=(Call(("F.pad", "aten.pad"), ("input", "pad", "mode", "value"), _pad_call,
                                 {"pad": (), "mode": "constant", "value": None}),
                            Call(("aten.constant_pad_nd",), ("input", "pad", "value"), _pad_call, {"pad": (), "value": 0}))),
+    from_module=_pad_module,
     doc_call="pad(x, padding)", doc_args="`padding` list of ints ≥ 0: (before, after) pairs, last dimension first",
     doc_shape="as F.pad with zeros: each padded dimension grows by its pair; never the batch (E0203). A copy"))
 
