@@ -65,7 +65,8 @@ def register_op(name: str, *, shape: Callable, code: Callable, params=(), module
                 from_module: Callable | None = None, activation: bool = False) -> ops.OpDef:
     """Register a parameter-free layer op.
 
-    name        the op's name in programs (an identifier, not a keyword or a built-in op)
+    name        the op's name in programs (an identifier, not a keyword, a built-in op or a built-in
+                function: min, max)
     params      its compile-time arguments after the input tensor(s): ParamSpec(name, kind, default,
                 min, max) with kind int | int2 | float | bool (tuples or dicts are accepted)
     shape       (input shapes, attrs) -> output shape; raise evo.extend.OpError(message, arg) to
@@ -83,12 +84,16 @@ def register_op(name: str, *, shape: Callable, code: Callable, params=(), module
     from_module (module, input shape) -> the op's arguments, for an imported nn module (default: none)
     activation  a pointwise nonlinearity: fuses into its producer's output path in the cost model
     """
+    from evo.check.program import BUILTIN_FUNCS
     from evo.frontend.parser import KEYWORDS
 
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name or ""):
         raise ValueError(f"op name {name!r} is not an identifier")
     if name in KEYWORDS:
         raise ValueError(f"op name {name!r} is a keyword")
+    if name in BUILTIN_FUNCS:
+        raise ValueError(f"op name {name!r} is a built-in function of the language ({', '.join(sorted(BUILTIN_FUNCS))}): "
+                         f"a call '{name}(...)' always means the built-in; choose another name")
     existing = ops.REGISTRY.get(name)
     if existing is not None and not (replace and not existing.builtin):
         raise ValueError(f"op {name!r} is already defined")

@@ -106,6 +106,16 @@ def test_register_rejects_bad_names():
     assert "conv2d" in ops.REGISTRY and ops.REGISTRY["conv2d"].builtin
 
 
+@pytest.mark.parametrize("name", ["min", "max"])
+def test_register_rejects_a_built_in_functions_name(name):
+    """An op named min or max could never be called (a call `max(...)` is the built-in function, which
+    takes numbers: E0104 at every use); it is refused at registration, as a block of that name is
+    refused at its definition (tests/bad/390_names_block_named_builtin_max.evo)."""
+    with pytest.raises(ValueError, match=f"'{name}' is a built-in function of the language"):
+        register_op(name, shape=lambda s, a: s[0], code=lambda a, xs: xs[0])
+    assert name not in ops.REGISTRY
+
+
 def test_entry_point_discovery(tmp_path):
     # a real (tiny) installed distribution on sys.path declaring an evo.ops entry point
     pkg = tmp_path / "evo_demo_plugin"
