@@ -92,9 +92,10 @@ class Passes:
 
 def free_passes(g: Graph, spec) -> list[Passes]:
     """The forwards a gradient-free method runs beyond one inference, per image (no
-    backward pass): scorecam C network forwards, iscam / sscam C x samples,
-    ablationcam C and reciprocam h*w head forwards; eigencam, kpcacam, fem, randomcam
-    and cam none.  The one source of the work estimate and of the cost model's
+    backward pass), as the runtime (evo/codegen/cam_runtime.py) runs them: scorecam C
+    network forwards, iscam / sscam C x samples, ablationcam C + 1 head forwards (the
+    unablated score, then one per ablated channel) and reciprocam h*w; eigencam, kpcacam,
+    fem, randomcam and cam none.  The one source of the work estimate and of the cost model's
     explainer cost (evo/cost/network.py) and of the work estimate (evo/cam_work.py)."""
     info = BY_NAME[spec.method]
     samples = spec.samples or info.samples
@@ -105,8 +106,8 @@ def free_passes(g: Graph, spec) -> list[Passes]:
         if spec.method in ("scorecam", "iscam", "sscam"):
             n = c * (1 if spec.method == "scorecam" else samples)
             out.append(Passes("network", layer, n, f"{n:,} network forwards for {layer}"))
-        elif spec.method == "ablationcam":
-            out.append(Passes("head", layer, c, f"{c:,} head forwards at {layer}"))
+        elif spec.method == "ablationcam":  # the unablated score, then one forward per ablated channel
+            out.append(Passes("head", layer, c + 1, f"{c + 1:,} head forwards at {layer}"))
         elif spec.method == "reciprocam":
             out.append(Passes("head", layer, h * w, f"{h * w:,} head forwards at {layer}"))
     return out

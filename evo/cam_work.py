@@ -12,7 +12,7 @@ after the layer):
   others (hirescam, xgradcam, gradcampp, layercam, ...);
 * a Hessian-vector product (shapleycam) doubles the gradient work;
 * methods of many passes: scorecam C network forwards, iscam / sscam C x samples,
-  ablationcam C head forwards, reciprocam h*w head forwards, smoothgradcampp
+  ablationcam C + 1 head forwards, reciprocam h*w head forwards, smoothgradcampp
   `samples` times (network + gradient).
 
 `estimate` gives the ratio to inference; `check_cams` turns ratios above

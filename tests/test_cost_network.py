@@ -570,7 +570,8 @@ network HeadOnly(x: Tensor[N, 8, 8, 8]) {
 @pytest.mark.parametrize("batch", [1, 3])
 def test_gradient_free_methods_cost_their_forwards_only(batch):
     """scorecam runs C = 8 network forwards per image, iscam 8 x 3 and sscam 8 x 2;
-    ablationcam 8 and reciprocam 8*8 = 64 forwards of the head (avgpool + linear);
+    ablationcam 8 + 1 (the unablated score) and reciprocam 8*8 = 64 forwards of the head
+    (avgpool + linear), as the runtime runs them (test_free_passes_are_what_the_runtime_runs);
     eigencam, kpcacam, fem, randomcam and cam nothing more: no backward pass, no
     strategy.  The head's cost is that of a network made of the head alone, at
     batch count x B; the work estimate counts the same passes in MACs."""
@@ -581,7 +582,7 @@ def test_gradient_free_methods_cost_their_forwards_only(batch):
     base = cost_graph(g, hw, batch)
     head = prog.graph("HeadOnly")
     network_forwards = {"Scorecam": 8, "Iscam": 24, "Sscam": 16}
-    head_forwards = {"Ablationcam": 8, "Reciprocam": 64}
+    head_forwards = {"Ablationcam": 9, "Reciprocam": 64}
     for cam in ("Scorecam", "Iscam", "Sscam", "Ablationcam", "Reciprocam", "Eigencam", "Kpcacam", "Fem",
                 "Randomcam", "Cam"):
         c = explainer_cost(g, prog.cams[cam], hw, batch)
@@ -604,3 +605,30 @@ def test_gradient_free_methods_cost_their_forwards_only(batch):
     # a gradient method still has its strategies (and a backward for autograd)
     g_cost = explainer_cost(g, prog.cams["Gradcam"], hw, batch)
     assert set(g_cost["strategies"]) >= {"compiled", "autograd"}
+
+
+def test_free_passes_are_what_the_runtime_runs():
+    """The passes the cost model and the work estimate count (free_passes) are those the generated
+    explainer runs: forward hooks count the rows through the network's first layer (the conv: whole
+    network forwards) and its last (the linear: network and head forwards) while each gradient-free
+    method explains a batch of 2; one of each is the inference itself."""
+    import torch
+    from torch import nn
+
+    from evo.cam_methods import free_passes
+
+    prog = evo.compile(FREE, "<free>")
+    g = prog.graph("Small")
+    model = prog.build("Small").eval()
+    rows: dict[str, int] = {}
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.register_forward_hook(lambda mod, i, o, k=type(m).__name__: rows.__setitem__(k, rows.get(k, 0) + i[0].shape[0]))
+    x = torch.randn(2, 3, 8, 8)
+    for cam in ("Scorecam", "Iscam", "Sscam", "Ablationcam", "Reciprocam", "Eigencam", "Kpcacam", "Fem", "Randomcam"):
+        rows.clear()
+        prog.explainer(cam, model)(x)
+        passes = free_passes(g, prog.cams[cam])
+        network = sum(p.count for p in passes if p.scope == "network")
+        head = sum(p.count for p in passes if p.scope == "head")
+        assert rows == {"Conv2d": 2 * (1 + network), "Linear": 2 * (1 + network + head)}, (cam, rows, passes)
