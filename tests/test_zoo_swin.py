@@ -177,6 +177,97 @@ def test_maxvit_gradcam_at_the_last_block_equals_hooks_and_backward(layer):
             torch.testing.assert_close(res.maps, want, rtol=1e-4, atol=1e-6, msg=f"{method} {strategy}")
 
 
+# inside the last block's attentions the values are windows [N, groups, tokens, C]: the window
+# attention's groups are windows of p x p pixels, the grid attention's (after its swap) a
+# dilated grid; the standard reshape is the mirror's own departition (and swap back)
+MAXVIT_WINDOW_LAYERS = ["window_attention.attn_layer", "grid_attention.attn_layer", "grid_attention.partition_swap",
+                        "window_attention.mlp_layer"]
+
+
+@pytest.mark.parametrize("layer", MAXVIT_WINDOW_LAYERS)
+def test_maxvit_gradcam_inside_the_last_attentions_equals_hooks_and_backward(layer):
+    """Grad-CAM and HiResCAM at a windowed value of the last block's window / grid attention:
+    the compiler infers where H and W went (the partition's reshapes and permutes, the swap)
+    and explains the map [N, C, H, W]; the reference folds the hooked windows back with the
+    mirror's departition_swap + departition_op, every class, every strategy."""
+    from evo.importer import from_torch
+
+    model = maxvit_t()
+    src = from_torch(model, torch.randn(1, 3, 32, 32))
+    path = "blocks.1.layers.0.layers." + layer
+    prog = evo.compile(src + textwrap.dedent(f"""
+        cam Explain {{
+            network = MaxVit
+            layer = {path}
+            upsample = none
+            normalize = none
+        }}
+        """))
+    net = prog.build("MaxVit").eval()
+    net.load_state_dict(model.state_dict(), strict=True)
+    torch.manual_seed(5)
+    x = torch.randn(2, 3, 32, 32)
+    part = model.get_submodule(path.rsplit(".", 1)[0])  # the PartitionAttentionLayer
+    acts = {}
+    hook = model.get_submodule(path).register_forward_hook(lambda mod, i, o: acts.__setitem__("a", o))
+    logits = model(x)
+    hook.remove()
+    assert acts["a"].shape == (2, 4, 4, 32)  # [N, groups, tokens, C]
+    g = torch.stack([torch.autograd.grad(logits[:, c].sum(), acts["a"], retain_graph=True)[0]
+                     for c in range(10)], 1)
+    gh, gw = part.grid_size[0] // part.p, part.grid_size[1] // part.p
+
+    def fold(t):  # [N, groups, tokens, C] -> [N, C, H, W], as the layer's own forward does
+        return part.departition_op(part.departition_swap(t), part.p, gh, gw)
+    a = fold(acts["a"].detach())[:, None]
+    g = torch.stack([fold(g[:, c]) for c in range(10)], 1)
+    wants = {"gradcam": torch.relu((g.mean((3, 4), keepdim=True) * a).sum(2)),
+             "hirescam": torch.relu((g * a).sum(2))}
+    for method, want in wants.items():
+        assert want.shape == (2, 10, 4, 4) and (want > 1e-4).sum() >= 16  # not a degenerate comparison
+        for strategy in ("autograd", "forward", "compiled"):
+            res = prog.explainer("Explain", net, method=method, strategy=strategy, classes="all")(x)
+            torch.testing.assert_close(res.maps, want, rtol=1e-4, atol=1e-6, msg=f"{method} {strategy}")
+
+
+def test_gradcam_of_windows_flattened_into_tokens_equals_the_hand_written_fold():
+    """A MaxViT-style window partition flattened to one token axis [N, 64, C] (windows of 4x4
+    pixels, 2x2 of them): the compiler infers each token's pixel and explains [N, C, 8, 8]; the
+    reference is autograd on the same computation written in PyTorch, folded back by hand."""
+    prog = evo.compile(textwrap.dedent("""\
+        network Net(x: Tensor[N, 3, 8, 8]) {
+            feat = conv2d(x, 4, 3, padding=1)
+            win = reshape(permute(reshape(feat, [-1, 4, 2, 4, 2, 4]), [0, 2, 4, 3, 5, 1]), [-1, 64, 4])
+            t = linear(win, 4)
+            s = softmax(t, dim=1) * t
+            back = reshape(permute(reshape(s, [-1, 2, 2, 4, 4, 4]), [0, 5, 1, 3, 2, 4]), [-1, 4, 8, 8])
+            fc = linear(flatten(adaptive_avgpool2d(back * back, 1)), 5)
+            return fc
+        }
+        cam C { network = Net; layer = win; method = hirescam; upsample = none; normalize = none }
+        """))
+    torch.manual_seed(0)
+    net = prog.build("Net").eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.uniform_(-1, 1)
+    x = torch.randn(2, 3, 8, 8)
+    w = net.feat(x).reshape(-1, 4, 2, 4, 2, 4).permute(0, 2, 4, 3, 5, 1).reshape(-1, 64, 4)
+    t = net.t(w)
+    back = (torch.softmax(t, 1) * t).reshape(-1, 2, 2, 4, 4, 4).permute(0, 5, 1, 3, 2, 4).reshape(-1, 4, 8, 8)
+    out = net.fc(torch.flatten(F.adaptive_avg_pool2d(back * back, 1), 1))
+    torch.testing.assert_close(out, net(x))
+    (g,) = torch.autograd.grad(out.gather(1, out.argmax(1)[:, None]).sum(), w)
+
+    def fold(v):  # the window partition undone: [N, 64, C] -> [N, C, 8, 8]
+        return v.reshape(-1, 2, 2, 4, 4, 4).permute(0, 5, 1, 3, 2, 4).reshape(-1, 4, 8, 8)
+    want = torch.relu((fold(g) * fold(w.detach())).sum(1))
+    assert (want > 1e-3).sum() >= 8
+    for strategy in ("autograd", "forward", "compiled"):
+        got = prog.explainer("C", net, strategy=strategy)(x).maps
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=strategy)
+
+
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_swin_gradcam_at_the_last_stage_equals_hooks_and_backward(family):
     """Grad-CAM at `permute` (the last stage's normalised map, channels first: [N, C, 4, 4]), every

@@ -157,6 +157,13 @@ class _Flat:
 
 def _to_grid(lay: Layout, a: str) -> str:
     """A token layer's value -> the [N, C, H, W] map it is explained as (rows may be K*B)."""
+    if lay.kind == "windows":  # each pixel gathered from its window position, channels moved last first
+        inv = [0] * len(lay.order)
+        for pos, pix in enumerate(lay.order):
+            inv[pix] = pos
+        moved = a if lay.chan == len(lay.dims) else f"{a}.movedim({lay.chan + 1}, -1)"
+        return (f"{moved}.reshape(-1, {lay.h * lay.w}, {lay.channels})[:, {list(inv)}]"
+                f".reshape(-1, {lay.h}, {lay.w}, {lay.channels}).permute(0, 3, 1, 2)")
     if lay.kind == "nhwc":
         return f"{a}.permute(0, 3, 1, 2)"
     end = lay.skip + lay.h * lay.w
@@ -166,6 +173,10 @@ def _to_grid(lay: Layout, a: str) -> str:
 
 def _from_grid(lay: Layout, a: str, tokens: str) -> str:
     """The map back to the layer's own layout; the tokens outside the grid come from `tokens`."""
+    if lay.kind == "windows":
+        back = (f"{a}.permute(0, 2, 3, 1).reshape(-1, {lay.h * lay.w}, {lay.channels})[:, {list(lay.order)}]"
+                f".reshape(-1, {', '.join(str(d) for d in lay.dims)}, {lay.channels})")
+        return back if lay.chan == len(lay.dims) else f"{back}.movedim(-1, {lay.chan + 1})"
     if lay.kind == "nhwc":
         return f"{a}.permute(0, 2, 3, 1)"
     end = lay.skip + lay.h * lay.w

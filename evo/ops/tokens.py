@@ -34,18 +34,27 @@ from evo.ops.base import lookup as ops_lookup
 
 @dataclass(frozen=True)
 class Layout:
-    kind: str     # "tokens" ([N, T, C]: tokens skip..skip+h*w are the grid) | "nhwc"
+    kind: str     # "tokens" ([N, T, C]: tokens skip..skip+h*w are the grid) | "nhwc" | "windows"
     h: int
     w: int
     skip: int = 0  # tokens before the grid (class and register tokens)
     channels: int = 0
     tokens: int = 0  # T
+    # "windows" (MaxViT's window and grid partitions, [N, groups, tokens, C]): the channel axis
+    # `chan` (after the batch), the other axes' sizes `dims` (in order) and, for each position of
+    # those axes (row-major), the pixel h * w_size + w it holds (`order`, a permutation of H*W)
+    chan: int = 0
+    dims: tuple = ()
+    order: tuple = ()
 
     @property
     def dropped(self) -> int:
         return self.tokens - self.h * self.w if self.kind == "tokens" else 0
 
     def describe(self) -> str:
+        if self.kind == "windows":
+            return f"the pixels of a {self.h}x{self.w} map in windows {list(self.dims)} with {self.channels} " \
+                   f"channels, explained as [N, {self.channels}, {self.h}, {self.w}]"
         if self.kind == "nhwc":
             return f"a channels-last map [N, {self.h}, {self.w}, {self.channels}], explained as " \
                    f"[N, {self.channels}, {self.h}, {self.w}]"
@@ -368,14 +377,47 @@ def cam_layout(g: Graph, node: Node, grid: tuple[int, int] | None = None) -> Lay
             return Layout("nhwc", L[0], L[1], 0, s[3], 0)
         if kind[0] == "nchw":
             return None  # channels first, as every convolutional map
+        win = _windows(L, s)
+        if win is not None:
+            return win
         return None  # PART2
         raise NoGrid(f"has shape {_fmt(s)}, whose layout cannot be inferred: it is neither a channels-first map "
                      "[N, C, H, W] (the input image through convolutions and ops that keep the layout) nor a "
                      "channels-last map [N, H, W, C] (one permuted from it)")
     if kind[0] == "tokens":
         return Layout("tokens", L[0], L[1], kind[1], s[2], s[1])
+    win = _windows(L, s)  # the windows flattened into one token axis
+    if win is not None:
+        return win
     raise NoGrid(f"has shape {_fmt(s)}: a token sequence whose grid cannot be inferred (no patch embedding "
                  "- a convolution flattened and transposed into tokens - leads to it)")
+
+
+def _windows(L: tuple | None, s: tuple) -> Layout | None:
+    """The layout of a value whose axes hold the map's pixels regrouped (MaxViT's window partition
+    [N, (H/p)(W/p), p*p, C], its grid partition, swapped) and one axis its channels: a Layout
+    "windows" giving each position's pixel; None for anything else (extra tokens, channels mixed
+    into a spatial axis, a pixel missing or twice)."""
+    if L is None:
+        return None
+    h, w, axes = L
+    if len(axes) != len(s) - 1:
+        return None
+    chan = [i for i, ax in enumerate(axes) if not _spatial(ax)]
+    if len(chan) != 1 or any(a[0] not in "HW" for i, ax in enumerate(axes) if i != chan[0] for a in ax):
+        return None
+    c = chan[0]
+    dims = tuple(s[i + 1] for i in range(len(axes)) if i != c)
+    order = [0]
+    for i, ax in enumerate(axes):
+        if i == c:
+            continue
+        for kind, stride, size in ax:  # major to minor: each atom's index moves its pixel by stride rows/columns
+            step = stride * (w if kind == "H" else 1)
+            order = [o + k * step for o in order for k in range(size)]
+    if len(order) != h * w or sorted(order) != list(range(h * w)):
+        return None
+    return Layout("windows", h, w, 0, int(s[c + 1]), 0, chan=c, dims=dims, order=tuple(order))
 
 
 def _fmt(s) -> str:
