@@ -632,3 +632,47 @@ def test_free_passes_are_what_the_runtime_runs():
         network = sum(p.count for p in passes if p.scope == "network")
         head = sum(p.count for p in passes if p.scope == "head")
         assert rows == {"Conv2d": 2 * (1 + network), "Linear": 2 * (1 + network + head)}, (cam, rows, passes)
+
+
+GRAD = FREE + "".join(f"cam {m.capitalize()} {{\n network = Small\n layer = {layer}\n method = {m}\n}}\n"
+                      for m, layer in (("hirescam", "stem"), ("finercam", "stem"), ("shapleycam", "stem"),
+                                       ("smoothgradcampp", "stem"), ("fullgrad", "stem"))) \
+    + "cam AtInput {\n network = Small\n layer = x\n method = gradcam\n}\n"
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_gradient_methods_cost_what_they_run(batch):
+    """Each gradient method's strategies cost the passes the runtime runs, summed here from the
+    head alone (HeadOnly at batch tangents x B) and the weighted sum of the maps (K x h*w x C MACs per
+    image): gradcam's forward strategy is C = 8 head JVPs plus that sum (as before); finercam needs
+    channel means too (the same 8 JVPs, was 8*8*8 element tangents); shapleycam's Hessian-vector
+    product doubles the JVPs (its folded compiled gradient has a zero Hessian: the same as gradcam's);
+    smoothgradcampp runs its 4 noisy samples, each an inference and hirescam's gradient work;
+    fullgrad's gradient is the whole network's backward to the input: gradcam at the input `x` less
+    its combining steps (the gradient's reduction to weights and the weighted sum), and it has no
+    forward strategy (the runtime refuses it)."""
+    from evo.cost.model import cost_network
+    from evo.cost.workload import MatmulWorkload, ReduceWorkload
+
+    prog = evo.compile(GRAD, "<grad>")
+    g, hw = prog.graph("Small"), prog.hardware["Tiny"]
+    hwc = as_hardware(hw)
+    cost = {cam: cam_costs(g, prog.cams[cam], hw, batch)
+            for cam in ("Gradcam", "Hirescam", "Finercam", "Shapleycam", "Smoothgradcampp", "Fullgrad", "AtInput")}
+    lat = {cam: {s: v["extra_latency_s"] for s, v in c.items()} for cam, c in cost.items()}
+    head = cost_graph(prog.graph("HeadOnly"), hw, batch * 8).latency_s
+    wsum = cost_network([("cam:sum", MatmulWorkload(1, 64, 8, batch=batch), ())], hwc, "latency").latency_s
+    assert close(lat["Gradcam"]["forward"], head + wsum, 1e-9)
+    assert close(lat["Finercam"]["forward"], head + wsum, 1e-9)
+    assert close(lat["Shapleycam"]["forward"], 2 * head + wsum, 1e-9)
+    assert close(lat["Shapleycam"]["compiled"], lat["Gradcam"]["compiled"], 1e-9)
+    base = cost_graph(g, hw, batch)
+    for s in ("compiled", "autograd", "forward"):
+        for key, inf in (("extra_latency_s", base.latency_s), ("extra_energy_j", base.energy_j)):
+            assert close(cost["Smoothgradcampp"][s][key], 4 * (inf + cost["Hirescam"][s][key]), 1e-9), (s, key)
+    assert set(lat["Fullgrad"]) == {"compiled", "autograd"}
+    combine = cost_network([("cam:weights", ReduceWorkload(batch * 3, 64, 1), ()),
+                            ("cam:sum", MatmulWorkload(1, 64, 3, batch=batch), ("cam:weights",))],
+                           hwc, "latency").latency_s
+    for s in ("compiled", "autograd"):
+        assert close(lat["Fullgrad"][s] + combine, lat["AtInput"][s], 1e-9), s

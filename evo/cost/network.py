@@ -282,7 +282,16 @@ def cam_costs(g: Graph, spec, hw, batch: int = 1, objective: str = "latency",
     (other methods).  Every strategy but the folded one also pays for turning the
     gradient into maps (`_combine`).  Strategies that are not possible for a layer
     (not differentiable) are left out.  `explain(layer, fold)` gives the explain graphs
-    (a compilation hands in its cached ones; default: built here)."""
+    (a compilation hands in its cached ones; default: built here).
+
+    Each method costs what the runtime runs (evo.cam_methods' table, as the work estimate
+    evo/cam_work.py counts it): forward tangents per channel for the methods that need channel
+    means of the gradient (gradcam, finercam, shapleycam), per element for the others and no
+    forward strategy where it does not apply (fullgrad: one backward of the whole network, to the
+    input and every bias layer, per class column); a Hessian-vector product (shapleycam)
+    doubles the gradient work (0 where the head folds: its Hessian is 0); smoothgradcampp runs
+    `samples` noisy passes, each an inference and the gradient."""
+    from evo.cam_methods import BY_NAME
     from evo.passes.gradient import NotDifferentiable, compiled_explain_graph, head_nodes, is_folded
 
     if explain is None:
@@ -290,14 +299,29 @@ def cam_costs(g: Graph, spec, hw, batch: int = 1, objective: str = "latency",
             return compiled_explain_graph(g, layer, fold)
 
     hwc = as_hardware(hw)
+    info = BY_NAME[spec.method]
     n_classes = dims(g.node(g.outputs[0]).shape, batch, batch)[-1]
     k = _classes_k(spec.classes, n_classes)
     totals = {s: [0.0, 0.0, True] for s in STRATEGY_ORDER}
+    if info.forward_tangents == "none":
+        totals["forward"][2] = False
+    hvp = 2 if info.hessian else 1  # the gradient and its Hessian-vector product
 
     def add(s: str, *nets: NetworkCost, times: int = 1) -> None:
         totals[s][0] += times * sum(n.latency_s for n in nets)
         totals[s][1] += times * sum(n.energy_j for n in nets)
 
+    if info.whole:  # fullgrad: the gradients w.r.t. the input and every bias layer, no CAM layer
+        from evo.passes.gradient import fullgrad_graph
+
+        try:
+            fg = _closed_gradient(fullgrad_graph(g))
+        except NotDifferentiable:
+            return {}
+        add("compiled", cost_network(graph_ops(fg, batch, k * batch, "grad:"), hwc, objective))
+        add("autograd", cost_network(graph_ops(fg, batch, batch, "bwd:"), hwc, objective), times=k)
+        return {s: {"extra_latency_s": lat, "extra_energy_j": en} for s, (lat, en, ok) in totals.items()
+                if ok and s != "forward"}
     for layer in spec.layers:
         lnode = g.value(layer)
         c, h, w = cam_chw(g, lnode, getattr(spec, "grid", None))  # a token layer: its grid
@@ -309,7 +333,7 @@ def cam_costs(g: Graph, spec, hw, batch: int = 1, objective: str = "latency",
             eg = explain(layer, True)
             folded = is_folded(eg)
             comp = cost_network(graph_ops(_closed(eg, _gradient_part(eg)), batch, k * batch, "grad:"), hwc, objective)
-            add("compiled", comp)
+            add("compiled", comp, times=1 if folded else hvp)
             if not folded:
                 add("compiled", _combine(spec.method, c, h, w, batch, k, hwc, objective, True))
         except NotDifferentiable:
@@ -318,17 +342,24 @@ def cam_costs(g: Graph, spec, hw, batch: int = 1, objective: str = "latency",
         try:
             eg_u = explain(layer, False)
             back = cost_network(graph_ops(_closed(eg_u, _gradient_part(eg_u)), batch, batch, "bwd:"), hwc, objective)
-            add("autograd", back, times=k)
+            add("autograd", back, times=k * hvp)
             add("autograd", _combine(spec.method, c, h, w, batch, k, hwc, objective, True))
         except NotDifferentiable:
             totals["autograd"][2] = False
         # forward mode: tangents through the head (one per channel gives the channel
         # weights of every class directly; one per element gives the full gradient)
-        n_tangents = c if spec.method == "gradcam" else c * h * w
-        if head_items:
-            add("forward", cost_network(graph_ops(head_graph, batch * n_tangents), hwc, objective))
-        add("forward", _combine(spec.method, c, h, w, batch, k, hwc, objective, spec.method != "gradcam"))
-    return {s: {"extra_latency_s": lat, "extra_energy_j": en} for s, (lat, en, ok) in totals.items() if ok}
+        channel = info.forward_tangents == "channel"
+        n_tangents = c if channel else c * h * w
+        if head_items and totals["forward"][2]:
+            add("forward", cost_network(graph_ops(head_graph, batch * n_tangents), hwc, objective), times=hvp)
+        add("forward", _combine(spec.method, c, h, w, batch, k, hwc, objective, not channel))
+    out = {s: {"extra_latency_s": lat, "extra_energy_j": en} for s, (lat, en, ok) in totals.items() if ok}
+    if info.passes == "S":  # `samples` noisy inputs: each an inference and the gradient work
+        n = spec.samples or info.samples
+        base = cost_graph(g, hwc, batch, objective)
+        out = {s: {"extra_latency_s": n * (base.latency_s + v["extra_latency_s"]),
+                   "extra_energy_j": n * (base.energy_j + v["extra_energy_j"])} for s, v in out.items()}
+    return out
 
 
 def _strategy_key(extras: dict, objective: str):
@@ -343,6 +374,10 @@ def _strategy_key(extras: dict, objective: str):
 def pick_strategy(extras: dict, objective: str = "latency") -> str:
     """The cheapest strategy for `objective` (ties: compiled, then autograd, then forward)."""
     return min(extras, key=_strategy_key(extras, objective))
+
+
+def _closed_gradient(eg: Graph) -> Graph:
+    return _closed(eg, _gradient_part(eg))
 
 
 def _closed(full: Graph, part: Graph) -> Graph:
