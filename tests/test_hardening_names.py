@@ -21,6 +21,8 @@ import keyword
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 from torch import nn
@@ -124,7 +126,7 @@ def _cams_program(names: list[str], w=_plain) -> str:
 
 
 CHECKER = textwrap.dedent('''
-    import importlib.util, json, sys
+    import importlib.util, json, os, sys
     import torch
     import torch.nn.functional as F
     torch.set_num_threads(1)
@@ -147,61 +149,124 @@ CHECKER = textwrap.dedent('''
         lo, hi = cam.amin(dim=(1, 2), keepdim=True), cam.amax(dim=(1, 2), keepdim=True)
         return torch.where(hi > lo, (cam - lo) / (hi - lo).clamp_min(1e-30), torch.zeros_like(cam))
 
-    report = []
-    for path, chains in json.loads(sys.argv[1]):
-        spec = importlib.util.spec_from_file_location("generated", path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        torch.manual_seed(0)
-        x = torch.randn(2, 3, 5, 5)
-        for name, cls in mod.NETWORKS.items():
-            model = cls().eval()
-            for p in model.parameters():
-                p.data.uniform_(-0.6, 0.6)
-            with torch.no_grad():
-                got = model(x)
-            if name in chains:  # a hand-written chain of the network's own submodules
-                kind, names = chains[name]
+    def check(files):
+        report = []
+        for path, chains in files:
+            spec = importlib.util.spec_from_file_location("generated", path)
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+            torch.manual_seed(0)
+            x = torch.randn(2, 3, 5, 5)
+            for name, cls in mod.NETWORKS.items():
+                model = cls().eval()
+                for p in model.parameters():
+                    p.data.uniform_(-0.6, 0.6)
                 with torch.no_grad():
-                    stem = sub(model, "stem")(x)
-                    h = stem
-                    for k, n in enumerate(names):
+                    got = model(x)
+                if name in chains:  # a hand-written chain of the network's own submodules
+                    kind, names = chains[name]
+                    with torch.no_grad():
+                        stem = sub(model, "stem")(x)
+                        h = stem
+                        for k, n in enumerate(names):
+                            if kind == "layers":
+                                h = sub(model, n)(torch.tanh(h)) if k % 2 == 0 else torch.tanh(h) + stem
+                            else:
+                                h = torch.relu(sub(model, f"b{k}.y")(h))
+                                h = torch.relu(sub(model, f"p{k}.y")(h))
                         if kind == "layers":
-                            h = sub(model, n)(torch.tanh(h)) if k % 2 == 0 else torch.tanh(h) + stem
+                            h = sub(model, "last")(h)
+                        want = model.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
+                    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+                for cam, exp_cls in getattr(mod, "EXPLAINERS", {}).items():
+                    if exp_cls.network != name:
+                        continue
+                    exp = exp_cls(model)
+                    ref = gradcam(model, exp.layers[0], x)
+                    # every strategy where the names sit in the heads; elsewhere the declared one
+                    every = bool(chains) and chains.get("Net", [""])[0] == "layers"
+                    for strategy in sorted({exp.strategy, "autograd", "forward"} if every else {exp.strategy}):
+                        maps = exp(x, strategy=strategy).maps
+                        if len(exp.layers) == 1:
+                            torch.testing.assert_close(maps, ref, rtol=1e-3, atol=1e-4)
                         else:
-                            h = torch.relu(sub(model, f"b{k}.y")(h))
-                            h = torch.relu(sub(model, f"p{k}.y")(h))
-                    if kind == "layers":
-                        h = sub(model, "last")(h)
-                    want = model.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
-                torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
-            for cam, exp_cls in getattr(mod, "EXPLAINERS", {}).items():
-                if exp_cls.network != name:
-                    continue
-                exp = exp_cls(model)
-                ref = gradcam(model, exp.layers[0], x)
-                # every strategy where the names sit in the heads; elsewhere the declared one
-                every = bool(chains) and chains.get("Net", [""])[0] == "layers"
-                for strategy in sorted({exp.strategy, "autograd", "forward"} if every else {exp.strategy}):
-                    maps = exp(x, strategy=strategy).maps
-                    if len(exp.layers) == 1:
-                        torch.testing.assert_close(maps, ref, rtol=1e-3, atol=1e-4)
-                    else:
-                        assert maps.shape == ref.shape and bool(torch.isfinite(maps).all())
-                report.append(cam)
-    print(json.dumps(report))
+                            assert maps.shape == ref.shape and bool(torch.isfinite(maps).all())
+                    report.append(cam)
+        return report
+
+    # what the first check would import anyway, imported while the test compiles its programs
+    torch.testing.assert_close(torch.zeros(1), torch.zeros(1))
+    torch.func.jvp(lambda t: t * 2, (torch.ones(1),), (torch.ones(1),))
+
+    # A worker: each request (a line naming a JSON file of [path, chains] pairs and the file
+    # for the answer, written whole then renamed into place) is checked and answered; the
+    # generated files are imported here, in an interpreter that never imports evo.
+    for line in sys.stdin:
+        request, answer = json.loads(line)
+        try:
+            result = {"cams": check(json.load(open(request, encoding="utf-8")))}
+        except BaseException:
+            import traceback
+            result = {"error": traceback.format_exc()}
+        with open(answer + ".part", "w", encoding="utf-8") as f:
+            json.dump(result, f)
+        os.replace(answer + ".part", answer)
 ''')
 
 
-def _run_fresh(files: list[tuple[str, dict]]) -> list[str]:
-    proc = subprocess.run([sys.executable, "-c", CHECKER, json.dumps(files)], capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout)
+class FreshChecker:
+    """One fresh interpreter running CHECKER, shared by this module's tests (it pays the torch
+    import once); `check(files)` sends it one request and waits for its answer."""
+
+    def __init__(self, workdir):
+        self.workdir, self.n = workdir, 0
+        self.log = open(workdir / "checker.log", "w+", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen([sys.executable, "-c", CHECKER], stdin=subprocess.PIPE, stdout=self.log,
+                                     stderr=subprocess.STDOUT, text=True)
+
+    def submit(self, files: list[tuple[str, dict]]) -> Path:
+        """Queue one request (the interpreter checks it while this process goes on); its answer file."""
+        self.n += 1
+        request, answer = self.workdir / f"request{self.n}.json", self.workdir / f"answer{self.n}.json"
+        request.write_text(json.dumps(files), encoding="utf-8")
+        self.proc.stdin.write(json.dumps([str(request), str(answer)]) + "\n")
+        self.proc.stdin.flush()
+        return answer
+
+    def result(self, answer: Path, timeout: float = 600) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while not answer.exists():
+            if self.proc.poll() is not None:
+                self.log.seek(0)
+                pytest.fail(f"the fresh interpreter ended ({self.proc.returncode}): {self.log.read()[-3000:]}")
+            assert time.monotonic() < deadline, f"the fresh interpreter gave no answer within {timeout} s"
+            time.sleep(0.05)
+        result = json.loads(answer.read_text(encoding="utf-8"))
+        assert "error" not in result, result.get("error", "")[-3000:]
+        return result["cams"]
+
+    def check(self, files: list[tuple[str, dict]]) -> list[str]:
+        return self.result(self.submit(files))
+
+    def close(self):
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
 
 
-def test_every_reserved_word_in_every_naming_position(tmp_path):
-    files, expected_cams = [], []
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    checker = FreshChecker(tmp_path_factory.mktemp("fresh"))
+    yield checker
+    checker.close()
+
+
+def test_every_reserved_word_in_every_naming_position(tmp_path, fresh):
+    answers, expected_cams = [], []  # each file checked in the fresh interpreter while the next compiles
     for i, names in enumerate(_chunks(ALL, 160)):
         src = _layers_program(names)
         prog = evo.compile(src, f"layers{i}.evo")
@@ -209,7 +274,7 @@ def test_every_reserved_word_in_every_naming_position(tmp_path):
                                                                                  names[0]]
         p = tmp_path / f"layers{i}.py"
         p.write_text(prog.emit_python(), encoding="utf-8")
-        files.append((str(p), {"Net": ["layers", names]}))
+        answers.append(fresh.submit([(str(p), {"Net": ["layers", names]})]))
         expected_cams += ["Ccompiled", "Cautograd", "Cforward", "Both"]
     for i, names in enumerate(_chunks(ALL, 90)):
         for kind, make in (("blocks", _blocks_program), ("networks", _networks_program), ("cams", _cams_program)):
@@ -218,10 +283,10 @@ def test_every_reserved_word_in_every_naming_position(tmp_path):
             prog = evo.compile(make(names), f"{kind}{i}.evo")
             p = tmp_path / f"{kind}{i}.py"
             p.write_text(prog.emit_python(), encoding="utf-8")
-            files.append((str(p), {"Net": ["blocks", names]} if kind == "blocks" else {}))
+            answers.append(fresh.submit([(str(p), {"Net": ["blocks", names]} if kind == "blocks" else {})]))
             expected_cams += {"blocks": ["C0"], "networks": [f"C{k}" for k in range(len(names))],
                               "cams": names}[kind]
-    assert sorted(_run_fresh(files)) == sorted(expected_cams)
+    assert sorted(cam for a in answers for cam in fresh.result(a)) == sorted(expected_cams)
 
 
 # Quoted names: the evo keywords (only a quoted name can spell them), Python keywords,
@@ -232,7 +297,7 @@ QUOTED = sorted(EVO_KEYWORDS | {"evo", "extends", "def", "class", "return", "lam
                                 "block1-0", "a b", "1x", "0", "-", "x+y", "'", '"', "\\", "{x}", "ü", "日本", "#"})
 
 
-def test_quoted_keywords_in_every_naming_position(tmp_path):
+def test_quoted_keywords_in_every_naming_position(tmp_path, fresh):
     """Every quoted name in every naming position, written with backticks everywhere it
     appears (`` `block` `` = conv2d(...), block `` `def` ``(...), network `` `class` ``,
     cam `` `return` ``); the generated files imported and run in a fresh interpreter."""
@@ -255,7 +320,7 @@ def test_quoted_keywords_in_every_naming_position(tmp_path):
         p.write_text(prog.emit_python(), encoding="utf-8")
         files.append((str(p), {"Net": ["blocks", use]} if kind == "blocks" else {}))
         expected_cams += {"blocks": ["C0"], "networks": [f"C{k}" for k in range(len(use))], "cams": use}[kind]
-    assert sorted(_run_fresh(files)) == sorted(expected_cams)
+    assert sorted(fresh.check(files)) == sorted(expected_cams)
 
 
 def test_a_block_named_like_a_builtin_function_is_refused_at_its_definition():
