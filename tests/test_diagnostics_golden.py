@@ -6,13 +6,12 @@ must report.  Regenerate with `EVO_UPDATE_GOLDENS=1 python -m pytest tests/test_
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import evo
+from conftest import evoc_batch
 from evo.diagnostics import CODES
 
 BAD = Path(__file__).parent / "bad"
@@ -70,9 +69,16 @@ def test_every_code_is_exercised():
     assert not missing, f"codes without a golden bad program: {missing}"
 
 
+@pytest.fixture(scope="module")
+def cli_checks() -> dict[Path, object]:
+    """`evoc check` of the first six bad programs, all in one fresh interpreter
+    (tests/test_source.py keeps a `python -m evo.cli check` process of its own)."""
+    return dict(zip(CASES[:6], evoc_batch([["check", p] for p in CASES[:6]], timeout=300)))
+
+
 @pytest.mark.parametrize("path", CASES[:6], ids=[p.stem for p in CASES[:6]])
-def test_cli_reports_without_traceback(path: Path):
-    r = subprocess.run([sys.executable, "-m", "evo.cli", "check", str(path)], capture_output=True, text=True)
+def test_cli_reports_without_traceback(path: Path, cli_checks):
+    r = cli_checks[path]
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
     assert re.match(rf"^{re.escape(str(path))}:\d+:\d+: error\[E\d+\]: ", r.stderr)

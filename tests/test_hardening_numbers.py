@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import evo
+from conftest import evoc_batch
 from evo import limits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,9 +156,9 @@ def test_json_output_is_strict():
 
     assert json.loads(dumps({"a": math.inf, "b": [1.0, -math.inf, math.nan], "c": 2.5})) == \
         {"a": None, "b": [1.0, None, None], "c": 2.5}
-    for ex in ("quickstart.evo", "evolve.evo"):
-        proc = subprocess.run([sys.executable, "-m", "evo.cli", "cost", "--format", "json", str(ROOT / "examples" / ex)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+    examples = ("quickstart.evo", "evolve.evo")  # both in one fresh interpreter
+    procs = evoc_batch([{"argv": ["cost", "--format", "json", ROOT / "examples" / ex], "cwd": ROOT} for ex in examples])
+    for ex, proc in zip(examples, procs):
         assert proc.returncode == 0, proc.stderr
 
         def bad(c):

@@ -7,8 +7,6 @@ importer."""
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -16,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import evo
+from conftest import evoc_batch
 from evo.frontend.fmt import format_source
 from evo.frontend.names import show, show_path, split_path
 from tests.refcam import reference_cam, reference_normalize, reference_upsample
@@ -264,14 +263,12 @@ def test_bad_quoted_names(text, message):
 def test_emit_outputs_show_quoted_names(tmp_path):
     f = tmp_path / "q.evo"
     f.write_text(PROGRAM)
-    ir = subprocess.run([sys.executable, "-m", "evo.cli", "compile", str(f), "--emit", "ir"],
-                        capture_output=True, text=True, check=True).stdout
-    assert "module=trunk.`block1-0`.block.0 " in ir
-    assert "name=`fc layer`" in ir
-    dump = subprocess.run([sys.executable, "-m", "evo.cli", "compile", str(f), "--emit", "ast"],
-                          capture_output=True, text=True, check=True).stdout
-    assert "name='block1-0'" in dump
-    chk = subprocess.run([sys.executable, "-m", "evo.cli", "fmt", "--check", str(f)], capture_output=True, text=True)
+    # the three in one fresh interpreter (evo.cli.main each)
+    ir, dump, chk = evoc_batch([["compile", f, "--emit", "ir"], ["compile", f, "--emit", "ast"], ["fmt", "--check", f]])
+    assert ir.returncode == 0 and dump.returncode == 0, ir.stderr + dump.stderr
+    assert "module=trunk.`block1-0`.block.0 " in ir.stdout
+    assert "name=`fc layer`" in ir.stdout
+    assert "name='block1-0'" in dump.stdout
     assert chk.returncode == 0, chk.stdout + chk.stderr
 
 
