@@ -386,6 +386,70 @@ def test_swin_channels_last_cams_need_no_grid(family, layer, hw):
         torch.testing.assert_close(res.maps, want, rtol=1e-4, atol=1e-6, msg=strategy)
 
 
+def test_a_4d_layer_whose_layout_is_unknown_asks_for_the_grid():
+    """A 4-D layer that is neither a channels-first map nor a channels-last one derived from the
+    image, nor its pixels in windows (a reshape that mixes the channels with the rows, a map
+    reshaped from a vector) is E0502 with the grid hint, no longer read as channels first; Swin's
+    attention output, merged back from the windows, is a channels-last map; and with `grid`
+    stated a layer whose layout cannot be inferred is explained as it says."""
+    from evo.importer import from_torch
+    from evo.ops.tokens import cam_layout
+
+    mixed = textwrap.dedent("""\
+        network M(x: Tensor[N, 3, 8, 8]) {
+            c = conv2d(x, 4, 3, padding=1)
+            y = relu(reshape(c, [-1, 8, 4, 8]))
+            fc = linear(flatten(y), 4)
+            return fc
+        }
+        cam C {
+            network = M
+            layer = y
+        }
+        """)
+    with pytest.raises(evo.EvoError) as info:
+        evo.compile(mixed)
+    msg = str(info.value)
+    assert "error[E0502]" in msg and "[N, 8, 4, 8], whose layout cannot be inferred" in msg, msg
+    assert "grid = [H, W]" in msg and "channels-last [N, H, W, C]" in msg, msg
+    assert evo.compile(mixed.replace("layer = y", "layer = c"))  # the map itself is channels first
+
+    src = from_torch(swin_t(), torch.randn(1, 3, 32, 32))
+    prog = evo.compile(src + "\ncam Explain {\n    network = SwinTransformer\n    layer = features.1.0.attn\n}\n")
+    g = prog.compilation.graph("SwinTransformer")
+    lay = cam_layout(g, g.value("features.1.0.attn"))
+    assert (lay.kind, lay.h, lay.w, lay.channels) == ("nhwc", 8, 8, 8)
+
+    vec = textwrap.dedent("""\
+        network M(x: Tensor[N, 64]) {
+            f = linear(x, 128)
+            y = reshape(f, [-1, 8, 4, 4])
+            fc = linear(flatten(y), 4)
+            return fc
+        }
+        cam C {
+            network = M
+            layer = y
+            upsample = none
+            normalize = none
+        }
+        """)
+    with pytest.raises(evo.EvoError, match="E0502"):
+        evo.compile(vec)
+    prog = evo.compile(vec.replace("layer = y", "layer = y\n    grid = [4, 4]"))
+    torch.manual_seed(6)
+    net = prog.build("M").eval()
+    x = torch.randn(3, 64)
+    y = net.f(x).reshape(-1, 8, 4, 4)
+    logits = net.fc(y.flatten(1))
+    (g,) = torch.autograd.grad(logits.gather(1, logits.argmax(1)[:, None]).sum(), y)
+    want = torch.relu((g.mean((2, 3), keepdim=True) * y.detach()).sum(1))  # [N, C=8, H=4, W=4]
+    assert (want > 0).any()
+    for strategy in ("autograd", "compiled"):
+        res = prog.explainer("C", net, strategy=strategy)(x)
+        torch.testing.assert_close(res.maps, want, rtol=1e-4, atol=1e-6, msg=strategy)
+
+
 # ----------------------------------------------------------------------------- the ops one by one
 
 ATTN = textwrap.dedent("""\

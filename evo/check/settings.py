@@ -207,6 +207,9 @@ class SettingsChecker:
                             cam_layout(graph, node, grid)
                         except NoGrid as e:
                             hint = ("pick a convolutional layer before global pooling" if len(node.shape) not in (3, 4)
+                                    else "state the grid in the cam: grid = [H, W] (read as [N, C, H, W] if its "
+                                         "last two dimensions are H, W, as a channels-last [N, H, W, C] if its "
+                                         "middle two are)" if len(node.shape) == 4
                                     else "state the grid in the cam: grid = [H, W] (the H*W patch tokens are "
                                          "the last ones; the tokens before them are dropped)")
                             self.col.error(C.CAM_LAYER_NOT_SPATIAL, f"the CAM layer '{show_path(p)}' {e}", it.span, hint)

@@ -380,10 +380,9 @@ def cam_layout(g: Graph, node: Node, grid: tuple[int, int] | None = None) -> Lay
         win = _windows(L, s)
         if win is not None:
             return win
-        return None  # PART2
         raise NoGrid(f"has shape {_fmt(s)}, whose layout cannot be inferred: it is neither a channels-first map "
-                     "[N, C, H, W] (the input image through convolutions and ops that keep the layout) nor a "
-                     "channels-last map [N, H, W, C] (one permuted from it)")
+                     "[N, C, H, W] (the input image through convolutions and ops that keep the layout), nor a "
+                     "channels-last map [N, H, W, C] (one permuted from it), nor the map's pixels in windows")
     if kind[0] == "tokens":
         return Layout("tokens", L[0], L[1], kind[1], s[2], s[1])
     win = _windows(L, s)  # the windows flattened into one token axis
