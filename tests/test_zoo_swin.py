@@ -450,6 +450,54 @@ def test_a_4d_layer_whose_layout_is_unknown_asks_for_the_grid():
         torch.testing.assert_close(res.maps, want, rtol=1e-4, atol=1e-6, msg=strategy)
 
 
+@pytest.mark.parametrize("size, maps", [(36, (9, 5)), (40, (10, 5))])
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_swin_at_a_size_that_is_not_a_multiple_of_the_window(family, size, maps, tmp_path, capsys):
+    """At 36x36 the stages' maps are 9x9 and 5x5 (at 40x40 10x10 and 5x5), not multiples of the
+    2x2 window: torchvision's attention pads the map to one with F.pad, shifts, attends, rolls
+    back and crops; PatchMerging pads the odd 9x9 to 10x10.  `evoc import` writes that (the
+    template's pad/crop, PatchMerging's pad), the program loads strict and gives the logits,
+    and Grad-CAM at the last stage (channels last, no grid) equals the hooks for every
+    strategy."""
+    out = tmp_path / f"{family}.evo"
+    rc, _, err = run_cli(capsys, "import", f"tests.test_zoo_swin:{family}", "--input-shape", f"1,3,{size},{size}",
+                         "-o", out)
+    assert rc == 0, err
+    src = out.read_text()
+    assert "padded = pad(x, [0, 0, 0, pad_r, 0, pad_b]) if pad_b + pad_r > 0 else x" in src
+    assert ("pad(x, [0, 0, 0, 1, 0, 1])" in src) == (maps[0] % 2 == 1)  # PatchMerging's pad of an odd map
+
+    model = globals()[family]()
+    seen = []
+    hooks = [model.features[i].register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[1:3])))
+             for i in (1, 3)]
+    torch.manual_seed(2)
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        want = model(x)
+    for h in hooks:
+        h.remove()
+    assert seen == [(maps[0],) * 2, (maps[1],) * 2] and maps[1] % 2 == 1  # a stage that is not a multiple
+    prog = evo.compile(src + textwrap.dedent("""
+        cam Explain {
+            network = SwinTransformer
+            layer = features
+            upsample = none
+            normalize = none
+        }
+        """))
+    net = prog.build("SwinTransformer").eval()
+    net.load_state_dict(model.state_dict(), strict=True)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), want, rtol=1e-5, atol=1e-5)
+    assert want.std() > 1e-2
+    ref = _hook_gradcam_nhwc(model, model.features, x)
+    assert ref.shape == (2, maps[1], maps[1]) and (ref > 0).any()
+    for strategy in ("autograd", "forward", "compiled"):
+        res = prog.explainer("Explain", net, strategy=strategy)(x)
+        torch.testing.assert_close(res.maps, ref, rtol=1e-4, atol=1e-6, msg=strategy)
+
+
 # ----------------------------------------------------------------------------- the ops one by one
 
 ATTN = textwrap.dedent("""\

@@ -22,10 +22,17 @@ from evo.importer.mapping import NotConvertible
 
 _SWIN_HEAD = """\
     c = x.shape[3]
-    wh = x.shape[1] // window
-    ww = x.shape[2] // window
+    pad_b = (window - x.shape[1] % window) % window
+    pad_r = (window - x.shape[2] % window) % window
+    padded = pad(x, [0, 0, 0, pad_r, 0, pad_b]) if pad_b + pad_r > 0 else x
+    ph = padded.shape[1]
+    pw = padded.shape[2]
+    sh = shift if window < ph else 0
+    sw = shift if window < pw else 0
+    wh = ph // window
+    ww = pw // window
     t = window * window
-    rolled = roll(x, [-shift, -shift], [1, 2]) if shift > 0 else x
+    rolled = roll(padded, [-sh, -sw], [1, 2]) if sh + sw > 0 else padded
     windows = reshape(permute(reshape(rolled, [-1, wh, window, ww, window, c]), [0, 1, 3, 2, 4, 5]),
                       [-1, wh * ww, t, c])
     qkv = linear(windows, 3 * c)
@@ -36,8 +43,8 @@ _SWIN_HEAD = """\
 """
 
 _SWIN_TAIL = """\
-    if shift > 0 {
-        mask = window_mask([x.shape[1], x.shape[2]], window, shift)
+    if sh + sw > 0 {
+        mask = window_mask([ph, pw], window, [sh, sw])
         attn = softmax(scores + mask, dim=-1)
     } else {
         attn = softmax(scores, dim=-1)
@@ -45,15 +52,17 @@ _SWIN_TAIL = """\
     out = reshape(permute(matmul(attn, v), [0, 1, 3, 2, 4]), [-1, wh * ww, t, c])
     proj = linear(out, c)
     merged = reshape(permute(reshape(proj, [-1, wh, ww, window, window, c]), [0, 1, 3, 2, 4, 5]),
-                     [-1, x.shape[1], x.shape[2], c])
-    return roll(merged, [shift, shift], [1, 2]) if shift > 0 else merged
+                     [-1, ph, pw, c])
+    back = roll(merged, [sh, sw], [1, 2]) if sh + sw > 0 else merged
+    return narrow(narrow(back, 1, 0, x.shape[1]), 2, 0, x.shape[2]) if pad_b + pad_r > 0 else back
 }
 """
 
 SWIN_V1 = ("""\
-# torchvision's ShiftedWindowAttention on a channels-last map [N, H, W, C]: the map is rolled
-# by -shift, cut into window x window windows ([N, windows, T, C]), attended per head with the
-# relative-position bias (and, when shifted, the mask of the rolled regions), merged and rolled back
+# torchvision's ShiftedWindowAttention on a channels-last map [N, H, W, C]: the map is padded
+# to a multiple of the window, rolled by -shift (no shift along an axis one window covers), cut
+# into window x window windows ([N, windows, T, C]), attended per head with the relative-position
+# bias (and, when shifted, the mask of the rolled regions), merged, rolled back and cropped
 block ShiftedWindowAttention(x, heads: int, window: int, shift: int = 0, scale: float = 1.0) {
 """ + _SWIN_HEAD + """\
     relative_position_bias_table = parameter([(2 * window - 1) * (2 * window - 1), heads])
@@ -165,11 +174,8 @@ def _swin_args(m, shape, v2: bool) -> dict:
     window = _square(m.window_size, "window")
     shift = _square(m.shift_size, "shift")
     heads = int(m.num_heads)
-    if h % window or w % window:
-        raise NotConvertible(f"a {h}x{w} map is not a multiple of the {window}x{window} window (padding is not "
-                             "imported)")
-    if window >= h or window >= w:  # torchvision's rule: no shift when one window covers the map
-        shift = 0
+    if window >= h + (window - h % window) % window and window >= w + (window - w % window) % window:
+        shift = 0  # torchvision's rule: no shift where one window covers the (padded) map
     if c % heads or m.qkv.out_features != 3 * c or m.proj.out_features != c or m.qkv.bias is None \
             or m.proj.bias is None:
         raise NotConvertible("qkv/proj layers that are not [C -> 3C], [C -> C] with biases")
