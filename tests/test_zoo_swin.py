@@ -450,34 +450,38 @@ def test_a_4d_layer_whose_layout_is_unknown_asks_for_the_grid():
         torch.testing.assert_close(res.maps, want, rtol=1e-4, atol=1e-6, msg=strategy)
 
 
-@pytest.mark.parametrize("size, maps", [(36, (9, 5)), (40, (10, 5))])
+@pytest.mark.parametrize("size, maps", [((36, 36), ((9, 9), (5, 5))), ((40, 40), ((10, 10), (5, 5))),
+                                        ((8, 32), ((2, 8), (1, 4)))])
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_swin_at_a_size_that_is_not_a_multiple_of_the_window(family, size, maps, tmp_path, capsys):
-    """At 36x36 the stages' maps are 9x9 and 5x5 (at 40x40 10x10 and 5x5), not multiples of the
-    2x2 window: torchvision's attention pads the map to one with F.pad, shifts, attends, rolls
-    back and crops; PatchMerging pads the odd 9x9 to 10x10.  `evoc import` writes that (the
-    template's pad/crop, PatchMerging's pad), the program loads strict and gives the logits,
-    and Grad-CAM at the last stage (channels last, no grid) equals the hooks for every
-    strategy."""
+    """At 36x36 the stages' maps are 9x9 and 5x5 (at 40x40 10x10 and 5x5; at 8x32 2x8 and 1x4),
+    not multiples of the 2x2 window: torchvision's attention pads the map to one with F.pad,
+    shifts only along an axis the window does not cover (at 8x32: along W only), attends, rolls
+    back and crops; PatchMerging pads an odd map (9x9 to 10x10).  `evoc import` writes that (the
+    template's pad/crop, PatchMerging's pad), the program loads strict and gives the logits, and
+    Grad-CAM at the last stage (channels last, no grid) equals the hooks for every strategy."""
+    h, w = size
     out = tmp_path / f"{family}.evo"
-    rc, _, err = run_cli(capsys, "import", f"tests.test_zoo_swin:{family}", "--input-shape", f"1,3,{size},{size}",
+    rc, _, err = run_cli(capsys, "import", f"tests.test_zoo_swin:{family}", "--input-shape", f"1,3,{h},{w}",
                          "-o", out)
     assert rc == 0, err
     src = out.read_text()
     assert "padded = pad(x, [0, 0, 0, pad_r, 0, pad_b]) if pad_b + pad_r > 0 else x" in src
-    assert ("pad(x, [0, 0, 0, 1, 0, 1])" in src) == (maps[0] % 2 == 1)  # PatchMerging's pad of an odd map
+    assert "sh = shift if window < ph else 0" in src
+    odd = [d % 2 for d in maps[0]]
+    assert (f"pad(x, [0, 0, 0, {odd[1]}, 0, {odd[0]}])" in src) == any(odd)  # PatchMerging's pad of an odd map
 
     model = globals()[family]()
     seen = []
     hooks = [model.features[i].register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape[1:3])))
              for i in (1, 3)]
     torch.manual_seed(2)
-    x = torch.randn(2, 3, size, size)
+    x = torch.randn(2, 3, h, w)
     with torch.no_grad():
         want = model(x)
-    for h in hooks:
-        h.remove()
-    assert seen == [(maps[0],) * 2, (maps[1],) * 2] and maps[1] % 2 == 1  # a stage that is not a multiple
+    for hk in hooks:
+        hk.remove()
+    assert seen == list(maps) and any(d % 2 for d in maps[1])  # a stage that is not a multiple of the window
     prog = evo.compile(src + textwrap.dedent("""
         cam Explain {
             network = SwinTransformer
@@ -492,7 +496,7 @@ def test_swin_at_a_size_that_is_not_a_multiple_of_the_window(family, size, maps,
         torch.testing.assert_close(net(x), want, rtol=1e-5, atol=1e-5)
     assert want.std() > 1e-2
     ref = _hook_gradcam_nhwc(model, model.features, x)
-    assert ref.shape == (2, maps[1], maps[1]) and (ref > 0).any()
+    assert ref.shape == (2,) + maps[1] and (ref > 0).any()
     for strategy in ("autograd", "forward", "compiled"):
         res = prog.explainer("Explain", net, strategy=strategy)(x)
         torch.testing.assert_close(res.maps, ref, rtol=1e-4, atol=1e-6, msg=strategy)
