@@ -217,3 +217,33 @@ cam C {{ network = Net; layer = feat; method = hirescam; upsample = none; normal
     got = prog.explainer("C", model, strategy="compiled")(x).maps
     assert (ref > 0).any()
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6)
+
+
+PIXEL_SHUFFLE = """
+network Net(x: Tensor[N, 3, 8, 8]) {
+    c = conv2d(x, 16, 3, padding=1)
+    up = reshape(permute(view(c, [-1, 4, 2, 2, 8, 8]), [0, 1, 4, 2, 5, 3]), [-1, 4, 16, 16])
+    act = relu(up)
+    fc = linear(flatten(adaptive_avgpool2d(act * act, 2)), 5)
+    return fc
+}
+cam C { network = Net; layer = up; upsample = none; normalize = none }
+"""
+
+
+@pytest.mark.parametrize("strategy", ["autograd", "forward", "compiled"])
+def test_cam_at_a_pixel_shuffle_is_the_finer_map(strategy):
+    """A reshape that moves sub-pixels from the channels into H and W (a pixel shuffle written
+    with view/permute/reshape) is a finer [N, C, 2H, 2W] map: its CAM needs no grid and equals
+    Grad-CAM of F.pixel_shuffle's output, computed here by hand."""
+    prog = evo.compile(PIXEL_SHUFFLE)
+    torch.manual_seed(0)
+    model = prog.build("Net").eval()
+    x = torch.randn(3, 3, 8, 8)
+    up = F.pixel_shuffle(model.c(x), 2).detach().requires_grad_(True)
+    logits = model.fc(torch.flatten(F.adaptive_avg_pool2d(F.relu(up) ** 2, 2), 1))
+    (g,) = torch.autograd.grad(logits.gather(1, logits.argmax(1)[:, None]).sum(), up)
+    want = torch.relu((g.mean((2, 3), keepdim=True) * up.detach()).sum(1))
+    assert want.shape == (3, 16, 16) and (want > 0).any()
+    got = prog.explainer("C", model, strategy=strategy)(x).maps
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)

@@ -222,6 +222,25 @@ def _resize(L: tuple, d: int, size: int, start: int | None = None) -> tuple | No
     return (h, w, axes[:d - 1] + (new,) + axes[d:])
 
 
+def _regrid(L: tuple, s: tuple) -> tuple:
+    """A 4-D reshape whose H axis holds H's rows each subdivided (H major, then atoms that are not
+    H or W) and whose W axis likewise, with a channel axis: a finer map (a pixel shuffle's
+    [N, C, H*r, W*r], channels first or last).  Anything else as it is."""
+    if _kind(L)[0] is not None:
+        return L
+    h, w, axes = L
+
+    def rows(ax, kind, total):
+        return total > 1 and len(ax) > 1 and ax[0] == (kind, 1, total) and all(a[0] == "X" for a in ax[1:])
+
+    for c, a, b in ((0, 1, 2), (2, 0, 1)):
+        if not _spatial(axes[c]) and rows(axes[a], "H", h) and rows(axes[b], "W", w):
+            new = list(axes)
+            new[a], new[b] = _whole("H", s[a + 1]), _whole("W", s[b + 1])
+            return (s[a + 1], s[b + 1], tuple(new))
+    return L
+
+
 def _keep(L: tuple, src: tuple, s: tuple) -> tuple | None:
     """An op that keeps every dimension's meaning (elementwise, layer norm, linear on the last
     dimension, a broadcast operand): sizes may change only on axes without H or W."""
@@ -256,7 +275,8 @@ def _step(n: Node, ins: list[tuple | None], g: Graph) -> tuple | None:
         h, w, axes = first
         return (h, w, tuple(axes[p - 1] for p in perm[1:]))
     if str(n.op) in _RESHAPES:
-        return None if first is None else _reshape(first, tuple(s[1:]))
+        L = None if first is None else _reshape(first, tuple(s[1:]))
+        return _regrid(L, s) if L is not None and r == 4 else L
     if n.op == Op("concat"):
         return _concat(n, ins, in_shapes, s)
     if str(n.op) in _RESIZE and first is not None and len(in_shapes[0]) == r:
