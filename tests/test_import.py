@@ -638,6 +638,39 @@ def test_pad_and_matmul_import_through_their_op_entries():
     assert "[1, 1, 2, 0]" in src and "[1, 0, 0, 1]" in src and "[0, 0, 0, 0, 1, 0]" in src, src
 
 
+class Slicing(nn.Module):
+    """Positions and slices as an fx graph records them (operator.getitem with a tuple of ints,
+    slices and an Ellipsis)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.fc = nn.Linear(12, 4)
+
+    def forward(self, x):
+        y = self.conv(x)                                            # [N, 6, 8, 8]
+        a = y[..., 0::2, 1::2]                                      # [N, 6, 4, 4]
+        b = a[:, 1:5, :, -3:]                                       # [N, 4, 4, 3]
+        c = y[:, 2, 1:7:3]                                          # [N, 2, 8]
+        d = y[:, :, :][:, -1]                                       # [N, 8, 8]
+        return self.fc(torch.cat([b.mean((2, 3)), c.flatten(1)[:, :6], d.mean(1)[:, ::4]], 1))
+
+
+def test_slices_and_positions_import_from_the_fx_graph():
+    """x[..., 0::2, 1::2], x[:, 1:5, :, -3:], x[:, 2, 1:7:3] and x[:, -1] in an fx graph import as
+    subsample / narrow / select (they did only from an exported graph): the fx graph has no problem,
+    the program loads strict and gives the same logits to 1e-5."""
+    from evo.importer.trace import Problems, trace_fx
+
+    model = Slicing().eval()
+    x = torch.randn(2, 3, 8, 8)
+    problems = Problems()
+    trace_fx(model, x, problems, ())
+    assert not problems, problems.items
+    src = _round_trip(model, x)
+    assert "subsample(" in src and "narrow(" in src and "select(" in src, src
+
+
 class _Call(nn.Module):
     def __init__(self, f, **mods):
         super().__init__()
@@ -664,12 +697,19 @@ class _Call(nn.Module):
      "p (nn.ConstantPad2d): padding with the value 0.5: evo's pad pads with zeros only"),
     (_Call(lambda m, x: torch.matmul(x, x[0, 0, 0])),
      "(_Call: torch.matmul): a product with a 1-D operand (second): evo's matmul multiplies matrices"),
-], ids=["reflect", "value", "batch", "negative", "ReflectionPad2d", "ConstantPad2d", "vector"])
-def test_pad_and_matmul_reasons_where_the_op_cannot_express_the_call(model, problem):
+    (_Call(lambda m, x: x[:, None]),
+     "(_Call: operator.getitem): indexing with None adds a dimension: no evo op for adding dimensions"),
+    (_Call(lambda m, x: x[1:]), "(_Call: operator.getitem): a slice of the batch dimension"),
+    (_Call(lambda m, x: x[0, :, 1]),
+     "(_Call: operator.getitem): indexes the batch dimension (evo keeps the batch dimension N whole)"),
+], ids=["reflect", "value", "batch", "negative", "ReflectionPad2d", "ConstantPad2d", "vector", "none", "slice-batch",
+        "index-batch"])
+def test_reasons_where_the_op_cannot_express_the_call(model, problem):
     with pytest.raises(ConversionError) as ei:
         from_torch(model, torch.randn(2, 3, 4, 4))
     assert any(problem in p for p in ei.value.problems), ei.value.problems
-    assert not any("no evo op for padding" in p or "no evo op for matrix" in p for p in ei.value.problems)
+    assert not any("no evo op for padding" in p or "no evo op for matrix" in p or "no evo op for indexing or slicing"
+                   in p for p in ei.value.problems)
 
 
 # =========================================================================== problems

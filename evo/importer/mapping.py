@@ -326,7 +326,7 @@ _NO_FN = {
     "interpolate": "no evo op for interpolation/upsampling", "upsample": "no evo op for upsampling",
     "sub": "no evo op for subtraction", "truediv": "no evo op for division",
     "div": "no evo op for division", "unsqueeze": "no evo op for adding dimensions",
-    "squeeze": "no evo op for removing dimensions", "getitem": "no evo op for indexing or slicing tensors",
+    "squeeze": "no evo op for removing dimensions",
     "layer_norm": "a functional layer norm with explicit weights (use nn.LayerNorm)", "conv2d": "a functional convolution with explicit "
     "weights (use nn.Conv2d)", "linear": "a functional linear layer with explicit weights (use nn.Linear)",
     "batch_norm": "a functional batch norm with explicit statistics (use nn.BatchNorm2d)",

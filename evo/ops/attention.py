@@ -461,14 +461,38 @@ def _select_call(b, shapes):
 
 
 def _index_call(b, shapes):
-    """x[:, i] (indexing): one position of one dimension after the batch, the others whole."""
+    """x[:, i] (indexing: one position of a dimension after the batch, the dimension removed), x[:, a:b],
+    x[..., 0::2, 1::2, :] (slicing, as aten.slice in an exported graph) and both at once (x[:, 0, 1:]):
+    a narrow or subsample per sliced dimension, then a select per indexed one (none: the input
+    itself)."""
+    from evo.ops.dims import slice_steps
+
     idx = b["index"] if isinstance(b["index"], tuple) else (b["index"],)
     full = slice(None, None, None)
-    ints = [d for d, v in enumerate(idx) if isinstance(v, int) and not isinstance(v, bool)]
-    if len(ints) == 1 and ints[0] > 0 and all(isinstance(v, slice) and v == full
-                                               for d, v in enumerate(idx) if d != ints[0]):
-        return {"dim": ints[0], "index": int(idx[ints[0]])}
-    raise NotConvertible("no evo op for indexing or slicing tensors")
+    x = shapes[0]
+    if any(v is None for v in idx):
+        raise NotConvertible("indexing with None adds a dimension: no evo op for adding dimensions")
+    if sum(v is Ellipsis for v in idx) > 1 or not all(
+            v is Ellipsis or isinstance(v, slice) or isinstance(v, int) and not isinstance(v, bool) for v in idx):
+        raise NotConvertible("indexing with a tensor, a list or a bool: evo takes positions (x[:, i]) and "
+                             "slices (x[:, a:b], x[..., ::2]) only")
+    if Ellipsis in idx:
+        i = idx.index(Ellipsis)
+        idx = idx[:i] + (full,) * max(0, len(x) - len(idx) + 1) + idx[i + 1:]
+    if len(idx) > len(x):
+        raise NotConvertible(f"indexes {len(idx)} dimensions of a {len(x)}-D tensor")
+    steps = []
+    for d, v in enumerate(idx):
+        if isinstance(v, slice) and v != full:
+            steps += slice_steps(d, v.start, v.stop, 1 if v.step is None else v.step, x)
+    ints = [d for d, v in enumerate(idx) if isinstance(v, int)]
+    if 0 in ints:
+        raise NotConvertible("indexes the batch dimension (evo keeps the batch dimension N whole)")
+    for d in reversed(ints):  # the last first: the dimensions before keep their places
+        steps.append(("select", {"dim": d, "index": int(idx[d])}))
+    if len(steps) == 1 and steps[0][0] == "select":
+        return steps[0][1]
+    return steps
 
 
 register(OpDef(
@@ -480,7 +504,7 @@ register(OpDef(
     imports=Imports(calls=(Call(("torch.select", "Tensor.select"), ("input", "dim", "index"), _select_call),
                            # (the tracer takes a piece of chunk / split and attention's output itself)
                            Call(("operator.getitem",), ("input", "index"), _index_call, free=("index",),
-                                constant="no evo op for indexing or slicing tensors"))),
+                                constant="indexes a value that is not a tensor (a tuple or list computed in the graph)"))),
     doc="one position of a dimension, the dimension removed (`x[:, 0]`: the class token)",
     doc_call="select(x, dim, index)", doc_args="`dim` int, in range, not 0; `index` int, in range "
                                                "(negative from the end)",

@@ -294,10 +294,20 @@ def _split_call(b, shapes):
 def _slice_call(b, shapes):
     """aten.slice (x[:, a:b], x[..., ::2] in an exported graph): the input itself when it takes
     everything, a narrow, or a subsample when it runs to the end in steps."""
-    x = shapes[0]
-    d = int(b["dim"]) % len(x)
+    steps = slice_steps(b["dim"], b["start"], b["end"], b["step"], shapes[0])
+    return steps[0][1] if len(steps) == 1 and steps[0][0] == "narrow" else steps
+
+
+def slice_steps(dim, start, end, step, x: tuple) -> list:
+    """Dimension `dim` of a tensor of shape `x` sliced start:end:step (None: the default) as steps:
+    [] (everything), [("narrow", args)], or [("subsample", args)] in steps (then a narrow to the
+    first elements where it stops before the end) (aten.slice in an exported graph, x[:, a:b] /
+    x[..., ::2] in an fx graph)."""
+    d = int(dim) % len(x)
     size = x[d]
-    start, end, step = b["start"], b["end"], int(b["step"])
+    step = int(step)
+    if step < 1:
+        raise NotConvertible(f"a slice with step {step}")
     start = 0 if start is None else int(start)
     end = size if end is None else int(end)
     start = max(0, start + size if start < 0 else start)
@@ -306,11 +316,15 @@ def _slice_call(b, shapes):
         return []
     if d == 0:
         raise NotConvertible("a slice of the batch dimension")
+    if end <= start:
+        raise NotConvertible(f"an empty slice ({start}:{end} of size {size})")
     if step == 1:
-        return {"dim": d, "start": start, "length": end - start}
-    if end >= size or (size - start + step - 1) // step == (end - start + step - 1) // step:
-        return [("subsample", {"dim": d, "start": start, "step": step})]
-    raise NotConvertible("a strided slice that stops before the end")
+        return [("narrow", {"dim": d, "start": start, "length": end - start})]
+    steps = [("subsample", {"dim": d, "start": start, "step": step})]
+    n = (end - start + step - 1) // step
+    if n < (size - start + step - 1) // step:  # stops before the end: the first n of the subsample
+        steps.append(("narrow", {"dim": d, "start": 0, "length": n}))
+    return steps
 
 
 def _narrow_shape(shapes, a):
