@@ -671,6 +671,33 @@ def test_slices_and_positions_import_from_the_fx_graph():
     assert "subsample(" in src and "narrow(" in src and "select(" in src, src
 
 
+class Squeezes(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        y = self.conv(x).mean((2, 3))                               # [N, 4]
+        y = y.unsqueeze(1).unsqueeze(-1)                            # [N, 1, 4, 1]
+        y = torch.squeeze(y, 1).squeeze(-1)                         # [N, 4]
+        return self.fc(torch.unsqueeze(y, 2).squeeze(2)[:, None][..., None, :].flatten(1))
+
+
+def test_unsqueeze_and_squeeze_import_as_reshapes():
+    """x.unsqueeze(d) / torch.squeeze(x, d) / x[:, None] in an fx graph import as the reshape to the
+    traced shape (the reason was 'no evo op for adding dimensions'): no fx problem, strict load, same
+    logits."""
+    from evo.importer.trace import Problems, trace_fx
+
+    model = Squeezes().eval()
+    x = torch.randn(2, 3, 5, 5)
+    problems = Problems()
+    trace_fx(model, x, problems, ())
+    assert not problems, problems.items
+    assert "reshape(" in _round_trip(model, x)
+
+
 class _Call(nn.Module):
     def __init__(self, f, **mods):
         super().__init__()
@@ -697,13 +724,16 @@ class _Call(nn.Module):
      "p (nn.ConstantPad2d): padding with the value 0.5: evo's pad pads with zeros only"),
     (_Call(lambda m, x: torch.matmul(x, x[0, 0, 0])),
      "(_Call: torch.matmul): a product with a 1-D operand (second): evo's matmul multiplies matrices"),
-    (_Call(lambda m, x: x[:, None]),
-     "(_Call: operator.getitem): indexing with None adds a dimension: no evo op for adding dimensions"),
+    (_Call(lambda m, x: x[:, [0, 2]]),
+     "(_Call: operator.getitem): indexing with a tensor, a list or a bool: evo takes positions (x[:, i]) and "
+     "slices (x[:, a:b], x[..., ::2]) only"),
     (_Call(lambda m, x: x[1:]), "(_Call: operator.getitem): a slice of the batch dimension"),
     (_Call(lambda m, x: x[0, :, 1]),
      "(_Call: operator.getitem): indexes the batch dimension (evo keeps the batch dimension N whole)"),
-], ids=["reflect", "value", "batch", "negative", "ReflectionPad2d", "ConstantPad2d", "vector", "none", "slice-batch",
-        "index-batch"])
+    (_Call(lambda m, x: x.unsqueeze(0)), "(_Call: Tensor.unsqueeze): reshapes [2, 3, 4, 4] to [1, 2, 3, 4, 4]; evo "
+     "keeps the batch dimension first and separate"),
+], ids=["reflect", "value", "batch", "negative", "ReflectionPad2d", "ConstantPad2d", "vector", "list", "slice-batch",
+        "index-batch", "unsqueeze-batch"])
 def test_reasons_where_the_op_cannot_express_the_call(model, problem):
     with pytest.raises(ConversionError) as ei:
         from_torch(model, torch.randn(2, 3, 4, 4))

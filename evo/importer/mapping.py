@@ -325,8 +325,7 @@ def pick(candidates, args: tuple, kwargs: dict) -> tuple[str, Call, dict] | None
 _NO_FN = {
     "interpolate": "no evo op for interpolation/upsampling", "upsample": "no evo op for upsampling",
     "sub": "no evo op for subtraction", "truediv": "no evo op for division",
-    "div": "no evo op for division", "unsqueeze": "no evo op for adding dimensions",
-    "squeeze": "no evo op for removing dimensions",
+    "div": "no evo op for division",
     "layer_norm": "a functional layer norm with explicit weights (use nn.LayerNorm)", "conv2d": "a functional convolution with explicit "
     "weights (use nn.Conv2d)", "linear": "a functional linear layer with explicit weights (use nn.Linear)",
     "batch_norm": "a functional batch norm with explicit statistics (use nn.BatchNorm2d)",

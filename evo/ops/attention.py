@@ -460,18 +460,21 @@ def _select_call(b, shapes):
     return {"dim": int(b["dim"]), "index": int(b["index"])}
 
 
-def _index_call(b, shapes):
+def _index_call(b, shapes, out=None):
     """x[:, i] (indexing: one position of a dimension after the batch, the dimension removed), x[:, a:b],
     x[..., 0::2, 1::2, :] (slicing, as aten.slice in an exported graph) and both at once (x[:, 0, 1:]):
     a narrow or subsample per sliced dimension, then a select per indexed one (none: the input
-    itself)."""
-    from evo.ops.dims import slice_steps
+    itself); x[:, None] (an unsqueeze): the reshape to the traced shape `out`."""
+    from evo.ops.dims import reshape_steps, slice_steps
 
     idx = b["index"] if isinstance(b["index"], tuple) else (b["index"],)
     full = slice(None, None, None)
     x = shapes[0]
     if any(v is None for v in idx):
-        raise NotConvertible("indexing with None adds a dimension: no evo op for adding dimensions")
+        if all(v is None or v is Ellipsis or v == full for v in idx):  # x[:, None]: an unsqueeze
+            return reshape_steps(x, out)
+        raise NotConvertible("indexing with None (a new dimension) together with positions or slices: "
+                             "write x[...].unsqueeze(d)")
     if sum(v is Ellipsis for v in idx) > 1 or not all(
             v is Ellipsis or isinstance(v, slice) or isinstance(v, int) and not isinstance(v, bool) for v in idx):
         raise NotConvertible("indexing with a tensor, a list or a bool: evo takes positions (x[:, i]) and "
@@ -503,7 +506,7 @@ register(OpDef(
     cost=lambda W, a, ins, out: W.CopyWorkload(numel(out), numel(out), view=True),
     imports=Imports(calls=(Call(("torch.select", "Tensor.select"), ("input", "dim", "index"), _select_call),
                            # (the tracer takes a piece of chunk / split and attention's output itself)
-                           Call(("operator.getitem",), ("input", "index"), _index_call, free=("index",),
+                           Call(("operator.getitem",), ("input", "index"), _index_call, free=("index",), output=True,
                                 constant="indexes a value that is not a tensor (a tuple or list computed in the graph)"))),
     doc="one position of a dimension, the dimension removed (`x[:, 0]`: the class token)",
     doc_call="select(x, dim, index)", doc_args="`dim` int, in range, not 0; `index` int, in range "

@@ -255,7 +255,12 @@ _RESHAPE_CALLS = dict(params=("input", "shape"), varargs="shape", free=("shape",
                       constant="reshapes a non-tensor")
 for _name, _method, _imports in (
         ("reshape", "reshape", Imports(calls=(Call(("torch.reshape", "Tensor.reshape", "aten.reshape", "aten.view",
-                                                    "aten._unsafe_view"), convert=_reshape_call, **_RESHAPE_CALLS),))),
+                                                    "aten._unsafe_view"), convert=_reshape_call, **_RESHAPE_CALLS),
+                                               # x.unsqueeze(1), x.squeeze(-1): a reshape to the traced shape
+                                               Call(("torch.unsqueeze", "Tensor.unsqueeze", "aten.unsqueeze",
+                                                     "torch.squeeze", "Tensor.squeeze", "aten.squeeze"),
+                                                    ("input", "dim"), _reshape_call, {"dim": None}, output=True,
+                                                    constant="reshapes a non-tensor")))),
         ("view", "view", Imports(calls=(Call(("Tensor.view",), convert=_view_call, **_RESHAPE_CALLS),)))):
     register(OpDef(
         _name, (ParamSpec("shape", "ints", doc="the new shape, -1 once for an inferred size"),), _reshape_shape,
