@@ -502,6 +502,30 @@ def test_swin_at_a_size_that_is_not_a_multiple_of_the_window(family, size, maps,
         torch.testing.assert_close(res.maps, ref, rtol=1e-4, atol=1e-6, msg=strategy)
 
 
+def test_swin_fullgrad_runs_with_autograd_and_equals_the_reference():
+    """FullGrad of the Swin mirror (its bias layer: the patch embedding's conv): the compiled
+    sweep has no inputs for the learnable tables and buffers the attention reads, so `auto`
+    picks autograd (before: a KeyError while building the explainer), and the map equals
+    pytorch-grad-cam's definition written with hooks and autograd (tests/test_cam_methods.py)."""
+    from evo.importer import from_torch
+    from tests.test_cam_methods import _fullgrad_reference
+
+    model = swin_t()
+    src = from_torch(model, torch.randn(1, 3, 32, 32))
+    prog = evo.compile(src + "\ncam Explain {\n    network = SwinTransformer\n    layer = features\n"
+                             "    method = fullgrad\n    upsample = none\n    normalize = none\n}\n")
+    net = prog.build("SwinTransformer").eval()
+    net.load_state_dict(model.state_dict(), strict=True)
+    torch.manual_seed(7)
+    x = torch.randn(2, 3, 32, 32)
+    res = prog.explainer("Explain", net)(x)
+    assert res.strategy == "autograd"
+    top = model(x).argmax(1)
+    want = _fullgrad_reference(model, x, top)
+    assert want.shape == (2, 32, 32) and want.abs().max() > 0
+    torch.testing.assert_close(res.maps.to(torch.float64), want, rtol=1e-4, atol=1e-5)
+
+
 # ----------------------------------------------------------------------------- the ops one by one
 
 ATTN = textwrap.dedent("""\

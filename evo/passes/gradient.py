@@ -255,10 +255,13 @@ def fullgrad_graph(g: Graph) -> Graph:
     d/d tap_1, ...).  Raises NotDifferentiable as explain_graph does."""
     inp = g.node(g.inputs[0])
     taps = [n.id for n in bias_taps(g)]
-    head, _ = head_nodes(g, inp.id)
+    head, side = head_nodes(g, inp.id)
     out_id = g.outputs[0]
     if out_id not in {n.id for n in head}:
         raise NotDifferentiable("the output does not depend on the input")
+    if side:  # the emitted sweep has no inputs for them (the autograd strategy computes it)
+        raise NotDifferentiable(f"the network reads {len(side)} value(s) that do not depend on its input "
+                                f"(learnable tensors or buffers used in its ops, such as '{g.node(side[0]).name}')")
     b, remap, grads, summed = _reverse_sweep(g, inp, head, (), out_id)
     a_id = remap[inp.id]
     if not grads.get(a_id) or any(t not in summed for t in taps):
