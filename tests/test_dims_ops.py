@@ -247,3 +247,33 @@ def test_cam_at_a_pixel_shuffle_is_the_finer_map(strategy):
     assert want.shape == (3, 16, 16) and (want > 0).any()
     got = prog.explainer("C", model, strategy=strategy)(x).maps
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_layernorm_over_two_equal_dimensions():
+    """layernorm(x, dims=2) of a [N, 4, 4, 4] map normalises over the last two dimensions, [4, 4]:
+    nn.LayerNorm((4, 4)) (a tuple; a single 4 was written, normalising the last dimension only),
+    weight [4, 4], and the compiled gradient reshapes that weight to (4, 4)."""
+    prog = evo.compile("""
+network Net(x: Tensor[N, 3, 4, 4]) {
+    feat = conv2d(x, 4, 3, padding=1)
+    ln = layernorm(feat, dims=2)
+    fc = linear(flatten(ln * ln), 5)
+    return fc
+}
+cam C { network = Net; layer = feat; method = hirescam; upsample = none; normalize = none }
+""")
+    torch.manual_seed(0)
+    model = prog.build("Net").eval()
+    assert model.ln.weight.shape == (4, 4)
+    with torch.no_grad():
+        model.ln.weight.uniform_(0.5, 1.5)
+        model.ln.bias.uniform_(-0.2, 0.2)
+    x = torch.randn(2, 3, 4, 4)
+    with torch.no_grad():
+        ln = F.layer_norm(model.feat(x), (4, 4), model.ln.weight, model.ln.bias, 1e-5)
+        torch.testing.assert_close(model(x), model.fc(torch.flatten(ln * ln, 1)))
+    ref = reference_cam(model, x, model.feat, "hirescam", model(x).argmax(1))
+    assert (ref > 0).any()
+    for strategy in ("autograd", "compiled"):
+        got = prog.explainer("C", model, strategy=strategy)(x).maps
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-6, msg=strategy)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from evo import codes as C
 from evo.ir.node import Op
 from evo.ops.base import (Imports, NotConvertible, OpDef, OpError, ParamSpec, concrete, eltwise_cost, join, kwargs_src,
-                          lit, numel, rank, register)
+                          lit, numel, rank, register, tuple_lit)
 from evo.ops.gradient import SCALE
 
 
@@ -99,7 +99,7 @@ def _ln_weights(a, s):
 def _ln_module(a, s):
     shp = _ln_normalized(a, s[0])
     kw = kwargs_src(a, [("eps", 1e-5, "eps"), ("bias", True, "bias")])
-    return f"nn.LayerNorm({join(lit(shp[0]) if len(shp) == 1 else lit(shp), kw)})"
+    return f"nn.LayerNorm({join(lit(shp[0]) if len(shp) == 1 else tuple_lit(shp), kw)})"
 
 
 def _ln2d_shape(shapes, a):
@@ -151,7 +151,7 @@ def _ln_grad_code(a, ins, k, const, path):
     dy = g·w, dx = r·(dy − mean(dy) − x̂·mean(dy·x̂)) over the normalised dimensions."""
     g, x = ins
     dims = lit(tuple(a["dims"]))
-    w = const("w", f"m({path!r}).weight.detach().reshape{lit(tuple(a['wshape']))}")
+    w = const("w", f"m({path!r}).weight.detach().reshape{tuple_lit(a['wshape'])}")
     return [f"{{out}}_mu = {x}.mean({dims}, keepdim=True)",
             f"{{out}}_r = torch.rsqrt({x}.var({dims}, unbiased=False, keepdim=True) + {lit(a['eps'])})",
             f"{{out}}_xh = ({x} - {{out}}_mu) * {{out}}_r",
