@@ -698,6 +698,37 @@ def test_unsqueeze_and_squeeze_import_as_reshapes():
     assert "reshape(" in _round_trip(model, x)
 
 
+class Scales(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        y = 2 * (self.conv(x) * 0.5) / 4
+        y = torch.div(y, 8.0) + torch.mul(y, 3)
+        y = y.mul(1.5).div(3)
+        y *= 2.0
+        y /= 5
+        return self.fc((y * y / 3).mean((2, 3)))
+
+
+def test_products_and_quotients_by_a_number_import_as_scale_by():
+    """x * c, c * x, x / c, torch.mul / torch.div, Tensor.mul / .div, *= and /= with a number in an fx
+    graph import as scale_by (they did only from an exported graph; fx reported 'multiplies by a
+    constant' and 'no evo op for division'): no fx problem, strict load, same logits to 1e-5; a product
+    of two tensors stays `*`."""
+    from evo.importer.trace import Problems, trace_fx
+
+    model = Scales().eval()
+    x = torch.randn(2, 3, 5, 5)
+    problems = Problems()
+    trace_fx(model, x, problems, ())
+    assert not problems, problems.items
+    src = _round_trip(model, x)
+    assert src.count("scale_by(") == 10 and " * " in src, src
+
+
 class _Call(nn.Module):
     def __init__(self, f, **mods):
         super().__init__()
@@ -730,10 +761,11 @@ class _Call(nn.Module):
     (_Call(lambda m, x: x[1:]), "(_Call: operator.getitem): a slice of the batch dimension"),
     (_Call(lambda m, x: x[0, :, 1]),
      "(_Call: operator.getitem): indexes the batch dimension (evo keeps the batch dimension N whole)"),
+    (_Call(lambda m, x: x / x), "(_Call: operator.truediv): no evo op for division by a tensor (by a number: scale_by)"),
     (_Call(lambda m, x: x.unsqueeze(0)), "(_Call: Tensor.unsqueeze): reshapes [2, 3, 4, 4] to [1, 2, 3, 4, 4]; evo "
      "keeps the batch dimension first and separate"),
 ], ids=["reflect", "value", "batch", "negative", "ReflectionPad2d", "ConstantPad2d", "vector", "list", "slice-batch",
-        "index-batch", "unsqueeze-batch"])
+        "index-batch", "divide-tensors", "unsqueeze-batch"])
 def test_reasons_where_the_op_cannot_express_the_call(model, problem):
     with pytest.raises(ConversionError) as ei:
         from_torch(model, torch.randn(2, 3, 4, 4))

@@ -324,8 +324,8 @@ def pick(candidates, args: tuple, kwargs: dict) -> tuple[str, Call, dict] | None
 
 _NO_FN = {
     "interpolate": "no evo op for interpolation/upsampling", "upsample": "no evo op for upsampling",
-    "sub": "no evo op for subtraction", "truediv": "no evo op for division",
-    "div": "no evo op for division",
+    "sub": "no evo op for subtraction", "truediv": "no evo op for division by a tensor (by a number: scale_by)",
+    "div": "no evo op for division by a tensor or with rounding (by a number: scale_by)",
     "layer_norm": "a functional layer norm with explicit weights (use nn.LayerNorm)", "conv2d": "a functional convolution with explicit "
     "weights (use nn.Conv2d)", "linear": "a functional linear layer with explicit weights (use nn.Linear)",
     "batch_norm": "a functional batch norm with explicit statistics (use nn.BatchNorm2d)",

@@ -147,9 +147,14 @@ register(OpDef(
     functional=lambda a, xs: f"{xs[0]} * {lit(float(a['factor']))}",
     torch="x * c", doc="multiply by a constant", elementwise=True, affine=True, grad=_scale_grad,
     cost=eltwise_cost(1),
-    imports=Imports(calls=(Call(("aten.mul", "aten.mul_"), ("input", "other"), lambda b, shapes: {"factor": float(b["other"])},
+    imports=Imports(calls=(Call(("torch.mul", "operator.mul", "operator.imul", "Tensor.mul", "Tensor.mul_", "aten.mul",
+                                 "aten.mul_"), ("input", "other"), lambda b, shapes: {"factor": float(b["other"])},
                                 when=_by_number),
-                           Call(("aten.div", "aten.div_"), ("input", "other", "rounding_mode"), _over,
+                           # `2 * x` in an fx graph: the number first
+                           Call(("operator.mul",), ("other", "input"), lambda b, shapes: {"factor": float(b["other"])},
+                                when=_by_number),
+                           Call(("torch.div", "torch.true_divide", "operator.truediv", "operator.itruediv", "Tensor.div",
+                                 "Tensor.div_", "aten.div", "aten.div_"), ("input", "other", "rounding_mode"), _over,
                                 {"rounding_mode": None}, when=_by_number))),
     doc_call="scale_by(x, factor)", doc_args="`factor` number (required)",
     doc_shape="same shape: every element times `factor` (`x * 0.125`, `x / 8`, `16 * x` import as this)"))
