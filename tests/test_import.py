@@ -710,11 +710,12 @@ class Scales(nn.Module):
         y = y.mul(1.5).div(3)
         y *= 2.0
         y /= 5
-        return self.fc((y * y / 3).mean((2, 3)))
+        return self.fc((-(y * y) / 3 + torch.neg(y).neg()).mean((2, 3)))
 
 
 def test_products_and_quotients_by_a_number_import_as_scale_by():
-    """x * c, c * x, x / c, torch.mul / torch.div, Tensor.mul / .div, *= and /= with a number in an fx
+    """x * c, c * x, x / c, torch.mul / torch.div, Tensor.mul / .div, *= and /= with a number, and -x /
+    torch.neg / Tensor.neg (scale_by -1, was 'no evo op for negation') in an fx
     graph import as scale_by (they did only from an exported graph; fx reported 'multiplies by a
     constant' and 'no evo op for division'): no fx problem, strict load, same logits to 1e-5; a product
     of two tensors stays `*`."""
@@ -726,7 +727,7 @@ def test_products_and_quotients_by_a_number_import_as_scale_by():
     trace_fx(model, x, problems, ())
     assert not problems, problems.items
     src = _round_trip(model, x)
-    assert src.count("scale_by(") == 10 and " * " in src, src
+    assert src.count("scale_by(") == 13 and " * " in src and "-1.0" in src, src
 
 
 class _Call(nn.Module):

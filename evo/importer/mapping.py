@@ -330,7 +330,7 @@ _NO_FN = {
     "weights (use nn.Conv2d)", "linear": "a functional linear layer with explicit weights (use nn.Linear)",
     "batch_norm": "a functional batch norm with explicit statistics (use nn.BatchNorm2d)",
     "max": "no evo op for max over dimensions", "sum": "no evo op for sums",
-    "log_softmax": "no evo op for log-softmax", "neg": "no evo op for negation",
+    "log_softmax": "no evo op for log-softmax",
 }
 
 

@@ -153,6 +153,8 @@ register(OpDef(
                            # `2 * x` in an fx graph: the number first
                            Call(("operator.mul",), ("other", "input"), lambda b, shapes: {"factor": float(b["other"])},
                                 when=_by_number),
+                           Call(("operator.neg", "torch.neg", "Tensor.neg", "aten.neg"), ("input",),
+                                lambda b, shapes: {"factor": -1.0}),
                            Call(("torch.div", "torch.true_divide", "operator.truediv", "operator.itruediv", "Tensor.div",
                                  "Tensor.div_", "aten.div", "aten.div_"), ("input", "other", "rounding_mode"), _over,
                                 {"rounding_mode": None}, when=_by_number))),
