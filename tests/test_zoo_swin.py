@@ -526,6 +526,47 @@ def test_swin_fullgrad_runs_with_autograd_and_equals_the_reference():
     torch.testing.assert_close(res.maps.to(torch.float64), want, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_swin_original_cam_at_the_channels_last_norm_reads_the_head_weights(family):
+    """The original CAM (method cam) at `norm` ([N, 4, 4, C], channels last): the head permutes
+    it to channels first, pools and applies `head`, an affine head that folds to the class
+    weights; the map equals relu(sum_c W[class, c] A_c) (tests/refcam.py) of the hooked `norm`
+    output permuted here.  Grad-CAM there (compiled, folded) still equals hooks + backward."""
+    from evo.importer import from_torch
+    from tests.refcam import ref_cam_head
+
+    model = globals()[family]()
+    src = from_torch(model, torch.randn(1, 3, 32, 32))
+    prog = evo.compile(src + textwrap.dedent("""
+        cam Explain {
+            network = SwinTransformer
+            layer = norm
+            method = "cam"
+            upsample = none
+            normalize = none
+        }
+        """))
+    net = prog.build("SwinTransformer").eval()
+    net.load_state_dict(model.state_dict(), strict=True)
+    torch.manual_seed(8)
+    x = torch.randn(2, 3, 32, 32)
+    acts = {}
+    hook = model.norm.register_forward_hook(lambda mod, i, o: acts.__setitem__("a", o.detach()))
+    top = model(x).argmax(1)
+    hook.remove()
+    want = ref_cam_head(acts["a"].permute(0, 3, 1, 2), model.head.weight, top)
+    assert want.shape == (2, 4, 4) and (want > 0).any()
+    res = prog.explainer("Explain", net)(x)
+    torch.testing.assert_close(res.maps.to(torch.float64), want, rtol=1e-4, atol=1e-6)
+    assert res.strategy == "none"
+    grad = prog.explainer("Explain", net, method="gradcam", strategy="compiled")(x)
+    torch.testing.assert_close(grad.maps, _hook_gradcam_nhwc(model, model.norm, x), rtol=1e-4, atol=1e-6)
+    from evo.passes.gradient import is_folded
+
+    g = prog.compilation.graph("SwinTransformer")
+    assert is_folded(prog.compilation.explain_graph(g, "norm"))  # no gradient ops: the class weights
+
+
 # ----------------------------------------------------------------------------- the ops one by one
 
 ATTN = textwrap.dedent("""\

@@ -355,12 +355,13 @@ def _compiled_def(eg: Graph, i: int, handles, consts, const_names: Namer, lay: L
         const = next(n for n in eg.nodes if n.op == G.CONST)
         chain = [eg.node(c) for c in const.attr("chain")]
         cf = _Flat(eg, handles, explainer_namer(), consts, const_names)
-        cf.var[eg.value("acts").id] = "basis"
+        start = eg.node(const.attr_dict.get("start", eg.value("acts").id))  # channels first there
+        cf.var[start.id] = "basis"
         for n in chain:
             cf.forward_node(n)
         return {"index": i, "args": ", ".join(args), "pre": pre, "logits": logits, "folded": True,
                 "chain_lines": cf.lines, "chain_ret": cf.var[chain[-1].id],
-                "channels": eg.value("acts").shape[1], "scale": repr(const.attr("scale"))}
+                "channels": start.shape[1], "scale": repr(const.attr("scale"))}
     seed = next(n for n in eg.nodes if n.op == Op.INPUT and n.attr("role") == "gseed")
     f.var[seed.id] = "gseed"
     for n in eg.nodes:

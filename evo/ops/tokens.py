@@ -85,6 +85,11 @@ def _ints(shape) -> bool:
     return all(isinstance(d, int) for d in shape[1:])
 
 
+def to_channels_first(n: Node) -> bool:
+    """Is `n` a permute (or transpose) of a 4-D channels-last map [N, H, W, C] to [N, C, H, W]?"""
+    return len(n.shape) == 4 and _perm(n, 4) == (0, 3, 1, 2)
+
+
 def _perm(n: Node, r: int) -> tuple | None:
     a = n.attr_dict
     if n.op == Op("permute"):

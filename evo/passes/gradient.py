@@ -311,16 +311,27 @@ def _affine(n: Node) -> bool:
     return d is not None and d.affine
 
 
+def _to_channels_first(eg: Graph, fwd: list[Node]) -> bool:
+    """Does the head start by permuting a channels-last layer [N, H, W, C] to [N, C, H, W]
+    (Swin's `permute` before its pooling)?"""
+    from evo.ops.tokens import to_channels_first
+
+    acts = eg.value("acts")
+    return bool(fwd) and acts is not None and fwd[0].inputs == (acts.id,) and to_channels_first(fwd[0])
+
+
 def is_affine_head(eg: Graph) -> bool:
-    """Is the forward head an affine chain that starts with a global pooling?
-    Then d logits / d acts is constant over space and folds to channel weights."""
+    """Is the forward head an affine chain that starts with a global pooling (after the
+    permute of a channels-last layer to channels first)?  Then d logits / d acts is constant
+    over space and folds to channel weights."""
     fwd = forward_part(eg)
     if not fwd or any(not _affine(n) for n in fwd):
         return False
     if any(n.attr("role") == "side" for n in eg.nodes if n.op == Op.INPUT):
         return False
-    first = ops.of_node(fwd[0])
-    if first.global_average is None or not first.global_average(fwd[0].attr_dict):
+    pool = fwd[1] if _to_channels_first(eg, fwd) and len(fwd) > 1 else fwd[0]
+    first = ops.of_node(pool)
+    if first.global_average is None or not first.global_average(pool.attr_dict):
         return False
     # a chain: each forward node reads the previous one only
     prev = eg.value("acts").id if eg.value("acts") else 0
@@ -371,13 +382,16 @@ def fold_affine(eg: Graph) -> Graph:
     nodes = [n for n in eg.nodes if n.id in ids]
     nid = max(ids) + 1
     ncls = eg.node(logits_id).shape[1]
-    c = acts.shape[1]
-    hw = acts.shape[2] * acts.shape[3]
-    chain = tuple(n.id for n in fwd)
-    const = Node(nid, CONST, (), (("chain", chain), ("scale", 1.0 / hw)), (ncls, c), acts.span, "", None,
-                 "channel_weights")
+    # the channel basis enters the head at the acts, or after the permute of a channels-last layer
+    # (the explainer hands the map channels first)
+    start = fwd[0] if _to_channels_first(eg, fwd) else acts
+    c = start.shape[1]
+    hw = start.shape[2] * start.shape[3]
+    chain = tuple(n.id for n in fwd if n.id != start.id)
+    const = Node(nid, CONST, (), (("chain", chain), ("scale", 1.0 / hw), ("start", start.id)), (ncls, c),
+                 acts.span, "", None, "channel_weights")
     # the CAM: sum_c J[class, c] * acts[c] -- one weighted sum per explained class
-    ws = Node(nid + 1, WEIGHTED_SUM, (acts.id, const.id), (), (KB,) + tuple(acts.shape[2:]), acts.span, "",
+    ws = Node(nid + 1, WEIGHTED_SUM, (start.id, const.id), (), (KB,) + tuple(start.shape[2:]), acts.span, "",
               None, "cam")
     nodes += [const, ws]
     return eg.with_(nodes=tuple(nodes), inputs=tuple(n.id for n in nodes if n.op == Op.INPUT),
