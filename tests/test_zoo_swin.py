@@ -567,6 +567,38 @@ def test_swin_original_cam_at_the_channels_last_norm_reads_the_head_weights(fami
     assert is_folded(prog.compilation.explain_graph(g, "norm"))  # no gradient ops: the class weights
 
 
+def test_swin_shapleycam_at_the_channels_last_stage_every_strategy():
+    """ShapleyCAM at `features` ([N, 4, 4, C], channels last; the head has layer norms, so its
+    Hessian is not 0): w_c = mean_hw (G - H A / 2)_c with H A by double backward through the
+    mirror (a hook on `features`), the map relu(sum_c w_c A_c) after the permute to channels
+    first, written here; every strategy equals it (the forward strategy's nested JVPs write
+    layer_norm out: its own nested JVP is not the second derivative)."""
+    from evo.importer import from_torch
+
+    model = swin_t()
+    src = from_torch(model, torch.randn(1, 3, 32, 32))
+    prog = evo.compile(src + "\ncam Explain {\n    network = SwinTransformer\n    layer = features\n"
+                             "    method = shapleycam\n    upsample = none\n    normalize = none\n}\n")
+    net = prog.build("SwinTransformer").eval()
+    net.load_state_dict(model.state_dict(), strict=True)
+    torch.manual_seed(9)
+    x = torch.randn(2, 3, 32, 32)
+    acts = []
+    hook = model.features.register_forward_hook(lambda m, i, o: acts.append(o))
+    logits = model(x)
+    hook.remove()
+    loss = logits.gather(1, logits.argmax(1)[:, None]).sum()
+    (g,) = torch.autograd.grad(loss, acts[0], create_graph=True)
+    (hv,) = torch.autograd.grad(g, acts[0], grad_outputs=acts[0].detach())
+    a = acts[0].detach().double().permute(0, 3, 1, 2)
+    w = (g.detach().double() - 0.5 * hv.double()).permute(0, 3, 1, 2).mean((2, 3), keepdim=True)
+    want = torch.relu((w * a).sum(1))
+    assert want.shape == (2, 4, 4) and (want > 0).any() and hv.abs().max() > 1e-3
+    for strategy in ("autograd", "forward", "compiled"):
+        res = prog.explainer("Explain", net, strategy=strategy)(x)
+        torch.testing.assert_close(res.maps.double(), want, rtol=1e-4, atol=1e-6, msg=strategy)
+
+
 # ----------------------------------------------------------------------------- the ops one by one
 
 ATTN = textwrap.dedent("""\

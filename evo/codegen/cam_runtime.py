@@ -671,14 +671,25 @@ def _cam_jvp_columns(head, a, tangents):
 
 class _CamNestedForward(torch.overrides.TorchFunctionMode):
     # silu and hardsigmoid have derivatives (silu_backward, hardsigmoid_backward) without a
-    # forward-mode derivative in PyTorch: nested JVPs see them as compositions of ops that
-    # have one (the same function and the same derivative, away from hardsigmoid's kinks)
+    # forward-mode derivative in PyTorch, and layer_norm's nested JVP is not its second
+    # derivative: nested JVPs see them as compositions of ops that have one (the same function
+    # and the same derivative, away from hardsigmoid's kinks)
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func is F.silu:
             return args[0] * torch.sigmoid(args[0])
         if func is F.hardsigmoid:
             return F.relu6(args[0] + 3.0) / 6.0
+        if func is F.layer_norm:  # its forward-over-forward derivative is wrong: written out
+            x, shape = args[0], tuple(args[1])
+            weight = args[2] if len(args) > 2 else kwargs.get("weight")
+            bias = args[3] if len(args) > 3 else kwargs.get("bias")
+            eps = args[4] if len(args) > 4 else kwargs.get("eps", 1e-5)
+            dims = tuple(range(-len(shape), 0))
+            mean = x.mean(dims, keepdim=True)
+            y = (x - mean) / torch.sqrt((x - mean).pow(2).mean(dims, keepdim=True) + eps)
+            y = y * weight if weight is not None else y
+            return y + bias if bias is not None else y
         return func(*args, **kwargs)
 
 
