@@ -31,6 +31,7 @@ The model must already be in the mode the caller wants (normally ``eval()``).
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 
 import numpy as np
@@ -577,3 +578,39 @@ def reference_method(model, x, layer_module, method: str, class_idx: torch.Tenso
     if method == "smoothgradcampp":
         return ref_smoothgradcampp(model, x, layer_module, class_idx, samples or 4, seed)
     raise ValueError(f"no reference for {method!r}")
+
+
+# --------------------------------------------------------------- one op's derivative inside a head
+
+def channels_last_head_program(head: str) -> str:
+    """A program whose CAM layer `feat` (conv2d, [N, 4, 4, 4]) is read channels last as `t`,
+    with a learnable `w` ([4, 4], unbatched); `head` is an expression in `t` and `w` of shape
+    [N, 4, 4, 4] that feeds a softmax gate, pooling and a linear, so every strategy must
+    differentiate it; `cam C` is HiResCAM at `feat` with no upsampling or normalisation."""
+    return textwrap.dedent(f"""\
+        network Net(x: Tensor[N, 3, 4, 4]) {{
+            feat = conv2d(x, 4, 3, padding=1)
+            t = permute(feat, [0, 2, 3, 1])
+            w = parameter([4, 4], init=0.3)
+            y = {head}
+            s = softmax(y, dim=-1)
+            m = permute(y * s, [0, 3, 1, 2])
+            fc = linear(flatten(adaptive_avgpool2d(m, 2)), 5)
+            return fc
+        }}
+
+        cam C {{
+            network = Net
+            layer = feat
+            method = hirescam
+            upsample = none
+            normalize = none
+        }}
+        """)
+
+
+def hirescam_by_hooks(model: nn.Module, layer_module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """HiResCAM of the top-1 class at `layer_module` by a forward hook and one autograd backward."""
+    _, _, logits = capture(model, x, layer_module, None)
+    act, grad, _ = capture(model, x, layer_module, logits.argmax(1))
+    return _hirescam(act, grad)

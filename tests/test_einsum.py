@@ -6,7 +6,6 @@ torch.functional.einsum through torch.fx, aten.einsum through torch.export) and 
 
 from __future__ import annotations
 
-import textwrap
 
 import pytest
 import torch
@@ -16,6 +15,7 @@ import evo
 from evo import ops
 from evo.cost import workload as W
 from evo.importer import from_torch
+from tests.refcam import channels_last_head_program, hirescam_by_hooks
 
 # (equation, operand shapes: "x" the batched [N, ...] input's shape after the batch, a list for a
 # learnable tensor)
@@ -78,40 +78,14 @@ HEADS = {
 
 @pytest.mark.parametrize("head", list(HEADS))
 def test_einsum_derivative_equals_autograd(head):
-    src = textwrap.dedent(f"""\
-        network Net(x: Tensor[N, 3, 4, 4]) {{
-            feat = conv2d(x, 4, 3, padding=1)
-            t = permute(feat, [0, 2, 3, 1])
-            w = parameter([4, 4], init=0.3)
-            y = {HEADS[head]}
-            s = softmax(y, dim=-1)
-            m = permute(y * s, [0, 3, 1, 2])
-            fc = linear(flatten(adaptive_avgpool2d(m, 2)), 5)
-            return fc
-        }}
-
-        cam C {{
-            network = Net
-            layer = feat
-            method = hirescam
-            upsample = none
-            normalize = none
-        }}
-        """)
+    src = channels_last_head_program(HEADS[head])
     prog = evo.compile(src)
     torch.manual_seed(1)
     net = prog.build("Net").eval()
     with torch.no_grad():
         net.w.uniform_(-1, 1)
     x = torch.randn(3, 3, 4, 4)
-    # the reference: autograd through the whole network, a hook on feat
-    acts = {}
-    hook = net.feat.register_forward_hook(lambda m, i, o: acts.__setitem__("a", o))
-    logits = net(x)
-    hook.remove()
-    cls = logits.argmax(1)
-    (g,) = torch.autograd.grad(logits.gather(1, cls[:, None]).sum(), acts["a"])
-    want = torch.relu((g * acts["a"]).sum(1)).detach()
+    want = hirescam_by_hooks(net, net.feat, x)  # autograd through the whole network, a hook on feat
     assert (want > 0).any()
     for strategy in ("autograd", "forward", "compiled"):
         got = prog.explainer("C", net, strategy=strategy)(x).maps

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 import evo
 from evo import cli
+from tests.refcam import channels_last_head_program, hirescam_by_hooks
 from tests.zoo import maxvit, swin
 
 
@@ -101,6 +102,21 @@ def _randomized_bn(make):
     return factory
 
 
+
+def _explained(model, network, layer, **settings):
+    """`model` imported with evo.from_torch (traced at 32x32) and compiled with `cam Explain` at
+    `layer` (upsample and normalize none, plus `settings` written as given), built and loaded
+    strict from the model's own state_dict: (program, network module)."""
+    from evo.importer import from_torch
+
+    src = from_torch(model, torch.randn(1, 3, 32, 32))
+    extra = "".join(f"    {k} = {v}\n" for k, v in settings.items())
+    prog = evo.compile(src + f"\ncam Explain {{\n    network = {network}\n    layer = {layer}\n{extra}"
+                             "    upsample = none\n    normalize = none\n}\n")
+    net = prog.build(network).eval()
+    net.load_state_dict(model.state_dict(), strict=True)
+    return prog, net
+
 maxvit_t = _randomized_bn(lambda: maxvit.maxvit_t(10, tiny=True))
 
 
@@ -141,20 +157,8 @@ def test_maxvit_gradcam_at_the_last_block_equals_hooks_and_backward(layer):
     every strategy and every class, against a forward hook on the mirror's module, one backward
     of each logit and the standard reductions (channel-mean gradient, or the gradient, times
     the activation, summed over channels, relu)."""
-    from evo.importer import from_torch
-
     model = maxvit_t()
-    src = from_torch(model, torch.randn(1, 3, 32, 32))
-    prog = evo.compile(src + textwrap.dedent(f"""
-        cam Explain {{
-            network = MaxVit
-            layer = {layer}
-            upsample = none
-            normalize = none
-        }}
-        """))
-    net = prog.build("MaxVit").eval()
-    net.load_state_dict(model.state_dict(), strict=True)
+    prog, net = _explained(model, "MaxVit", layer)
     torch.manual_seed(5)
     x = torch.randn(2, 3, 32, 32)
     module = model.blocks[-1] if layer == "blocks" else model.get_submodule(layer)
@@ -190,21 +194,9 @@ def test_maxvit_gradcam_inside_the_last_attentions_equals_hooks_and_backward(lay
     the compiler infers where H and W went (the partition's reshapes and permutes, the swap)
     and explains the map [N, C, H, W]; the reference folds the hooked windows back with the
     mirror's departition_swap + departition_op, every class, every strategy."""
-    from evo.importer import from_torch
-
     model = maxvit_t()
-    src = from_torch(model, torch.randn(1, 3, 32, 32))
     path = "blocks.1.layers.0.layers." + layer
-    prog = evo.compile(src + textwrap.dedent(f"""
-        cam Explain {{
-            network = MaxVit
-            layer = {path}
-            upsample = none
-            normalize = none
-        }}
-        """))
-    net = prog.build("MaxVit").eval()
-    net.load_state_dict(model.state_dict(), strict=True)
+    prog, net = _explained(model, "MaxVit", path)
     torch.manual_seed(5)
     x = torch.randn(2, 3, 32, 32)
     part = model.get_submodule(path.rsplit(".", 1)[0])  # the PartitionAttentionLayer
@@ -273,20 +265,8 @@ def test_swin_gradcam_at_the_last_stage_equals_hooks_and_backward(family):
     """Grad-CAM at `permute` (the last stage's normalised map, channels first: [N, C, 4, 4]), every
     strategy, against a forward hook on the mirror's `permute` module and one backward of the
     top-1 logits; the explainers read the blocks' buffers (relative_position_index) too."""
-    from evo.importer import from_torch
-
     model = globals()[family]()
-    src = from_torch(model, torch.randn(1, 3, 32, 32))
-    prog = evo.compile(src + textwrap.dedent("""
-        cam Explain {
-            network = SwinTransformer
-            layer = permute
-            upsample = none
-            normalize = none
-        }
-        """))
-    net = prog.build("SwinTransformer").eval()
-    net.load_state_dict(model.state_dict(), strict=True)
+    prog, net = _explained(model, "SwinTransformer", "permute")
     torch.manual_seed(3)
     x = torch.randn(2, 3, 32, 32)
     acts = {}
@@ -307,21 +287,8 @@ def test_swin_gradcam_of_the_channels_last_last_stage_equals_hooks_and_backward(
     """Grad-CAM at `features` (the last stage's output, channels last [N, 4, 4, C]; `grid = [4, 4]`
     states its layout), every strategy, against a forward hook on the mirror's `features`, one
     backward of the top-1 logits and the permute to [N, C, H, W] written here."""
-    from evo.importer import from_torch
-
     model = swin_t()
-    src = from_torch(model, torch.randn(1, 3, 32, 32))
-    prog = evo.compile(src + textwrap.dedent("""
-        cam Explain {
-            network = SwinTransformer
-            layer = features
-            grid = [4, 4]
-            upsample = none
-            normalize = none
-        }
-        """))
-    net = prog.build("SwinTransformer").eval()
-    net.load_state_dict(model.state_dict(), strict=True)
+    prog, net = _explained(model, "SwinTransformer", "features", grid="[4, 4]")
     torch.manual_seed(4)
     x = torch.randn(2, 3, 32, 32)
     acts = {}
@@ -360,20 +327,8 @@ def test_swin_channels_last_cams_need_no_grid(family, layer, hw):
     layout from the patch embedding's permute through the window attention (reshapes into
     windows and back, rolls), the residual adds and PatchMerging (strided slices, the concat
     on the channels), and explains each as [N, C, H, W]; every strategy against the hooks."""
-    from evo.importer import from_torch
-
     model = globals()[family]()
-    src = from_torch(model, torch.randn(1, 3, 32, 32))
-    prog = evo.compile(src + textwrap.dedent(f"""
-        cam Explain {{
-            network = SwinTransformer
-            layer = {layer}
-            upsample = none
-            normalize = none
-        }}
-        """))
-    net = prog.build("SwinTransformer").eval()
-    net.load_state_dict(model.state_dict(), strict=True)
+    prog, net = _explained(model, "SwinTransformer", layer)
     torch.manual_seed(5)
     x = torch.randn(2, 3, 32, 32)
     module = model
@@ -507,15 +462,10 @@ def test_swin_fullgrad_runs_with_autograd_and_equals_the_reference():
     sweep has no inputs for the learnable tables and buffers the attention reads, so `auto`
     picks autograd (before: a KeyError while building the explainer), and the map equals
     pytorch-grad-cam's definition written with hooks and autograd (tests/test_cam_methods.py)."""
-    from evo.importer import from_torch
     from tests.test_cam_methods import _fullgrad_reference
 
     model = swin_t()
-    src = from_torch(model, torch.randn(1, 3, 32, 32))
-    prog = evo.compile(src + "\ncam Explain {\n    network = SwinTransformer\n    layer = features\n"
-                             "    method = fullgrad\n    upsample = none\n    normalize = none\n}\n")
-    net = prog.build("SwinTransformer").eval()
-    net.load_state_dict(model.state_dict(), strict=True)
+    prog, net = _explained(model, "SwinTransformer", "features", method="fullgrad")
     torch.manual_seed(7)
     x = torch.randn(2, 3, 32, 32)
     res = prog.explainer("Explain", net)(x)
@@ -532,22 +482,10 @@ def test_swin_original_cam_at_the_channels_last_norm_reads_the_head_weights(fami
     it to channels first, pools and applies `head`, an affine head that folds to the class
     weights; the map equals relu(sum_c W[class, c] A_c) (tests/refcam.py) of the hooked `norm`
     output permuted here.  Grad-CAM there (compiled, folded) still equals hooks + backward."""
-    from evo.importer import from_torch
     from tests.refcam import ref_cam_head
 
     model = globals()[family]()
-    src = from_torch(model, torch.randn(1, 3, 32, 32))
-    prog = evo.compile(src + textwrap.dedent("""
-        cam Explain {
-            network = SwinTransformer
-            layer = norm
-            method = "cam"
-            upsample = none
-            normalize = none
-        }
-        """))
-    net = prog.build("SwinTransformer").eval()
-    net.load_state_dict(model.state_dict(), strict=True)
+    prog, net = _explained(model, "SwinTransformer", "norm", method='"cam"')
     torch.manual_seed(8)
     x = torch.randn(2, 3, 32, 32)
     acts = {}
@@ -573,14 +511,8 @@ def test_swin_shapleycam_at_the_channels_last_stage_every_strategy():
     mirror (a hook on `features`), the map relu(sum_c w_c A_c) after the permute to channels
     first, written here; every strategy equals it (the forward strategy's nested JVPs write
     layer_norm out: its own nested JVP is not the second derivative)."""
-    from evo.importer import from_torch
-
     model = swin_t()
-    src = from_torch(model, torch.randn(1, 3, 32, 32))
-    prog = evo.compile(src + "\ncam Explain {\n    network = SwinTransformer\n    layer = features\n"
-                             "    method = shapleycam\n    upsample = none\n    normalize = none\n}\n")
-    net = prog.build("SwinTransformer").eval()
-    net.load_state_dict(model.state_dict(), strict=True)
+    prog, net = _explained(model, "SwinTransformer", "features", method="shapleycam")
     torch.manual_seed(9)
     x = torch.randn(2, 3, 32, 32)
     acts = []
@@ -711,36 +643,17 @@ HEADS = {
 
 @pytest.mark.parametrize("op", list(HEADS))
 def test_window_op_derivatives_equal_autograd(op):
-    src = textwrap.dedent(f"""\
-        network Net(x: Tensor[N, 3, 4, 4]) {{
-            feat = conv2d(x, 4, 3, padding=1)
-            t = permute(feat, [0, 2, 3, 1])
-            w = parameter([4, 4], init=0.3)
-            y = {HEADS[op]}
-            s = softmax(y, dim=-1)
-            m = permute(y * s, [0, 3, 1, 2])
-            fc = linear(flatten(adaptive_avgpool2d(m, 2)), 5)
-            return fc
-        }}
-
-        cam C {{
-            network = Net
-            layer = feat
-            method = hirescam
-            upsample = none
-            normalize = none
-        }}
-        """)
-    prog = evo.compile(src)
+    prog = evo.compile(channels_last_head_program(HEADS[op]))
     torch.manual_seed(1)
     net = prog.build("Net").eval()
     with torch.no_grad():
         net.w.uniform_(-1, 1)
     x = torch.randn(3, 3, 4, 4)
-    want = prog.explainer("C", net, strategy="autograd")(x).maps
-    got = prog.explainer("C", net, strategy="compiled")(x).maps
+    want = hirescam_by_hooks(net, net.feat, x)  # autograd through the whole network, a hook on feat
     assert (want > 0).any()
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    for strategy in ("autograd", "forward", "compiled"):
+        got = prog.explainer("C", net, strategy=strategy)(x).maps
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=strategy)
 
 
 @pytest.mark.parametrize("expr, torch_fn", [
