@@ -150,6 +150,24 @@ def test_cam_on_tokens_equals_hook_and_reshape_transform(vit, layer, strategy, m
     assert err <= 1e-5 * max(1.0, float(want.abs().max())), (layer, strategy, method, err)
 
 
+def test_vit_fullgrad_every_strategy_equals_the_reference(vit):
+    """FullGrad of the tiny ViT (bias layer: the patch embedding's conv_proj): the compiled sweep
+    takes the class token and position embedding as side values; both strategies equal
+    pytorch-grad-cam's definition written with hooks and autograd (tests/test_cam_methods.py)."""
+    from tests.test_cam_methods import _fullgrad_reference
+
+    prog, model, ref, x = vit
+    with torch.no_grad():
+        cls = ref(x).argmax(1)
+    want = _fullgrad_reference(ref, x, cls)
+    assert float(want.abs().max()) > 0
+    for strategy in ("autograd", "compiled"):
+        got = prog.explainer("Explain", model, method="fullgrad", strategy=strategy, upsample="none",
+                             normalize="none")(x)
+        assert got.strategy == strategy
+        torch.testing.assert_close(got.maps.to(torch.float64), want, rtol=1e-4, atol=1e-5, msg=strategy)
+
+
 def test_compiled_vit_explainer_differentiates_attention_as_ops(vit):
     prog, model, ref, x = vit
     py = evo.compile(TINY.replace("method = gradcam", "method = gradcam; strategy = compiled")).emit_python()

@@ -457,23 +457,26 @@ def test_swin_at_a_size_that_is_not_a_multiple_of_the_window(family, size, maps,
         torch.testing.assert_close(res.maps, ref, rtol=1e-4, atol=1e-6, msg=strategy)
 
 
-def test_swin_fullgrad_runs_with_autograd_and_equals_the_reference():
-    """FullGrad of the Swin mirror (its bias layer: the patch embedding's conv): the compiled
-    sweep has no inputs for the learnable tables and buffers the attention reads, so `auto`
-    picks autograd (before: a KeyError while building the explainer), and the map equals
-    pytorch-grad-cam's definition written with hooks and autograd (tests/test_cam_methods.py)."""
+def test_swin_fullgrad_every_strategy_equals_the_reference():
+    """FullGrad of the Swin mirror (its bias layer: the patch embedding's conv), every strategy:
+    the compiled sweep takes the learnable tables and buffers the attention reads (and what is
+    computed from them, the relative bias and the masks) as side values computed before it
+    (before: auto fell back to autograd, compiled was NotDifferentiable, and earlier a KeyError),
+    and each map equals pytorch-grad-cam's definition written with hooks and autograd
+    (tests/test_cam_methods.py)."""
     from tests.test_cam_methods import _fullgrad_reference
 
     model = swin_t()
     prog, net = _explained(model, "SwinTransformer", "features", method="fullgrad")
     torch.manual_seed(7)
     x = torch.randn(2, 3, 32, 32)
-    res = prog.explainer("Explain", net)(x)
-    assert res.strategy == "autograd"
     top = model(x).argmax(1)
     want = _fullgrad_reference(model, x, top)
     assert want.shape == (2, 32, 32) and want.abs().max() > 0
-    torch.testing.assert_close(res.maps.to(torch.float64), want, rtol=1e-4, atol=1e-5)
+    for strategy in ("autograd", "compiled"):
+        res = prog.explainer("Explain", net, strategy=strategy)(x)
+        assert res.strategy == strategy
+        torch.testing.assert_close(res.maps.to(torch.float64), want, rtol=1e-4, atol=1e-5, msg=strategy)
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))

@@ -398,6 +398,18 @@ def _fullgrad_def(g: Graph, strategy: str, handles, consts, const_names: Namer) 
     eg = fullgrad_graph(g)
     namer = explainer_namer()
     f = _Flat(eg, handles, namer, consts, const_names)
+    _, side = head_nodes(g, g.inputs[0])
+    if side:  # the values read that do not depend on the input, computed as the network does
+        sf = _Flat(g, handles, namer, consts, const_names)
+        need = _needed(g, set(side))
+        for n in g.nodes:
+            if n.id in need and n.op != Op.INPUT:
+                sf.forward_node(n)
+        f.lines.extend(sf.lines)
+        by_name = {f"side{k}": sf.var[s] for k, s in enumerate(side)}
+        for n in eg.nodes:
+            if n.op == Op.INPUT and n.attr("role") == "side":
+                f.var[n.id] = by_name[n.name]
     dep = _grad_dependent(eg)
     f.var[eg.value("acts").id] = namer.fresh("acts")
     _forward_independent(f, eg, dep)

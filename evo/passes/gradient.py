@@ -259,10 +259,10 @@ def fullgrad_graph(g: Graph) -> Graph:
     out_id = g.outputs[0]
     if out_id not in {n.id for n in head}:
         raise NotDifferentiable("the output does not depend on the input")
-    if side:  # the emitted sweep has no inputs for them (the autograd strategy computes it)
-        raise NotDifferentiable(f"the network reads {len(side)} value(s) that do not depend on its input "
-                                f"(learnable tensors or buffers used in its ops, such as '{g.node(side[0]).name}')")
-    b, remap, grads, summed = _reverse_sweep(g, inp, head, (), out_id)
+    # values the network reads that do not depend on its input (learnable tensors, buffers and
+    # what is computed from them) enter the sweep as side inputs, named side0, side1, ... in the
+    # order head_nodes gives; the explainer computes them before the sweep
+    b, remap, grads, summed = _reverse_sweep(g, inp, head, side, out_id)
     a_id = remap[inp.id]
     if not grads.get(a_id) or any(t not in summed for t in taps):
         raise NotDifferentiable("the output does not depend on the input")
@@ -388,7 +388,9 @@ def fold_affine(eg: Graph) -> Graph:
     c = start.shape[1]
     hw = start.shape[2] * start.shape[3]
     chain = tuple(n.id for n in fwd if n.id != start.id)
-    const = Node(nid, CONST, (), (("chain", chain), ("scale", 1.0 / hw), ("start", start.id)), (ncls, c),
+    # `start` only where the basis enters after the acts (the IR of every other head stays as it was)
+    where = (("start", start.id),) if start.id != acts.id else ()
+    const = Node(nid, CONST, (), (("chain", chain), ("scale", 1.0 / hw)) + where, (ncls, c),
                  acts.span, "", None, "channel_weights")
     # the CAM: sum_c J[class, c] * acts[c] -- one weighted sum per explained class
     ws = Node(nid + 1, WEIGHTED_SUM, (start.id, const.id), (), (KB,) + tuple(start.shape[2:]), acts.span, "",
