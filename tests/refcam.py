@@ -614,3 +614,18 @@ def hirescam_by_hooks(model: nn.Module, layer_module: nn.Module, x: torch.Tensor
     _, _, logits = capture(model, x, layer_module, None)
     act, grad, _ = capture(model, x, layer_module, logits.argmax(1))
     return _hirescam(act, grad)
+
+
+def assert_head_strategies_equal_hooks(prog) -> None:
+    """For a program from `channels_last_head_program`: with `w` drawn in [-1, 1), the maps of every
+    strategy equal HiResCAM by hooks and autograd through the whole network (1e-5)."""
+    torch.manual_seed(1)
+    net = prog.build("Net").eval()
+    with torch.no_grad():
+        net.w.uniform_(-1, 1)
+    x = torch.randn(3, 3, 4, 4)
+    want = hirescam_by_hooks(net, net.feat, x)
+    assert (want > 0).any()
+    for strategy in ("autograd", "forward", "compiled"):
+        got = prog.explainer("C", net, strategy=strategy)(x).maps
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=strategy)

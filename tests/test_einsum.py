@@ -15,7 +15,7 @@ import evo
 from evo import ops
 from evo.cost import workload as W
 from evo.importer import from_torch
-from tests.refcam import channels_last_head_program, hirescam_by_hooks
+from tests.refcam import assert_head_strategies_equal_hooks, channels_last_head_program
 
 # (equation, operand shapes: "x" the batched [N, ...] input's shape after the batch, a list for a
 # learnable tensor)
@@ -80,16 +80,7 @@ HEADS = {
 def test_einsum_derivative_equals_autograd(head):
     src = channels_last_head_program(HEADS[head])
     prog = evo.compile(src)
-    torch.manual_seed(1)
-    net = prog.build("Net").eval()
-    with torch.no_grad():
-        net.w.uniform_(-1, 1)
-    x = torch.randn(3, 3, 4, 4)
-    want = hirescam_by_hooks(net, net.feat, x)  # autograd through the whole network, a hook on feat
-    assert (want > 0).any()
-    for strategy in ("autograd", "forward", "compiled"):
-        got = prog.explainer("C", net, strategy=strategy)(x).maps
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=strategy)
+    assert_head_strategies_equal_hooks(prog)
     # the compiled strategy differentiates the einsum with einsums (no autograd at run time)
     py = evo.compile(src.replace("normalize = none", "normalize = none\n    strategy = compiled")).emit_python()
     body = py[py.index("def compiled0"):]

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 import evo
 from evo import cli
-from tests.refcam import channels_last_head_program, hirescam_by_hooks
+from tests.refcam import assert_head_strategies_equal_hooks, channels_last_head_program
 from tests.zoo import maxvit, swin
 
 
@@ -647,16 +647,7 @@ HEADS = {
 @pytest.mark.parametrize("op", list(HEADS))
 def test_window_op_derivatives_equal_autograd(op):
     prog = evo.compile(channels_last_head_program(HEADS[op]))
-    torch.manual_seed(1)
-    net = prog.build("Net").eval()
-    with torch.no_grad():
-        net.w.uniform_(-1, 1)
-    x = torch.randn(3, 3, 4, 4)
-    want = hirescam_by_hooks(net, net.feat, x)  # autograd through the whole network, a hook on feat
-    assert (want > 0).any()
-    for strategy in ("autograd", "forward", "compiled"):
-        got = prog.explainer("C", net, strategy=strategy)(x).maps
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=strategy)
+    assert_head_strategies_equal_hooks(prog)
 
 
 @pytest.mark.parametrize("expr, torch_fn", [
