@@ -676,3 +676,48 @@ def test_gradient_methods_cost_what_they_run(batch):
                            hwc, "latency").latency_s
     for s in ("compiled", "autograd"):
         assert close(lat["Fullgrad"][s] + combine, lat["AtInput"][s], 1e-9), s
+
+
+def test_a_note_shared_by_many_ops_is_printed_once_with_their_count():
+    """Ops that get the same note (a ViT's layer norms all stream from the global buffer on a tier
+    whose PE memory holds no tile) share one note line naming the first three and counting the
+    rest; the JSON keeps each op's own notes."""
+    from evo.cost.report import format_table, grouped_notes
+
+    prog = evo.compile(EX_SRC_NOTES)
+    net = prog.cost("Norms", "Tiny").cost
+    per_op = {}
+    for o in net.ops:
+        for n in o.cost.notes:
+            per_op.setdefault(n, []).append(o.name)
+    streaming = [n for n in per_op if n.startswith("no tile fits")]
+    assert len(streaming) == 1 and len(per_op[streaming[0]]) == 5  # the five layernorms
+    names = per_op[streaming[0]]
+    table = format_table(net)
+    lines = [ln for ln in table.splitlines() if ln.startswith("note:") and streaming[0] in ln]
+    assert lines == [f"note: {names[0]}, {names[1]}, {names[2]} and 2 more ops: {streaming[0]}"]
+    assert grouped_notes(net, shown=5) == [(", ".join(names), streaming[0])] + [
+        (", ".join(v), k) for k, v in per_op.items() if k != streaming[0] and not k.startswith("view")]
+
+
+EX_SRC_NOTES = """evo 0.1
+
+network Norms(x: Tensor[N, 16, 32]) {
+    a = layernorm(x)
+    b = layernorm(a)
+    c = layernorm(b)
+    d = layernorm(c)
+    e = layernorm(d)
+    return e
+}
+
+hardware Tiny {
+    frequency = 100 MHz
+    pes = 4
+    word = 8 bit
+    mac_energy = 1 pJ
+    offchip DRAM { bandwidth = 1 GB/s; energy = 100 pJ/B }
+    global GLB { size = 64 KiB; bandwidth = 16 B/cycle; energy = 2 pJ/B }
+    pe Spad { size = 2 B; bandwidth = 2 B/cycle; energy = 0.1 pJ/B }
+}
+"""

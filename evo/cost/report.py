@@ -147,9 +147,26 @@ def format_table(net: NetworkCost, fps: float | None = None, title: str | None =
         verdict = "meets" if net.latency_s <= budget else "MISSES"
         lines.append(f"budget: {fps:g} fps = {fmt_time(budget)} per frame; estimate {fmt_time(net.latency_s)} "
                      f"({1 / net.latency_s if net.latency_s else float('inf'):.1f} fps): {verdict} the budget")
-    notes = [(o.name, n) for o in net.ops for n in o.cost.notes if not n.startswith("view")]
-    lines += [f"note: {name}: {n}" for name, n in notes]
+    lines += [f"note: {where}: {n}" for where, n in grouped_notes(net)]
     return "\n".join(lines)
+
+
+def grouped_notes(net: NetworkCost, shown: int = 3) -> list[tuple[str, str]]:
+    """The ops' notes, one per distinct text in order of first appearance, each with the ops it
+    concerns: 'a', 'a, b', or 'a, b, c and 22 more ops' (a ViT's 25 layer norms share one note)."""
+    by_text: dict[str, list[str]] = {}
+    for o in net.ops:
+        for n in o.cost.notes:
+            if not n.startswith("view"):
+                by_text.setdefault(n, []).append(o.name)
+    out = []
+    for n, names in by_text.items():
+        where = ", ".join(names[:shown])
+        if len(names) > shown:
+            rest = len(names) - shown
+            where += f" and {rest} more op{'s' if rest != 1 else ''}"
+        out.append((where, n))
+    return out
 
 
 def step_summary(net: NetworkCost, s) -> str:
