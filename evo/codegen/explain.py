@@ -406,10 +406,9 @@ def _fullgrad_def(g: Graph, strategy: str, handles, consts, const_names: Namer) 
             if n.id in need and n.op != Op.INPUT:
                 sf.forward_node(n)
         f.lines.extend(sf.lines)
-        by_name = {f"side{k}": sf.var[s] for k, s in enumerate(side)}
-        for n in eg.nodes:
-            if n.op == Op.INPUT and n.attr("role") == "side":
-                f.var[n.id] = by_name[n.name]
+        side_inputs = [n for n in eg.nodes if n.op == Op.INPUT and n.attr("role") == "side"]  # in `side`'s order
+        for n, s in zip(side_inputs, side, strict=True):
+            f.var[n.id] = sf.var[s]
     dep = _grad_dependent(eg)
     f.var[eg.value("acts").id] = namer.fresh("acts")
     _forward_independent(f, eg, dep)

@@ -332,7 +332,7 @@ def cam_costs(g: Graph, spec, hw, batch: int = 1, objective: str = "latency",
         try:
             eg = explain(layer, True)
             folded = is_folded(eg)
-            comp = cost_network(graph_ops(_closed(eg, _gradient_part(eg)), batch, k * batch, "grad:"), hwc, objective)
+            comp = cost_network(graph_ops(_closed_gradient(eg), batch, k * batch, "grad:"), hwc, objective)
             add("compiled", comp, times=1 if folded else hvp)
             if not folded:
                 add("compiled", _combine(spec.method, c, h, w, batch, k, hwc, objective, True))
@@ -341,7 +341,7 @@ def cam_costs(g: Graph, spec, hw, batch: int = 1, objective: str = "latency",
         # autograd: the unfolded gradient program, once per class column (batch B each)
         try:
             eg_u = explain(layer, False)
-            back = cost_network(graph_ops(_closed(eg_u, _gradient_part(eg_u)), batch, batch, "bwd:"), hwc, objective)
+            back = cost_network(graph_ops(_closed_gradient(eg_u), batch, batch, "bwd:"), hwc, objective)
             add("autograd", back, times=k * hvp)
             add("autograd", _combine(spec.method, c, h, w, batch, k, hwc, objective, True))
         except NotDifferentiable:
@@ -377,6 +377,7 @@ def pick_strategy(extras: dict, objective: str = "latency") -> str:
 
 
 def _closed_gradient(eg: Graph) -> Graph:
+    """The gradient part of an explain graph, closed over what it reads from the forward."""
     return _closed(eg, _gradient_part(eg))
 
 

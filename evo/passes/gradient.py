@@ -260,8 +260,8 @@ def fullgrad_graph(g: Graph) -> Graph:
     if out_id not in {n.id for n in head}:
         raise NotDifferentiable("the output does not depend on the input")
     # values the network reads that do not depend on its input (learnable tensors, buffers and
-    # what is computed from them) enter the sweep as side inputs, named side0, side1, ... in the
-    # order head_nodes gives; the explainer computes them before the sweep
+    # what is computed from them) enter the sweep as side inputs, in the order head_nodes gives;
+    # the explainer computes them before the sweep
     b, remap, grads, summed = _reverse_sweep(g, inp, head, side, out_id)
     a_id = remap[inp.id]
     if not grads.get(a_id) or any(t not in summed for t in taps):
