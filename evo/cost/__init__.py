@@ -13,7 +13,7 @@ Reports: :mod:`evo.cost.report` (text table, JSON, CSV, re-exported here) and
 """
 
 from evo.cost.hardware import PRESETS, Hardware, HardwareError, Level, as_hardware, hardware_from_dict
-from evo.cost.mapping import OBJECTIVES, LevelMapping, Mapping
+from evo.cost.mapping import OBJECTIVES, ConstraintError, LevelMapping, Mapping, MappingConstraints
 from evo.cost.model import (
     BOUNDS,
     Energy,
@@ -51,7 +51,7 @@ __all__ = [  # noqa: RUF022  (grouped by topic)
     "TensorUse", "Workload", "WorkloadError", "conv2d", "linear", "adaptive_pool", "output_elements", "with_word",
     # costing
     "cost_op", "cost_network", "clear_cache", "OpCost", "NetworkCost", "NetworkOp", "Traffic", "Energy",
-    "Mapping", "LevelMapping", "OBJECTIVES", "BOUNDS",
+    "Mapping", "LevelMapping", "MappingConstraints", "ConstraintError", "OBJECTIVES", "BOUNDS",
     # reports
     "format_table", "format_op", "op_to_dict", "to_dict", "to_json", "to_csv",
 ]

@@ -302,6 +302,60 @@ class Mapping:
 
 
 @dataclass(frozen=True)
+class MappingConstraints:
+    """Parts of a mapping fixed by the caller, the rest searched (as a Timeloop mapspace
+    constraint does): ``spatial`` the factor the array unrolls a dim by, ``glb_tile`` the
+    extent of a dim in each global-buffer tile (for a convolution's C: the input channels
+    whose partial sums a processing pass accumulates before they return to the buffer).
+    A value above the dim's extent means the whole dim.  Build with :meth:`of`."""
+
+    spatial: tuple[tuple[str, int], ...] = ()
+    glb_tile: tuple[tuple[str, int], ...] = ()
+
+    @classmethod
+    def of(cls, spatial: dict[str, int] | None = None, glb_tile: dict[str, int] | None = None) -> "MappingConstraints":
+        def norm(what: str, d: dict[str, int] | None) -> tuple[tuple[str, int], ...]:
+            out = []
+            for k, v in sorted((d or {}).items()):
+                if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                    raise ValueError(f"mapping constraint {what}[{k!r}] must be a positive integer; got {v!r}")
+                out.append((str(k), int(v)))
+            return tuple(out)
+
+        return cls(norm("spatial", spatial), norm("glb_tile", glb_tile))
+
+    def __bool__(self) -> bool:
+        return bool(self.spatial or self.glb_tile)
+
+    def check(self, nest: "Nest") -> None:
+        """A ValueError naming the dims a constraint may name, for a dim the nest lacks or
+        does not tile at the global buffer."""
+        for what, pairs, allowed in (("spatial", self.spatial, nest.names),
+                                     ("glb_tile", self.glb_tile, nest.glb_dims)):
+            for d, _ in pairs:
+                if d not in allowed:
+                    raise ValueError(f"mapping constraint {what}[{d!r}]: this {nest.kind} nest's "
+                                     f"{'dims' if what == 'spatial' else 'global-buffer tiled dims'} are "
+                                     f"{', '.join(allowed)}")
+
+
+class ConstraintError(ValueError):
+    """No mapping satisfies the caller's constraints on this tier."""
+
+
+def _fix_spatial(sp: np.ndarray, ctx: "_Ctx", fix: tuple) -> np.ndarray:
+    """The spatial candidates that unroll each constrained dim by its factor (by the whole
+    extent where that is smaller)."""
+    for d, v in fix:
+        i = ctx.idx[d]
+        sp = sp[sp[:, i] == min(v, int(ctx.D[i]))]
+    if not len(sp):
+        names = ", ".join(f"{d}{v}" for d, v in fix)
+        raise ConstraintError(f"no unrolling over the PE array satisfies the spatial constraint {names}")
+    return sp
+
+
+@dataclass(frozen=True)
 class SearchResult:
     mapping: Mapping
     offchip: dict        # role -> bytes across offchip<->global: input, weight, output, psum_read, psum_write
@@ -558,10 +612,12 @@ def _bigness(col: np.ndarray) -> tuple[bool, bool, np.ndarray]:
 # ---------------------------------------------------------------------------
 # GLB side: off-chip traffic
 @lru_cache(maxsize=1024)
-def _glb_side_cached(nest: Nest, hw: Hardware, word: float, resident_items: tuple, ratios: tuple = (1.0, 1.0)):
+def _glb_side_cached(nest: Nest, hw: Hardware, word: float, resident_items: tuple, ratios: tuple = (1.0, 1.0),
+                     fix: tuple = ()):
     """`hw` is a :func:`_glb_view`: tiers that differ only in what the GLB half does not
     read (the PE array, the PE memory's size, the off-chip bandwidth) share an entry."""
-    lp, eb, db, streaming, Ab = _memo_detail(_glb_side(_Ctx(nest, word), hw, dict(resident_items), ratios))[:5]
+    lp, eb, db, streaming, Ab = _memo_detail(_glb_side(_Ctx(nest, word), hw, dict(resident_items), ratios,
+                                                       fix=fix))[:5]
     return lp, eb, db, streaming, Ab, {}
 
 
@@ -659,13 +715,13 @@ def share_pe_halves(pes: int) -> None:
     _PE_SHARE = max(1, int(pes))
 
 
-def _pe_side_for(nest: Nest, hw: Hardware, word: float, skip: float, ratios: tuple):
+def _pe_side_for(nest: Nest, hw: Hardware, word: float, skip: float, ratios: tuple, fix: tuple = ()):
     """The PE half for `hw`.  Candidates are generated from the workload alone and only then
     filtered by the PE count, so a half enumerated for more PEs, masked to `hw.pes`, is the
     same half (same candidates, same order): a free-shaped array shares one entry across PE
     counts.  Returns (latency, energy, detail, streaming, compute time, bypass bytes)."""
     shaped = hw.rows is not None
-    key = (nest, _pe_view(hw, hw.pes if shaped else 1), word, skip, ratios)
+    key = (nest, _pe_view(hw, hw.pes if shaped else 1), word, skip, ratios, fix)
     entries = _PE_CACHE.get(key)
     hit = None
     if entries:
@@ -676,7 +732,7 @@ def _pe_side_for(nest: Nest, hw: Hardware, word: float, skip: float, ratios: tup
                     hit = masked[hw.pes] = _mask(res, hw.pes)
                 return hit
     cap = hw.pes if shaped else max(hw.pes, _PE_SHARE)
-    res = _memo_detail(_pe_side(_Ctx(nest, word), _pe_view(hw, cap), skip, ratios))
+    res = _memo_detail(_pe_side(_Ctx(nest, word), _pe_view(hw, cap), skip, ratios, fix))
     if len(_PE_CACHE) >= _PE_CACHE_MAX:
         _PE_CACHE.clear()
     hit = _mask(res, hw.pes)
@@ -748,7 +804,8 @@ def _capacity_ok(ctx: _Ctx, level, tiles: np.ndarray, base: float, which: int = 
     return ok
 
 
-def _glb_side(ctx: _Ctx, hw: Hardware, resident: dict[str, float], ratios: tuple = (1.0, 1.0), whole: tuple = ()):
+def _glb_side(ctx: _Ctx, hw: Hardware, resident: dict[str, float], ratios: tuple = (1.0, 1.0), whole: tuple = (),
+              fix: tuple = ()):
     """All GLB-half candidates: (port latency, energy, detail(i), streaming, off-chip bytes).  Only
     the per-candidate arrays are kept; detail(i) re-evaluates candidate i alone.  Operands the
     GLB does not hold are left to the PE half (they flow between off-chip and the PEs)."""
@@ -757,12 +814,19 @@ def _glb_side(ctx: _Ctx, hw: Hardware, resident: dict[str, float], ratios: tuple
     res_bytes = sum(resident.get(t.name, 0.0) * _total_elems(ctx, t) for t in nest.tensors) * word
     tile_vals = [np.array(_halvings(int(D[i])) if n in nest.glb_dims and n not in whole else (int(D[i]),),
                           dtype=np.int64) for i, n in enumerate(names)]
+    for d, v in fix:  # a constrained extent is the dim's only tile value
+        i = ctx.idx[d]
+        tile_vals[i] = np.array([min(v, int(D[i]))], dtype=np.int64)
 
     def feasible(tiles, memo):
         return _capacity_ok(ctx, hw.glb, tiles, res_bytes, skip=resident, memo=memo)
 
     tiles = _maximal_grid(tile_vals, feasible, _lattice(ctx, tile_vals))
     streaming = tiles.shape[0] == 0
+    if streaming and fix:
+        raise ConstraintError("the constrained global-buffer tile (" + ", ".join(f"{d}{v}" for d, v in fix)
+                              + f") does not fit the global buffer ({hw.glb.size_bytes:g} B) with any tiles "
+                              "of the other dims")
     orders = _orders(nest)
     if streaming:
         tiles = np.ones((1, len(names)), dtype=np.int64)
@@ -909,7 +973,12 @@ def _dataflow(nest: Nest, hw: Hardware) -> str:
     return hw.dataflow if nest.kind == "conv" else "any"
 
 
-def _spatial_candidates(ctx: _Ctx, hw: Hardware) -> np.ndarray:
+def _spatial_candidates(ctx: _Ctx, hw: Hardware, fix: tuple = ()) -> np.ndarray:
+    sp = _free_spatial_candidates(ctx, hw)
+    return _fix_spatial(sp, ctx, fix) if fix else sp
+
+
+def _free_spatial_candidates(ctx: _Ctx, hw: Hardware) -> np.ndarray:
     """Spatial unrollings: none, one dim or a pair (rows x cols of the array); with the
     array's shape given, one dim per axis; a dataflow restricts the dims (row-stationary:
     filter rows R and another dim down the rows, output rows P across the columns)."""
@@ -973,7 +1042,7 @@ def _rs_candidates(ctx: _Ctx, hw: Hardware) -> np.ndarray:
     return np.unique(np.vstack(out), axis=0)
 
 
-def _pe_candidates(ctx: _Ctx, hw: Hardware):
+def _pe_candidates(ctx: _Ctx, hw: Hardware, fix: tuple = ()):
     """The PE half's candidates: (spatial rows, per-PE tiles, loop orders, streaming)."""
     nest, names, D = ctx.nest, ctx.names, ctx.D
     nd = len(names)
@@ -1001,14 +1070,14 @@ def _pe_candidates(ctx: _Ctx, hw: Hardware):
     if streaming:
         ptiles = np.ones((1, nd), dtype=np.int64)
         orders = [(tuple(range(nd)), "none")]
-    return _spatial_candidates(ctx, hw), ptiles, orders, streaming
+    return _spatial_candidates(ctx, hw, fix), ptiles, orders, streaming
 
 
-def _pe_side(ctx: _Ctx, hw: Hardware, skip: float = 0.0, ratios: tuple = (1.0, 1.0)):
+def _pe_side(ctx: _Ctx, hw: Hardware, skip: float = 0.0, ratios: tuple = (1.0, 1.0), fix: tuple = ()):
     """All PE-half candidates: (latency, energy, detail(i), streaming, compute time, off-chip
     bytes of the operands that bypass the GLB)."""
     names = ctx.names
-    sp, ptiles, orders, streaming = _pe_candidates(ctx, hw)
+    sp, ptiles, orders, streaming = _pe_candidates(ctx, hw, fix)
     S, Pn = sp.shape[0], ptiles.shape[0]
     M = S * Pn
     lat_l, en_l, tc_l, off_l = [], [], [], []
@@ -1227,18 +1296,19 @@ _TILE_PE: dict = {}
 _TILE_PE_MAX = 4096
 
 
-def _pe_in_tile(nest: Nest, hw: Hardware, word: float, skip: float, ratios: tuple, t: tuple[int, ...]):
+def _pe_in_tile(nest: Nest, hw: Hardware, word: float, skip: float, ratios: tuple, t: tuple[int, ...],
+                fix: tuple = ()):
     """The PE half run inside every instance of the GLB tile `t` (`hw`: a :func:`_pe_view`):
     candidates (spatial unrolling, per-PE tile, PE loop order) are those of a whole tile, each
     priced on every instance (partial tiles clip it) and summed.  Returns per-candidate arrays
     (compute, GLB-port and PE-link times, energy, bypass bytes, active PEs) and detail(j), or
     None if no per-PE tile fits."""
-    key = (nest, hw, word, skip, ratios, t)
+    key = (nest, hw, word, skip, ratios, t, fix)
     hit = _TILE_PE.get(key)
     if hit is not None:
         return hit
     full = _Ctx(_sub_nest(nest, t), word)
-    sp, ptiles, orders, streaming = _pe_candidates(full, hw)
+    sp, ptiles, orders, streaming = _pe_candidates(full, hw, fix)
     if streaming:
         hit = None
     else:
@@ -1294,7 +1364,8 @@ _RS_WHOLE = ("Q",)  # a row-stationary processing pass works on whole ofmap rows
 
 
 def _joint_search(nest: Nest, hw: Hardware, word: float, objective: str, resident: dict[str, float],
-                  e_const: float, ratios: tuple, skip: float) -> SearchResult | None:
+                  e_const: float, ratios: tuple, skip: float,
+                  fix: MappingConstraints = MappingConstraints()) -> SearchResult | None:
     """The mapping of a row-stationary tier: the PE schedule runs inside each GLB tile, so
     the data the PE-level loops revisit is the tile the GLB holds (it fits by construction),
     partial sums leave the PEs at least once per GLB tile (one more GLB read for every
@@ -1305,7 +1376,8 @@ def _joint_search(nest: Nest, hw: Hardware, word: float, objective: str, residen
     exactly over every (GLB tile, GLB loop order, PE candidate) triple.  None: no tile fits
     a level (the split search's streaming model then applies)."""
     ctx = _Ctx(nest, word)
-    _, _, gdetail, gstream, Ab, (tiles, gorders) = _glb_side(ctx, _glb_view(hw), resident, ratios, _RS_WHOLE)
+    _, _, gdetail, gstream, Ab, (tiles, gorders) = _glb_side(ctx, _glb_view(hw), resident, ratios, _RS_WHOLE,
+                                                             fix.glb_tile)
     if gstream:
         return None
     gdetail = lru_cache(maxsize=None)(gdetail)
@@ -1319,7 +1391,7 @@ def _joint_search(nest: Nest, hw: Hardware, word: float, objective: str, residen
     best, best_key, total = None, None, 0
     for ti in range(M):
         t = tuple(int(v) for v in np.minimum(tiles[ti], D))
-        res = _pe_in_tile(nest, pview, word, skip, ratios, t)
+        res = _pe_in_tile(nest, pview, word, skip, ratios, t, fix.spatial)
         if res is None:
             return None
         arr, _, n_c = res
@@ -1355,7 +1427,8 @@ def _joint_search(nest: Nest, hw: Hardware, word: float, objective: str, residen
         if best_key is None or key < best_key:
             best_key, best = key, (ti, k // n_c, k % n_c, reload)
     ti, oi, j, reload = best
-    arr, pdetail, _ = _TILE_PE[(nest, pview, word, skip, ratios, tuple(int(v) for v in np.minimum(tiles[ti], D)))]
+    arr, pdetail, _ = _TILE_PE[(nest, pview, word, skip, ratios, tuple(int(v) for v in np.minimum(tiles[ti], D)),
+                                fix.spatial)]
     glb_map, off_glb_roles, _ = gdetail(oi * M + ti)
     pe_map, spatial, onchip, off_pe, fill, cycles = pdetail(j)
     onchip = dict(onchip)
@@ -1381,7 +1454,8 @@ def _joint_search(nest: Nest, hw: Hardware, word: float, objective: str, residen
 
 def search(nest: Nest, hw: Hardware, word_bytes: float, objective: str = "latency",
            resident: dict[str, float] | None = None, e_const: float = 0.0,
-           sparsity: tuple[float, float] = (0.0, 0.0)) -> SearchResult:
+           sparsity: tuple[float, float] = (0.0, 0.0),
+           constraints: MappingConstraints | None = None) -> SearchResult:
     """The best mapping of `nest` on `hw` for `objective` (``latency`` | ``energy`` | ``edp``).
 
     `resident` maps tensor names to the fraction of that tensor already held in the
@@ -1390,19 +1464,24 @@ def search(nest: Nest, hw: Hardware, word_bytes: float, objective: str = "latenc
     used only where the halves interact (EDP; energy on a tier with static power, which is
     drawn over the latency and so part of the energy minimised).  `sparsity` = (zero fraction of the input activation, of the
     output): with the tier's ``zero_skipping`` the input's zeros skip cycles, with its
-    ``compression`` both activations cross off-chip run-length coded."""
+    ``compression`` both activations cross off-chip run-length coded.  `constraints` fixes
+    parts of the mapping (:class:`MappingConstraints`); the rest is searched as usual, and a
+    :class:`ConstraintError` says when nothing satisfies them."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
+    fix = constraints or MappingConstraints()
+    fix.check(nest)
     resident = resident or {}
     z_in, z_out = float(sparsity[0]), float(sparsity[1])
     ratios = (hw.compression_ratio(z_in), hw.compression_ratio(z_out))
     skip = z_in if (hw.zero_skipping and nest.kind == "conv") else 0.0
     if _dataflow(nest, hw) == "row_stationary":
-        r = _joint_search(nest, hw, float(word_bytes), objective, resident, e_const, ratios, skip)
+        r = _joint_search(nest, hw, float(word_bytes), objective, resident, e_const, ratios, skip, fix)
         if r is not None:
             return r
-    la, ea, da, _, ta, Ba, pe_half, bypass = _pe_side_for(nest, hw, float(word_bytes), skip, ratios)
-    side = _glb_side_cached(nest, _glb_view(hw), float(word_bytes), tuple(sorted(resident.items())), ratios)
+    la, ea, da, _, ta, Ba, pe_half, bypass = _pe_side_for(nest, hw, float(word_bytes), skip, ratios, fix.spatial)
+    side = _glb_side_cached(nest, _glb_view(hw), float(word_bytes), tuple(sorted(resident.items())), ratios,
+                            fix.glb_tile)
     lp, eb, db, _, Ab, _ = side
     bw = hw.offchip.bandwidth_bps
     glb_half = _glb_half(side, bw)

@@ -32,6 +32,7 @@ from evo.cost.hardware import Hardware, as_hardware
 from evo.cost.mapping import (
     OBJECTIVES,
     Mapping,
+    MappingConstraints,
     clear_search_cache,
     compulsory_elements,
     nest_for,
@@ -204,7 +205,7 @@ def _with_word(w: Workload, word_bits: float) -> Workload:
 
 def cost_op(workload: Workload, hw: Hardware, objective: str = "latency", fused_input_on_chip: bool = False,
             fused_output_on_chip: bool = False, *, fused_input_elements: int | None = None,
-            sparsity: tuple[float, float] = (0.0, 0.0)) -> OpCost:
+            sparsity: tuple[float, float] = (0.0, 0.0), constraints: MappingConstraints | None = None) -> OpCost:
     """Cost of one op on `hw`, with the best mapping for `objective` (latency | energy | edp).
 
     ``fused_input_on_chip``: the input made by the previous op is already in the GLB
@@ -217,14 +218,20 @@ def cost_op(workload: Workload, hw: Hardware, objective: str = "latency", fused_
     ``sparsity`` = (zero fraction of the input activation, of the output activation), e.g.
     measured by ``evoc cost --calibrate``: the tier's ``zero_gating`` saves the MAC and
     operand energy of zero inputs, ``zero_skipping`` also their cycles, ``compression``
-    shrinks both activations' off-chip bytes (run-length coding)."""
+    shrinks both activations' off-chip bytes (run-length coding).
+
+    ``constraints`` (:class:`~evo.cost.mapping.MappingConstraints`) fixes parts of the mapping,
+    e.g. ``MappingConstraints.of(spatial={"P": 13}, glb_tile={"C": 1})`` to cost a published
+    chip's own choice; the rest is searched.  A constraint naming a dim the op lacks is a
+    ValueError; one that no mapping satisfies, a ``ConstraintError``."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
     hw = as_hardware(hw)
     w = _resolve_word(workload, hw)
     fin_el = None if not fused_input_on_chip or fused_input_elements is None else int(fused_input_elements)
     sp = _sparsity(sparsity, hw)
-    return _cost_cached(w, hw, objective, bool(fused_input_on_chip), bool(fused_output_on_chip), fin_el, sp)
+    fix = constraints if constraints else None
+    return _cost_cached(w, hw, objective, bool(fused_input_on_chip), bool(fused_output_on_chip), fin_el, sp, fix)
 
 
 def _sparsity(sparsity, hw: Hardware) -> tuple[float, float]:
@@ -248,7 +255,7 @@ def _operand_words(nest) -> dict[str, float]:
 
 @lru_cache(maxsize=8192)
 def _cost_cached(w: Workload, hw: Hardware, objective: str, fin: bool, fout: bool, fin_el: int | None,
-                 sparsity: tuple[float, float] = (0.0, 0.0)) -> OpCost:
+                 sparsity: tuple[float, float] = (0.0, 0.0), constraints: MappingConstraints | None = None) -> OpCost:
     word = w.word_bits / 8.0
     if isinstance(w, CopyWorkload):
         return _cost_copy(w, hw, objective, fin, fout, fin_el, word, sparsity)
@@ -268,7 +275,7 @@ def _cost_cached(w: Workload, hw: Hardware, objective: str, fin: bool, fout: boo
     e_pe_ops = macs // nest.ops_per_point * wpp * word
     mac_e = macs * (1.0 - gate) * hw.mac_energy_j
     e_const = mac_e + e_pe_ops * hw.operand_energy
-    r = search(nest, hw, word, objective, resident, e_const, sparsity)
+    r = search(nest, hw, word, objective, resident, e_const, sparsity, constraints)
     if r.mapping.glb.streaming:
         notes.append(f"no tile fits the global buffer ({hw.glb.size_bytes:g} B): streaming from off-chip")
     if r.mapping.pe.streaming:
