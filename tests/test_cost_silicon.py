@@ -20,6 +20,7 @@ from evo.cost import (
     PRESETS,
     ConstraintError,
     ConvWorkload,
+    CopyWorkload,
     Hardware,
     Level,
     conv2d,
@@ -712,6 +713,8 @@ def test_constraint_errors_are_clear():
     with pytest.raises(ConstraintError, match=r"does not fit the global buffer \(1024 B\)"):
         cost_op(w, hw.with_level("global", size_bytes=1024.0),
                 constraints=MappingConstraints.of(glb_tile={"C": 8, "K": 8, "P": 8}))
+    with pytest.raises(ValueError, match="no mapping to constrain"):
+        cost_op(CopyWorkload(64, 64), hw, constraints=MappingConstraints.of(spatial={"E": 2}))
     # no constraint is no constraint
     assert cost_op(w, hw, constraints=MappingConstraints()) == cost_op(w, hw)
 

@@ -258,6 +258,8 @@ def _cost_cached(w: Workload, hw: Hardware, objective: str, fin: bool, fout: boo
                  sparsity: tuple[float, float] = (0.0, 0.0), constraints: MappingConstraints | None = None) -> OpCost:
     word = w.word_bits / 8.0
     if isinstance(w, CopyWorkload):
+        if constraints:
+            raise ValueError(f"mapping constraints given for a {w.kind}: it moves data and has no mapping to constrain")
         return _cost_copy(w, hw, objective, fin, fout, fin_el, word, sparsity)
     nest = nest_for(w)
     notes: list[str] = []
