@@ -1480,6 +1480,9 @@ def search(nest: Nest, hw: Hardware, word_bytes: float, objective: str = "latenc
         if r is not None:
             return r
     la, ea, da, _, ta, Ba, pe_half, bypass = _pe_side_for(nest, hw, float(word_bytes), skip, ratios, fix.spatial)
+    if pe_half.size == 0:  # only constraints can empty a half (enumerated for more PEs, masked to hw's)
+        raise ConstraintError("no unrolling over the PE array satisfies the spatial constraint "
+                              + ", ".join(f"{d}{v}" for d, v in fix.spatial) + f" on {hw.pes} PEs")
     side = _glb_side_cached(nest, _glb_view(hw), float(word_bytes), tuple(sorted(resident.items())), ratios,
                             fix.glb_tile)
     lp, eb, db, _, Ab, _ = side
