@@ -735,3 +735,24 @@ def test_constraining_to_the_searched_choice_changes_nothing(w, hw, objective):
     assert c.mapping.spatial == free.mapping.spatial and c.mapping.glb.tiles == free.mapping.glb.tiles
     assert close(c.latency_s, free.latency_s) and close(c.energy_j, free.energy_j)
     assert c.offchip == free.offchip
+
+
+def test_network_constraints_reach_their_op_and_no_other():
+    """cost_network passes an op's constraints to that op, unfused and in the fusion trials; the
+    other ops are searched freely; a name no op has is refused."""
+    hw = toy(pes=12, rows=3, cols=4, dataflow="row_stationary", glb_holds=("input", "output"), pe=64, bw=1e13)
+    a, b = conv2d(1, 4, 4, 4, 4, 3, padding=1, bias=False), conv2d(1, 4, 4, 4, 2, 3, padding=1, bias=False)
+    ops = [("a", a, ()), ("b", b, ("a",))]
+    fix = MappingConstraints.of(spatial={"P": 2}, glb_tile={"C": 1})
+    free = cost_network(ops, hw, "energy")
+    pinned = cost_network(ops, hw, "energy", constraints={"b": fix})
+    fa, fb = (o.cost for o in free.ops)
+    pa, pb = (o.cost for o in pinned.ops)
+    assert pa == fa  # a: as free
+    assert dict(pb.mapping.spatial)["P"] == 2 and dict(pb.mapping.glb.tiles)["C"] == 1
+    assert pb.fused_input_on_chip == fb.fused_input_on_chip
+    alone = cost_op(b, hw, "energy", pb.fused_input_on_chip, pb.fused_output_on_chip,
+                    fused_input_elements=16 * 4 if pb.fused_input_on_chip else None, constraints=fix)
+    assert close(alone.energy_j, pb.energy_j) and close(alone.latency_s, pb.latency_s)
+    with pytest.raises(ValueError, match="'c': no op of the network has that name"):
+        cost_network(ops, hw, constraints={"c": fix})

@@ -313,7 +313,8 @@ class MappingConstraints:
     glb_tile: tuple[tuple[str, int], ...] = ()
 
     @classmethod
-    def of(cls, spatial: dict[str, int] | None = None, glb_tile: dict[str, int] | None = None) -> "MappingConstraints":
+    def of(cls, spatial: dict[str, int] | None = None,
+           glb_tile: dict[str, int] | None = None) -> "MappingConstraints":
         def norm(what: str, d: dict[str, int] | None) -> tuple[tuple[str, int], ...]:
             out = []
             for k, v in sorted((d or {}).items()):

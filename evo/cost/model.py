@@ -255,11 +255,13 @@ def _operand_words(nest) -> dict[str, float]:
 
 @lru_cache(maxsize=8192)
 def _cost_cached(w: Workload, hw: Hardware, objective: str, fin: bool, fout: bool, fin_el: int | None,
-                 sparsity: tuple[float, float] = (0.0, 0.0), constraints: MappingConstraints | None = None) -> OpCost:
+                 sparsity: tuple[float, float] = (0.0, 0.0),
+                 constraints: MappingConstraints | None = None) -> OpCost:
     word = w.word_bits / 8.0
     if isinstance(w, CopyWorkload):
         if constraints:
-            raise ValueError(f"mapping constraints given for a {w.kind}: it moves data and has no mapping to constrain")
+            raise ValueError(f"mapping constraints given for a {w.kind}: it moves data and has no mapping "
+                             "to constrain")
         return _cost_copy(w, hw, objective, fin, fout, fin_el, word, sparsity)
     nest = nest_for(w)
     notes: list[str] = []
@@ -577,7 +579,7 @@ def _normalise(ops: Iterable) -> list[tuple[str, Workload, tuple[str, ...]]]:
 
 
 def cost_network(ops: Iterable, hw: Hardware, objective: str = "latency", fuse: bool = True,
-                 sparsity: dict | None = None) -> NetworkCost:
+                 sparsity: dict | None = None, constraints: dict | None = None) -> NetworkCost:
     """Cost a network given in execution order as ``(name, workload, producer_names)`` items.
 
     Ops run one after another (latencies add).  Fusion: the output of op *i* stays
@@ -585,14 +587,22 @@ def cost_network(ops: Iterable, hw: Hardware, objective: str = "latency", fuse: 
     consumer, the tensor fits in the GLB next to both ops' other needs, and doing
     so neither increases the off-chip traffic nor worsens the objective.  Views
     (flatten) between the two pass the tensor through.  ``sparsity`` maps op names to
-    (input, output) zero fractions (see :func:`cost_op`)."""
+    (input, output) zero fractions, ``constraints`` op names to
+    :class:`~evo.cost.mapping.MappingConstraints` (see :func:`cost_op`); a name that is no
+    op's is a ValueError."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
     hw = as_hardware(hw)
     items = _normalise(ops)
     n = len(items)
     sp = [(sparsity or {}).get(name, (0.0, 0.0)) for name, _, _ in items]
-    unfused = [cost_op(w, hw, objective, sparsity=sp[k]) for k, (_, w, _) in enumerate(items)]
+    cons = constraints or {}
+    unknown = sorted(set(cons) - {name for name, _, _ in items})
+    if unknown:
+        raise ValueError(f"mapping constraints for {', '.join(map(repr, unknown))}: no op of the network "
+                         "has that name")
+    fx = [cons.get(name) for name, _, _ in items]
+    unfused = [cost_op(w, hw, objective, sparsity=sp[k], constraints=fx[k]) for k, (_, w, _) in enumerate(items)]
     cur = list(unfused)
     fin = [False] * n
     fout = [False] * n
@@ -634,7 +644,8 @@ def cost_network(ops: Iterable, hw: Hardware, objective: str = "latency", fuse: 
         for k in chain:
             trial[k] = (fin[k] if k == chain[0] else True, True if k != chain[-1] else fout[k],
                         fin_el[k] if k == chain[0] else out_el)
-        new = {k: cost_op(items[k][1], hw, objective, a, b, fused_input_elements=c, sparsity=sp[k])
+        new = {k: cost_op(items[k][1], hw, objective, a, b, fused_input_elements=c, sparsity=sp[k],
+                          constraints=fx[k])
                for k, (a, b, c) in trial.items()}
         honored = all(new[k].fused_output_on_chip == trial[k][1] and new[k].fused_input_on_chip == trial[k][0]
                       for k in chain)
