@@ -475,6 +475,17 @@ def _round_trip(model: nn.Module, x: torch.Tensor, **kw) -> str:
     return src
 
 
+def _fx_round_trip(model: nn.Module, x: torch.Tensor) -> str:
+    """The fx graph of `model` converts with no problem (no fallback to an exported graph), and
+    the program round-trips (_round_trip): its source."""
+    from evo.importer.trace import Problems, trace_fx
+
+    problems = Problems()
+    trace_fx(model, x, problems, ())
+    assert not problems, problems.items
+    return _round_trip(model, x)
+
+
 def test_module_list_applied_in_a_loop_is_a_seq():
     src = _round_trip(ListNet(), torch.randn(2, 3, 16, 16))
     assert "blocks = seq(stem) {" in src and "Blk()" in src
@@ -626,14 +637,9 @@ def test_pad_and_matmul_import_through_their_op_entries():
     """F.pad / nn.ZeroPad2d (constant mode, zeros, the last dimensions) and torch.matmul / torch.bmm /
     `@` import as evo's pad and matmul: the program loads strict and gives the same logits to 1e-5
     (_round_trip); the fx graph is the one converted (no fallback needed)."""
-    from evo.importer.trace import Problems, trace_fx
-
     model = PadMatmul().eval()
     x = torch.randn(2, 3, 8, 8)
-    problems = Problems()
-    trace_fx(model, x, problems, ())
-    assert not problems, problems.items
-    src = _round_trip(model, x)
+    src = _fx_round_trip(model, x)
     assert src.count("pad(") == 3 and src.count("matmul(") == 3, src
     assert "[1, 1, 2, 0]" in src and "[1, 0, 0, 1]" in src and "[0, 0, 0, 0, 1, 0]" in src, src
 
@@ -660,14 +666,9 @@ def test_slices_and_positions_import_from_the_fx_graph():
     """x[..., 0::2, 1::2], x[:, 1:5, :, -3:], x[:, 2, 1:7:3] and x[:, -1] in an fx graph import as
     subsample / narrow / select (they did only from an exported graph): the fx graph has no problem,
     the program loads strict and gives the same logits to 1e-5."""
-    from evo.importer.trace import Problems, trace_fx
-
     model = Slicing().eval()
     x = torch.randn(2, 3, 8, 8)
-    problems = Problems()
-    trace_fx(model, x, problems, ())
-    assert not problems, problems.items
-    src = _round_trip(model, x)
+    src = _fx_round_trip(model, x)
     assert "subsample(" in src and "narrow(" in src and "select(" in src, src
 
 
@@ -688,14 +689,9 @@ def test_unsqueeze_and_squeeze_import_as_reshapes():
     """x.unsqueeze(d) / torch.squeeze(x, d) / x[:, None] in an fx graph import as the reshape to the
     traced shape (the reason was 'no evo op for adding dimensions'): no fx problem, strict load, same
     logits."""
-    from evo.importer.trace import Problems, trace_fx
-
     model = Squeezes().eval()
     x = torch.randn(2, 3, 5, 5)
-    problems = Problems()
-    trace_fx(model, x, problems, ())
-    assert not problems, problems.items
-    assert "reshape(" in _round_trip(model, x)
+    assert "reshape(" in _fx_round_trip(model, x)
 
 
 class Scales(nn.Module):
@@ -719,14 +715,9 @@ def test_products_and_quotients_by_a_number_import_as_scale_by():
     graph import as scale_by (they did only from an exported graph; fx reported 'multiplies by a
     constant' and 'no evo op for division'): no fx problem, strict load, same logits to 1e-5; a product
     of two tensors stays `*`."""
-    from evo.importer.trace import Problems, trace_fx
-
     model = Scales().eval()
     x = torch.randn(2, 3, 5, 5)
-    problems = Problems()
-    trace_fx(model, x, problems, ())
-    assert not problems, problems.items
-    src = _round_trip(model, x)
+    src = _fx_round_trip(model, x)
     assert src.count("scale_by(") == 13 and " * " in src and "-1.0" in src, src
 
 
