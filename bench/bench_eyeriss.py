@@ -218,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         if mode == "chip":
             print("The chip's mapping: e ofmap rows across the columns and q r channels per processing pass "
                   "as Table VI shows them (e, q r per layer: "
-                  + ", ".join(f"{n} {chip_mapping(C, K, H, p)[0]}/{chip_mapping(C, K, H, p)[1]}"
-                              for n, C, K, H, p in VGG) + "); the rest searched")
+                  + ", ".join(f"{n} {'/'.join(map(str, chip_mapping(C, K, H, p)))}" for n, C, K, H, p in VGG)
+                  + "); the rest searched")
         else:
             print("The model's own mapping search (every choice its own)")
         print()

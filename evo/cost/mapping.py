@@ -344,6 +344,15 @@ class ConstraintError(ValueError):
     """No mapping satisfies the caller's constraints on this tier."""
 
 
+def _pairs(fix: tuple) -> str:
+    """Constrained dims as a mapping prints them: 'C1, P13'."""
+    return ", ".join(f"{d}{v}" for d, v in fix)
+
+
+def _no_unrolling(fix: tuple, where: str = "") -> ConstraintError:
+    return ConstraintError(f"no unrolling over the PE array satisfies the spatial constraint {_pairs(fix)}{where}")
+
+
 def _fix_spatial(sp: np.ndarray, ctx: "_Ctx", fix: tuple) -> np.ndarray:
     """The spatial candidates that unroll each constrained dim by its factor (by the whole
     extent where that is smaller)."""
@@ -351,8 +360,7 @@ def _fix_spatial(sp: np.ndarray, ctx: "_Ctx", fix: tuple) -> np.ndarray:
         i = ctx.idx[d]
         sp = sp[sp[:, i] == min(v, int(ctx.D[i]))]
     if not len(sp):
-        names = ", ".join(f"{d}{v}" for d, v in fix)
-        raise ConstraintError(f"no unrolling over the PE array satisfies the spatial constraint {names}")
+        raise _no_unrolling(fix)
     return sp
 
 
@@ -825,9 +833,8 @@ def _glb_side(ctx: _Ctx, hw: Hardware, resident: dict[str, float], ratios: tuple
     tiles = _maximal_grid(tile_vals, feasible, _lattice(ctx, tile_vals))
     streaming = tiles.shape[0] == 0
     if streaming and fix:
-        raise ConstraintError("the constrained global-buffer tile (" + ", ".join(f"{d}{v}" for d, v in fix)
-                              + f") does not fit the global buffer ({hw.glb.size_bytes:g} B) with any tiles "
-                              "of the other dims")
+        raise ConstraintError(f"the constrained global-buffer tile ({_pairs(fix)}) does not fit the global "
+                              f"buffer ({hw.glb.size_bytes:g} B) with any tiles of the other dims")
     orders = _orders(nest)
     if streaming:
         tiles = np.ones((1, len(names)), dtype=np.int64)
@@ -1482,8 +1489,7 @@ def search(nest: Nest, hw: Hardware, word_bytes: float, objective: str = "latenc
             return r
     la, ea, da, _, ta, Ba, pe_half, bypass = _pe_side_for(nest, hw, float(word_bytes), skip, ratios, fix.spatial)
     if pe_half.size == 0:  # only constraints can empty a half (enumerated for more PEs, masked to hw's)
-        raise ConstraintError("no unrolling over the PE array satisfies the spatial constraint "
-                              + ", ".join(f"{d}{v}" for d, v in fix.spatial) + f" on {hw.pes} PEs")
+        raise _no_unrolling(fix.spatial, f" on {hw.pes} PEs")
     side = _glb_side_cached(nest, _glb_view(hw), float(word_bytes), tuple(sorted(resident.items())), ratios,
                             fix.glb_tile)
     lp, eb, db, _, Ab, _ = side
