@@ -1024,29 +1024,39 @@ def _free_spatial_candidates(ctx: _Ctx, hw: Hardware) -> np.ndarray:
 
 def _rs_candidates(ctx: _Ctx, hw: Hardware) -> np.ndarray:
     """Row-stationary [E16]: each PE runs a 1-D convolution of one filter row over one input
-    row; filter rows (R) go down a column of PEs and output rows (P) across the columns; the
-    rest of the rows is filled with copies over another dim (filters, channels or images)."""
+    row; a PE set has the filter rows (R) down a column and the output rows (P) across the
+    columns, and copies of the set over up to two other dims (filters, channels, images,
+    groups) fill the array, stacked down the rows or side by side across the columns (the
+    chip's own AlexNet mappings [E17, Table III] put two 11 x 7 sets side by side in CONV1
+    and four 3 x 13 sets, two channels by two filters, down the rows in CONV4 and 5)."""
     D, idx = ctx.D, ctx.idx
     rows, cols = hw.rows, hw.cols
     nd = len(D)
     r_i, p_i = idx["R"], idx["P"]
     r_vals = [v for v in (1,) + _spatial_values(int(D[r_i])) if v <= rows]
     p_vals = [v for v in (1,) + _spatial_values(int(D[p_i])) if v <= cols]
+    copy = [(idx[d], _spatial_values(int(D[idx[d]]))) for d in ("N", "G", "K", "C") if D[idx[d]] > 1]
     out = []
     for sr in r_vals:
         for sp in p_vals:
+            down, across = rows // sr, cols // sp  # set copies the array has room for each way
             base = np.ones(nd, dtype=np.int64)
             base[r_i], base[p_i] = sr, sp
             out.append(base)
-            for d in ("N", "G", "K", "C"):
-                i = idx[d]
-                if D[i] <= 1:
-                    continue
-                for v in _spatial_values(int(D[i])):
-                    if sr * v <= rows:
-                        r = base.copy()
-                        r[i] = v
-                        out.append(r)
+            for k, (i, vi) in enumerate(copy):
+                for a in vi:
+                    if a > max(down, across):
+                        continue
+                    r = base.copy()
+                    r[i] = a
+                    out.append(r)
+                    for j, vj in copy[k + 1:]:  # a second dim: the same way as the first or the other
+                        for b in vj:
+                            if (a * b <= down or a * b <= across or (a <= down and b <= across)
+                                    or (a <= across and b <= down)):
+                                r2 = r.copy()
+                                r2[j] = b
+                                out.append(r2)
     return np.unique(np.vstack(out), axis=0)
 
 
