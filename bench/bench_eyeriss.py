@@ -2,7 +2,7 @@
 Eyeriss chip, beside the chip's measurements.
 
     python bench/bench_eyeriss.py [--zeros Z] [--objective latency|energy|edp] [--mapping chip|search|both]
-                                  [--markdown] [--mappings]
+                                  [--refit] [--markdown] [--mappings]
 
 Source of the measurements: Y.-H. Chen, T. Krishna, J. Emer, V. Sze, "Eyeriss: An
 Energy-Efficient Reconfigurable Accelerator for Deep Convolutional Neural Networks",
@@ -36,6 +36,15 @@ Columns, per layer and in total:
   spads, MACs) over its processing latency, plus the tier's static power;
 * active PEs: the chip's against the mapping's.
 
+Calibration, held out from VGG-16: the two constants the paper does not give, the clock
+network's (static) power and the absolute energy of the [E16] unit (one MAC), are the
+least-squares fit of the chip's measured power on AlexNet (JSSC 2017 Table V, batch 4) at
+the chip's own AlexNet mapping (Table III: m n e p q r t of every layer), and the tier in
+examples/eyeriss.evo carries them.  The bench costs the AlexNet layers first, prints them
+beside Table V and fits again: the tier is the fit's fixed point, so the fit returns its
+own figures (``--refit`` costs VGG-16 on the fitted tier, for a tier someone changed).
+No VGG-16 figure enters the calibration.
+
 Activations carry, by default, the zero fractions the chip measured in each layer's
 ifmaps (Table VI, "Zeros in Ifmaps": 24.8-88.5 % after the image); they gate MACs and
 spad reads and shrink the run-length coded DRAM traffic.  ``--zeros Z`` gives every ifmap
@@ -50,9 +59,12 @@ import math
 import os
 import sys
 import time
+from dataclasses import replace
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
+
+import numpy as np
 
 import evo
 from evo.cost import MappingConstraints, as_hardware, conv2d, cost_op
@@ -82,6 +94,20 @@ ZEROS_IN = (0.016, 0.477, 0.248, 0.387, 0.397, 0.531, 0.587, 0.743, 0.747, 0.854
 BATCH = 3
 TARGETS = {"latency": 0.15, "dram": 0.25, "power": 0.20}
 
+# AlexNet, batch 4 (the calibration set): layer: (C, K, H, R, stride, padding, groups), the chip's
+# Table V row (power mW, total ms, proc ms, GMACs, active PEs, GLB MB, DRAM MB), its "Zeros in
+# Ifmaps" (CONV1's 0.01 %: the image, costed dense as VGG-16's) and its Table III mapping (m n e p q r t).  Source: JSSC 2017 Tables III and V as OCR'd in
+# cucapra/fodlam raw/eyeriss-tableIII.txt, raw/eyeriss-tableV.txt, data/eyeriss-alexnet.csv.
+ALEXNET = [
+    ("CONV1", (3, 96, 227, 11, 4, 0, 1), (332, 20.9, 16.5, 0.42, 154, 18.5, 5.0), 0.0, (96, 1, 7, 16, 1, 1, 2)),
+    ("CONV2", (96, 256, 27, 5, 1, 2, 2), (288, 41.9, 39.2, 0.90, 135, 77.6, 4.0), 0.387, (64, 1, 27, 16, 2, 1, 1)),
+    ("CONV3", (256, 384, 13, 3, 1, 1, 1), (266, 23.6, 21.3, 0.60, 156, 50.2, 3.0), 0.725, (64, 4, 13, 16, 4, 1, 4)),
+    ("CONV4", (384, 384, 13, 3, 1, 1, 2), (235, 18.4, 16.0, 0.45, 156, 37.4, 2.1), 0.793, (64, 4, 13, 16, 3, 2, 2)),
+    ("CONV5", (384, 256, 13, 3, 1, 1, 2), (236, 10.5, 10.0, 0.30, 156, 24.9, 1.3), 0.776, (64, 4, 13, 16, 3, 2, 2)),
+]
+ALEXNET_TOTAL = (278, 115.3, 103.5, 2.66, 143, 208.5, 15.4)
+ALEXNET_BATCH = 4
+
 
 def tier():
     prog = evo.compile_file(os.path.join(ROOT, "examples", "eyeriss.evo"))
@@ -101,6 +127,7 @@ def layer_zeros(zeros: float | None) -> list[tuple[float, float]]:
 
 
 ARRAY_ROWS = 12  # 4 PE sets of R = 3 filter rows down the 12 rows [JSSC 2017, section III]
+ARRAY_COLS = 14
 
 
 def chip_mapping(C: int, K: int, H: int, paper: tuple) -> tuple[int, int]:
@@ -118,6 +145,19 @@ def chip_mapping(C: int, K: int, H: int, paper: tuple) -> tuple[int, int]:
     return e, min(qr, C)
 
 
+def _row(name: str, c, hw, paper: tuple) -> dict:
+    """One layer's figures: processing latency max(compute, global buffer, PE links); the chip's
+    supply over it (dynamic on-chip energy, static power drawn over the processing latency; DRAM
+    excluded, as on the chip's supply)."""
+    proc = max(c.compute_cycles / hw.frequency_hz, c.global_cycles / hw.frequency_hz, c.pe_cycles / hw.frequency_hz)
+    dyn_j = c.energy.glb + c.energy.pe + c.energy.mac
+    chip_j = dyn_j + hw.static_power_w * proc
+    return {"layer": name, "macs": c.macs, "proc_s": proc, "latency_s": c.latency_s,
+            "dram_b": c.offchip.total, "glb_b": c.level_bytes["global"], "power_w": chip_j / proc,
+            "active": c.active_pes, "bound": c.bound, "mapping": c.mapping.describe(), "paper": paper,
+            "chip_j": chip_j, "dyn_j": dyn_j}
+
+
 def model(hw, zeros: float | None, objective: str, chip: bool = False) -> list[dict]:
     """Each layer costed on `hw`; ``chip``: with the chip's own e and q r (chip_mapping) fixed
     and the rest of the mapping searched, else the model's own search."""
@@ -128,24 +168,74 @@ def model(hw, zeros: float | None, objective: str, chip: bool = False) -> list[d
         if chip:
             e, qr = chip_mapping(C, K, H, paper)
             fix = MappingConstraints.of(spatial={"P": e}, glb_tile={"P": e, "C": qr})
-        c = cost_op(w, hw, objective, sparsity=sp, constraints=fix)
-        proc = max(c.compute_cycles / hw.frequency_hz, c.global_cycles / hw.frequency_hz,
-                   c.pe_cycles / hw.frequency_hz)
-        # the chip's supply over the processing time: dynamic on-chip energy, static power drawn
-        # over the processing latency (DRAM excluded, as on the chip's supply)
-        chip_j = c.energy.glb + c.energy.pe + c.energy.mac + hw.static_power_w * proc
-        rows.append({"layer": name, "macs": c.macs, "proc_s": proc, "latency_s": c.latency_s,
-                     "dram_b": c.offchip.total, "glb_b": c.level_bytes["global"], "power_w": chip_j / proc,
-                     "active": c.active_pes, "bound": c.bound, "mapping": c.mapping.describe(), "paper": paper,
-                     "chip_j": chip_j})
+        rows.append(_row(name, cost_op(w, hw, objective, sparsity=sp, constraints=fix), hw, paper))
     return rows
+
+
+def alexnet_constraints(shape: tuple, mapping: tuple) -> MappingConstraints:
+    """The chip's AlexNet mapping (Table III) as far as the model names its parts: e ofmap rows
+    across the columns (CONV2's e = 27 folds over the 14 columns, which the model does not do:
+    there the spatial split is searched), t and r PE sets over filters and channels, and each
+    buffer tile: n images, m filters, q r channels per pass, e rows."""
+    m, n, e, p, q, r, t = mapping
+    spatial = {d: v for d, v in (("K", t), ("C", r)) if v > 1}
+    if e <= ARRAY_COLS:
+        spatial["P"] = e
+    return MappingConstraints.of(spatial=spatial, glb_tile={"N": n, "K": m, "C": q * r, "P": e})
+
+
+def alexnet(hw, objective: str = "energy") -> list[dict]:
+    """AlexNet's five convolutions (batch 4) at the chip's own mapping, with its measured zeros
+    (an ifmap's fraction; a layer's output the next layer's input, CONV5's dense)."""
+    zin = [z for *_, z, _ in ALEXNET] + [0.0]
+    rows = []
+    for i, (name, shape, paper, _, mapping) in enumerate(ALEXNET):
+        C, K, H, R, stride, pad, groups = shape
+        w = conv2d(ALEXNET_BATCH, C, H, H, K, R, stride=stride, padding=pad, groups=groups)
+        c = cost_op(w, hw, objective, sparsity=(zin[i], zin[i + 1]), constraints=alexnet_constraints(shape, mapping))
+        rows.append(_row(name, c, hw, paper))
+    return rows
+
+
+def fit_power(rows: list[dict]) -> tuple[float, float]:
+    """(static power W, scale of the dynamic energy): the least-squares fit of the measured power
+    by static + scale x dynamic energy / processing latency over `rows`."""
+    A = np.array([[1.0, r["dyn_j"] / r["proc_s"]] for r in rows])
+    y = np.array([r["paper"][0] * 1e-3 for r in rows])
+    (static, scale), *_ = np.linalg.lstsq(A, y, rcond=None)
+    return float(static), float(scale)
+
+
+def scaled(hw, static_w: float, scale: float):
+    """`hw` with static power `static_w` and every energy (MAC, levels, operand accesses) x `scale`."""
+    hw = replace(hw, static_power_w=static_w, mac_energy_j=hw.mac_energy_j * scale,
+                 operand_energy_j=None if hw.operand_energy_j is None else hw.operand_energy_j * scale)
+    for kind, lv in (("offchip", hw.offchip), ("global", hw.glb), ("pe", hw.pe)):
+        hw = hw.with_level(kind, energy_per_byte_j=lv.energy_per_byte_j * scale)
+    return hw
+
+
+def calibrate(hw, rounds: int = 5) -> tuple[float, float, list[dict]]:
+    """The fit on AlexNet, to its fixed point (the fitted tier's mapping search can choose
+    differently, so fit again on it until the figures hold): (static W, scale of `hw`'s
+    energies, the AlexNet rows on `hw`)."""
+    first = alexnet(hw)
+    static, scale = hw.static_power_w, 1.0
+    rows = first
+    for _ in range(rounds):
+        s, k = fit_power(rows)
+        static, scale = s, scale * k
+        if abs(k - 1) < 1e-3:
+            break
+        rows = alexnet(scaled(hw, static, scale))
+    return static, scale, first
 
 
 def _ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
-def table(rows: list[dict], markdown: bool = False) -> str:
+def table(rows: list[dict], markdown: bool = False, total: tuple = PAPER_TOTAL) -> str:
     head = ["layer", "proc ms (paper)", "proc ms (model)", "ratio", "DRAM MB (paper)", "DRAM MB (model)", "ratio",
             "GLB MB (paper)", "GLB MB (model)", "ratio", "power mW (paper)", "power mW (model)", "ratio",
             "PEs (paper)", "PEs (model)"]
@@ -161,8 +251,8 @@ def table(rows: list[dict], markdown: bool = False) -> str:
     dram = sum(r["dram_b"] for r in rows)
     glb = sum(r["glb_b"] for r in rows)
     power = sum(r["chip_j"] for r in rows) / proc
-    t = PAPER_TOTAL
-    paper_dram = sum(r["paper"][6] for r in rows)  # the per-layer cells (313.3 MB; Table VI's total says 321.1)
+    t = total
+    paper_dram = sum(r["paper"][6] for r in rows)  # the per-layer cells (VGG-16: 313.3 MB; Table VI's total says 321.1)
     body.append(["total", f"{t[2]:.1f}", f"{proc * 1e3:.1f}", f"{_ratio(proc * 1e3, t[2]):.2f}",
                  f"{paper_dram:.1f}", f"{dram / 1e6:.1f}", f"{_ratio(dram / 1e6, paper_dram):.2f}",
                  f"{t[5]:.1f}", f"{glb / 1e6:.1f}", f"{_ratio(glb / 1e6, t[5]):.2f}",
@@ -202,10 +292,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mapping", default="both", choices=("chip", "search", "both"),
                     help="chip: the chip's own e and q r read from Table VI (chip_mapping), the rest searched; "
                          "search: the model's own mapping search; both (default): one table each")
+    ap.add_argument("--refit", action="store_true",
+                    help="cost VGG-16 on the tier refitted to AlexNet (static power and energy scale) instead of "
+                         "the tier as written")
     args = ap.parse_args(argv)
     hw = tier()
+    t0 = time.perf_counter()
+    static, scale, alex = calibrate(hw)
+    dt = time.perf_counter() - t0
+    print(f"Calibration set: AlexNet CONV layers, batch {ALEXNET_BATCH}, at the chip's own mapping (JSSC 2017 "
+          f"Table III) on {hw.name}; model / paper (Table V)")
+    print()
+    print(table(alex, args.markdown, ALEXNET_TOTAL))
+    print()
+    print(summary(alex))
+    print(f"least-squares fit of the measured power (static + scale x dynamic / latency), to its fixed point: "
+          f"static {static * 1e3:.1f} mW, energies x {scale:.3f} of the tier's "
+          f"(the tier: static {hw.static_power_w * 1e3:.1f} mW, MAC {hw.mac_energy_j * 1e12:.3g} pJ)")
+    at_fit = abs(static - hw.static_power_w) <= 0.002 and abs(scale - 1) <= 0.01
+    print("the tier is the fit's fixed point" if at_fit else
+          "the tier is NOT at the fit (changed since its calibration?): --refit costs VGG-16 on the fitted tier")
+    print(f"costed and fitted in {dt:.2f} s")
+    if args.refit:
+        hw = scaled(hw, static, scale)
+    print()
     print(f"VGG-16 CONV layers, batch {BATCH}, on {hw.name} ({hw.rows} x {hw.cols} PEs, {hw.dataflow}, "
-          f"{hw.frequency_hz / 1e6:g} MHz), activations "
+          f"{hw.frequency_hz / 1e6:g} MHz{', refitted' if args.refit else ''}), activations "
           f"{'with the measured zeros of Table VI' if args.zeros is None else f'{args.zeros:.0%} zeros'}, "
           f"objective {args.objective}; "
           f"model / paper (JSSC 2017 Table VI)")
