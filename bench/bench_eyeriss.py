@@ -59,15 +59,12 @@ import math
 import os
 import sys
 import time
-from dataclasses import replace
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
-import numpy as np
-
 import evo
-from evo.cost import MappingConstraints, as_hardware, conv2d, cost_op
+from evo.cost import MappingConstraints, as_hardware, conv2d, cost_op, fit_power
 
 # layer: (C, K, H), and the paper's Table VI row:
 # power mW, total ms, proc ms, GMACs, active PEs, GLB MB, DRAM MB
@@ -197,22 +194,10 @@ def alexnet(hw, objective: str = "energy") -> list[dict]:
     return rows
 
 
-def fit_power(rows: list[dict]) -> tuple[float, float]:
-    """(static power W, scale of the dynamic energy): the least-squares fit of the measured power
-    by static + scale x dynamic energy / processing latency over `rows`."""
-    A = np.array([[1.0, r["dyn_j"] / r["proc_s"]] for r in rows])
-    y = np.array([r["paper"][0] * 1e-3 for r in rows])
-    (static, scale), *_ = np.linalg.lstsq(A, y, rcond=None)
-    return float(static), float(scale)
-
-
-def scaled(hw, static_w: float, scale: float):
-    """`hw` with static power `static_w` and every energy (MAC, levels, operand accesses) x `scale`."""
-    hw = replace(hw, static_power_w=static_w, mac_energy_j=hw.mac_energy_j * scale,
-                 operand_energy_j=None if hw.operand_energy_j is None else hw.operand_energy_j * scale)
-    for kind, lv in (("offchip", hw.offchip), ("global", hw.glb), ("pe", hw.pe)):
-        hw = hw.with_level(kind, energy_per_byte_j=lv.energy_per_byte_j * scale)
-    return hw
+def fit(rows: list[dict]) -> tuple[float, float]:
+    """(static power W, scale of the dynamic energy): `evo.cost.fit_power` over `rows`."""
+    f = fit_power([r["dyn_j"] for r in rows], [r["proc_s"] for r in rows], [r["paper"][0] * 1e-3 for r in rows])
+    return f.static_power_w, f.energy_scale
 
 
 def calibrate(hw, rounds: int = 5) -> tuple[float, float, list[dict]]:
@@ -223,11 +208,11 @@ def calibrate(hw, rounds: int = 5) -> tuple[float, float, list[dict]]:
     static, scale = hw.static_power_w, 1.0
     rows = first
     for _ in range(rounds):
-        s, k = fit_power(rows)
+        s, k = fit(rows)
         static, scale = s, scale * k
         if abs(k - 1) < 1e-3:
             break
-        rows = alexnet(scaled(hw, static, scale))
+        rows = alexnet(hw.with_energy_scale(scale, static))
     return static, scale, first
 
 
@@ -314,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
           "the tier is NOT at the fit (changed since its calibration?): --refit costs VGG-16 on the fitted tier")
     print(f"costed and fitted in {dt:.2f} s")
     if args.refit:
-        hw = scaled(hw, static, scale)
+        hw = hw.with_energy_scale(scale, static)
     print()
     print(f"VGG-16 CONV layers, batch {BATCH}, on {hw.name} ({hw.rows} x {hw.cols} PEs, {hw.dataflow}, "
           f"{hw.frequency_hz / 1e6:g} MHz{', refitted' if args.refit else ''}), activations "

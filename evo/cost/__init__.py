@@ -12,6 +12,7 @@ Reports: :mod:`evo.cost.report` (text table, JSON, CSV, re-exported here) and
 :mod:`evo.cost.plot` (roofline / per-level bars with matplotlib: PNG, SVG or PDF).
 """
 
+from evo.cost.calibrate import PowerFit, fit_power
 from evo.cost.hardware import PRESETS, Hardware, HardwareError, Level, as_hardware, hardware_from_dict
 from evo.cost.mapping import OBJECTIVES, ConstraintError, LevelMapping, Mapping, MappingConstraints
 from evo.cost.model import (
@@ -52,6 +53,8 @@ __all__ = [  # noqa: RUF022  (grouped by topic)
     # costing
     "cost_op", "cost_network", "clear_cache", "OpCost", "NetworkCost", "NetworkOp", "Traffic", "Energy",
     "Mapping", "LevelMapping", "MappingConstraints", "ConstraintError", "OBJECTIVES", "BOUNDS",
+    # calibration
+    "fit_power", "PowerFit",
     # reports
     "format_table", "format_op", "op_to_dict", "to_dict", "to_json", "to_csv",
 ]

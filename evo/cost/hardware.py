@@ -266,6 +266,20 @@ class Hardware(_CachedHash):
     def level(self, kind: str) -> Level:
         return {"offchip": self.offchip, "global": self.glb, "glb": self.glb, "pe": self.pe}[kind]
 
+    def with_energy_scale(self, scale: float, static_power_w: float | None = None) -> Hardware:
+        """A copy with every energy (MAC, operand accesses, each level's) times `scale`, and the
+        static power `static_power_w` where given (a calibration: :func:`evo.cost.fit_power`)."""
+        _pos(scale, "energy scale")
+        if static_power_w is not None and (isinstance(static_power_w, bool) or not isinstance(
+                static_power_w, (int, float)) or not math.isfinite(static_power_w) or static_power_w < 0):
+            raise HardwareError(f"static power must be a finite non-negative number, got {static_power_w!r}")
+        levels = {a: replace(getattr(self, a), energy_per_byte_j=getattr(self, a).energy_per_byte_j * scale)
+                  for a in ("offchip", "glb", "pe")}
+        return replace(self, mac_energy_j=self.mac_energy_j * scale,
+                       operand_energy_j=None if self.operand_energy_j is None else self.operand_energy_j * scale,
+                       static_power_w=self.static_power_w if static_power_w is None else float(static_power_w),
+                       **levels)
+
     def with_level(self, kind: str, **changes: Any) -> Hardware:
         """A copy with some attributes of one level changed (``with_level("global", size_bytes=2**20)``)."""
         attr = {"offchip": "offchip", "global": "glb", "glb": "glb", "pe": "pe"}[kind]
