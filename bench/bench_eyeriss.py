@@ -93,8 +93,9 @@ TARGETS = {"latency": 0.15, "dram": 0.25, "power": 0.20}
 
 # AlexNet, batch 4 (the calibration set): layer: (C, K, H, R, stride, padding, groups), the chip's
 # Table V row (power mW, total ms, proc ms, GMACs, active PEs, GLB MB, DRAM MB), its "Zeros in
-# Ifmaps" (CONV1's 0.01 %: the image, costed dense as VGG-16's) and its Table III mapping (m n e p q r t).  Source: JSSC 2017 Tables III and V as OCR'd in
-# cucapra/fodlam raw/eyeriss-tableIII.txt, raw/eyeriss-tableV.txt, data/eyeriss-alexnet.csv.
+# Ifmaps" (CONV1's 0.01 %: the image, costed dense as VGG-16's) and its Table III mapping
+# (m n e p q r t).  Source: JSSC 2017 Tables III and V as OCR'd in cucapra/fodlam
+# raw/eyeriss-tableIII.txt, raw/eyeriss-tableV.txt, data/eyeriss-alexnet.csv.
 ALEXNET = [
     ("CONV1", (3, 96, 227, 11, 4, 0, 1), (332, 20.9, 16.5, 0.42, 154, 18.5, 5.0), 0.0, (96, 1, 7, 16, 1, 1, 2)),
     ("CONV2", (96, 256, 27, 5, 1, 2, 2), (288, 41.9, 39.2, 0.90, 135, 77.6, 4.0), 0.387, (64, 1, 27, 16, 2, 1, 1)),
@@ -169,7 +170,7 @@ def model(hw, zeros: float | None, objective: str, chip: bool = False) -> list[d
     return rows
 
 
-def alexnet_constraints(shape: tuple, mapping: tuple) -> MappingConstraints:
+def alexnet_constraints(mapping: tuple) -> MappingConstraints:
     """The chip's AlexNet mapping (Table III) as far as the model names its parts: e ofmap rows
     across the columns (CONV2's e = 27 folds over the 14 columns, which the model does not do:
     there the spatial split is searched), t and r PE sets over filters and channels, and each
@@ -189,7 +190,7 @@ def alexnet(hw, objective: str = "energy") -> list[dict]:
     for i, (name, shape, paper, _, mapping) in enumerate(ALEXNET):
         C, K, H, R, stride, pad, groups = shape
         w = conv2d(ALEXNET_BATCH, C, H, H, K, R, stride=stride, padding=pad, groups=groups)
-        c = cost_op(w, hw, objective, sparsity=(zin[i], zin[i + 1]), constraints=alexnet_constraints(shape, mapping))
+        c = cost_op(w, hw, objective, sparsity=(zin[i], zin[i + 1]), constraints=alexnet_constraints(mapping))
         rows.append(_row(name, c, hw, paper))
     return rows
 
