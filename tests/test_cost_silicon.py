@@ -666,6 +666,7 @@ def test_fit_power_recovers_known_constants_and_refuses_what_it_cannot_fit():
     f = fit_power(dyn, lat, measured)
     assert close(f.static_power_w, icpt, 1e-9) and close(f.energy_scale, slope, 1e-9)
     assert all(close(r, m - f.power_w(d, t), 1e-9) for r, d, t, m in zip(f.residuals, dyn, lat, measured))
+    assert fit_power(np.array(dyn), np.array(lat, dtype=np.float32), np.array(measured)) == f
     with pytest.raises(ValueError, match="at least two ops"):
         fit_power([1.0], [1.0], [1.0])
     with pytest.raises(ValueError, match="one dynamic energy, latency and measured power per op"):

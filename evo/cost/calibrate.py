@@ -14,6 +14,7 @@ measurements and tests it on VGG-16 (docs/cost-model.md, section 17).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,8 +37,10 @@ class PowerFit:
 
 def fit_power(dynamic_j: Sequence[float], latency_s: Sequence[float], measured_w: Sequence[float]) -> PowerFit:
     """Static power and energy scale fitted to measured power (one value per op: the model's
-    dynamic energy in J and latency in s, the measured power in W).  Needs at least two ops
-    whose dynamic power differs; a ``ValueError`` says what is wrong otherwise."""
+    dynamic energy in J and latency in s, the measured power in W; sequences or numpy arrays).
+    Needs at least two ops whose dynamic power differs; a ``ValueError`` says what is wrong
+    otherwise.  The fit is returned as found: a negative static power or scale says the
+    measurements do not follow the model (or the ops were not costed at the chip's mappings)."""
     n = len(dynamic_j)
     if not (n == len(latency_s) == len(measured_w)):
         raise ValueError(f"fit_power needs one dynamic energy, latency and measured power per op; got "
@@ -47,7 +50,7 @@ def fit_power(dynamic_j: Sequence[float], latency_s: Sequence[float], measured_w
     for what, seq, positive in (("dynamic energy", dynamic_j, False), ("latency", latency_s, True),
                                 ("measured power", measured_w, False)):
         for v in seq:
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0 \
+            if not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(v) or v < 0 \
                     or (positive and v == 0):
                 raise ValueError(f"fit_power: every {what} must be a finite {'positive' if positive else 'non-negative'}"
                                  f" number; got {v!r}")

@@ -14,6 +14,7 @@ numbers and validates them.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -269,9 +270,11 @@ class Hardware(_CachedHash):
     def with_energy_scale(self, scale: float, static_power_w: float | None = None) -> Hardware:
         """A copy with every energy (MAC, operand accesses, each level's) times `scale`, and the
         static power `static_power_w` where given (a calibration: :func:`evo.cost.fit_power`)."""
+        if isinstance(scale, numbers.Real) and not isinstance(scale, bool):
+            scale = float(scale)  # numpy scalars too
         _pos(scale, "energy scale")
         if static_power_w is not None and (isinstance(static_power_w, bool) or not isinstance(
-                static_power_w, (int, float)) or not math.isfinite(static_power_w) or static_power_w < 0):
+                static_power_w, numbers.Real) or not math.isfinite(static_power_w) or static_power_w < 0):
             raise HardwareError(f"static power must be a finite non-negative number, got {static_power_w!r}")
         levels = {a: replace(getattr(self, a), energy_per_byte_j=getattr(self, a).energy_per_byte_j * scale)
                   for a in ("offchip", "glb", "pe")}
