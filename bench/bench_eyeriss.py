@@ -156,16 +156,37 @@ def _row(name: str, c, hw, paper: tuple) -> dict:
             "chip_j": chip_j, "dyn_j": dyn_j}
 
 
+IFMAP_SPAD_WORDS = 12  # [JSSC 2017, Table IV]: a PE's ifmap spad holds q S words
+
+
+def chip_sets(qr: int, R: int = 3) -> tuple[int, int]:
+    """(r, t): the PE sets of a pass over channels and over filters.  The 12 rows hold 12 / R = 4
+    sets (the active PEs are 12 e); a PE takes q = min(q r, 12 / S) channels (its ifmap spad
+    holds q S words), sets over channels the rest, r = q r / q, and the other sets go over
+    filters, t = 4 / r: as in the chip's AlexNet mappings (Table III: r = 1 and t = the sets
+    wherever the pass's channels fit one PE; CONV4 and 5, q r = 6: q = 3, r = t = 2).  For
+    VGG-16: t = 4 for q r = 1, 2, 4; r = t = 2 for q r = 8."""
+    q = min(qr, IFMAP_SPAD_WORDS // R)
+    r = max(1, qr // q)
+    return r, max(1, (ARRAY_ROWS // R) // r)
+
+
+def chip_constraints(C: int, K: int, H: int, paper: tuple) -> MappingConstraints:
+    """The chip's mapping of a VGG-16 layer as far as Table VI shows it: e and q r
+    (chip_mapping), the PE sets over channels and filters that fill the 12 rows (chip_sets)."""
+    e, qr = chip_mapping(C, K, H, paper)
+    r, t = chip_sets(qr)
+    spatial = {"P": e, "K": t, **({"C": r} if r > 1 else {})}
+    return MappingConstraints.of(spatial=spatial, glb_tile={"P": e, "C": qr})
+
+
 def model(hw, zeros: float | None, objective: str, chip: bool = False) -> list[dict]:
     """Each layer costed on `hw`; ``chip``: with the chip's own e and q r (chip_mapping) fixed
     and the rest of the mapping searched, else the model's own search."""
     rows = []
     for i, ((name, C, K, H, paper), sp) in enumerate(zip(VGG, layer_zeros(zeros))):
         w = conv2d(BATCH, C, H, H, K, 3, padding=1)
-        fix = None
-        if chip:
-            e, qr = chip_mapping(C, K, H, paper)
-            fix = MappingConstraints.of(spatial={"P": e}, glb_tile={"P": e, "C": qr})
+        fix = chip_constraints(C, K, H, paper) if chip else None
         rows.append(_row(name, cost_op(w, hw, objective, sparsity=sp, constraints=fix), hw, paper))
     return rows
 

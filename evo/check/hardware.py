@@ -47,6 +47,10 @@ LEVEL_ATTRS: dict[str, tuple[tuple[str, ...], str]] = {
     "weight_size": ((U.SIZE,), "capacity reserved for weights"),
     "output_size": ((U.SIZE,), "capacity reserved for outputs and partial sums"),
     "area": ((U.AREA_PER_SIZE,), "area per byte"),
+    "read_bandwidth": ((U.BANDWIDTH, U.BANDWIDTH_CYCLE), "global level only: bandwidth of its reads into the PE array "
+                       "when they travel on buses of their own (within the total bandwidth)"),
+    "write_bandwidth": ((U.BANDWIDTH, U.BANDWIDTH_CYCLE), "global level only: bandwidth of the writes it takes "
+                        "from the PE array on buses of their own (within the total bandwidth)"),
 }
 LEVEL_WORDS = ("holds",)
 # The values a tier may have, in base units (Hz, count, bytes, J, bytes/s, J/byte): wide
@@ -64,6 +68,8 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "operand_energy": (1e-18, 1e-3, "1e-6 pJ/B to 1 mJ/B"),
     "size": (1.0, 1e18, "1 B to 1,000,000 TB"),
     "bandwidth": (1.0, 1e16, "1 B/s to 10,000 TB/s"),
+    "read_bandwidth": (1.0, 1e16, "1 B/s to 10,000 TB/s"),
+    "write_bandwidth": (1.0, 1e16, "1 B/s to 10,000 TB/s"),
     "energy": (1e-18, 1e-3, "1e-6 pJ/B to 1 mJ/B"),
 }
 GENERIC_RANGE = (1e-24, 1e24, "1e-24 to 1e24 in base units")
@@ -92,6 +98,8 @@ class LevelSpec:
     holds: tuple[str, ...] = OPERANDS          # operands kept here; the others bypass the level
     split: tuple[tuple[str, float], ...] = ()  # per-operand capacities (bytes)
     area: float | None = None                  # m^2 per byte; None: the cost model's default
+    read_bandwidth: float | None = None        # bytes/s (global only); None: within `bandwidth` alone
+    write_bandwidth: float | None = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +168,9 @@ class HardwareSpec:
                 d["split"] = dict(lv.split)
             if lv.area is not None:
                 d["area_per_byte_m2"] = lv.area
+            for key in ("read_bandwidth", "write_bandwidth"):
+                if getattr(lv, key) is not None:
+                    d[f"{key}_bps"] = getattr(lv, key)
             levels[lv.kind] = d
         out = {"name": self.name, "frequency_hz": self.frequency, "pes": self.pes,
                "macs_per_pe": self.macs_per_pe, "word_bits": self.word_bits, "mac_energy_j": self.mac_energy,
@@ -396,6 +407,10 @@ class HardwareChecker:
                     self.col.error(C.UNKNOWN_HARDWARE_ATTRIBUTE, f"unknown attribute '{key}' of the {kind} level", item.span,
                                    did_you_mean(key, known) or f"level attributes are {', '.join(known)}")
                     continue
+                if kind != "global" and key in ("read_bandwidth", "write_bandwidth"):
+                    self.col.error(C.UNKNOWN_HARDWARE_ATTRIBUTE, f"the {kind} level has no '{key}': only the global "
+                                   "level's port to the PE array splits its reads and writes", item.span)
+                    continue
                 if kind == "offchip" and key.endswith("_size"):
                     self.col.error(C.UNKNOWN_HARDWARE_ATTRIBUTE, f"the offchip level has no '{key}' (it holds every operand, "
                                    "unbounded or of one size)", item.span)
@@ -448,7 +463,8 @@ class HardwareChecker:
                                    f"({LEVEL_ATTRS[key][1]})", lv.kind_span,
                                    f"add e.g. {key} = {U.EXAMPLE[LEVEL_ATTRS[key][0][0]]}")
             levels.append(LevelSpec(kind, lv.name, vals.get("size"), vals.get("bandwidth") or 0.0,
-                                    vals.get("energy") or 0.0, lv.span, holds, split, vals.get("area")))
+                                    vals.get("energy") or 0.0, lv.span, holds, split, vals.get("area"),
+                                    vals.get("read_bandwidth"), vals.get("write_bandwidth")))
         required = [k for k, spec in TOP_ATTRS.items() if spec[1] or spec[2] is not None]
         if len(self.col.diagnostics) > n0 or any(k not in top for k in required) or len(levels) != 3:
             return None

@@ -85,6 +85,8 @@ class Level(_CachedHash):
     holds: tuple[str, ...] = OPERANDS          # operands kept at this level; the others bypass it
     split: tuple[tuple[str, float], ...] = ()  # per-operand capacities in bytes; () = one shared size
     area_per_byte_m2: float | None = None      # None: AREA_PER_BYTE[kind]
+    read_bandwidth_bps: float | None = None    # global only: reads (to the PEs) on their own buses; None: no limit
+    write_bandwidth_bps: float | None = None   # beyond bandwidth_bps; writes (from the PEs) likewise
 
     __hash__ = _CachedHash.__hash__  # (a dataclass keeps a __hash__ defined in its own body)
     __getstate__ = _CachedHash.__getstate__
@@ -123,6 +125,12 @@ class Level(_CachedHash):
             raise HardwareError(f"the {self.kind} level '{self.name}' needs a size (only offchip may be unbounded)")
         _pos(self.size_bytes, f"{self.kind} size", allow_none=True)
         _pos(self.bandwidth_bps, f"{self.kind} bandwidth")
+        for what in ("read", "write"):
+            v = getattr(self, f"{what}_bandwidth_bps")
+            if v is not None:
+                if self.kind != "global":
+                    raise HardwareError(f"only the global level has a {what} bandwidth (the port to the PE array)")
+                _pos(v, f"global {what} bandwidth")
         e = self.energy_per_byte_j
         if isinstance(e, bool) or not isinstance(e, (int, float)) or not math.isfinite(e) or e < 0:
             raise HardwareError(f"{self.kind} energy must be a non-negative number, got {e!r}")
@@ -152,7 +160,15 @@ class Level(_CachedHash):
             d["split"] = {r: v for r, v in self.split}
         if self.area_per_byte_m2 is not None:
             d["area_per_byte_m2"] = self.area_per_byte_m2
+        for key in ("read_bandwidth_bps", "write_bandwidth_bps"):
+            if getattr(self, key) is not None:
+                d[key] = getattr(self, key)
         return d
+
+    @property
+    def split_port(self) -> bool:
+        """Reads and writes have limits of their own (on top of the total bandwidth)."""
+        return self.read_bandwidth_bps is not None or self.write_bandwidth_bps is not None
 
 
 @dataclass(frozen=True)
@@ -361,7 +377,9 @@ def hardware_from_dict(d: Mapping[str, Any]) -> Hardware:
         if not isinstance(split, Mapping):
             raise HardwareError(f"the {kind} level's split must map operands to sizes")
         apb = ld.get("area_per_byte_m2")
-        levels[kind] = Level(kind=kind, name=str(ld.get("name", kind)),
+        rw = {k: _num(ld[k], f"{kind} {k[:-14]} bandwidth") for k in ("read_bandwidth_bps", "write_bandwidth_bps")
+              if ld.get(k) is not None}
+        levels[kind] = Level(kind=kind, name=str(ld.get("name", kind)), **rw,
                              size_bytes=None if size is None else float(size),
                              bandwidth_bps=_num(_get(ld, _LEVEL_ALIASES["bandwidth"]), f"{kind} bandwidth"),
                              energy_per_byte_j=_num(_get(ld, _LEVEL_ALIASES["energy"]), f"{kind} energy"),

@@ -703,7 +703,8 @@ def _glb_view(hw: Hardware) -> Hardware:
 def _pe_view(hw: Hardware, pes: int) -> Hardware:
     """What the PE half reads: the array, the PE level, the GLB's operands, bandwidth and
     energy and the off-chip energy (bypass); `pes` is the array size to enumerate."""
-    glb = Level("global", "", hw.pe.size_bytes, hw.glb.bandwidth_bps, hw.glb.energy_per_byte_j, hw.glb.holds)
+    glb = Level("global", "", hw.pe.size_bytes, hw.glb.bandwidth_bps, hw.glb.energy_per_byte_j, hw.glb.holds,
+                read_bandwidth_bps=hw.glb.read_bandwidth_bps, write_bandwidth_bps=hw.glb.write_bandwidth_bps)
     return Hardware("", hw.frequency_hz, pes, hw.macs_per_pe, hw.word_bits, 0.0,
                     Level("offchip", "", None, 1.0, hw.offchip.energy_per_byte_j), glb, replace(hw.pe, name=""),
                     rows=hw.rows, cols=hw.cols, dataflow=hw.dataflow)
@@ -1154,7 +1155,28 @@ def _pe_prep(ctx: _Ctx, hw: Hardware, sp: np.ndarray, ptiles: np.ndarray, skip: 
             "Tcols": list(Tt), "Tpcols": list(Tpt), "scols": list(st), "big": [_bigness(c) for c in Tt],
             "dsum_a": {t.name: _footprint(ctx, t, a, 0) for t in nest.tensors},
             "dsum_p": {t.name: _footprint(ctx, t, p, 0) for t in nest.tensors},
-            "s_eff": st.T, "D": D}
+            "slide": _sliding_sums(ctx, hw, a, p), "s_eff": st.T, "D": D}
+
+
+_SLIDE = "Q"  # a row-stationary PE slides its ifmap window along the ofmap row [E16]
+
+
+def _sliding_sums(ctx: _Ctx, hw: Hardware, a: np.ndarray, p: np.ndarray) -> dict:
+    """Row stationary [E16]: a PE runs a 1-D convolution of its filter row over an ifmap row,
+    the ifmap spad a sliding window: while the ofmap-row loop (Q) runs innermost, each step
+    brings in only the new columns, so the row is read once, not once per window.  Per input
+    tensor with a window along Q: the footprint sums (array tiles, PE tiles) with Q whole,
+    which :func:`_pe_eval` takes where Q is the innermost loop that iterates."""
+    if _dataflow(ctx.nest, hw) != "row_stationary" or _SLIDE not in ctx.idx:
+        return {}
+    qi = ctx.idx[_SLIDE]
+    out = {}
+    for t in ctx.nest.tensors:
+        if t.role == "input" and any(w.out == _SLIDE for w in t.windows):
+            wa, wp = a.copy(), p.copy()
+            wa[:, qi] = wp[:, qi] = ctx.D[qi]
+            out[t.name] = (_footprint(ctx, t, wa, 0), _footprint(ctx, t, wp, 0))
+    return out
 
 
 def _pe_eval(ctx: _Ctx, hw: Hardware, prep: dict, order: tuple[int, ...], streaming: bool,
@@ -1175,6 +1197,8 @@ def _pe_eval(ctx: _Ctx, hw: Hardware, prep: dict, order: tuple[int, ...], stream
     off = np.zeros(M)
     acc = {r: np.zeros(M) for r in _ROLES5} if full else {}
     off_acc = {r: np.zeros(M) for r in _ROLES5} if full else {}
+    split = hw.glb.split_port  # reads and writes on buses of their own: counted apart
+    rd, wr = (np.zeros(M), np.zeros(M)) if split else (None, None)
     points = float(nest.points)
     for t in nest.tensors:
         rel = ctx.rel_mask[t.name]
@@ -1193,6 +1217,12 @@ def _pe_eval(ctx: _Ctx, hw: Hardware, prep: dict, order: tuple[int, ...], stream
                 roles = {t.role: uses}
                 u_tot, r_tot = uses, np.zeros(M)
         else:
+            slide = prep["slide"].get(t.name)
+            if slide is not None and not streaming:  # Q innermost of the loops that iterate: a sliding window
+                qi = ctx.idx[_SLIDE]
+                inner = live[live.index(qi) + 1:] if qi in live else ()
+                on = np.all(T[:, list(inner)] == 1, axis=1) if inner else np.ones(M, dtype=bool)
+                dsum_a, dsum_p = np.where(on, slide[0], dsum_a), np.where(on, slide[1], dsum_p)
             if streaming:
                 mult = np.prod(np.where(rel[None, :], 1, T), axis=1).astype(np.float64)
                 copies = np.prod(np.where(rel[None, :], 1, D[None, :]), axis=1).astype(np.float64)
@@ -1213,6 +1243,12 @@ def _pe_eval(ctx: _Ctx, hw: Hardware, prep: dict, order: tuple[int, ...], stream
                 for k, v in roles.items():
                     acc[k] += v
             uniq += u_tot
+            if split:  # outputs: final values and spilled psums written, spilled psums read back
+                if t.role == "output":
+                    wr += roles["output"] + roles["psum_write"]
+                    rd += roles["psum_read"]
+                else:
+                    rd += u_tot
         else:  # between off-chip memory and the PEs
             scale = ratios[0] if t.role == "input" else 1.0
             for k, v in roles.items():
@@ -1222,13 +1258,19 @@ def _pe_eval(ctx: _Ctx, hw: Hardware, prep: dict, order: tuple[int, ...], stream
                     off_acc[k] += vf
                 off += vf
     uniq_b, recv_b, off_b = uniq * word, recv * word, off * word
-    t_glb = uniq_b / hw.glb.bandwidth_bps
+    t_glb = t_tot = t_rd = t_wr = uniq_b / hw.glb.bandwidth_bps
+    if split:  # the port's total, its reads, its writes: the slowest
+        g = hw.glb
+        t_rd = rd * word / (g.read_bandwidth_bps or g.bandwidth_bps)
+        t_wr = wr * word / (g.write_bandwidth_bps or g.bandwidth_bps)
+        t_glb = np.maximum(np.maximum(t_tot, t_rd), t_wr)
     t_pe = recv_b / (active * hw.pe.bandwidth_bps)
     tc = prep["tc"]
     out = {"lat": np.maximum(np.maximum(tc, t_glb), t_pe),
            "en": uniq_b * hw.glb.energy_per_byte_j + recv_b * hw.pe.energy_per_byte_j
            + off_b * hw.offchip.energy_per_byte_j,
-           "tc": tc, "t_glb": t_glb, "t_pe": t_pe, "recv": recv_b, "cycles": prep["cycles"], "active": active,
+           "tc": tc, "t_glb": t_glb, "t_tot": t_tot, "t_rd": t_rd, "t_wr": t_wr, "t_pe": t_pe, "recv": recv_b, "cycles": prep["cycles"],
+           "active": active,
            "off": off_b, "p": prep["p"], "T": T}
     if full:
         out["roles"] = {r: v * word for r, v in acc.items()}
@@ -1333,9 +1375,10 @@ def _pe_in_tile(nest: Nest, hw: Hardware, word: float, skip: float, ratios: tupl
         classes = [(full if ext == t else _Ctx(_sub_nest(nest, ext), word), n)
                    for ext, n in _tile_classes(np.array(nest.sizes), np.array(t))]
         preps = [(_pe_prep(c, hw, sp, ptiles, skip), c, n) for c, n in classes]
-        acc = {k: [] for k in ("tc", "t_glb", "t_pe", "en", "off", "active")}
+        keys = ("tc", "t_glb", "t_pe", "en", "off") + (("t_tot", "t_rd", "t_wr") if hw.glb.split_port else ())
+        acc = {k: [] for k in keys + ("active",)}
         for order in orders:
-            sums = dict.fromkeys(("tc", "t_glb", "t_pe", "en", "off"), 0.0)
+            sums = dict.fromkeys(keys, 0.0)
             for prep, c, n in preps:
                 r = _pe_eval(c, hw, prep, order[0], False, ratios, full=False)
                 for k in sums:
@@ -1381,6 +1424,17 @@ def _pe_in_tile(nest: Nest, hw: Hardware, word: float, skip: float, ratios: tupl
 _RS_WHOLE = ("Q",)  # a row-stationary processing pass works on whole ofmap rows [E16, E17]
 
 
+def _port_time(arr: dict, j, reload: float, glb: Level):
+    """The GLB port's time over a tile's instances (`arr` summed over them, `j` the candidates)
+    with `reload` bytes of partial sums read back on top: with reads and writes on buses of
+    their own, the slowest of the total, the reads and the writes over the whole op."""
+    if not glb.split_port:
+        return arr["t_glb"][j] + reload / glb.bandwidth_bps
+    return np.maximum(np.maximum(arr["t_tot"][j] + reload / glb.bandwidth_bps,
+                                 arr["t_rd"][j] + reload / (glb.read_bandwidth_bps or glb.bandwidth_bps)),
+                      arr["t_wr"][j])
+
+
 def _joint_search(nest: Nest, hw: Hardware, word: float, objective: str, resident: dict[str, float],
                   e_const: float, ratios: tuple, skip: float,
                   fix: MappingConstraints = MappingConstraints()) -> SearchResult | None:
@@ -1423,7 +1477,7 @@ def _joint_search(nest: Nest, hw: Hardware, word: float, objective: str, residen
             full_k[:, ctx.idx[win.k]] = D[ctx.idx[win.k]]
         reload = float(_footprint(ctx, out_t, full_k, 0)[0]) * (t_irr - 1) * word
         active = arr["active"]
-        t_glb = arr["t_glb"] + (reload / gbw if out_held else 0.0)
+        t_glb = _port_time(arr, slice(None), reload if out_held else 0.0, hw.glb)
         t_pe = arr["t_pe"] + reload / (active * hw.pe.bandwidth_bps)
         off_pe = arr["off"] + (0.0 if out_held else reload)
         en = arr["en"] + reload * (e_pe + (e_glb if out_held else e_off))
@@ -1460,7 +1514,7 @@ def _joint_search(nest: Nest, hw: Hardware, word: float, objective: str, residen
     off_total = sum(offchip.values())
     off_glb = sum(off_glb_roles.values())
     active = int(arr["active"][j])
-    tg = max(float(arr["t_glb"][j]) + (reload / gbw if out_held else 0.0), off_glb / gbw)
+    tg = max(float(_port_time(arr, j, reload if out_held else 0.0, hw.glb)), off_glb / gbw)
     tp = float(arr["t_pe"][j]) + reload / (active * hw.pe.bandwidth_bps)
     mapping = Mapping(glb_map, pe_map, spatial, total)
     return SearchResult(
