@@ -11,10 +11,11 @@ IEEE JSSC 52(1), 2017, Table VI (VGG-16, batch 3, 224 x 224, 200 MHz), as transc
 
 The tier is `EyerissJSSC` of examples/eyeriss.evo, compiled by evo: the chip's published
 array (12 x 14), clock, word, buffers (the 100 kB of the global buffer that hold ifmaps
-and psums, spads of 224 / 12 / 24 words), the buffer's psum buses (64-bit GIN and GON),
-the 60 MHz link, dataflow (row stationary), zero gating, compression and its clock
-network's power (the share of the chip's AlexNet power the paper's breakdown leaves to
-it); no parameter of the tier is fitted to the table.  Each layer is costed on its own (the chip
+and psums, spads of 224 / 12 / 24 words), the buffer's port (reads on the 64-bit psum GIN
+and the 16-bit ifmap GIN, writes on the 64-bit GON), the 60 MHz link, dataflow (row
+stationary), zero gating, compression, and its static power and energy unit calibrated on
+the chip's AlexNet measurements (below); no parameter of the tier is fitted to the VGG-16
+table.  Each layer is costed on its own (the chip
 runs layer by layer), objective energy by default: the chip's mapping parameters are
 chosen by an optimisation of energy over the memory hierarchy [JSSC 2017, section IV-A],
 and the static power drawn over the latency is part of the energy the search minimises.
@@ -22,7 +23,8 @@ and the static power drawn over the latency is part of the energy the search min
 Two tables (``--mapping both``, the default): at the chip's own mapping, as far as Table VI
 shows it (``chip_mapping``: the ofmap rows across the columns e and the channels per
 processing pass q r, read from the active-PE and GLB-access columns by one rule for every
-layer, fixed with ``MappingConstraints``; the rest searched), which tests how the model
+layer; ``chip_sets``: the PE sets over channels r and filters t that fill the 12 rows, from
+the ifmap spad's bound; fixed with ``MappingConstraints``, the rest searched), which tests how the model
 evaluates a mapping; and the model's own search, every choice its own.
 
 Columns, per layer and in total:
@@ -335,9 +337,10 @@ def main(argv: list[str] | None = None) -> int:
         dt = time.perf_counter() - t0
         print()
         if mode == "chip":
-            print("The chip's mapping: e ofmap rows across the columns and q r channels per processing pass "
-                  "as Table VI shows them (e, q r per layer: "
-                  + ", ".join(f"{n} {'/'.join(map(str, chip_mapping(C, K, H, p)))}" for n, C, K, H, p in VGG)
+            picks = [(n, *chip_mapping(C, K, H, p)) for n, C, K, H, p in VGG]
+            print("The chip's mapping: e ofmap rows across the columns, q r channels per processing pass as "
+                  "Table VI shows them, PE sets r over channels and t over filters (e/q r/r/t per layer: "
+                  + ", ".join(f"{n} {e}/{qr}/{'/'.join(map(str, chip_sets(qr)))}" for n, e, qr in picks)
                   + "); the rest searched")
         else:
             print("The model's own mapping search (every choice its own)")

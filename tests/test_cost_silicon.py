@@ -766,7 +766,11 @@ def test_eyeriss_at_the_chips_own_mapping_meets_the_latency_and_power_targets():
     picks = [bench.chip_mapping(C, K, H, paper) for _, C, K, H, paper in bench.VGG]
     assert [e for e, _ in picks] == [13] * 7 + [14] * 6  # 156 and 168 active PEs
     assert [qr for _, qr in picks] == [1, 1, 1, 1, 2, 2, 2, 4, 4, 4, 8, 8, 8]
+    # the 4 PE sets of the 12 rows: over filters while a pass's channels fit one PE's ifmap spad
+    # (q S <= 12 words), then over channels too (q r = 8: q = 4, r = t = 2)
+    assert [bench.chip_sets(qr) for _, qr in picks] == [(1, 4)] * 10 + [(2, 2)] * 3
     rows = bench.model(bench.tier(), None, "energy", chip=True)
+    assert [r["active"] for r in rows] == [r["paper"][4] for r in rows]  # 156 and 168, as measured
     for r, (e, qr) in zip(rows, picks):
         spatial, glb = re.match(r"spatial (.*?); global: tile (.*?);", r["mapping"]).groups()
         assert f"P{e} x R3" in spatial
