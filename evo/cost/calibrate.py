@@ -52,8 +52,8 @@ def fit_power(dynamic_j: Sequence[float], latency_s: Sequence[float], measured_w
         for v in seq:
             if not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(v) or v < 0 \
                     or (positive and v == 0):
-                raise ValueError(f"fit_power: every {what} must be a finite {'positive' if positive else 'non-negative'}"
-                                 f" number; got {v!r}")
+                sign = "positive" if positive else "non-negative"
+                raise ValueError(f"fit_power: every {what} must be a finite {sign} number; got {v!r}")
     dyn_w = np.asarray(dynamic_j, dtype=np.float64) / np.asarray(latency_s, dtype=np.float64)
     if np.ptp(dyn_w) <= 1e-12 * max(1.0, float(np.max(np.abs(dyn_w)))):
         raise ValueError("fit_power: every op draws the same dynamic power, so static and dynamic power cannot "

@@ -1269,8 +1269,8 @@ def _pe_eval(ctx: _Ctx, hw: Hardware, prep: dict, order: tuple[int, ...], stream
     out = {"lat": np.maximum(np.maximum(tc, t_glb), t_pe),
            "en": uniq_b * hw.glb.energy_per_byte_j + recv_b * hw.pe.energy_per_byte_j
            + off_b * hw.offchip.energy_per_byte_j,
-           "tc": tc, "t_glb": t_glb, "t_tot": t_tot, "t_rd": t_rd, "t_wr": t_wr, "t_pe": t_pe, "recv": recv_b, "cycles": prep["cycles"],
-           "active": active,
+           "tc": tc, "t_glb": t_glb, "t_tot": t_tot, "t_rd": t_rd, "t_wr": t_wr, "t_pe": t_pe, "recv": recv_b,
+           "cycles": prep["cycles"], "active": active,
            "off": off_b, "p": prep["p"], "T": T}
     if full:
         out["roles"] = {r: v * word for r, v in acc.items()}
