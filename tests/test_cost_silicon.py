@@ -792,6 +792,14 @@ def test_eyeriss_calibration_is_the_least_squares_fixed_point_on_alexnet():
     raw = hw.with_energy_scale(1e-12 / hw.mac_energy_j, 0.125)  # the [E16] ratios on 1 pJ, 125 mW
     s2, k2, _ = bench.calibrate(raw)
     assert close(raw.mac_energy_j * k2, hw.mac_energy_j, 0.01) and abs(s2 - static) <= 0.002
+    # not knife-edge: fitted on any four AlexNet layers, the fifth is within 20 % and so is every
+    # VGG-16 layer's power at the chip's mapping
+    vgg = bench.model(hw, None, "energy", chip=True)
+    for k in range(len(rows)):
+        some = [r for i, r in enumerate(rows) if i != k]
+        f = fit_power([r["dyn_j"] for r in some], [r["proc_s"] for r in some], [r["paper"][0] / 1e3 for r in some])
+        for r in [rows[k]] + vgg:
+            assert abs(f.power_w(r["dyn_j"], r["proc_s"]) * 1e3 / r["paper"][0] - 1) <= 0.20, (k, r["layer"])
     # the chip's AlexNet mapping is the model's: its PE sets as Table III places them
     assert [r["active"] for r in rows] == [154, 140, 156, 156, 156]  # CONV2: e = 27 folded by the chip (135)
     assert "K2 x P7 x R11" in rows[0]["mapping"] and "K2 x C2 x P13 x R3" in rows[3]["mapping"]
