@@ -28,6 +28,7 @@ from evo.cost import (
     cost_network,
     cost_op,
     fit_power,
+    format_table,
     hardware_from_dict,
     MappingConstraints,
     linear,
@@ -173,6 +174,11 @@ def test_split_port_reads_and_writes_on_their_own_buses():
     one = cost_op(w, replace(hw, glb=replace(hw.glb, read_bandwidth_bps=None, write_bandwidth_bps=None)),
                   constraints=fix)
     assert close(one.global_cycles, 23.5) and close(one.latency_s, 36e-9)
+    # the report says so
+    ops = [("conv", w, ())]
+    assert "GLB 1.05 MB (port 16.0 GB/s: reads 10.0 GB/s, writes 2.00 GB/s)" in format_table(cost_network(ops, hw))
+    assert "(port" not in format_table(cost_network(ops, replace(hw, glb=replace(hw.glb, read_bandwidth_bps=None,
+                                                                                  write_bandwidth_bps=None))))
     # the split-search path (a free dataflow) charges the port the same way
     free = replace(hw, rows=None, cols=None, dataflow="any")
     a = cost_op(w, free)

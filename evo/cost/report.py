@@ -103,6 +103,15 @@ def format_op(c: OpCost, name: str = "op") -> str:
     return "\n".join(lines)
 
 
+def _port(glb) -> str:
+    """A global level's split port (reads and writes on buses of their own), else nothing."""
+    if not glb.split_port:
+        return ""
+    parts = [f"{what} {fmt_bytes(v)}/s" for what, v in (("reads", glb.read_bandwidth_bps),
+                                                          ("writes", glb.write_bandwidth_bps)) if v is not None]
+    return f" (port {fmt_bytes(glb.bandwidth_bps)}/s: {', '.join(parts)})"
+
+
 def format_table(net: NetworkCost, fps: float | None = None, title: str | None = None,
                  summaries: Sequence = ()) -> str:
     """The network as a fixed-width table: one row per op, then totals, bounds and fusion savings,
@@ -129,7 +138,7 @@ def format_table(net: NetworkCost, fps: float | None = None, title: str | None =
               + f" x {hw.macs_per_pe} MAC at {hw.frequency_hz / 1e6:g} MHz "
               f"({fmt_count(hw.peak_macs_per_s)}/s peak), {hw.word_bits:g}-bit words; "
               f"{hw.offchip.name} {fmt_bytes(hw.offchip.bandwidth_bps)}/s, "
-              f"{hw.glb.name} {fmt_bytes(hw.glb.size_bytes)}, {hw.pe.name} {fmt_bytes(hw.pe.size_bytes)}/PE"
+              f"{hw.glb.name} {fmt_bytes(hw.glb.size_bytes)}{_port(hw.glb)}, {hw.pe.name} {fmt_bytes(hw.pe.size_bytes)}/PE"
               + (f"; {hw.dataflow.replace('_', '-')} dataflow" if hw.dataflow != "any" else "")),
              (f"energy: off-chip {fmt_energy(e.offchip)}, global {fmt_energy(e.glb)}, PE {fmt_energy(e.pe)}, "
               f"MAC {fmt_energy(e.mac)}" + (f", static {fmt_energy(e.static)}" if e.static else "")),
