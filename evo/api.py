@@ -114,9 +114,10 @@ class Program:
 
     # ------------------------------------------------------------------ cost
     def cost(self, network: str, hardware: str, batch: int = 1, objective: str = "latency", *,
-             sparsity: dict | None = None, **args):
+             sparsity: dict | None = None, constraints: dict | None = None, **args):
         """Per-layer, per-level cost report (see docs/cost-model.md).  `sparsity`: measured
-        zero fractions per op, `evo.cost.sparsity.calibrate(prog, network, images)`."""
+        zero fractions per op, `evo.cost.sparsity.calibrate(prog, network, images)`;
+        `constraints`: {op name: evo.cost.MappingConstraints}, parts of an op's mapping fixed."""
         from evo.cost.network import cost_graph
 
         self._require(network, self.networks, "network")
@@ -133,7 +134,7 @@ class Program:
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
         return cost_graph(self.graph(network, **args), self.hardware[hardware], batch=batch, objective=objective,
-                          sparsity=sparsity)
+                          sparsity=sparsity, constraints=constraints)
 
     # ------------------------------------------------------------------ cam
     def explainer(self, cam: str, model=None, **overrides):

@@ -721,3 +721,43 @@ hardware Tiny {
     pe Spad { size = 2 B; bandwidth = 2 B/cycle; energy = 0.1 pJ/B }
 }
 """
+
+
+def test_cli_constraints_fix_an_ops_mapping(capsys, tmp_path):
+    """`evoc cost --constraints FILE.json`: the op's mapping is pinned as the Python API pins it
+    (the same report), the others are as free as without the file."""
+    from evo.cost import MappingConstraints
+
+    f = tmp_path / "fix.json"
+    f.write_text(json.dumps({"features.0": {"spatial": {"K": 4}, "glb_tile": {"C": 1}}}))
+    rc, out, err = run_cli(capsys, EX / "quickstart.evo", "--constraints", f, "--format", "json")
+    assert rc == 0, err
+    prog = evo.compile_file(EX / "quickstart.evo")
+    fixed = prog.cost("QuickNet", "EdgeNPU", constraints={"features.0": MappingConstraints.of(
+        spatial={"K": 4}, glb_tile={"C": 1})})
+    got = json.loads(out)["cost"]
+    assert got == json.loads(fixed.to_json())["cost"]
+    free = json.loads(prog.cost("QuickNet", "EdgeNPU").to_json())["cost"]
+    pinned = {o["name"]: o for o in got["ops"]}
+    others = {o["name"]: o for o in free["ops"]}
+    assert pinned["features.0"] != others["features.0"]
+    assert json.dumps(pinned["features.0"]).count("K4") >= 1
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"features.9": {"spatial": {"K": 4}}}', "network QuickNet has no op 'features.9'"),
+    ('{"features.0": {"spatial": {"Z": 4}}}', "this conv nest's dims are N, G, K, C, P, Q, R, S"),
+    ('{"features.0": {"spatial": {"K": 16, "P": 64, "Q": 64}}}', "no unrolling over the PE array satisfies"),
+    ('{"features.0": {"spatial": {"K": "4"}}}', "must be a positive integer"),
+    ('{"features.0": {"spotial": {"K": 4}}}', 'expected {"spatial"'),
+    ('{"flatten": {"spatial": {"E": 2}}}', "it moves data and has no mapping"),
+    ('[1]', "expected an object of op names"),
+    ('{bad', "not JSON"),
+])
+def test_cli_constraints_errors_are_usage_errors(capsys, tmp_path, text, words):
+    f = tmp_path / "fix.json"
+    f.write_text(text)
+    rc, out, err = run_cli(capsys, EX / "quickstart.evo", "--constraints", f)
+    assert rc == 2 and words in err and "Traceback" not in err and out == ""
+    rc, _, err = run_cli(capsys, EX / "quickstart.evo", "--constraints", tmp_path / "missing.json")
+    assert rc == 2 and "cannot read it" in err

@@ -28,6 +28,9 @@ def add_parser(sub) -> None:
                         "measured zero fraction (zero gating, skipping and compression, as the tier declares)")
     p.add_argument("--weights", metavar="W.pt", help="with --calibrate: the network's state_dict (default: "
                    "bundled weights for the program, e.g. quickstart.pt; else its random initialisation)")
+    p.add_argument("--constraints", metavar="FILE.json",
+                   help='parts of ops\' mappings fixed, the rest searched: {"op name": {"spatial": {"P": 13}, '
+                        '"glb_tile": {"C": 1}}, ...} (op names as the report prints them)')
 
 
 def _pick(what: str, given: str | None, pool) -> str:
@@ -68,7 +71,16 @@ def main(args) -> int:
         sparsity = _calibrate(prog, args.file, network, args.calibrate, args.weights, batch)
     elif args.weights:
         raise UsageError("--weights is for --calibrate")
-    rep = prog.cost(network, hardware=hardware, batch=batch, objective=objective, sparsity=sparsity)
+    constraints = _constraints(args.constraints, prog, network, batch) if args.constraints else None
+    try:
+        rep = prog.cost(network, hardware=hardware, batch=batch, objective=objective, sparsity=sparsity,
+                        constraints=constraints)
+    except ValueError as e:  # a constraint on a dim the op lacks, or one nothing satisfies
+        from evo.cost import ConstraintError
+
+        if constraints and (isinstance(e, ConstraintError) or str(e).startswith("mapping constraint")):
+            raise UsageError(f"--constraints {args.constraints}: {e}") from None
+        raise
     rep.fps_budget = fps
     if cam is not None and cam.network == network:
         g = prog.graph(network)
@@ -105,3 +117,41 @@ def _calibrate(prog, file: str, network: str, images: list[str], weights: str | 
     except OSError as e:
         raise UsageError(f"cannot read the calibration images: {e}") from None
     return calibrate(prog, network, x, model=model, batch=batch)
+
+
+def _constraints(path: str, prog, network: str, batch: int) -> dict:
+    """{op name: MappingConstraints} from a JSON file: {"op": {"spatial": {dim: n}, "glb_tile": {dim: n}}}."""
+    import json
+
+    from evo.cost import MappingConstraints
+    from evo.cost.network import graph_ops
+    from evo.diagnostics import did_you_mean
+
+    where = f"--constraints {path}"
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise UsageError(f"{where}: cannot read it: {e.strerror or e}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"{where}: not JSON: {e}") from None
+    shape = '{"op name": {"spatial": {"P": 13}, "glb_tile": {"C": 1}}}'
+    if not isinstance(data, dict):
+        raise UsageError(f"{where}: expected an object of op names, like {shape}")
+    names = [name for name, _, _ in graph_ops(prog.graph(network), batch)]
+    out = {}
+    for op, spec in data.items():
+        if op not in names:
+            hint = did_you_mean(op, names)
+            shown = ", ".join(names[:12]) + (f", ... ({len(names)} ops)" if len(names) > 12 else "")
+            raise UsageError(f"{where}: network {network} has no op '{op}'" + (f"; {hint}" if hint else "")
+                             + f" (its ops: {shown})")
+        if not isinstance(spec, dict) or set(spec) - {"spatial", "glb_tile"} or not all(
+                isinstance(v, dict) for v in spec.values()):
+            raise UsageError(f"{where}: op '{op}': expected {{\"spatial\": {{dim: factor}}, \"glb_tile\": "
+                             "{dim: extent}} (either may be left out)")
+        try:
+            out[op] = MappingConstraints.of(spatial=spec.get("spatial"), glb_tile=spec.get("glb_tile"))
+        except ValueError as e:
+            raise UsageError(f"{where}: op '{op}': {e}") from None
+    return out

@@ -216,14 +216,16 @@ class CostReport:
 
 
 def cost_graph(g: Graph, hw, batch: int = 1, objective: str = "latency", fps: float | None = None,
-               fuse: bool = True, sparsity: dict | None = None, prepared: tuple | None = None) -> CostReport:
+               fuse: bool = True, sparsity: dict | None = None, prepared: tuple | None = None,
+               constraints: dict | None = None) -> CostReport:
     """`sparsity`: {op name: (input, output) zero fractions}, e.g. from
     :func:`evo.cost.sparsity.op_sparsity` (``evoc cost --calibrate``).  `prepared`: what
     :func:`prepare_graph` returned for `g` and `batch` (a caller costing one graph on many
-    tiers builds its op list once; the figures are the same)."""
+    tiers builds its op list once; the figures are the same).  `constraints`: {op name:
+    :class:`~evo.cost.MappingConstraints`} (``evoc cost --constraints``)."""
     hwc = as_hardware(hw)
     items, params = prepared if prepared is not None else prepare_graph(g, batch)
-    net = cost_network(items, hwc, objective, fuse=fuse, sparsity=sparsity)
+    net = cost_network(items, hwc, objective, fuse=fuse, sparsity=sparsity, constraints=constraints)
     return CostReport(g.name, hwc.name, batch, objective, net, params, fps)
 
 
