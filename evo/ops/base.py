@@ -204,6 +204,11 @@ class OpDef:
     # its output is a channels-first map [N, C, H, W] whatever its input's layout (convolution, 2-D pooling
     # and norms): a CAM layer there is explained as it is (evo/ops/tokens.py's layout inference)
     channels_first: bool = False
+    # layout(attrs, rank) -> how the op moves the axes of a map or a token sequence, for that inference:
+    # ("permute", perm) (output dimension i is input dimension perm[i]), ("regroup",) (a reshape: the
+    # axes regrouped), ("join", dim) (a concat along dim), ("resize", ((axis, start or None), ...)) (a
+    # slice, narrow or pad of whole dimensions); None: the op keeps the positions of its input
+    layout: Callable[[dict, int], tuple] | None = None
     operator_only: bool = False  # written with an operator (`+`), not callable by name
     # how many of its arguments a program writes before the tensors, as torch does (einsum's equation:
     # `einsum("bij,bjk->bik", a, b)`); they are its first params

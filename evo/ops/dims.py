@@ -107,6 +107,7 @@ register(OpDef(
     module=lambda a, s: f"{{EvoPermute}}({lit(tuple(a['dims']))})", helper=PERMUTE_HELPER,
     functional=lambda a, xs: f"{xs[0]}.permute({', '.join(lit(d) for d in a['dims'])})",
     torch="Tensor.permute", doc="reorder the dimensions", affine=True, keeps_zeros=True, grad=_permute_grad, cost=_permute_cost,
+    layout=lambda a, r: ("permute", tuple(d % r for d in a["dims"])),
     imports=Imports(classes=("Permute",), calls=(Call(("torch.permute", "Tensor.permute", "aten.permute"),
                                                        ("input", "dims"), _permute_call, varargs="dims"),)),
     from_module=_permute_from_module,
@@ -162,6 +163,7 @@ register(OpDef(
     module=lambda a, s: f"{{EvoPermute}}({lit(_transpose_perm(a, len(s[0])))})", helper=PERMUTE_HELPER,
     functional=lambda a, xs: f"{xs[0]}.transpose({lit(a['dim0'])}, {lit(a['dim1'])})",
     torch="torch.transpose", doc="swap two dimensions", affine=True, keeps_zeros=True, grad=_transpose_grad, cost=_permute_cost,
+    layout=lambda a, r: ("permute", _transpose_perm(a, r)),
     imports=Imports(calls=(Call(_TRANSPOSE_NAMES, ("input", "dim0", "dim1"), _transpose_call),)),
     doc_call="transpose(x, dim0, dim1)", doc_args="`dim0`, `dim1` ints, in range",
     doc_shape="dimensions `dim0` and `dim1` swapped; both in range (E0206), neither the batch dimension 0 "
@@ -265,7 +267,7 @@ for _name, _method, _imports in (
     register(OpDef(
         _name, (ParamSpec("shape", "ints", doc="the new shape, -1 once for an inferred size"),), _reshape_shape,
         functional=_reshape_code(_method), torch=f"Tensor.{_method}", affine=True, keeps_zeros=True, reshapes=True,
-        grad=_reshape_grad,
+        grad=_reshape_grad, layout=lambda a, r: ("regroup",),
         cost=view_cost, imports=_imports, grad_code=_reshape_grad_code if _name == "reshape" else None,
         doc=f"{'reshape' if _name == 'reshape' else 'reshape a contiguous tensor (torch view)'}",
         doc_call=f"{_name}(x, shape)", doc_args="`shape` list of ints ≥ 1, `-1` once (inferred)",
@@ -370,6 +372,7 @@ register(OpDef(
     _narrow_shape, functional=lambda a, xs: f"{xs[0]}.narrow({lit(a['dim'])}, {lit(a['start'])}, "
                                             f"{lit(a['length'])})",
     torch="torch.narrow", doc="a slice of one dimension", affine=True, grad=_narrow_grad, cost=view_cost,
+    layout=lambda a, r: ("resize", ((a["dim"] % r, a["start"]),)),
     imports=Imports(calls=(Call(("torch.narrow", "Tensor.narrow"), ("input", "dim", "start", "length"), _narrow_call),
                            Call(("aten.slice",), ("input", "dim", "start", "end", "step"), _slice_call,
                                 {"dim": 0, "start": None, "end": None, "step": 1}))),

@@ -48,7 +48,7 @@ register(OpDef(
     module=lambda a, s: f"nn.Flatten({join(kwargs_src(a, [('start', 1, 'start_dim'), ('end', -1, 'end_dim')]))})",
     functional=lambda a, xs: f"torch.flatten({join(xs[0], [lit(a['start'])] if a['end'] == -1 else [lit(a['start']), lit(a['end'])])})",
     torch="torch.flatten", doc="flatten dimensions start..end into one", affine=True, keeps_zeros=True, grad=_reshape_grad,
-    cost=view_cost, doc_call="flatten(x, start=1, end=-1)",
+    cost=view_cost, doc_call="flatten(x, start=1, end=-1)", layout=lambda a, r: ("regroup",),
     imports=Imports(("nn.Flatten",), calls=(Call(
         ("torch.flatten", "Tensor.flatten", "aten.flatten"), ("input", "start_dim", "end_dim"),
         lambda b, shapes: flatten_args(int(b["start_dim"]), int(b["end_dim"]), shapes[0]),
@@ -217,6 +217,7 @@ register(OpDef(
     functional=lambda a, xs: f"torch.cat(({', '.join(xs)},), {lit(a['dim'])})",
     functional_list=lambda a, xs: f"torch.cat({xs}, {lit(a['dim'])})", list_join={"dim": 1},
     torch="torch.cat", doc="concatenate tensors along a dimension", grad=_concat_grad,
+    layout=lambda a, r: ("join", a["dim"] % r),
     cost=lambda W, a, ins, out: W.CopyWorkload(sum(numel(s) for s in ins), numel(out)),
     imports=Imports(calls=(Call(("torch.cat", "torch.concat", "torch.concatenate", "aten.cat", "aten.concat"),
                                 ("tensors", "dim"), _concat_call, {"dim": 0},

@@ -90,19 +90,15 @@ def to_channels_first(n: Node) -> bool:
     return len(n.shape) == 4 and _perm(n, 4) == (0, 3, 1, 2)
 
 
-def _perm(n: Node, r: int) -> tuple | None:
-    a = n.attr_dict
-    if n.op == Op("permute"):
-        return tuple(d % r for d in a["dims"])
-    if n.op == Op("transpose"):
-        p = list(range(r))
-        d0, d1 = a["dim0"] % r, a["dim1"] % r
-        p[d0], p[d1] = p[d1], p[d0]
-        return tuple(p)
-    return None
+def _layout(n: Node, r: int) -> tuple:
+    """What the op's entry says it does to the axes (``OpDef.layout``); () where it keeps them."""
+    d = ops_lookup(str(n.op))
+    return d.layout(n.attr_dict, r) if d is not None and d.layout is not None else ()
 
-_RESHAPES = ("reshape", "view", "flatten")
-_RESIZE = ("subsample", "narrow", "pad")
+
+def _perm(n: Node, r: int) -> tuple | None:
+    lay = _layout(n, r)
+    return lay[1] if lay and lay[0] == "permute" else None
 
 
 def _whole(kind: str, size: int) -> tuple:
@@ -273,30 +269,26 @@ def _step(n: Node, ins: list[tuple | None], g: Graph) -> tuple | None:
         return _fresh(s[2], s[3], s[1])
     in_shapes = [g.node(i).shape for i in n.inputs]
     first = ins[0] if ins else None
-    perm = _perm(n, r)
-    if perm is not None:
+    lay = d.layout(n.attr_dict, r) if d is not None and d.layout is not None else ()
+    kind = lay[0] if lay else ""
+    if kind == "permute":
+        perm = lay[1]
         if first is None or perm[0] != 0:
             return None
         h, w, axes = first
         return (h, w, tuple(axes[p - 1] for p in perm[1:]))
-    if str(n.op) in _RESHAPES:
+    if kind == "regroup":
         L = None if first is None else _reshape(first, tuple(s[1:]))
         return _regrid(L, s) if L is not None and r == 4 else L
-    if n.op == Op("concat"):
-        return _concat(n, ins, in_shapes, s)
-    if str(n.op) in _RESIZE and first is not None and len(in_shapes[0]) == r:
+    if kind == "join":
+        return _concat(lay[1], ins, in_shapes, s)
+    if kind == "resize" and first is not None and len(in_shapes[0]) == r:
         L = first
-        if str(n.op) == "pad":
-            p = n.attr("padding")
-            for i in range(len(p) // 2):
-                ax = r - 1 - i
-                if p[2 * i] or p[2 * i + 1]:
-                    L = _resize(L, ax, s[ax], None)
-                    if L is None:
-                        return None
-            return L
-        ax = n.attr("dim") % r
-        return _resize(L, ax, s[ax], n.attr("start")) if ax else None
+        for ax, start in lay[1]:  # whole dimensions sliced, narrowed or padded (never the batch)
+            L = _resize(L, ax, s[ax], start) if ax else None
+            if L is None:
+                return None
+        return L
     # ops that keep the positions: an input of the output's shape (they must agree), else one
     # that differs only in dimensions without H or W
     exact = {L for L, shp in zip(ins, in_shapes) if L is not None and tuple(shp) == tuple(s)}
@@ -313,9 +305,9 @@ def _step(n: Node, ins: list[tuple | None], g: Graph) -> tuple | None:
     return None
 
 
-def _concat(n: Node, ins: list, in_shapes: list, s: tuple) -> tuple | None:
+def _concat(d: int, ins: list, in_shapes: list, s: tuple) -> tuple | None:
+    """A concat along dimension `d` of the output `s`."""
     r = len(s)
-    d = n.attr("dim") % r
     if d == 0:
         return None
     have = [k for k, L in enumerate(ins) if L is not None]

@@ -252,7 +252,7 @@ register(OpDef(
     "subsample", (ParamSpec("dim", "int"), ParamSpec("start", "int", 0, min=0), ParamSpec("step", "int", 1, min=1)),
     _subsample_shape, functional=lambda a, xs: _strided(a, xs),
     torch="x[..., start::step, ...]", doc="every step-th element of one dimension (a strided view)", affine=True,
-    grad=_subsample_grad, cost=view_cost,
+    grad=_subsample_grad, cost=view_cost, layout=lambda a, r: ("resize", ((a["dim"] % r, a["start"]),)),
     doc_call="subsample(x, dim, start=0, step=1)",
     doc_args="`dim` int, in range, not the batch; `start` int ≥ 0 (0); `step` int ≥ 1 (1)",
     doc_shape="dimension `dim` keeps elements `start, start+step, …` (`(size − start + step − 1) // step` of "
@@ -339,6 +339,8 @@ register(OpDef(
     "pad", (ParamSpec("padding", "ints", doc="(before, after) per dimension, last dimension first"),),
     _pad_shape, functional=lambda a, xs: f"F.pad({xs[0]}, {tuple_lit(a['padding'])})",
     torch="F.pad", doc="zero padding of the last dimensions", affine=True, grad=_pad_grad,
+    layout=lambda a, r: ("resize", tuple((r - 1 - i, None) for i in range(len(a["padding"]) // 2)
+                                         if a["padding"][2 * i] or a["padding"][2 * i + 1])),
     cost=lambda W, a, ins, out: W.CopyWorkload(numel(ins[0]), numel(out)),
     imports=Imports(modules=tuple(f"nn.{k}Pad{d}d" for k in ("Zero", "Constant") for d in (1, 2, 3)),
                     calls=(Call(("F.pad", "aten.pad"), ("input", "pad", "mode", "value"), _pad_call,
