@@ -1030,35 +1030,43 @@ def _rs_candidates(ctx: _Ctx, hw: Hardware) -> np.ndarray:
     groups) fill the array, stacked down the rows or side by side across the columns (the
     chip's own AlexNet mappings [E17, Table III] put two 11 x 7 sets side by side in CONV1
     and four 3 x 13 sets, two channels by two filters, down the rows in CONV4 and 5)."""
-    D, idx = ctx.D, ctx.idx
-    rows, cols = hw.rows, hw.cols
+    idx = ctx.idx
+    return _rs_rows(tuple(int(v) for v in ctx.D), idx["R"], idx["P"],
+                    tuple(idx[d] for d in ("N", "G", "K", "C")), hw.rows, hw.cols)
+
+
+@lru_cache(maxsize=4096)
+def _rs_rows(D: tuple, r_i: int, p_i: int, copy_dims: tuple, rows: int, cols: int) -> np.ndarray:
+    """_rs_candidates for the extents `D` (one array per extents: the GLB tiles of a layer share
+    them), rows in lexicographic order, each once.  Read-only."""
     nd = len(D)
-    r_i, p_i = idx["R"], idx["P"]
-    r_vals = [v for v in (1,) + _spatial_values(int(D[r_i])) if v <= rows]
-    p_vals = [v for v in (1,) + _spatial_values(int(D[p_i])) if v <= cols]
-    copy = [(idx[d], _spatial_values(int(D[idx[d]]))) for d in ("N", "G", "K", "C") if D[idx[d]] > 1]
-    out = []
+    r_vals = [v for v in (1,) + _spatial_values(D[r_i]) if v <= rows]
+    p_vals = [v for v in (1,) + _spatial_values(D[p_i]) if v <= cols]
+    copy = [(i, _spatial_values(D[i])) for i in copy_dims if D[i] > 1]
+    out = set()
     for sr in r_vals:
         for sp in p_vals:
             down, across = rows // sr, cols // sp  # set copies the array has room for each way
-            base = np.ones(nd, dtype=np.int64)
+            base = [1] * nd
             base[r_i], base[p_i] = sr, sp
-            out.append(base)
+            out.add(tuple(base))
             for k, (i, vi) in enumerate(copy):
                 for a in vi:
                     if a > max(down, across):
                         continue
-                    r = base.copy()
+                    r = list(base)
                     r[i] = a
-                    out.append(r)
+                    out.add(tuple(r))
                     for j, vj in copy[k + 1:]:  # a second dim: the same way as the first or the other
                         for b in vj:
                             if (a * b <= down or a * b <= across or (a <= down and b <= across)
                                     or (a <= across and b <= down)):
-                                r2 = r.copy()
-                                r2[j] = b
-                                out.append(r2)
-    return np.unique(np.vstack(out), axis=0)
+                                r[j] = b
+                                out.add(tuple(r))
+                        r[j] = 1
+    arr = np.array(sorted(out), dtype=np.int64).reshape(-1, nd)
+    arr.setflags(write=False)
+    return arr
 
 
 def _pe_candidates(ctx: _Ctx, hw: Hardware, fix: tuple = ()):
@@ -1287,6 +1295,7 @@ def clear_search_cache() -> None:
     _WIN_TABLE_ELEMENTS = 0
     _glb_side_cached.cache_clear()
     _compulsory.cache_clear()
+    _rs_rows.cache_clear()
 
 
 # ---------------------------------------------------------------------------
