@@ -269,7 +269,7 @@ def _step(n: Node, ins: list[tuple | None], g: Graph) -> tuple | None:
         return _fresh(s[2], s[3], s[1])
     in_shapes = [g.node(i).shape for i in n.inputs]
     first = ins[0] if ins else None
-    lay = d.layout(n.attr_dict, r) if d is not None and d.layout is not None else ()
+    lay = _layout(n, r)
     kind = lay[0] if lay else ""
     if kind == "permute":
         perm = lay[1]
