@@ -75,6 +75,16 @@ RANGES: dict[str, tuple[float, float, str]] = {
 GENERIC_RANGE = (1e-24, 1e24, "1e-24 to 1e24 in base units")
 
 
+def level_attr_excluded(kind: str, key: str) -> str | None:
+    """Why level `kind` cannot have attribute `key` (one of LEVEL_ATTRS), or None."""
+    if kind != "global" and key in ("read_bandwidth", "write_bandwidth"):
+        return (f"the {kind} level has no '{key}': only the global level's port to the PE array splits its "
+                "reads and writes")
+    if kind == "offchip" and key.endswith("_size"):
+        return f"the offchip level has no '{key}' (it holds every operand, unbounded or of one size)"
+    return None
+
+
 def out_of_range(key: str, value: float) -> str | None:
     """Why `value` (base units) is not a plausible value of attribute `key`, or None."""
     lo, hi, text = RANGES.get(key, GENERIC_RANGE)
@@ -407,13 +417,9 @@ class HardwareChecker:
                     self.col.error(C.UNKNOWN_HARDWARE_ATTRIBUTE, f"unknown attribute '{key}' of the {kind} level", item.span,
                                    did_you_mean(key, known) or f"level attributes are {', '.join(known)}")
                     continue
-                if kind != "global" and key in ("read_bandwidth", "write_bandwidth"):
-                    self.col.error(C.UNKNOWN_HARDWARE_ATTRIBUTE, f"the {kind} level has no '{key}': only the global "
-                                   "level's port to the PE array splits its reads and writes", item.span)
-                    continue
-                if kind == "offchip" and key.endswith("_size"):
-                    self.col.error(C.UNKNOWN_HARDWARE_ATTRIBUTE, f"the offchip level has no '{key}' (it holds every operand, "
-                                   "unbounded or of one size)", item.span)
+                why = level_attr_excluded(kind, key)
+                if why:
+                    self.col.error(C.UNKNOWN_HARDWARE_ATTRIBUTE, why, item.span)
                     continue
                 q = self.quantity(key, v, item, spec[0], spec[1])
                 if q is None:

@@ -9,7 +9,14 @@ from evo import codes as C
 from evo import limits
 from evo import units as U
 from evo.cam_methods import GRADIENT_FREE, METHODS  # noqa: F401  (the one list of CAM methods)
-from evo.check.hardware import LEVEL_ATTRS, LEVEL_KINDS, TOP_ATTRS, HardwareSpec, out_of_range
+from evo.check.hardware import (
+    LEVEL_ATTRS,
+    LEVEL_KINDS,
+    TOP_ATTRS,
+    HardwareSpec,
+    level_attr_excluded,
+    out_of_range,
+)
 from evo.check.program import Program
 from evo.diagnostics import Abort, Collector, Span, did_you_mean
 from evo.frontend import ast as A
@@ -517,6 +524,10 @@ class SettingsChecker:
         if len(rest) == 1 and rest[0] in TOP_ATTRS:
             dims = TOP_ATTRS[rest[0]][0]
         elif len(rest) == 2 and rest[0] in LEVEL_KINDS and rest[1] in LEVEL_ATTRS:
+            why = level_attr_excluded(rest[0], rest[1])
+            if why:
+                self.col.error(C.UNKNOWN_GENE, f"gene '{'.'.join(path)}': {why}", g.path_span)
+                return None
             dims = LEVEL_ATTRS[rest[1]][0]
         else:
             key = ".".join(rest)
