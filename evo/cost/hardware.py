@@ -219,7 +219,7 @@ class Hardware(_CachedHash):
                 raise HardwareError(f"{what} must be a non-negative number, got {v!r}")
         v = self.static_power_w
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise HardwareError(f"static_power must be a non-negative number, got {v!r}")
+            raise HardwareError(f"static power must be a finite non-negative number, got {v!r}")
         for what in ("pes", "macs_per_pe"):
             v = getattr(self, what)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -286,17 +286,15 @@ class Hardware(_CachedHash):
     def with_energy_scale(self, scale: float, static_power_w: float | None = None) -> Hardware:
         """A copy with every energy (MAC, operand accesses, each level's) times `scale`, and the
         static power `static_power_w` where given (a calibration: :func:`evo.cost.fit_power`)."""
-        if isinstance(scale, numbers.Real) and not isinstance(scale, bool):
-            scale = float(scale)  # numpy scalars too
-        _pos(scale, "energy scale")
-        if static_power_w is not None and (isinstance(static_power_w, bool) or not isinstance(
-                static_power_w, numbers.Real) or not math.isfinite(static_power_w) or static_power_w < 0):
-            raise HardwareError(f"static power must be a finite non-negative number, got {static_power_w!r}")
+        def plain(v):  # numpy scalars as floats; the checks are _pos's and the tier's own
+            return float(v) if isinstance(v, numbers.Real) and not isinstance(v, bool) else v
+
+        scale = _pos(plain(scale), "energy scale")
         levels = {a: replace(getattr(self, a), energy_per_byte_j=getattr(self, a).energy_per_byte_j * scale)
                   for a in ("offchip", "glb", "pe")}
         return replace(self, mac_energy_j=self.mac_energy_j * scale,
                        operand_energy_j=None if self.operand_energy_j is None else self.operand_energy_j * scale,
-                       static_power_w=self.static_power_w if static_power_w is None else float(static_power_w),
+                       static_power_w=self.static_power_w if static_power_w is None else plain(static_power_w),
                        **levels)
 
     def with_level(self, kind: str, **changes: Any) -> Hardware:
