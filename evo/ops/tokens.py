@@ -90,9 +90,10 @@ def to_channels_first(n: Node) -> bool:
     return len(n.shape) == 4 and _perm(n, 4) == (0, 3, 1, 2)
 
 
-def _layout(n: Node, r: int) -> tuple:
-    """What the op's entry says it does to the axes (``OpDef.layout``); () where it keeps them."""
-    d = ops_lookup(str(n.op))
+def _layout(n: Node, r: int, d=None) -> tuple:
+    """What the op's entry `d` (looked up when not given) says it does to the axes
+    (``OpDef.layout``); () where it keeps them."""
+    d = d or ops_lookup(str(n.op))
     return d.layout(n.attr_dict, r) if d is not None and d.layout is not None else ()
 
 
@@ -269,7 +270,7 @@ def _step(n: Node, ins: list[tuple | None], g: Graph) -> tuple | None:
         return _fresh(s[2], s[3], s[1])
     in_shapes = [g.node(i).shape for i in n.inputs]
     first = ins[0] if ins else None
-    lay = _layout(n, r)
+    lay = _layout(n, r, d)
     kind = lay[0] if lay else ""
     if kind == "permute":
         perm = lay[1]
