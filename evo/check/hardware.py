@@ -68,10 +68,9 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "operand_energy": (1e-18, 1e-3, "1e-6 pJ/B to 1 mJ/B"),
     "size": (1.0, 1e18, "1 B to 1,000,000 TB"),
     "bandwidth": (1.0, 1e16, "1 B/s to 10,000 TB/s"),
-    "read_bandwidth": (1.0, 1e16, "1 B/s to 10,000 TB/s"),
-    "write_bandwidth": (1.0, 1e16, "1 B/s to 10,000 TB/s"),
     "energy": (1e-18, 1e-3, "1e-6 pJ/B to 1 mJ/B"),
 }
+RANGES["read_bandwidth"] = RANGES["write_bandwidth"] = RANGES["bandwidth"]  # a split port's share of it
 GENERIC_RANGE = (1e-24, 1e24, "1e-24 to 1e24 in base units")
 
 
