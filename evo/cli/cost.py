@@ -76,10 +76,11 @@ def main(args) -> int:
         rep = prog.cost(network, hardware=hardware, batch=batch, objective=objective, sparsity=sparsity,
                         constraints=constraints)
     except ValueError as e:  # a constraint on a dim the op lacks, or one nothing satisfies
+        from evo.cli.run import safe
         from evo.cost import ConstraintError
 
         if constraints and (isinstance(e, ConstraintError) or str(e).startswith("mapping constraint")):
-            raise UsageError(f"--constraints {args.constraints}: {e}") from None
+            raise UsageError(f"--constraints {safe(args.constraints)}: {safe(e)}") from None
         raise
     rep.fps_budget = fps
     if cam is not None and cam.network == network:
@@ -123,16 +124,17 @@ def _constraints(path: str, prog, network: str, batch: int) -> dict:
     """{op name: MappingConstraints} from a JSON file: {"op": {"spatial": {dim: n}, "glb_tile": {dim: n}}}."""
     import json
 
+    from evo.cli.run import safe
     from evo.cost import MappingConstraints
     from evo.cost.network import graph_ops
     from evo.diagnostics import did_you_mean
+    from evo.frontend.source import UnreadableSource, read_bytes
 
-    where = f"--constraints {path}"
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except OSError as e:
-        raise UsageError(f"{where}: cannot read it: {e.strerror or e}") from None
+    where = f"--constraints {safe(path)}"
+    try:  # a regular file of bounded size, opened without blocking (a FIFO is refused, not waited on)
+        data = json.loads(read_bytes(path).decode("utf-8"))
+    except UnreadableSource as e:
+        raise UsageError(f"{where}: cannot read it: {e.why}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UsageError(f"{where}: not JSON: {e}") from None
     shape = '{"op name": {"spatial": {"P": 13}, "glb_tile": {"C": 1}}}'
@@ -144,14 +146,14 @@ def _constraints(path: str, prog, network: str, batch: int) -> dict:
         if op not in names:
             hint = did_you_mean(op, names)
             shown = ", ".join(names[:12]) + (f", ... ({len(names)} ops)" if len(names) > 12 else "")
-            raise UsageError(f"{where}: network {network} has no op '{op}'" + (f"; {hint}" if hint else "")
-                             + f" (its ops: {shown})")
+            raise UsageError(f"{where}: network {network} has no op '{safe(op)}'"
+                             + (f"; {safe(hint)}" if hint else "") + f" (its ops: {shown})")
         if not isinstance(spec, dict) or set(spec) - {"spatial", "glb_tile"} or not all(
                 isinstance(v, dict) for v in spec.values()):
-            raise UsageError(f"{where}: op '{op}': expected {{\"spatial\": {{dim: factor}}, \"glb_tile\": "
+            raise UsageError(f"{where}: op '{safe(op)}': expected {{\"spatial\": {{dim: factor}}, \"glb_tile\": "
                              "{dim: extent}} (either may be left out)")
         try:
             out[op] = MappingConstraints.of(spatial=spec.get("spatial"), glb_tile=spec.get("glb_tile"))
         except ValueError as e:
-            raise UsageError(f"{where}: op '{op}': {e}") from None
+            raise UsageError(f"{where}: op '{op}': {safe(e)}") from None
     return out
