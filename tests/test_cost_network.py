@@ -761,3 +761,16 @@ def test_cli_constraints_errors_are_usage_errors(capsys, tmp_path, text, words):
     assert rc == 2 and words in err and "Traceback" not in err and out == ""
     rc, _, err = run_cli(capsys, EX / "quickstart.evo", "--constraints", tmp_path / "missing.json")
     assert rc == 2 and "cannot read it" in err
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_cli_constraints_file_is_read_as_program_files_are(capsys, tmp_path):
+    """A FIFO is refused at once (not waited on), and a name with escape sequences is printed escaped."""
+    fifo = tmp_path / "fix.json"
+    os.mkfifo(fifo)
+    rc, _, err = run_cli(capsys, EX / "quickstart.evo", "--constraints", fifo)
+    assert rc == 2 and "cannot read it" in err and "FIFO" in err
+    f = tmp_path / "esc.json"
+    f.write_text('{"feat\\u001b[31mX": {}}')
+    rc, _, err = run_cli(capsys, EX / "quickstart.evo", "--constraints", f)
+    assert rc == 2 and "\x1b" not in err and "feat\\x1b[31mX" in err
