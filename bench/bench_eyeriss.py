@@ -195,13 +195,12 @@ def model(hw, zeros: float | None, objective: str, chip: bool = False) -> list[d
 
 def alexnet_constraints(mapping: tuple) -> MappingConstraints:
     """The chip's AlexNet mapping (Table III) as far as the model names its parts: e ofmap rows
-    across the columns (CONV2's e = 27 folds over the 14 columns, which the model does not do:
-    there the spatial split is searched), t and r PE sets over filters and channels, and each
-    buffer tile: n images, m filters, q r channels per pass, e rows."""
+    across the columns (CONV2's e = 27 folded over the 14 columns, 5 x 14 above 5 x 13), t and r
+    PE sets over filters and channels, and each buffer tile: n images, m filters, q r channels
+    per pass, e rows."""
     m, n, e, p, q, r, t = mapping
     spatial = {d: v for d, v in (("K", t), ("C", r)) if v > 1}
-    if e <= ARRAY_COLS:
-        spatial["P"] = e
+    spatial["P"] = e
     return MappingConstraints.of(spatial=spatial, glb_tile={"N": n, "K": m, "C": q * r, "P": e})
 
 
@@ -238,6 +237,17 @@ def calibrate(hw, rounds: int = 5) -> tuple[float, float, list[dict]]:
             break
         rows = alexnet(hw.with_energy_scale(scale, static))
     return static, scale, first
+
+
+def held_out(rows: list[dict]) -> list[float]:
+    """Each row's power (W) predicted by the fit on the other rows (leave one out): a test of the
+    calibration on layers it did not see."""
+    out = []
+    for k in range(len(rows)):
+        some = [r for i, r in enumerate(rows) if i != k]
+        f = fit_power([r["dyn_j"] for r in some], [r["proc_s"] for r in some], [r["paper"][0] * 1e-3 for r in some])
+        out.append(f.power_w(rows[k]["dyn_j"], rows[k]["proc_s"]))
+    return out
 
 
 def _ratio(a: float, b: float) -> float:
@@ -321,6 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     at_fit = abs(static - hw.static_power_w) <= 0.002 and abs(scale - 1) <= 0.01
     print("the tier is the fit's fixed point" if at_fit else
           "the tier is NOT at the fit (changed since its calibration?): --refit costs VGG-16 on the fitted tier")
+    loo = [_ratio(w * 1e3, r["paper"][0]) for w, r in zip(held_out(alex), alex)]
+    print(f"power, each layer held out of the fit (fitted on the other {len(alex) - 1}): "
+          f"{sum(abs(x - 1) <= TARGETS['power'] for x in loo)}/{len(loo)} layers within {TARGETS['power']:.0%} "
+          f"(ratios {', '.join(r['layer'] + f' {x:.2f}' for r, x in zip(alex, loo))})")
     print(f"costed and fitted in {dt:.2f} s")
     if args.refit:
         hw = hw.with_energy_scale(scale, static)

@@ -119,6 +119,40 @@ def test_row_stationary_small_conv_on_a_3x4_array():
     assert free.latency_s <= c.latency_s * (1 + REL)
 
 
+def test_psums_received_take_the_shared_adder():
+    """A PE whose one adder takes both its products and the partial sums it receives [E17, Fig.
+    12] (``psum_cycles``) spends that many cycles on each psum beside its MACs.  The 3 x 4
+    array of the small conv above: each PE runs 3 taps x 4 outputs = 12 MACs and adds in the
+    psum of the PE below it once per output: 12 + 4 x 1 = 16 cycles (2 cycles each: 20).  A
+    PE that holds the whole reduction (one PE, a 3 x 3 filter on a 3 x 3 image: one output of
+    9 MACs) receives nothing: 9 cycles whatever the adder."""
+    w = conv2d(1, 1, 6, 6, 1, 3)
+    for k, cycles in ((0, 12), (1, 16), (2, 20)):
+        c = cost_op(w, toy(pes=12, rows=3, cols=4, dataflow="row_stationary", bw=1e13, psum_cycles=k))
+        assert dict(c.mapping.spatial) == {"R": 3, "P": 4} and c.compute_cycles == cycles, k
+        assert close(c.latency_s, cycles / 1e9)  # compute bound
+    one = conv2d(1, 1, 3, 3, 1, 3)
+    assert [cost_op(one, toy(bw=1e13, psum_cycles=k)).compute_cycles for k in (0, 3)] == [9, 9]
+    with pytest.raises(HardwareError, match="psum_cycles must be a finite non-negative"):
+        toy(psum_cycles=-1)
+    hw = toy(pes=12, rows=3, cols=4, dataflow="row_stationary", psum_cycles=2.0)
+    assert hw.as_dict()["psum_cycles"] == 2.0 and hardware_from_dict(hw.as_dict()) == hw
+    assert "psum_cycles" not in toy().as_dict()
+
+
+@HYP
+@given(w=st.sampled_from([conv2d(1, 4, 8, 8, 8, 3, padding=1), conv2d(2, 16, 6, 6, 16, 1), linear(4, 32, 16)]),
+       k=st.integers(1, 3), objective=st.sampled_from(["latency", "energy"]))
+def test_a_shared_adder_never_speeds_an_op_up(w, k, objective):
+    """Cycles spent adding in received psums can only add latency, and never drop below the
+    compute roofline."""
+    base = toy(pes=12, rows=3, cols=4, dataflow="row_stationary", glb=16384, pe=256)
+    free, shared = cost_op(w, base, objective), cost_op(w, replace(base, psum_cycles=float(k)), objective)
+    if objective == "latency":
+        assert shared.latency_s >= free.latency_s * (1 - REL)
+    assert shared.compute_cycles * 12 >= w.macs * (1 - REL)
+
+
 def test_row_stationary_sets_side_by_side_and_over_two_dims():
     """The chip's own AlexNet mappings [JSSC 2017, Table III] place PE sets two ways: CONV1 puts
     two 11 x 7 sets (two filters) side by side across the 14 columns, CONV4 and 5 stack four
@@ -135,6 +169,22 @@ def test_row_stationary_sets_side_by_side_and_over_two_dims():
     c = cost_op(conv2d(1, 2, 4, 4, 2, 3), toy(pes=24, rows=12, cols=2, dataflow="row_stationary", bw=1e13))
     assert c.macs == 144 and dict(c.mapping.spatial) == {"K": 2, "C": 2, "R": 3, "P": 2}
     assert c.active_pes == 24 and c.compute_cycles == 6
+
+
+def test_row_stationary_set_wider_than_the_columns_folds():
+    """[E17, Table III]: AlexNet CONV2's 5 x 27 set on the 12 x 14 array is folded, 5 x 14 above
+    5 x 13 (135 PEs).  Small version, by hand: a 9 x 9 image, one 3 x 3 filter: 7 x 7 outputs,
+    441 MACs.  On 6 x 4 PEs the whole set (R3 x P7) folds onto two bands of 3 rows, 4 + 3
+    columns: 21 PEs, each 3 taps x Q7 = 21 MACs, 21 cycles; without the fold the array could
+    unroll P by at most 4 (two trips of P: 42 cycles at best)."""
+    w = conv2d(1, 1, 9, 9, 1, 3)
+    hw = toy(pes=24, rows=6, cols=4, dataflow="row_stationary", bw=1e13)  # compute bound
+    c = cost_op(w, hw)
+    assert c.macs == 441 and dict(c.mapping.spatial) == {"R": 3, "P": 7}
+    assert c.active_pes == 21 and c.compute_cycles == 21
+    # a band of rows too few to take the fold: 3 x 4 PEs (P at most 4, 2 trips of P)
+    c = cost_op(w, toy(pes=12, rows=3, cols=4, dataflow="row_stationary", bw=1e13))
+    assert dict(c.mapping.spatial)["P"] <= 4 and c.compute_cycles >= 42
 
 
 def test_row_stationary_ifmap_window_slides_along_the_row():
@@ -640,6 +690,33 @@ def test_minimize_latency_and_area_trades_pes_and_buffers(tmp_path):
     assert fastest.values["Chip.pes"] == 256 and len(glb | pes) >= 3
 
 
+def test_psum_cycles_in_the_language(tmp_path):
+    """``psum_cycles`` is a whole number of cycles, 0 (an adder of the PE's own, the default) or
+    more; a gene may range over it, 0 included, and each value reaches the cost model: the
+    shared adder's cycles make the costed network slower, never faster."""
+    import evo
+    from evo.cost import as_hardware
+    from evo.evolve import Gene, Space, exhaustive
+    from evo.evolve.driver import evaluator
+
+    text = (CODESIGN.replace("    pes = 64\n", "    rows = 8\n    cols = 8\n    dataflow = row_stationary\n"
+                             "    psum_cycles = 0\n")
+            .replace("    gene Chip.pes in [16, 64, 256]\n", "    gene Chip.psum_cycles in [0, 1, 2]\n")
+            .replace("    gene Chip.global.size in [4 KiB, 16 KiB, 64 KiB]\n    gene Chip.pe.size in [64 B, 256 B]\n", "")
+            .replace("minimize latency, area", "minimize latency"))
+    f = tmp_path / "adder.evo"
+    f.write_text(text, encoding="utf-8")
+    prog = evo.compile_file(f)
+    assert as_hardware(prog.hardware["Chip"]).psum_cycles == 0
+    ev = evaluator(prog, "S")
+    spec = prog.evolves["S"]
+    res = exhaustive(Space([Gene(g.name, ev.domains[g.name]) for g in spec.genes]), ev, spec.objectives,
+                     spec.constraints)
+    lat = {p.values["Chip.psum_cycles"]: p.metrics["latency"] for p in res.evaluated}
+    assert set(lat) == {0, 1, 2} and lat[0] < lat[1] < lat[2]
+    assert [p.values["Chip.psum_cycles"] for p in res.front] == [0]
+
+
 def test_evoc_cost_calibrate(tmp_path, capsys):
     import json
     from pathlib import Path
@@ -686,7 +763,9 @@ def test_eyeriss_example_tier_is_the_chip_as_published():
                                                                                               8 * 200e6)
     assert hw.offchip.bandwidth_bps == 8 * 60e6  # 64-bit link at 60 MHz in the measurements
     # clock network and control, calibrated on AlexNet (Table V) [C]: within the paper's bound, >= 45 % of 278 mW
-    assert close(hw.static_power_w, 0.1745) and hw.static_power_w >= 0.45 * 0.278
+    assert close(hw.static_power_w, 0.1708) and hw.static_power_w >= 0.45 * 0.278
+    # [E17] Fig. 12: the PE's one adder takes the psums it receives, a cycle each [P]
+    assert hw.psum_cycles == 1
     # the [E16] ratios on the calibrated unit: DRAM 200x, GLB 6x, spad 1x a 16-bit MAC
     unit = hw.mac_energy_j
     assert (close(hw.offchip.energy_per_byte_j * 2, 200 * unit) and close(hw.glb.energy_per_byte_j * 2, 6 * unit)
@@ -801,13 +880,24 @@ def test_eyeriss_calibration_is_the_least_squares_fixed_point_on_alexnet():
     # not knife-edge: fitted on any four AlexNet layers, the fifth is within 20 % and so is every
     # VGG-16 layer's power at the chip's mapping
     vgg = bench.model(hw, None, "energy", chip=True)
+    held = bench.held_out(rows)
     for k in range(len(rows)):
         some = [r for i, r in enumerate(rows) if i != k]
         f = fit_power([r["dyn_j"] for r in some], [r["proc_s"] for r in some], [r["paper"][0] / 1e3 for r in some])
+        assert close(held[k], f.power_w(rows[k]["dyn_j"], rows[k]["proc_s"]))
         for r in [rows[k]] + vgg:
             assert abs(f.power_w(r["dyn_j"], r["proc_s"]) * 1e3 / r["paper"][0] - 1) <= 0.20, (k, r["layer"])
+    # the calibration set is a second published per-layer table (Table V) the model meets at the
+    # chip's mapping: latency within 15 % (the psums each PE adds in take its adder [P]: without
+    # them CONV1 and 2 run 16 % fast) and DRAM within 25 % in every layer; power is fitted here,
+    # so its test is the held-out prediction above
+    for r in rows:
+        assert abs(r["proc_s"] * 1e3 / r["paper"][2] - 1) <= 0.15, r["layer"]
+        assert abs(r["dram_b"] / 1e6 / r["paper"][6] - 1) <= 0.25, r["layer"]
+    fast = bench.alexnet(replace(hw, psum_cycles=0.0))
+    assert all(r["proc_s"] * 1e3 / r["paper"][2] < 0.85 for r in fast[:2])
     # the chip's AlexNet mapping is the model's: its PE sets as Table III places them
-    assert [r["active"] for r in rows] == [154, 140, 156, 156, 156]  # CONV2: e = 27 folded by the chip (135)
+    assert [r["active"] for r in rows] == [154, 135, 156, 156, 156]  # CONV2: the 5 x 27 set folded
     assert "K2 x P7 x R11" in rows[0]["mapping"] and "K2 x C2 x P13 x R3" in rows[3]["mapping"]
 
 

@@ -31,6 +31,8 @@ TOP_ATTRS: dict[str, tuple[tuple[str, ...], bool, Any, str]] = {
     "operand_energy": ((U.ENERGY_PER_SIZE,), False, None, "energy per byte of a MAC's operand accesses"),
     "pe_area": ((U.AREA,), False, None, "area of one PE's MAC datapath and control"),
     "static_power": ((U.POWER,), False, 0.0, "static (leakage and clock) power"),
+    "psum_cycles": ((U.COUNT,), False, 0, "cycles a PE's adder takes for each partial sum it receives, when the "
+                    "MAC shares it (0, the default: an adder of its own)"),
 }
 # non-numeric tier attributes: name -> (description, default)
 TOP_WORDS: dict[str, tuple[str, Any]] = {
@@ -53,6 +55,7 @@ LEVEL_ATTRS: dict[str, tuple[tuple[str, ...], str]] = {
                         "from the PE array on buses of their own (within the total bandwidth)"),
 }
 LEVEL_WORDS = ("holds",)
+ZERO_ALLOWED = ("psum_cycles",)  # tier attributes for which 0 means something (an adder of its own)
 # The values a tier may have, in base units (Hz, count, bytes, J, bytes/s, J/byte): wide
 # enough for any real or imagined accelerator, narrow enough that the cost model's
 # arithmetic stays finite and exact (no infinities, no denormals, no overflow).  Other
@@ -63,6 +66,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "rows": (1, 1e6, "1 to 1,000,000"),
     "cols": (1, 1e6, "1 to 1,000,000"),
     "macs_per_pe": (1, 1e6, "1 to 1,000,000"),
+    "psum_cycles": (0, 1e3, "0 to 1,000"),
     "word": (1 / 8, 128.0, "1 bit to 1024 bit"),
     "mac_energy": (1e-18, 1e-3, "1e-6 pJ to 1 mJ"),
     "operand_energy": (1e-18, 1e-3, "1e-6 pJ/B to 1 mJ/B"),
@@ -131,6 +135,7 @@ class HardwareSpec:
     compression: bool = False
     pe_area: float | None = None         # m^2; None: the cost model's default
     static_power: float = 0.0            # W
+    psum_cycles: int = 0                 # cycles per partial sum a PE receives (0: an adder of its own)
 
     def level(self, kind: str) -> LevelSpec:
         for lv in self.levels:
@@ -148,7 +153,7 @@ class HardwareSpec:
             return {"frequency": self.frequency, "pes": self.pes, "macs_per_pe": self.macs_per_pe,
                     "word": self.word_bits / 8, "mac_energy": self.mac_energy, "rows": self.rows,
                     "cols": self.cols, "operand_energy": self.operand_energy, "pe_area": self.pe_area,
-                    "static_power": self.static_power}[path[0]]
+                    "static_power": self.static_power, "psum_cycles": self.psum_cycles}[path[0]]
         lv = self.level(path[0])
         if path[1].endswith("_size"):
             return dict(lv.split).get(path[1][:-5])
@@ -159,7 +164,7 @@ class HardwareSpec:
             key = {"word": "word_bits"}.get(path[0], path[0])
             if key == "word_bits":
                 value = value * 8
-            if key in ("pes", "macs_per_pe"):
+            if key in ("pes", "macs_per_pe", "psum_cycles"):
                 value = int(value)
             return replace(self, **{key: value})
         levels = tuple(replace(lv, **{path[1]: value}) if lv.kind == path[0] else lv for lv in self.levels)
@@ -187,7 +192,8 @@ class HardwareSpec:
         for key, attr, default in (("rows", "rows", None), ("cols", "cols", None), ("dataflow", "dataflow", "any"),
                                    ("operand_energy_j", "operand_energy", None), ("zero_gating", "zero_gating", False),
                                    ("zero_skipping", "zero_skipping", False), ("compression", "compression", False),
-                                   ("pe_area_m2", "pe_area", None), ("static_power_w", "static_power", 0.0)):
+                                   ("pe_area_m2", "pe_area", None), ("static_power_w", "static_power", 0.0),
+                                   ("psum_cycles", "psum_cycles", 0)):
             v = getattr(self, attr)
             if v != default:
                 out[key] = v
@@ -356,8 +362,9 @@ class HardwareChecker:
             if q is None:
                 continue
             val = q.value if isinstance(q, U.Quantity) else q
-            if val <= 0:
-                self.col.error(C.VALUE_MUST_BE_POSITIVE, f"'{key}' must be positive, got {q}", item.value.span)
+            if val < 0 or (val == 0 and key not in ZERO_ALLOWED):
+                self.col.error(C.VALUE_MUST_BE_POSITIVE, f"'{key}' must be {'0 or more' if key in ZERO_ALLOWED else 'positive'}, "
+                               f"got {q}", item.value.span)
                 continue
             why = out_of_range(key, val)
             if why:
@@ -489,7 +496,8 @@ class HardwareChecker:
                             rows=top.get("rows"), cols=top.get("cols"), dataflow=words["dataflow"],
                             operand_energy=top.get("operand_energy"), zero_gating=words["zero_gating"],
                             zero_skipping=words["zero_skipping"], compression=words["compression"],
-                            pe_area=top.get("pe_area"), static_power=float(top.get("static_power", 0.0)))
+                            pe_area=top.get("pe_area"), static_power=float(top.get("static_power", 0.0)),
+                            psum_cycles=int(top.get("psum_cycles", 0)))
 
     def word_attr(self, key: str, v: Any, item: A.HwAttr, kind: str | None = None) -> Any:
         """A non-numeric attribute: a dataflow name, a flag, or the list of operands a level holds."""

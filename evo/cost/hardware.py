@@ -193,6 +193,7 @@ class Hardware(_CachedHash):
     compression: bool = False            # activations cross off-chip run-length coded
     pe_area_m2: float | None = None      # MAC datapath + control per PE; None: MAC_AREA_16BIT x (word/16)^2
     static_power_w: float = 0.0          # leakage and clock power, drawn whatever the op
+    psum_cycles: float = 0.0             # cycles a PE's adder takes per partial sum it receives (0: own adder)
 
     __hash__ = _CachedHash.__hash__
     __getstate__ = _CachedHash.__getstate__
@@ -217,9 +218,9 @@ class Hardware(_CachedHash):
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
                                   or v < 0):
                 raise HardwareError(f"{what} must be a non-negative number, got {v!r}")
-        v = self.static_power_w
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise HardwareError(f"static power must be a finite non-negative number, got {v!r}")
+        for what, v in (("static power", self.static_power_w), ("psum_cycles", self.psum_cycles)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise HardwareError(f"{what} must be a finite non-negative number, got {v!r}")
         for what in ("pes", "macs_per_pe"):
             v = getattr(self, what)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -319,7 +320,8 @@ class Hardware(_CachedHash):
 
 
 _EXTRA_DEFAULTS = {"rows": None, "cols": None, "dataflow": "any", "operand_energy_j": None, "zero_gating": False,
-                   "zero_skipping": False, "compression": False, "pe_area_m2": None, "static_power_w": 0.0}
+                   "zero_skipping": False, "compression": False, "pe_area_m2": None, "static_power_w": 0.0,
+                   "psum_cycles": 0.0}
 
 _TOP_ALIASES = {
     "frequency": ("frequency_hz", "frequency"),
@@ -416,8 +418,9 @@ def _extras(d: Mapping[str, Any]) -> dict:
     for key in ("operand_energy_j", "pe_area_m2"):
         if d.get(key) is not None:
             out[key] = _num(d[key], key)
-    if d.get("static_power_w") is not None:
-        out["static_power_w"] = _num(d["static_power_w"], "static_power")
+    for key, what in (("static_power_w", "static_power"), ("psum_cycles", "psum_cycles")):
+        if d.get(key) is not None:
+            out[key] = _num(d[key], what)
     for key in ("zero_gating", "zero_skipping", "compression"):
         if d.get(key) is not None:
             out[key] = bool(d[key])

@@ -707,7 +707,7 @@ def _pe_view(hw: Hardware, pes: int) -> Hardware:
                 read_bandwidth_bps=hw.glb.read_bandwidth_bps, write_bandwidth_bps=hw.glb.write_bandwidth_bps)
     return Hardware("", hw.frequency_hz, pes, hw.macs_per_pe, hw.word_bits, 0.0,
                     Level("offchip", "", None, 1.0, hw.offchip.energy_per_byte_j), glb, replace(hw.pe, name=""),
-                    rows=hw.rows, cols=hw.cols, dataflow=hw.dataflow)
+                    rows=hw.rows, cols=hw.cols, dataflow=hw.dataflow, psum_cycles=hw.psum_cycles)
 
 
 _PE_CACHE: dict = {}
@@ -1029,7 +1029,8 @@ def _rs_candidates(ctx: _Ctx, hw: Hardware) -> np.ndarray:
     columns, and copies of the set over up to two other dims (filters, channels, images,
     groups) fill the array, stacked down the rows or side by side across the columns (the
     chip's own AlexNet mappings [E17, Table III] put two 11 x 7 sets side by side in CONV1
-    and four 3 x 13 sets, two channels by two filters, down the rows in CONV4 and 5)."""
+    and four 3 x 13 sets, two channels by two filters, down the rows in CONV4 and 5); a set
+    wider than the columns folds onto further rows (CONV2's 5 x 27)."""
     idx = ctx.idx
     return _rs_rows(tuple(int(v) for v in ctx.D), idx["R"], idx["P"],
                     tuple(idx[d] for d in ("N", "G", "K", "C")), hw.rows, hw.cols)
@@ -1041,12 +1042,15 @@ def _rs_rows(D: tuple, r_i: int, p_i: int, copy_dims: tuple, rows: int, cols: in
     them), rows in lexicographic order, each once.  Read-only."""
     nd = len(D)
     r_vals = [v for v in (1,) + _spatial_values(D[r_i]) if v <= rows]
-    p_vals = [v for v in (1,) + _spatial_values(D[p_i]) if v <= cols]
+    p_all = (1,) + _spatial_values(D[p_i])
     copy = [(i, _spatial_values(D[i])) for i in copy_dims if D[i] > 1]
     out = set()
     for sr in r_vals:
-        for sp in p_vals:
-            down, across = rows // sr, cols // sp  # set copies the array has room for each way
+        # a set wider than the columns folds: its output rows wrap onto further bands of sr rows
+        # [E17, Table III: AlexNet CONV2's 5 x 27 set as 5 x 14 above 5 x 13]
+        for sp in (v for v in p_all if sr * -(-v // cols) <= rows):
+            fold = -(-sp // cols)
+            down, across = rows // (sr * fold), cols // min(sp, cols)  # set copies each way
             base = [1] * nd
             base[r_i], base[p_i] = sr, sp
             out.add(tuple(base))
@@ -1157,13 +1161,31 @@ def _pe_prep(ctx: _Ctx, hw: Hardware, sp: np.ndarray, ptiles: np.ndarray, skip: 
     Tpt = np.ceil(Df[:, None] / pT)  # trip counts over PE tiles
     st = np.minimum(sT.astype(np.float64), Tpt)
     work = np.repeat(np.prod(share, axis=1).astype(np.float64), Pn)
-    cycles = np.ceil(work * nest.ops_per_point * (1.0 - skip) / hw.macs_per_pe)
+    cycles = work * nest.ops_per_point * (1.0 - skip) / hw.macs_per_pe
+    if hw.psum_cycles:
+        cycles = cycles + hw.psum_cycles * _psums_received(ctx, pT, sT, work)
+    cycles = np.ceil(cycles)
     return {"M": M, "p": p, "T": Tt.T, "active": np.prod(st, axis=0),
             "cycles": cycles, "tc": cycles / hw.frequency_hz,
             "Tcols": list(Tt), "Tpcols": list(Tpt), "scols": list(st), "big": [_bigness(c) for c in Tt],
             "dsum_a": {t.name: _footprint(ctx, t, a, 0) for t in nest.tensors},
             "dsum_p": {t.name: _footprint(ctx, t, p, 0) for t in nest.tensors},
             "slide": _sliding_sums(ctx, hw, a, p), "s_eff": st.T, "D": D}
+
+
+def _psums_received(ctx: _Ctx, pT: np.ndarray, sT: np.ndarray, work: np.ndarray) -> np.ndarray:
+    """Partial sums each PE adds in (from a neighbour over a reduction dim the array unrolls,
+    or back from the buffer when a PE tile leaves part of the reduction to later tiles): one
+    per output point of each PE tile, its share's points over the tile's reduction extent;
+    none where the PE's tiles hold the whole reduction and the array unrolls none of it.
+    `pT`, `sT`: the per-PE tiles and spatial factors, dim-major (nd x M)."""
+    out_t = next(t for t in ctx.nest.tensors if t.role == "output")
+    red = ~ctx.rel_mask[out_t.name]
+    if not red.any():
+        return np.zeros_like(work)
+    p_red = np.prod(pT[red].astype(np.float64), axis=0)
+    arrive = (np.prod(sT[red], axis=0) > 1) | (p_red < float(np.prod(ctx.D[red])))
+    return np.where(arrive, work / p_red, 0.0)
 
 
 _SLIDE = "Q"  # a row-stationary PE slides its ifmap window along the ofmap row [E16]

@@ -139,7 +139,9 @@ def format_table(net: NetworkCost, fps: float | None = None, title: str | None =
               f"({fmt_count(hw.peak_macs_per_s)}/s peak), {hw.word_bits:g}-bit words; "
               f"{hw.offchip.name} {fmt_bytes(hw.offchip.bandwidth_bps)}/s, "
               f"{hw.glb.name} {fmt_bytes(hw.glb.size_bytes)}{_port(hw.glb)}, {hw.pe.name} {fmt_bytes(hw.pe.size_bytes)}/PE"
-              + (f"; {hw.dataflow.replace('_', '-')} dataflow" if hw.dataflow != "any" else "")),
+              + (f"; {hw.dataflow.replace('_', '-')} dataflow" if hw.dataflow != "any" else "")
+              + (f"; {hw.psum_cycles:g} cycle{'s' if hw.psum_cycles != 1 else ''} per partial sum received"
+                 if hw.psum_cycles else "")),
              (f"energy: off-chip {fmt_energy(e.offchip)}, global {fmt_energy(e.glb)}, PE {fmt_energy(e.pe)}, "
               f"MAC {fmt_energy(e.mac)}" + (f", static {fmt_energy(e.static)}" if e.static else "")),
              (f"area: {fmt_area(hw.area_m2)} (PE logic {fmt_area(hw.area_breakdown['pe_logic'])}, PE memory "
