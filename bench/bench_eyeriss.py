@@ -13,10 +13,11 @@ The tier is `EyerissJSSC` of examples/eyeriss.evo, compiled by evo: the chip's p
 array (12 x 14), clock, word, buffers (the 100 kB of the global buffer that hold ifmaps
 and psums, spads of 224 / 12 / 24 words), the buffer's port (reads on the 64-bit psum GIN
 and the 16-bit ifmap GIN, writes on the 64-bit GON), the 60 MHz link, dataflow (row
-stationary), zero gating, compression, and its static power and energy unit calibrated on
-the chip's AlexNet measurements (below); no parameter of the tier is fitted to the VGG-16
-table.  Each layer is costed on its own (the chip
-runs layer by layer), objective energy by default: the chip's mapping parameters are
+stationary, a set wider than the columns folded), the PE's one adder shared by its MACs and
+the psums it receives (Fig. 12: ``psum_cycles = 1``), zero gating, compression, and its
+static power and energy unit calibrated on the chip's AlexNet measurements (below); no
+parameter of the tier is fitted to the VGG-16 table.  Each layer is costed on its own (the
+chip runs layer by layer), objective energy by default: the chip's mapping parameters are
 chosen by an optimisation of energy over the memory hierarchy [JSSC 2017, section IV-A],
 and the static power drawn over the latency is part of the energy the search minimises.
 
