@@ -45,8 +45,9 @@ least-squares fit of the chip's measured power on AlexNet (JSSC 2017 Table V, ba
 the chip's own AlexNet mapping (Table III: m n e p q r t of every layer), and the tier in
 examples/eyeriss.evo carries them.  The bench costs the AlexNet layers first, prints them
 beside Table V and fits again: the tier is the fit's fixed point, so the fit returns its
-own figures (``--refit`` costs VGG-16 on the fitted tier, for a tier someone changed).
-No VGG-16 figure enters the calibration.
+own figures (``--refit`` costs VGG-16 on the fitted tier, for a tier someone changed),
+and it predicts each AlexNet layer's power from the fit on the other four (``held_out``:
+a test on layers the fit did not see).  No VGG-16 figure enters the calibration.
 
 Activations carry, by default, the zero fractions the chip measured in each layer's
 ifmaps (Table VI, "Zeros in Ifmaps": 24.8-88.5 % after the image); they gate MACs and
