@@ -133,6 +133,14 @@ def test_psums_received_take_the_shared_adder():
         assert close(c.latency_s, cycles / 1e9)  # compute bound
     one = conv2d(1, 1, 3, 3, 1, 3)
     assert [cost_op(one, toy(bw=1e13, psum_cycles=k)).compute_cycles for k in (0, 3)] == [9, 9]
+    # psums back from the buffer: a 1 x 1 conv over 4 channels on a 1 x 4 array (P4 across),
+    # each PE 4 outputs x 4 channels = 16 MACs.  One pass over all channels receives nothing
+    # (16 cycles); passes of 2 channels add in each output's psum once, in the second pass
+    # (16 + 4 = 20); of 1 channel, in passes 2 to 4 (16 + 3 x 4 = 28).
+    w1 = conv2d(1, 4, 4, 4, 1, 1)
+    hw1 = toy(pes=4, rows=1, cols=4, dataflow="row_stationary", bw=1e13, psum_cycles=1)
+    got = [cost_op(w1, hw1, constraints=MappingConstraints.of(glb_tile={"C": qr})).compute_cycles for qr in (4, 2, 1)]
+    assert got == [16, 20, 28]
     with pytest.raises(HardwareError, match="psum_cycles must be a finite non-negative"):
         toy(psum_cycles=-1)
     hw = toy(pes=12, rows=3, cols=4, dataflow="row_stationary", psum_cycles=2.0)

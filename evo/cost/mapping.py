@@ -1139,11 +1139,13 @@ def _pe_side(ctx: _Ctx, hw: Hardware, skip: float = 0.0, ratios: tuple = (1.0, 1
             np.concatenate(off_l), np.tile(need, len(orders)))
 
 
-def _pe_prep(ctx: _Ctx, hw: Hardware, sp: np.ndarray, ptiles: np.ndarray, skip: float = 0.0) -> dict:
+def _pe_prep(ctx: _Ctx, hw: Hardware, sp: np.ndarray, ptiles: np.ndarray, skip: float = 0.0,
+             passes: int = 1) -> dict:
     """Order-independent arrays for the PE-half candidates ``sp x ptiles`` (every row of
     spatial factors `sp` with every per-PE tile of `ptiles`, spatial-major): effective
     tiles, trip counts, compute, per-tensor footprint sums.  `skip`: the fraction of
-    iteration points whose cycle is skipped (zero input activations).  What depends on
+    iteration points whose cycle is skipped (zero input activations).  `passes`: where `ctx`
+    is one GLB tile, the GLB tiles over the op's reduction (its psums return between them).  What depends on
     the spatial factors alone is computed once per row of `sp`; trip counts are exact
     ceilings in floating point (extents stay far below 2**53)."""
     nest, D = ctx.nest, ctx.D
@@ -1163,7 +1165,7 @@ def _pe_prep(ctx: _Ctx, hw: Hardware, sp: np.ndarray, ptiles: np.ndarray, skip: 
     work = np.repeat(np.prod(share, axis=1).astype(np.float64), Pn)
     cycles = work * nest.ops_per_point * (1.0 - skip) / hw.macs_per_pe
     if hw.psum_cycles:
-        cycles = cycles + hw.psum_cycles * _psums_received(ctx, pT, sT, work)
+        cycles = cycles + hw.psum_cycles * _psums_received(ctx, pT, sT, work, passes)
     cycles = np.ceil(cycles)
     return {"M": M, "p": p, "T": Tt.T, "active": np.prod(st, axis=0),
             "cycles": cycles, "tc": cycles / hw.frequency_hz,
@@ -1173,19 +1175,20 @@ def _pe_prep(ctx: _Ctx, hw: Hardware, sp: np.ndarray, ptiles: np.ndarray, skip: 
             "slide": _sliding_sums(ctx, hw, a, p), "s_eff": st.T, "D": D}
 
 
-def _psums_received(ctx: _Ctx, pT: np.ndarray, sT: np.ndarray, work: np.ndarray) -> np.ndarray:
+def _psums_received(ctx: _Ctx, pT: np.ndarray, sT: np.ndarray, work: np.ndarray, passes: int = 1) -> np.ndarray:
     """Partial sums each PE adds in (from a neighbour over a reduction dim the array unrolls,
     or back from the buffer when a PE tile leaves part of the reduction to later tiles): one
-    per output point of each PE tile, its share's points over the tile's reduction extent;
-    none where the PE's tiles hold the whole reduction and the array unrolls none of it.
+    per output point of each PE tile, its share's points over the tile's reduction extent.
+    Where the PE's tiles hold the whole reduction of `ctx` and the array unrolls none of it,
+    only the psums of earlier GLB tiles come back, in all but the first of `passes`.
     `pT`, `sT`: the per-PE tiles and spatial factors, dim-major (nd x M)."""
     out_t = next(t for t in ctx.nest.tensors if t.role == "output")
     red = ~ctx.rel_mask[out_t.name]
     if not red.any():
         return np.zeros_like(work)
     p_red = np.prod(pT[red].astype(np.float64), axis=0)
-    arrive = (np.prod(sT[red], axis=0) > 1) | (p_red < float(np.prod(ctx.D[red])))
-    return np.where(arrive, work / p_red, 0.0)
+    every = (np.prod(sT[red], axis=0) > 1) | (p_red < float(np.prod(ctx.D[red])))
+    return work / p_red * np.where(every, 1.0, (passes - 1) / passes)
 
 
 _SLIDE = "Q"  # a row-stationary PE slides its ifmap window along the ofmap row [E16]
@@ -1405,7 +1408,9 @@ def _pe_in_tile(nest: Nest, hw: Hardware, word: float, skip: float, ratios: tupl
     else:
         classes = [(full if ext == t else _Ctx(_sub_nest(nest, ext), word), n)
                    for ext, n in _tile_classes(np.array(nest.sizes), np.array(t))]
-        preps = [(_pe_prep(c, hw, sp, ptiles, skip), c, n) for c, n in classes]
+        out_t = next(x for x in nest.tensors if x.role == "output")
+        passes = math.prod(-(-d // min(e, d)) for n, d, e in zip(nest.names, nest.sizes, t) if n not in out_t.rel)
+        preps = [(_pe_prep(c, hw, sp, ptiles, skip, passes), c, n) for c, n in classes]
         keys = ("tc", "t_glb", "t_pe", "en", "off") + (("t_tot", "t_rd", "t_wr") if hw.glb.split_port else ())
         acc = {k: [] for k in keys + ("active",)}
         for order in orders:
@@ -1433,7 +1438,8 @@ def _pe_in_tile(nest: Nest, hw: Hardware, word: float, skip: float, ratios: tupl
             recv = cycles = 0.0
             lm = spatial = None
             for c, n in classes:
-                r = _pe_eval(c, hw, _pe_prep(c, hw, sp[si:si + 1], ptiles[pi:pi + 1], skip), order, False, ratios)
+                r = _pe_eval(c, hw, _pe_prep(c, hw, sp[si:si + 1], ptiles[pi:pi + 1], skip, passes), order, False,
+                             ratios)
                 for k in _ROLES5:
                     roles[k] += float(r["roles"][k][0]) * n
                     off[k] += float(r["off_roles"][k][0]) * n
