@@ -31,8 +31,7 @@ TOP_ATTRS: dict[str, tuple[tuple[str, ...], bool, Any, str]] = {
     "operand_energy": ((U.ENERGY_PER_SIZE,), False, None, "energy per byte of a MAC's operand accesses"),
     "pe_area": ((U.AREA,), False, None, "area of one PE's MAC datapath and control"),
     "static_power": ((U.POWER,), False, 0.0, "static (leakage and clock) power"),
-    "psum_cycles": ((U.COUNT,), False, 0, "cycles a PE's adder takes for each partial sum it receives, when the "
-                    "MAC shares it (0, the default: an adder of its own)"),
+    "psum_cycles": ((U.COUNT,), False, 0, "number of cycles a PE's shared adder takes per partial sum it receives"),
 }
 # non-numeric tier attributes: name -> (description, default)
 TOP_WORDS: dict[str, tuple[str, Any]] = {
