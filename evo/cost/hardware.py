@@ -170,6 +170,16 @@ class Level(_CachedHash):
         """Reads and writes have limits of their own (on top of the total bandwidth)."""
         return self.read_bandwidth_bps is not None or self.write_bandwidth_bps is not None
 
+    @property
+    def read_port_bps(self) -> float:
+        """The bandwidth the port's reads may use: their own limit, else the total."""
+        return self.read_bandwidth_bps or self.bandwidth_bps
+
+    @property
+    def write_port_bps(self) -> float:
+        """The bandwidth the port's writes may use: their own limit, else the total."""
+        return self.write_bandwidth_bps or self.bandwidth_bps
+
 
 @dataclass(frozen=True)
 class Hardware(_CachedHash):

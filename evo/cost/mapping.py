@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
 
@@ -129,6 +130,16 @@ class Nest:
     @cached_property
     def points(self) -> int:
         return math.prod(self.sizes)
+
+    @cached_property
+    def output(self) -> TensorSpec:
+        return next(t for t in self.tensors if t.role == "output")
+
+    def reduction_passes(self, tile: Sequence[int]) -> int:
+        """How many tiles of extents `tile` cover the output's reduction dims (the dims it does not
+        depend on): the partial sums of each output value leave and come back between them."""
+        rel = self.output.rel
+        return math.prod(-(-d // max(1, min(e, d))) for n, d, e in zip(self.names, self.sizes, tile) if n not in rel)
 
 
 def nest_for(w: Workload) -> Nest:
@@ -1182,8 +1193,7 @@ def _psums_received(ctx: _Ctx, pT: np.ndarray, sT: np.ndarray, work: np.ndarray,
     Where the PE's tiles hold the whole reduction of `ctx` and the array unrolls none of it,
     only the psums of earlier GLB tiles come back, in all but the first of `passes`.
     `pT`, `sT`: the per-PE tiles and spatial factors, dim-major (nd x M)."""
-    out_t = next(t for t in ctx.nest.tensors if t.role == "output")
-    red = ~ctx.rel_mask[out_t.name]
+    red = ~ctx.rel_mask[ctx.nest.output.name]
     if not red.any():
         return np.zeros_like(work)
     p_red = np.prod(pT[red].astype(np.float64), axis=0)
@@ -1293,9 +1303,8 @@ def _pe_eval(ctx: _Ctx, hw: Hardware, prep: dict, order: tuple[int, ...], stream
     uniq_b, recv_b, off_b = uniq * word, recv * word, off * word
     t_glb = t_tot = t_rd = t_wr = uniq_b / hw.glb.bandwidth_bps
     if split:  # the port's total, its reads, its writes: the slowest
-        g = hw.glb
-        t_rd = rd * word / (g.read_bandwidth_bps or g.bandwidth_bps)
-        t_wr = wr * word / (g.write_bandwidth_bps or g.bandwidth_bps)
+        t_rd = rd * word / hw.glb.read_port_bps
+        t_wr = wr * word / hw.glb.write_port_bps
         t_glb = np.maximum(np.maximum(t_tot, t_rd), t_wr)
     t_pe = recv_b / (active * hw.pe.bandwidth_bps)
     tc = prep["tc"]
@@ -1408,8 +1417,7 @@ def _pe_in_tile(nest: Nest, hw: Hardware, word: float, skip: float, ratios: tupl
     else:
         classes = [(full if ext == t else _Ctx(_sub_nest(nest, ext), word), n)
                    for ext, n in _tile_classes(np.array(nest.sizes), np.array(t))]
-        out_t = next(x for x in nest.tensors if x.role == "output")
-        passes = math.prod(-(-d // min(e, d)) for n, d, e in zip(nest.names, nest.sizes, t) if n not in out_t.rel)
+        passes = nest.reduction_passes(t)
         preps = [(_pe_prep(c, hw, sp, ptiles, skip, passes), c, n) for c, n in classes]
         keys = ("tc", "t_glb", "t_pe", "en", "off") + (("t_tot", "t_rd", "t_wr") if hw.glb.split_port else ())
         acc = {k: [] for k in keys + ("active",)}
@@ -1468,7 +1476,7 @@ def _port_time(arr: dict, j, reload: float, glb: Level):
     if not glb.split_port:
         return arr["t_glb"][j] + reload / glb.bandwidth_bps
     return np.maximum(np.maximum(arr["t_tot"][j] + reload / glb.bandwidth_bps,
-                                 arr["t_rd"][j] + reload / (glb.read_bandwidth_bps or glb.bandwidth_bps)),
+                                 arr["t_rd"][j] + reload / glb.read_port_bps),
                       arr["t_wr"][j])
 
 
@@ -1495,7 +1503,7 @@ def _joint_search(nest: Nest, hw: Hardware, word: float, objective: str, residen
     M, n_o = tiles.shape[0], len(gorders)
     obw, gbw = hw.offchip.bandwidth_bps, hw.glb.bandwidth_bps
     e_off, e_glb, e_pe = hw.offchip.energy_per_byte_j, hw.glb.energy_per_byte_j, hw.pe.energy_per_byte_j
-    out_t = next(t for t in nest.tensors if t.role == "output")
+    out_t = nest.output
     out_held = _held(out_t, hw.glb)
     best, best_key, total = None, None, 0
     for ti in range(M):
@@ -1507,8 +1515,7 @@ def _joint_search(nest: Nest, hw: Hardware, word: float, objective: str, residen
         total += n_c * n_o
         # partial sums of an output tile revisited by further GLB tiles over its reduction
         # dims are read back into the PEs once per further visit
-        T = -(-D // np.maximum(1, np.array(t)))
-        t_irr = math.prod(int(T[i]) for i, n in enumerate(nest.names) if n not in out_t.rel)
+        t_irr = nest.reduction_passes(t)
         full_k = tiles[ti:ti + 1].copy()
         for win in out_t.windows:
             full_k[:, ctx.idx[win.k]] = D[ctx.idx[win.k]]
