@@ -72,16 +72,15 @@ def main(args) -> int:
     elif args.weights:
         raise UsageError("--weights is for --calibrate")
     constraints = _constraints(args.constraints, prog, network, batch) if args.constraints else None
+    from evo.cost import ConstraintError
+
     try:
         rep = prog.cost(network, hardware=hardware, batch=batch, objective=objective, sparsity=sparsity,
                         constraints=constraints)
-    except ValueError as e:  # a constraint on a dim the op lacks, or one nothing satisfies
+    except ConstraintError as e:  # a constraint on a dim the op lacks, or one nothing satisfies
         from evo.cli.run import safe
-        from evo.cost import ConstraintError
 
-        if constraints and (isinstance(e, ConstraintError) or str(e).startswith("mapping constraint")):
-            raise UsageError(f"--constraints {safe(args.constraints)}: {safe(e)}") from None
-        raise
+        raise UsageError(f"--constraints {safe(args.constraints)}: {safe(e)}") from None
     rep.fps_budget = fps
     if cam is not None and cam.network == network:
         g = prog.graph(network)

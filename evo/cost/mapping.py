@@ -340,19 +340,20 @@ class MappingConstraints:
         return bool(self.spatial or self.glb_tile)
 
     def check(self, nest: "Nest") -> None:
-        """A ValueError naming the dims a constraint may name, for a dim the nest lacks or
-        does not tile at the global buffer."""
+        """A :class:`ConstraintError` naming the dims a constraint may name, for a dim the nest
+        lacks or does not tile at the global buffer."""
         for what, pairs, allowed in (("spatial", self.spatial, nest.names),
                                      ("glb_tile", self.glb_tile, nest.glb_dims)):
             for d, _ in pairs:
                 if d not in allowed:
-                    raise ValueError(f"mapping constraint {what}[{d!r}]: this {nest.kind} nest's "
-                                     f"{'dims' if what == 'spatial' else 'global-buffer tiled dims'} are "
-                                     f"{', '.join(allowed)}")
+                    raise ConstraintError(f"mapping constraint {what}[{d!r}]: this {nest.kind} nest's "
+                                          f"{'dims' if what == 'spatial' else 'global-buffer tiled dims'} are "
+                                          f"{', '.join(allowed)}")
 
 
 class ConstraintError(ValueError):
-    """No mapping satisfies the caller's constraints on this tier."""
+    """The caller's mapping constraints cannot be met: they name a dim or an op that is not there
+    (or an op with no mapping), or no mapping on this tier satisfies them."""
 
 
 def _pairs(fix: tuple) -> str:

@@ -31,6 +31,7 @@ from functools import lru_cache
 from evo.cost.hardware import Hardware, as_hardware
 from evo.cost.mapping import (
     OBJECTIVES,
+    ConstraintError,
     Mapping,
     MappingConstraints,
     clear_search_cache,
@@ -222,8 +223,8 @@ def cost_op(workload: Workload, hw: Hardware, objective: str = "latency", fused_
 
     ``constraints`` (:class:`~evo.cost.mapping.MappingConstraints`) fixes parts of the mapping,
     e.g. ``MappingConstraints.of(spatial={"P": 13}, glb_tile={"C": 1})`` to cost a published
-    chip's own choice; the rest is searched.  A constraint naming a dim the op lacks is a
-    ValueError; one that no mapping satisfies, a ``ConstraintError``."""
+    chip's own choice; the rest is searched.  A constraint naming a dim the op lacks, or one
+    that no mapping satisfies, is a ``ConstraintError`` (a ValueError)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {objective!r}")
     hw = as_hardware(hw)
@@ -260,8 +261,8 @@ def _cost_cached(w: Workload, hw: Hardware, objective: str, fin: bool, fout: boo
     word = w.word_bits / 8.0
     if isinstance(w, CopyWorkload):
         if constraints:
-            raise ValueError(f"mapping constraints given for a {w.kind}: it moves data and has no mapping "
-                             "to constrain")
+            raise ConstraintError(f"mapping constraints given for a {w.kind}: it moves data and has no "
+                                  "mapping to constrain")
         return _cost_copy(w, hw, objective, fin, fout, fin_el, word, sparsity)
     nest = nest_for(w)
     notes: list[str] = []
@@ -599,8 +600,8 @@ def cost_network(ops: Iterable, hw: Hardware, objective: str = "latency", fuse: 
     cons = constraints or {}
     unknown = sorted(set(cons) - {name for name, _, _ in items})
     if unknown:
-        raise ValueError(f"mapping constraints for {', '.join(map(repr, unknown))}: no op of the network "
-                         "has that name")
+        raise ConstraintError(f"mapping constraints for {', '.join(map(repr, unknown))}: no op of the network "
+                              "has that name")
     fx = [cons.get(name) for name, _, _ in items]
     unfused = [cost_op(w, hw, objective, sparsity=sp[k], constraints=fx[k]) for k, (_, w, _) in enumerate(items)]
     cur = list(unfused)
