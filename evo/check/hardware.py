@@ -54,7 +54,6 @@ LEVEL_ATTRS: dict[str, tuple[tuple[str, ...], str]] = {
                         "from the PE array on buses of their own (within the total bandwidth)"),
 }
 LEVEL_WORDS = ("holds",)
-ZERO_ALLOWED = ("psum_cycles",)  # tier attributes for which 0 means something (an adder of its own)
 # The values a tier may have, in base units (Hz, count, bytes, J, bytes/s, J/byte): wide
 # enough for any real or imagined accelerator, narrow enough that the cost model's
 # arithmetic stays finite and exact (no infinities, no denormals, no overflow).  Other
@@ -65,7 +64,7 @@ RANGES: dict[str, tuple[float, float, str]] = {
     "rows": (1, 1e6, "1 to 1,000,000"),
     "cols": (1, 1e6, "1 to 1,000,000"),
     "macs_per_pe": (1, 1e6, "1 to 1,000,000"),
-    "psum_cycles": (0, 1e3, "0 to 1,000"),
+    "psum_cycles": (0, 1e3, "0 to 1,000"),  # 0: an adder of the PE's own
     "word": (1 / 8, 128.0, "1 bit to 1024 bit"),
     "mac_energy": (1e-18, 1e-3, "1e-6 pJ to 1 mJ"),
     "operand_energy": (1e-18, 1e-3, "1e-6 pJ/B to 1 mJ/B"),
@@ -84,6 +83,15 @@ def level_attr_excluded(kind: str, key: str) -> str | None:
                 "reads and writes")
     if kind == "offchip" and key.endswith("_size"):
         return f"the offchip level has no '{key}' (it holds every operand, unbounded or of one size)"
+    return None
+
+
+def sign_problem(key: str, value: float) -> str | None:
+    """Why `value` is too small for attribute `key` whatever its range (0 only where the range
+    starts at 0), or None."""
+    zero_ok = RANGES.get(key, GENERIC_RANGE)[0] == 0
+    if value < 0 or (value == 0 and not zero_ok):
+        return "must be 0 or more" if zero_ok else "must be positive"
     return None
 
 
@@ -361,9 +369,9 @@ class HardwareChecker:
             if q is None:
                 continue
             val = q.value if isinstance(q, U.Quantity) else q
-            if val < 0 or (val == 0 and key not in ZERO_ALLOWED):
-                self.col.error(C.VALUE_MUST_BE_POSITIVE, f"'{key}' must be {'0 or more' if key in ZERO_ALLOWED else 'positive'}, "
-                               f"got {q}", item.value.span)
+            why = sign_problem(key, val)
+            if why:
+                self.col.error(C.VALUE_MUST_BE_POSITIVE, f"'{key}' {why}, got {q}", item.value.span)
                 continue
             why = out_of_range(key, val)
             if why:

@@ -14,9 +14,9 @@ from evo.check.hardware import (
     LEVEL_KINDS,
     TOP_ATTRS,
     HardwareSpec,
-    ZERO_ALLOWED,
     level_attr_excluded,
     out_of_range,
+    sign_problem,
 )
 from evo.check.program import Program
 from evo.diagnostics import Abort, Collector, Span, did_you_mean
@@ -553,9 +553,9 @@ class SettingsChecker:
                 self.col.error(C.MISSING_UNIT, f"gene '{'.'.join(path)}' needs values with units, e.g. "
                                f"{U.EXAMPLE[dims[0]]}", g.span)
                 return None
-            if x < 0 or (x == 0 and rest[-1] not in ZERO_ALLOWED):
-                self.col.error(C.VALUE_MUST_BE_POSITIVE, f"gene '{'.'.join(path)}' values must be "
-                               f"{'0 or more' if rest[-1] in ZERO_ALLOWED else 'positive'}", g.span)
+            why = sign_problem(rest[-1], x)
+            if why:
+                self.col.error(C.VALUE_MUST_BE_POSITIVE, f"gene '{'.'.join(path)}' values {why}", g.span)
                 return None
             why = out_of_range(rest[-1], x)
             if why:
