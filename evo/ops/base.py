@@ -432,6 +432,12 @@ def norm_dim(d: int, rank_: int, arg: str) -> int:
     return d % rank_
 
 
+def slice_layout(a: dict, r: int) -> tuple:
+    """``OpDef.layout`` of an op that keeps part of one dimension, ``a["dim"]`` from ``a["start"]``
+    (narrow, subsample)."""
+    return ("resize", ((a["dim"] % r, a["start"]),))
+
+
 def numel(shape) -> int:
     return int(math.prod(shape)) if shape else 1
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from evo import codes as C
 from evo.ir.node import Op
 from evo.ops.base import (Call, Imports, NotConvertible, OpDef, OpError, ParamSpec, fmt_shape, lit, norm_dim,
-                          numel, register, tuple_lit, view_cost)
+                          numel, register, slice_layout, tuple_lit, view_cost)
 from evo.ops.gradient import RESHAPE
 
 NARROW_T = Op("narrow_grad")  # the gradient of narrow: zero-padded back to the input's size
@@ -372,7 +372,7 @@ register(OpDef(
     _narrow_shape, functional=lambda a, xs: f"{xs[0]}.narrow({lit(a['dim'])}, {lit(a['start'])}, "
                                             f"{lit(a['length'])})",
     torch="torch.narrow", doc="a slice of one dimension", affine=True, grad=_narrow_grad, cost=view_cost,
-    layout=lambda a, r: ("resize", ((a["dim"] % r, a["start"]),)),
+    layout=slice_layout,
     imports=Imports(calls=(Call(("torch.narrow", "Tensor.narrow"), ("input", "dim", "start", "length"), _narrow_call),
                            Call(("aten.slice",), ("input", "dim", "start", "end", "step"), _slice_call,
                                 {"dim": 0, "start": None, "end": None, "step": 1}))),

@@ -19,7 +19,7 @@ import math
 from evo import codes as C
 from evo.ir.node import Op
 from evo.ops.base import (Call, Imports, NotConvertible, OpDef, OpError, ParamSpec, eltwise_cost, fmt_shape, lit,
-                          norm_dim, numel, register, same_shape, tuple_lit, view_cost)
+                          norm_dim, numel, register, same_shape, slice_layout, tuple_lit, view_cost)
 
 MATMUL_T = Op("matmul_grad")        # the gradient of matmul w.r.t. one operand
 SUBSAMPLE_T = Op("subsample_grad")  # the gradient of a strided slice: scattered back into zeros
@@ -252,7 +252,7 @@ register(OpDef(
     "subsample", (ParamSpec("dim", "int"), ParamSpec("start", "int", 0, min=0), ParamSpec("step", "int", 1, min=1)),
     _subsample_shape, functional=lambda a, xs: _strided(a, xs),
     torch="x[..., start::step, ...]", doc="every step-th element of one dimension (a strided view)", affine=True,
-    grad=_subsample_grad, cost=view_cost, layout=lambda a, r: ("resize", ((a["dim"] % r, a["start"]),)),
+    grad=_subsample_grad, cost=view_cost, layout=slice_layout,
     doc_call="subsample(x, dim, start=0, step=1)",
     doc_args="`dim` int, in range, not the batch; `start` int ≥ 0 (0); `step` int ≥ 1 (1)",
     doc_shape="dimension `dim` keeps elements `start, start+step, …` (`(size − start + step − 1) // step` of "
