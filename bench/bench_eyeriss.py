@@ -129,7 +129,6 @@ def layer_zeros(zeros: float | None) -> list[tuple[float, float]]:
 
 
 ARRAY_ROWS = 12  # 4 PE sets of R = 3 filter rows down the 12 rows [JSSC 2017, section III]
-ARRAY_COLS = 14
 
 
 def chip_mapping(C: int, K: int, H: int, paper: tuple) -> tuple[int, int]:
@@ -219,9 +218,14 @@ def alexnet(hw, objective: str = "energy") -> list[dict]:
     return rows
 
 
+def _power_fit(rows: list[dict]):
+    """`evo.cost.fit_power` of the measured power over `rows`' dynamic energy and latency."""
+    return fit_power([r["dyn_j"] for r in rows], [r["proc_s"] for r in rows], [r["paper"][0] * 1e-3 for r in rows])
+
+
 def fit(rows: list[dict]) -> tuple[float, float]:
-    """(static power W, scale of the dynamic energy): `evo.cost.fit_power` over `rows`."""
-    f = fit_power([r["dyn_j"] for r in rows], [r["proc_s"] for r in rows], [r["paper"][0] * 1e-3 for r in rows])
+    """(static power W, scale of the dynamic energy): the least-squares fit over `rows`."""
+    f = _power_fit(rows)
     return f.static_power_w, f.energy_scale
 
 
@@ -244,12 +248,7 @@ def calibrate(hw, rounds: int = 5) -> tuple[float, float, list[dict]]:
 def held_out(rows: list[dict]) -> list[float]:
     """Each row's power (W) predicted by the fit on the other rows (leave one out): a test of the
     calibration on layers it did not see."""
-    out = []
-    for k in range(len(rows)):
-        some = [r for i, r in enumerate(rows) if i != k]
-        f = fit_power([r["dyn_j"] for r in some], [r["proc_s"] for r in some], [r["paper"][0] * 1e-3 for r in some])
-        out.append(f.power_w(rows[k]["dyn_j"], rows[k]["proc_s"]))
-    return out
+    return [_power_fit(rows[:k] + rows[k + 1:]).power_w(r["dyn_j"], r["proc_s"]) for k, r in enumerate(rows)]
 
 
 def _ratio(a: float, b: float) -> float:
